@@ -1,0 +1,39 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (the suite).
+# Both build .venv from the pinned requirements.lock first; nothing else needs installing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock 2>/dev/null | cut -c1-16)
+PIP_VERSION := 26.3
+
+DEMO_KWARGS := {"region": "eu-west-1", "role": "arn:aws:iam::111111111111:role/demo-sagemaker-execution", "default_bucket": "demo-artifacts-111111111111", "project_name": "demo", "pipeline_name": "demo-batch-inference", "model_name": "demo-model"}
+
+.PHONY: install test demo lint clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: run make PYTHON=python3.11 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --requirement requirements.lock
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/python -m pipelines.get_pipeline_definition \
+		--module-name pipelines.batch_inference.pipeline \
+		--kwargs '$(DEMO_KWARGS)' \
+		--file-name build/demo/pipeline-definition.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	PRE_COMMIT_HOME=$(CURDIR)/.cache/pre-commit $(BIN)/pre-commit run --all-files
+
+clean:
+	rm -rf $(VENV) build .cache .pytest_cache .ruff_cache

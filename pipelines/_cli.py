@@ -1,0 +1,108 @@
+"""What the pipeline CLIs share: loading a pipeline module and validating ``--kwargs``.
+
+Errors are ``CliError``: the CLIs print them as one line and exit with code 2, before
+anything is written or sent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+USAGE_ERROR = 2
+
+
+class CliError(Exception):
+    """A usage error: bad module, bad or incomplete ``--kwargs``."""
+
+
+def quiet_sdk_logging() -> None:
+    """Hide the SDK's build-time chatter (telemetry banner, popped job names).
+
+    The CLIs print their own summary; the SDK's INFO/WARNING lines about what it leaves out
+    of a definition are expected and only bury it.
+    """
+    for name in ("sagemaker", "sagemaker.config"):  # the SDK sets the latter to INFO if unset
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+
+
+def load_get_pipeline(module_name: str) -> Callable[..., Any]:
+    """Import ``module_name`` and return its ``get_pipeline`` function."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise CliError(
+            f"--module-name {module_name!r}: cannot import {error.name!r}; "
+            "use a dotted path such as pipelines.batch_inference.pipeline"
+        ) from None
+    quiet_sdk_logging()  # after the import: the SDK sets its loggers up while importing
+    get_pipeline = getattr(module, "get_pipeline", None)
+    if not callable(get_pipeline):
+        raise CliError(f"--module-name {module_name!r} has no get_pipeline() function")
+    return get_pipeline
+
+
+def parse_json_option(option: str, text: str | None, expected: type) -> Any:
+    """Parse a JSON-valued option, naming the option in the error."""
+    if text is None:
+        return expected()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CliError(f"{option} is not valid JSON ({error.msg} at char {error.pos})") from None
+    if not isinstance(value, expected):
+        raise CliError(f"{option} must be a JSON {expected.__name__}, got {type(value).__name__}")
+    return value
+
+
+def check_kwargs(
+    get_pipeline: Callable[..., Any], kwargs: dict[str, Any], provided: tuple[str, ...] = ()
+) -> None:
+    """Reject unknown and missing keyword arguments of ``get_pipeline`` by name.
+
+    ``provided`` names arguments the CLI itself supplies (e.g. the SageMaker session).
+    """
+    signature = inspect.signature(get_pipeline)
+    accepted = {
+        name
+        for name, p in signature.parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise CliError(
+            f"--kwargs has unknown key(s) {', '.join(unknown)}; "
+            f"accepted: {', '.join(sorted(accepted - set(provided)))}"
+        )
+    missing = sorted(
+        name
+        for name, p in signature.parameters.items()
+        if name in accepted and p.default is p.empty and name not in kwargs and name not in provided
+    )
+    if missing:
+        raise CliError(f"--kwargs is missing required key(s) {', '.join(missing)}")
+
+
+def build_pipeline(get_pipeline: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Call ``get_pipeline``; argument values it rejects become a usage error."""
+    try:
+        return get_pipeline(**kwargs)
+    except (TypeError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise CliError(f"--kwargs rejected by get_pipeline: {first_line}") from None
+
+
+def describe(definition: dict[str, Any]) -> str:
+    """A short human summary of a pipeline definition: steps in order and parameters."""
+    steps = " -> ".join(f"{s['Name']} ({s['Type']})" for s in definition["Steps"])
+    parameters = ", ".join(
+        f"{p['Name']}={p['DefaultValue']}" if "DefaultValue" in p else f"{p['Name']} (required)"
+        for p in definition["Parameters"]
+    )
+    return f"steps: {steps}\nparameters: {parameters}"

@@ -1,0 +1,1 @@
+"""Batch inference: validate and shape the input (Processing), then score it (Transform)."""

@@ -1,0 +1,280 @@
+"""The batch-inference pipeline: ``Preprocess`` (Processing) then ``BatchTransform`` (Transform).
+
+``get_pipeline`` only *builds* the SageMaker SDK object: it makes no AWS call, uploads nothing
+and creates no bucket, so the definition can be rendered offline and in unit tests. Uploading
+the processing script and the definition is ``build.py``'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pipelines import sdk
+
+if TYPE_CHECKING:
+    import boto3
+
+PROCESSING_ROOT = "/opt/ml/processing"
+DATA_DIR = f"{PROCESSING_ROOT}/input/data"
+SCHEMA_DIR = f"{PROCESSING_ROOT}/input/schema"
+OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
+PROCESSING_OUTPUTS = ("inference", "rejected", "summary")
+SCHEMA_FILE_NAME = "feature-schema.json"
+DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
+DEFAULT_SKLEARN_VERSION = "1.9-0"
+
+# The Transform reads headerless ``id,feature...`` lines written by preprocess.py: the model
+# sees the features only, and each output line is ``id,prediction``.
+TRANSFORM_INPUT_FILTER = "$[1:]"
+TRANSFORM_OUTPUT_FILTER = "$[0,-1]"
+
+
+@dataclass(frozen=True)
+class _Parameters:
+    """The pipeline parameters, in the order they appear in the definition."""
+
+    input_data: sdk.ParameterString
+    output_data: sdk.ParameterString
+    feature_schema: sdk.ParameterString
+    model: sdk.ParameterString
+    processing_type: sdk.ParameterString
+    processing_count: sdk.ParameterInteger
+    transform_type: sdk.ParameterString
+    transform_count: sdk.ParameterInteger
+
+    def all(self) -> list:
+        return list(vars(self).values())
+
+    def run_output(self, *parts: str) -> sdk.Join:
+        """An S3 URI under ``<OutputDataUrl>/<execution id>/``: runs never overwrite each other."""
+        return sdk.Join(
+            on="/",
+            values=[self.output_data, sdk.ExecutionVariables.PIPELINE_EXECUTION_ID, *parts],
+        )
+
+
+def get_pipeline(
+    region: str,
+    role: str,
+    default_bucket: str,
+    pipeline_name: str = "BatchInference",
+    base_job_prefix: str = "batch-inference",
+    project_name: str | None = None,
+    sagemaker_session: sdk.PipelineSession | None = None,
+    *,
+    model_name: str | None = None,
+    input_data_url: str | None = None,
+    output_data_url: str | None = None,
+    feature_schema_url: str | None = None,
+    processing_code_url: str | None = None,
+    processing_image_uri: str | None = None,
+    sklearn_version: str = DEFAULT_SKLEARN_VERSION,
+    kms_key_id: str | None = None,
+    subnets: list[str] | None = None,
+    security_group_ids: list[str] | None = None,
+    enable_network_isolation: bool = True,
+    encrypt_inter_container_traffic: bool = True,
+) -> sdk.Pipeline:
+    """Build the batch-inference pipeline (no AWS call).
+
+    ``model_name`` becomes the default of the ``ModelName`` parameter; without it every
+    execution must pass ``ModelName`` (the EventBridge schedule does). Data and code locations
+    default to fixed keys under ``s3://<default_bucket>/<prefix>/`` where ``<prefix>`` is the
+    project name, or ``base_job_prefix`` without one. Network settings apply to the Processing
+    job; the Transform job runs in the VPC of its SageMaker Model (set by Terraform).
+    """
+    for name, value in (("region", region), ("role", role), ("default_bucket", default_bucket)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string")
+    for name, value, example in (
+        ("subnets", subnets, "subnet-0abc"),
+        ("security_group_ids", security_group_ids, "sg-0abc"),
+    ):
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+        ):
+            raise ValueError(f'{name} must be a list of ids, e.g. ["{example}"]')
+    prefix = f"s3://{default_bucket}/{project_name or base_job_prefix}"
+    with sdk.quiet_environment(region):
+        session = sagemaker_session or sdk.PipelineSession(
+            boto_session=offline_boto_session(region), default_bucket=default_bucket
+        )
+        params = _Parameters(
+            input_data=sdk.ParameterString(
+                "InputDataUrl", default_value=input_data_url or f"{prefix}/input/"
+            ),
+            output_data=sdk.ParameterString(
+                "OutputDataUrl", default_value=output_data_url or f"{prefix}/output"
+            ),
+            feature_schema=sdk.ParameterString(
+                "FeatureSchemaUrl",
+                default_value=feature_schema_url or f"{prefix}/code/{SCHEMA_FILE_NAME}",
+            ),
+            model=sdk.ParameterString("ModelName", default_value=model_name),
+            processing_type=sdk.ParameterString(
+                "ProcessingInstanceType", default_value=DEFAULT_INSTANCE_TYPE
+            ),
+            processing_count=sdk.ParameterInteger("ProcessingInstanceCount", default_value=1),
+            transform_type=sdk.ParameterString(
+                "TransformInstanceType", default_value=DEFAULT_INSTANCE_TYPE
+            ),
+            transform_count=sdk.ParameterInteger("TransformInstanceCount", default_value=1),
+        )
+        processor = sdk.ScriptProcessor(
+            role=role,
+            image_uri=processing_image_uri
+            or sdk.image_uris.retrieve(
+                framework="sklearn",
+                region=region,
+                version=sklearn_version,
+                py_version="py3",
+                instance_type=DEFAULT_INSTANCE_TYPE,
+            ),
+            command=["python3"],
+            instance_type=params.processing_type,
+            instance_count=params.processing_count,
+            base_job_name=f"{base_job_prefix}-preprocess",
+            sagemaker_session=session,
+            volume_kms_key=kms_key_id,
+            output_kms_key=kms_key_id,
+            network_config=sdk.NetworkConfig(
+                subnets=subnets or None,
+                security_group_ids=security_group_ids or None,
+                enable_network_isolation=enable_network_isolation,
+                encrypt_inter_container_traffic=encrypt_inter_container_traffic,
+            ),
+        )
+        preprocess = _preprocess_step(
+            processor, params, processing_code_url or f"{prefix}/code/preprocess.py"
+        )
+        transformer = sdk.Transformer(
+            model_name=params.model,
+            instance_type=params.transform_type,
+            instance_count=1,  # replaced by TransformInstanceCount: see parameter_overrides
+            strategy="MultiRecord",
+            max_payload=6,
+            assemble_with="Line",
+            accept="text/csv",
+            output_path=params.run_output("predictions"),
+            base_transform_job_name=f"{base_job_prefix}-transform",
+            sagemaker_session=session,
+            volume_kms_key=kms_key_id,
+            output_kms_key=kms_key_id,
+        )
+        batch_transform = sdk.TransformStep(
+            name="BatchTransform",
+            step_args=transformer.transform(
+                data=preprocess.properties.ProcessingOutputConfig.Outputs[
+                    "inference"
+                ].S3Output.S3Uri,
+                data_type="S3Prefix",
+                content_type="text/csv",
+                split_type="Line",
+                input_filter=TRANSFORM_INPUT_FILTER,
+                join_source="Input",
+                output_filter=TRANSFORM_OUTPUT_FILTER,
+            ),
+            retry_policies=_retry_policies(),
+        )
+        return sdk.ParameterizedPipeline(
+            name=pipeline_name,
+            parameters=params.all(),
+            steps=[preprocess, batch_transform],
+            sagemaker_session=session,
+            pipeline_experiment_config=None,
+            parameter_overrides={
+                ("BatchTransform", "TransformResources", "InstanceCount"): "TransformInstanceCount",
+            },
+        )
+
+
+def _preprocess_step(
+    processor: sdk.ScriptProcessor, params: _Parameters, code_url: str
+) -> sdk.ProcessingStep:
+    """The Processing step: input sharded by S3 key so instance count scales it out."""
+
+    def s3_input(name: str, uri: sdk.ParameterString, local_path: str, distribution: str):
+        return sdk.ProcessingInput(
+            input_name=name,
+            s3_input=sdk.ProcessingS3Input(
+                s3_uri=uri,
+                local_path=local_path,
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                s3_data_distribution_type=distribution,
+            ),
+        )
+
+    outputs = [
+        sdk.ProcessingOutput(
+            output_name=name,
+            s3_output=sdk.ProcessingS3Output(
+                s3_uri=params.run_output("preprocess", name),
+                local_path=f"{OUTPUT_DIR}/{name}",
+                s3_upload_mode="EndOfJob",
+            ),
+        )
+        for name in PROCESSING_OUTPUTS
+    ]
+    return sdk.ProcessingStep(
+        name="Preprocess",
+        step_args=processor.run(
+            code=code_url,
+            inputs=[
+                s3_input("data", params.input_data, DATA_DIR, "ShardedByS3Key"),
+                s3_input("schema", params.feature_schema, SCHEMA_DIR, "FullyReplicated"),
+            ],
+            outputs=outputs,
+            arguments=[
+                "--input-dir",
+                DATA_DIR,
+                "--output-dir",
+                OUTPUT_DIR,
+                "--schema",
+                SCHEMA_DIR,
+            ],
+        ),
+        retry_policies=_retry_policies(),
+    )
+
+
+def _retry_policies() -> list:
+    """Retry throttling/service faults of the step and transient failures of the job."""
+    return [
+        sdk.StepRetryPolicy(
+            exception_types=[
+                sdk.StepExceptionTypeEnum.THROTTLING,
+                sdk.StepExceptionTypeEnum.SERVICE_FAULT,
+            ],
+            interval_seconds=10,
+            backoff_rate=2.0,
+            max_attempts=5,
+        ),
+        sdk.SageMakerJobStepRetryPolicy(
+            exception_types=[
+                sdk.SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+                sdk.SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                sdk.SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+            ],
+            interval_seconds=60,
+            backoff_rate=2.0,
+            max_attempts=3,
+        ),
+    ]
+
+
+def offline_boto_session(region: str) -> boto3.Session:
+    """A boto3 session that can build clients but never looks for credentials.
+
+    Rendering a definition needs SDK clients but sends nothing; the default credential chain
+    would still probe the EC2 metadata service when no credentials are configured. With an
+    empty resolver, any accidental request fails with ``NoCredentialsError`` instead.
+    """
+    import boto3
+    import botocore.credentials
+    import botocore.session
+
+    core = botocore.session.Session()
+    core.register_component("credential_provider", botocore.credentials.CredentialResolver([]))
+    return boto3.Session(botocore_session=core, region_name=region)

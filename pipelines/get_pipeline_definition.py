@@ -1,0 +1,76 @@
+"""Render a pipeline definition as JSON, offline (no credentials, no network needed).
+
+    python -m pipelines.get_pipeline_definition \\
+        --module-name pipelines.batch_inference.pipeline \\
+        --kwargs '{"region": "eu-west-1", "role": "arn:...", "default_bucket": "my-bucket"}' \\
+        --file-name build/pipeline-definition.json
+
+Without ``--file-name`` the definition goes to stdout and the summary to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from pipelines._cli import (
+    USAGE_ERROR,
+    CliError,
+    build_pipeline,
+    check_kwargs,
+    describe,
+    load_get_pipeline,
+    parse_json_option,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="get_pipeline_definition", description="Render a pipeline definition as JSON."
+    )
+    parser.add_argument(
+        "-n", "--module-name", required=True, help="e.g. pipelines.batch_inference.pipeline"
+    )
+    parser.add_argument(
+        "-kwargs", "--kwargs", default=None, help="get_pipeline() arguments as a JSON object"
+    )
+    parser.add_argument(
+        "-f", "--file-name", default=None, type=Path, help="write here instead of stdout"
+    )
+    return parser
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a reader never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
+        tmp.write(text)
+    os.replace(tmp.name, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        kwargs = parse_json_option("--kwargs", args.kwargs, dict)
+        get_pipeline = load_get_pipeline(args.module_name)
+        check_kwargs(get_pipeline, kwargs)
+        definition = json.loads(build_pipeline(get_pipeline, kwargs).definition())
+    except CliError as error:
+        print(f"get_pipeline_definition: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    text = json.dumps(definition, indent=2) + "\n"
+    if args.file_name is None:
+        sys.stdout.write(text)
+        print(describe(definition), file=sys.stderr)
+    else:
+        write_atomically(args.file_name, text)
+        print(f"wrote {args.file_name}\n{describe(definition)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

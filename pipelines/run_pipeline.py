@@ -1,0 +1,117 @@
+"""Create or update a pipeline in SageMaker and start an execution, through the SageMaker SDK.
+
+    python -m pipelines.run_pipeline \\
+        --module-name pipelines.batch_inference.pipeline \\
+        --role-arn arn:aws:iam::111111111111:role/SageMakerPipelineRole \\
+        --kwargs '{"region": "eu-west-1", "role": "arn:...", "default_bucket": "my-bucket"}' \\
+        [--parameters '{"ModelName": "my-model"}'] [--tags '[{"Key": "k", "Value": "v"}]'] \\
+        [--description "..."] [--wait]
+
+Credentials and endpoint come from the usual boto3 chain (``AWS_ENDPOINT_URL`` points it at
+an emulator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import boto3
+import botocore.exceptions
+
+from pipelines import sdk
+from pipelines._cli import (
+    USAGE_ERROR,
+    CliError,
+    build_pipeline,
+    check_kwargs,
+    load_get_pipeline,
+    parse_json_option,
+)
+
+AWS_ERROR = 1
+EXECUTION_FAILED = 3
+TERMINAL = {"Succeeded", "Failed", "Stopped"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run_pipeline", description="Upsert a SageMaker pipeline and start an execution."
+    )
+    parser.add_argument("-n", "--module-name", required=True)
+    parser.add_argument("-role-arn", "--role-arn", required=True, help="role the pipeline runs as")
+    parser.add_argument("-kwargs", "--kwargs", default=None, help="get_pipeline() arguments (JSON)")
+    parser.add_argument("-tags", "--tags", default=None, help='[{"Key": ..., "Value": ...}] (JSON)')
+    parser.add_argument("-description", "--description", default=None)
+    parser.add_argument("--parameters", default=None, help="execution parameters (JSON object)")
+    parser.add_argument("--wait", action="store_true", help="wait for the execution to finish")
+    parser.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    return parser
+
+
+def _check_tags(tags: list) -> list:
+    for tag in tags:
+        if not (isinstance(tag, dict) and set(tag) == {"Key", "Value"}):
+            raise CliError('--tags must be a JSON list of {"Key": ..., "Value": ...} objects')
+    return tags
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        kwargs = parse_json_option("--kwargs", args.kwargs, dict)
+        tags = _check_tags(parse_json_option("--tags", args.tags, list))
+        parameters = parse_json_option("--parameters", args.parameters, dict)
+        get_pipeline = load_get_pipeline(args.module_name)
+        check_kwargs(get_pipeline, kwargs, provided=("sagemaker_session",))
+        region = kwargs.get("region")
+        with sdk.quiet_environment(region):
+            session = sdk.PipelineSession(
+                boto_session=boto3.Session(region_name=region),
+                default_bucket=kwargs.get("default_bucket"),
+            )
+        pipeline = build_pipeline(get_pipeline, {**kwargs, "sagemaker_session": session})
+    except CliError as error:
+        print(f"run_pipeline: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+
+    try:
+        response = pipeline.upsert(role_arn=args.role_arn, description=args.description, tags=tags)
+        print(f"pipeline: {response['PipelineArn']}")
+        execution = pipeline.start(parameters=parameters or None)
+        print(f"execution: {execution.arn}")
+        if not args.wait:
+            return 0
+        status = _wait(session.sagemaker_client, execution.arn, args.poll_seconds)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        print(f"run_pipeline: AWS error: {error}", file=sys.stderr)
+        return AWS_ERROR
+    except sdk.RoleValidationError as error:
+        reason = str(error).strip().splitlines()[0]
+        print(
+            f"run_pipeline: AWS error: role {args.role_arn} was refused: {reason}", file=sys.stderr
+        )
+        return AWS_ERROR
+    print(f"status: {status['PipelineExecutionStatus']}")
+    if status["PipelineExecutionStatus"] != "Succeeded":
+        reason = status.get("FailureReason", "no failure reason given")
+        print(
+            f"run_pipeline: execution ended {status['PipelineExecutionStatus']}: {reason}",
+            file=sys.stderr,
+        )
+        return EXECUTION_FAILED
+    return 0
+
+
+def _wait(client: object, execution_arn: str, poll_seconds: float) -> dict:
+    """Poll the execution until it reaches a terminal status."""
+    while True:
+        status = client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+        if status["PipelineExecutionStatus"] in TERMINAL:
+            return status
+        time.sleep(poll_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

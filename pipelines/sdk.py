@@ -1,0 +1,161 @@
+"""The one module that imports the SageMaker Python SDK (v3).
+
+Every other module takes SDK classes from here, so an SDK upgrade that moves an import path
+touches this file only. Importing SDK v3 has two side effects we neutralise:
+
+* ``sagemaker.mlops`` builds a boto3 client at import time and raises ``NoRegionError`` when no
+  region is configured;
+* with no credentials in the environment, that client creation probes the EC2 instance
+  metadata service, i.e. a network call from a mere ``import``.
+
+Building steps has the same needs (``ProcessingStep`` creates a local-mode client from the
+default boto3 session). :func:`quiet_environment` confines both to the block that needs them:
+the environment is restored right after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def quiet_environment(region: str | None = None) -> Iterator[None]:
+    """Give the SDK a region and no metadata probing for the duration of the block.
+
+    ``region`` overrides the configured region; without it a placeholder is used only when
+    none is configured. Not thread-safe (it edits ``os.environ``): build pipelines from one
+    thread.
+    """
+    overrides = {"AWS_EC2_METADATA_DISABLED": "true"}
+    if region:
+        overrides["AWS_DEFAULT_REGION"] = region
+    elif not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        overrides["AWS_DEFAULT_REGION"] = "us-east-1"
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+with quiet_environment():
+    from sagemaker.core import image_uris
+    from sagemaker.core.helper.iam_role_resolver import RoleValidationError
+    from sagemaker.core.network import NetworkConfig
+    from sagemaker.core.processing import ScriptProcessor
+    from sagemaker.core.shapes import (
+        ProcessingInput,
+        ProcessingOutput,
+        ProcessingS3Input,
+        ProcessingS3Output,
+    )
+    from sagemaker.core.transformer import Transformer
+    from sagemaker.core.workflow.execution_variables import ExecutionVariables
+    from sagemaker.core.workflow.functions import Join
+    from sagemaker.core.workflow.parameters import ParameterInteger, ParameterString
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
+    from sagemaker.mlops.workflow.pipeline import Pipeline
+    from sagemaker.mlops.workflow.retry import (
+        SageMakerJobExceptionTypeEnum,
+        SageMakerJobStepRetryPolicy,
+        StepExceptionTypeEnum,
+        StepRetryPolicy,
+    )
+    from sagemaker.mlops.workflow.steps import ProcessingStep, TransformStep
+
+
+def _disable_sdk_telemetry() -> None:
+    """Stop the SDK from reporting usage to AWS from background threads.
+
+    ``ScriptProcessor.run`` and ``Pipeline.create/start`` each send a request to a public
+    telemetry endpoint, even while only *building* a definition; a deployment tool should
+    send nothing its user did not ask for, and offline builds must make no connection. The
+    SDK's own opt-out (``TelemetryOptOut`` in its config) re-validates the whole config
+    schema on every lookup, 0.4 s each and about 25 per build, so the sender is replaced
+    instead. Set ``BATCH_MLOPS_SDK_TELEMETRY=on`` to keep the SDK's default behaviour.
+    """
+    if os.environ.get("BATCH_MLOPS_SDK_TELEMETRY", "").lower() == "on":
+        return
+    from sagemaker.core.telemetry import telemetry_logging
+
+    telemetry_logging._send_telemetry_request = lambda *args, **kwargs: None
+    telemetry_logging._telemetry_msg_shown = True  # its "will collect" banner would be false
+
+
+_disable_sdk_telemetry()
+
+__all__ = [
+    "ExecutionVariables",
+    "Join",
+    "NetworkConfig",
+    "ParameterInteger",
+    "ParameterString",
+    "ParameterizedPipeline",
+    "PipelineSession",
+    "ProcessingInput",
+    "ProcessingOutput",
+    "ProcessingS3Input",
+    "ProcessingS3Output",
+    "ProcessingStep",
+    "RoleValidationError",
+    "SageMakerJobExceptionTypeEnum",
+    "SageMakerJobStepRetryPolicy",
+    "ScriptProcessor",
+    "StepExceptionTypeEnum",
+    "StepRetryPolicy",
+    "TransformStep",
+    "Transformer",
+    "image_uris",
+    "parameterize_definition",
+    "quiet_environment",
+]
+
+
+def parameterize_definition(
+    definition: dict[str, Any], overrides: dict[tuple[str, ...], str]
+) -> dict[str, Any]:
+    """Replace constants in a definition with ``{"Get": "Parameters.<name>"}`` references.
+
+    SDK v3 types some job fields as plain ``int`` in pydantic shapes, so e.g.
+    ``Transformer(instance_count=ParameterInteger(...))`` fails validation although the
+    service accepts a parameter there. We build with a constant, then point the field at the
+    parameter here. ``overrides`` maps ``(step name, *path inside Arguments)`` to a parameter
+    name; a path that does not exist is an error, so an SDK change cannot silently drop it.
+    """
+    steps = {step["Name"]: step for step in definition["Steps"]}
+    for (step_name, *path), parameter in overrides.items():
+        if step_name not in steps:
+            raise KeyError(f"no step {step_name!r} in the pipeline definition")
+        node = steps[step_name]["Arguments"]
+        for key in path[:-1]:
+            node = node[key]
+        if path[-1] not in node:
+            raise KeyError(f"step {step_name!r} has no field {'.'.join(path)}")
+        node[path[-1]] = {"Get": f"Parameters.{parameter}"}
+    return definition
+
+
+class ParameterizedPipeline(Pipeline):
+    """A ``Pipeline`` whose JSON definition gets :func:`parameterize_definition` applied.
+
+    ``upsert()``/``create()`` serialise through ``definition()``, so the deployed pipeline and
+    the JSON we write to disk are the same document.
+    """
+
+    def __init__(self, *args: Any, parameter_overrides: dict[tuple[str, ...], str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._parameter_overrides = parameter_overrides
+
+    def definition(self) -> str:
+        """Return the SDK's definition with the parameter overrides applied."""
+        document = json.loads(super().definition())
+        return json.dumps(parameterize_definition(document, self._parameter_overrides))

@@ -1,0 +1,47 @@
+"""Shared fixtures: the AWS emulator and a guard that fails on any network connection."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.emulator import Emulator, environment, running_emulator
+
+
+@pytest.fixture(scope="session")
+def aws_server() -> Iterator[Emulator]:
+    with running_emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def aws(aws_server: Emulator) -> Iterator[Emulator]:
+    """A clean emulator, with this process's boto3 clients pointed at it."""
+    aws_server.reset()
+    with environment(aws_server.environment()):
+        yield aws_server
+
+
+class NetworkBlocked(AssertionError):
+    """Raised when code under test opens a network connection."""
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Fail any outgoing connection or name lookup, and record the attempts."""
+    attempts: list = []
+
+    def refuse_connect(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise NetworkBlocked(f"network connection attempted to {address!r}")
+
+    def refuse_lookup(host: object, *args: object, **kwargs: object) -> None:
+        attempts.append(host)
+        raise NetworkBlocked(f"name lookup attempted for {host!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse_lookup)
+    return attempts

@@ -1,0 +1,296 @@
+"""The batch-inference pipeline definition: structure, parameters, wiring, no AWS calls."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipelines import sdk
+from pipelines.batch_inference import pipeline as batch_pipeline
+
+ROLE = "arn:aws:iam::111111111111:role/SageMakerExecution"
+BASE = {"region": "eu-west-1", "role": ROLE, "default_bucket": "artifacts-bucket"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def render(**overrides: object) -> dict:
+    return json.loads(batch_pipeline.get_pipeline(**{**BASE, **overrides}).definition())
+
+
+@pytest.fixture(scope="module")
+def definition() -> dict:
+    return render(project_name="churn", pipeline_name="churn-batch", model_name="churn-model-v3")
+
+
+def step(definition: dict, name: str) -> dict:
+    (found,) = [s for s in definition["Steps"] if s["Name"] == name]
+    return found
+
+
+def run_path(value: dict) -> list:
+    """The parts of a ``Std:Join`` on "/"."""
+    assert value["Std:Join"]["On"] == "/"
+    return value["Std:Join"]["Values"]
+
+
+EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
+OUTPUT_URL = {"Get": "Parameters.OutputDataUrl"}
+
+
+def test_steps_in_order_and_transform_reads_the_processing_output(definition: dict) -> None:
+    assert [(s["Name"], s["Type"]) for s in definition["Steps"]] == [
+        ("Preprocess", "Processing"),
+        ("BatchTransform", "Transform"),
+    ]
+    source = step(definition, "BatchTransform")["Arguments"]["TransformInput"]["DataSource"]
+    assert source["S3DataSource"] == {
+        "S3DataType": "S3Prefix",
+        "S3Uri": {
+            "Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['inference'].S3Output.S3Uri"
+        },
+    }
+
+
+def test_parameters_and_defaults(definition: dict) -> None:
+    parameters = {p["Name"]: (p["Type"], p.get("DefaultValue")) for p in definition["Parameters"]}
+    assert parameters == {
+        "InputDataUrl": ("String", "s3://artifacts-bucket/churn/input/"),
+        "OutputDataUrl": ("String", "s3://artifacts-bucket/churn/output"),
+        "FeatureSchemaUrl": ("String", "s3://artifacts-bucket/churn/code/feature-schema.json"),
+        "ModelName": ("String", "churn-model-v3"),
+        "ProcessingInstanceType": ("String", "ml.m5.xlarge"),
+        "ProcessingInstanceCount": ("Integer", 1),
+        "TransformInstanceType": ("String", "ml.m5.xlarge"),
+        "TransformInstanceCount": ("Integer", 1),
+    }
+
+
+def test_model_name_has_no_default_unless_given() -> None:
+    (model,) = [p for p in render()["Parameters"] if p["Name"] == "ModelName"]
+    assert "DefaultValue" not in model
+
+
+def test_transform_uses_parameters_for_model_and_resources(definition: dict) -> None:
+    arguments = step(definition, "BatchTransform")["Arguments"]
+    assert arguments["ModelName"] == {"Get": "Parameters.ModelName"}
+    assert arguments["TransformResources"] == {
+        "InstanceType": {"Get": "Parameters.TransformInstanceType"},
+        "InstanceCount": {"Get": "Parameters.TransformInstanceCount"},
+    }
+
+
+def test_processing_uses_parameters_for_resources_and_inputs(definition: dict) -> None:
+    arguments = step(definition, "Preprocess")["Arguments"]
+    assert arguments["ProcessingResources"]["ClusterConfig"]["InstanceType"] == {
+        "Get": "Parameters.ProcessingInstanceType"
+    }
+    assert arguments["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == {
+        "Get": "Parameters.ProcessingInstanceCount"
+    }
+    inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
+    assert inputs["data"]["S3Uri"] == {"Get": "Parameters.InputDataUrl"}
+    assert inputs["data"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert inputs["data"]["LocalPath"] == "/opt/ml/processing/input/data"
+    assert inputs["schema"]["S3Uri"] == {"Get": "Parameters.FeatureSchemaUrl"}
+    assert inputs["schema"]["S3DataDistributionType"] == "FullyReplicated"
+    assert inputs["code"]["S3Uri"] == "s3://artifacts-bucket/churn/code/preprocess.py"
+    app = arguments["AppSpecification"]
+    assert app["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/preprocess.py"]
+    assert app["ContainerArguments"] == [
+        "--input-dir",
+        "/opt/ml/processing/input/data",
+        "--output-dir",
+        "/opt/ml/processing/output",
+        "--schema",
+        "/opt/ml/processing/input/schema",
+    ]
+    assert app["ImageUri"] == (
+        "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3"
+    )
+
+
+def test_every_output_path_holds_the_execution_id(definition: dict) -> None:
+    outputs = step(definition, "Preprocess")["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert {o["OutputName"]: run_path(o["S3Output"]["S3Uri"]) for o in outputs} == {
+        "inference": [OUTPUT_URL, EXECUTION_ID, "preprocess", "inference"],
+        "rejected": [OUTPUT_URL, EXECUTION_ID, "preprocess", "rejected"],
+        "summary": [OUTPUT_URL, EXECUTION_ID, "preprocess", "summary"],
+    }
+    assert {o["S3Output"]["LocalPath"] for o in outputs} == {
+        "/opt/ml/processing/output/inference",
+        "/opt/ml/processing/output/rejected",
+        "/opt/ml/processing/output/summary",
+    }
+    transform_output = step(definition, "BatchTransform")["Arguments"]["TransformOutput"]
+    assert run_path(transform_output["S3OutputPath"]) == [OUTPUT_URL, EXECUTION_ID, "predictions"]
+
+
+def test_transform_keeps_the_id_and_drops_the_features(definition: dict) -> None:
+    arguments = step(definition, "BatchTransform")["Arguments"]
+    assert arguments["TransformInput"]["ContentType"] == "text/csv"
+    assert arguments["TransformInput"]["SplitType"] == "Line"
+    assert arguments["TransformOutput"]["Accept"] == "text/csv"
+    assert arguments["TransformOutput"]["AssembleWith"] == "Line"
+    # input: id,f1..fn -> model sees f1..fn; joined: id,f1..fn,prediction -> id,prediction
+    assert arguments["DataProcessing"] == {
+        "InputFilter": "$[1:]",
+        "JoinSource": "Input",
+        "OutputFilter": "$[0,-1]",
+    }
+
+
+def test_both_steps_retry_throttling_service_faults_and_transient_job_errors(
+    definition: dict,
+) -> None:
+    for name in ("Preprocess", "BatchTransform"):
+        policies = step(definition, name)["RetryPolicies"]
+        kinds = {kind for policy in policies for kind in policy["ExceptionType"]}
+        assert {"Step.THROTTLING", "Step.SERVICE_FAULT"} <= kinds
+        assert {"SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR"} <= kinds
+        assert all(p["MaxAttempts"] >= 2 and p["BackoffRate"] > 1 for p in policies)
+
+
+def test_secure_network_defaults(definition: dict) -> None:
+    network = step(definition, "Preprocess")["Arguments"]["NetworkConfig"]
+    assert network == {
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+    }
+
+
+def test_network_and_encryption_settings_when_given() -> None:
+    definition = render(
+        subnets=["subnet-0a", "subnet-0b"],
+        security_group_ids=["sg-01"],
+        kms_key_id="arn:aws:kms:eu-west-1:111111111111:key/abc",
+        enable_network_isolation=False,
+    )
+    processing = step(definition, "Preprocess")["Arguments"]
+    assert processing["NetworkConfig"] == {
+        "EnableNetworkIsolation": False,
+        "EnableInterContainerTrafficEncryption": True,
+        "VpcConfig": {"Subnets": ["subnet-0a", "subnet-0b"], "SecurityGroupIds": ["sg-01"]},
+    }
+    key = "arn:aws:kms:eu-west-1:111111111111:key/abc"
+    assert processing["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key
+    assert processing["ProcessingOutputConfig"]["KmsKeyId"] == key
+    transform = step(definition, "BatchTransform")["Arguments"]
+    assert transform["TransformOutput"]["KmsKeyId"] == key
+    assert transform["TransformResources"]["VolumeKmsKeyId"] == key
+
+
+def test_explicit_locations_override_the_defaults() -> None:
+    definition = render(
+        input_data_url="s3://in/x/",
+        output_data_url="s3://out/y",
+        feature_schema_url="s3://code/schema.json",
+        processing_code_url="s3://code/preprocess-0123abcd.py",
+        processing_image_uri="111111111111.dkr.ecr.eu-west-1.amazonaws.com/custom:1",
+    )
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    assert defaults["InputDataUrl"] == "s3://in/x/"
+    assert defaults["OutputDataUrl"] == "s3://out/y"
+    assert defaults["FeatureSchemaUrl"] == "s3://code/schema.json"
+    processing = step(definition, "Preprocess")["Arguments"]
+    code = [i for i in processing["ProcessingInputs"] if i["InputName"] == "code"]
+    assert code[0]["S3Input"]["S3Uri"] == "s3://code/preprocess-0123abcd.py"
+    assert processing["AppSpecification"]["ImageUri"].endswith("/custom:1")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"default_bucket": ""}, "default_bucket must be a non-empty string"),
+        ({"role": None}, "role must be a non-empty string"),
+        ({"subnets": "subnet-1"}, "subnets must be a list of ids"),
+        ({"security_group_ids": [""]}, "security_group_ids must be a list of ids"),
+    ],
+)
+def test_bad_arguments_are_rejected_by_name(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        batch_pipeline.get_pipeline(**{**BASE, **overrides})
+
+
+def test_building_makes_no_network_call(no_network: list) -> None:
+    """Building and serialising touches neither AWS nor any other host."""
+    pipeline = batch_pipeline.get_pipeline(**BASE, model_name="m")
+    assert json.loads(pipeline.definition())["Steps"]
+    assert no_network == []
+
+
+def test_cli_renders_offline_from_a_fresh_interpreter(tmp_path: Path) -> None:
+    """Import, build and write with no credentials, no region and every socket refused.
+
+    A fresh process also covers what the SDK does at import time.
+    """
+    guard = textwrap.dedent(
+        """
+        import runpy, socket, sys, threading
+        attempts = []
+        def refuse(*args, **kwargs):
+            attempts.append(args[1:] or args)
+            raise OSError("network disabled by the test")
+        socket.socket.connect = refuse
+        socket.socket.connect_ex = refuse
+        socket.getaddrinfo = refuse
+        sys.argv = ["get_pipeline_definition"] + sys.argv[1:]
+        try:
+            runpy.run_module("pipelines.get_pipeline_definition", run_name="__main__")
+        except SystemExit as done:
+            code = done.code
+        for thread in threading.enumerate():  # background senders get their chance to try
+            if thread is not threading.current_thread():
+                thread.join(timeout=5)
+        if attempts:
+            sys.exit(f"network calls attempted: {attempts!r}")
+        sys.exit(code)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k not in {"HOME"}}
+    env["HOME"] = str(tmp_path)  # no ~/.aws config or credentials either
+    out = tmp_path / "definition.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            guard,
+            "--module-name",
+            "pipelines.batch_inference.pipeline",
+            "--kwargs",
+            json.dumps({**BASE, "model_name": "m"}),
+            "--file-name",
+            str(out),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["Steps"][1]["Name"] == "BatchTransform"
+
+
+def test_parameterize_definition_points_a_field_at_a_parameter() -> None:
+    document = {"Steps": [{"Name": "T", "Arguments": {"R": {"InstanceCount": 1}}}]}
+    result = sdk.parameterize_definition(document, {("T", "R", "InstanceCount"): "Count"})
+    assert result["Steps"][0]["Arguments"]["R"]["InstanceCount"] == {"Get": "Parameters.Count"}
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [(("Missing", "R", "InstanceCount"), "no step"), (("T", "R", "Nope"), "has no field R.Nope")],
+)
+def test_parameterize_definition_fails_loudly_when_the_sdk_shape_changes(
+    path: tuple, message: str
+) -> None:
+    document = {"Steps": [{"Name": "T", "Arguments": {"R": {"InstanceCount": 1}}}]}
+    with pytest.raises(KeyError, match=message):
+        sdk.parameterize_definition(document, {path: "Count"})

@@ -1,0 +1,296 @@
+"""preprocess.py on real CSV files: validation, coercion, quarantine, summaries, streaming."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.batch_inference import preprocess
+
+SCRIPT = Path(preprocess.__file__)
+SCHEMA = {
+    "id_column": "id",
+    "features": [
+        {"name": "age", "type": "int"},
+        {"name": "income", "type": "float"},
+        {"name": "segment", "type": "string", "nullable": True},
+    ],
+}
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "schema").mkdir()
+    (tmp_path / "schema" / "feature-schema.json").write_text(json.dumps(SCHEMA))
+    return tmp_path
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run(workdir: Path, *extra: str) -> int:
+    return preprocess.main(
+        [
+            "--input-dir",
+            str(workdir / "in"),
+            "--output-dir",
+            str(workdir / "out"),
+            "--schema",
+            str(workdir / "schema"),
+            *extra,
+        ]
+    )
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def rejected(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def summary(workdir: Path) -> dict:
+    return json.loads((workdir / "out" / "summary" / "algo-1.json").read_text())
+
+
+def test_valid_rows_are_written_headerless_in_schema_order(workdir: Path) -> None:
+    # columns in another order, one extra column, whitespace and exponent notation
+    write(
+        workdir / "in" / "batch.csv",
+        "segment,income,extra,id,age\n"
+        "gold,1200.5,x,c-1,42\n"
+        " silver , 3e3 ,y,c-2, 7 \n"
+        ",0.25,z,c-3,-3\n",
+    )
+    assert run(workdir) == 0
+    assert lines(workdir / "out" / "inference" / "batch.csv") == [
+        "c-1,42,1200.5,gold",
+        "c-2,7,3000,silver",
+        "c-3,-3,0.25,",
+    ]
+    assert not (workdir / "out" / "rejected" / "batch.csv").exists()
+    document = summary(workdir)
+    assert document["files"] == [
+        {
+            "file": "batch.csv",
+            "rows_read": 3,
+            "rows_written": 3,
+            "rows_rejected": 0,
+            "missing_columns": [],
+            "ignored_columns": ["extra"],
+            "note": None,
+        }
+    ]
+    assert (document["rows_read"], document["rows_written"], document["rows_rejected"]) == (3, 3, 0)
+
+
+def test_bad_rows_are_quarantined_with_a_reason_and_nothing_is_lost(workdir: Path) -> None:
+    write(
+        workdir / "in" / "batch.csv",
+        "id,age,income,segment\n"
+        "ok-1,30,10.0,a\n"
+        "bad-age,thirty,10.0,a\n"
+        "bad-income,30,nan,a\n"
+        "no-income,30,,a\n"
+        ",30,10.0,a\n"
+        "short,30\n"
+        "long,30,1.0,a,extra-field\n"
+        "huge-int,123456789012345678901,1.0,a\n"
+        "ok-2,31,11.5,\n",
+    )
+    assert run(workdir) == 0
+    assert lines(workdir / "out" / "inference" / "batch.csv") == ["ok-1,30,10,a", "ok-2,31,11.5,"]
+    rows = rejected(workdir / "out" / "rejected" / "batch.csv")
+    reasons = {row["id"] or row["record"]: row["reason"] for row in rows}
+    assert reasons == {
+        "bad-age": "'age': 'thirty' is not an int",
+        "bad-income": "'income': 'nan' is not a float",
+        "no-income": "missing value for 'income'",
+        ",30,10.0,a": "missing value for id column 'id'",
+        "short,30": "line 7: expected 4 fields, found 2",
+        "long,30,1.0,a,extra-field": "line 8: expected 4 fields, found 5",
+        "huge-int": "'age': '123456789012345678901' is not an int",
+    }
+    document = summary(workdir)
+    assert (document["rows_read"], document["rows_written"], document["rows_rejected"]) == (9, 2, 7)
+
+
+def test_quoted_values_survive_and_are_quoted_only_when_needed(workdir: Path) -> None:
+    write(
+        workdir / "in" / "batch.csv",
+        'id,age,income,segment\n"a,1",1,2.0,"x ""y"""\nplain,2,3.0,z\n',
+    )
+    assert run(workdir) == 0
+    with (workdir / "out" / "inference" / "batch.csv").open(newline="") as handle:
+        assert list(csv.reader(handle)) == [["a,1", "1", "2", 'x "y"'], ["plain", "2", "3", "z"]]
+
+
+def test_missing_required_column_rejects_every_row_of_that_file(workdir: Path) -> None:
+    write(workdir / "in" / "no-income.csv", "id,age\nr1,1\nr2,2\n")
+    write(workdir / "in" / "no-segment.csv", "id,age,income\nr3,3,3.5\n")
+    assert run(workdir) == 0
+    reasons = [r["reason"] for r in rejected(workdir / "out" / "rejected" / "no-income.csv")]
+    assert reasons == ["column 'income' is missing from the file"] * 2
+    assert not (workdir / "out" / "inference" / "no-income.csv").exists()
+    # a missing *nullable* column is fine: its values are empty
+    assert lines(workdir / "out" / "inference" / "no-segment.csv") == ["r3,3,3.5,"]
+    by_file = {f["file"]: f for f in summary(workdir)["files"]}
+    assert by_file["no-income.csv"]["missing_columns"] == ["income", "segment"]
+    assert by_file["no-income.csv"]["rows_rejected"] == 2
+
+
+def test_empty_and_header_only_files_and_nested_directories(workdir: Path) -> None:
+    write(workdir / "in" / "empty.csv", "")
+    write(workdir / "in" / "header-only.csv", "id,age,income,segment\n")
+    write(workdir / "in" / "2026" / "11" / "part.CSV", "id,age,income,segment\nn1,1,1.0,a\n")
+    write(workdir / "in" / "notes.txt", "not data")
+    assert run(workdir) == 0
+    document = summary(workdir)
+    by_file = {f["file"]: f for f in document["files"]}
+    assert by_file["empty.csv"]["note"] == "empty file (no header)"
+    assert by_file["header-only.csv"]["rows_read"] == 0
+    assert by_file["2026/11/part.CSV"]["rows_written"] == 1
+    assert document["ignored_files"] == ["notes.txt"]
+    assert lines(workdir / "out" / "inference" / "2026" / "11" / "part.CSV") == ["n1,1,1,a"]
+    # empty output prefixes still exist, so the job's uploads never fail on a missing path
+    assert (workdir / "out" / "rejected").is_dir()
+
+
+def test_each_host_writes_its_own_summary(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(workdir / "in" / "a.csv", "id,age,income,segment\nh,1,1.0,a\n")
+    monkeypatch.setenv("SM_CURRENT_HOST", "algo-2")
+    assert run(workdir) == 0
+    document = json.loads((workdir / "out" / "summary" / "algo-2.json").read_text())
+    assert document["host"] == "algo-2"
+    assert document["rows_written"] == 1
+
+
+def test_rejected_fraction_limit_fails_the_job(
+    workdir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write(workdir / "in" / "a.csv", "id,age,income,segment\ng,1,1.0,a\nb,x,1.0,a\nc,y,1.0,a\n")
+    assert run(workdir, "--max-rejected-fraction", "0.5") == 3
+    assert "2 of 3 rows rejected" in capsys.readouterr().err
+    assert summary(workdir)["rows_rejected"] == 2  # the evidence is still written
+
+
+@pytest.mark.parametrize(
+    ("schema_text", "message"),
+    [
+        ("{not json", "is not valid JSON"),
+        (json.dumps({"features": [{"name": "a"}]}), "'id_column' must be a non-empty string"),
+        (json.dumps({"id_column": "id", "features": []}), "'features' must be a non-empty list"),
+        (
+            json.dumps({"id_column": "id", "features": [{"name": "a", "type": "date"}]}),
+            "has type 'date'; use one of float, int, string",
+        ),
+        (
+            json.dumps({"id_column": "id", "features": [{"name": "id"}]}),
+            "duplicate column names ['id']",
+        ),
+    ],
+)
+def test_bad_schema_is_one_clear_line_and_exit_2(
+    workdir: Path, capsys: pytest.CaptureFixture, schema_text: str, message: str
+) -> None:
+    (workdir / "schema" / "feature-schema.json").write_text(schema_text)
+    assert run(workdir) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not (workdir / "out").exists()
+
+
+def test_missing_input_dir_and_ambiguous_schema_dir(workdir: Path, capsys) -> None:
+    (workdir / "in").rmdir()
+    assert run(workdir) == 2
+    assert "input directory" in capsys.readouterr().err
+    (workdir / "in").mkdir()
+    (workdir / "schema" / "other.json").write_text("{}")
+    assert run(workdir) == 2
+    assert "must hold exactly one .json file, found 2" in capsys.readouterr().err
+
+
+def test_runs_as_a_script_the_way_the_processing_container_calls_it(workdir: Path) -> None:
+    write(workdir / "in" / "a.csv", "id,age,income,segment\ns,5,0.5,b\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--input-dir",
+            str(workdir / "in"),
+            "--output-dir",
+            str(workdir / "out"),
+            "--schema",
+            str(workdir / "schema"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 rows read, 1 written, 0 rejected" in result.stdout
+    assert lines(workdir / "out" / "inference" / "a.csv") == ["s,5,0.5,b"]
+
+
+def _generate(path: Path, rows: int) -> None:
+    """A file with a bad row every 1000 rows."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("id,age,income,segment\n")
+        for i in range(rows):
+            age = "bad" if i % 1000 == 999 else str(i % 90)
+            handle.write(f"row-{i},{age},{i * 0.5},seg-{i % 7}\n")
+
+
+def _peak_rss_mib(workdir: Path, rows: int) -> tuple[float, dict]:
+    """Process ``rows`` rows in a fresh interpreter; return its peak RSS and summary."""
+    (workdir / "in").mkdir(exist_ok=True)
+    _generate(workdir / "in" / "big.csv", rows)
+    code = (
+        "import resource, sys, runpy\n"
+        f"sys.argv = ['preprocess', '--input-dir', {str(workdir / 'in')!r}, "
+        f"'--output-dir', {str(workdir / 'out')!r}, '--schema', {str(workdir / 'schema')!r}, "
+        "'--block-size', '65536']\n"
+        "try:\n"
+        f"    runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+    )
+    peak_kib = int(result.stdout.strip().splitlines()[-1])
+    return peak_kib / 1024, summary(workdir)
+
+
+def test_large_input_streams_with_bounded_memory(tmp_path: Path) -> None:
+    """Memory must not follow input size: 8x the rows may not cost 8x the memory.
+
+    The reader keeps a bounded read-ahead window of blocks (tens of blocks); with 64 KiB
+    blocks that window is far smaller than the input, so any growth would be a leak.
+    """
+    small_dir, large_dir = tmp_path / "small", tmp_path / "large"
+    for directory in (small_dir, large_dir):
+        (directory / "schema").mkdir(parents=True)
+        (directory / "schema" / "s.json").write_text(json.dumps(SCHEMA))
+    small_peak, _ = _peak_rss_mib(small_dir, 50_000)
+    large_peak, document = _peak_rss_mib(large_dir, 400_000)
+    input_mib = (large_dir / "in" / "big.csv").stat().st_size / 2**20
+    assert document["rows_read"] == 400_000
+    assert document["rows_rejected"] == 400
+    assert document["rows_written"] == 399_600
+    # the large input is ~9 MiB bigger; holding it would add at least that much
+    assert large_peak - small_peak < input_mib / 2, (small_peak, large_peak, input_mib)

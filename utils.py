@@ -1,0 +1,1 @@
+"""Promotion logic used by build.py (not implemented yet; see build.py)."""
