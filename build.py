@@ -1,19 +1,226 @@
 """Promote the latest approved model from the dev registry into a stage account.
 
-Not implemented yet: the promotion (issue "Cross-account promotion") fills this in. Until
-then the command says so and exits non-zero instead of pretending to deploy.
+    python build.py --stage preprod --model-package-group-name churn \\
+        [--model-version 7] [--source-role-arn ARN | --source-profile P] \\
+        [--target-role-arn ARN | --target-profile P] [--config pre-prod-config.tfvars.json] \\
+        [--output build/preprod.tfvars.json] [--project-name P] [--region R] \\
+        [--endpoint-url URL] [--dry-run]
+
+Copies the package's artifacts into the stage's bucket (server-side), registers an Approved
+package in the stage's registry (or reuses the one promoted earlier from the same source),
+uploads the processing code and the pipeline definition, and writes the stage's Terraform
+variables. Every failure is one line on stderr with its own exit code (see README).
+No AWS call happens at import time.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+from pathlib import Path
+from typing import NoReturn
 
-NOT_IMPLEMENTED = 1
+import boto3
+import botocore.exceptions
+
+import utils
+
+REPO = Path(__file__).resolve().parent
+STAGE_CONFIGS = {"preprod": "pre-prod-config.tfvars.json", "prod": "prod-config.tfvars.json"}
+STAGE_ACCOUNT_VARIABLES = {
+    "preprod": "AWS_PREPROD_ACCOUNT_NUMBER",
+    "prod": "AWS_PROD_ACCOUNT_NUMBER",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(utils.UsageError.exit_code, f"build.py: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a version number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("versions start at 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = _Parser(prog="build.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", required=True, choices=sorted(STAGE_CONFIGS))
+    parser.add_argument(
+        "--model-package-group-name",
+        default=env("MODEL_PACKAGE_GROUP_NAME") or env("SAGEMAKER_PROJECT_NAME"),
+        help="default: $MODEL_PACKAGE_GROUP_NAME, else $SAGEMAKER_PROJECT_NAME",
+    )
+    parser.add_argument(
+        "--model-version", type=_positive_int, help="pin or roll back; default: newest Approved"
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--source-role-arn", help="role in the dev account with registry read")
+    source.add_argument("--source-profile", help="AWS profile for the dev account")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--target-role-arn", help="deploy role in the target account")
+    target.add_argument("--target-profile", help="AWS profile for the target account")
+    parser.add_argument("--config", type=Path, help="stage settings; default by stage")
+    parser.add_argument("--output", type=Path, help="default: build/<stage>.tfvars.json")
+    parser.add_argument(
+        "--feature-schema",
+        type=Path,
+        default=REPO / "pipelines" / "batch_inference" / "feature-schema.json",
+    )
+    parser.add_argument("--project-name", default=env("SAGEMAKER_PROJECT_NAME"))
+    parser.add_argument("--project-id", default=env("SAGEMAKER_PROJECT_ID"))
+    parser.add_argument("--region", default=env("AWS_REGION") or env("AWS_DEFAULT_REGION"))
+    parser.add_argument("--endpoint-url", default=env("AWS_ENDPOINT_URL"), help=argparse.SUPPRESS)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    return parser
+
+
+def _session(
+    region: str, endpoint_url: str | None, role_arn: str | None, profile: str | None, name: str
+) -> boto3.Session:
+    """A session for one account: a profile, an assumed role, or the default chain."""
+    base = boto3.Session(profile_name=profile, region_name=region)
+    if not role_arn:
+        return base
+    sts = base.client("sts", endpoint_url=endpoint_url, config=utils.client_config())
+    with utils.aws_errors(f"assuming role {role_arn}"):
+        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=name)["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=region,
+    )
+
+
+def _check_account(
+    session: boto3.Session, endpoint_url: str | None, variable: str, role: str
+) -> None:
+    """Refuse to run against the wrong account when the workflow names the expected one."""
+    expected = os.environ.get(variable)
+    if not expected:
+        return
+    sts = session.client("sts", endpoint_url=endpoint_url, config=utils.client_config())
+    with utils.aws_errors(f"identifying the {role} account"):
+        actual = sts.get_caller_identity()["Account"]
+    if actual != expected:
+        raise utils.AccountMismatch(
+            f"the {role} credentials are for account {actual}, but {variable} is {expected}; "
+            "fix the role or the variable"
+        )
+
+
+def _clients(args: argparse.Namespace) -> utils.Clients:
+    endpoint, config = args.endpoint_url, utils.client_config()
+    source = _session(
+        args.region,
+        endpoint,
+        args.source_role_arn,
+        args.source_profile,
+        f"build-{args.stage}-source",
+    )
+    target = _session(
+        args.region,
+        endpoint,
+        args.target_role_arn,
+        args.target_profile,
+        f"build-{args.stage}-target",
+    )
+    _check_account(source, endpoint, "AWS_DEV_ACCOUNT_NUMBER", "source (dev)")
+    _check_account(target, endpoint, STAGE_ACCOUNT_VARIABLES[args.stage], f"target ({args.stage})")
+
+    def client(session: boto3.Session, service: str):
+        return session.client(service, endpoint_url=endpoint, config=config)
+
+    return utils.Clients(
+        source_sagemaker=client(source, "sagemaker"),
+        source_s3=client(source, "s3"),
+        target_sagemaker=client(target, "sagemaker"),
+        target_s3=client(target, "s3"),
+        target_ssm=client(target, "ssm"),
+    )
+
+
+def _request(args: argparse.Namespace) -> utils.PromotionRequest:
+    for value, how in (
+        (args.region, "pass --region or set AWS_REGION"),
+        (args.project_name, "pass --project-name or set SAGEMAKER_PROJECT_NAME"),
+        (args.model_package_group_name, "pass --model-package-group-name"),
+    ):
+        if not value:
+            raise utils.UsageError(f"missing setting: {how}")
+    if not args.feature_schema.is_file():
+        raise utils.UsageError(f"feature schema {args.feature_schema} does not exist")
+    config_path = args.config or REPO / STAGE_CONFIGS[args.stage]
+    return utils.PromotionRequest(
+        stage=args.stage,
+        group=args.model_package_group_name,
+        project_name=args.project_name,
+        project_id=args.project_id,
+        region=args.region,
+        version=args.model_version,
+        stage_config=utils.load_stage_config(config_path, args.stage),
+        processing_script=REPO / "pipelines" / "batch_inference" / "preprocess.py",
+        feature_schema=args.feature_schema,
+        dry_run=args.dry_run,
+    )
+
+
+def _summary(result: utils.PromotionResult, request: utils.PromotionRequest, output: Path) -> str:
+    source = result.source
+    size = sum(plan.size for plan in result.copies)
+    lines = [
+        f"source:   {source['ModelPackageArn']} (version {source['ModelPackageVersion']})",
+    ]
+    if request.dry_run:
+        if result.reused:
+            lines.append(f"target:   {result.target_package_arn} exists: would reuse it")
+        else:
+            lines.append(
+                f"target:   would copy {len(result.copies)} object(s), {size} bytes, to "
+                f"s3://{result.settings.artifacts_bucket} and register an Approved package in "
+                f"{request.group!r}"
+            )
+            lines += [f"          {plan.source_uri} -> {plan.target_uri}" for plan in result.copies]
+        lines.append(f"would write {output} (dry run: nothing changed)")
+        return "\n".join(lines)
+    action = "reused (already promoted)" if result.reused else "created"
+    lines += [
+        f"target:   {result.target_package_arn} {action}",
+        f"copied:   {len(result.copied)} object(s)" + ("" if result.reused else f", {size} bytes"),
+        f"pipeline: {result.tfvars['pipeline_name']} "
+        f"(s3://{result.tfvars['artifacts_bucket']}/{result.tfvars['pipeline_definition_s3_key']})",
+        f"model:    {result.tfvars['model_name']}",
+        f"wrote:    {output}",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("build.py: promotion is not implemented yet", file=sys.stderr)
-    return NOT_IMPLEMENTED
+    args = _parser().parse_args(argv)
+    output = args.output or Path("build") / f"{args.stage}.tfvars.json"
+    try:
+        request = _request(args)
+        result = utils.promote(_clients(args), request)
+        if not request.dry_run:
+            utils.write_json_atomically(output, result.tfvars)
+    except utils.PromotionError as error:
+        print(f"build.py: {error}", file=sys.stderr)
+        return error.exit_code
+    except botocore.exceptions.BotoCoreError as error:
+        print(f"build.py: AWS client error: {error}", file=sys.stderr)
+        return utils.PromotionError.exit_code
+    print(_summary(result, request, output))
+    return 0
 
 
 if __name__ == "__main__":

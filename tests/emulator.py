@@ -4,6 +4,12 @@ Tests talk HTTP to the server exactly as the product talks to AWS (boto3, the Sa
 Terraform's provider), so nothing in the product is patched. Start one per test session
 with the ``aws`` fixture (``tests/conftest.py``); ``Emulator.reset()`` wipes its state
 between tests.
+
+Accounts: the plain test credentials act in moto's default account (the "CI runner"
+identity). ``Emulator.account(name)`` returns a session in the dev, preprod or prod account,
+obtained the way the product obtains one on AWS: STS ``AssumeRole`` into a role ARN of that
+account. moto keeps each account's resources apart but enforces no cross-account
+permission, so tests assert isolation themselves.
 """
 
 from __future__ import annotations
@@ -12,15 +18,24 @@ import os
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import boto3
 from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 REGION = "eu-west-1"
-# moto's default account; later fixtures add more accounts through STS AssumeRole.
+# moto's default account: what the plain test credentials act in.
 DEFAULT_ACCOUNT = "123456789012"
+ACCOUNTS = {"dev": "111111111111", "preprod": "222222222222", "prod": "333333333333"}
+DEPLOY_ROLE = "batch-mlops-deploy"
+
+
+def role_arn(account: str, role: str = DEPLOY_ROLE) -> str:
+    """The ARN of ``role`` in one of ``ACCOUNTS`` (by name) or an account id."""
+    return f"arn:aws:iam::{ACCOUNTS.get(account, account)}:role/{role}"
+
+
 # moto returns HTTP 500 for a few unimplemented calls; botocore would retry those for seconds.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2})
 
@@ -29,6 +44,10 @@ CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2})
 class Emulator:
     endpoint_url: str
     region: str = REGION
+    # sessions per account and clients per (account, service), both emptied by reset(),
+    # which also makes moto forget the credentials they hold
+    _sessions: dict = field(default_factory=dict, repr=False)
+    _clients: dict = field(default_factory=dict, repr=False)
 
     def session(self) -> boto3.Session:
         """A boto3 session with the emulator's dummy credentials."""
@@ -38,8 +57,32 @@ class Emulator:
             region_name=self.region,
         )
 
-    def client(self, service: str):
-        return self.session().client(service, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG)
+    def client(self, service: str, account: str | None = None):
+        """A client in the default account, or in ``account`` (a name of ``ACCOUNTS``)."""
+        if (account, service) not in self._clients:
+            session = self.account(account) if account else self.session()
+            self._clients[account, service] = session.client(
+                service, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
+            )
+        return self._clients[account, service]
+
+    def account(self, name: str) -> boto3.Session:
+        """A session acting in account ``name``, through STS AssumeRole as on AWS."""
+        if name not in self._sessions:
+            self._sessions[name] = self._assume(name)
+        return self._sessions[name]
+
+    def _assume(self, name: str) -> boto3.Session:
+        sts = self.session().client("sts", endpoint_url=self.endpoint_url, config=CLIENT_CONFIG)
+        credentials = sts.assume_role(RoleArn=role_arn(name), RoleSessionName=f"test-{name}")[
+            "Credentials"
+        ]
+        return boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=self.region,
+        )
 
     def environment(self) -> dict[str, str]:
         """Variables that point every boto3 client of a process at the emulator."""
@@ -54,7 +97,9 @@ class Emulator:
         }
 
     def reset(self) -> None:
-        """Forget every resource (moto's reset API)."""
+        """Forget every resource (moto's reset API) and the clients made before."""
+        self._clients.clear()
+        self._sessions.clear()
         request = urllib.request.Request(  # noqa: S310 - an http://127.0.0.1 URL we built
             f"{self.endpoint_url}/moto-api/reset", method="POST"
         )

@@ -1,0 +1,137 @@
+"""Seed the emulator: a dev registry with packages and artifacts, and stage base resources.
+
+These helpers stand in for what a data scientist (dev registry) and the ``infra/`` Terraform
+(stage buckets, roles and SSM parameters) create on AWS. They use real boto3 clients.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass
+
+from tests.emulator import ACCOUNTS, Emulator
+
+PROJECT = "churn"
+GROUP = "churn-models"
+IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3"
+DEV_BUCKET = f"dev-models-{ACCOUNTS['dev']}"
+
+
+def stage_bucket(stage: str) -> str:
+    return f"{stage}-artifacts-{ACCOUNTS[stage]}"
+
+
+def model_tarball(content: bytes) -> bytes:
+    """A real ``model.tar.gz`` holding ``content`` as ``model.joblib``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("model.joblib")
+        info.size = len(content)
+        archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+@dataclass
+class DevRegistry:
+    """The dev account's model registry and artifact bucket."""
+
+    aws: Emulator
+    group: str = GROUP
+    bucket: str = DEV_BUCKET
+
+    def __post_init__(self) -> None:
+        self.sagemaker = self.aws.client("sagemaker", "dev")
+        self.s3 = self.aws.client("s3", "dev")
+        self.s3.create_bucket(
+            Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": self.aws.region}
+        )
+        self.sagemaker.create_model_package_group(
+            ModelPackageGroupName=self.group, ModelPackageGroupDescription="dev registry"
+        )
+
+    def put_artifact(self, key: str, body: bytes) -> str:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        return f"s3://{self.bucket}/{key}"
+
+    def register(
+        self,
+        status: str = "Approved",
+        containers: list[dict] | None = None,
+        body: bytes | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Register a package; by default one container with a fresh model.tar.gz."""
+        if containers is None:
+            number = len(self.versions()) + 1
+            url = self.put_artifact(
+                f"training/run-{number}/output/model.tar.gz",
+                body if body is not None else model_tarball(f"model {number}".encode()),
+            )
+            containers = [
+                {
+                    "Image": IMAGE,
+                    "ModelDataUrl": url,
+                    "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "RUN": str(number)},
+                }
+            ]
+        arguments = {
+            "ModelPackageGroupName": self.group,
+            "ModelApprovalStatus": status,
+            "InferenceSpecification": {
+                "Containers": containers,
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+                "SupportedTransformInstanceTypes": ["ml.m5.xlarge"],
+            },
+        }
+        if metadata:
+            arguments["CustomerMetadataProperties"] = metadata
+        return self.sagemaker.create_model_package(**arguments)["ModelPackageArn"]
+
+    def set_status(self, arn: str, status: str) -> None:
+        self.sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status)
+
+    def versions(self) -> list[dict]:
+        pages = self.sagemaker.get_paginator("list_model_packages").paginate(
+            ModelPackageGroupName=self.group
+        )
+        return [s for page in pages for s in page["ModelPackageSummaryList"]]
+
+
+def create_stage(
+    aws: Emulator,
+    stage: str,
+    project: str = PROJECT,
+    kms: bool = False,
+    subnets: list[str] | None = None,
+    skip_parameters: tuple[str, ...] = (),
+    create_bucket: bool = True,
+) -> dict[str, str]:
+    """A stage account's base resources: bucket, execution role, SSM parameters."""
+    s3, ssm, iam = (aws.client(name, stage) for name in ("s3", "ssm", "iam"))
+    bucket = stage_bucket(stage)
+    if create_bucket:
+        s3.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": aws.region}
+        )
+    role = iam.create_role(
+        RoleName=f"{project}-{stage}-sagemaker-execution",
+        AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
+    )["Role"]["Arn"]
+    parameters = {"artifacts-bucket": bucket, "sagemaker-role-arn": role}
+    if kms:
+        key = aws.client("kms", stage).create_key(Description=f"{stage} artifacts")["KeyMetadata"]
+        parameters["kms-key-arn"] = key["Arn"]
+    if subnets:
+        parameters["subnet-ids"] = ",".join(subnets)
+        parameters["security-group-ids"] = "sg-0123456789abcdef0"
+    for name, value in parameters.items():
+        if name in skip_parameters:
+            continue
+        ssm.put_parameter(
+            Name=f"/{project}/{stage}/{name}",
+            Value=value,
+            Type="StringList" if name.endswith("-ids") else "String",
+        )
+    return parameters
