@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock 2>/dev/null | cut -c1-16)
 PIP_VERSION := 26.3
 
-DEMO_KWARGS := {"region": "eu-west-1", "role": "arn:aws:iam::111111111111:role/demo-sagemaker-execution", "default_bucket": "demo-artifacts-111111111111", "project_name": "demo", "pipeline_name": "demo-batch-inference", "model_name": "demo-model"}
+# e.g. make demo DEMO_ARGS="--yes --rows 1000000"
+DEMO_ARGS ?=
 
 .PHONY: install test demo lint clean
 
@@ -25,10 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
-	$(BIN)/python -m pipelines.get_pipeline_definition \
-		--module-name pipelines.batch_inference.pipeline \
-		--kwargs '$(DEMO_KWARGS)' \
-		--file-name build/demo/pipeline-definition.json
+	$(BIN)/python -m examples.demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

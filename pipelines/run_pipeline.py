@@ -7,6 +7,10 @@
         [--parameters '{"ModelName": "my-model"}'] [--tags '[{"Key": "k", "Value": "v"}]'] \\
         [--description "..."] [--wait]
 
+    # or run it on this machine (local mode), against any S3/SageMaker endpoint:
+    python -m pipelines.run_pipeline --local --module-name ... --kwargs '...' \
+        [--parameters '{...}'] [--execution-record build/execution.json]
+
 Credentials and endpoint come from the usual boto3 chain (``AWS_ENDPOINT_URL`` points it at
 an emulator).
 """
@@ -14,8 +18,10 @@ an emulator).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 import boto3
 import botocore.exceptions
@@ -40,13 +46,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="run_pipeline", description="Upsert a SageMaker pipeline and start an execution."
     )
     parser.add_argument("-n", "--module-name", required=True)
-    parser.add_argument("-role-arn", "--role-arn", required=True, help="role the pipeline runs as")
+    parser.add_argument("-role-arn", "--role-arn", help="role the pipeline runs as (not --local)")
     parser.add_argument("-kwargs", "--kwargs", default=None, help="get_pipeline() arguments (JSON)")
     parser.add_argument("-tags", "--tags", default=None, help='[{"Key": ..., "Value": ...}] (JSON)')
     parser.add_argument("-description", "--description", default=None)
     parser.add_argument("--parameters", default=None, help="execution parameters (JSON object)")
     parser.add_argument("--wait", action="store_true", help="wait for the execution to finish")
     parser.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
+    parser.add_argument("--local", action="store_true", help="execute here, not in SageMaker")
+    parser.add_argument("--execution-record", type=Path, help="--local: save the record here")
     return parser
 
 
@@ -64,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         tags = _check_tags(parse_json_option("--tags", args.tags, list))
         parameters = parse_json_option("--parameters", args.parameters, dict)
         get_pipeline = load_get_pipeline(args.module_name)
+        if args.local:
+            check_kwargs(get_pipeline, kwargs)
+            return _run_locally(build_pipeline(get_pipeline, kwargs), parameters, args)
+        if not args.role_arn:
+            raise CliError("--role-arn is required (unless --local)")
         check_kwargs(get_pipeline, kwargs, provided=("sagemaker_session",))
         region = kwargs.get("region")
         with sdk.quiet_environment(region):
@@ -100,6 +113,24 @@ def main(argv: list[str] | None = None) -> int:
             f"run_pipeline: execution ended {status['PipelineExecutionStatus']}: {reason}",
             file=sys.stderr,
         )
+        return EXECUTION_FAILED
+    return 0
+
+
+def _run_locally(pipeline: object, parameters: dict, args: argparse.Namespace) -> int:
+    """Local mode: the same definition, executed on this machine."""
+    from pipelines.local import executor
+
+    record = executor.execute(
+        json.loads(pipeline.definition()), parameters, pipeline_name=pipeline.name
+    )
+    if args.execution_record:
+        args.execution_record.parent.mkdir(parents=True, exist_ok=True)
+        args.execution_record.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        print(f"execution record: {args.execution_record}")
+    print(f"status: {record['PipelineExecutionStatus']}")
+    if record["PipelineExecutionStatus"] != "Succeeded":
+        print(f"run_pipeline: {record.get('FailureReason')}", file=sys.stderr)
         return EXECUTION_FAILED
     return 0
 

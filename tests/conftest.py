@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.emulator import Emulator, environment, running_emulator
+from pipelines.local.emulator import Emulator, environment, running_emulator
 
 
 @pytest.fixture(scope="session")

@@ -10,16 +10,14 @@ import io
 import tarfile
 from dataclasses import dataclass
 
-from tests.emulator import ACCOUNTS, Emulator
+from pipelines.local import sandbox
+from pipelines.local.emulator import Emulator
 
 PROJECT = "churn"
 GROUP = "churn-models"
 IMAGE = "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3"
-DEV_BUCKET = f"dev-models-{ACCOUNTS['dev']}"
-
-
-def stage_bucket(stage: str) -> str:
-    return f"{stage}-artifacts-{ACCOUNTS[stage]}"
+DEV_BUCKET = sandbox.dev_bucket()
+stage_bucket = sandbox.stage_bucket
 
 
 def model_tarball(content: bytes) -> bytes:
@@ -43,12 +41,7 @@ class DevRegistry:
     def __post_init__(self) -> None:
         self.sagemaker = self.aws.client("sagemaker", "dev")
         self.s3 = self.aws.client("s3", "dev")
-        self.s3.create_bucket(
-            Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": self.aws.region}
-        )
-        self.sagemaker.create_model_package_group(
-            ModelPackageGroupName=self.group, ModelPackageGroupDescription="dev registry"
-        )
+        sandbox.create_dev_registry(self.aws, self.group, self.bucket)
 
     def put_artifact(self, key: str, body: bytes) -> str:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
@@ -99,39 +92,5 @@ class DevRegistry:
         return [s for page in pages for s in page["ModelPackageSummaryList"]]
 
 
-def create_stage(
-    aws: Emulator,
-    stage: str,
-    project: str = PROJECT,
-    kms: bool = False,
-    subnets: list[str] | None = None,
-    skip_parameters: tuple[str, ...] = (),
-    create_bucket: bool = True,
-) -> dict[str, str]:
-    """A stage account's base resources: bucket, execution role, SSM parameters."""
-    s3, ssm, iam = (aws.client(name, stage) for name in ("s3", "ssm", "iam"))
-    bucket = stage_bucket(stage)
-    if create_bucket:
-        s3.create_bucket(
-            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": aws.region}
-        )
-    role = iam.create_role(
-        RoleName=f"{project}-{stage}-sagemaker-execution",
-        AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
-    )["Role"]["Arn"]
-    parameters = {"artifacts-bucket": bucket, "sagemaker-role-arn": role}
-    if kms:
-        key = aws.client("kms", stage).create_key(Description=f"{stage} artifacts")["KeyMetadata"]
-        parameters["kms-key-arn"] = key["Arn"]
-    if subnets:
-        parameters["subnet-ids"] = ",".join(subnets)
-        parameters["security-group-ids"] = "sg-0123456789abcdef0"
-    for name, value in parameters.items():
-        if name in skip_parameters:
-            continue
-        ssm.put_parameter(
-            Name=f"/{project}/{stage}/{name}",
-            Value=value,
-            Type="StringList" if name.endswith("-ids") else "String",
-        )
-    return parameters
+def create_stage(aws: Emulator, stage: str, project: str = PROJECT, **options) -> dict[str, str]:
+    return sandbox.create_stage(aws, stage, project, **options)

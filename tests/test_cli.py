@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import get_pipeline_definition, run_pipeline
-from tests.emulator import Emulator
+from pipelines.local.emulator import Emulator
 
 MODULE = "pipelines.batch_inference.pipeline"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerPipelineRole"
@@ -179,3 +179,70 @@ def test_run_pipeline_reports_aws_errors_in_one_line(aws: Emulator, capsys) -> N
     assert code == 1
     assert captured.err.startswith("run_pipeline: AWS error: ")
     assert aws.client("sagemaker").list_pipelines()["PipelineSummaries"] == []
+
+
+def test_run_pipeline_local_executes_the_real_definition(
+    aws: Emulator, tmp_path: Path, capsys
+) -> None:
+    """--local: the definition get_pipeline builds, run here against the emulator."""
+    from examples.breast_cancer import data, model
+
+    s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
+    s3.create_bucket(
+        Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": aws.region}
+    )
+    repo = Path(__file__).resolve().parents[1] / "pipelines" / "batch_inference"
+    s3.upload_file(str(repo / "preprocess.py"), "artifacts", "batch-inference/code/preprocess.py")
+    s3.upload_file(
+        str(repo / "feature-schema.json"), "artifacts", "batch-inference/code/feature-schema.json"
+    )
+    generated = data.generate(tmp_path / "input.csv", rows=500, malformed_fraction=0.02)
+    s3.upload_file(str(generated.path), "artifacts", "batch-inference/input/day-1.csv")
+    archive = model.package(model.train(), tmp_path / "model.tar.gz")
+    s3.upload_file(str(archive), "artifacts", "models/model.tar.gz")
+    sagemaker.create_model(
+        ModelName="m-1",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={
+            "Image": "sklearn",
+            "ModelDataUrl": "s3://artifacts/models/model.tar.gz",
+            "Environment": model.container_environment(),
+        },
+    )
+    record_path = tmp_path / "record.json"
+    code = run_pipeline.main(
+        [
+            "--local",
+            "--module-name",
+            MODULE,
+            "--kwargs",
+            json.dumps(KWARGS),
+            "--execution-record",
+            str(record_path),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    record = json.loads(record_path.read_text())
+    assert [s["StepStatus"] for s in record["Steps"]] == ["Succeeded", "Succeeded"]
+    (output,) = record["Steps"][1]["Outcome"]["Objects"]
+    execution_id = record["PipelineExecutionArn"].rsplit("/", 1)[-1]
+    assert (
+        output["output"]
+        == f"s3://artifacts/batch-inference/output/{execution_id}/predictions/day-1.csv.out"
+    )
+    assert output["records_out"] == 500 - generated.malformed
+    assert "status: Succeeded" in capsys.readouterr().out
+
+
+def test_run_pipeline_local_reports_a_failed_run(aws: Emulator, tmp_path: Path, capsys) -> None:
+    aws.client("s3").create_bucket(
+        Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": aws.region}
+    )
+    code = run_pipeline.main(["--local", "--module-name", MODULE, "--kwargs", json.dumps(KWARGS)])
+    assert code == 3
+    assert "no object under s3://artifacts/batch-inference/input/" in capsys.readouterr().err
+
+
+def test_run_pipeline_needs_a_role_unless_local(capsys) -> None:
+    assert run_pipeline.main(["--module-name", MODULE, "--kwargs", json.dumps(KWARGS)]) == 2
+    assert "--role-arn is required (unless --local)" in capsys.readouterr().err

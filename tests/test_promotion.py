@@ -15,7 +15,7 @@ from botocore.stub import Stubber
 
 import build
 import utils
-from tests.emulator import ACCOUNTS, CLIENT_CONFIG, Emulator, environment, role_arn
+from pipelines.local.emulator import ACCOUNTS, CLIENT_CONFIG, Emulator, environment, role_arn
 from tests.registry import (
     DEV_BUCKET,
     GROUP,
@@ -465,7 +465,7 @@ def test_stage_not_ready(
     message: str,
 ) -> None:
     dev.register("Approved")
-    create_stage(aws, "preprod", skip_parameters=skip, create_bucket=create_bucket)
+    create_stage(aws, "preprod", skip_parameters=skip, with_bucket=create_bucket)
     assert run_build(tmp_path) == 8
     assert message in one_line_error(capsys)
     assert target_packages(aws) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_only_the_sdk_module_imports_sagemaker() -> None:
         and path.name != "sdk.py"
         and path.parent.name != "tests"
         and any(
-            line.strip().startswith(("import sagemaker", "from sagemaker"))
+            re.match(r"(import|from)\s+sagemaker(\.|\s|$)", line.strip())
             for line in path.read_text(encoding="utf-8").splitlines()
         )
     ]
@@ -74,8 +75,6 @@ def test_only_the_sdk_module_imports_sagemaker() -> None:
 
 
 def test_workflow_actions_are_pinned_to_commit_shas() -> None:
-    import re
-
     for workflow in (REPO / ".github" / "workflows").glob("*.yml"):
         for match in re.finditer(r"uses:\s*([^\s#]+)", workflow.read_text()):
             reference = match.group(1)

@@ -1,9 +1,8 @@
-"""An AWS emulator for tests: a moto server on 127.0.0.1, reached through real clients.
+"""The embedded AWS emulator of local mode: a moto server on 127.0.0.1 on a free port.
 
-Tests talk HTTP to the server exactly as the product talks to AWS (boto3, the SageMaker SDK,
-Terraform's provider), so nothing in the product is patched. Start one per test session
-with the ``aws`` fixture (``tests/conftest.py``); ``Emulator.reset()`` wipes its state
-between tests.
+The demo and the tests talk HTTP to it exactly as the product talks to AWS (boto3, the
+SageMaker SDK, Terraform's provider), so nothing in the product is patched. The tests start
+one per session (``tests/conftest.py``) and wipe it between tests with ``Emulator.reset()``.
 
 Accounts: the plain test credentials act in moto's default account (the "CI runner"
 identity). ``Emulator.account(name)`` returns a session in the dev, preprod or prod account,
@@ -19,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -53,11 +53,11 @@ class Emulator:
         """A boto3 session with the emulator's dummy credentials."""
         return boto3.Session(
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto's documented dummy value
             region_name=self.region,
         )
 
-    def client(self, service: str, account: str | None = None):
+    def client(self, service: str, account: str | None = None) -> Any:
         """A client in the default account, or in ``account`` (a name of ``ACCOUNTS``)."""
         if (account, service) not in self._clients:
             session = self.account(account) if account else self.session()
@@ -109,12 +109,18 @@ class Emulator:
 
 @contextmanager
 def running_emulator() -> Iterator[Emulator]:
-    """Start a moto server on a free loopback port; stop it on exit."""
+    """Start a moto server on a free loopback port, empty; stop it on exit.
+
+    moto keeps its state per process, not per server: the emulator starts by wiping it, so
+    run one emulator per process at a time.
+    """
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:
-        yield Emulator(endpoint_url=f"http://{host}:{port}")
+        emulator = Emulator(endpoint_url=f"http://{host}:{port}")
+        emulator.reset()
+        yield emulator
     finally:
         server.stop()
 

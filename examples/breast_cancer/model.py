@@ -1,0 +1,82 @@
+"""Train the sample model and package it the way SageMaker serves scikit-learn models.
+
+A scikit-learn ``Pipeline`` (scaler + logistic regression), so the scaling fitted on the
+training data travels inside the artifact and the batch is never re-fitted.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+INFERENCE_SCRIPT = Path(__file__).with_name("inference.py")
+ENTRY_POINT = "inference.py"
+ID_COLUMN = "record_id"
+
+
+def feature_names() -> list[str]:
+    """The data set's feature names as CSV column names: ``mean radius`` -> ``mean_radius``."""
+    return [
+        re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+        for name in load_breast_cancer().feature_names
+    ]
+
+
+def feature_schema() -> dict:
+    """The schema ``preprocess.py`` validates against, in the model's feature order."""
+    return {
+        "id_column": ID_COLUMN,
+        "features": [{"name": name, "type": "float"} for name in feature_names()],
+    }
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    pipeline: Pipeline
+    holdout_accuracy: float
+
+
+def train(seed: int = 0) -> TrainedModel:
+    features, labels = load_breast_cancer(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(
+        features, labels, test_size=0.2, random_state=seed, stratify=labels
+    )
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    pipeline.fit(x_train, y_train)
+    accuracy = float(np.mean(pipeline.predict(x_test) == y_test))
+    return TrainedModel(pipeline, accuracy)
+
+
+def package(model: TrainedModel, destination: Path) -> Path:
+    """Write ``model.tar.gz``: ``model.joblib`` and ``code/inference.py``."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as staging:
+        root = Path(staging)
+        joblib.dump(model.pipeline, root / "model.joblib")
+        (root / "code").mkdir()
+        shutil.copy(INFERENCE_SCRIPT, root / "code" / ENTRY_POINT)
+        with tarfile.open(destination, "w:gz") as archive:
+            archive.add(root / "model.joblib", arcname="model.joblib")
+            archive.add(root / "code", arcname="code")
+    return destination
+
+
+def container_environment() -> dict[str, str]:
+    """What the scikit-learn serving container needs to find the handlers."""
+    return {
+        "SAGEMAKER_PROGRAM": ENTRY_POINT,
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    }

@@ -1,0 +1,287 @@
+"""The whole flow on this machine: dev registry -> preprod -> approval -> prod, scored locally.
+
+    python -m examples.demo [--rows 100000] [--yes] [--workdir build/demo]
+
+1. starts an AWS emulator (moto) on a free loopback port, with dev, preprod and prod accounts;
+2. creates each account's base resources (what ``infra/`` creates on AWS);
+3. trains the sample model, registers it in the dev registry as PendingManualApproval, then
+   approves it (a data scientist's click);
+4. ``build.py --stage preprod``: the model, its artifact and the pipeline definition land in
+   preprod; the SageMaker Model that Terraform would create is created;
+5. runs the *deployed* pipeline definition locally on generated input;
+6. asks for the manual approval (``--yes`` answers it), then does the same for prod with the
+   exact version preprod got;
+7. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
+   copied), prints a summary and stops the emulator.
+
+Any failure prints what failed and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import build
+import utils
+from examples.breast_cancer import data, model
+from pipelines import sdk
+from pipelines.local import executor, sandbox
+from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
+
+PROJECT = "breast-cancer"
+GROUP = "breast-cancer-classifier"
+
+
+class DemoFailed(Exception):
+    """A demo stage failed; the message says which and why."""
+
+
+class Timer:
+    """Prints each stage with its duration and keeps them for the summary."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, float] = {}
+
+    def run(self, name: str, action: Callable[[], Any]) -> Any:
+        print(f"==> {name}", flush=True)
+        started = time.perf_counter()
+        result = action()
+        self.durations[name] = time.perf_counter() - started
+        print(f"    done in {self.durations[name]:.1f}s", flush=True)
+        return result
+
+
+def register_model(aws: Emulator, bucket: str, workdir: Path) -> tuple[str, float]:
+    """Train, upload and register the sample model (pending), then approve it."""
+    trained = model.train()
+    archive = model.package(trained, workdir / "model.tar.gz")
+    key = f"training/{PROJECT}/{int(time.time())}/output/model.tar.gz"
+    aws.client("s3", "dev").upload_file(str(archive), bucket, key)
+    image = sdk.image_uris.retrieve(
+        framework="sklearn", region=aws.region, version="1.9-0", py_version="py3",
+        instance_type="ml.m5.xlarge",
+    )  # fmt: skip
+    registry = aws.client("sagemaker", "dev")
+    arn = registry.create_model_package(
+        ModelPackageGroupName=GROUP,
+        ModelPackageDescription="scaler + logistic regression",
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": image,
+                    "ModelDataUrl": f"s3://{bucket}/{key}",
+                    "Environment": model.container_environment(),
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+            "SupportedTransformInstanceTypes": ["ml.m5.xlarge"],
+        },
+        CustomerMetadataProperties={"holdout_accuracy": f"{trained.holdout_accuracy:.4f}"},
+    )["ModelPackageArn"]
+    registry.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="demo approval"
+    )
+    return arn, trained.holdout_accuracy
+
+
+def deploy(stage: str, workdir: Path, version: int | None = None) -> dict[str, Any]:
+    """``build.py`` for one stage, exactly as the workflow calls it."""
+    output = workdir / f"{stage}.tfvars.json"
+    argv = [
+        "--stage", stage,
+        "--model-package-group-name", GROUP,
+        "--project-name", PROJECT,
+        "--source-role-arn", role_arn("dev"),
+        "--target-role-arn", role_arn(stage),
+        "--output", str(output),
+    ]  # fmt: skip
+    if version is not None:
+        argv += ["--model-version", str(version)]
+    code = build.main(argv)
+    if code != 0:
+        raise DemoFailed(f"build.py --stage {stage} failed with exit code {code}")
+    return json.loads(output.read_text())
+
+
+def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) -> None:
+    """The SageMaker Model the stage's Terraform creates from the promoted package."""
+    client = aws.client("sagemaker", stage)
+    try:
+        client.describe_model(ModelName=tfvars["model_name"])
+        return
+    except client.exceptions.ClientError:
+        pass
+    client.create_model(
+        ModelName=tfvars["model_name"],
+        ExecutionRoleArn=tfvars["sagemaker_role_arn"],
+        Containers=[{"ModelPackageName": tfvars["model_package_arn"]}],
+        EnableNetworkIsolation=True,
+    )
+
+
+def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path) -> dict:
+    """Upload generated input and run the deployed definition locally; return the record."""
+    generated = data.generate(workdir / f"{stage}-input.csv", rows)
+    bucket, prefix = utils.parse_s3_uri(tfvars["input_data_url"])
+    s3 = aws.client("s3", stage)
+    s3.upload_file(str(generated.path), bucket, f"{prefix.rstrip('/')}/batch-0001.csv")
+    definition = executor.load_definition(
+        f"s3://{tfvars['artifacts_bucket']}/{tfvars['pipeline_definition_s3_key']}", s3
+    )
+    record = executor.execute(
+        definition,
+        {},
+        pipeline_name=tfvars["pipeline_name"],
+        session=aws.account(stage),
+        work_dir=workdir / f"{stage}-run",
+        log=lambda line: print(f"    {line}", flush=True),
+    )
+    path = workdir / f"{stage}-execution.json"
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    record["RecordPath"] = str(path)
+    record["Generated"] = {"rows": generated.rows, "malformed": generated.malformed}
+    if record["PipelineExecutionStatus"] != "Succeeded":
+        raise DemoFailed(f"the {stage} run failed: {record.get('FailureReason')}")
+    record["Counts"] = _counts(aws, stage, record)
+    return record
+
+
+def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
+    """Rows in / rejected / scored, from the Preprocess summaries and the Transform outcome."""
+    s3 = aws.client("s3", stage)
+    preprocess, transform = record["Steps"]
+    summaries = [
+        json.loads(s3.get_object(Bucket=b, Key=k)["Body"].read())
+        for uri in preprocess["Outcome"]["UploadedObjects"]["summary"]
+        for b, k in [utils.parse_s3_uri(uri)]
+    ]
+    local_copies = []
+    for index, output in enumerate(transform["Outcome"]["Objects"]):
+        bucket, key = utils.parse_s3_uri(output["output"])
+        path = Path(record["RecordPath"]).with_name(f"{stage}-predictions-{index + 1}.csv")
+        s3.download_file(bucket, key, str(path))
+        local_copies.append(str(path))
+    return {
+        "local_predictions": local_copies,
+        "rows_in": sum(s["rows_read"] for s in summaries),
+        "rows_rejected": sum(s["rows_rejected"] for s in summaries),
+        "rows_scored": transform["Outcome"]["RecordsOut"],
+        "predictions": [o["output"] for o in transform["Outcome"]["Objects"]],
+        "rejected": preprocess["Outcome"]["UploadedObjects"]["rejected"],
+        "seconds": {s["StepName"]: s["DurationSeconds"] for s in record["Steps"]},
+    }
+
+
+def approved_for_prod(assume_yes: bool, version: int) -> bool:
+    if assume_yes:
+        print(f"==> manual approval: version {version} approved for prod (--yes)")
+        return True
+    if not sys.stdin.isatty():
+        print("==> manual approval: no terminal to ask on; run with --yes to deploy prod")
+        return False
+    answer = input(f"==> manual approval: deploy version {version} to prod? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def run(rows: int, assume_yes: bool, workdir: Path) -> dict[str, Any]:
+    """The whole flow; returns what the summary prints (and the tests assert)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    report: dict[str, Any] = {"stages": {}}
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with running_emulator() as aws, environment(aws.environment()):
+        print(f"==> AWS emulator on {aws.endpoint_url} (accounts dev, preprod, prod)")
+        dev_bucket = timer.run("base resources in the three accounts", lambda: _base_resources(aws))
+        report["source_arn"], report["accuracy"] = timer.run(
+            "train, register and approve the model in dev",
+            lambda: register_model(aws, dev_bucket, workdir),
+        )
+        stages = ["preprod"]
+        version = None
+        for stage in ("preprod", "prod"):
+            if stage == "prod":
+                if not approved_for_prod(assume_yes, version):
+                    break
+                stages.append(stage)
+            tfvars = timer.run(
+                f"build.py --stage {stage}", lambda s=stage, v=version: deploy(s, workdir, v)
+            )
+            version = tfvars["model_version"]
+            create_sagemaker_model(aws, stage, tfvars)
+            record = timer.run(
+                f"{stage}: run the deployed pipeline on {rows} rows",
+                lambda s=stage, t=tfvars: score(aws, s, t, rows, workdir),
+            )
+            report["stages"][stage] = {"tfvars": tfvars, "record": record}
+        report["redeploy"] = timer.run(
+            "deploy again: nothing new is created",
+            lambda: {s: deploy(s, workdir, version)["model_package_arn"] for s in stages},
+        )
+        for stage in stages:
+            if report["redeploy"][stage] != report["stages"][stage]["tfvars"]["model_package_arn"]:
+                raise DemoFailed(f"re-deploying {stage} created a new package")
+            if len(_target_packages(aws, stage)) != 1:
+                raise DemoFailed(f"{stage} holds more than one promoted package")
+    report["durations"] = timer.durations
+    return report
+
+
+def _base_resources(aws: Emulator) -> str:
+    bucket = sandbox.create_dev_registry(aws, GROUP)
+    for stage in utils.STAGES:
+        sandbox.create_stage(aws, stage, PROJECT)
+    return bucket
+
+
+def _target_packages(aws: Emulator, stage: str) -> list[dict]:
+    listing = aws.client("sagemaker", stage).list_model_packages(ModelPackageGroupName=GROUP)
+    return listing["ModelPackageSummaryList"]
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    print("\n==> summary")
+    print(f"model: {report['source_arn']} (holdout accuracy {report['accuracy']:.3f})")
+    for stage, result in report["stages"].items():
+        tfvars, record, counts = result["tfvars"], result["record"], result["record"]["Counts"]
+        print(f"{stage}: version {tfvars['model_version']} -> {tfvars['model_package_arn']}")
+        print(
+            f"  rows in {counts['rows_in']}, rejected {counts['rows_rejected']}, "
+            f"scored {counts['rows_scored']}"
+        )
+        print("  " + ", ".join(f"{k} {v:.1f}s" for k, v in counts["seconds"].items()))
+        for uri, path in zip(counts["predictions"], counts["local_predictions"], strict=True):
+            print(f"  predictions: {uri} (copy: {path})")
+        print(f"  execution record: {record['RecordPath']}")
+    if "prod" not in report["stages"]:
+        print("prod: not deployed (no approval)")
+    print("re-deploy: same packages, nothing copied")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="input rows per stage")
+    parser.add_argument("--yes", action="store_true", help="answer the prod approval with yes")
+    parser.add_argument("--workdir", type=Path, default=Path("build/demo"))
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+    try:
+        report = run(args.rows, args.yes, args.workdir)
+    except (DemoFailed, utils.PromotionError) as error:
+        print(f"demo failed: {error}", file=sys.stderr)
+        return 1
+    print_summary(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

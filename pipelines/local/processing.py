@@ -1,0 +1,147 @@
+"""Run a Processing step here: inputs from S3 into a tree shaped like ``/opt/ml``, the script
+in one subprocess per instance, outputs back to S3 (what ``EndOfJob`` uploads do).
+
+Sharding follows SageMaker's ``ShardedByS3Key``: the sorted objects are dealt to the
+instances in turn, so instance ``i`` of ``n`` gets objects ``i, i+n, i+2n, ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipelines.local import storage
+from pipelines.local.expressions import DefinitionError
+
+CONTAINER_ROOT = "/opt/ml/"
+PYTHON_ENTRYPOINTS = {"python", "python3", sys.executable}
+STDERR_TAIL_LINES = 20
+
+
+class StepFailed(Exception):
+    """The step ran and failed; the message is its failure reason."""
+
+
+def host_names(count: int) -> list[str]:
+    return [f"algo-{i + 1}" for i in range(count)]
+
+
+def _local(root: Path, container_path: str) -> Path:
+    return root / container_path.lstrip("/")
+
+
+def _map_argument(root: Path, argument: str) -> str:
+    """Container paths (``/opt/ml/...``) point into this instance's local tree."""
+    return str(_local(root, argument)) if argument.startswith(CONTAINER_ROOT) else argument
+
+
+def run_processing(
+    arguments: dict[str, Any],
+    s3: Any,
+    work_dir: Path,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the job described by ``arguments`` (a resolved CreateProcessingJob request)."""
+    cluster = arguments["ProcessingResources"]["ClusterConfig"]
+    count = int(cluster.get("InstanceCount", 1))
+    if count < 1:
+        raise StepFailed(f"InstanceCount must be at least 1, got {count}")
+    app = arguments["AppSpecification"]
+    entrypoint = list(app.get("ContainerEntrypoint") or [])
+    if not entrypoint or Path(entrypoint[0]).name not in PYTHON_ENTRYPOINTS | {"python3.11"}:
+        raise DefinitionError(
+            f"local mode runs Python entrypoints only, not {entrypoint[:1] or 'the image default'}"
+        )
+    hosts = host_names(count)
+    roots = {host: work_dir / host for host in hosts}
+    for index, host in enumerate(hosts):
+        _prepare_instance(arguments, s3, roots[host], index, hosts)
+    for output in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        for root in roots.values():
+            _local(root, output["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+
+    processes = {}
+    for host in hosts:
+        root = roots[host]
+        command = [sys.executable, *(_map_argument(root, a) for a in entrypoint[1:])]
+        command += [_map_argument(root, a) for a in app.get("ContainerArguments") or []]
+        environment = {
+            **os.environ,
+            **(arguments.get("Environment") or {}),
+            "SM_CURRENT_HOST": host,
+            "SM_HOSTS": json.dumps(hosts),
+        }
+        log_file = (root / "job.log").open("w")
+        processes[host] = (
+            subprocess.Popen(
+                command,
+                cwd=root,
+                env=environment,
+                stdout=log_file,
+                stderr=subprocess.PIPE,
+                text=True,
+            ),
+            log_file,
+        )
+    failures = []
+    for host, (process, log_file) in processes.items():
+        _, stderr = process.communicate()
+        log_file.close()
+        (roots[host] / "job.err").write_text(stderr)
+        log(f"    {host}: exit code {process.returncode}")
+        if process.returncode != 0:
+            tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
+            failures.append(f"{host} exited with code {process.returncode}: {tail}")
+    if failures:
+        raise StepFailed("; ".join(failures))
+
+    kms = arguments.get("ProcessingOutputConfig", {}).get("KmsKeyId")
+    uploaded: dict[str, list[str]] = {}
+    for output in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
+        target = output["S3Output"]
+        uploaded[output["OutputName"]] = [
+            uri
+            for root in roots.values()
+            for uri in storage.upload_tree(
+                s3, _local(root, target["LocalPath"]), target["S3Uri"], kms
+            )
+        ]
+    return {"UploadedObjects": uploaded, "Hosts": hosts}
+
+
+def _prepare_instance(
+    arguments: dict[str, Any], s3: Any, root: Path, index: int, hosts: list[str]
+) -> None:
+    """Download this instance's share of every input and write its resource config."""
+    config = _local(root, "/opt/ml/config/resourceconfig.json")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({"current_host": hosts[index], "hosts": hosts}))
+    for channel in arguments.get("ProcessingInputs", []):
+        source = channel.get("S3Input")
+        if source is None:
+            raise DefinitionError(
+                f"input {channel.get('InputName')!r}: only S3 inputs run in local mode"
+            )
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise DefinitionError(
+                f"input {channel['InputName']!r}: S3DataType {source['S3DataType']} is not "
+                "supported in local mode"
+            )
+        if source.get("S3InputMode", "File") != "File":
+            raise DefinitionError(f"input {channel['InputName']!r}: only File mode runs locally")
+        objects = storage.list_objects(s3, source["S3Uri"])
+        if not objects:
+            raise StepFailed(f"input {channel['InputName']!r}: no object under {source['S3Uri']}")
+        if source.get("S3DataDistributionType") == "ShardedByS3Key":
+            objects = objects[index :: len(hosts)]
+        destination = _local(root, source["LocalPath"])
+        destination.mkdir(parents=True, exist_ok=True)
+        for bucket, key, _ in objects:
+            storage.download(
+                s3, bucket, key, destination / storage.relative_key(source["S3Uri"], key)
+            )

@@ -1,0 +1,82 @@
+"""Base resources of the three accounts in the emulator: what ``infra/`` creates on AWS.
+
+Used by the demo and the tests, so both set up accounts the same way: the dev account's
+artifact bucket and model package group, and each stage's artifact bucket, SageMaker
+execution role and the SSM parameters ``build.py`` reads (the contract in the README).
+"""
+
+from __future__ import annotations
+
+import json
+
+from pipelines.local.emulator import ACCOUNTS, Emulator
+
+SAGEMAKER_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def dev_bucket() -> str:
+    return f"dev-models-{ACCOUNTS['dev']}"
+
+
+def stage_bucket(stage: str) -> str:
+    return f"{stage}-artifacts-{ACCOUNTS[stage]}"
+
+
+def create_bucket(aws: Emulator, account: str, bucket: str) -> None:
+    aws.client("s3", account).create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": aws.region}
+    )
+
+
+def create_dev_registry(aws: Emulator, group: str, bucket: str | None = None) -> str:
+    """The dev account's artifact bucket and model package group; returns the bucket."""
+    bucket = bucket or dev_bucket()
+    create_bucket(aws, "dev", bucket)
+    aws.client("sagemaker", "dev").create_model_package_group(
+        ModelPackageGroupName=group, ModelPackageGroupDescription="models trained in dev"
+    )
+    return bucket
+
+
+def create_stage(
+    aws: Emulator,
+    stage: str,
+    project: str,
+    kms: bool = False,
+    subnets: list[str] | None = None,
+    skip_parameters: tuple[str, ...] = (),
+    with_bucket: bool = True,
+) -> dict[str, str]:
+    """A stage account's bucket, execution role and SSM parameters; returns the parameters."""
+    bucket = stage_bucket(stage)
+    if with_bucket:
+        create_bucket(aws, stage, bucket)
+    role = aws.client("iam", stage).create_role(
+        RoleName=f"{project}-{stage}-sagemaker-execution",
+        AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST),
+    )["Role"]["Arn"]
+    parameters = {"artifacts-bucket": bucket, "sagemaker-role-arn": role}
+    if kms:
+        key = aws.client("kms", stage).create_key(Description=f"{stage} artifacts")
+        parameters["kms-key-arn"] = key["KeyMetadata"]["Arn"]
+    if subnets:
+        parameters["subnet-ids"] = ",".join(subnets)
+        parameters["security-group-ids"] = "sg-0123456789abcdef0"
+    ssm = aws.client("ssm", stage)
+    for name, value in parameters.items():
+        if name not in skip_parameters:
+            ssm.put_parameter(
+                Name=f"/{project}/{stage}/{name}",
+                Value=value,
+                Type="StringList" if name.endswith("-ids") else "String",
+            )
+    return parameters

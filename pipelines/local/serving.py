@@ -1,0 +1,105 @@
+"""Load a model artifact and answer requests the way SageMaker's scikit-learn container does.
+
+The container imports the entry point named by ``SAGEMAKER_PROGRAM`` from the artifact's
+``code/`` folder and calls, per request, ``input_fn`` -> ``predict_fn`` -> ``output_fn``
+(or ``transform_fn`` instead of all three) on the model from ``model_fn``. Missing handlers
+fall back to the container's defaults, which use the ``sagemaker-inference`` toolkit's
+decoder and encoder; there is no default ``model_fn`` (the container has none either).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tarfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from sagemaker_inference import content_types, decoder, encoder
+
+
+class ModelLoadError(Exception):
+    """The artifact cannot be served: no entry point, no ``model_fn``, a broken archive."""
+
+
+def extract_artifact(archive: Path, destination: Path) -> Path:
+    """Unpack ``model.tar.gz`` safely (no absolute paths, no escaping links)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:*") as bundle:
+            bundle.extractall(destination, filter="data")
+    except (tarfile.TarError, OSError) as error:
+        raise ModelLoadError(f"cannot unpack the model artifact: {error}") from None
+    return destination
+
+
+def default_input_fn(input_data: Any, content_type: str) -> np.ndarray:
+    """The scikit-learn container's default: decode, and use float32 for text formats."""
+    array = decoder.decode(input_data, content_type)
+    return array.astype(np.float32) if content_type in content_types.UTF8_TYPES else array
+
+
+def default_predict_fn(data: Any, model: Any) -> Any:
+    return model.predict(data)
+
+
+def default_output_fn(prediction: Any, accept: str) -> Any:
+    return encoder.encode(prediction, accept)
+
+
+class ModelServer:
+    """One loaded model and its handlers; ``invoke`` answers one request."""
+
+    def __init__(self, model_dir: Path, environment: dict[str, str]):
+        self.model_dir = model_dir
+        module = self._entry_point(environment.get("SAGEMAKER_PROGRAM"))
+        model_fn = getattr(module, "model_fn", None)
+        if model_fn is None:
+            raise ModelLoadError(
+                "the model's entry point defines no model_fn (the scikit-learn container has "
+                "no default): add model_fn(model_dir) to the artifact's inference script"
+            )
+        self.model = model_fn(str(model_dir))
+        self.transform_fn = getattr(module, "transform_fn", None)
+        self.input_fn = getattr(module, "input_fn", default_input_fn)
+        self.predict_fn = getattr(module, "predict_fn", default_predict_fn)
+        self.output_fn = getattr(module, "output_fn", default_output_fn)
+
+    def _entry_point(self, program: str | None) -> ModuleType | None:
+        if not program:
+            return None
+        for folder in (self.model_dir / "code", self.model_dir):
+            path = folder / program
+            if path.is_file():
+                break
+        else:
+            raise ModelLoadError(
+                f"SAGEMAKER_PROGRAM={program} is neither in the artifact's code/ folder nor at "
+                "its top level"
+            )
+        sys.path.insert(0, str(path.parent))  # the container puts code/ on the path too
+        name = f"_sagemaker_entry_{abs(hash(path))}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    def invoke(self, payload: bytes, content_type: str, accept: str) -> bytes:
+        """One request: the body as the container receives it, the response body back."""
+        data: Any = payload.decode("utf-8") if content_type in content_types.UTF8_TYPES else payload
+        if self.transform_fn is not None:
+            result = self.transform_fn(self.model, data, content_type, accept)
+        else:
+            result = self.output_fn(
+                self.predict_fn(self.input_fn(data, content_type), self.model), accept
+            )
+        if isinstance(result, tuple):  # (body, content type), as handlers may return
+            result = result[0]
+        if isinstance(result, str):
+            return result.encode("utf-8")
+        if isinstance(result, bytes | bytearray | memoryview):
+            return bytes(result)
+        raise TypeError(f"the model's output handler returned {type(result).__name__}, not bytes")

@@ -1,0 +1,406 @@
+"""Run a Transform step here with SageMaker Batch Transform's semantics.
+
+Each input object is streamed, split into records (``SplitType``), filtered
+(``InputFilter``), packed into requests (``BatchStrategy``, ``MaxPayloadInMB``), served by
+the model exactly as the scikit-learn container would (``serving.ModelServer``), joined back
+to its input (``JoinSource``), filtered again (``OutputFilter``) and assembled
+(``AssembleWith``) into ``<S3OutputPath>/<input key relative to the prefix>.out``.
+``InstanceCount`` N deals the objects to N worker processes, as SageMaker deals them to N
+instances. A request that makes the model raise fails the step with the position of the
+first record that fails on its own.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gzip
+import multiprocessing
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+
+from pipelines.local import records, storage
+from pipelines.local.expressions import DefinitionError
+from pipelines.local.processing import StepFailed
+from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
+
+READ_CHUNK = 8 * 2**20
+DEFAULT_PAYLOAD_MB = 6
+JSON_TYPES = {"application/json", "application/jsonlines", "application/x-jsonlines"}
+
+
+@dataclass(frozen=True)
+class TransformOptions:
+    """The parts of a CreateTransformJob request that shape how records flow."""
+
+    content_type: str
+    accept: str
+    split_type: str
+    compression: str
+    batch_strategy: str
+    max_payload_bytes: int
+    assemble_with: str
+    input_filter: records.Selector
+    output_filter: records.Selector
+    join_input: bool
+    output_path: str
+    input_uri: str
+    kms_key_id: str | None
+
+    @classmethod
+    def from_arguments(cls, arguments: dict[str, Any]) -> TransformOptions:
+        source = arguments["TransformInput"]["DataSource"]["S3DataSource"]
+        if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+            raise DefinitionError(
+                f"S3DataType {source['S3DataType']} is not supported in local mode: use S3Prefix"
+            )
+        transform_input, output = arguments["TransformInput"], arguments["TransformOutput"]
+        processing = arguments.get("DataProcessing") or {}
+        split = transform_input.get("SplitType", "None")
+        if split not in ("None", "Line"):
+            raise DefinitionError(f"SplitType {split} is not supported in local mode")
+        compression = transform_input.get("CompressionType", "None")
+        if compression not in ("None", "Gzip"):
+            raise DefinitionError(f"CompressionType {compression} is not supported")
+        payload_mb = int(arguments.get("MaxPayloadInMB", DEFAULT_PAYLOAD_MB))
+        options = cls(
+            content_type=transform_input.get("ContentType", "application/octet-stream"),
+            accept=output.get("Accept") or transform_input.get("ContentType", "text/csv"),
+            split_type=split,
+            compression=compression,
+            batch_strategy=arguments.get("BatchStrategy", "SingleRecord"),
+            max_payload_bytes=payload_mb * 2**20 if payload_mb else 0,
+            assemble_with=output.get("AssembleWith", "None"),
+            input_filter=records.parse_selector(processing.get("InputFilter")),
+            output_filter=records.parse_selector(processing.get("OutputFilter")),
+            join_input=processing.get("JoinSource", "None") == "Input",
+            output_path=output["S3OutputPath"],
+            input_uri=source["S3Uri"],
+            kms_key_id=output.get("KmsKeyId"),
+        )
+        filtering = not (options.input_filter.selects_all and options.output_filter.selects_all)
+        if split == "None" and (filtering or options.join_input):
+            raise DefinitionError(
+                "InputFilter, OutputFilter and JoinSource work per record: use SplitType Line"
+            )
+        if not payload_mb and split == "Line" and options.batch_strategy == "MultiRecord":
+            raise DefinitionError("MaxPayloadInMB 0 (unlimited) needs SplitType None")
+        return options
+
+    @property
+    def is_json(self) -> bool:
+        return self.content_type in JSON_TYPES
+
+
+@dataclass
+class ObjectResult:
+    source: str
+    output: str
+    records_in: int
+    records_out: int
+    seconds: float
+
+
+# ----------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where the model's artifact lives and the environment its container gets."""
+
+    model_data_url: str
+    environment: dict[str, str]
+
+
+def resolve_model(sagemaker: Any, model_name: str) -> ModelSpec:
+    """``ModelName`` -> the model's container -> (its package's) ``ModelDataUrl``."""
+    try:
+        model = sagemaker.describe_model(ModelName=model_name)
+    except sagemaker.exceptions.ClientError as error:
+        raise StepFailed(f"model {model_name!r} cannot be described: {error}") from None
+    containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
+    if len(containers) != 1:
+        raise DefinitionError("local mode serves single-container models only")
+    container = containers[0]
+    environment = dict(container.get("Environment") or {})
+    url = container.get("ModelDataUrl")
+    if container.get("ModelPackageName"):
+        package = sagemaker.describe_model_package(ModelPackageName=container["ModelPackageName"])
+        (package_container, *others) = package["InferenceSpecification"]["Containers"]
+        if others:
+            raise DefinitionError("local mode serves single-container model packages only")
+        environment = {**(package_container.get("Environment") or {}), **environment}
+        url = url or package_container.get("ModelDataUrl")
+    if not url:
+        raise StepFailed(f"model {model_name!r} has no ModelDataUrl to load")
+    return ModelSpec(url, environment)
+
+
+def load_model(s3: Any, spec: ModelSpec, work_dir: Path) -> ModelServer:
+    bucket, key = storage.parse_s3_uri(spec.model_data_url)
+    archive = work_dir / "model.tar.gz"
+    storage.download(s3, bucket, key, archive)
+    try:
+        return ModelServer(extract_artifact(archive, work_dir / "model"), spec.environment)
+    except ModelLoadError as error:
+        raise StepFailed(str(error)) from None
+
+
+# ----------------------------------------------------------------------- one object
+
+
+def _chunks(body: Any, compression: str) -> Iterator[bytes]:
+    stream = gzip.GzipFile(fileobj=body) if compression == "Gzip" else body
+    while chunk := stream.read(READ_CHUNK):
+        yield chunk
+
+
+def _line_batches(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Whole lines only: a record never spans two batches."""
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            yield data[:cut]
+            carry = data[cut:]
+        else:
+            carry = data
+    if carry:
+        yield carry
+
+
+def _requests(lines: records.Lines, options: TransformOptions) -> Iterator[tuple[int, int]]:
+    """``(first, last)`` record ranges, one per request, within the payload limit."""
+    count = len(lines)
+    if options.batch_strategy != "MultiRecord":
+        yield from ((i, i + 1) for i in range(count))
+        return
+    sizes = (lines.ends - lines.starts) + 1
+    total = np.cumsum(sizes)
+    first = 0
+    while first < count:
+        spent = total[first - 1] if first else 0
+        last = int(np.searchsorted(total, spent + options.max_payload_bytes, side="right"))
+        yield first, max(last, first + 1)
+        first = max(last, first + 1)
+
+
+class _Transformer:
+    """Turns one object's records into output bytes for one loaded model."""
+
+    def __init__(self, server: ModelServer, options: TransformOptions):
+        self.server, self.options = server, options
+        self._select = records.select_json if options.is_json else records.select_csv
+        self._join = records.join_json if options.is_json else records.join_csv
+
+    def lines(self, data: bytes, source: str, offset: int) -> tuple[bytes, int, int]:
+        """Transform a batch of whole lines; return (output bytes, records in, records out)."""
+        options = self.options
+        originals = records.Lines.from_bytes(data)
+        try:
+            model_input = self._select(originals, options.input_filter)
+        except records.RecordError as error:
+            raise self._record_failure(source, offset, error.line or 0, error) from None
+        pieces, produced = [], 0
+        for first, last in _requests(model_input, options):
+            request = model_input.slice(first, last)
+            payload = request.to_bytes()
+            if options.max_payload_bytes and len(payload) > options.max_payload_bytes:
+                raise StepFailed(
+                    f"record {offset + first + 1} of {source} is {len(payload)} bytes, over "
+                    f"MaxPayloadInMB ({options.max_payload_bytes // 2**20})"
+                )
+            response = self._invoke(payload, request, source, offset + first)
+            output = self._assemble(response, originals.slice(first, last), source, offset + first)
+            produced += output[1]
+            pieces.append(output[0])
+        return b"".join(pieces), len(originals), produced
+
+    def whole(self, data: bytes) -> tuple[bytes, int, int]:
+        """``SplitType=None``: the whole object is one request."""
+        response = self.server.invoke(data, self.options.content_type, self.options.accept)
+        if self.options.assemble_with == "Line" and response and not response.endswith(b"\n"):
+            response += b"\n"
+        return response, 1, 1
+
+    def _invoke(self, payload: bytes, request: records.Lines, source: str, offset: int) -> bytes:
+        options = self.options
+        try:
+            return self.server.invoke(payload, options.content_type, options.accept)
+        except Exception as batch_error:
+            # find the first record that fails alone, to report where the data is bad
+            for index in range(len(request)):
+                try:
+                    self.server.invoke(
+                        request.slice(index, index + 1).to_bytes(),
+                        options.content_type,
+                        options.accept,
+                    )
+                except Exception as error:
+                    raise self._record_failure(source, offset, index, error) from None
+            raise StepFailed(
+                f"records {offset + 1}-{offset + len(request)} of {source} fail together: "
+                f"{type(batch_error).__name__}: {batch_error}"
+            ) from None
+
+    def _assemble(
+        self, response: bytes, originals: records.Lines, source: str, offset: int
+    ) -> tuple[bytes, int]:
+        options = self.options
+        if not (options.join_input or not options.output_filter.selects_all):
+            if options.assemble_with == "Line" and response and not response.endswith(b"\n"):
+                response += b"\n"
+            return response, len(originals)
+        outputs = records.Lines.from_bytes(response)
+        try:
+            joined = self._join(originals, outputs) if options.join_input else outputs
+            selected = self._select(joined, options.output_filter)
+        except records.RecordError as error:
+            raise self._record_failure(source, offset, error.line or 0, error) from None
+        if options.assemble_with == "Line":
+            return selected.to_bytes(), len(selected)
+        return b"".join(selected.records()), len(selected)
+
+    @staticmethod
+    def _record_failure(source: str, offset: int, index: int, error: Exception) -> StepFailed:
+        return StepFailed(
+            f"record {offset + index + 1} of {source}: {type(error).__name__}: {error}"
+        )
+
+
+def transform_object(
+    s3: Any, transformer: _Transformer, bucket: str, key: str, work_dir: Path
+) -> ObjectResult:
+    """Transform one input object into its ``.out`` object."""
+    options = transformer.options
+    started = time.perf_counter()
+    source = f"s3://{bucket}/{key}"
+    relative = storage.relative_key(options.input_uri, key)
+    output_uri = f"{options.output_path.rstrip('/')}/{relative}.out"
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    records_in = records_out = 0
+    with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".out", delete=False) as sink:
+        if options.split_type == "None":
+            data, records_in, records_out = transformer.whole(
+                b"".join(_chunks(body, options.compression))
+            )
+            sink.write(data)
+        else:
+            for batch in _line_batches(_chunks(body, options.compression)):
+                data, count_in, count_out = transformer.lines(batch, source, records_in)
+                sink.write(data)
+                records_in += count_in
+                records_out += count_out
+    out_bucket, out_key = storage.parse_s3_uri(output_uri)
+    extra = (
+        {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": options.kms_key_id}
+        if options.kms_key_id
+        else None
+    )
+    s3.upload_file(sink.name, out_bucket, out_key, ExtraArgs=extra)
+    Path(sink.name).unlink()
+    return ObjectResult(source, output_uri, records_in, records_out, time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """What a worker process needs to act as the parent's session (picklable)."""
+
+    access_key: str | None
+    secret_key: str | None
+    token: str | None
+    region: str | None
+
+    @classmethod
+    def of(cls, session: boto3.Session) -> _Credentials:
+        frozen = session.get_credentials().get_frozen_credentials()
+        return cls(frozen.access_key, frozen.secret_key, frozen.token, session.region_name)
+
+    def session(self) -> boto3.Session:
+        return boto3.Session(
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            aws_session_token=self.token,
+            region_name=self.region,
+        )
+
+
+def _worker_run(
+    credentials: _Credentials,
+    spec: ModelSpec,
+    options: TransformOptions,
+    objects: list[tuple[str, str]],
+    work_dir: str,
+) -> list[ObjectResult]:
+    """One instance: load the model once, transform its share of the objects."""
+    s3 = credentials.session().client("s3")
+    root = Path(work_dir)
+    transformer = _Transformer(load_model(s3, spec, root), options)
+    return [transform_object(s3, transformer, bucket, key, root) for bucket, key in objects]
+
+
+def run_transform(
+    arguments: dict[str, Any],
+    session: boto3.Session,
+    work_dir: Path,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the job described by ``arguments`` (a resolved CreateTransformJob request)."""
+    options = TransformOptions.from_arguments(arguments)
+    count = int(arguments.get("TransformResources", {}).get("InstanceCount", 1))
+    if count < 1:
+        raise StepFailed(f"InstanceCount must be at least 1, got {count}")
+    s3 = session.client("s3")
+    spec = resolve_model(session.client("sagemaker"), arguments["ModelName"])
+    objects = [(bucket, key) for bucket, key, _ in storage.list_objects(s3, options.input_uri)]
+    if not objects:
+        raise StepFailed(f"no input object under {options.input_uri}")
+    shares = [objects[i::count] for i in range(count)]
+    results: list[ObjectResult] = []
+    if count == 1:
+        transformer = _Transformer(load_model(s3, spec, work_dir), options)
+        for bucket, key in objects:
+            results.append(transform_object(s3, transformer, bucket, key, work_dir))
+            _log_object(log, results[-1])
+    else:
+        context = multiprocessing.get_context("spawn")  # no fork: the caller may run threads
+        with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
+            futures = []
+            for index, share in enumerate(shares):
+                if share:
+                    instance_dir = work_dir / f"algo-{index + 1}"
+                    instance_dir.mkdir(parents=True, exist_ok=True)
+                    futures.append(
+                        pool.submit(
+                            _worker_run,
+                            _Credentials.of(session),
+                            spec,
+                            options,
+                            share,
+                            str(instance_dir),
+                        )
+                    )
+            for future in futures:
+                for result in future.result():
+                    results.append(result)
+                    _log_object(log, result)
+    return {
+        "Objects": [vars(r) for r in results],
+        "RecordsIn": sum(r.records_in for r in results),
+        "RecordsOut": sum(r.records_out for r in results),
+    }
+
+
+def _log_object(log: Callable[[str], None], result: ObjectResult) -> None:
+    rate = result.records_in / result.seconds if result.seconds else 0.0
+    log(f"    {result.source} -> {result.output}: {result.records_in} records ({rate:,.0f}/s)")

@@ -1,0 +1,82 @@
+"""The demo end to end: accounts, promotion, local runs in both stages, idempotent re-deploy."""
+
+from __future__ import annotations
+
+import csv
+import tarfile
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from examples import demo
+from pipelines.local.emulator import ACCOUNTS
+
+ROWS = 3000
+
+
+def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys) -> None:
+    report = demo.run(rows=ROWS, assume_yes=True, workdir=tmp_path)
+    assert set(report["stages"]) == {"preprod", "prod"}
+    with tarfile.open(tmp_path / "model.tar.gz") as archive:
+        archive.extract("model.joblib", tmp_path / "model", filter="data")
+    model = joblib.load(tmp_path / "model" / "model.joblib")
+
+    for stage, result in report["stages"].items():
+        tfvars, record = result["tfvars"], result["record"]
+        assert record["PipelineExecutionStatus"] == "Succeeded"
+        assert tfvars["model_package_arn"].split(":")[4] == ACCOUNTS[stage]
+        assert tfvars["model_version"] == 1  # prod got exactly what preprod got
+        counts, generated = record["Counts"], record["Generated"]
+        assert counts["rows_in"] == ROWS
+        assert counts["rows_rejected"] == generated["malformed"] > 0
+        assert counts["rows_scored"] == ROWS - generated["malformed"]
+
+        # every valid input row has exactly one prediction line: its id and the model's output
+        with (tmp_path / f"{stage}-input.csv").open(newline="") as handle:
+            rows = [r for r in csv.DictReader(handle)]
+        valid = {}
+        for row in rows:
+            try:
+                valid[row["record_id"]] = [float(v) for k, v in row.items() if k != "record_id"]
+            except (TypeError, ValueError):
+                continue
+        (local_copy,) = counts["local_predictions"]
+        with open(local_copy, newline="") as handle:
+            lines = list(csv.reader(handle))
+        assert len(lines) == len(valid) == counts["rows_scored"]
+        ids = [line[0] for line in lines]
+        assert set(ids) == set(valid)
+        expected = model.predict_proba(np.array([valid[i] for i in ids]))[:, 1]
+        assert np.allclose([float(line[1]) for line in lines], expected, rtol=0, atol=1e-12)
+        assert all(len(line) == 2 for line in lines)  # id and prediction, no feature leaks
+
+    assert report["redeploy"] == {
+        stage: report["stages"][stage]["tfvars"]["model_package_arn"]
+        for stage in ("preprod", "prod")
+    }
+    demo.print_summary(report)
+    out = capsys.readouterr().out
+    assert (
+        f"rows in {ROWS}, rejected {report['stages']['prod']['record']['Counts']['rows_rejected']}"
+        in out
+    )
+    assert "re-deploy: same packages, nothing copied" in out
+
+
+def test_without_approval_prod_is_not_deployed(tmp_path: Path, capsys) -> None:
+    report = demo.run(rows=200, assume_yes=False, workdir=tmp_path)  # no terminal under pytest
+    assert set(report["stages"]) == {"preprod"}
+    assert "no terminal to ask on; run with --yes" in capsys.readouterr().out
+    assert not (tmp_path / "prod.tfvars.json").exists()
+
+
+def test_a_failing_stage_is_named_and_exits_non_zero(tmp_path: Path, capsys, monkeypatch) -> None:
+    def broken_model(*args, **kwargs):
+        raise demo.DemoFailed("model registration failed: registry unavailable")
+
+    monkeypatch.setattr(demo, "register_model", broken_model)
+    assert demo.main(["--rows", "10", "--workdir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "demo failed: model registration failed: registry unavailable"
+    )

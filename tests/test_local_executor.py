@@ -1,0 +1,486 @@
+"""Local mode: Processing and Transform semantics, one option at a time, against the emulator."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pipelines.local import executor
+from pipelines.local.emulator import Emulator
+
+BUCKET = "local-mode"
+
+MODEL_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+
+    def model_fn(model_dir):
+        with open(os.path.join(model_dir, "model.json")) as handle:
+            return json.load(handle)
+
+    def input_fn(data, content_type):
+        if content_type == "application/json":
+            return [json.loads(line) for line in data.splitlines() if line]
+        return [[float(v) for v in line.split(",")] for line in data.splitlines() if line]
+
+    def predict_fn(rows, model):
+        scores = []
+        for row in rows:
+            if model.get("fail_on") in row:
+                raise ValueError(f"cannot score {row}")
+            scores.append(sum(w * v for w, v in zip(model["weights"], row)))
+        return {"scores": scores, "batch": len(rows)}
+
+    def output_fn(prediction, accept):
+        if accept == "application/json":
+            return "".join(json.dumps([s]) + "\\n" for s in prediction["scores"])
+        if accept == "text/x-batch-size":
+            return "".join(f"{prediction['batch']}\\n" for _ in prediction["scores"])
+        return "".join(f"{s:g}\\n" for s in prediction["scores"])
+    """
+)
+
+
+@pytest.fixture
+def s3(aws: Emulator):
+    client = aws.client("s3")
+    client.create_bucket(
+        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region}
+    )
+    return client
+
+
+def put(s3, key: str, body: bytes) -> str:
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    return f"s3://{BUCKET}/{key}"
+
+
+def get(s3, uri: str) -> bytes:
+    bucket, key = uri[5:].split("/", 1)
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def keys(s3, prefix: str) -> list[str]:
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def model_artifact(s3, weights: list[float], fail_on: float | None = None, name: str = "m") -> str:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path, text in (
+            ("model.json", json.dumps({"weights": weights, "fail_on": fail_on})),
+            ("code/inference.py", MODEL_SCRIPT),
+        ):
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return put(s3, f"models/{name}/model.tar.gz", buffer.getvalue())
+
+
+@pytest.fixture
+def model(aws: Emulator, s3) -> str:
+    """A SageMaker Model whose prediction is ``2*x1 + 10*x2`` of the (filtered) record."""
+    url = model_artifact(s3, [2.0, 10.0], fail_on=-999.0)
+    aws.client("sagemaker").create_model(
+        ModelName="scorer",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/exec",
+        PrimaryContainer={
+            "Image": "sklearn",
+            "ModelDataUrl": url,
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+        },
+    )
+    return "scorer"
+
+
+def transform_definition(**changes) -> dict:
+    arguments = {
+        "ModelName": "scorer",
+        "TransformInput": {
+            "DataSource": {
+                "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/in/"}
+            },
+            "ContentType": "text/csv",
+            "SplitType": "Line",
+        },
+        "TransformOutput": {
+            "S3OutputPath": {
+                "Std:Join": {
+                    "On": "/",
+                    "Values": [f"s3://{BUCKET}/out", {"Get": "Execution.PipelineExecutionId"}],
+                }
+            },
+            "Accept": "text/csv",
+            "AssembleWith": "Line",
+        },
+        "TransformResources": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1},
+        "BatchStrategy": "MultiRecord",
+        "MaxPayloadInMB": 6,
+    }
+    for path, value in changes.items():
+        node = arguments
+        *parents, leaf = path.split(".")
+        for name in parents:
+            node = node.setdefault(name, {})
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return {
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "Steps": [{"Name": "Score", "Type": "Transform", "Arguments": arguments}],
+    }
+
+
+def run(aws: Emulator, definition: dict, tmp_path: Path, parameters: dict | None = None) -> dict:
+    return executor.execute(
+        definition,
+        parameters or {},
+        session=aws.session(),
+        work_dir=tmp_path,
+        execution_id="exec00000001",
+        log=lambda _: None,
+    )
+
+
+CSV_INPUT = b"a,1,2\nb,3,4\nc,5,6\n"
+
+
+def test_csv_join_and_filters_keep_the_id_with_its_prediction(aws, s3, model, tmp_path) -> None:
+    put(s3, "in/part-1.csv", CSV_INPUT)
+    put(s3, "in/nested/part-2.csv", b"d,0.5,0\n")
+    definition = transform_definition(
+        DataProcessing={"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"}
+    )
+    record = run(aws, definition, tmp_path)
+    assert record["PipelineExecutionStatus"] == "Succeeded", record
+    assert keys(s3, "out/") == [
+        "out/exec00000001/nested/part-2.csv.out",
+        "out/exec00000001/part-1.csv.out",
+    ]
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/part-1.csv.out") == b"a,22\nb,46\nc,70\n"
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/nested/part-2.csv.out") == b"d,1\n"
+    (step,) = record["Steps"]
+    assert step["StepStatus"] == "Succeeded"
+    assert step["Outcome"]["RecordsIn"] == 4 and step["Outcome"]["RecordsOut"] == 4
+    assert step["Metadata"]["TransformJob"]["Arn"].endswith(
+        "transform-job/pipelines-exec00000001-Score"
+    )
+
+
+def test_join_without_output_filter_appends_the_prediction(aws, s3, model, tmp_path) -> None:
+    put(s3, "in/x.csv", CSV_INPUT)
+    definition = transform_definition(
+        DataProcessing={"InputFilter": "$[1:]", "JoinSource": "Input"}
+    )
+    assert run(aws, definition, tmp_path)["PipelineExecutionStatus"] == "Succeeded"
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/x.csv.out") == b"a,1,2,22\nb,3,4,46\nc,5,6,70\n"
+
+
+def test_multi_record_batches_respect_the_payload_limit(aws, s3, model, tmp_path) -> None:
+    row = b"1.000000000," + b"2" * 60 + b"\n"  # ~72 bytes per record
+    put(s3, "in/big.csv", row * 40_000)  # ~2.9 MB
+    definition = transform_definition(
+        MaxPayloadInMB=1, **{"TransformOutput.Accept": "text/x-batch-size"}
+    )
+    assert run(aws, definition, tmp_path)["PipelineExecutionStatus"] == "Succeeded"
+    sizes = [int(v) for v in get(s3, f"s3://{BUCKET}/out/exec00000001/big.csv.out").split()]
+    assert len(sizes) == 40_000
+    per_request = 2**20 // len(row)
+    assert max(sizes) == per_request  # as many records as fit in 1 MB, never more
+    assert sum(1 for _ in set(sizes)) <= 2
+
+
+def test_single_record_strategy_sends_one_record_per_request(aws, s3, model, tmp_path) -> None:
+    put(s3, "in/x.csv", b"1,1\n2,2\n3,3\n")
+    definition = transform_definition(
+        BatchStrategy="SingleRecord", **{"TransformOutput.Accept": "text/x-batch-size"}
+    )
+    assert run(aws, definition, tmp_path)["PipelineExecutionStatus"] == "Succeeded"
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/x.csv.out") == b"1\n1\n1\n"
+
+
+def test_split_none_sends_the_whole_object_and_assemble_none_concatenates(
+    aws, s3, model, tmp_path
+) -> None:
+    put(s3, "in/x.csv", b"1,1\n2,2\n")
+    definition = transform_definition(
+        **{
+            "TransformInput.SplitType": "None",
+            "TransformOutput.AssembleWith": "None",
+            "TransformOutput.Accept": "text/x-batch-size",
+        }
+    )
+    assert run(aws, definition, tmp_path)["PipelineExecutionStatus"] == "Succeeded"
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/x.csv.out") == b"2\n2\n"
+
+
+def test_json_records_and_accept(aws, s3, model, tmp_path) -> None:
+    put(s3, "in/x.jsonl", b"[1, 2]\n[3, 4]\n")
+    definition = transform_definition(
+        DataProcessing={"JoinSource": "Input"},
+        **{
+            "TransformInput.ContentType": "application/json",
+            "TransformOutput.Accept": "application/json",
+        },
+    )
+    assert run(aws, definition, tmp_path)["PipelineExecutionStatus"] == "Succeeded"
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/x.jsonl.out") == b"[1, 2, 22.0]\n[3, 4, 46.0]\n"
+
+
+def test_gzip_input(aws, s3, model, tmp_path) -> None:
+    put(s3, "in/x.csv.gz", gzip.compress(b"1,1\n2,0\n"))
+    definition = transform_definition(**{"TransformInput.CompressionType": "Gzip"})
+    assert run(aws, definition, tmp_path)["PipelineExecutionStatus"] == "Succeeded"
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/x.csv.gz.out") == b"12\n4\n"
+
+
+def test_a_record_the_model_rejects_fails_the_step_with_its_position(
+    aws, s3, model, tmp_path
+) -> None:
+    put(s3, "in/x.csv", b"1,1\n2,2\n-999,3\n4,4\n")
+    record = run(aws, transform_definition(), tmp_path)
+    assert record["PipelineExecutionStatus"] == "Failed"
+    reason = record["Steps"][0]["FailureReason"]
+    assert f"record 3 of s3://{BUCKET}/in/x.csv: ValueError: cannot score [-999.0, 3.0]" == reason
+    assert keys(s3, "out/") == []
+
+
+def test_a_record_too_large_for_the_payload_fails(aws, s3, model, tmp_path) -> None:
+    put(s3, "in/x.csv", b"1," + b"1" * (2 * 2**20) + b"\n")
+    record = run(aws, transform_definition(MaxPayloadInMB=1), tmp_path)
+    assert "record 1 of" in record["Steps"][0]["FailureReason"]
+    assert "over MaxPayloadInMB (1)" in record["Steps"][0]["FailureReason"]
+
+
+def test_model_from_a_model_package(aws, s3, tmp_path) -> None:
+    """ModelName -> the model's package -> ModelDataUrl, with the package's Environment."""
+    url = model_artifact(s3, [1.0, 1.0], name="pkg")
+    sagemaker = aws.client("sagemaker")
+    sagemaker.create_model_package_group(ModelPackageGroupName="g")
+    arn = sagemaker.create_model_package(
+        ModelPackageGroupName="g",
+        ModelApprovalStatus="Approved",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": "sklearn",
+                    "ModelDataUrl": url,
+                    "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )["ModelPackageArn"]
+    sagemaker.create_model(
+        ModelName="scorer",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/exec",
+        Containers=[{"ModelPackageName": arn}],
+    )
+    put(s3, "in/x.csv", b"1,2\n")
+    assert run(aws, transform_definition(), tmp_path)["PipelineExecutionStatus"] == "Succeeded"
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/x.csv.out") == b"3\n"
+
+
+def test_several_instances_share_the_objects(aws, s3, model, tmp_path) -> None:
+    for i in range(3):
+        put(s3, f"in/part-{i}.csv", f"{i},1\n".encode())
+    record = run(aws, transform_definition(**{"TransformResources.InstanceCount": 2}), tmp_path)
+    assert record["PipelineExecutionStatus"] == "Succeeded", record
+    assert [get(s3, f"s3://{BUCKET}/out/exec00000001/part-{i}.csv.out") for i in range(3)] == [
+        b"10\n",
+        b"12\n",
+        b"14\n",
+    ]
+    assert sorted(
+        p.name for p in tmp_path.joinpath("Score").iterdir() if p.name.startswith("algo")
+    ) == ["algo-1", "algo-2"]
+
+
+def test_missing_model_handler_and_unsupported_options_fail_clearly(aws, s3, tmp_path) -> None:
+    url = put(s3, "models/bad/model.tar.gz", gzip.compress(b""))
+    aws.client("sagemaker").create_model(
+        ModelName="scorer",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/exec",
+        PrimaryContainer={"Image": "x", "ModelDataUrl": url},
+    )
+    put(s3, "in/x.csv", b"1,2\n")
+    record = run(aws, transform_definition(), tmp_path)
+    assert "cannot unpack the model artifact" in record["Steps"][0]["FailureReason"]
+    record = run(
+        aws, transform_definition(**{"TransformInput.SplitType": "RecordIO"}), tmp_path / "2"
+    )
+    assert (
+        record["Steps"][0]["FailureReason"] == "SplitType RecordIO is not supported in local mode"
+    )
+
+
+# ------------------------------------------------------------------ Processing
+
+PROCESSING_SCRIPT = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+    data, out = Path(args["--data"]), Path(args["--out"])
+    if (data / "fail.txt").exists():
+        print("bad input: fail.txt present", file=sys.stderr)
+        sys.exit(4)
+    host = json.loads(Path(args["--config"]).read_text())["current_host"]
+    files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
+    schema = Path(args["--schema"]).read_text()
+    (out / f"{host}.json").write_text(json.dumps({"files": files, "schema": schema}))
+    """
+)
+
+
+def processing_definition(count: int = 2) -> dict:
+    return {
+        "Version": "2020-12-01",
+        "Parameters": [{"Name": "Count", "Type": "Integer", "DefaultValue": count}],
+        "Steps": [
+            {
+                "Name": "Prep",
+                "Type": "Processing",
+                "Arguments": {
+                    "ProcessingResources": {
+                        "ClusterConfig": {
+                            "InstanceType": "ml.m5.xlarge",
+                            "InstanceCount": {"Get": "Parameters.Count"},
+                            "VolumeSizeInGB": 30,
+                        }
+                    },
+                    "AppSpecification": {
+                        "ImageUri": "sklearn",
+                        "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/prep.py"],
+                        "ContainerArguments": [
+                            "--data",
+                            "/opt/ml/processing/input/data",
+                            "--out",
+                            "/opt/ml/processing/output/report",
+                            "--schema",
+                            "/opt/ml/processing/input/schema/schema.json",
+                            "--config",
+                            "/opt/ml/config/resourceconfig.json",
+                        ],
+                    },
+                    "RoleArn": "arn:aws:iam::123456789012:role/exec",
+                    "ProcessingInputs": [
+                        {
+                            "InputName": "data",
+                            "S3Input": {
+                                "S3Uri": f"s3://{BUCKET}/raw",
+                                "LocalPath": "/opt/ml/processing/input/data",
+                                "S3DataType": "S3Prefix",
+                                "S3InputMode": "File",
+                                "S3DataDistributionType": "ShardedByS3Key",
+                            },
+                        },
+                        {
+                            "InputName": "schema",
+                            "S3Input": {
+                                "S3Uri": f"s3://{BUCKET}/code/schema.json",
+                                "LocalPath": "/opt/ml/processing/input/schema",
+                                "S3DataType": "S3Prefix",
+                                "S3InputMode": "File",
+                                "S3DataDistributionType": "FullyReplicated",
+                            },
+                        },
+                        {
+                            "InputName": "code",
+                            "S3Input": {
+                                "S3Uri": f"s3://{BUCKET}/code/prep.py",
+                                "LocalPath": "/opt/ml/processing/input/code",
+                                "S3DataType": "S3Prefix",
+                                "S3InputMode": "File",
+                                "S3DataDistributionType": "FullyReplicated",
+                            },
+                        },
+                    ],
+                    "ProcessingOutputConfig": {
+                        "Outputs": [
+                            {
+                                "OutputName": "report",
+                                "S3Output": {
+                                    "S3Uri": {
+                                        "Std:Join": {
+                                            "On": "/",
+                                            "Values": [
+                                                f"s3://{BUCKET}/reports",
+                                                {"Get": "Execution.PipelineExecutionId"},
+                                            ],
+                                        }
+                                    },
+                                    "LocalPath": "/opt/ml/processing/output/report",
+                                    "S3UploadMode": "EndOfJob",
+                                },
+                            }
+                        ]
+                    },
+                },
+            },
+            {
+                "Name": "After",
+                "Type": "Transform",
+                "DependsOn": ["Prep"],
+                "Arguments": transform_definition()["Steps"][0]["Arguments"],
+            },
+        ],
+    }
+
+
+@pytest.fixture
+def processing_inputs(s3) -> None:
+    put(s3, "code/prep.py", PROCESSING_SCRIPT.encode())
+    put(s3, "code/schema.json", b'{"id_column": "id"}')
+    for name in ("a.csv", "b.csv", "c.csv", "sub/d.csv", "sub/e.csv"):
+        put(s3, f"raw/{name}", b"x\n")
+
+
+def test_sharded_by_s3_key_deals_objects_to_instances(
+    aws, s3, model, processing_inputs, tmp_path
+) -> None:
+    put(s3, "in/x.csv", b"1,1\n")
+    record = run(aws, processing_definition(2), tmp_path)
+    assert record["PipelineExecutionStatus"] == "Succeeded", record
+    reports = {
+        host: json.loads(get(s3, f"s3://{BUCKET}/reports/exec00000001/{host}.json"))
+        for host in ("algo-1", "algo-2")
+    }
+    assert reports["algo-1"]["files"] == ["a.csv", "c.csv", "sub/e.csv"]
+    assert reports["algo-2"]["files"] == ["b.csv", "sub/d.csv"]
+    # FullyReplicated: every instance gets the schema
+    assert {r["schema"] for r in reports.values()} == {'{"id_column": "id"}'}
+    assert [s["StepName"] for s in record["Steps"]] == ["Prep", "After"]
+
+
+def test_instance_count_parameter_override(aws, s3, model, processing_inputs, tmp_path) -> None:
+    put(s3, "in/x.csv", b"1,1\n")
+    record = run(aws, processing_definition(2), tmp_path, {"Count": 1})
+    assert record["PipelineExecutionStatus"] == "Succeeded"
+    report = json.loads(get(s3, f"s3://{BUCKET}/reports/exec00000001/algo-1.json"))
+    assert len(report["files"]) == 5
+    assert record["Steps"][0]["Outcome"]["Hosts"] == ["algo-1"]
+
+
+def test_failing_script_fails_the_step_with_its_stderr_and_stops(
+    aws, s3, model, processing_inputs, tmp_path
+) -> None:
+    put(s3, "raw/fail.txt", b"!")
+    record = run(aws, processing_definition(1), tmp_path)
+    assert record["PipelineExecutionStatus"] == "Failed"
+    assert [s["StepName"] for s in record["Steps"]] == ["Prep"]  # the Transform never started
+    reason = record["Steps"][0]["FailureReason"]
+    assert reason == "algo-1 exited with code 4: bad input: fail.txt present"
+    assert record["FailureReason"].startswith("Step Prep failed: algo-1 exited with code 4")
+    assert keys(s3, "reports/") == []

@@ -1,0 +1,93 @@
+"""Local mode: record splitting, JSONPath filters and joins, checked against plain Python."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+
+import pytest
+
+from pipelines.local import records
+from pipelines.local.records import Lines, RecordError, join_csv, parse_selector, select_csv
+
+
+def reference_select(data: bytes, selector: str) -> list[list[str]]:
+    """What the filter means, one record at a time with the csv module."""
+    parsed = parse_selector(selector)
+    rows = [row for row in csv.reader(io.StringIO(data.decode())) if row]
+    if parsed.selects_all:
+        return rows
+    if parsed.is_slice:
+        return [row[parsed.start : parsed.stop] for row in rows]
+    return [[row[i] for i in parsed.indices] for row in rows]
+
+
+def as_rows(lines: Lines) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(lines.to_bytes().decode()))]
+
+
+@pytest.mark.parametrize(
+    "selector",
+    ["$", "$[1:]", "$[0,-1]", "$[-2:]", "$[1:3]", "$[2]", "$[:-1]", "$[3,0,1]", "$[ 1 : ]"],
+)
+def test_vectorised_filters_match_per_record_python(selector: str) -> None:
+    rng = random.Random(selector)
+    rows = [
+        [f"id{i}"] + [f"{rng.uniform(-5, 5):.4f}" for _ in range(rng.choice([4, 5, 6]))]
+        for i in range(500)
+    ]
+    data = ("\n".join(",".join(row) for row in rows) + "\n").encode()
+    assert as_rows(select_csv(Lines.from_bytes(data), parse_selector(selector))) == (
+        reference_select(data, selector)
+    )
+
+
+def test_quoted_records_take_the_exact_path() -> None:
+    data = b'"a,1",x,"say ""hi"""\nplain,y,z\n'
+    assert as_rows(select_csv(Lines.from_bytes(data), parse_selector("$[0,2]"))) == [
+        ["a,1", 'say "hi"'],
+        ["plain", "z"],
+    ]
+
+
+def test_line_splitting_handles_crlf_blank_lines_and_no_final_newline() -> None:
+    lines = Lines.from_bytes(b"a,1\r\n\nb,2\n\r\nc,3")
+    assert lines.records() == [b"a,1", b"b,2", b"c,3"]
+    assert lines.to_bytes() == b"a,1\nb,2\nc,3\n"
+    assert len(Lines.from_bytes(b"")) == 0
+
+
+def test_join_then_output_filter_keeps_id_and_prediction() -> None:
+    inputs = Lines.from_bytes(b"id1,1.5,2\nid2,3,4\n")
+    outputs = Lines.from_bytes(b"0.25\n0.75\n")
+    joined = join_csv(inputs, outputs)
+    assert joined.to_bytes() == b"id1,1.5,2,0.25\nid2,3,4,0.75\n"
+    assert select_csv(joined, parse_selector("$[0,-1]")).to_bytes() == b"id1,0.25\nid2,0.75\n"
+
+
+def test_join_needs_one_output_per_record() -> None:
+    with pytest.raises(RecordError, match="returned 1 record\\(s\\) for 2"):
+        join_csv(Lines.from_bytes(b"a\nb\n"), Lines.from_bytes(b"x\n"))
+
+
+def test_missing_field_names_the_record() -> None:
+    with pytest.raises(RecordError) as raised:
+        select_csv(Lines.from_bytes(b"a,b,c\nd,e\n"), parse_selector("$[2]"))
+    assert raised.value.line == 1
+    assert "needs field 2 but the record has 2" in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["$.features", "$[*]", "$..x", "[1:]"])
+def test_unsupported_jsonpath_is_refused(text: str) -> None:
+    with pytest.raises(RecordError, match="not supported in local mode"):
+        parse_selector(text)
+
+
+def test_json_records_filter_and_join() -> None:
+    lines = Lines.from_bytes(b'[1, 2, 3]\n{"a": 1}\n')
+    joined = records.join_json(lines, Lines.from_bytes(b"0.5\n[7]\n"))
+    assert joined.records() == [b"[1, 2, 3, 0.5]", b'{"a": 1, "SageMakerOutput": [7]}']
+    assert records.select_json(
+        Lines.from_bytes(b"[1, 2, 3]\n"), parse_selector("$[1:]")
+    ).records() == [b"[2, 3]"]
