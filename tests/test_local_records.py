@@ -9,7 +9,14 @@ import random
 import pytest
 
 from pipelines.local import records
-from pipelines.local.records import Lines, RecordError, join_csv, parse_selector, select_csv
+from pipelines.local.records import (
+    RecordError,
+    join_csv,
+    parse_selector,
+    select_csv,
+    split_lines,
+    to_payload,
+)
 
 
 def reference_select(data: bytes, selector: str) -> list[list[str]]:
@@ -23,8 +30,8 @@ def reference_select(data: bytes, selector: str) -> list[list[str]]:
     return [[row[i] for i in parsed.indices] for row in rows]
 
 
-def as_rows(lines: Lines) -> list[list[str]]:
-    return [row for row in csv.reader(io.StringIO(lines.to_bytes().decode()))]
+def as_rows(lines: list[bytes]) -> list[list[str]]:
+    return [row for row in csv.reader(io.StringIO(to_payload(lines).decode()))]
 
 
 @pytest.mark.parametrize(
@@ -38,44 +45,44 @@ def test_vectorised_filters_match_per_record_python(selector: str) -> None:
         for i in range(500)
     ]
     data = ("\n".join(",".join(row) for row in rows) + "\n").encode()
-    assert as_rows(select_csv(Lines.from_bytes(data), parse_selector(selector))) == (
+    assert as_rows(select_csv(split_lines(data), parse_selector(selector))) == (
         reference_select(data, selector)
     )
 
 
 def test_quoted_records_take_the_exact_path() -> None:
     data = b'"a,1",x,"say ""hi"""\nplain,y,z\n'
-    assert as_rows(select_csv(Lines.from_bytes(data), parse_selector("$[0,2]"))) == [
+    assert as_rows(select_csv(split_lines(data), parse_selector("$[0,2]"))) == [
         ["a,1", 'say "hi"'],
         ["plain", "z"],
     ]
 
 
 def test_line_splitting_handles_crlf_blank_lines_and_no_final_newline() -> None:
-    lines = Lines.from_bytes(b"a,1\r\n\nb,2\n\r\nc,3")
-    assert lines.records() == [b"a,1", b"b,2", b"c,3"]
-    assert lines.to_bytes() == b"a,1\nb,2\nc,3\n"
-    assert len(Lines.from_bytes(b"")) == 0
+    lines = split_lines(b"a,1\r\n\nb,2\n\r\nc,3")
+    assert lines == [b"a,1", b"b,2", b"c,3"]
+    assert to_payload(lines) == b"a,1\nb,2\nc,3\n"
+    assert len(split_lines(b"")) == 0
 
 
 def test_join_then_output_filter_keeps_id_and_prediction() -> None:
-    inputs = Lines.from_bytes(b"id1,1.5,2\nid2,3,4\n")
-    outputs = Lines.from_bytes(b"0.25\n0.75\n")
+    inputs = split_lines(b"id1,1.5,2\nid2,3,4\n")
+    outputs = split_lines(b"0.25\n0.75\n")
     joined = join_csv(inputs, outputs)
-    assert joined.to_bytes() == b"id1,1.5,2,0.25\nid2,3,4,0.75\n"
-    assert select_csv(joined, parse_selector("$[0,-1]")).to_bytes() == b"id1,0.25\nid2,0.75\n"
+    assert joined == [b"id1,1.5,2,0.25", b"id2,3,4,0.75"]
+    assert select_csv(joined, parse_selector("$[0,-1]")) == [b"id1,0.25", b"id2,0.75"]
 
 
 def test_join_needs_one_output_per_record() -> None:
     with pytest.raises(RecordError, match="returned 1 record\\(s\\) for 2"):
-        join_csv(Lines.from_bytes(b"a\nb\n"), Lines.from_bytes(b"x\n"))
+        join_csv(split_lines(b"a\nb\n"), split_lines(b"x\n"))
 
 
 def test_missing_field_names_the_record() -> None:
     with pytest.raises(RecordError) as raised:
-        select_csv(Lines.from_bytes(b"a,b,c\nd,e\n"), parse_selector("$[2]"))
+        select_csv(split_lines(b"a,b,c\nd,e\n"), parse_selector("$[2]"))
     assert raised.value.line == 1
-    assert "needs field 2 but the record has 2" in str(raised.value)
+    assert str(raised.value) == "filter $[2] needs more fields than the record's 2"
 
 
 @pytest.mark.parametrize("text", ["$.features", "$[*]", "$..x", "[1:]"])
@@ -85,9 +92,36 @@ def test_unsupported_jsonpath_is_refused(text: str) -> None:
 
 
 def test_json_records_filter_and_join() -> None:
-    lines = Lines.from_bytes(b'[1, 2, 3]\n{"a": 1}\n')
-    joined = records.join_json(lines, Lines.from_bytes(b"0.5\n[7]\n"))
-    assert joined.records() == [b"[1, 2, 3, 0.5]", b'{"a": 1, "SageMakerOutput": [7]}']
-    assert records.select_json(
-        Lines.from_bytes(b"[1, 2, 3]\n"), parse_selector("$[1:]")
-    ).records() == [b"[2, 3]"]
+    lines = split_lines(b'[1, 2, 3]\n{"a": 1}\n')
+    joined = records.join_json(lines, split_lines(b"0.5\n[7]\n"))
+    assert joined == [b"[1, 2, 3, 0.5]", b'{"a": 1, "SageMakerOutput": [7]}']
+    assert records.select_json(split_lines(b"[1, 2, 3]\n"), parse_selector("$[1:]")) == [b"[2, 3]"]
+
+
+@pytest.mark.parametrize(
+    "selector", ["$", "$[0,-1]", "$[-1]", "$[0]", "$[1:]", "$[-2:]", "$[:2]", "$[2,0]", "$[0,3,-1]"]
+)
+def test_fused_join_and_output_filter_match_the_materialised_join(selector: str) -> None:
+    rng = random.Random(selector)
+    inputs = b"".join(
+        (
+            ",".join([f"id{i}"] + [str(rng.randint(0, 99)) for _ in range(rng.choice([3, 4]))])
+            + "\n"
+        ).encode()
+        for i in range(300)
+    )
+    outputs = b"".join(
+        (",".join(str(rng.random()) for _ in range(rng.choice([1, 2]))) + "\n").encode()
+        for _ in range(300)
+    )
+    parsed = parse_selector(selector)
+    fused = records.join_select_csv(split_lines(inputs), split_lines(outputs), parsed)
+    reference = select_csv(join_csv(split_lines(inputs), split_lines(outputs)), parsed)
+    assert fused == reference
+
+
+def test_selection_keeps_crlf_records_apart_and_empty_fields() -> None:
+    lines = split_lines(b"a,,1\r\nb,2,\r\n")
+    assert select_csv(lines, parse_selector("$[0,2]")) == [b"a,1", b"b,"]
+    assert select_csv(lines, parse_selector("$[1:]")) == [b",1", b"2,"]
+    assert select_csv(lines, parse_selector("$[5:]")) == [b"", b""]

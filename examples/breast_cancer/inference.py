@@ -47,7 +47,14 @@ def predict_fn(data: np.ndarray, model: Any) -> np.ndarray:
     return model.predict_proba(data)[:, 1]
 
 
-def output_fn(prediction: np.ndarray, accept: str) -> str:
+def output_fn(prediction: np.ndarray, accept: str) -> bytes:
+    """One value per line, formatted by Arrow (shortest round-trip representation)."""
     if accept != CSV:
         raise ValueError(f"unsupported accept type {accept!r}; ask for {CSV}")
-    return "\n".join(map(repr, prediction.tolist())) + "\n"
+    sink = io.BytesIO()
+    pacsv.write_csv(
+        pa.table({"score": prediction}),
+        sink,
+        write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
+    )
+    return sink.getvalue()
