@@ -10,7 +10,7 @@ PIP_VERSION := 26.3
 # e.g. make demo DEMO_ARGS="--yes --rows 1000000"
 DEMO_ARGS ?=
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint benchmark clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo $(DEMO_ARGS)
+
+# speed and memory targets, as ratios against baselines measured in the same run
+benchmark: $(STAMP)
+	$(BIN)/python -m benchmarks.transform
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,34 +83,56 @@ def split_lines(data: bytes) -> Lines:
 
 
 def to_payload(lines: Lines) -> bytes:
-    """Records as one body, each followed by a newline."""
-    return b"\n".join(lines) + b"\n" if lines else b""
+    """Records as one body, each followed by a newline (joined once: no copy to append)."""
+    return b"\n".join([*lines, b""]) if lines else b""
+
+
+def split_first_field(lines: Lines) -> tuple[Lines, Lines]:
+    """``(first fields, the rest)`` of unquoted CSV records: ``$[0]`` and ``$[1:]`` at once."""
+    parts = list(map(_PARTITION, lines))
+    return list(map(_FIRST, parts)), list(map(_THIRD, parts))
 
 
 # ----------------------------------------------------------------------- CSV
 
 
-def _field_picker(selector: Selector) -> Callable[[bytes], bytes]:
-    """The cheapest bytes operation that applies ``selector`` to one unquoted CSV record."""
+def _field_picker(selector: Selector) -> Callable[[Lines], Lines]:
+    """The cheapest way to apply ``selector`` to unquoted CSV records, as a function over the
+    whole list (``map`` with ``methodcaller``/``itemgetter`` keeps the loop in C)."""
     start, stop = selector.start, selector.stop
     if selector.is_slice and stop is None and start == 1:
-        return lambda line: line.partition(b",")[2]
+        return lambda lines: list(map(_THIRD, map(_PARTITION, lines)))
     if selector.is_slice and stop is None and start is not None and start > 0:
 
         def drop_leading(line: bytes) -> bytes:
             parts = line.split(b",", start)
             return parts[start] if len(parts) > start else b""
 
-        return drop_leading
+        return lambda lines: list(map(drop_leading, lines))
     if selector.is_slice and start in (None, 0) and stop is not None and stop > 0:
-        return lambda line: b",".join(line.split(b",", stop)[:stop])
-    if selector.indices is not None and set(selector.indices) <= {0, -1}:
-        ends = {0: lambda line: line.partition(b",")[0], -1: lambda line: line.rpartition(b",")[2]}
-        parts = [ends[i] for i in selector.indices]
-        if len(parts) == 1:
-            return parts[0]
-        return lambda line: b",".join(part(line) for part in parts)
-    return lambda line: b",".join(selector.pick(line.split(b",")))
+        return lambda lines: [b",".join(line.split(b",", stop)[:stop]) for line in lines]
+    if selector.indices == (0,):
+        return lambda lines: list(map(_FIRST, map(_PARTITION, lines)))
+    if selector.indices == (-1,):
+        return lambda lines: list(map(_THIRD, map(_RPARTITION, lines)))
+    if selector.indices == (0, -1):
+        return lambda lines: list(
+            map(
+                _COMMA.join,
+                zip(
+                    map(_FIRST, map(_PARTITION, lines)),
+                    map(_THIRD, map(_RPARTITION, lines)),
+                    strict=True,
+                ),
+            )
+        )
+    return lambda lines: [b",".join(selector.pick(line.split(b","))) for line in lines]
+
+
+_COMMA = b","
+_PARTITION = operator.methodcaller("partition", b",")
+_RPARTITION = operator.methodcaller("rpartition", b",")
+_FIRST, _THIRD = operator.itemgetter(0), operator.itemgetter(2)
 
 
 def select_csv(lines: Lines, selector: Selector, quoted: bool | None = None) -> Lines:
@@ -120,24 +143,21 @@ def select_csv(lines: Lines, selector: Selector, quoted: bool | None = None) -> 
     """
     if selector.selects_all or not lines:
         return lines
-    picker = _field_picker(selector)
     if quoted is None:
         quoted = any(b'"' in line for line in lines)
     if not quoted:
         try:
-            return [picker(line) for line in lines]
+            return _field_picker(selector)(lines)
         except IndexError:
             pass  # the per-record path below names the short record
-    return [_select_one(picker, selector, line, index) for index, line in enumerate(lines)]
+    return [_select_one(selector, line, index) for index, line in enumerate(lines)]
 
 
-def _select_one(
-    picker: Callable[[bytes], bytes], selector: Selector, line: bytes, index: int
-) -> bytes:
+def _select_one(selector: Selector, line: bytes, index: int) -> bytes:
     if b'"' in line:
         return _select_quoted(line, selector, index)
     try:
-        return picker(line)
+        return b",".join(selector.pick(line.split(b",")))
     except IndexError:
         raise RecordError(
             f"filter {selector.text} needs more fields than the record's {line.count(b',') + 1}",
@@ -172,21 +192,25 @@ def join_csv(inputs: Lines, outputs: Lines) -> Lines:
 
 
 def join_select_csv(
-    inputs: Lines, outputs: Lines, selector: Selector, quoted: bool | None = None
+    inputs: Lines,
+    outputs: Lines,
+    selector: Selector,
+    quoted: bool | None = None,
+    first_fields: Lines | None = None,
 ) -> Lines:
     """``OutputFilter`` over ``input,output`` records.
 
     The usual ``$[0,-1]`` (the input's id, the output's last field) is taken straight from
     both records instead of building the joined record, which is as long as the input.
+    ``first_fields`` are the inputs' first fields when the caller already has them.
     """
     _check_counts(inputs, outputs)
     if quoted is None:
         quoted = any(b'"' in line for line in inputs)
     if selector.indices == (0, -1) and not quoted and not any(b'"' in o for o in outputs):
-        return [
-            record.partition(b",")[0] + b"," + output.rpartition(b",")[2]
-            for record, output in zip(inputs, outputs, strict=True)
-        ]
+        ids = first_fields if first_fields is not None else map(_FIRST, map(_PARTITION, inputs))
+        lasts = map(_THIRD, map(_RPARTITION, outputs)) if b"," in b"".join(outputs) else outputs
+        return list(map(_COMMA.join, zip(ids, lasts, strict=True)))
     return select_csv(join_csv(inputs, outputs), selector)
 
 

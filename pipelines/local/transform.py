@@ -165,13 +165,12 @@ def _line_batches(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Whole lines only: a record never spans two batches."""
     carry = b""
     for chunk in chunks:
-        data = carry + chunk
-        cut = data.rfind(b"\n") + 1
+        cut = chunk.rfind(b"\n") + 1
         if cut:
-            yield data[:cut]
-            carry = data[cut:]
+            yield carry + chunk[:cut]
+            carry = chunk[cut:]
         else:
-            carry = data
+            carry += chunk
     if carry:
         yield carry
 
@@ -201,6 +200,7 @@ class _Batch:
     model_input: records.Lines
     quoted: bool
     error: records.RecordError | None = None
+    first_fields: records.Lines | None = None
 
 
 class _Transformer:
@@ -215,14 +215,17 @@ class _Transformer:
         """Split and filter a batch of whole lines (runs ahead of the model, in a thread)."""
         originals = records.split_lines(data)
         quoted = b'"' in data  # one C-speed scan instead of one per record
+        selector = self.options.input_filter
         try:
             if self.options.is_json:
-                model_input = records.select_json(originals, self.options.input_filter)
-            else:
-                model_input = records.select_csv(originals, self.options.input_filter, quoted)
+                return _Batch(originals, records.select_json(originals, selector), quoted)
+            if selector.is_slice and selector.start == 1 and selector.stop is None and not quoted:
+                # the usual "drop the id": keep the ids too, the join needs them next
+                ids, features = records.split_first_field(originals)
+                return _Batch(originals, features, quoted, first_fields=ids)
+            return _Batch(originals, records.select_csv(originals, selector, quoted), quoted)
         except records.RecordError as error:
             return _Batch(originals, [], quoted, error)
-        return _Batch(originals, model_input, quoted)
 
     def run(self, batch: _Batch, source: str, offset: int) -> tuple[bytes, int, int]:
         """Serve a prepared batch; return (output bytes, records in, records out)."""
@@ -239,9 +242,7 @@ class _Transformer:
                     f"MaxPayloadInMB ({options.max_payload_bytes // 2**20})"
                 )
             response = self._invoke(payload, request, source, offset + first)
-            output, count = self._assemble(
-                response, batch.originals[first:last], batch.quoted, source, offset + first
-            )
+            output, count = self._assemble(response, batch, first, last, source, offset + first)
             produced += count
             pieces.append(output)
         return b"".join(pieces), len(batch.originals), produced
@@ -270,9 +271,10 @@ class _Transformer:
             ) from None
 
     def _assemble(
-        self, response: bytes, originals: records.Lines, quoted: bool, source: str, offset: int
+        self, response: bytes, batch: _Batch, first: int, last: int, source: str, offset: int
     ) -> tuple[bytes, int]:
         options = self.options
+        originals = batch.originals[first:last]
         if not (options.join_input or not options.output_filter.selects_all):
             if options.assemble_with == "Line" and response and not response.endswith(b"\n"):
                 response += b"\n"
@@ -281,7 +283,11 @@ class _Transformer:
         try:
             if options.join_input and not options.is_json:
                 selected = records.join_select_csv(
-                    originals, outputs, options.output_filter, quoted
+                    originals,
+                    outputs,
+                    options.output_filter,
+                    batch.quoted,
+                    batch.first_fields[first:last] if batch.first_fields is not None else None,
                 )
             else:
                 joined = self._join(originals, outputs) if options.join_input else outputs
@@ -325,20 +331,10 @@ def transform_object(
             )
             sink.write(data)
         else:
-            # the next batch is read and filtered while the model serves this one
-            with concurrent.futures.ThreadPoolExecutor(1) as reader:
-                ahead = None
-                for data in _line_batches(_chunks(body, options.compression)):
-                    following = reader.submit(transformer.prepare, data)
-                    if ahead is not None:
-                        records_in, records_out = _serve(
-                            transformer, ahead.result(), source, sink, records_in, records_out
-                        )
-                    ahead = following
-                if ahead is not None:
-                    records_in, records_out = _serve(
-                        transformer, ahead.result(), source, sink, records_in, records_out
-                    )
+            for data in _line_batches(_chunks(body, options.compression)):
+                records_in, records_out = _serve(
+                    transformer, transformer.prepare(data), source, sink, records_in, records_out
+                )
     out_bucket, out_key = storage.parse_s3_uri(output_uri)
     extra = (
         {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": options.kms_key_id}

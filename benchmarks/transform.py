@@ -1,0 +1,242 @@
+"""Batch Transform throughput and memory, measured against baselines in the same run.
+
+    python -m benchmarks.transform [--rows 1000000] [--workdir build/benchmarks]
+
+On the same generated rows (``id,30 features``, as ``Preprocess`` writes them) and the same
+sample model, it prints rows/s and ratios for:
+
+* **local Transform**: the local executor's record path (stream, split, ``InputFilter``,
+  ``MultiRecord`` batching under ``MaxPayloadInMB``, the handlers, ``JoinSource`` +
+  ``OutputFilter``, assembly), with the object store on local disk so S3 emulation does not
+  blur the measurement;
+* **in-process limit**: read the CSV with pyarrow, ``predict_proba``, write ``id,score``: no
+  batching machinery at all (target: local Transform >= 0.8x of it);
+* **SageMaker toolkit path**: per mini-batch, the ``sagemaker-inference`` toolkit's CSV
+  decoder, the model, its CSV encoder (what the scikit-learn container does by default);
+* **sample handlers vs toolkit defaults**: ``input_fn`` + ``output_fn`` of
+  ``examples/breast_cancer/inference.py`` against the defaults on the same mini-batches
+  (target >= 5x);
+* **peak memory** of the local Transform at a quarter of the rows and at all of them (target:
+  flat, it streams).
+
+The slow toolkit paths run on a slice of the rows (``--toolkit-rows``) and are reported per
+row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from examples.breast_cancer import data, model
+from pipelines.local import records, transform
+from pipelines.local.serving import (
+    ModelServer,
+    default_input_fn,
+    default_output_fn,
+    extract_artifact,
+)
+
+PIPELINE_TRANSFORM = {
+    "TransformInput": {
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://bench/in/"}},
+        "ContentType": "text/csv",
+        "SplitType": "Line",
+    },
+    "TransformOutput": {
+        "S3OutputPath": "s3://bench/out",
+        "Accept": "text/csv",
+        "AssembleWith": "Line",
+    },
+    "BatchStrategy": "MultiRecord",
+    "MaxPayloadInMB": 6,
+    "DataProcessing": {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"},
+}
+
+
+class LocalDiskStore:
+    """The two object-store calls ``transform_object`` makes, served from a folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        return {"Body": (self.root / Key).open("rb")}
+
+    def upload_file(self, filename: str, bucket: str, key: str, ExtraArgs: Any = None) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(filename, target)
+
+
+def prepare(workdir: Path, rows: int) -> tuple[Path, ModelServer]:
+    """Headerless ``id,features`` input and the loaded sample model."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / f"in/rows-{rows}.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    if not source.exists():
+        raw = workdir / f"raw-{rows}.csv"
+        data.generate(raw, rows=rows, malformed_fraction=0.0)
+        with raw.open("rb") as reader, source.open("wb") as writer:
+            reader.readline()
+            while chunk := reader.read(2**24):
+                writer.write(chunk)
+        raw.unlink()
+    archive = model.package(model.train(), workdir / "model.tar.gz")
+    server = ModelServer(
+        extract_artifact(archive, workdir / "model"), model.container_environment()
+    )
+    return source, server
+
+
+def local_transform(source: Path, server: ModelServer, workdir: Path) -> float:
+    options = transform.TransformOptions.from_arguments(PIPELINE_TRANSFORM)
+    runner = transform._Transformer(server, options)
+    started = time.perf_counter()
+    result = transform.transform_object(
+        LocalDiskStore(workdir), runner, "bench", f"in/{source.name}", workdir
+    )
+    elapsed = time.perf_counter() - started
+    assert result.records_out == result.records_in
+    return elapsed
+
+
+def in_process_limit(source: Path, server: ModelServer, workdir: Path) -> float:
+    started = time.perf_counter()
+    table = pacsv.read_csv(source, read_options=pacsv.ReadOptions(autogenerate_column_names=True))
+    features = np.column_stack([column.to_numpy() for column in table.columns[1:]])
+    scores = server.model.predict_proba(features)[:, 1]
+    pacsv.write_csv(
+        pa.table({"id": table.column(0), "score": scores}),
+        workdir / "limit.csv",
+        write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
+    )
+    return time.perf_counter() - started
+
+
+def mini_batches(source: Path, rows: int) -> list[bytes]:
+    """The first ``rows`` rows as the 6 MB feature payloads the Transform would send."""
+    options = transform.TransformOptions.from_arguments(PIPELINE_TRANSFORM)
+    with source.open("rb") as reader:
+        lines = [next(reader).rstrip(b"\n") for _ in range(rows)]
+    features = records.select_csv(lines, options.input_filter)
+    return [
+        records.to_payload(features[first:last])
+        for first, last in transform._requests(features, options)
+    ]
+
+
+def toolkit_path(batches: list[bytes], server: ModelServer) -> float:
+    started = time.perf_counter()
+    for payload in batches:
+        array = default_input_fn(payload.decode(), "text/csv")
+        default_output_fn(server.model.predict_proba(array)[:, 1], "text/csv")
+    return time.perf_counter() - started
+
+
+def handlers(batches: list[bytes], server: ModelServer, sample: bool) -> float:
+    """Decode + encode only (the model is the same on both sides)."""
+    scores = [np.random.default_rng(0).random(payload.count(b"\n")) for payload in batches]
+    decode = server.input_fn if sample else default_input_fn
+    encode = server.output_fn if sample else default_output_fn
+    started = time.perf_counter()
+    for payload, values in zip(batches, scores, strict=True):
+        decode(payload.decode(), "text/csv")
+        encode(values, "text/csv")
+    return time.perf_counter() - started
+
+
+def peak_rss_of_this_process_mib() -> float:
+    """``VmHWM``: unlike ``ru_maxrss``, it does not inherit the parent's peak across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def peak_memory_mib(rows: int, workdir: Path) -> float:
+    """Peak RSS of a fresh interpreter running the local Transform on ``rows`` rows."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.transform",
+            "--memory-probe",
+            str(rows),
+            "--workdir",
+            str(workdir),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks.transform", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--toolkit-rows", type=int, default=100_000)
+    parser.add_argument("--workdir", type=Path, default=Path("build/benchmarks"))
+    parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_probe:
+        source, server = prepare(args.workdir, args.memory_probe)
+        local_transform(source, server, args.workdir)
+        print(peak_rss_of_this_process_mib())
+        return 0
+
+    source, server = prepare(args.workdir, args.rows)
+    local = local_transform(source, server, args.workdir)
+    limit = in_process_limit(source, server, args.workdir)
+    batches = mini_batches(source, min(args.toolkit_rows, args.rows))
+    toolkit_rows = min(args.toolkit_rows, args.rows)
+    toolkit = toolkit_path(batches, server)
+    sample_handlers = handlers(batches, server, sample=True)
+    default_handlers = handlers(batches, server, sample=False)
+    quarter = max(args.rows // 4, 1)
+    memory_quarter = peak_memory_mib(quarter, args.workdir)
+    memory_full = peak_memory_mib(args.rows, args.workdir)
+
+    rate = args.rows / local
+    results = {
+        "rows": args.rows,
+        "local_transform_rows_per_s": round(rate),
+        "in_process_limit_rows_per_s": round(args.rows / limit),
+        "toolkit_path_rows_per_s": round(toolkit_rows / toolkit),
+        "local_vs_limit": round(limit / local, 3),
+        "local_vs_toolkit_path": round(rate / (toolkit_rows / toolkit), 2),
+        "sample_handlers_vs_toolkit_defaults": round(default_handlers / sample_handlers, 2),
+        "peak_rss_mib": {
+            f"{quarter} rows": round(memory_quarter),
+            f"{args.rows} rows": round(memory_full),
+        },
+    }
+    print(json.dumps(results, indent=2))
+    checks = [
+        ("local Transform >= 0.8x in-process limit", results["local_vs_limit"] >= 0.8),
+        (
+            "sample handlers >= 5x toolkit defaults",
+            results["sample_handlers_vs_toolkit_defaults"] >= 5,
+        ),
+        ("peak memory flat (+25 MiB at most for 4x rows)", memory_full - memory_quarter <= 25),
+    ]
+    for name, met in checks:
+        print(f"{'met' if met else 'NOT MET'}: {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
