@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pipelines.environment import overridden
+
 
 @contextmanager
 def quiet_environment(region: str | None = None) -> Iterator[None]:
@@ -35,16 +37,8 @@ def quiet_environment(region: str | None = None) -> Iterator[None]:
         overrides["AWS_DEFAULT_REGION"] = region
     elif not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
         overrides["AWS_DEFAULT_REGION"] = "us-east-1"
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    try:
+    with overridden(overrides):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 with quiet_environment():

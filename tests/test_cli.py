@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import get_pipeline_definition, run_pipeline
+from pipelines.local import sandbox
 from pipelines.local.emulator import Emulator
 
 MODULE = "pipelines.batch_inference.pipeline"
@@ -81,19 +82,9 @@ def test_module_without_get_pipeline_is_named(capsys) -> None:
 @pytest.fixture
 def pipeline_role(aws: Emulator) -> str:
     """The role the SDK checks exists before it creates a pipeline."""
-    iam = aws.client("iam")
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "sagemaker.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    return iam.create_role(
-        RoleName="SageMakerPipelineRole", AssumeRolePolicyDocument=json.dumps(trust)
+    return aws.client("iam").create_role(
+        RoleName="SageMakerPipelineRole",
+        AssumeRolePolicyDocument=json.dumps(sandbox.SAGEMAKER_TRUST),
     )["Role"]["Arn"]
 
 

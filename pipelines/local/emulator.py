@@ -13,16 +13,17 @@ permission, so tests assert isolation themselves.
 
 from __future__ import annotations
 
-import os
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from pipelines.environment import overridden
 
 REGION = "eu-west-1"
 # moto's default account: what the plain test credentials act in.
@@ -125,16 +126,6 @@ def running_emulator() -> Iterator[Emulator]:
         server.stop()
 
 
-@contextmanager
-def environment(variables: dict[str, str]) -> Iterator[None]:
-    """Set environment variables for the block, restoring the previous values after it."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def environment(variables: dict[str, str]) -> AbstractContextManager[None]:
+    """Set environment variables for a block (e.g. ``Emulator.environment()``)."""
+    return overridden(variables)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from pipelines.local import storage
 from pipelines.local.expressions import DefinitionError
 
 CONTAINER_ROOT = "/opt/ml/"
-PYTHON_ENTRYPOINTS = {"python", "python3", sys.executable}
+PYTHON_ENTRYPOINT = re.compile(r"python(3(\.\d+)?)?")
 STDERR_TAIL_LINES = 20
 
 
@@ -53,7 +54,7 @@ def run_processing(
         raise StepFailed(f"InstanceCount must be at least 1, got {count}")
     app = arguments["AppSpecification"]
     entrypoint = list(app.get("ContainerEntrypoint") or [])
-    if not entrypoint or Path(entrypoint[0]).name not in PYTHON_ENTRYPOINTS | {"python3.11"}:
+    if not entrypoint or not PYTHON_ENTRYPOINT.fullmatch(Path(entrypoint[0]).name):
         raise DefinitionError(
             f"local mode runs Python entrypoints only, not {entrypoint[:1] or 'the image default'}"
         )
