@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock 2>/dev/null | cut -c1-16)
 PIP_VERSION := 26.3
 
+# Terraform installs providers from the local mirror only (see terraform.tfrc); never from ~.
+export TF_CLI_CONFIG_FILE := $(CURDIR)/terraform.tfrc
+export CHECKPOINT_DISABLE := 1
+
 # e.g. make demo DEMO_ARGS="--yes --rows 1000000"
 DEMO_ARGS ?=
 

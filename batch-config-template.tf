@@ -1,5 +1,10 @@
-# One stage's batch-inference resources (SageMaker model, pipeline, schedule, dashboard,
-# alarms). Not written yet: only the provider constraint is fixed so far.
+# One stage's batch-inference resources: the SageMaker model promoted by build.py, the
+# pipeline whose definition build.py uploaded, the schedule that starts it with that model,
+# and a dashboard and alarms to review the runs.
+#
+# Inputs: build/<stage>.tfvars.json, written by build.py (the stage file's keys plus what it
+# resolved). Every variable below is exactly one of those keys; a test checks both ways.
+
 terraform {
   required_version = ">= 1.6"
   required_providers {
@@ -8,4 +13,458 @@ terraform {
       version = "~> 5.100"
     }
   }
+  # Partial: bucket, key, region and locking come from `terraform init -backend-config=...`.
+  backend "s3" {}
+}
+
+provider "aws" {
+  region = var.region
+  default_tags {
+    tags = local.tags
+  }
+}
+
+# ----------------------------------------------------------------------------- variables
+
+variable "environment" {
+  description = "Stage name."
+  type        = string
+  validation {
+    condition     = contains(["preprod", "prod"], var.environment)
+    error_message = "environment must be preprod or prod."
+  }
+}
+
+variable "region" {
+  description = "AWS region of the stage."
+  type        = string
+}
+
+variable "project_name" {
+  description = "SageMaker project name: prefixes names and SSM parameters."
+  type        = string
+}
+
+variable "project_id" {
+  description = "SageMaker project id (may be empty)."
+  type        = string
+  default     = ""
+}
+
+variable "model_package_group_name" {
+  description = "Model package group, the same name in dev and in this stage."
+  type        = string
+}
+
+variable "model_package_arn" {
+  description = "The package build.py promoted into this stage's registry."
+  type        = string
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:model-package/", var.model_package_arn))
+    error_message = "model_package_arn must be a SageMaker model package ARN."
+  }
+}
+
+variable "source_model_package_arn" {
+  description = "The dev package it was promoted from (recorded in tags)."
+  type        = string
+}
+
+variable "model_version" {
+  description = "Version of the source package."
+  type        = number
+  validation {
+    condition     = var.model_version >= 1
+    error_message = "model_version starts at 1."
+  }
+}
+
+variable "model_name" {
+  description = "Name of the SageMaker model (one per promoted version)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", var.model_name))
+    error_message = "model_name must be 1-63 letters, digits and hyphens."
+  }
+}
+
+variable "artifacts_bucket" {
+  description = "The stage's artifact bucket (from SSM)."
+  type        = string
+}
+
+variable "sagemaker_role_arn" {
+  description = "Execution role of the model and the pipeline (from SSM)."
+  type        = string
+}
+
+variable "kms_key_arn" {
+  description = "The stage's KMS key (from SSM); null uses AWS managed keys."
+  type        = string
+  default     = null
+}
+
+variable "subnet_ids" {
+  description = "Subnets for the model's containers; empty runs without a VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "security_group_ids" {
+  description = "Security groups for the model's containers."
+  type        = list(string)
+  default     = []
+}
+
+variable "pipeline_name" {
+  description = "Name of the SageMaker pipeline (stable across deployments)."
+  type        = string
+}
+
+variable "pipeline_definition_s3_key" {
+  description = "Content-addressed key of the definition build.py uploaded."
+  type        = string
+}
+
+variable "input_data_url" {
+  description = "S3 prefix the scheduled run scores."
+  type        = string
+  validation {
+    condition     = can(regex("^s3://", var.input_data_url))
+    error_message = "input_data_url must be an s3:// URI."
+  }
+}
+
+variable "output_data_url" {
+  description = "S3 prefix runs write under (one folder per execution)."
+  type        = string
+  validation {
+    condition     = can(regex("^s3://", var.output_data_url))
+    error_message = "output_data_url must be an s3:// URI."
+  }
+}
+
+variable "feature_schema_url" {
+  description = "The feature schema Preprocess validates against."
+  type        = string
+}
+
+variable "schedule_expression" {
+  description = "When the pipeline runs: rate(...) or cron(...)."
+  type        = string
+  default     = "rate(1 day)"
+  validation {
+    condition     = can(regex("^rate\\(([1-9][0-9]*) (minute|minutes|hour|hours|day|days)\\)$", var.schedule_expression)) || can(regex("^cron\\(\\S+ \\S+ \\S+ \\S+ \\S+ \\S+\\)$", var.schedule_expression))
+    error_message = "schedule_expression must be rate(N unit) or cron(6 fields)."
+  }
+}
+
+variable "processing_instance_type" {
+  description = "Instance type of the Preprocess step."
+  type        = string
+  validation {
+    condition     = can(regex("^ml\\.[a-z0-9]+\\.[a-z0-9]+$", var.processing_instance_type))
+    error_message = "processing_instance_type must look like ml.m5.xlarge."
+  }
+}
+
+variable "processing_instance_count" {
+  description = "Instances of the Preprocess step."
+  type        = number
+  validation {
+    condition     = var.processing_instance_count >= 1 && floor(var.processing_instance_count) == var.processing_instance_count
+    error_message = "processing_instance_count must be a whole number >= 1."
+  }
+}
+
+variable "transform_instance_type" {
+  description = "Instance type of the BatchTransform step."
+  type        = string
+  validation {
+    condition     = can(regex("^ml\\.[a-z0-9]+\\.[a-z0-9]+$", var.transform_instance_type))
+    error_message = "transform_instance_type must look like ml.m5.xlarge."
+  }
+}
+
+variable "transform_instance_count" {
+  description = "Instances of the BatchTransform step."
+  type        = number
+  validation {
+    condition     = var.transform_instance_count >= 1 && floor(var.transform_instance_count) == var.transform_instance_count
+    error_message = "transform_instance_count must be a whole number >= 1."
+  }
+}
+
+variable "alarm_email" {
+  description = "Optional address subscribed to the alarm topic."
+  type        = string
+  default     = null
+}
+
+# ----------------------------------------------------------------------------- resources
+
+locals {
+  name = "${var.project_name}-${var.environment}"
+  tags = {
+    "sagemaker:project-name" = var.project_name
+    "sagemaker:project-id"   = var.project_id
+    environment              = var.environment
+  }
+  job_metrics = ["CPUUtilization", "MemoryUtilization", "DiskUtilization"]
+  pipeline_parameters = {
+    ModelName               = aws_sagemaker_model.batch.name
+    InputDataUrl            = var.input_data_url
+    OutputDataUrl           = var.output_data_url
+    FeatureSchemaUrl        = var.feature_schema_url
+    ProcessingInstanceType  = var.processing_instance_type
+    ProcessingInstanceCount = tostring(var.processing_instance_count)
+    TransformInstanceType   = var.transform_instance_type
+    TransformInstanceCount  = tostring(var.transform_instance_count)
+  }
+}
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+resource "aws_sagemaker_model" "batch" {
+  name                     = var.model_name
+  execution_role_arn       = var.sagemaker_role_arn
+  enable_network_isolation = true
+
+  container {
+    model_package_name = var.model_package_arn
+  }
+
+  dynamic "vpc_config" {
+    for_each = length(var.subnet_ids) > 0 ? [1] : []
+    content {
+      subnets            = var.subnet_ids
+      security_group_ids = var.security_group_ids
+    }
+  }
+
+  tags = {
+    "model-version"        = tostring(var.model_version)
+    "source-model-package" = var.source_model_package_arn
+  }
+
+  # a new version gets a new model before the old one goes (the schedule never points at
+  # a deleted model)
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_sagemaker_pipeline" "batch" {
+  pipeline_name         = var.pipeline_name
+  pipeline_display_name = var.pipeline_name
+  role_arn              = var.sagemaker_role_arn
+
+  # the key is content-addressed: it changes exactly when the definition does
+  pipeline_definition_s3_location {
+    bucket     = var.artifacts_bucket
+    object_key = var.pipeline_definition_s3_key
+  }
+}
+
+# EventBridge assumes this role to start the pipeline, and nothing else.
+resource "aws_iam_role" "scheduler" {
+  name = "${local.name}-start-pipeline"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "events.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name = "start-pipeline"
+  role = aws_iam_role.scheduler.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = "sagemaker:StartPipelineExecution"
+      Resource = aws_sagemaker_pipeline.batch.arn
+    }]
+  })
+}
+
+resource "aws_cloudwatch_event_rule" "schedule" {
+  name                = "${local.name}-batch-inference"
+  description         = "Starts ${var.pipeline_name} with model ${var.model_name}."
+  schedule_expression = var.schedule_expression
+}
+
+resource "aws_sqs_queue" "schedule_dlq" {
+  name                              = "${local.name}-batch-inference-dlq"
+  message_retention_seconds         = 1209600
+  kms_master_key_id                 = coalesce(var.kms_key_arn, "alias/aws/sqs")
+  kms_data_key_reuse_period_seconds = 300
+}
+
+resource "aws_sqs_queue_policy" "schedule_dlq" {
+  queue_url = aws_sqs_queue.schedule_dlq.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "events.amazonaws.com" }
+      Action    = "sqs:SendMessage"
+      Resource  = aws_sqs_queue.schedule_dlq.arn
+      Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.schedule.arn } }
+    }]
+  })
+}
+
+resource "aws_cloudwatch_event_target" "pipeline" {
+  rule     = aws_cloudwatch_event_rule.schedule.name
+  arn      = aws_sagemaker_pipeline.batch.arn
+  role_arn = aws_iam_role.scheduler.arn
+
+  sagemaker_pipeline_target {
+    dynamic "pipeline_parameter_list" {
+      for_each = local.pipeline_parameters
+      content {
+        name  = pipeline_parameter_list.key
+        value = pipeline_parameter_list.value
+      }
+    }
+  }
+
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 5
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.schedule_dlq.arn
+  }
+}
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${local.name}-batch-inference-alarms"
+  kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  count     = var.alarm_email == null ? 0 : 1
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+resource "aws_cloudwatch_metric_alarm" "failed_executions" {
+  alarm_name          = "${local.name}-batch-inference-failed"
+  alarm_description   = "A run of ${var.pipeline_name} failed."
+  namespace           = "AWS/Sagemaker/ModelBuildingPipeline"
+  metric_name         = "ExecutionFailed"
+  dimensions          = { PipelineName = aws_sagemaker_pipeline.batch.pipeline_name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "failed_invocations" {
+  alarm_name          = "${local.name}-batch-inference-not-started"
+  alarm_description   = "The schedule could not start ${var.pipeline_name}."
+  namespace           = "AWS/Events"
+  metric_name         = "FailedInvocations"
+  dimensions          = { RuleName = aws_cloudwatch_event_rule.schedule.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_dashboard" "batch" {
+  dashboard_name = "${local.name}-batch-inference"
+  dashboard_body = jsonencode({
+    widgets = [
+      {
+        type = "metric", x = 0, y = 0, width = 12, height = 6
+        properties = {
+          title   = "Pipeline executions"
+          region  = var.region
+          stat    = "Sum"
+          period  = 3600
+          metrics = [for m in ["ExecutionStarted", "ExecutionSucceeded", "ExecutionFailed", "ExecutionStopped"] : ["AWS/Sagemaker/ModelBuildingPipeline", m, "PipelineName", var.pipeline_name]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 0, width = 12, height = 6
+        properties = {
+          title   = "Execution duration and step failures"
+          region  = var.region
+          period  = 3600
+          metrics = [["AWS/Sagemaker/ModelBuildingPipeline", "ExecutionDuration", "PipelineName", var.pipeline_name, { stat = "Maximum" }], ["AWS/Sagemaker/ModelBuildingPipeline", "StepFailed", "PipelineName", var.pipeline_name, { stat = "Sum" }]]
+        }
+      },
+      {
+        type = "metric", x = 0, y = 6, width = 12, height = 6
+        properties = {
+          title  = "Processing and Transform jobs: CPU, memory, disk"
+          region = var.region
+          stat   = "Maximum"
+          period = 300
+          metrics = concat(
+            [for i, m in local.job_metrics : [{ id = "p${i}", label = "Processing ${m}", expression = "SEARCH('{/aws/sagemaker/ProcessingJobs,Host} MetricName=\"${m}\" ${var.project_name}', 'Maximum', 300)" }]],
+            [for i, m in local.job_metrics : [{ id = "t${i}", label = "Transform ${m}", expression = "SEARCH('{/aws/sagemaker/TransformJobs,Host} MetricName=\"${m}\" ${var.project_name}', 'Maximum', 300)" }]],
+          )
+        }
+      },
+      {
+        type = "metric", x = 12, y = 6, width = 12, height = 6
+        properties = {
+          title   = "Schedule: invocations and failed invocations"
+          region  = var.region
+          stat    = "Sum"
+          period  = 3600
+          metrics = [for m in ["Invocations", "FailedInvocations"] : ["AWS/Events", m, "RuleName", aws_cloudwatch_event_rule.schedule.name]]
+        }
+      },
+      {
+        type = "log", x = 0, y = 12, width = 24, height = 6
+        properties = {
+          title  = "Errors in the jobs' logs"
+          region = var.region
+          query  = "SOURCE '/aws/sagemaker/ProcessingJobs' | SOURCE '/aws/sagemaker/TransformJobs' | fields @timestamp, @logStream, @message | filter @message like /(?i)(error|exception|traceback)/ | sort @timestamp desc | limit 100"
+        }
+      },
+    ]
+  })
+}
+
+# ----------------------------------------------------------------------------- outputs
+
+output "model_name" {
+  value = aws_sagemaker_model.batch.name
+}
+
+output "pipeline_arn" {
+  value = aws_sagemaker_pipeline.batch.arn
+}
+
+output "schedule_rule_arn" {
+  value = aws_cloudwatch_event_rule.schedule.arn
+}
+
+output "alarm_topic_arn" {
+  value = aws_sns_topic.alarms.arn
+}
+
+output "dashboard_name" {
+  value = aws_cloudwatch_dashboard.batch.dashboard_name
 }

@@ -1,0 +1,142 @@
+# Plan/apply the stage template against a mock AWS provider with a stage's real inputs
+# (tests/test_terraform.py passes build.py's tfvars with -var-file).
+
+mock_provider "aws" {
+  mock_data "aws_caller_identity" {
+    defaults = { account_id = "222222222222" }
+  }
+  mock_resource "aws_sagemaker_pipeline" {
+    defaults = { arn = "arn:aws:sagemaker:eu-west-1:222222222222:pipeline/mock" }
+  }
+  mock_resource "aws_iam_role" {
+    defaults = { arn = "arn:aws:iam::222222222222:role/mock-start-pipeline" }
+  }
+  mock_resource "aws_cloudwatch_event_rule" {
+    defaults = { arn = "arn:aws:events:eu-west-1:222222222222:rule/mock" }
+  }
+  mock_resource "aws_sqs_queue" {
+    defaults = {
+      arn = "arn:aws:sqs:eu-west-1:222222222222:mock-dlq"
+      id  = "https://sqs.eu-west-1.amazonaws.com/222222222222/mock-dlq"
+    }
+  }
+  mock_resource "aws_sns_topic" {
+    defaults = { arn = "arn:aws:sns:eu-west-1:222222222222:mock-alarms" }
+  }
+}
+
+run "schedule_starts_the_pipeline_with_the_promoted_model" {
+  command = apply
+
+  assert {
+    condition     = aws_cloudwatch_event_rule.schedule.schedule_expression == var.schedule_expression
+    error_message = "the rule does not use the stage's schedule"
+  }
+  assert {
+    condition     = aws_sagemaker_model.batch.name == var.model_name
+    error_message = "the model is not named after the promoted version"
+  }
+  assert {
+    condition     = one(aws_sagemaker_model.batch.container).model_package_name == var.model_package_arn
+    error_message = "the model is not built from the promoted package"
+  }
+  assert {
+    condition     = aws_sagemaker_model.batch.enable_network_isolation
+    error_message = "network isolation must be on"
+  }
+  assert {
+    condition     = aws_cloudwatch_event_target.pipeline.arn == aws_sagemaker_pipeline.batch.arn
+    error_message = "the schedule does not target the pipeline"
+  }
+  assert {
+    condition = {
+      for p in one(aws_cloudwatch_event_target.pipeline.sagemaker_pipeline_target).pipeline_parameter_list : p.name => p.value
+      } == {
+      ModelName               = var.model_name
+      InputDataUrl            = var.input_data_url
+      OutputDataUrl           = var.output_data_url
+      FeatureSchemaUrl        = var.feature_schema_url
+      ProcessingInstanceType  = var.processing_instance_type
+      ProcessingInstanceCount = tostring(var.processing_instance_count)
+      TransformInstanceType   = var.transform_instance_type
+      TransformInstanceCount  = tostring(var.transform_instance_count)
+    }
+    error_message = "the schedule's pipeline parameters are not the stage's (ModelName must be the promoted model)"
+  }
+  assert {
+    condition     = aws_cloudwatch_event_target.pipeline.role_arn == aws_iam_role.scheduler.arn
+    error_message = "the schedule does not use its own role"
+  }
+  assert {
+    condition     = jsondecode(aws_iam_role_policy.scheduler.policy).Statement[0].Resource == aws_sagemaker_pipeline.batch.arn
+    error_message = "the schedule role may start more than this pipeline"
+  }
+  assert {
+    condition     = one(aws_sagemaker_pipeline.batch.pipeline_definition_s3_location).object_key == var.pipeline_definition_s3_key
+    error_message = "the pipeline does not use the uploaded definition"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.failed_executions.dimensions.PipelineName == var.pipeline_name
+    error_message = "the failed-executions alarm watches another pipeline"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.failed_executions.alarm_actions == toset([aws_sns_topic.alarms.arn]) && aws_cloudwatch_metric_alarm.failed_invocations.alarm_actions == toset([aws_sns_topic.alarms.arn])
+    error_message = "alarms do not notify the topic"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.failed_invocations.dimensions.RuleName == aws_cloudwatch_event_rule.schedule.name
+    error_message = "the failed-invocations alarm watches another rule"
+  }
+  assert {
+    condition     = aws_sns_topic.alarms.kms_master_key_id != null && aws_sqs_queue.schedule_dlq.kms_master_key_id != null
+    error_message = "the topic and the dead-letter queue must be encrypted"
+  }
+  assert {
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == 5
+    error_message = "the dashboard lost a widget"
+  }
+}
+
+run "vpc_config_follows_the_subnets" {
+  command = plan
+  variables {
+    subnet_ids         = ["subnet-0a", "subnet-0b"]
+    security_group_ids = ["sg-01"]
+  }
+  assert {
+    condition     = one(aws_sagemaker_model.batch.vpc_config).subnets == toset(["subnet-0a", "subnet-0b"])
+    error_message = "the model is not placed in the stage's subnets"
+  }
+}
+
+run "rejects_a_bad_instance_type" {
+  command = plan
+  variables {
+    processing_instance_type = "m5.large"
+  }
+  expect_failures = [var.processing_instance_type]
+}
+
+run "rejects_a_zero_instance_count" {
+  command = plan
+  variables {
+    transform_instance_count = 0
+  }
+  expect_failures = [var.transform_instance_count]
+}
+
+run "rejects_a_bad_schedule" {
+  command = plan
+  variables {
+    schedule_expression = "every day"
+  }
+  expect_failures = [var.schedule_expression]
+}
+
+run "rejects_an_unknown_environment" {
+  command = plan
+  variables {
+    environment = "staging"
+  }
+  expect_failures = [var.environment]
+}

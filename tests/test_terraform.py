@@ -1,0 +1,143 @@
+"""The stage template, offline: fmt, validate, tfvars <-> variables, terraform test per stage.
+
+Terraform runs with the project's CLI config (providers from the filesystem mirror only) and
+with version checks off, so nothing goes to the network. On a machine without terraform or
+the mirror these tests are skipped with the reason; in CI (``CI=true``) they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import hcl2
+import pytest
+
+import build
+from pipelines.local.emulator import Emulator, role_arn
+from tests.registry import GROUP, PROJECT, DevRegistry, create_stage
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "batch-config-template.tf"
+TEST_FILES = sorted((REPO / "tests" / "terraform").glob("*.tftest.hcl"))
+MIRROR = Path("/opt/tf-plugins/registry.terraform.io/hashicorp/aws")
+
+
+@pytest.fixture(scope="session")
+def terraform() -> str:
+    binary = shutil.which("terraform")
+    missing = [
+        reason
+        for reason, absent in (
+            ("terraform is not on PATH", binary is None),
+            (f"the AWS provider mirror {MIRROR} does not exist", not MIRROR.is_dir()),
+        )
+        if absent
+    ]
+    if missing:
+        message = "; ".join(missing) + " (install Terraform >= 1.7 and the provider mirror)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+def run_terraform(terraform: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": str(REPO / "terraform.tfrc"),
+        "TF_DATA_DIR": str(workdir / ".terraform"),
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        "CHECKPOINT_DISABLE": "1",
+    }
+    return subprocess.run(
+        [terraform, *args, "-no-color"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def workdir(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The template as a root module, with its tests, initialised from the mirror."""
+    root = tmp_path_factory.mktemp("stage-module")
+    shutil.copy(TEMPLATE, root / "main.tf")
+    (root / "tests").mkdir()
+    for test_file in TEST_FILES:
+        shutil.copy(test_file, root / "tests" / test_file.name)
+    result = run_terraform(terraform, root, "init", "-backend=false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root
+
+
+def test_formatting(terraform: str) -> None:
+    result = run_terraform(
+        terraform, REPO, "fmt", "-check", "-diff", str(TEMPLATE), *map(str, TEST_FILES)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_validate(terraform: str, workdir: Path) -> None:
+    result = run_terraform(terraform, workdir, "validate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "The configuration is valid" in result.stdout
+
+
+def declared_variables() -> dict[str, dict]:
+    with TEMPLATE.open() as handle:
+        document = hcl2.load(handle)
+    # python-hcl2 keeps the quotes of block labels
+    return {name.strip('"'): spec for block in document["variable"] for name, spec in block.items()}
+
+
+def promoted_tfvars(aws: Emulator, stage: str, tmp_path: Path) -> dict:
+    """Real build.py output for ``stage``, against the emulator."""
+    dev = DevRegistry(aws)
+    dev.register("Approved")
+    create_stage(aws, stage, subnets=["subnet-0a"] if stage == "prod" else None)
+    output = tmp_path / f"{stage}.tfvars.json"
+    code = build.main(
+        [
+            "--stage", stage,
+            "--model-package-group-name", GROUP,
+            "--project-name", PROJECT,
+            "--source-role-arn", role_arn("dev"),
+            "--target-role-arn", role_arn(stage),
+            "--output", str(output),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return json.loads(output.read_text())
+
+
+@pytest.mark.parametrize("stage", ["preprod", "prod"])
+def test_tfvars_keys_are_exactly_the_declared_variables(
+    aws: Emulator, tmp_path: Path, stage: str
+) -> None:
+    values = promoted_tfvars(aws, stage, tmp_path)
+    variables = declared_variables()
+    assert set(values) == set(variables), (
+        f"written but not declared: {sorted(set(values) - set(variables))}; "
+        f"declared but not written: {sorted(set(variables) - set(values))}"
+    )
+    required = {name for name, spec in variables.items() if "default" not in spec}
+    assert required <= {name for name, value in values.items() if value is not None}
+
+
+@pytest.mark.parametrize("stage", ["preprod", "prod"])
+def test_terraform_test_with_a_mock_provider(
+    aws: Emulator, terraform: str, workdir: Path, tmp_path: Path, stage: str
+) -> None:
+    var_file = tmp_path / f"{stage}.tfvars.json"
+    var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
+    result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 passed, 0 failed" in result.stdout
