@@ -231,7 +231,7 @@ resource "aws_sagemaker_model" "batch" {
   execution_role_arn       = var.sagemaker_role_arn
   enable_network_isolation = true
 
-  container {
+  primary_container {
     model_package_name = var.model_package_arn
   }
 

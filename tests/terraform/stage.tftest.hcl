@@ -37,7 +37,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the model is not named after the promoted version"
   }
   assert {
-    condition     = one(aws_sagemaker_model.batch.container).model_package_name == var.model_package_arn
+    condition     = one(aws_sagemaker_model.batch.primary_container).model_package_name == var.model_package_arn
     error_message = "the model is not built from the promoted package"
   }
   assert {
