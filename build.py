@@ -208,6 +208,9 @@ def _summary(result: utils.PromotionResult, request: utils.PromotionRequest, out
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     output = args.output or Path("build") / f"{args.stage}.tfvars.json"
+    from pipelines import sdk  # the SDK loads only once the arguments are known to be valid
+
+    sdk.quiet_sdk_logging()
     try:
         request = _request(args)
         result = utils.promote(_clients(args), request)

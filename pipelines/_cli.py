@@ -9,27 +9,16 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
-import logging
-import warnings
 from collections.abc import Callable
 from typing import Any
+
+from pipelines import sdk
 
 USAGE_ERROR = 2
 
 
 class CliError(Exception):
     """A usage error: bad module, bad or incomplete ``--kwargs``."""
-
-
-def quiet_sdk_logging() -> None:
-    """Hide the SDK's build-time chatter (telemetry banner, popped job names).
-
-    The CLIs print their own summary; the SDK's INFO/WARNING lines about what it leaves out
-    of a definition are expected and only bury it.
-    """
-    for name in ("sagemaker", "sagemaker.config"):  # the SDK sets the latter to INFO if unset
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="Running within a PipelineSession")
 
 
 def load_get_pipeline(module_name: str) -> Callable[..., Any]:
@@ -41,7 +30,7 @@ def load_get_pipeline(module_name: str) -> Callable[..., Any]:
             f"--module-name {module_name!r}: cannot import {error.name!r}; "
             "use a dotted path such as pipelines.batch_inference.pipeline"
         ) from None
-    quiet_sdk_logging()  # after the import: the SDK sets its loggers up while importing
+    sdk.quiet_sdk_logging()  # after the import: the SDK sets its loggers up while importing
     get_pipeline = getattr(module, "get_pipeline", None)
     if not callable(get_pipeline):
         raise CliError(f"--module-name {module_name!r} has no get_pipeline() function")

@@ -16,7 +16,9 @@ the environment is restored right after it.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +69,17 @@ with quiet_environment():
     from sagemaker.mlops.workflow.steps import ProcessingStep, TransformStep
 
 
+def quiet_sdk_logging() -> None:
+    """Hide the SDK's build-time chatter (config lookups, popped job names, session notes).
+
+    Command-line tools print their own summary; these INFO/WARNING lines are expected for
+    every definition and only bury it.
+    """
+    for name in ("sagemaker", "sagemaker.config"):  # the SDK sets the latter to INFO if unset
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+
+
 def _disable_sdk_telemetry() -> None:
     """Stop the SDK from reporting usage to AWS from background threads.
 
@@ -111,6 +124,7 @@ __all__ = [
     "image_uris",
     "parameterize_definition",
     "quiet_environment",
+    "quiet_sdk_logging",
 ]
 
 

@@ -484,3 +484,16 @@ def test_failing_script_fails_the_step_with_its_stderr_and_stops(
     assert reason == "algo-1 exited with code 4: bad input: fail.txt present"
     assert record["FailureReason"].startswith("Step Prep failed: algo-1 exited with code 4")
     assert keys(s3, "reports/") == []
+
+
+def test_a_relative_work_dir_works(
+    aws, s3, model, processing_inputs, tmp_path, monkeypatch
+) -> None:
+    """The demo passes build/demo/...: container paths must not be resolved twice."""
+    put(s3, "in/x.csv", b"1,1\n")
+    monkeypatch.chdir(tmp_path)
+    record = executor.execute(
+        processing_definition(1), {}, session=aws.session(), work_dir=Path("runs/relative"),
+        execution_id="exec00000001", log=lambda _: None,
+    )  # fmt: skip
+    assert record["PipelineExecutionStatus"] == "Succeeded", record

@@ -82,7 +82,8 @@ def execute(
             "CurrentDateTime": record["StartTime"],
         },
     )
-    work_dir = Path(work_dir or tempfile.mkdtemp(prefix=f"pipeline-{execution_id}-"))
+    # absolute: jobs run with their own working directory
+    work_dir = Path(work_dir or tempfile.mkdtemp(prefix=f"pipeline-{execution_id}-")).resolve()
     try:
         context.parameters = expressions.resolve_parameters(definition, parameters or {})
         record["Parameters"] = context.parameters

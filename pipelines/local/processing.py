@@ -59,7 +59,7 @@ def run_processing(
             f"local mode runs Python entrypoints only, not {entrypoint[:1] or 'the image default'}"
         )
     hosts = host_names(count)
-    roots = {host: work_dir / host for host in hosts}
+    roots = {host: (work_dir / host).resolve() for host in hosts}  # the script runs from its root
     for index, host in enumerate(hosts):
         _prepare_instance(arguments, s3, roots[host], index, hosts)
     for output in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
