@@ -9,9 +9,11 @@ from __future__ import annotations
 import io
 import tarfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import build
 from pipelines.local import sandbox
-from pipelines.local.emulator import Emulator
+from pipelines.local.emulator import Emulator, role_arn
 
 PROJECT = "churn"
 GROUP = "churn-models"
@@ -94,3 +96,18 @@ class DevRegistry:
 
 def create_stage(aws: Emulator, stage: str, project: str = PROJECT, **options) -> dict[str, str]:
     return sandbox.create_stage(aws, stage, project, **options)
+
+
+def run_build(output_dir: Path, *args: str, stage: str = "preprod") -> int:
+    """``build.py`` for ``stage`` as the workflow calls it; writes ``<stage>.tfvars.json``."""
+    return build.main(
+        [
+            "--stage", stage,
+            "--model-package-group-name", GROUP,
+            "--project-name", PROJECT,
+            "--source-role-arn", role_arn("dev"),
+            "--target-role-arn", role_arn(stage),
+            "--output", str(output_dir / f"{stage}.tfvars.json"),
+            *args,
+        ]
+    )  # fmt: skip

@@ -23,6 +23,7 @@ from tests.registry import (
     PROJECT,
     DevRegistry,
     create_stage,
+    run_build,
     stage_bucket,
 )
 
@@ -37,26 +38,6 @@ def dev(aws: Emulator) -> DevRegistry:
 @pytest.fixture
 def preprod(aws: Emulator) -> dict:
     return create_stage(aws, "preprod")
-
-
-def run_build(tmp_path: Path, *args: str, stage: str = "preprod") -> int:
-    return build.main(
-        [
-            "--stage",
-            stage,
-            "--model-package-group-name",
-            GROUP,
-            "--project-name",
-            PROJECT,
-            "--source-role-arn",
-            role_arn("dev"),
-            "--target-role-arn",
-            role_arn(stage),
-            "--output",
-            str(tmp_path / f"{stage}.tfvars.json"),
-            *args,
-        ]
-    )
 
 
 def tfvars(tmp_path: Path, stage: str = "preprod") -> dict:

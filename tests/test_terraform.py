@@ -16,9 +16,8 @@ from pathlib import Path
 import hcl2
 import pytest
 
-import build
-from pipelines.local.emulator import Emulator, environment, role_arn
-from tests.registry import GROUP, PROJECT, DevRegistry, create_stage
+from pipelines.local.emulator import Emulator, environment
+from tests.registry import PROJECT, DevRegistry, create_stage, run_build
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "batch-config-template.tf"
@@ -104,16 +103,7 @@ def promoted_tfvars(aws: Emulator, stage: str, tmp_path: Path) -> dict:
     dev.register("Approved")
     create_stage(aws, stage, subnets=["subnet-0a"] if stage == "prod" else None)
     output = tmp_path / f"{stage}.tfvars.json"
-    code = build.main(
-        [
-            "--stage", stage,
-            "--model-package-group-name", GROUP,
-            "--project-name", PROJECT,
-            "--source-role-arn", role_arn("dev"),
-            "--target-role-arn", role_arn(stage),
-            "--output", str(output),
-        ]
-    )  # fmt: skip
+    code = run_build(tmp_path, stage=stage)
     assert code == 0
     return json.loads(output.read_text())
 

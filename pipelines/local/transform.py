@@ -212,7 +212,7 @@ class _Transformer:
         self._join = records.join_json if options.is_json else records.join_csv
 
     def prepare(self, data: bytes) -> _Batch:
-        """Split and filter a batch of whole lines (runs ahead of the model, in a thread)."""
+        """Split and filter a batch of whole lines."""
         originals = records.split_lines(data)
         quoted = b'"' in data  # one C-speed scan instead of one per record
         selector = self.options.input_filter
@@ -305,14 +305,6 @@ class _Transformer:
         )
 
 
-def _serve(
-    transformer: _Transformer, batch: _Batch, source: str, sink: Any, done_in: int, done_out: int
-) -> tuple[int, int]:
-    data, count_in, count_out = transformer.run(batch, source, done_in)
-    sink.write(data)
-    return done_in + count_in, done_out + count_out
-
-
 def transform_object(
     s3: Any, transformer: _Transformer, bucket: str, key: str, work_dir: Path
 ) -> ObjectResult:
@@ -332,9 +324,12 @@ def transform_object(
             sink.write(data)
         else:
             for data in _line_batches(_chunks(body, options.compression)):
-                records_in, records_out = _serve(
-                    transformer, transformer.prepare(data), source, sink, records_in, records_out
+                output, count_in, count_out = transformer.run(
+                    transformer.prepare(data), source, records_in
                 )
+                sink.write(output)
+                records_in += count_in
+                records_out += count_out
     out_bucket, out_key = storage.parse_s3_uri(output_uri)
     extra = (
         {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": options.kms_key_id}
