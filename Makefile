@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.lock 2>/dev/null | cut -c1-16)
 PIP_VERSION := 26.3
+# checkov pins an older boto3 than the project, so it gets a venv (and a lock) of its own
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha256sum requirements-checkov.lock 2>/dev/null | cut -c1-16)
 
 # Terraform installs providers from the local mirror only (see terraform.tfrc); never from ~.
 export TF_CLI_CONFIG_FILE := $(CURDIR)/terraform.tfrc
@@ -16,7 +19,7 @@ DEMO_ARGS ?=
 
 .PHONY: install test demo lint benchmark clean
 
-install: $(STAMP)
+install: $(STAMP) $(CHECKOV_STAMP)
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: run make PYTHON=python3.11 ...")'
@@ -26,7 +29,14 @@ $(STAMP): requirements.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-test: $(STAMP)
+$(CHECKOV_STAMP): requirements-checkov.lock
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --requirement requirements-checkov.lock
+	@rm -f $(CHECKOV_VENV)/.installed-*
+	@touch $@
+
+test: $(STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)
@@ -42,4 +52,4 @@ lint: $(STAMP)
 	PRE_COMMIT_HOME=$(CURDIR)/.cache/pre-commit $(BIN)/pre-commit run --all-files
 
 clean:
-	rm -rf $(VENV) build .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) build .cache .pytest_cache .ruff_cache
