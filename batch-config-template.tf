@@ -99,7 +99,7 @@ variable "sagemaker_role_arn" {
 }
 
 variable "kms_key_arn" {
-  description = "The stage's KMS key (from SSM); null uses AWS managed keys."
+  description = "The stage's KMS key (from SSM); null creates a key for this stage's queues and topic."
   type        = string
   default     = null
 }
@@ -195,6 +195,12 @@ variable "transform_instance_count" {
   }
 }
 
+variable "run_on_upload" {
+  description = "Also start the pipeline for each object uploaded under input_data_url, scoring just that object (the bucket must send events to EventBridge; infra/target-account turns that on)."
+  type        = bool
+  default     = false
+}
+
 variable "alarm_email" {
   description = "Optional address subscribed to the alarm topic."
   type        = string
@@ -211,6 +217,11 @@ locals {
     environment              = var.environment
   }
   job_metrics = ["CPUUtilization", "MemoryUtilization", "DiskUtilization"]
+  # AWS managed keys (aws/sqs, aws/sns) cannot be used by EventBridge or CloudWatch alarms,
+  # so without the stage's key the queues and the topic get a key of their own.
+  kms_key_arn  = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.fallback[0].arn
+  input_bucket = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[0]
+  input_prefix = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[1]
   pipeline_parameters = {
     ModelName               = aws_sagemaker_model.batch.name
     InputDataUrl            = var.input_data_url
@@ -225,6 +236,32 @@ locals {
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
+
+resource "aws_kms_key" "fallback" {
+  count               = var.kms_key_arn == null ? 1 : 0
+  description         = "${local.name} batch-inference queues and alarm topic"
+  enable_key_rotation = true
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministersTheKey"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "AlarmsAndEventsEncryptMessages"
+        Effect    = "Allow"
+        Principal = { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
+        Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
+      },
+    ]
+  })
+}
 
 resource "aws_sagemaker_model" "batch" {
   name                     = var.model_name
@@ -303,7 +340,7 @@ resource "aws_cloudwatch_event_rule" "schedule" {
 resource "aws_sqs_queue" "schedule_dlq" {
   name                              = "${local.name}-batch-inference-dlq"
   message_retention_seconds         = 1209600
-  kms_master_key_id                 = coalesce(var.kms_key_arn, "alias/aws/sqs")
+  kms_master_key_id                 = local.kms_key_arn
   kms_data_key_reuse_period_seconds = 300
 }
 
@@ -316,7 +353,7 @@ resource "aws_sqs_queue_policy" "schedule_dlq" {
       Principal = { Service = "events.amazonaws.com" }
       Action    = "sqs:SendMessage"
       Resource  = aws_sqs_queue.schedule_dlq.arn
-      Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.schedule.arn } }
+      Condition = { ArnEquals = { "aws:SourceArn" = concat([aws_cloudwatch_event_rule.schedule.arn], aws_cloudwatch_event_rule.upload[*].arn) } }
     }]
   })
 }
@@ -346,9 +383,146 @@ resource "aws_cloudwatch_event_target" "pipeline" {
   }
 }
 
+# ----------------------------------------------------------------- run on upload (optional)
+# EventBridge's SageMaker-pipeline target only takes fixed parameter values, while an
+# EventBridge Pipe can read them from the message. So: S3 "Object Created" under the input
+# prefix -> rule -> queue (message = the object's URI) -> pipe -> pipeline, with
+# InputDataUrl = that object and every other parameter as the schedule's. No Lambda.
+
+resource "aws_cloudwatch_event_rule" "upload" {
+  count       = var.run_on_upload ? 1 : 0
+  name        = "${local.name}-batch-inference-on-upload"
+  description = "Queues a run of ${var.pipeline_name} for each object uploaded under ${var.input_data_url}."
+  event_pattern = jsonencode({
+    source        = ["aws.s3"]
+    "detail-type" = ["Object Created"]
+    detail = {
+      bucket = { name = [local.input_bucket] }
+      object = { key = [{ prefix = local.input_prefix }] }
+    }
+  })
+}
+
+resource "aws_sqs_queue" "uploads" {
+  count                             = var.run_on_upload ? 1 : 0
+  name                              = "${local.name}-batch-inference-uploads"
+  message_retention_seconds         = 345600
+  visibility_timeout_seconds        = 60
+  kms_master_key_id                 = local.kms_key_arn
+  kms_data_key_reuse_period_seconds = 300
+  redrive_policy = jsonencode({
+    deadLetterTargetArn = aws_sqs_queue.schedule_dlq.arn
+    maxReceiveCount     = 5
+  })
+}
+
+resource "aws_sqs_queue_policy" "uploads" {
+  count     = var.run_on_upload ? 1 : 0
+  queue_url = aws_sqs_queue.uploads[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "events.amazonaws.com" }
+      Action    = "sqs:SendMessage"
+      Resource  = aws_sqs_queue.uploads[0].arn
+      Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.upload[0].arn } }
+    }]
+  })
+}
+
+resource "aws_cloudwatch_event_target" "upload_queue" {
+  count = var.run_on_upload ? 1 : 0
+  rule  = aws_cloudwatch_event_rule.upload[0].name
+  arn   = aws_sqs_queue.uploads[0].arn
+
+  input_transformer {
+    input_paths = {
+      bucket = "$.detail.bucket.name"
+      key    = "$.detail.object.key"
+    }
+    input_template = "{\"input_data_url\": \"s3://<bucket>/<key>\"}"
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.schedule_dlq.arn
+  }
+}
+
+resource "aws_iam_role" "upload_pipe" {
+  count = var.run_on_upload ? 1 : 0
+  name  = "${local.name}-upload-pipe"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = "pipes.amazonaws.com" }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "upload_pipe" {
+  count = var.run_on_upload ? 1 : 0
+  name  = "read-uploads-start-pipeline"
+  role  = aws_iam_role.upload_pipe[0].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Effect   = "Allow"
+        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+        Resource = aws_sqs_queue.uploads[0].arn
+      },
+      {
+        Effect   = "Allow"
+        Action   = "kms:Decrypt"
+        Resource = local.kms_key_arn
+      },
+      {
+        Effect   = "Allow"
+        Action   = "sagemaker:StartPipelineExecution"
+        Resource = aws_sagemaker_pipeline.batch.arn
+      },
+    ]
+  })
+}
+
+resource "aws_pipes_pipe" "upload" {
+  count       = var.run_on_upload ? 1 : 0
+  name        = "${local.name}-batch-inference-on-upload"
+  description = "Starts ${var.pipeline_name} on one uploaded object."
+  role_arn    = aws_iam_role.upload_pipe[0].arn
+  source      = aws_sqs_queue.uploads[0].arn
+  target      = aws_sagemaker_pipeline.batch.arn
+
+  source_parameters {
+    sqs_queue_parameters {
+      batch_size = 1
+    }
+  }
+
+  target_parameters {
+    sagemaker_pipeline_parameters {
+      dynamic "pipeline_parameter" {
+        for_each = merge(local.pipeline_parameters, { InputDataUrl = "$.body.input_data_url" })
+        content {
+          name  = pipeline_parameter.key
+          value = pipeline_parameter.value
+        }
+      }
+    }
+  }
+
+  depends_on = [aws_iam_role_policy.upload_pipe]
+}
+
+# ----------------------------------------------------------------------------- alarms
+
 resource "aws_sns_topic" "alarms" {
   name              = "${local.name}-batch-inference-alarms"
-  kms_master_key_id = coalesce(var.kms_key_arn, "alias/aws/sns")
+  kms_master_key_id = local.kms_key_arn
 }
 
 resource "aws_sns_topic_subscription" "email" {
@@ -381,6 +555,21 @@ resource "aws_cloudwatch_metric_alarm" "failed_invocations" {
   metric_name         = "FailedInvocations"
   dimensions          = { RuleName = aws_cloudwatch_event_rule.schedule.name }
   statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "dead_letters" {
+  alarm_name          = "${local.name}-batch-inference-dead-letters"
+  alarm_description   = "Runs of ${var.pipeline_name} that could not be started are waiting in ${aws_sqs_queue.schedule_dlq.name}."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.schedule_dlq.name }
+  statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1
   threshold           = 0
@@ -463,6 +652,10 @@ output "schedule_rule_arn" {
 
 output "alarm_topic_arn" {
   value = aws_sns_topic.alarms.arn
+}
+
+output "upload_pipe_arn" {
+  value = one(aws_pipes_pipe.upload[*].arn)
 }
 
 output "dashboard_name" {

@@ -130,12 +130,13 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 passed, 0 failed" in result.stdout
+    assert "8 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
 # EnableNetworkIsolation and VpcConfig of a model (the model is then "replaced"), and the
-# inline PipelineDefinition it echoes for a pipeline created from an S3 location.
+# inline PipelineDefinition it echoes for a pipeline created from an S3 location, and a queue's
+# RedrivePolicy, which it re-serialises with spaces (AWS returns the compact JSON it was given).
 EMULATOR_DRIFT = {
     "aws_sagemaker_model.batch": {
         "enable_network_isolation",
@@ -148,6 +149,7 @@ EMULATOR_DRIFT = {
         "primary_container",
     },
     "aws_sagemaker_pipeline.batch": {"pipeline_definition"},
+    "aws_sqs_queue.uploads[0]": {"redrive_policy"},
 }
 
 
@@ -204,16 +206,32 @@ def test_apply_plan_destroy_against_the_emulator(
     assert target["Arn"] == pipeline["PipelineArn"]
     model = sagemaker.describe_model(ModelName=values["model_name"])
     assert model["PrimaryContainer"]["ModelPackageName"] == values["model_package_arn"]
+    pipes = aws.client("pipes", stage).list_pipes()["Pipes"]
+    if values["run_on_upload"]:
+        (pipe,) = pipes
+        described = aws.client("pipes", stage).describe_pipe(Name=pipe["Name"])
+        assert described["Target"] == pipeline["PipelineArn"]
+        upload_parameters = {
+            p["Name"]: p["Value"]
+            for p in described["TargetParameters"]["SageMakerPipelineParameters"][
+                "PipelineParameterList"
+            ]
+        }
+        assert upload_parameters == {**parameters, "InputDataUrl": "$.body.input_data_url"}
+    else:
+        assert pipes == []
 
     tf("plan", "-var-file=stage.tfvars.json", "-out=after-apply.plan")
     plan = json.loads(tf("show", "-json", "after-apply.plan").stdout)
     unexpected = {
-        change["address"]: sorted(
-            drifting_attributes(change) - EMULATOR_DRIFT.get(change["address"], set())
-        )
+        change["address"]: {
+            key: (change["change"]["before"] or {}).get(key)
+            for key in drifting_attributes(change) - EMULATOR_DRIFT.get(change["address"], set())
+        }
         for change in plan.get("resource_changes", [])
         if change["change"]["actions"] != ["no-op"]
     }
+    # the message shows what the emulator holds for each drifting attribute
     assert {k: v for k, v in unexpected.items() if v or k not in EMULATOR_DRIFT} == {}
 
     tf("destroy", "-auto-approve", "-var-file=stage.tfvars.json")

@@ -20,6 +20,12 @@ mock_provider "aws" {
       id  = "https://sqs.eu-west-1.amazonaws.com/222222222222/mock-dlq"
     }
   }
+  mock_resource "aws_pipes_pipe" {
+    defaults = { arn = "arn:aws:pipes:eu-west-1:222222222222:pipe/mock" }
+  }
+  mock_resource "aws_kms_key" {
+    defaults = { arn = "arn:aws:kms:eu-west-1:222222222222:key/00000000-0000-0000-0000-000000000000" }
+  }
   mock_resource "aws_sns_topic" {
     defaults = { arn = "arn:aws:sns:eu-west-1:222222222222:mock-alarms" }
   }
@@ -92,8 +98,57 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the topic and the dead-letter queue must be encrypted"
   }
   assert {
+    condition     = aws_cloudwatch_metric_alarm.dead_letters.dimensions.QueueName == aws_sqs_queue.schedule_dlq.name && aws_cloudwatch_metric_alarm.dead_letters.alarm_actions == toset([aws_sns_topic.alarms.arn])
+    error_message = "runs that could not start (dead letters) must raise an alarm"
+  }
+  assert {
     condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == 5
     error_message = "the dashboard lost a widget"
+  }
+}
+
+run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
+  command = apply
+  variables {
+    run_on_upload = true
+  }
+  assert {
+    condition = {
+      for p in one(one(aws_pipes_pipe.upload[0].target_parameters).sagemaker_pipeline_parameters).pipeline_parameter : p.name => p.value
+      } == {
+      ModelName               = var.model_name
+      InputDataUrl            = "$.body.input_data_url"
+      OutputDataUrl           = var.output_data_url
+      FeatureSchemaUrl        = var.feature_schema_url
+      ProcessingInstanceType  = var.processing_instance_type
+      ProcessingInstanceCount = tostring(var.processing_instance_count)
+      TransformInstanceType   = var.transform_instance_type
+      TransformInstanceCount  = tostring(var.transform_instance_count)
+    }
+    error_message = "the pipe must start the pipeline on the uploaded object, with the promoted model"
+  }
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.upload[0].event_pattern).detail.object.key[0].prefix == regex("^s3://[^/]+/?(.*)$", var.input_data_url)[0]
+    error_message = "the upload rule does not watch the input prefix"
+  }
+  assert {
+    condition     = one(aws_cloudwatch_event_target.upload_queue[0].input_transformer).input_template == "{\"input_data_url\": \"s3://<bucket>/<key>\"}"
+    error_message = "the queued message is not the uploaded object's URI"
+  }
+  assert {
+    condition     = aws_pipes_pipe.upload[0].target == aws_sagemaker_pipeline.batch.arn && aws_pipes_pipe.upload[0].source == aws_sqs_queue.uploads[0].arn
+    error_message = "the pipe does not connect the upload queue to the pipeline"
+  }
+}
+
+run "no_upload_trigger_unless_asked" {
+  command = plan
+  variables {
+    run_on_upload = false
+  }
+  assert {
+    condition     = length(aws_pipes_pipe.upload) == 0 && length(aws_cloudwatch_event_rule.upload) == 0
+    error_message = "the upload trigger must be opt-in"
   }
 }
 
