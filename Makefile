@@ -17,7 +17,7 @@ export CHECKPOINT_DISABLE := 1
 # e.g. make demo DEMO_ARGS="--yes --rows 1000000"
 DEMO_ARGS ?=
 
-.PHONY: install test demo lint benchmark clean
+.PHONY: install test demo lint benchmark lambda-package clean
 
 install: $(STAMP) $(CHECKOV_STAMP)
 
@@ -45,6 +45,10 @@ demo: $(STAMP)
 # speed and memory targets, as ratios against baselines measured in the same run
 benchmark: $(STAMP)
 	$(BIN)/python -m benchmarks.transform
+
+# the dispatch Lambda's zip that infra/dev-account deploys (byte-identical on every build)
+lambda-package: $(STAMP)
+	$(BIN)/python -m lambdas.package build/dispatch-deploy.zip
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

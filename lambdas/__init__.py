@@ -1,0 +1,1 @@
+"""AWS Lambda functions of the project, packaged by ``python -m lambdas.package``."""

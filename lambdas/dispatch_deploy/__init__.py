@@ -1,0 +1,1 @@
+"""The Lambda that dispatches the deploy workflow when a model version is approved."""

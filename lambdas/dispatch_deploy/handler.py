@@ -1,0 +1,368 @@
+"""Start the GitHub deploy workflow when a model package version is approved in the dev account.
+
+An EventBridge rule on ``SageMaker Model Package State Change`` invokes ``handler``. It checks
+the event again (the rule's pattern is configuration, this is code: a widened pattern or a
+hand-sent test event must not deploy anything), reads a GitHub token from Secrets Manager and
+calls the REST API's *workflow_dispatch* endpoint,
+``POST /repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches``.
+
+Why workflow_dispatch and not repository_dispatch: ``repository_dispatch`` triggers every
+workflow listening for it, and a fine-grained token needs ``contents: write`` to send one,
+which also lets the token push code. ``workflow_dispatch`` starts exactly one workflow file,
+on a ref we choose, with inputs that the workflow declares and GitHub validates, and a
+fine-grained token needs only ``actions: write`` on this one repository. If the Lambda's
+secret leaks, the worst it can do is re-run workflows, not change what they run.
+
+Failures raise ``DispatchError`` so the invocation fails: Lambda's asynchronous invocation
+retries it and then hands the event to the function's failure destination (dead-letter
+queue), where an approval that did not deploy stays visible. The token never appears in a
+log line or an error message: messages that quote GitHub are scrubbed of it.
+
+Standard library only (``urllib.request``) for HTTP; boto3, which the Lambda Python runtime
+provides, only for Secrets Manager: the deployment zip is this one file.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import logging
+import math
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+SOURCE = "aws.sagemaker"
+DETAIL_TYPE = "SageMaker Model Package State Change"
+APPROVED = "Approved"
+USER_AGENT = "sagemaker-batch-mlops-dispatch"
+GITHUB_API_VERSION = "2022-11-28"
+MESSAGE_LIMIT = 200  # characters of GitHub's error message kept in ours
+BODY_LIMIT = 64 * 1024  # bytes of an error response read, enough for GitHub's JSON
+LOOPBACK_HOSTS = frozenset({"localhost"})
+DEFAULT_WORKFLOW_FILE = "deploy.yml"
+DEFAULT_REF = "main"
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+# GitHub owners are letters, digits and hyphens; repository names add '.' and '_'.
+_REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+")
+# A workflow file name (``deploy.yml``) or its numeric id: one URL path segment.
+_WORKFLOW = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+class ConfigError(ValueError):
+    """An environment variable of the Lambda is missing or invalid: fix the deployment."""
+
+
+class DispatchError(RuntimeError):
+    """The workflow was not dispatched; raised so the invocation fails and is retried."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class IgnoredEvent(Exception):
+    """The event is not an approval of this model package group; the reason says why."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The Lambda's configuration, from its environment variables."""
+
+    repository: str
+    token_secret_id: str
+    model_package_group_name: str
+    workflow_file: str = DEFAULT_WORKFLOW_FILE
+    ref: str = DEFAULT_REF
+    api_url: str = DEFAULT_API_URL
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Read and validate the variables now, not at import, so each call sees the current ones.
+
+        Optional variables that are unset or empty take their default.
+        """
+        env = os.environ if environ is None else environ
+        return cls(
+            repository=_repository(_required(env, "GITHUB_REPOSITORY")),
+            token_secret_id=_required(env, "GITHUB_TOKEN_SECRET_ID"),
+            model_package_group_name=_required(env, "MODEL_PACKAGE_GROUP_NAME"),
+            workflow_file=_workflow(_optional(env, "GITHUB_WORKFLOW_FILE", DEFAULT_WORKFLOW_FILE)),
+            ref=_optional(env, "GITHUB_REF", DEFAULT_REF),
+            api_url=_api_url(_optional(env, "GITHUB_API_URL", DEFAULT_API_URL)),
+            timeout_seconds=_timeout(_optional(env, "HTTP_TIMEOUT_SECONDS", "")),
+        )
+
+    @property
+    def dispatch_url(self) -> str:
+        """The workflow_dispatch endpoint of the configured workflow."""
+        return (
+            f"{self.api_url}/repos/{self.repository}/actions/workflows/"
+            f"{self.workflow_file}/dispatches"
+        )
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"environment variable {name} is required and is not set")
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name, "").strip() or default
+
+
+def _repository(value: str) -> str:
+    owner, _, name = value.partition("/")
+    if not _REPOSITORY.fullmatch(value) or name in {".", ".."}:
+        raise ConfigError(f"GITHUB_REPOSITORY must be owner/name, got {value!r}")
+    return f"{owner}/{name}"
+
+
+def _workflow(value: str) -> str:
+    if not _WORKFLOW.fullmatch(value):
+        raise ConfigError(
+            f"GITHUB_WORKFLOW_FILE must be a workflow file name such as deploy.yml, got {value!r}"
+        )
+    return value
+
+
+def _api_url(value: str) -> str:
+    """Only https, or http to a loopback host (a local test server): the token travels in it."""
+    parts = urllib.parse.urlsplit(value)
+    host = parts.hostname or ""
+    secure = parts.scheme == "https" and bool(host)
+    local = parts.scheme == "http" and _is_loopback(host)
+    if not (secure or local):
+        raise ConfigError(
+            f"GITHUB_API_URL must be an https:// URL (http:// only to a loopback host), "
+            f"got {value!r}"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"GITHUB_API_URL must not hold a query, fragment or user, got {value!r}")
+    return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _timeout(value: str) -> float:
+    if not value:
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"HTTP_TIMEOUT_SECONDS must be a positive number, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Approval:
+    """The approved model package version to deploy."""
+
+    version: int
+    package_arn: str
+
+
+def approval_from_event(event: Mapping[str, Any], group_name: str) -> Approval:
+    """The approval the event announces, or ``IgnoredEvent`` saying why it announces none.
+
+    Deploying is expensive and visible, so anything but an exact match is ignored.
+    """
+    if not isinstance(event, Mapping):
+        raise IgnoredEvent(f"event is a {type(event).__name__}, not a JSON object")
+    if event.get("source") != SOURCE:
+        raise IgnoredEvent(f"source is {_short(event.get('source'))}, not {SOURCE!r}")
+    if event.get("detail-type") != DETAIL_TYPE:
+        raise IgnoredEvent(f"detail-type is {_short(event.get('detail-type'))}")
+    detail = event.get("detail")
+    if not isinstance(detail, Mapping):
+        raise IgnoredEvent("the event has no detail object")
+    if detail.get("ModelPackageGroupName") != group_name:
+        raise IgnoredEvent(
+            f"model package group is {_short(detail.get('ModelPackageGroupName'))}, "
+            f"not {group_name!r}"
+        )
+    status = detail.get("ModelApprovalStatus")
+    if status != APPROVED:
+        raise IgnoredEvent(f"approval status is {_short(status)}, not {APPROVED!r}")
+    version = detail.get("ModelPackageVersion")
+    # bool is an int in Python; True is not version 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise IgnoredEvent(f"model package version {_short(version)} is not a positive integer")
+    package_arn = detail.get("ModelPackageArn")
+    if not isinstance(package_arn, str) or not package_arn.startswith("arn:"):
+        raise IgnoredEvent(f"model package ARN {_short(package_arn)} is not an ARN")
+    return Approval(version=version, package_arn=package_arn)
+
+
+def _short(value: object) -> str:
+    """A value from the event, quoted and bounded, for a log line."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@contextmanager
+def _botocore_bodies_unlogged() -> Iterator[None]:
+    """Keep botocore from logging the secret: at DEBUG it logs every response body."""
+    parsers = logging.getLogger("botocore.parsers")
+    previous = parsers.level
+    parsers.setLevel(max(previous, logging.INFO))
+    try:
+        yield
+    finally:
+        parsers.setLevel(previous)
+
+
+def read_token(secret_id: str) -> str:
+    """The GitHub token in the secret: its whole SecretString, or the ``token`` of a JSON one."""
+    try:
+        with _botocore_bodies_unlogged():
+            response = boto3.client("secretsmanager").get_secret_value(SecretId=secret_id)
+    except (BotoCoreError, ClientError) as err:
+        message = f"could not read the GitHub token from secret {secret_id}: {err}"
+        raise DispatchError(message) from err
+    secret = (response.get("SecretString") or "").strip()
+    token = secret
+    if secret.startswith("{"):
+        try:
+            data = json.loads(secret)
+        except ValueError:
+            data = None  # never quote the parse error: it is about the secret's text
+        token = data.get("token") if isinstance(data, dict) else None
+        token = token.strip() if isinstance(token, str) else ""
+    # A header value with a space or control character makes http.client raise an error that
+    # quotes the value, and a token never has one.
+    if not token or not all("!" <= char <= "~" for char in token):
+        raise DispatchError(
+            f"secret {secret_id} must hold a GitHub token, as the whole string or as "
+            f'JSON {{"token": "..."}}'
+        )
+    return token
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Do not follow redirects: urllib would resend the Authorization header to the new host."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def dispatch_workflow(config: Config, token: str, approval: Approval) -> None:
+    """POST the workflow_dispatch; ``DispatchError`` unless GitHub answers 2xx."""
+    body = {
+        "ref": config.ref,
+        "inputs": {
+            "model_version": str(approval.version),
+            "model_package_arn": approval.package_arn,
+        },
+    }
+    request = urllib.request.Request(  # noqa: S310 - scheme checked in _api_url: https or loopback http
+        config.dispatch_url,
+        data=json.dumps(body).encode("utf-8"),
+        method="POST",
+        headers={
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {token}",
+            "X-GitHub-Api-Version": GITHUB_API_VERSION,
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        },
+    )
+    target = f"workflow {config.workflow_file} in {config.repository}"
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=config.timeout_seconds) as response:
+            response.read()
+    except urllib.error.HTTPError as err:
+        message = _github_message(err, token)
+        detail = f": {message}" if message else ""
+        raise DispatchError(
+            _scrub(f"GitHub answered HTTP {err.code}{detail} (dispatching {target})", token),
+            status=err.code,
+        ) from None
+    except (OSError, http.client.HTTPException) as err:
+        reason = err.reason if isinstance(err, urllib.error.URLError) else err
+        message = f"could not reach GitHub at {config.api_url} ({reason}) dispatching {target}"
+        raise DispatchError(_scrub(message, token)) from None
+
+
+def _github_message(err: urllib.error.HTTPError, token: str) -> str:
+    """GitHub's ``message`` from the error's JSON body, scrubbed, then cut to one short line.
+
+    Scrubbed before it is cut, so a cut cannot leave a piece of the token behind.
+    """
+    try:
+        raw = err.read(BODY_LIMIT)
+    except (OSError, http.client.HTTPException):
+        raw = b""
+    finally:
+        err.close()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    message = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(message, str):
+        message = str(err.reason or "")
+    message = " ".join(_scrub(message, token).split())
+    return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
+
+
+def _scrub(text: str, token: str) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
+    """Lambda entry point: dispatch the deploy workflow for an approved model package version.
+
+    Returns what it did; raises ``ConfigError`` or ``DispatchError`` to fail the invocation.
+    """
+    config = Config.from_environment()
+    try:
+        approval = approval_from_event(event, config.model_package_group_name)
+    except IgnoredEvent as ignored:
+        event_id = event.get("id") if isinstance(event, Mapping) else None
+        logger.info("Ignored event %s: %s", _short(event_id), ignored)
+        return {"dispatched": False, "reason": str(ignored)}
+    token = read_token(config.token_secret_id)
+    dispatch_workflow(config, token, approval)
+    logger.info(
+        "Dispatched %s on %s in %s for %s version %d",
+        config.workflow_file,
+        config.ref,
+        config.repository,
+        config.model_package_group_name,
+        approval.version,
+    )
+    return {
+        "dispatched": True,
+        "model_version": approval.version,
+        "workflow": config.workflow_file,
+        "ref": config.ref,
+    }

@@ -1,0 +1,66 @@
+"""Build the dispatch Lambda's deployment zip, byte for byte the same on every build.
+
+Usage: ``python -m lambdas.package <output.zip>``
+
+Terraform updates the function when ``filebase64sha256()`` of the zip changes, so the zip
+must depend on the handler's bytes only: one entry, ``handler.py`` at the root, with a fixed
+timestamp (1980-01-01, the earliest a zip can hold), fixed permissions (0644) and a fixed
+compression level, instead of the file's mtime and mode from the checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+HANDLER = Path(__file__).resolve().parent / "dispatch_deploy" / "handler.py"
+ENTRY_NAME = "handler.py"
+FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+FILE_MODE = 0o644
+COMPRESS_LEVEL = 9
+
+
+def build_zip(output: Path, source: Path = HANDLER) -> str:
+    """Write the zip of ``source`` to ``output`` (parents created); return its sha256 in hex.
+
+    Written to a temporary file then renamed, so a failed build never leaves a partial zip
+    for Terraform to upload.
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    entry = zipfile.ZipInfo(ENTRY_NAME, date_time=FIXED_DATE_TIME)
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    entry.create_system = 3  # Unix, whatever the build machine: the mode below is a Unix one
+    entry.external_attr = (0o100000 | FILE_MODE) << 16  # regular file, rw-r--r--
+    descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
+    try:
+        with os.fdopen(descriptor, "wb") as stream, zipfile.ZipFile(stream, "w") as archive:
+            archive.writestr(entry, Path(source).read_bytes(), compresslevel=COMPRESS_LEVEL)
+        os.chmod(temporary, FILE_MODE)  # mkstemp makes it 0600
+        os.replace(temporary, output)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(output.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: build the zip and print its path and sha256 (hex, and base64 as Terraform shows it)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lambdas.package", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("output", type=Path, help="path of the zip to write")
+    args = parser.parse_args(argv)
+    digest = build_zip(args.output)
+    base64_digest = base64.b64encode(bytes.fromhex(digest)).decode("ascii")
+    print(f"{args.output} sha256={digest} base64sha256={base64_digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
