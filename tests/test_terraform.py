@@ -1,14 +1,11 @@
-"""The stage template, offline: fmt, validate, tfvars <-> variables, terraform test per stage.
-
-Terraform runs with the project's CLI config (providers from the filesystem mirror only) and
-with version checks off, so nothing goes to the network. On a machine without terraform or
-the mirror these tests are skipped with the reason; in CI (``CI=true``) they fail instead.
+"""Terraform, offline: fmt, validate and checkov for every root; the stage template's
+variables against build.py's output, ``terraform test`` per stage, and apply -> plan ->
+destroy of both stages against the emulator. (``tests/terraform_cli.py`` runs terraform.)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,52 +13,23 @@ from pathlib import Path
 import hcl2
 import pytest
 
-from pipelines.local.emulator import Emulator, environment
+from pipelines.local.emulator import Emulator
 from tests.registry import PROJECT, DevRegistry, create_stage, run_build
+from tests.terraform_cli import (
+    CHECKOV,
+    REPO,
+    ROOTS,
+    TEMPLATE,
+    in_account,
+    local_root,
+    require,
+    run_terraform,
+    terraform,
+    unexpected_drift,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-TEMPLATE = REPO / "batch-config-template.tf"
 TEST_FILES = sorted((REPO / "tests" / "terraform").glob("*.tftest.hcl"))
-MIRROR = Path("/opt/tf-plugins/registry.terraform.io/hashicorp/aws")
-
-
-@pytest.fixture(scope="session")
-def terraform() -> str:
-    binary = shutil.which("terraform")
-    missing = [
-        reason
-        for reason, absent in (
-            ("terraform is not on PATH", binary is None),
-            (f"the AWS provider mirror {MIRROR} does not exist", not MIRROR.is_dir()),
-        )
-        if absent
-    ]
-    if missing:
-        message = "; ".join(missing) + " (install Terraform >= 1.7 and the provider mirror)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return binary
-
-
-def run_terraform(terraform: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "TF_CLI_CONFIG_FILE": str(REPO / "terraform.tfrc"),
-        "TF_DATA_DIR": str(workdir / ".terraform"),
-        "TF_IN_AUTOMATION": "1",
-        "TF_INPUT": "0",
-        "CHECKPOINT_DISABLE": "1",
-    }
-    return subprocess.run(
-        [terraform, *args, "-no-color"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+__all__ = ["terraform"]  # the fixture, imported for pytest
 
 
 @pytest.fixture(scope="session")
@@ -78,16 +46,42 @@ def workdir(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_formatting(terraform: str) -> None:
-    result = run_terraform(
-        terraform, REPO, "fmt", "-check", "-diff", str(TEMPLATE), *map(str, TEST_FILES)
-    )
+    files = [*map(str, ROOTS.values()), *map(str, TEST_FILES)]
+    result = run_terraform(terraform, REPO, "fmt", "-check", "-diff", *files)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_validate(terraform: str, workdir: Path) -> None:
-    result = run_terraform(terraform, workdir, "validate")
+@pytest.mark.parametrize("root", sorted(ROOTS))
+def test_validate(terraform: str, tmp_path: Path, root: str) -> None:
+    module = tmp_path / root
+    module.mkdir()
+    shutil.copy(ROOTS[root], module / "main.tf")
+    result = run_terraform(terraform, module, "init", "-backend=false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_terraform(terraform, module, "validate")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "The configuration is valid" in result.stdout
+
+
+@pytest.mark.parametrize("root", sorted(ROOTS))
+def test_checkov_finds_nothing(tmp_path: Path, root: str) -> None:
+    """Zero findings; each skipped check is justified in .checkov.yaml."""
+    require(
+        [] if CHECKOV.is_file() else [f"{CHECKOV} does not exist"],
+        "run make install: checkov has its own venv",
+    )
+    module = tmp_path / root
+    module.mkdir()
+    shutil.copy(ROOTS[root], module / "main.tf")
+    result = subprocess.run(
+        [str(CHECKOV), "--config-file", str(REPO / ".checkov.yaml"), "--directory", str(module)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "Failed checks: 0" in result.stdout
 
 
 def declared_variables() -> dict[str, dict]:
@@ -153,41 +147,15 @@ EMULATOR_DRIFT = {
 }
 
 
-def drifting_attributes(change: dict) -> set[str]:
-    before, after = change["change"]["before"] or {}, change["change"]["after"] or {}
-    unknown = change["change"].get("after_unknown") or {}
-    return {
-        key
-        for key in set(before) | set(after)
-        if before.get(key) != after.get(key) or unknown.get(key)
-    }
-
-
 @pytest.mark.parametrize("stage", ["preprod", "prod"])
 def test_apply_plan_destroy_against_the_emulator(
     aws: Emulator, terraform: str, tmp_path: Path, stage: str
 ) -> None:
     """The template applied for real by Terraform's AWS provider, to the stage's account."""
     values = promoted_tfvars(aws, stage, tmp_path)
-    module = tmp_path / "module"
-    module.mkdir()
-    shutil.copy(TEMPLATE, module / "main.tf")
-    (module / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
+    module = local_root(TEMPLATE, tmp_path / "module")
     (module / "stage.tfvars.json").write_text(json.dumps(values))
-    credentials = aws.account(stage).get_credentials().get_frozen_credentials()
-    account_env = {
-        "AWS_ACCESS_KEY_ID": credentials.access_key,
-        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
-        "AWS_SESSION_TOKEN": credentials.token,
-    }
-
-    def tf(*args: str) -> subprocess.CompletedProcess:
-        with environment(account_env):
-            result = run_terraform(terraform, module, *args)
-        assert result.returncode == 0, (
-            f"terraform {args[0]}: {result.stdout[-4000:]}{result.stderr}"
-        )
-        return result
+    tf = in_account(terraform, aws, stage, module)
 
     tf("init")
     tf("apply", "-auto-approve", "-var-file=stage.tfvars.json")
@@ -223,16 +191,7 @@ def test_apply_plan_destroy_against_the_emulator(
 
     tf("plan", "-var-file=stage.tfvars.json", "-out=after-apply.plan")
     plan = json.loads(tf("show", "-json", "after-apply.plan").stdout)
-    unexpected = {
-        change["address"]: {
-            key: (change["change"]["before"] or {}).get(key)
-            for key in drifting_attributes(change) - EMULATOR_DRIFT.get(change["address"], set())
-        }
-        for change in plan.get("resource_changes", [])
-        if change["change"]["actions"] != ["no-op"]
-    }
-    # the message shows what the emulator holds for each drifting attribute
-    assert {k: v for k, v in unexpected.items() if v or k not in EMULATOR_DRIFT} == {}
+    assert unexpected_drift(plan, EMULATOR_DRIFT) == {}
 
     tf("destroy", "-auto-approve", "-var-file=stage.tfvars.json")
     assert events.list_rules(NamePrefix=rule)["Rules"] == []

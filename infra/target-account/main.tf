@@ -1,0 +1,713 @@
+# Base infrastructure of one target account (pre-prod or prod), applied once per account by
+# an administrator: everything build.py and batch-config-template.tf read or deploy with.
+#
+# - a KMS key for the stage's data, queues, topic and logs;
+# - the artifact bucket (versioned, SSE-KMS, private, TLS-only, old outputs expire) that
+#   build.py copies models into and the pipeline reads and writes;
+# - the SageMaker execution role, limited to this project's prefixes of that bucket, the key,
+#   the jobs' log groups and the scikit-learn image it pulls;
+# - the SSM parameters build.py reads (/<project>/<environment>/...);
+# - the jobs' log groups with a retention;
+# - a bucket for the stage template's Terraform state;
+# - GitHub's OIDC provider and the deploy role the workflow assumes, trusted only for this
+#   repository's GitHub environment of the same name.
+
+terraform {
+  required_version = ">= 1.10"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.100"
+    }
+  }
+  # Partial: configured at `terraform init -backend-config=...` (README, "One-time setup").
+  backend "s3" {}
+}
+
+provider "aws" {
+  region = var.region
+  default_tags {
+    tags = {
+      "sagemaker:project-name" = var.project_name
+      environment              = var.environment
+    }
+  }
+}
+
+# ----------------------------------------------------------------------------- variables
+
+variable "region" {
+  description = "AWS region of the stage."
+  type        = string
+}
+
+variable "project_name" {
+  description = "Project name: prefixes names, bucket keys and SSM parameters (the same as build.py's --project-name)."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$", var.project_name))
+    error_message = "project_name must be 3-32 lowercase letters, digits and hyphens."
+  }
+}
+
+variable "environment" {
+  description = "Stage this account runs: preprod or prod (also the GitHub environment name)."
+  type        = string
+  validation {
+    condition     = contains(["preprod", "prod"], var.environment)
+    error_message = "environment must be preprod or prod."
+  }
+}
+
+variable "model_package_group_name" {
+  description = "The model package group build.py promotes into this account."
+  type        = string
+}
+
+variable "github_repository" {
+  description = "owner/name of the repository whose workflow deploys this stage."
+  type        = string
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", var.github_repository))
+    error_message = "github_repository must be owner/name."
+  }
+}
+
+variable "create_github_oidc_provider" {
+  description = "Create GitHub's OIDC provider; false if the account already has one (it is one per account)."
+  type        = bool
+  default     = true
+}
+
+variable "dev_account_id" {
+  description = "The dev (training) account holding the registry and the model artifacts."
+  type        = string
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.dev_account_id))
+    error_message = "dev_account_id must be a 12-digit account id."
+  }
+}
+
+variable "dev_artifacts_bucket" {
+  description = "The dev bucket holding the model artifacts build.py copies from."
+  type        = string
+}
+
+variable "dev_kms_key_arn" {
+  description = "KMS key of the dev artifacts, if they are SSE-KMS encrypted."
+  type        = string
+  default     = null
+}
+
+variable "subnet_ids" {
+  description = "Subnets for the jobs and the model (empty: no VPC)."
+  type        = list(string)
+  default     = []
+}
+
+variable "security_group_ids" {
+  description = "Security groups for the jobs and the model."
+  type        = list(string)
+  default     = []
+}
+
+variable "output_retention_days" {
+  description = "Days batch-inference outputs are kept before they expire."
+  type        = number
+  default     = 90
+  validation {
+    condition     = var.output_retention_days >= 1
+    error_message = "output_retention_days must be at least 1."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the Processing and Transform jobs' log groups."
+  type        = number
+  default     = 365
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts (e.g. 30, 90, 365)."
+  }
+}
+
+variable "sklearn_image_account_id" {
+  description = "Account of the SageMaker scikit-learn images in this region (e.g. 141502667606 in eu-west-1)."
+  type        = string
+  default     = "141502667606"
+}
+
+# ----------------------------------------------------------------------------- names
+
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+
+locals {
+  account   = data.aws_caller_identity.current.account_id
+  partition = data.aws_partition.current.partition
+  name      = "${var.project_name}-${var.environment}"
+  root      = "arn:${local.partition}:iam::${local.account}:root"
+  # bucket layout (utils.py): <project>/model-artifacts, <project>/code, <project>/pipelines,
+  # <project>/batch-inference/{input,output}
+  bucket_arn       = "arn:${local.partition}:s3:::${local.name}-artifacts-${local.account}"
+  project_objects  = "${local.bucket_arn}/${var.project_name}/*"
+  output_prefix    = "${var.project_name}/batch-inference/output/"
+  ssm_prefix       = "/${var.project_name}/${var.environment}"
+  job_log_groups   = ["/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TransformJobs"]
+  state_bucket_arn = "arn:${local.partition}:s3:::${local.name}-tfstate-${local.account}"
+  github_sub       = "repo:${var.github_repository}:environment:${var.environment}"
+}
+
+# ----------------------------------------------------------------------------- key
+
+data "aws_iam_policy_document" "key" {
+  #checkov:skip=CKV_AWS_109:a key policy's "*" resource is the key itself; the account root administers it
+  #checkov:skip=CKV_AWS_111:a key policy's "*" resource is the key itself; services are limited by conditions
+  #checkov:skip=CKV_AWS_356:a key policy's "*" resource is the key itself
+  statement {
+    sid       = "AccountAdministersTheKey"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = [local.root]
+    }
+  }
+  statement {
+    sid       = "LogsEncryptTheJobLogs"
+    actions   = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${var.region}.amazonaws.com"]
+    }
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/*"]
+    }
+  }
+  statement {
+    sid       = "AlarmsAndEventsUseTheStageQueuesAndTopic"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_kms_key" "stage" {
+  description         = "${local.name}: batch-inference artifacts, data, queues, topic and logs"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.key.json
+}
+
+resource "aws_kms_alias" "stage" {
+  name          = "alias/${local.name}"
+  target_key_id = aws_kms_key.stage.key_id
+}
+
+# ----------------------------------------------------------------------------- buckets
+
+resource "aws_s3_bucket" "artifacts" {
+  bucket = "${local.name}-artifacts-${local.account}"
+}
+
+resource "aws_s3_bucket" "state" {
+  #checkov:skip=CKV2_AWS_62:nothing reacts to Terraform state writes
+  bucket = "${local.name}-tfstate-${local.account}"
+}
+
+resource "aws_s3_bucket_versioning" "this" {
+  for_each = { artifacts = aws_s3_bucket.artifacts.id, state = aws_s3_bucket.state.id }
+  bucket   = each.value
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  for_each = { artifacts = aws_s3_bucket.artifacts.id, state = aws_s3_bucket.state.id }
+  bucket   = each.value
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.stage.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  for_each                = { artifacts = aws_s3_bucket.artifacts.id, state = aws_s3_bucket.state.id }
+  bucket                  = each.value
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  for_each = { artifacts = aws_s3_bucket.artifacts.id, state = aws_s3_bucket.state.id }
+  bucket   = each.value
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+data "aws_iam_policy_document" "tls_only" {
+  for_each = { artifacts = aws_s3_bucket.artifacts.arn, state = aws_s3_bucket.state.arn }
+  statement {
+    sid       = "DenyPlainHttp"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [each.value, "${each.value}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "this" {
+  for_each = { artifacts = aws_s3_bucket.artifacts.id, state = aws_s3_bucket.state.id }
+  bucket   = each.value
+  policy   = data.aws_iam_policy_document.tls_only[each.key].json
+  # the public access block first, or S3 may judge the policy before it applies
+  depends_on = [aws_s3_bucket_public_access_block.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "artifacts" {
+  bucket = aws_s3_bucket.artifacts.id
+  rule {
+    id     = "expire-old-outputs"
+    status = "Enabled"
+    filter {
+      prefix = local.output_prefix
+    }
+    expiration {
+      days = var.output_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 7
+    }
+  }
+  rule {
+    id     = "tidy-versions-and-uploads"
+    status = "Enabled"
+    filter {}
+    noncurrent_version_expiration {
+      noncurrent_days = 90
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "state" {
+  bucket = aws_s3_bucket.state.id
+  rule {
+    id     = "keep-recent-state-versions"
+    status = "Enabled"
+    filter {}
+    noncurrent_version_expiration {
+      noncurrent_days = 365
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 7
+    }
+  }
+  depends_on = [aws_s3_bucket_versioning.this]
+}
+
+# The stage template's optional run-on-upload trigger listens to these events.
+resource "aws_s3_bucket_notification" "artifacts" {
+  bucket      = aws_s3_bucket.artifacts.id
+  eventbridge = true
+}
+
+# ----------------------------------------------------------------------------- logs
+
+resource "aws_cloudwatch_log_group" "jobs" {
+  for_each          = toset(local.job_log_groups)
+  name              = each.value
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.stage.arn
+}
+
+# ----------------------------------------------------------------------------- execution role
+
+data "aws_iam_policy_document" "sagemaker_trust" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["sagemaker.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_iam_role" "execution" {
+  name               = "${local.name}-sagemaker-execution"
+  description        = "Runs ${local.name}'s batch-inference pipeline, its jobs and its model."
+  assume_role_policy = data.aws_iam_policy_document.sagemaker_trust.json
+}
+
+data "aws_iam_policy_document" "execution" {
+  statement {
+    sid       = "ReadTheProjectsObjects"
+    actions   = ["s3:GetObject"]
+    resources = [local.project_objects]
+  }
+  statement {
+    sid       = "WriteRunOutputs"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${local.bucket_arn}/${local.output_prefix}*"]
+  }
+  statement {
+    sid       = "ListTheProjectsPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.project_name}/*"]
+    }
+  }
+  statement {
+    sid       = "UseTheStageKey"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+    resources = [aws_kms_key.stage.arn]
+  }
+  statement {
+    sid       = "WriteJobLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = [for group in local.job_log_groups : "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]
+  }
+  statement {
+    sid       = "PublishJobMetrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"] # PutMetricData has no resource type; the condition limits it
+    condition {
+      test     = "StringLike"
+      variable = "cloudwatch:namespace"
+      values   = ["/aws/sagemaker/*"]
+    }
+  }
+  statement {
+    sid       = "AuthenticateToEcr"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"] # the token call has no resource type
+  }
+  statement {
+    sid       = "PullTheScikitLearnImage"
+    actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+    resources = ["arn:${local.partition}:ecr:${var.region}:${var.sklearn_image_account_id}:repository/sagemaker-scikit-learn"]
+  }
+  statement {
+    sid = "RunThePipelinesJobs"
+    actions = [
+      "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
+      "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
+      "sagemaker:AddTags", "sagemaker:ListTags",
+    ]
+    resources = [
+      "arn:${local.partition}:sagemaker:${var.region}:${local.account}:processing-job/*",
+      "arn:${local.partition}:sagemaker:${var.region}:${local.account}:transform-job/*",
+    ]
+  }
+  statement {
+    sid       = "UseTheStagesModels"
+    actions   = ["sagemaker:DescribeModel"]
+    resources = ["arn:${local.partition}:sagemaker:${var.region}:${local.account}:model/${var.model_package_group_name}-${var.environment}-*"]
+  }
+  statement {
+    sid       = "PassItselfToTheJobs"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.execution.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["sagemaker.amazonaws.com"]
+    }
+  }
+  dynamic "statement" {
+    for_each = length(var.subnet_ids) > 0 ? [1] : []
+    content {
+      sid = "AttachToTheStageSubnets"
+      actions = [
+        "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+        "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+        "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+      ]
+      resources = ["*"] # EC2's ENI calls do not support resource-level permissions
+      condition {
+        test     = "StringEquals"
+        variable = "aws:RequestedRegion"
+        values   = [var.region]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "execution" {
+  name   = "batch-inference"
+  role   = aws_iam_role.execution.id
+  policy = data.aws_iam_policy_document.execution.json
+}
+
+# ----------------------------------------------------------------------------- SSM contract
+
+locals {
+  ssm_parameters = merge(
+    {
+      "artifacts-bucket"   = { type = "String", value = aws_s3_bucket.artifacts.bucket }
+      "sagemaker-role-arn" = { type = "String", value = aws_iam_role.execution.arn }
+      "kms-key-arn"        = { type = "String", value = aws_kms_key.stage.arn }
+    },
+    length(var.subnet_ids) > 0 ? {
+      "subnet-ids"         = { type = "StringList", value = join(",", var.subnet_ids) }
+      "security-group-ids" = { type = "StringList", value = join(",", var.security_group_ids) }
+    } : {},
+  )
+}
+
+resource "aws_ssm_parameter" "contract" {
+  #checkov:skip=CKV2_AWS_34:names and ARNs, not secrets; SecureString would make every reader need kms:Decrypt
+  for_each    = local.ssm_parameters
+  name        = "${local.ssm_prefix}/${each.key}"
+  description = "Read by build.py --stage ${var.environment}."
+  type        = each.value.type
+  value       = each.value.value
+}
+
+# ----------------------------------------------------------------------------- GitHub deploy role
+
+resource "aws_iam_openid_connect_provider" "github" {
+  count          = var.create_github_oidc_provider ? 1 : 0
+  url            = "https://token.actions.githubusercontent.com"
+  client_id_list = ["sts.amazonaws.com"]
+}
+
+data "aws_iam_openid_connect_provider" "github" {
+  count = var.create_github_oidc_provider ? 0 : 1
+  url   = "https://token.actions.githubusercontent.com"
+}
+
+locals {
+  github_provider_arn = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : data.aws_iam_openid_connect_provider.github[0].arn
+}
+
+data "aws_iam_policy_document" "deploy_trust" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [local.github_provider_arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+    # only jobs of this repository that run in the GitHub environment of this stage
+    condition {
+      test     = "StringEquals"
+      variable = "token.actions.githubusercontent.com:sub"
+      values   = [local.github_sub]
+    }
+  }
+}
+
+resource "aws_iam_role" "deploy" {
+  name                 = "${local.name}-deploy"
+  description          = "Assumed by ${var.github_repository}'s deploy workflow (environment ${var.environment})."
+  assume_role_policy   = data.aws_iam_policy_document.deploy_trust.json
+  max_session_duration = 3600
+}
+
+locals {
+  arn_prefix = "arn:${local.partition}:%s:${var.region}:${local.account}"
+  stage_arns = {
+    group     = "${format(local.arn_prefix, "sagemaker")}:model-package-group/${var.model_package_group_name}"
+    packages  = "${format(local.arn_prefix, "sagemaker")}:model-package/${var.model_package_group_name}/*"
+    models    = "${format(local.arn_prefix, "sagemaker")}:model/${var.model_package_group_name}-${var.environment}-*"
+    pipelines = "${format(local.arn_prefix, "sagemaker")}:pipeline/${local.name}-*"
+    rules     = "${format(local.arn_prefix, "events")}:rule/${local.name}-*"
+    queues    = "${format(local.arn_prefix, "sqs")}:${local.name}-*"
+    topics    = "${format(local.arn_prefix, "sns")}:${local.name}-*"
+    alarms    = "${format(local.arn_prefix, "cloudwatch")}:alarm:${local.name}-*"
+    pipes     = "${format(local.arn_prefix, "pipes")}:pipe/${local.name}-*"
+    roles     = "arn:${local.partition}:iam::${local.account}:role/${local.name}-*"
+    dashboard = "arn:${local.partition}:cloudwatch::${local.account}:dashboard/${local.name}-*"
+  }
+}
+
+# What build.py (promotion) and `terraform apply` of batch-config-template.tf do, on this
+# stage's names only.
+data "aws_iam_policy_document" "deploy" {
+  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages and sagemaker:Search have no resource type
+  statement {
+    sid       = "ReadTheSsmContract"
+    actions   = ["ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameters"]
+    resources = ["arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${local.ssm_prefix}", "arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${local.ssm_prefix}/*"]
+  }
+  statement {
+    sid       = "CopyArtifactsAndUploadDefinitions"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:AbortMultipartUpload"]
+    resources = [local.project_objects]
+  }
+  statement {
+    sid       = "ListTheProjectsPrefix"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+  }
+  statement {
+    sid       = "ReadDevArtifactsForServerSideCopy"
+    actions   = ["s3:GetObject", "s3:GetObjectTagging", "s3:ListBucket"]
+    resources = ["arn:${local.partition}:s3:::${var.dev_artifacts_bucket}", "arn:${local.partition}:s3:::${var.dev_artifacts_bucket}/*"]
+  }
+  statement {
+    sid       = "TerraformState"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]
+    resources = [local.state_bucket_arn, "${local.state_bucket_arn}/*"]
+  }
+  statement {
+    sid       = "UseTheStageKey"
+    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
+    resources = [aws_kms_key.stage.arn]
+  }
+  dynamic "statement" {
+    for_each = var.dev_kms_key_arn == null ? [] : [var.dev_kms_key_arn]
+    content {
+      sid       = "DecryptDevArtifacts"
+      actions   = ["kms:Decrypt", "kms:DescribeKey"]
+      resources = [statement.value]
+    }
+  }
+  statement {
+    sid = "PromoteIntoTheStageRegistry"
+    actions = [
+      "sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup",
+      "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:DeleteModelPackage",
+      "sagemaker:UpdateModelPackage", "sagemaker:AddTags", "sagemaker:ListTags",
+    ]
+    resources = [local.stage_arns.group, local.stage_arns.packages]
+  }
+  statement {
+    sid       = "ListAndSearchTheRegistry"
+    actions   = ["sagemaker:ListModelPackages", "sagemaker:Search"]
+    resources = ["*"] # list and search calls have no resource type
+  }
+  statement {
+    sid = "DeployTheStagesModelAndPipeline"
+    actions = [
+      "sagemaker:CreateModel", "sagemaker:DescribeModel", "sagemaker:DeleteModel",
+      "sagemaker:CreatePipeline", "sagemaker:UpdatePipeline", "sagemaker:DescribePipeline", "sagemaker:DeletePipeline",
+      "sagemaker:AddTags", "sagemaker:ListTags", "sagemaker:DeleteTags",
+    ]
+    resources = [local.stage_arns.models, local.stage_arns.pipelines]
+  }
+  statement {
+    sid       = "PassTheExecutionRoleToSageMaker"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.execution.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["sagemaker.amazonaws.com"]
+    }
+  }
+  statement {
+    sid = "ManageTheStagesServiceRoles"
+    actions = [
+      "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateAssumeRolePolicy", "iam:TagRole", "iam:UntagRole",
+      "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
+      "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
+    ]
+    resources = [local.stage_arns.roles]
+  }
+  statement {
+    sid       = "PassTheStagesServiceRolesToEventsAndPipes"
+    actions   = ["iam:PassRole"]
+    resources = [local.stage_arns.roles]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["events.amazonaws.com", "pipes.amazonaws.com"]
+    }
+  }
+  statement {
+    sid = "ManageTheStagesSchedulePipeQueuesTopicAlarmsDashboard"
+    actions = [
+      "events:PutRule", "events:DeleteRule", "events:DescribeRule", "events:PutTargets", "events:RemoveTargets",
+      "events:ListTargetsByRule", "events:ListTagsForResource", "events:TagResource", "events:UntagResource",
+      "sqs:CreateQueue", "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:ListQueueTags",
+      "sqs:TagQueue", "sqs:UntagQueue",
+      "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe",
+      "sns:Unsubscribe", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource", "sns:TagResource", "sns:UntagResource",
+      "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource",
+      "cloudwatch:TagResource", "cloudwatch:UntagResource",
+      "cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards",
+      "pipes:CreatePipe", "pipes:UpdatePipe", "pipes:DeletePipe", "pipes:DescribePipe", "pipes:ListTagsForResource",
+      "pipes:TagResource", "pipes:UntagResource",
+    ]
+    resources = [
+      local.stage_arns.rules, local.stage_arns.queues, local.stage_arns.topics, local.stage_arns.alarms,
+      local.stage_arns.dashboard, local.stage_arns.pipes,
+    ]
+  }
+}
+
+resource "aws_iam_role_policy" "deploy" {
+  name   = "deploy-${var.environment}"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.deploy.json
+}
+
+# ----------------------------------------------------------------------------- outputs
+
+output "artifacts_bucket" {
+  value = aws_s3_bucket.artifacts.bucket
+}
+
+output "kms_key_arn" {
+  value = aws_kms_key.stage.arn
+}
+
+output "sagemaker_role_arn" {
+  value = aws_iam_role.execution.arn
+}
+
+output "deploy_role_arn" {
+  description = "Store as the GitHub environment variable AWS_DEPLOY_ROLE_ARN."
+  value       = aws_iam_role.deploy.arn
+}
+
+output "terraform_state_bucket" {
+  description = "Store as the GitHub environment variable TF_STATE_BUCKET."
+  value       = aws_s3_bucket.state.bucket
+}
+
+output "ssm_parameters" {
+  value = sort([for p in aws_ssm_parameter.contract : p.name])
+}

@@ -1,0 +1,132 @@
+"""Running the project's Terraform roots in tests: offline, from the provider mirror.
+
+Terraform runs with the project's CLI config (providers from the filesystem mirror only) and
+with version checks off, so nothing goes to the network. On a machine without terraform or
+the mirror (or checkov's venv, built by ``make test``) the tests that need them are skipped
+with the reason; in CI (``CI=true``) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pipelines.local.emulator import Emulator, environment
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "batch-config-template.tf"
+MIRROR = Path("/opt/tf-plugins/registry.terraform.io/hashicorp/aws")
+CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
+# every root module: its main file, and the folder it is checked in
+ROOTS = {
+    "stage": TEMPLATE,
+    "target-account": REPO / "infra" / "target-account" / "main.tf",
+    "dev-account": REPO / "infra" / "dev-account" / "main.tf",
+}
+
+
+def require(missing: list[str], remedy: str) -> None:
+    """Skip (on a user's machine) or fail (in CI) when a tool the test needs is absent."""
+    if missing:
+        message = "; ".join(missing) + f" ({remedy})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def terraform() -> str:
+    binary = shutil.which("terraform")
+    require(
+        [
+            reason
+            for reason, absent in (
+                ("terraform is not on PATH", binary is None),
+                (f"the AWS provider mirror {MIRROR} does not exist", not MIRROR.is_dir()),
+            )
+            if absent
+        ],
+        "install Terraform >= 1.10 and the provider mirror",
+    )
+    return binary
+
+
+def run_terraform(terraform: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "TF_CLI_CONFIG_FILE": str(REPO / "terraform.tfrc"),
+        "TF_DATA_DIR": str(workdir / ".terraform"),
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        "CHECKPOINT_DISABLE": "1",
+    }
+    return subprocess.run(
+        [terraform, *args, "-no-color"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def local_root(source: Path, directory: Path) -> Path:
+    """A copy of a root module with a local backend instead of its partial S3 one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, directory / "main.tf")
+    (directory / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
+    return directory
+
+
+def in_account(
+    terraform: str, aws: Emulator, account: str, root: Path
+) -> Callable[..., subprocess.CompletedProcess]:
+    """``tf(*args)``: terraform in ``root`` with ``account``'s credentials, asserting success."""
+    credentials = aws.account(account).get_credentials().get_frozen_credentials()
+    account_env = {
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+        "AWS_SESSION_TOKEN": credentials.token,
+    }
+
+    def tf(*args: str) -> subprocess.CompletedProcess:
+        with environment(account_env):
+            result = run_terraform(terraform, root, *args)
+        assert result.returncode == 0, (
+            f"terraform {args[0]}: {result.stdout[-4000:]}{result.stderr}"
+        )
+        return result
+
+    return tf
+
+
+def drifting_attributes(change: dict) -> set[str]:
+    before, after = change["change"]["before"] or {}, change["change"]["after"] or {}
+    unknown = change["change"].get("after_unknown") or {}
+    return {
+        key
+        for key in set(before) | set(after)
+        if before.get(key) != after.get(key) or unknown.get(key)
+    }
+
+
+def unexpected_drift(plan: dict, allowed: dict[str, set[str]]) -> dict[str, dict]:
+    """Changes a plan right after apply wants, beyond what the emulator is known to drop.
+
+    The values are what the emulator holds, so a failing assertion shows them.
+    """
+    unexpected = {
+        change["address"]: {
+            key: (change["change"]["before"] or {}).get(key)
+            for key in drifting_attributes(change) - allowed.get(change["address"], set())
+        }
+        for change in plan.get("resource_changes", [])
+        if change["change"]["actions"] != ["no-op"]
+    }
+    return {k: v for k, v in unexpected.items() if v or k not in allowed}

@@ -1,0 +1,237 @@
+"""infra/: each account's base Terraform applied for real against the emulator.
+
+The target-account root is applied into the pre-prod account and then build.py promotes a
+model with nothing else set up: the SSM contract, bucket, key and role it reads are the ones
+Terraform created. The dev-account root is applied with the real dispatch Lambda zip.
+Both are planned again after apply (no unexpected drift) and destroyed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+from moto.events.models import EventPattern
+
+from lambdas.package import build_zip
+from pipelines.local import sandbox
+from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, role_arn
+from tests.registry import GROUP, PROJECT, DevRegistry, run_build
+from tests.terraform_cli import (
+    REPO,
+    in_account,
+    local_root,
+    terraform,
+    unexpected_drift,
+)
+
+__all__ = ["terraform"]  # the fixture, imported for pytest
+REPOSITORY = "acme/churn-batch"
+# moto 5.2.5 leaves a bucket's EventBridge notification out of
+# GetBucketNotificationConfiguration, and does not keep a function's DeadLetterConfig, so the
+# plan after apply wants to set them again (and this test cannot read the latter back).
+EMULATOR_DRIFT = {
+    "aws_s3_bucket_notification.artifacts": {"eventbridge"},
+    "aws_lambda_function.dispatch": {"dead_letter_config"},
+}
+
+
+def write_vars(module: Path, values: dict) -> None:
+    (module / "terraform.tfvars.json").write_text(json.dumps(values))
+
+
+def empty_bucket(aws: Emulator, account: str, bucket: str) -> None:
+    """Every version and delete marker, so destroy can remove a versioned bucket."""
+    s3 = aws.client("s3", account)
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
+
+
+def test_target_account_infra_is_what_build_py_reads(
+    aws: Emulator, terraform: str, tmp_path: Path
+) -> None:
+    dev = DevRegistry(aws)
+    source = dev.register("Approved")
+    module = local_root(REPO / "infra" / "target-account" / "main.tf", tmp_path / "target")
+    write_vars(
+        module,
+        {
+            "region": REGION,
+            "project_name": PROJECT,
+            "environment": "preprod",
+            "model_package_group_name": GROUP,
+            "github_repository": REPOSITORY,
+            "dev_account_id": ACCOUNTS["dev"],
+            "dev_artifacts_bucket": dev.bucket,
+            "subnet_ids": ["subnet-0a", "subnet-0b"],
+            "security_group_ids": ["sg-0a"],
+            "output_retention_days": 30,
+            "log_retention_days": 90,
+        },
+    )
+    tf = in_account(terraform, aws, "preprod", module)
+    tf("init")
+    tf("apply", "-auto-approve")
+    outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+
+    # The emulator speaks plain HTTP, which the TLS-only bucket policy refuses, as it should;
+    # with that shown, the policy is lifted so build.py can run (the plan below puts it back).
+    s3, bucket = aws.client("s3", "preprod"), outputs["artifacts_bucket"]
+    with pytest.raises(ClientError, match="Forbidden"):
+        s3.put_object(Bucket=bucket, Key=f"{PROJECT}/batch-inference/input/x.csv", Body=b"1")
+    s3.delete_bucket_policy(Bucket=bucket)
+
+    # build.py runs against exactly what Terraform made
+    assert run_build(tmp_path, stage="preprod") == 0
+    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
+    assert tfvars["artifacts_bucket"] == outputs["artifacts_bucket"]
+    assert tfvars["sagemaker_role_arn"] == outputs["sagemaker_role_arn"]
+    assert tfvars["kms_key_arn"] == outputs["kms_key_arn"]
+    assert tfvars["subnet_ids"] == ["subnet-0a", "subnet-0b"]
+    assert tfvars["security_group_ids"] == ["sg-0a"]
+    assert tfvars["source_model_package_arn"] == source
+
+    head = s3.head_object(Bucket=bucket, Key=tfvars["pipeline_definition_s3_key"])
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"] == outputs["kms_key_arn"]
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert rules["expire-old-outputs"]["Filter"]["Prefix"] == f"{PROJECT}/batch-inference/output/"
+    assert rules["expire-old-outputs"]["Expiration"]["Days"] == 30
+
+    iam = aws.client("iam", "preprod")
+    trust = iam.get_role(RoleName=f"{PROJECT}-preprod-deploy")["Role"]["AssumeRolePolicyDocument"]
+    (statement,) = trust["Statement"]
+    assert statement["Condition"]["StringEquals"] == {
+        "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+        "token.actions.githubusercontent.com:sub": f"repo:{REPOSITORY}:environment:preprod",
+    }
+    execution = iam.get_role_policy(
+        RoleName=f"{PROJECT}-preprod-sagemaker-execution", PolicyName="batch-inference"
+    )["PolicyDocument"]
+    granted = {s["Sid"]: s for s in execution["Statement"]}
+    assert granted["WriteRunOutputs"]["Resource"].endswith(f"/{PROJECT}/batch-inference/output/*")
+    assert "AttachToTheStageSubnets" in granted  # subnets given -> ENI permissions
+    assert not any(a == "*" or a.endswith(":*") for s in granted.values() for a in _list(s))
+    logs = aws.client("logs", "preprod").describe_log_groups(logGroupNamePrefix="/aws/sagemaker/")
+    assert {g["logGroupName"]: g["retentionInDays"] for g in logs["logGroups"]} == {
+        "/aws/sagemaker/ProcessingJobs": 90,
+        "/aws/sagemaker/TransformJobs": 90,
+    }
+
+    tf("plan", "-out=after-apply.plan")
+    plan = json.loads(tf("show", "-json", "after-apply.plan").stdout)
+    lifted = 'aws_s3_bucket_policy.this["artifacts"]'
+    assert [c["change"]["actions"] for c in plan["resource_changes"] if c["address"] == lifted] == [
+        ["create"]
+    ]
+    assert unexpected_drift(plan, {**EMULATOR_DRIFT, lifted: {"bucket", "id", "policy"}}) == {}
+
+    empty_bucket(aws, "preprod", bucket)
+    tf("destroy", "-auto-approve")
+    assert (
+        aws.client("ssm", "preprod").get_parameters_by_path(Path=f"/{PROJECT}/preprod")[
+            "Parameters"
+        ]
+        == []
+    )
+
+
+def _list(statement: dict) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions
+
+
+def approval_event(status: str, group: str = GROUP) -> dict:
+    return {
+        "source": "aws.sagemaker",
+        "detail-type": "SageMaker Model Package State Change",
+        "account": ACCOUNTS["dev"],
+        "region": REGION,
+        "detail": {
+            "ModelPackageGroupName": group,
+            "ModelPackageVersion": 3,
+            "ModelApprovalStatus": status,
+        },
+    }
+
+
+def test_dev_account_infra_dispatches_only_approvals_of_the_group(
+    aws: Emulator, terraform: str, tmp_path: Path
+) -> None:
+    dev = DevRegistry(aws)
+    dev.register("Approved")
+    key = aws.client("kms", "dev").create_key(Description="dev artifacts")["KeyMetadata"]["Arn"]
+    module = local_root(REPO / "infra" / "dev-account" / "main.tf", tmp_path / "dev")
+    package = tmp_path / "dispatch-deploy.zip"
+    build_zip(package)
+    deploy_roles = [
+        role_arn("preprod", "churn-preprod-deploy"),
+        role_arn("prod", "churn-prod-deploy"),
+    ]
+    write_vars(
+        module,
+        {
+            "region": REGION,
+            "project_name": PROJECT,
+            "model_package_group_name": GROUP,
+            "github_repository": REPOSITORY,
+            "model_artifacts_bucket": dev.bucket,
+            "model_artifacts_kms_key_arn": key,
+            "manage_model_artifacts_bucket_policy": True,
+            "target_deploy_role_arns": deploy_roles,
+            "dispatch_lambda_zip": str(package),
+        },
+    )
+    tf = in_account(terraform, aws, "dev", module)
+    tf("init")
+    tf("apply", "-auto-approve")
+    outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
+
+    events = aws.client("events", "dev")
+    rule = events.describe_rule(Name=f"{PROJECT}-model-approved")
+    pattern = EventPattern.load(rule["EventPattern"])  # moto's EventBridge matcher
+    assert pattern.matches_event(approval_event("Approved"))
+    assert not pattern.matches_event(approval_event("Rejected"))
+    assert not pattern.matches_event(approval_event("PendingManualApproval"))
+    assert not pattern.matches_event(approval_event("Approved", group="other-models"))
+
+    function = aws.client("lambda", "dev").get_function_configuration(
+        FunctionName=f"{PROJECT}-dispatch-deploy"
+    )
+    (target,) = events.list_targets_by_rule(Rule=f"{PROJECT}-model-approved")["Targets"]
+    assert target["Arn"] == function["FunctionArn"]
+    dlq = aws.client("sqs", "dev").get_queue_attributes(
+        QueueUrl=outputs["dead_letter_queue_url"], AttributeNames=["QueueArn", "KmsMasterKeyId"]
+    )["Attributes"]
+    assert target["DeadLetterConfig"]["Arn"] == dlq["QueueArn"]
+    assert dlq["KmsMasterKeyId"]
+    assert function["Environment"]["Variables"] == {
+        "GITHUB_REPOSITORY": REPOSITORY,
+        "GITHUB_REF": "main",
+        "GITHUB_WORKFLOW_FILE": "deploy.yml",
+        "GITHUB_TOKEN_SECRET_ID": outputs["github_token_secret_arn"],
+        "MODEL_PACKAGE_GROUP_NAME": GROUP,
+    }
+    assert function["Handler"] == "handler.handler"
+
+    policy = json.loads(aws.client("s3", "dev").get_bucket_policy(Bucket=dev.bucket)["Policy"])
+    readers = next(
+        s for s in policy["Statement"] if s["Sid"] == "TargetDeployRolesReadModelArtifacts"
+    )
+    assert sorted(readers["Principal"]["AWS"]) == sorted(deploy_roles)
+    grants = aws.client("kms", "dev").list_grants(KeyId=key)["Grants"]
+    assert sorted(g["GranteePrincipal"] for g in grants) == sorted(deploy_roles)
+    assert all(sorted(g["Operations"]) == ["Decrypt", "DescribeKey"] for g in grants)
+
+    tf("plan", "-out=after-apply.plan")
+    plan = json.loads(tf("show", "-json", "after-apply.plan").stdout)
+    assert unexpected_drift(plan, EMULATOR_DRIFT) == {}
+
+    tf("destroy", "-auto-approve")
+    assert events.list_rules(NamePrefix=PROJECT)["Rules"] == []
+    assert sandbox.dev_bucket() == dev.bucket  # the dev bucket itself is not Terraform's
