@@ -1,0 +1,517 @@
+"""The GitHub workflows' structure: deploy.yml (test -> preprod -> approval -> prod) and the
+stage workflow it calls, CI reused as the test gate, pinned actions, untrusted input kept out
+of shell scripts, and actionlint and zizmor clean on every workflow file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lambdas.dispatch_deploy import handler as dispatch
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORKFLOWS = REPO / ".github" / "workflows"
+WORKFLOW_FILES = sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])
+ACTION_FILES = sorted((REPO / ".github").glob("actions/**/action.y*ml"))
+STAGES = ("preprod", "prod")
+VERSION_PATTERN = re.compile(r"^[1-9][0-9]*$")
+PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+# data an outsider of the workflow (a dispatcher, a payload, a branch name) controls
+UNTRUSTED = re.compile(
+    r"github\.event\b|\binputs\.|github\.head_ref|client_payload|github\.event_path"
+)
+DEPLOY_PATHS = {
+    "build.py",
+    "utils.py",
+    "pipelines/**",
+    "batch-config-template.tf",
+    "pre-prod-config.tfvars.json",
+    "prod-config.tfvars.json",
+    "requirements.lock",
+    ".github/workflows/deploy.yml",
+}
+REPOSITORY_VARIABLES = {
+    "AWS_REGION",
+    "AWS_REGISTRY_READ_ROLE_ARN",
+    "MODEL_PACKAGE_GROUP_NAME",
+    "SAGEMAKER_PROJECT_NAME",
+    "AWS_DEV_ACCOUNT_NUMBER",
+    "AWS_PREPROD_ACCOUNT_NUMBER",
+    "AWS_PROD_ACCOUNT_NUMBER",
+}
+ENVIRONMENT_VARIABLES = {"AWS_DEPLOY_ROLE_ARN", "TF_STATE_BUCKET"}
+OPTIONAL_VARIABLES = {"SAGEMAKER_PROJECT_ID"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    """`on:` (YAML 1.1 reads the bare key `on` as the boolean True)."""
+    value = workflow.get("on", workflow.get(True))
+    return {value: None} if isinstance(value, str) else value
+
+
+def steps_of(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every step of every job (jobs that call a reusable workflow have none)."""
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def all_documents() -> list[tuple[Path, dict[str, Any]]]:
+    return [(path, load(path)) for path in [*WORKFLOW_FILES, *ACTION_FILES]]
+
+
+def run_scripts(document: dict[str, Any]) -> list[str]:
+    """The shell scripts of a workflow's steps, or of a composite action's steps."""
+    steps = steps_of(document) if "jobs" in document else document["runs"].get("steps", [])
+    return [step["run"] for step in steps if "run" in step]
+
+
+def untrusted_expressions(script: str) -> list[str]:
+    return [match for match in EXPRESSION.findall(script) if UNTRUSTED.search(match)]
+
+
+@pytest.fixture(scope="module")
+def deploy() -> dict[str, Any]:
+    return load(WORKFLOWS / "deploy.yml")
+
+
+@pytest.fixture(scope="module")
+def stage_workflow(deploy: dict[str, Any]) -> dict[str, Any]:
+    """The workflow both deploy jobs call (one file: the same steps for both stages)."""
+    called = {deploy["jobs"][stage]["uses"] for stage in STAGES}
+    assert called == {"./.github/workflows/deploy-stage.yml"}
+    return load(WORKFLOWS / "deploy-stage.yml")
+
+
+@pytest.fixture(scope="module")
+def stage_job(stage_workflow: dict[str, Any]) -> dict[str, Any]:
+    jobs = stage_workflow["jobs"]
+    assert list(jobs) == ["deploy"], "the stage workflow is one job"
+    return jobs["deploy"]
+
+
+def step(job: dict[str, Any], predicate: Any, what: str) -> tuple[int, dict[str, Any]]:
+    found = [(index, s) for index, s in enumerate(job["steps"]) if predicate(s)]
+    assert len(found) == 1, f"expected exactly one step that {what}, found {len(found)}"
+    return found[0]
+
+
+def runs(text: str) -> Any:
+    return lambda s: text in s.get("run", "")
+
+
+def uses(action: str) -> Any:
+    return lambda s: s.get("uses", "").startswith(f"{action}@")
+
+
+# ----------------------------------------------------------------------------- triggers
+
+
+def test_deploy_triggers(deploy: dict[str, Any]) -> None:
+    on = triggers(deploy)
+    assert set(on) == {"workflow_dispatch", "repository_dispatch", "push"}
+
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert set(inputs) == {"model_version", "model_package_arn"}
+    for name, spec in inputs.items():
+        assert spec["type"] == "string", name
+        assert spec.get("required", False) is False, f"{name} must be optional"
+        assert spec.get("default", "") == "", name
+
+    assert on["repository_dispatch"] == {"types": ["model-approved"]}
+
+    assert on["push"]["branches"] == ["main"]
+    paths = set(on["push"]["paths"])
+    assert paths >= DEPLOY_PATHS, f"missing: {sorted(DEPLOY_PATHS - paths)}"
+    assert not paths - DEPLOY_PATHS - {".github/workflows/deploy-stage.yml"}, (
+        f"paths that do not change a deployment: {sorted(paths - DEPLOY_PATHS)}"
+    )
+    assert "paths-ignore" not in on["push"]
+
+
+def test_the_dispatch_lambda_starts_this_workflow_with_inputs_it_declares(
+    deploy: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitHub refuses a workflow_dispatch carrying an input the workflow does not declare."""
+    sent: list[Any] = []
+
+    class Opener:
+        def open(self, request: Any, timeout: float) -> io.BytesIO:
+            sent.append(request)
+            return io.BytesIO(b"")
+
+    monkeypatch.setattr(dispatch.urllib.request, "build_opener", lambda *handlers: Opener())
+    config = dispatch.Config(
+        repository="acme/churn", token_secret_id="secret", model_package_group_name="churn"
+    )
+    arn = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/churn/7"
+    dispatch.dispatch_workflow(config, "token", dispatch.Approval(version=7, package_arn=arn))
+
+    (request,) = sent
+    assert request.full_url.endswith("/actions/workflows/deploy.yml/dispatches")
+    body = json.loads(request.data)
+    declared = triggers(deploy)["workflow_dispatch"]["inputs"]
+    assert set(body["inputs"]) <= set(declared)
+    assert VERSION_PATTERN.match(body["inputs"]["model_version"])
+    assert body["ref"] in triggers(deploy)["push"]["branches"]
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def test_jobs_run_test_then_preprod_then_prod(deploy: dict[str, Any]) -> None:
+    jobs = deploy["jobs"]
+    assert set(jobs) == {"test", *STAGES}
+    assert "needs" not in jobs["test"]
+    assert jobs["preprod"]["needs"] in ("test", ["test"])
+    assert jobs["prod"]["needs"] in ("preprod", ["preprod"])
+
+
+def test_the_test_job_is_the_ci_workflow(deploy: dict[str, Any]) -> None:
+    test = deploy["jobs"]["test"]
+    assert test["uses"] == "./.github/workflows/ci.yml"
+    assert test["permissions"] == {"contents": "read"}
+
+    ci = load(WORKFLOWS / "ci.yml")
+    on = triggers(ci)
+    assert "workflow_call" in on
+    assert "pull_request" in on and on["push"]["branches"] == ["main"]
+    scripts = "\n".join(run_scripts(ci))
+    assert "make lint" in scripts and "make test" in scripts
+
+
+def test_ci_called_by_a_deployment_never_shares_a_cancelling_group() -> None:
+    """In a called workflow github.workflow is the caller's name; with the plain
+    `ci-<ref>` group, a CI push and a deployment on main would cancel each other."""
+    concurrency = load(WORKFLOWS / "ci.yml")["concurrency"]
+    assert concurrency["cancel-in-progress"] is True
+    group = concurrency["group"]
+    assert "github.run_id" in group and "github.workflow == 'ci'" in group
+    assert load(WORKFLOWS / "ci.yml")["name"] == "ci"
+
+
+def test_each_stage_runs_in_its_github_environment(
+    deploy: dict[str, Any], stage_job: dict[str, Any]
+) -> None:
+    """The environment gates the job (reviewers on prod), holds the stage's variables and is
+    the OIDC subject the AWS roles trust (repo:<owner/name>:environment:<stage>)."""
+    assert stage_job["environment"] == "${{ inputs.stage }}"
+    for stage in STAGES:
+        assert deploy["jobs"][stage]["with"]["stage"] == stage
+
+
+def test_prod_deploys_exactly_the_version_preprod_deployed(
+    deploy: dict[str, Any], stage_workflow: dict[str, Any], stage_job: dict[str, Any]
+) -> None:
+    assert deploy["jobs"]["prod"]["with"]["model_version"] == (
+        "${{ needs.preprod.outputs.model_version }}"
+    )
+    # the called workflow's output is what its build.py run wrote, read from the tfvars
+    call = triggers(stage_workflow)["workflow_call"]
+    assert call["outputs"]["model_version"]["value"] == "${{ jobs.deploy.outputs.model_version }}"
+    output = stage_job["outputs"]["model_version"]
+    step_id = re.fullmatch(r"\$\{\{ steps\.([\w-]+)\.outputs\.model_version \}\}", output)
+    assert step_id, output
+    _, reader = step(stage_job, lambda s: s.get("id") == step_id.group(1), "sets the output")
+    assert "build/$STAGE.tfvars.json" in reader["run"] and "model_version" in reader["run"]
+    assert 'model_version=$version" >>"$GITHUB_OUTPUT"' in reader["run"]
+    # and that version is the one build.py is told to promote
+    assert stage_job["env"]["MODEL_VERSION"] == "${{ inputs.model_version }}"
+    _, build = step(stage_job, runs("python build.py"), "runs build.py")
+    assert 'args+=(--model-version "$MODEL_VERSION")' in build["run"]
+    assert call["inputs"]["model_version"]["type"] == "string"
+
+
+def test_preprod_takes_the_requested_version(deploy: dict[str, Any]) -> None:
+    requested = deploy["jobs"]["preprod"]["with"]["model_version"]
+    assert "inputs.model_version" in requested
+    assert "github.event.client_payload.model_version" in requested
+
+
+def test_one_deployment_per_stage_at_a_time_never_cancelled(deploy: dict[str, Any]) -> None:
+    for stage in STAGES:
+        assert deploy["jobs"][stage]["concurrency"] == {
+            "group": f"deploy-{stage}",
+            "cancel-in-progress": False,
+        }
+    assert "concurrency" not in deploy, "a workflow-level group would serialise whole runs"
+
+
+def test_permissions_are_empty_and_id_token_only_on_the_deploy_jobs(
+    deploy: dict[str, Any], stage_workflow: dict[str, Any], stage_job: dict[str, Any]
+) -> None:
+    assert deploy["permissions"] == {}
+    assert stage_workflow["permissions"] == {}
+    for stage in STAGES:
+        assert deploy["jobs"][stage]["permissions"] == {"contents": "read", "id-token": "write"}
+    assert stage_job["permissions"] == {"contents": "read", "id-token": "write"}
+
+    id_token = []
+    for path in WORKFLOW_FILES:
+        workflow = load(path)
+        assert "id-token" not in (workflow.get("permissions") or {}), path.name
+        for job_id, job in workflow["jobs"].items():
+            permissions = job.get("permissions")
+            if isinstance(permissions, str):
+                assert permissions in ("read-all", "{}"), f"{path.name}:{job_id}"
+            elif permissions and permissions.get("id-token") == "write":
+                id_token.append(f"{path.name}:{job_id}")
+    assert sorted(id_token) == ["deploy-stage.yml:deploy", "deploy.yml:preprod", "deploy.yml:prod"]
+
+
+def test_every_job_has_a_timeout() -> None:
+    checked = 0
+    for path in WORKFLOW_FILES:
+        for job_id, job in load(path)["jobs"].items():
+            if "runs-on" in job:
+                checked += 1
+                assert isinstance(job.get("timeout-minutes"), int), f"{path.name}:{job_id}"
+    assert checked >= 2
+
+
+# ----------------------------------------------------------------------------- the stage job
+
+
+def test_untrusted_input_is_validated_before_anything_else(stage_job: dict[str, Any]) -> None:
+    first = stage_job["steps"][0]
+    assert "uses" not in first and "::error::" in first["run"]
+    assert "^[1-9][0-9]*$" in first["run"]
+    assert first["env"]["PAYLOAD_GROUP"] == (
+        "${{ github.event.client_payload.model_package_group_name }}"
+    )
+    assert stage_job["env"]["MODEL_PACKAGE_GROUP_NAME"] == "${{ vars.MODEL_PACKAGE_GROUP_NAME }}"
+
+
+def case(stage: str, version: str, event: str, error: str | None = None, **extra: str) -> Any:
+    variables = {"STAGE": stage, "MODEL_VERSION": version, "EVENT_NAME": event, **extra}
+    return pytest.param(variables, error, id=f"{stage}-{event}-{version!r}-{error or 'ok'}")
+
+
+@pytest.mark.parametrize(
+    ("variables", "error"),
+    [
+        case("preprod", "", "push"),
+        case("preprod", "12", "workflow_dispatch"),
+        case("preprod", "7", "repository_dispatch", PAYLOAD_GROUP="churn"),
+        case("prod", "7", "push"),
+        case("preprod", "0", "workflow_dispatch", "model_version"),
+        case("preprod", "07", "workflow_dispatch", "model_version"),
+        case("preprod", "7; curl x | sh", "workflow_dispatch", "model_version"),
+        case("preprod", "7\n::add-mask::x", "workflow_dispatch", "model_version"),
+        case("preprod", "7", "repository_dispatch", "model_package_group_name", PAYLOAD_GROUP="x"),
+        case("preprod", "7", "repository_dispatch", "model_package_group_name"),
+        case("prod", "", "push", "prod deploys only"),
+        case("qa", "", "push", "stage must be"),
+        case("preprod", "", "push", "TF_STATE_BUCKET is not set", TF_STATE_BUCKET=""),
+        case("preprod", "", "push", "main only", GITHUB_REF="refs/heads/feature"),
+    ],
+)
+def test_the_validation_script(
+    stage_job: dict[str, Any], variables: dict[str, str], error: str | None
+) -> None:
+    """Run the validation step's script as the runner does (bash -eo pipefail)."""
+    script = stage_job["steps"][0]["run"]
+    settings = {name: f"value-{name}" for name in REPOSITORY_VARIABLES | ENVIRONMENT_VARIABLES}
+    settings["MODEL_PACKAGE_GROUP_NAME"] = "churn"
+    env = {"PATH": os.environ["PATH"], "GITHUB_REF": "refs/heads/main", **settings, **variables}
+    result = subprocess.run(
+        [
+            shutil.which("bash") or "/bin/bash",
+            "--noprofile",
+            "--norc",
+            "-eo",
+            "pipefail",
+            "-c",
+            script,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if error is None:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "::error::" not in result.stdout
+    else:
+        assert result.returncode != 0
+        lines = result.stdout.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("::error::"), result.stdout
+        assert error in lines[0]
+        assert "add-mask" not in result.stdout and "curl" not in result.stdout
+
+
+def test_two_oidc_roles_dev_credentials_only_for_build_py(stage_job: dict[str, Any]) -> None:
+    action = "aws-actions/configure-aws-credentials"
+    configured = [(i, s) for i, s in enumerate(stage_job["steps"]) if uses(action)(s)]
+    assert len(configured) == 2
+    (dev_index, dev), (stage_index, stage) = configured
+    assert dev["with"]["role-to-assume"] == "${{ vars.AWS_REGISTRY_READ_ROLE_ARN }}"
+    assert dev["with"]["output-credentials"] is True
+    assert dev["with"]["output-env-credentials"] is False, "dev credentials stay out of env"
+    assert stage["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    assert stage["with"].get("output-env-credentials", True) is True, "the job's default"
+    assert {dev["with"]["aws-region"], stage["with"]["aws-region"]} == {"${{ vars.AWS_REGION }}"}
+
+    build_index, build = step(stage_job, runs("python build.py"), "runs build.py")
+    assert dev_index < stage_index < build_index
+    assert "--source-profile dev" in build["run"]
+    assert 'AWS_SHARED_CREDENTIALS_FILE="$credentials"' in build["run"]
+    assert "$RUNNER_TEMP" in build["run"] and "trap 'rm -f" in build["run"]
+    assert "umask 077" in build["run"]
+    assert re.search(r"\becho\b.*DEV_", build["run"]) is None, "never print the credentials"
+    dev_outputs = f"steps.{dev['id']}.outputs."
+    readers = [s.get("name") for s in stage_job["steps"] if dev_outputs in json.dumps(s)]
+    assert readers == [build["name"]], "only build.py's step may see the dev credentials"
+
+
+def test_build_py_gets_its_settings_and_account_guard_from_variables(
+    stage_job: dict[str, Any],
+) -> None:
+    env = stage_job["env"]
+    for name in REPOSITORY_VARIABLES - {"AWS_REGISTRY_READ_ROLE_ARN"} | OPTIONAL_VARIABLES:
+        assert env[name] == f"${{{{ vars.{name} }}}}", name
+    assert env["STAGE"] == "${{ inputs.stage }}"
+    _, build = step(stage_job, runs("python build.py"), "runs build.py")
+    assert '--stage "$STAGE"' in build["run"]
+    assert ".venv/bin/python build.py" in build["run"]
+
+
+def test_toolchain_from_the_project_pins(stage_job: dict[str, Any]) -> None:
+    _, checkout = step(stage_job, uses("actions/checkout"), "checks out")
+    assert checkout["with"]["persist-credentials"] is False
+    _, python = step(stage_job, uses("actions/setup-python"), "sets up Python")
+    assert python["with"]["python-version"] == "3.11"
+    step(stage_job, lambda s: s.get("run", "").strip() == "make install", "runs make install")
+    _, terraform = step(stage_job, uses("hashicorp/setup-terraform"), "sets up Terraform")
+    assert terraform["with"] == {"terraform_version": "1.11.4", "terraform_wrapper": False}
+
+
+def test_terraform_init_plan_summary_apply(stage_job: dict[str, Any]) -> None:
+    init_index, init = step(stage_job, runs("terraform init"), "runs terraform init")
+    assert init["env"]["TF_STATE_BUCKET"] == "${{ vars.TF_STATE_BUCKET }}"
+    for setting in (
+        '-backend-config="bucket=$TF_STATE_BUCKET"',
+        '-backend-config="key=$SAGEMAKER_PROJECT_NAME/$STAGE/batch-inference.tfstate"',
+        '-backend-config="region=$AWS_REGION"',
+        '-backend-config="encrypt=true"',
+        '-backend-config="use_lockfile=true"',
+    ):
+        assert setting in init["run"], setting
+    plan_index, plan = step(stage_job, runs("terraform plan"), "runs terraform plan")
+    assert '-var-file="build/$STAGE.tfvars.json" -out=tfplan' in plan["run"]
+    assert "-input=false" in plan["run"]
+    show_index, show = step(stage_job, runs("terraform show"), "shows the plan")
+    assert "terraform show -no-color tfplan" in show["run"]
+    assert '>>"$GITHUB_STEP_SUMMARY"' in show["run"] and show["run"].count("```") == 2
+    apply_index, apply = step(stage_job, runs("terraform apply"), "applies")
+    assert "terraform apply -input=false tfplan" in apply["run"]
+    build_index, _ = step(stage_job, runs("python build.py"), "runs build.py")
+    assert build_index < init_index < plan_index < show_index < apply_index
+
+    # GitHub's runners get providers from the registry: never through make and the
+    # project's terraform.tfrc (a local mirror); the root module is the repository root
+    for terraform_step in (init, plan, show, apply):
+        assert "make" not in terraform_step["run"].split()
+        assert "-chdir" not in terraform_step["run"]
+    assert "TF_CLI_CONFIG_FILE" not in json.dumps(stage_job["env"])
+    assert [p.name for p in REPO.glob("*.tf")] == ["batch-config-template.tf"]
+
+
+# ----------------------------------------------------------------------------- every workflow
+
+
+def test_every_checkout_drops_its_credentials() -> None:
+    checkouts = [
+        (path.name, s)
+        for path in WORKFLOW_FILES
+        for s in steps_of(load(path))
+        if uses("actions/checkout")(s)
+    ]
+    assert len(checkouts) >= 2
+    for name, checkout in checkouts:
+        assert checkout.get("with", {}).get("persist-credentials") is False, name
+
+
+def test_every_third_party_action_is_pinned_to_a_commit_with_its_version() -> None:
+    references = 0
+    for path in [*WORKFLOW_FILES, *ACTION_FILES]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = re.match(r"\s*(?:-\s+)?uses:\s*([^\s#]+)\s*(#.*)?$", line)
+            if not match:
+                continue
+            reference, comment = match.groups()
+            if reference.startswith(("./", "$/")):
+                continue
+            references += 1
+            assert PINNED.fullmatch(reference), f"{path.name}: {reference} is not pinned"
+            assert comment and re.match(r"#\s*v\d+(\.\d+)*\b", comment), (
+                f"{path.name}: {reference} needs a '# vX.Y.Z' comment"
+            )
+    assert references >= 8
+
+
+def test_no_untrusted_expression_inside_a_run_script() -> None:
+    """Such values are expanded into the script before the shell runs: injection. They reach
+    scripts through `env:` instead."""
+    assert untrusted_expressions('echo "${{ github.event.client_payload.x }}"')
+    assert untrusted_expressions("v=${{ inputs.model_version }}")
+    assert untrusted_expressions("git checkout ${{github.head_ref}}")
+    assert not untrusted_expressions('echo "$MODEL_VERSION" ${{ runner.temp }}')
+
+    scripts = 0
+    for path, document in all_documents():
+        for script in run_scripts(document):
+            scripts += 1
+            assert not untrusted_expressions(script), f"{path.name}: {script}"
+    assert scripts >= 10
+
+
+def test_every_variable_the_workflows_read_is_documented() -> None:
+    used = set()
+    for path in WORKFLOW_FILES:
+        used |= set(re.findall(r"\bvars\.([A-Z0-9_]+)", path.read_text(encoding="utf-8")))
+    assert used == REPOSITORY_VARIABLES | ENVIRONMENT_VARIABLES | OPTIONAL_VARIABLES
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Deploying from GitHub", 1)
+    assert len(section) == 2, "README has no 'Deploying from GitHub' section"
+    for name in used:
+        assert f"`{name}`" in section[1], name
+
+
+def test_actionlint_reports_nothing() -> None:
+    result = subprocess.run(
+        [str(BIN / "actionlint"), *(str(path) for path in WORKFLOW_FILES)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_reports_nothing() -> None:
+    result = subprocess.run(
+        [str(BIN / "zizmor"), "--offline", "--min-severity", "low", ".github/workflows"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
