@@ -125,3 +125,12 @@ def test_selection_keeps_crlf_records_apart_and_empty_fields() -> None:
     assert select_csv(lines, parse_selector("$[0,2]")) == [b"a,1", b"b,"]
     assert select_csv(lines, parse_selector("$[1:]")) == [b",1", b"2,"]
     assert select_csv(lines, parse_selector("$[5:]")) == [b"", b""]
+
+
+def test_fused_join_takes_the_exact_path_when_an_output_is_quoted() -> None:
+    inputs = split_lines(b"id1,1,2\nid2,3,4\n")
+    outputs = split_lines(b'0.1,"benign, likely"\n0.9,malignant\n')
+    parsed = parse_selector("$[0,-1]")
+    fused = records.join_select_csv(inputs, outputs, parsed)
+    assert fused == select_csv(join_csv(inputs, outputs), parsed)
+    assert fused == [b'id1,"benign, likely"', b"id2,malignant"]

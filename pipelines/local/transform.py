@@ -167,7 +167,8 @@ def _line_batches(chunks: Iterator[bytes]) -> Iterator[bytes]:
     for chunk in chunks:
         cut = chunk.rfind(b"\n") + 1
         if cut:
-            yield carry + chunk[:cut]
+            # one copy: the carried partial line and the chunk's whole lines, joined in place
+            yield b"".join((carry, memoryview(chunk)[:cut])) if carry else chunk[:cut]
             carry = chunk[cut:]
         else:
             carry += chunk
