@@ -252,12 +252,20 @@ resource "aws_kms_key" "fallback" {
         Resource  = "*"
       },
       {
-        Sid       = "AlarmsAndEventsEncryptMessages"
+        Sid       = "AlarmsPublishToTheEncryptedTopic"
         Effect    = "Allow"
-        Principal = { Service = ["cloudwatch.amazonaws.com", "events.amazonaws.com"] }
+        Principal = { Service = "cloudwatch.amazonaws.com" }
         Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
         Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
+      },
+      {
+        # no aws:SourceAccount: EventBridge's KMS calls for encrypted queues do not carry it
+        Sid       = "EventBridgeSendsToTheEncryptedQueues"
+        Effect    = "Allow"
+        Principal = { Service = "events.amazonaws.com" }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource  = "*"
       },
     ]
   })
@@ -390,7 +398,15 @@ resource "aws_cloudwatch_event_target" "pipeline" {
 # InputDataUrl = that object and every other parameter as the schedule's. No Lambda.
 
 resource "aws_cloudwatch_event_rule" "upload" {
-  count       = var.run_on_upload ? 1 : 0
+  count = var.run_on_upload ? 1 : 0
+  lifecycle {
+    # an empty prefix, or outputs written under the input prefix, would start a run for every
+    # output a run writes: a loop
+    precondition {
+      condition     = local.input_prefix != "" && !startswith(var.output_data_url, var.input_data_url)
+      error_message = "run_on_upload needs input_data_url to be a prefix inside its bucket (not the bucket root) that output_data_url is not under."
+    }
+  }
   name        = "${local.name}-batch-inference-on-upload"
   description = "Queues a run of ${var.pipeline_name} for each object uploaded under ${var.input_data_url}."
   event_pattern = jsonencode({
@@ -554,6 +570,22 @@ resource "aws_cloudwatch_metric_alarm" "failed_invocations" {
   namespace           = "AWS/Events"
   metric_name         = "FailedInvocations"
   dimensions          = { RuleName = aws_cloudwatch_event_rule.schedule.name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "upload_failed_invocations" {
+  count               = var.run_on_upload ? 1 : 0
+  alarm_name          = "${local.name}-batch-inference-upload-not-queued"
+  alarm_description   = "An upload under ${var.input_data_url} could not be queued for a run."
+  namespace           = "AWS/Events"
+  metric_name         = "FailedInvocations"
+  dimensions          = { RuleName = aws_cloudwatch_event_rule.upload[0].name }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1

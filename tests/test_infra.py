@@ -15,10 +15,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.events.models import EventPattern
 
+import build
 from lambdas.package import build_zip
 from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, role_arn
-from tests.registry import GROUP, PROJECT, DevRegistry, run_build
+from tests.iam_calls import CallRecorder, missing_permissions
+from tests.registry import GROUP, PROJECT, DevRegistry, create_stage, run_build
 from tests.terraform_cli import (
     REPO,
     in_account,
@@ -38,6 +40,22 @@ EMULATOR_DRIFT = {
 }
 
 
+@pytest.fixture
+def build_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, CallRecorder]:
+    """Every API call build.py makes, by side: ``source`` (dev) and ``target`` (the stage)."""
+    recorders = {"source": CallRecorder(), "target": CallRecorder()}
+    real_clients = build._clients
+
+    def watched(args: object) -> object:
+        clients = real_clients(args)
+        for name, client in vars(clients).items():
+            recorders[name.split("_")[0]].watch(client)
+        return clients
+
+    monkeypatch.setattr(build, "_clients", watched)
+    return recorders
+
+
 def write_vars(module: Path, values: dict) -> None:
     (module / "terraform.tfvars.json").write_text(json.dumps(values))
 
@@ -51,7 +69,7 @@ def empty_bucket(aws: Emulator, account: str, bucket: str) -> None:
 
 
 def test_target_account_infra_is_what_build_py_reads(
-    aws: Emulator, terraform: str, tmp_path: Path
+    aws: Emulator, terraform: str, tmp_path: Path, build_calls: dict[str, CallRecorder]
 ) -> None:
     dev = DevRegistry(aws)
     source = dev.register("Approved")
@@ -104,6 +122,13 @@ def test_target_account_infra_is_what_build_py_reads(
     assert rules["expire-old-outputs"]["Expiration"]["Days"] == 30
 
     iam = aws.client("iam", "preprod")
+    deploy_policy = iam.get_role_policy(
+        RoleName=f"{PROJECT}-preprod-deploy", PolicyName="deploy-preprod"
+    )["PolicyDocument"]
+    assert build_calls["target"].calls
+    region, account = REGION, ACCOUNTS["preprod"]
+    assert missing_permissions(build_calls["target"], deploy_policy, region, account) == []
+    assert missing_permissions(build_calls["target"], {"Statement": []}, region, account)
     trust = iam.get_role(RoleName=f"{PROJECT}-preprod-deploy")["Role"]["AssumeRolePolicyDocument"]
     (statement,) = trust["Statement"]
     assert statement["Condition"]["StringEquals"] == {
@@ -161,7 +186,7 @@ def approval_event(status: str, group: str = GROUP) -> dict:
 
 
 def test_dev_account_infra_dispatches_only_approvals_of_the_group(
-    aws: Emulator, terraform: str, tmp_path: Path
+    aws: Emulator, terraform: str, tmp_path: Path, build_calls: dict[str, CallRecorder]
 ) -> None:
     dev = DevRegistry(aws)
     dev.register("Approved")
@@ -228,9 +253,21 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
     assert sorted(g["GranteePrincipal"] for g in grants) == sorted(deploy_roles)
     assert all(sorted(g["Operations"]) == ["Decrypt", "DescribeKey"] for g in grants)
 
+    # the registry-read role covers every call build.py makes in the dev account (the
+    # TLS-only bucket policy is lifted first: the emulator speaks plain HTTP)
+    aws.client("s3", "dev").delete_bucket_policy(Bucket=dev.bucket)
+    create_stage(aws, "preprod")
+    assert run_build(tmp_path, stage="preprod") == 0
+    read_policy = aws.client("iam", "dev").get_role_policy(
+        RoleName=f"{PROJECT}-registry-read", PolicyName="registry-read"
+    )["PolicyDocument"]
+    assert build_calls["source"].calls
+    assert missing_permissions(build_calls["source"], read_policy, REGION, ACCOUNTS["dev"]) == []
+
     tf("plan", "-out=after-apply.plan")
     plan = json.loads(tf("show", "-json", "after-apply.plan").stdout)
-    assert unexpected_drift(plan, EMULATOR_DRIFT) == {}
+    lifted = "aws_s3_bucket_policy.model_artifacts[0]"
+    assert unexpected_drift(plan, {**EMULATOR_DRIFT, lifted: {"bucket", "id", "policy"}}) == {}
 
     tf("destroy", "-auto-approve")
     assert events.list_rules(NamePrefix=PROJECT)["Rules"] == []

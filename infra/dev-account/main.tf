@@ -115,6 +115,12 @@ variable "alarm_email" {
   default     = null
 }
 
+variable "dispatch_reserved_concurrency" {
+  description = "Concurrency reserved for (and capping) the dispatch Lambda. Accounts whose Lambda concurrency limit is 10 cannot reserve any: set -1 (unreserved)."
+  type        = number
+  default     = 2
+}
+
 variable "log_retention_days" {
   description = "Retention of the dispatch Lambda's logs."
   type        = number
@@ -127,12 +133,14 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
 locals {
-  account        = data.aws_caller_identity.current.account_id
-  partition      = data.aws_partition.current.partition
-  name           = "${var.project_name}-dev"
-  function_name  = "${var.project_name}-dispatch-deploy"
-  group_arn      = "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package-group/${var.model_package_group_name}"
-  packages_arn   = "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package/${var.model_package_group_name}/*"
+  account       = data.aws_caller_identity.current.account_id
+  partition     = data.aws_partition.current.partition
+  name          = "${var.project_name}-dev"
+  function_name = "${var.project_name}-dispatch-deploy"
+  # SageMaker may lower-case names in ARNs and IAM compares ARNs case-sensitively: both forms
+  group_names    = distinct([var.model_package_group_name, lower(var.model_package_group_name)])
+  group_arns     = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package-group/${g}"]
+  packages_arns  = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package/${g}/*"]
   artifacts_arn  = "arn:${local.partition}:s3:::${var.model_artifacts_bucket}"
   github_subject = [for environment in ["preprod", "prod"] : "repo:${var.github_repository}:environment:${environment}"]
 }
@@ -167,17 +175,28 @@ data "aws_iam_policy_document" "key" {
     }
   }
   statement {
-    sid       = "AlarmsAndEventsUseTheQueueAndTopic"
+    sid       = "AlarmsPublishToTheEncryptedTopic"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
     resources = ["*"]
     principals {
       type        = "Service"
-      identifiers = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+      identifiers = ["cloudwatch.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [local.account]
+    }
+  }
+  # EventBridge's KMS calls for encrypted queues carry no aws:SourceAccount, so a condition
+  # on it would silently drop the dead letters; the queue's own policy limits who sends.
+  statement {
+    sid       = "EventBridgeSendsToTheEncryptedQueue"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
     }
   }
 }
@@ -239,7 +258,7 @@ data "aws_iam_policy_document" "registry_read" {
   statement {
     sid       = "ReadTheGroupAndItsPackages"
     actions   = ["sagemaker:DescribeModelPackageGroup", "sagemaker:DescribeModelPackage", "sagemaker:ListTags"]
-    resources = [local.group_arn, local.packages_arn]
+    resources = concat(local.group_arns, local.packages_arns)
   }
   statement {
     sid       = "ListPackages"
@@ -420,7 +439,7 @@ resource "aws_lambda_function" "dispatch" {
   source_code_hash               = filebase64sha256(var.dispatch_lambda_zip)
   timeout                        = 30
   memory_size                    = 128
-  reserved_concurrent_executions = 2
+  reserved_concurrent_executions = var.dispatch_reserved_concurrency
   kms_key_arn                    = aws_kms_key.dispatch.arn
 
   environment {

@@ -131,6 +131,12 @@ variable "log_retention_days" {
   }
 }
 
+variable "manage_job_log_groups" {
+  description = "Create the account-wide /aws/sagemaker/{ProcessingJobs,TransformJobs} log groups with retention and the key. If SageMaker already created them (any earlier job), import them (README) or set false."
+  type        = bool
+  default     = true
+}
+
 variable "sklearn_image_account_id" {
   description = "Account of the SageMaker scikit-learn images in this region (e.g. 141502667606 in eu-west-1)."
   type        = string
@@ -188,17 +194,28 @@ data "aws_iam_policy_document" "key" {
     }
   }
   statement {
-    sid       = "AlarmsAndEventsUseTheStageQueuesAndTopic"
+    sid       = "AlarmsPublishToTheEncryptedTopic"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
     resources = ["*"]
     principals {
       type        = "Service"
-      identifiers = ["cloudwatch.amazonaws.com", "events.amazonaws.com"]
+      identifiers = ["cloudwatch.amazonaws.com"]
     }
     condition {
       test     = "StringEquals"
       variable = "aws:SourceAccount"
       values   = [local.account]
+    }
+  }
+  # EventBridge's KMS calls for encrypted queues carry no aws:SourceAccount, so a condition
+  # on it would silently drop the events; the queues' own policies limit who sends.
+  statement {
+    sid       = "EventBridgeSendsToTheEncryptedQueues"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
     }
   }
 }
@@ -343,7 +360,7 @@ resource "aws_s3_bucket_notification" "artifacts" {
 # ----------------------------------------------------------------------------- logs
 
 resource "aws_cloudwatch_log_group" "jobs" {
-  for_each          = toset(local.job_log_groups)
+  for_each          = var.manage_job_log_groups ? toset(local.job_log_groups) : toset([])
   name              = each.value
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.stage.arn
@@ -399,6 +416,16 @@ data "aws_iam_policy_document" "execution" {
     resources = [aws_kms_key.stage.arn]
   }
   statement {
+    sid       = "EncryptTheJobsVolumes" # VolumeKmsKeyId: SageMaker makes a grant for the instance
+    actions   = ["kms:CreateGrant"]
+    resources = [aws_kms_key.stage.arn]
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
+  }
+  statement {
     sid       = "WriteJobLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
     resources = [for group in local.job_log_groups : "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]
@@ -438,7 +465,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "UseTheStagesModels"
     actions   = ["sagemaker:DescribeModel"]
-    resources = ["arn:${local.partition}:sagemaker:${var.region}:${local.account}:model/${var.model_package_group_name}-${var.environment}-*"]
+    resources = [for g in distinct([var.model_package_group_name, lower(var.model_package_group_name)]) : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model/${g}-${var.environment}-*"]
   }
   statement {
     sid       = "PassItselfToTheJobs"
@@ -548,16 +575,18 @@ resource "aws_iam_role" "deploy" {
 locals {
   arn_prefix = "arn:${local.partition}:%s:${var.region}:${local.account}"
   stage_arns = {
-    group     = "${format(local.arn_prefix, "sagemaker")}:model-package-group/${var.model_package_group_name}"
-    packages  = "${format(local.arn_prefix, "sagemaker")}:model-package/${var.model_package_group_name}/*"
-    models    = "${format(local.arn_prefix, "sagemaker")}:model/${var.model_package_group_name}-${var.environment}-*"
+    # SageMaker may lower-case names in ARNs and IAM compares ARNs case-sensitively: both forms
+    group     = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model-package-group/${g}"])
+    packages  = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model-package/${g}/*"])
+    models    = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model/${g}-${var.environment}-*"])
     pipelines = "${format(local.arn_prefix, "sagemaker")}:pipeline/${local.name}-*"
     rules     = "${format(local.arn_prefix, "events")}:rule/${local.name}-*"
     queues    = "${format(local.arn_prefix, "sqs")}:${local.name}-*"
     topics    = "${format(local.arn_prefix, "sns")}:${local.name}-*"
     alarms    = "${format(local.arn_prefix, "cloudwatch")}:alarm:${local.name}-*"
     pipes     = "${format(local.arn_prefix, "pipes")}:pipe/${local.name}-*"
-    roles     = "arn:${local.partition}:iam::${local.account}:role/${local.name}-*"
+    # the stage template's two service roles, by name: never the deploy or execution role
+    roles     = [for role in ["start-pipeline", "upload-pipe"] : "arn:${local.partition}:iam::${local.account}:role/${local.name}-${role}"]
     dashboard = "arn:${local.partition}:cloudwatch::${local.account}:dashboard/${local.name}-*"
   }
 }
@@ -593,7 +622,7 @@ data "aws_iam_policy_document" "deploy" {
   }
   statement {
     sid       = "UseTheStageKey"
-    actions   = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey", "kms:CreateGrant"]
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"]
     resources = [aws_kms_key.stage.arn]
   }
   dynamic "statement" {
@@ -611,7 +640,7 @@ data "aws_iam_policy_document" "deploy" {
       "sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:DeleteModelPackage",
       "sagemaker:UpdateModelPackage", "sagemaker:AddTags", "sagemaker:ListTags",
     ]
-    resources = [local.stage_arns.group, local.stage_arns.packages]
+    resources = concat(local.stage_arns.group, local.stage_arns.packages)
   }
   statement {
     sid       = "ListAndSearchTheRegistry"
@@ -625,7 +654,7 @@ data "aws_iam_policy_document" "deploy" {
       "sagemaker:CreatePipeline", "sagemaker:UpdatePipeline", "sagemaker:DescribePipeline", "sagemaker:DeletePipeline",
       "sagemaker:AddTags", "sagemaker:ListTags", "sagemaker:DeleteTags",
     ]
-    resources = [local.stage_arns.models, local.stage_arns.pipelines]
+    resources = concat(local.stage_arns.models, [local.stage_arns.pipelines])
   }
   statement {
     sid       = "PassTheExecutionRoleToSageMaker"
@@ -644,12 +673,12 @@ data "aws_iam_policy_document" "deploy" {
       "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
       "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
     ]
-    resources = [local.stage_arns.roles]
+    resources = local.stage_arns.roles
   }
   statement {
     sid       = "PassTheStagesServiceRolesToEventsAndPipes"
     actions   = ["iam:PassRole"]
-    resources = [local.stage_arns.roles]
+    resources = local.stage_arns.roles
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"

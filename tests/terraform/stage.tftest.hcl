@@ -139,6 +139,20 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
     condition     = aws_pipes_pipe.upload[0].target == aws_sagemaker_pipeline.batch.arn && aws_pipes_pipe.upload[0].source == aws_sqs_queue.uploads[0].arn
     error_message = "the pipe does not connect the upload queue to the pipeline"
   }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.upload_failed_invocations[0].dimensions.RuleName == aws_cloudwatch_event_rule.upload[0].name
+    error_message = "uploads that cannot be queued must raise an alarm"
+  }
+}
+
+run "upload_trigger_refuses_outputs_under_the_input_prefix" {
+  command = plan
+  variables {
+    run_on_upload   = true
+    input_data_url  = "s3://stage-bucket/churn/batch-inference/"
+    output_data_url = "s3://stage-bucket/churn/batch-inference/output"
+  }
+  expect_failures = [aws_cloudwatch_event_rule.upload]
 }
 
 run "no_upload_trigger_unless_asked" {
