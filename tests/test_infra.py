@@ -249,6 +249,9 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
         s for s in policy["Statement"] if s["Sid"] == "TargetDeployRolesReadModelArtifacts"
     )
     assert sorted(readers["Principal"]["AWS"]) == sorted(deploy_roles)
+    trust = aws.client("iam", "dev").get_role(RoleName=f"{PROJECT}-registry-read")["Role"]
+    by_sid = {s.get("Sid"): s for s in trust["AssumeRolePolicyDocument"]["Statement"]}
+    assert sorted(by_sid["TargetDeployRoles"]["Principal"]["AWS"]) == sorted(deploy_roles)
     grants = aws.client("kms", "dev").list_grants(KeyId=key)["Grants"]
     assert sorted(g["GranteePrincipal"] for g in grants) == sorted(deploy_roles)
     assert all(sorted(g["Operations"]) == ["Decrypt", "DescribeKey"] for g in grants)

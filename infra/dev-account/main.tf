@@ -244,6 +244,16 @@ data "aws_iam_policy_document" "registry_read_trust" {
       values   = local.github_subject
     }
   }
+  # and the target accounts' deploy roles, for build.py --source-role-arn from a stage's
+  # credentials (e.g. a deployment run outside GitHub)
+  statement {
+    sid     = "TargetDeployRoles"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "AWS"
+      identifiers = var.target_deploy_role_arns
+    }
+  }
 }
 
 resource "aws_iam_role" "registry_read" {

@@ -601,6 +601,11 @@ data "aws_iam_policy_document" "deploy" {
     resources = ["arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${local.ssm_prefix}", "arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${local.ssm_prefix}/*"]
   }
   statement {
+    sid       = "AssumeTheDevRegistryReadRole" # build.py --source-role-arn (infra/dev-account)
+    actions   = ["sts:AssumeRole"]
+    resources = ["arn:${local.partition}:iam::${var.dev_account_id}:role/${var.project_name}-registry-read"]
+  }
+  statement {
     sid       = "CopyArtifactsAndUploadDefinitions"
     actions   = ["s3:GetObject", "s3:PutObject", "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:AbortMultipartUpload"]
     resources = [local.project_objects]
