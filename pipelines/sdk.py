@@ -6,7 +6,10 @@ touches this file only. Importing SDK v3 has two side effects we neutralise:
 * ``sagemaker.mlops`` builds a boto3 client at import time and raises ``NoRegionError`` when no
   region is configured;
 * with no credentials in the environment, that client creation probes the EC2 instance
-  metadata service, i.e. a network call from a mere ``import``.
+  metadata service, i.e. a network call from a mere ``import``;
+* ``sagemaker.core.experiments._metrics`` calls ``logging.basicConfig(level=INFO)``, which
+  makes every library's INFO lines (botocore's credential and endpoint lookups) print on
+  stderr of any program that imports this module.
 
 Building steps has the same needs (``ProcessingStep`` creates a local-mode client from the
 default boto3 session). :func:`quiet_environment` confines both to the block that needs them:
@@ -43,7 +46,21 @@ def quiet_environment(region: str | None = None) -> Iterator[None]:
         yield
 
 
-with quiet_environment():
+@contextmanager
+def _root_logger_untouched() -> Iterator[None]:
+    """Undo what the block does to the root logger (the SDK's import-time basicConfig)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
+with quiet_environment(), _root_logger_untouched():
     from sagemaker.core import image_uris
     from sagemaker.core.helper.iam_role_resolver import RoleValidationError
     from sagemaker.core.network import NetworkConfig

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -276,6 +277,24 @@ def test_cli_renders_offline_from_a_fresh_interpreter(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(out.read_text())["Steps"][1]["Name"] == "BatchTransform"
+
+
+def test_importing_the_sdk_leaves_the_root_logger_alone() -> None:
+    """The SDK's import-time basicConfig(INFO) would print every library's INFO lines."""
+    script = (
+        "import logging; import pipelines.batch_inference.pipeline; "
+        "root = logging.getLogger(); print(root.level, len(root.handlers))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(logging.WARNING), "0"]
 
 
 def test_parameterize_definition_points_a_field_at_a_parameter() -> None:
