@@ -1,4 +1,4 @@
-"""Shared fixtures: the AWS emulator and a guard that fails on any network connection."""
+"""Shared fixtures: the AWS emulator, terraform, and a guard against network connections."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from pipelines.local.emulator import Emulator, environment, running_emulator
+from tests.terraform_cli import terraform
+
+__all__ = ["terraform"]  # the fixture lives with the code that runs terraform
 
 
 @pytest.fixture(scope="session")

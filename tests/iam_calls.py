@@ -31,6 +31,7 @@ S3_ACTIONS = {
     "ListObjects": "s3:ListBucket",
     "HeadBucket": "s3:ListBucket",
 }
+BUCKET_OPERATIONS = {"HeadBucket", "ListObjectsV2", "ListObjects"}  # authorised on the bucket
 NEEDS_NO_PERMISSION = {("sts", "GetCallerIdentity")}
 
 
@@ -59,20 +60,12 @@ def required_permissions(
     if (service, operation) in NEEDS_NO_PERMISSION:
         return []
     if service == "s3":
-        needed = [
-            (
-                S3_ACTIONS.get(operation, f"s3:{operation}"),
-                _s3_arn(
-                    params["Bucket"], None if operation.endswith("Bucket") else params.get("Key")
-                )
-                if operation not in ("ListObjectsV2", "ListObjects")
-                else _s3_arn(params["Bucket"]),
-            )
-        ]
+        key = None if operation in BUCKET_OPERATIONS else params.get("Key")
+        needed = [(S3_ACTIONS.get(operation, f"s3:{operation}"), _s3_arn(params["Bucket"], key))]
         source = params.get("CopySource")
         if isinstance(source, str):  # "bucket/key", as botocore's own handler may have made it
-            bucket, _, key = unquote(source.lstrip("/")).partition("/")
-            source = {"Bucket": bucket, "Key": key.split("?versionId=")[0]}
+            source_bucket, _, source_key = unquote(source.lstrip("/")).partition("/")
+            source = {"Bucket": source_bucket, "Key": source_key.split("?versionId=")[0]}
         if source:
             needed.append(("s3:GetObject", _s3_arn(source["Bucket"], source["Key"])))
         return needed

@@ -25,11 +25,9 @@ from tests.terraform_cli import (
     REPO,
     in_account,
     local_root,
-    terraform,
     unexpected_drift,
 )
 
-__all__ = ["terraform"]  # the fixture, imported for pytest
 REPOSITORY = "acme/churn-batch"
 # moto 5.2.5 leaves a bucket's EventBridge notification out of
 # GetBucketNotificationConfiguration, and does not keep a function's DeadLetterConfig, so the

@@ -24,12 +24,10 @@ from tests.terraform_cli import (
     local_root,
     require,
     run_terraform,
-    terraform,
     unexpected_drift,
 )
 
 TEST_FILES = sorted((REPO / "tests" / "terraform").glob("*.tftest.hcl"))
-__all__ = ["terraform"]  # the fixture, imported for pytest
 
 
 @pytest.fixture(scope="session")

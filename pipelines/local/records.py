@@ -207,11 +207,12 @@ def join_select_csv(
     _check_counts(inputs, outputs)
     if quoted is None:
         quoted = any(b'"' in line for line in inputs)
-    all_outputs = b"".join(outputs)  # one C-speed scan for quotes and commas, not one per record
-    if selector.indices == (0, -1) and not quoted and b'"' not in all_outputs:
-        ids = first_fields if first_fields is not None else map(_FIRST, map(_PARTITION, inputs))
-        lasts = map(_THIRD, map(_RPARTITION, outputs)) if b"," in all_outputs else outputs
-        return list(map(_COMMA.join, zip(ids, lasts, strict=True)))
+    if selector.indices == (0, -1) and not quoted:
+        all_outputs = b"".join(outputs)  # one C-speed scan for quotes and commas, not per record
+        if b'"' not in all_outputs:
+            ids = first_fields if first_fields is not None else map(_FIRST, map(_PARTITION, inputs))
+            lasts = map(_THIRD, map(_RPARTITION, outputs)) if b"," in all_outputs else outputs
+            return list(map(_COMMA.join, zip(ids, lasts, strict=True)))
     return select_csv(join_csv(inputs, outputs), selector)
 
 
