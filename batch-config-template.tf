@@ -43,6 +43,11 @@ variable "region" {
 variable "project_name" {
   description = "SageMaker project name: prefixes names and SSM parameters."
   type        = string
+  # the same rule as infra/: every derived name fits AWS's limits (rule and pipe names: 64)
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{1,30}[a-z0-9]$", var.project_name))
+    error_message = "project_name must be 3-32 lowercase letters, digits and hyphens."
+  }
 }
 
 variable "project_id" {
@@ -88,6 +93,17 @@ variable "model_name" {
   }
 }
 
+variable "previous_model" {
+  description = "The model this stage ran before this deployment (build.py reads it from the deployment record): kept until the next deployment, so runs started with it still find it."
+  type = object({
+    model_name               = string
+    model_package_arn        = string
+    source_model_package_arn = string
+    model_version            = number
+  })
+  default = null
+}
+
 variable "artifacts_bucket" {
   description = "The stage's artifact bucket (from SSM)."
   type        = string
@@ -95,6 +111,16 @@ variable "artifacts_bucket" {
 
 variable "sagemaker_role_arn" {
   description = "Execution role of the model and the pipeline (from SSM)."
+  type        = string
+}
+
+variable "start_pipeline_role_arn" {
+  description = "Role EventBridge starts the pipeline with (from SSM; infra/target-account makes it, so deploying needs no IAM writes)."
+  type        = string
+}
+
+variable "upload_pipe_role_arn" {
+  description = "Role the run-on-upload pipe reads the queue and starts the pipeline with (from SSM)."
   type        = string
 }
 
@@ -223,7 +249,7 @@ locals {
   input_bucket = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[0]
   input_prefix = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[1]
   pipeline_parameters = {
-    ModelName               = aws_sagemaker_model.batch.name
+    ModelName               = aws_sagemaker_model.batch[var.model_name].name
     InputDataUrl            = var.input_data_url
     OutputDataUrl           = var.output_data_url
     FeatureSchemaUrl        = var.feature_schema_url
@@ -267,17 +293,42 @@ resource "aws_kms_key" "fallback" {
         Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
       },
+      {
+        Sid       = "TheUploadPipeReadsTheQueue"
+        Effect    = "Allow"
+        Principal = { AWS = var.upload_pipe_role_arn }
+        Action    = "kms:Decrypt"
+        Resource  = "*"
+      },
     ]
   })
 }
 
+# One model per version, keyed by name: the promoted one, and the one deployed before it. A
+# run started before this deployment names the previous model and may still be running its
+# Preprocess step; its BatchTransform needs that model, so it is deleted only by the
+# deployment after next. (A new version adds a key: no replacement, nothing deleted early.)
+locals {
+  deployed_model = {
+    model_name               = var.model_name
+    model_package_arn        = var.model_package_arn
+    source_model_package_arn = var.source_model_package_arn
+    model_version            = var.model_version
+  }
+  models = {
+    for m in distinct(compact([var.model_name, try(var.previous_model.model_name, "")])) : m =>
+    m == var.model_name ? local.deployed_model : var.previous_model
+  }
+}
+
 resource "aws_sagemaker_model" "batch" {
-  name                     = var.model_name
+  for_each                 = local.models
+  name                     = each.key
   execution_role_arn       = var.sagemaker_role_arn
   enable_network_isolation = true
 
   primary_container {
-    model_package_name = var.model_package_arn
+    model_package_name = each.value.model_package_arn
   }
 
   dynamic "vpc_config" {
@@ -289,15 +340,22 @@ resource "aws_sagemaker_model" "batch" {
   }
 
   tags = {
-    "model-version"        = tostring(var.model_version)
-    "source-model-package" = var.source_model_package_arn
+    "model-version"        = tostring(each.value.model_version)
+    "source-model-package" = each.value.source_model_package_arn
   }
+}
 
-  # a new version gets a new model before the old one goes (the schedule never points at
-  # a deleted model)
-  lifecycle {
-    create_before_destroy = true
-  }
+# What this deployment runs and keeps, for build.py to read at the next promotion (its
+# previous_model). In the stage's bucket, which build.py and this deploy already use.
+resource "aws_s3_object" "deployment_record" {
+  bucket       = var.artifacts_bucket
+  key          = "${var.project_name}/deployments/${var.environment}/deployed-model.json"
+  content_type = "application/json"
+  content = jsonencode({
+    current  = local.deployed_model
+    previous = var.previous_model
+  })
+  kms_key_id = var.kms_key_arn
 }
 
 resource "aws_sagemaker_pipeline" "batch" {
@@ -305,38 +363,20 @@ resource "aws_sagemaker_pipeline" "batch" {
   pipeline_display_name = var.pipeline_name
   role_arn              = var.sagemaker_role_arn
 
-  # the key is content-addressed: it changes exactly when the definition does
+  # the key is content-addressed: it changes exactly when the definition does, and then the
+  # update sends the new location
   pipeline_definition_s3_location {
     bucket     = var.artifacts_bucket
     object_key = var.pipeline_definition_s3_key
   }
-}
 
-# EventBridge assumes this role to start the pipeline, and nothing else.
-resource "aws_iam_role" "scheduler" {
-  name = "${local.name}-start-pipeline"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "events.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-      Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
-    }]
-  })
-}
-
-resource "aws_iam_role_policy" "scheduler" {
-  name = "start-pipeline"
-  role = aws_iam_role.scheduler.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect   = "Allow"
-      Action   = "sagemaker:StartPipelineExecution"
-      Resource = aws_sagemaker_pipeline.batch.arn
-    }]
-  })
+  # Provider 5.x reads the definition's text back into pipeline_definition (optional, not
+  # computed), so without this every later plan would set it to null and the update would
+  # send an empty PipelineDefinition beside the S3 location, which AWS refuses
+  # (hashicorp/terraform-provider-aws#38259). Ignored, the update sends the location alone.
+  lifecycle {
+    ignore_changes = [pipeline_definition]
+  }
 }
 
 resource "aws_cloudwatch_event_rule" "schedule" {
@@ -369,7 +409,7 @@ resource "aws_sqs_queue_policy" "schedule_dlq" {
 resource "aws_cloudwatch_event_target" "pipeline" {
   rule     = aws_cloudwatch_event_rule.schedule.name
   arn      = aws_sagemaker_pipeline.batch.arn
-  role_arn = aws_iam_role.scheduler.arn
+  role_arn = var.start_pipeline_role_arn
 
   sagemaker_pipeline_target {
     dynamic "pipeline_parameter_list" {
@@ -407,7 +447,7 @@ resource "aws_cloudwatch_event_rule" "upload" {
       error_message = "run_on_upload needs input_data_url to be a prefix inside its bucket (not the bucket root) that output_data_url is not under."
     }
   }
-  name        = "${local.name}-batch-inference-on-upload"
+  name        = "${local.name}-on-upload"
   description = "Queues a run of ${var.pipeline_name} for each object uploaded under ${var.input_data_url}."
   event_pattern = jsonencode({
     source        = ["aws.s3"]
@@ -465,51 +505,11 @@ resource "aws_cloudwatch_event_target" "upload_queue" {
   }
 }
 
-resource "aws_iam_role" "upload_pipe" {
-  count = var.run_on_upload ? 1 : 0
-  name  = "${local.name}-upload-pipe"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "pipes.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-      Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
-    }]
-  })
-}
-
-resource "aws_iam_role_policy" "upload_pipe" {
-  count = var.run_on_upload ? 1 : 0
-  name  = "read-uploads-start-pipeline"
-  role  = aws_iam_role.upload_pipe[0].id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Effect   = "Allow"
-        Action   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
-        Resource = aws_sqs_queue.uploads[0].arn
-      },
-      {
-        Effect   = "Allow"
-        Action   = "kms:Decrypt"
-        Resource = local.kms_key_arn
-      },
-      {
-        Effect   = "Allow"
-        Action   = "sagemaker:StartPipelineExecution"
-        Resource = aws_sagemaker_pipeline.batch.arn
-      },
-    ]
-  })
-}
-
 resource "aws_pipes_pipe" "upload" {
   count       = var.run_on_upload ? 1 : 0
-  name        = "${local.name}-batch-inference-on-upload"
+  name        = "${local.name}-on-upload"
   description = "Starts ${var.pipeline_name} on one uploaded object."
-  role_arn    = aws_iam_role.upload_pipe[0].arn
+  role_arn    = var.upload_pipe_role_arn
   source      = aws_sqs_queue.uploads[0].arn
   target      = aws_sagemaker_pipeline.batch.arn
 
@@ -530,8 +530,6 @@ resource "aws_pipes_pipe" "upload" {
       }
     }
   }
-
-  depends_on = [aws_iam_role_policy.upload_pipe]
 }
 
 # ----------------------------------------------------------------------------- alarms
@@ -671,7 +669,7 @@ resource "aws_cloudwatch_dashboard" "batch" {
 # ----------------------------------------------------------------------------- outputs
 
 output "model_name" {
-  value = aws_sagemaker_model.batch.name
+  value = aws_sagemaker_model.batch[var.model_name].name
 }
 
 output "pipeline_arn" {

@@ -235,12 +235,20 @@ class StageSettings:
 
     artifacts_bucket: str
     sagemaker_role_arn: str
+    start_pipeline_role_arn: str
+    upload_pipe_role_arn: str
     kms_key_arn: str | None = None
     subnet_ids: list[str] = field(default_factory=list)
     security_group_ids: list[str] = field(default_factory=list)
 
 
-SSM_REQUIRED = {"artifacts-bucket": "artifacts_bucket", "sagemaker-role-arn": "sagemaker_role_arn"}
+SSM_REQUIRED = {
+    "artifacts-bucket": "artifacts_bucket",
+    "sagemaker-role-arn": "sagemaker_role_arn",
+    # the schedule's and the upload trigger's roles: made by infra/, so deploys write no IAM
+    "start-pipeline-role-arn": "start_pipeline_role_arn",
+    "upload-pipe-role-arn": "upload_pipe_role_arn",
+}
 SSM_OPTIONAL = {"kms-key-arn": "kms_key_arn"}
 SSM_LISTS = {"subnet-ids": "subnet_ids", "security-group-ids": "security_group_ids"}
 
@@ -596,6 +604,37 @@ def upload_if_absent(
     return f"s3://{bucket}/{key}"
 
 
+def deployment_record_key(project: str, stage: str) -> str:
+    """Where the stage template records the model it deployed (``aws_s3_object``)."""
+    return f"{project}/deployments/{stage}/deployed-model.json"
+
+
+def previous_model(s3: Any, bucket: str, project: str, stage: str, model_name: str) -> dict | None:
+    """The model the stage ran before this promotion, which the next deploy must keep.
+
+    A run started before the deploy names that model in its ``BatchTransform`` step, so the
+    template keeps it until the deployment after next. Re-deploying the same version keeps
+    the one kept last time. None on a first deployment.
+    """
+    key = deployment_record_key(project, stage)
+    with aws_errors(f"reading the deployment record s3://{bucket}/{key}"):
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if is_not_found(error):
+                return None
+            raise
+    try:
+        record = json.loads(body)
+        current = record["current"]
+        return current if current["model_name"] != model_name else record.get("previous")
+    except (ValueError, KeyError, TypeError):
+        raise StageNotReady(
+            f"the deployment record s3://{bucket}/{key} is not what batch-config-template.tf "
+            "writes; restore it from its previous version (the bucket is versioned) or delete it"
+        ) from None
+
+
 def load_stage_config(path: Path, stage: str) -> dict[str, Any]:
     """The stage file's settings (``pre-prod-config.tfvars.json`` / ``prod-...``)."""
     try:
@@ -822,8 +861,11 @@ def publish_stage_files(
         "source_model_package_arn": result.source["ModelPackageArn"],
         "model_version": version,
         "model_name": model_name,
+        "previous_model": previous_model(s3, bucket, project, request.stage, model_name),
         "artifacts_bucket": bucket,
         "sagemaker_role_arn": settings.sagemaker_role_arn,
+        "start_pipeline_role_arn": settings.start_pipeline_role_arn,
+        "upload_pipe_role_arn": settings.upload_pipe_role_arn,
         "kms_key_arn": kms,
         "subnet_ids": settings.subnet_ids,
         "security_group_ids": settings.security_group_ids,

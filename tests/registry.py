@@ -39,11 +39,13 @@ class DevRegistry:
     aws: Emulator
     group: str = GROUP
     bucket: str = DEV_BUCKET
+    create: bool = True  # False: the registry exists already (a second handle on it)
 
     def __post_init__(self) -> None:
         self.sagemaker = self.aws.client("sagemaker", "dev")
         self.s3 = self.aws.client("s3", "dev")
-        sandbox.create_dev_registry(self.aws, self.group, self.bucket)
+        if self.create:
+            sandbox.create_dev_registry(self.aws, self.group, self.bucket)
 
     def put_artifact(self, key: str, body: bytes) -> str:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)

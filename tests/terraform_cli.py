@@ -87,12 +87,18 @@ def local_root(source: Path, directory: Path) -> Path:
 def in_account(
     terraform: str, aws: Emulator, account: str, root: Path
 ) -> Callable[..., subprocess.CompletedProcess]:
-    """``tf(*args)``: terraform in ``root`` with ``account``'s credentials, asserting success."""
+    """``tf(*args)``: terraform in ``root`` with ``account``'s credentials, asserting success.
+
+    The provider logs every request it sends to ``root/provider.log``
+    (``tests.provider_requests`` reads it back).
+    """
     credentials = aws.account(account).get_credentials().get_frozen_credentials()
     account_env = {
         "AWS_ACCESS_KEY_ID": credentials.access_key,
         "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
         "AWS_SESSION_TOKEN": credentials.token,
+        "TF_LOG_PROVIDER": "DEBUG",
+        "TF_LOG_PATH": str(root / "provider.log"),
     }
 
     def tf(*args: str) -> subprocess.CompletedProcess:
@@ -119,14 +125,19 @@ def drifting_attributes(change: dict) -> set[str]:
 def unexpected_drift(plan: dict, allowed: dict[str, set[str]]) -> dict[str, dict]:
     """Changes a plan right after apply wants, beyond what the emulator is known to drop.
 
+    ``allowed`` is keyed by address; ``name[*]`` stands for every instance of ``name``.
     The values are what the emulator holds, so a failing assertion shows them.
     """
-    unexpected = {
-        change["address"]: {
-            key: (change["change"]["before"] or {}).get(key)
-            for key in drifting_attributes(change) - allowed.get(change["address"], set())
-        }
-        for change in plan.get("resource_changes", [])
-        if change["change"]["actions"] != ["no-op"]
-    }
-    return {k: v for k, v in unexpected.items() if v or k not in allowed}
+    unexpected = {}
+    for change in plan.get("resource_changes", []):
+        if change["change"]["actions"] == ["no-op"]:
+            continue
+        address = change["address"]
+        patterns = [
+            p for p in allowed if p == address or (p.endswith("[*]") and address.startswith(p[:-2]))
+        ]
+        drift = drifting_attributes(change) - set().union(*(allowed[p] for p in patterns))
+        if drift or not patterns:
+            before = change["change"]["before"] or {}
+            unexpected[address] = {key: before.get(key) for key in drift}
+    return unexpected

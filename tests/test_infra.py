@@ -82,6 +82,7 @@ def test_target_account_infra_is_what_build_py_reads(
             "github_repository": REPOSITORY,
             "dev_account_id": ACCOUNTS["dev"],
             "dev_artifacts_bucket": dev.bucket,
+            "dev_model_artifact_prefixes": ["training/"],
             "subnet_ids": ["subnet-0a", "subnet-0b"],
             "security_group_ids": ["sg-0a"],
             "output_retention_days": 30,
@@ -127,6 +128,18 @@ def test_target_account_infra_is_what_build_py_reads(
     region, account = REGION, ACCOUNTS["preprod"]
     assert missing_permissions(build_calls["target"], deploy_policy, region, account) == []
     assert missing_permissions(build_calls["target"], {"Statement": []}, region, account)
+    assert iam_writes(deploy_policy) == []
+    passed = {
+        r for s in deploy_policy["Statement"] if "iam:PassRole" in _list(s) for r in _resources(s)
+    }
+    assert passed == {
+        role_arn("preprod", f"{PROJECT}-preprod-{name}")
+        for name in ("sagemaker-execution", "start-pipeline", "upload-pipe")
+    }
+    assert tfvars["start_pipeline_role_arn"] == role_arn(
+        "preprod", f"{PROJECT}-preprod-start-pipeline"
+    )
+    assert tfvars["upload_pipe_role_arn"] == role_arn("preprod", f"{PROJECT}-preprod-upload-pipe")
     trust = iam.get_role(RoleName=f"{PROJECT}-preprod-deploy")["Role"]["AssumeRolePolicyDocument"]
     (statement,) = trust["Statement"]
     assert statement["Condition"]["StringEquals"] == {
@@ -138,7 +151,24 @@ def test_target_account_infra_is_what_build_py_reads(
     )["PolicyDocument"]
     granted = {s["Sid"]: s for s in execution["Statement"]}
     assert granted["WriteRunOutputs"]["Resource"].endswith(f"/{PROJECT}/batch-inference/output/*")
-    assert "AttachToTheStageSubnets" in granted  # subnets given -> ENI permissions
+    # subnets given -> network interfaces, in those subnets and security groups only
+    ec2 = f"arn:aws:ec2:{REGION}:{ACCOUNTS['preprod']}"
+    assert sorted(_resources(granted["CreateInterfacesInTheStageSubnets"])) == [
+        f"{ec2}:network-interface/*",
+        f"{ec2}:security-group/sg-0a",
+        f"{ec2}:subnet/subnet-0a",
+        f"{ec2}:subnet/subnet-0b",
+    ]
+    assert granted["ManageInterfacesInTheStageSubnets"]["Condition"]["ArnEquals"] == {
+        "ec2:Subnet": [f"{ec2}:subnet/subnet-0a", f"{ec2}:subnet/subnet-0b"]
+    }
+    unscoped = [s for s in granted.values() if "*" in _resources(s)]
+    assert {a for s in unscoped for a in _list(s)} <= {
+        "cloudwatch:PutMetricData",
+        "ecr:GetAuthorizationToken",
+        *(f"ec2:Describe{n}" for n in ("NetworkInterfaces", "Vpcs", "DhcpOptions", "Subnets")),
+        "ec2:DescribeSecurityGroups",
+    }
     assert not any(a == "*" or a.endswith(":*") for s in granted.values() for a in _list(s))
     logs = aws.client("logs", "preprod").describe_log_groups(logGroupNamePrefix="/aws/sagemaker/")
     assert {g["logGroupName"]: g["retentionInDays"] for g in logs["logGroups"]} == {
@@ -167,6 +197,38 @@ def test_target_account_infra_is_what_build_py_reads(
 def _list(statement: dict) -> list[str]:
     actions = statement["Action"]
     return [actions] if isinstance(actions, str) else actions
+
+
+def _resources(statement: dict) -> list[str]:
+    resources = statement["Resource"]
+    return [resources] if isinstance(resources, str) else resources
+
+
+def iam_writes(policy: dict) -> list[str]:
+    """Allowed actions that could change what some principal may do: every IAM action but
+    reads and PassRole (a principal that may write a role's trust and policies can make it
+    trust itself and assume it), and any wildcard that covers IAM."""
+    return [
+        action
+        for statement in policy["Statement"]
+        if statement.get("Effect", "Allow") == "Allow"
+        for action in _list(statement)
+        if action in ("*", "iam:*")
+        or (
+            action.lower().startswith("iam:")
+            and action != "iam:PassRole"
+            and not action.split(":")[1].startswith(("Get", "List"))
+        )
+        or ("*" in action and action.lower().startswith("iam:"))
+    ]
+
+
+def test_the_iam_write_check_is_not_vacuous() -> None:
+    """What the template's deploy role once had (iam:PutRolePolicy on its service roles)."""
+    granted = {"Statement": [{"Effect": "Allow", "Action": ["iam:GetRole", "iam:PutRolePolicy"]}]}
+    assert iam_writes(granted) == ["iam:PutRolePolicy"]
+    assert iam_writes({"Statement": [{"Effect": "Allow", "Action": "iam:Update*"}]})
+    assert iam_writes({"Statement": [{"Effect": "Allow", "Action": "iam:PassRole"}]}) == []
 
 
 def approval_event(status: str, group: str = GROUP) -> dict:
@@ -204,6 +266,7 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
             "model_package_group_name": GROUP,
             "github_repository": REPOSITORY,
             "model_artifacts_bucket": dev.bucket,
+            "model_artifact_prefixes": ["training/"],
             "model_artifacts_kms_key_arn": key,
             "manage_model_artifacts_bucket_policy": True,
             "target_deploy_role_arns": deploy_roles,

@@ -626,9 +626,13 @@ def counting_clients(aws: Emulator) -> tuple[utils.Clients, Counter]:
         made = aws.account(account).client(
             service, endpoint_url=aws.endpoint_url, config=CLIENT_CONFIG
         )
-        made.meta.events.register(
-            "before-call", lambda model, **_: calls.update([f"{account}:{service}:{model.name}"])
-        )
+
+        def count(model, params, **_):
+            # the one small object build.py reads: the stage's deployment record
+            record = params.get("Key", "").endswith("/deployed-model.json")
+            calls.update([f"{account}:{service}:{model.name}{':record' if record else ''}"])
+
+        made.meta.events.register("before-parameter-build", count)
         return made
 
     clients = utils.Clients(
@@ -690,9 +694,10 @@ def test_large_artifact_is_copied_server_side_byte_for_byte(
         hashlib.sha256(body).digest()
     )
     # the bytes never came through this process: no download, one server-side copy
-    assert not any(name.endswith(("GetObject", "PutObject:model")) for name in calls)
+    assert not any(name.endswith(("GetObject", "PutObject:model")) for name in calls), calls
     assert calls["preprod:s3:CopyObject"] == 1
     assert calls["dev:s3:GetObject"] == 0 and calls["preprod:s3:GetObject"] == 0
+    assert calls["preprod:s3:GetObject:record"] == 1  # the deployment record, not the model
 
 
 def test_multipart_server_side_copy(aws: Emulator, dev: DevRegistry, preprod: dict) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import hcl2
 import pytest
 
 from pipelines.local.emulator import Emulator
+from pipelines.local.transform import resolve_model
+from tests.provider_requests import Request, logged_requests, problems
 from tests.registry import PROJECT, DevRegistry, create_stage, run_build
 from tests.terraform_cli import (
     CHECKOV,
@@ -91,13 +94,15 @@ def declared_variables() -> dict[str, dict]:
 
 def promoted_tfvars(aws: Emulator, stage: str, tmp_path: Path) -> dict:
     """Real build.py output for ``stage``, against the emulator."""
-    dev = DevRegistry(aws)
-    dev.register("Approved")
+    DevRegistry(aws).register("Approved")
     create_stage(aws, stage, subnets=["subnet-0a"] if stage == "prod" else None)
-    output = tmp_path / f"{stage}.tfvars.json"
-    code = run_build(tmp_path, stage=stage)
-    assert code == 0
-    return json.loads(output.read_text())
+    return promote_next(stage, tmp_path)
+
+
+def promote_next(stage: str, tmp_path: Path) -> dict:
+    """build.py for ``stage`` again (after a new version was registered): its tfvars."""
+    assert run_build(tmp_path, stage=stage) == 0
+    return json.loads((tmp_path / f"{stage}.tfvars.json").read_text())
 
 
 @pytest.mark.parametrize("stage", ["preprod", "prod"])
@@ -122,15 +127,15 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 passed, 0 failed" in result.stdout
+    assert "12 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
-# EnableNetworkIsolation and VpcConfig of a model (the model is then "replaced"), and the
-# inline PipelineDefinition it echoes for a pipeline created from an S3 location, and a queue's
-# RedrivePolicy, which it re-serialises with spaces (AWS returns the compact JSON it was given).
+# EnableNetworkIsolation and VpcConfig of a model (the model is then "replaced"), and a
+# queue's RedrivePolicy, which it re-serialises with spaces (AWS returns the compact JSON it
+# was given). Nothing of the pipeline may drift: AWS would refuse that update (#38259).
 EMULATOR_DRIFT = {
-    "aws_sagemaker_model.batch": {
+    "aws_sagemaker_model.batch[*]": {
         "enable_network_isolation",
         "vpc_config",
         "arn",
@@ -140,17 +145,30 @@ EMULATOR_DRIFT = {
         "tags_all",
         "primary_container",
     },
-    "aws_sagemaker_pipeline.batch": {"pipeline_definition"},
     "aws_sqs_queue.uploads[0]": {"redrive_policy"},
 }
+# ...and when an apply then sets that RedrivePolicy again, moto's SetQueueAttributes drops the
+# queue's Policy (sqs/models.py `_set_attributes`: `self.policy = attributes.get("Policy")`),
+# while AWS changes only the attributes a request names (SetQueueAttributes API reference).
+AFTER_REAPPLY_DRIFT = {
+    **EMULATOR_DRIFT,
+    "aws_sqs_queue_policy.uploads[0]": {"policy", "queue_url"},
+}
+
+
+def planned_changes(tf: Callable[..., object]) -> dict:
+    tf("plan", "-var-file=stage.tfvars.json", "-out=check.plan")
+    return json.loads(tf("show", "-json", "check.plan").stdout)
 
 
 @pytest.mark.parametrize("stage", ["preprod", "prod"])
 def test_apply_plan_destroy_against_the_emulator(
     aws: Emulator, terraform: str, tmp_path: Path, stage: str
 ) -> None:
-    """The template applied for real by Terraform's AWS provider, to the stage's account."""
+    """The template applied for real by Terraform's AWS provider, to the stage's account:
+    version 1, then version 2 over it (the second deployment), then destroyed."""
     values = promoted_tfvars(aws, stage, tmp_path)
+    assert values["previous_model"] is None  # a first deployment
     module = local_root(TEMPLATE, tmp_path / "module")
     (module / "stage.tfvars.json").write_text(json.dumps(values))
     tf = in_account(terraform, aws, stage, module)
@@ -168,6 +186,7 @@ def test_apply_plan_destroy_against_the_emulator(
     }
     assert parameters["ModelName"] == values["model_name"]
     assert parameters["TransformInstanceCount"] == str(values["transform_instance_count"])
+    assert target["RoleArn"] == values["start_pipeline_role_arn"]
     pipeline = sagemaker.describe_pipeline(PipelineName=values["pipeline_name"])
     assert target["Arn"] == pipeline["PipelineArn"]
     model = sagemaker.describe_model(ModelName=values["model_name"])
@@ -177,6 +196,7 @@ def test_apply_plan_destroy_against_the_emulator(
         (pipe,) = pipes
         described = aws.client("pipes", stage).describe_pipe(Name=pipe["Name"])
         assert described["Target"] == pipeline["PipelineArn"]
+        assert described["RoleArn"] == values["upload_pipe_role_arn"]
         upload_parameters = {
             p["Name"]: p["Value"]
             for p in described["TargetParameters"]["SageMakerPipelineParameters"][
@@ -186,11 +206,93 @@ def test_apply_plan_destroy_against_the_emulator(
         assert upload_parameters == {**parameters, "InputDataUrl": "$.body.input_data_url"}
     else:
         assert pipes == []
+    # deploying writes no IAM: the roles are the base infrastructure's
+    state = json.loads(tf("show", "-json").stdout)["values"]["root_module"]["resources"]
+    assert [r["address"] for r in state if r["type"].startswith("aws_iam_")] == []
+    assert unexpected_drift(planned_changes(tf), EMULATOR_DRIFT) == {}
 
-    tf("plan", "-var-file=stage.tfvars.json", "-out=after-apply.plan")
-    plan = json.loads(tf("show", "-json", "after-apply.plan").stdout)
-    assert unexpected_drift(plan, EMULATOR_DRIFT) == {}
+    # A run starts with version 1 (the schedule's parameters) and is still in Preprocess...
+    in_flight = parameters["ModelName"]
+    # ...when version 2 is approved, promoted and deployed: the second deployment.
+    dev = DevRegistry(aws, create=False)
+    dev.register("Approved")
+    second = promote_next(stage, tmp_path)
+    assert second["model_version"] == values["model_version"] + 1
+    assert second["previous_model"] == {
+        "model_name": values["model_name"],
+        "model_package_arn": values["model_package_arn"],
+        "source_model_package_arn": values["source_model_package_arn"],
+        "model_version": values["model_version"],
+    }
+    assert second["pipeline_definition_s3_key"] != values["pipeline_definition_s3_key"]
+    (module / "stage.tfvars.json").write_text(json.dumps(second))
+    tf("apply", "-auto-approve", "-var-file=stage.tfvars.json")
+
+    (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
+    parameters = {
+        p["Name"]: p["Value"]
+        for p in target["SageMakerPipelineParameters"]["PipelineParameterList"]
+    }
+    assert parameters["ModelName"] == second["model_name"]
+    # the update sent version 2's definition location, and nothing AWS would refuse beside it
+    sent = logged_requests(module / "provider.log")
+    (update,) = [r for r in sent if r.operation == "UpdatePipeline"]
+    assert update.body == {
+        "PipelineName": second["pipeline_name"],
+        "PipelineDefinitionS3Location": {
+            "Bucket": second["artifacts_bucket"],
+            "ObjectKey": second["pipeline_definition_s3_key"],
+        },
+    }
+    definition = sagemaker.describe_pipeline(PipelineName=second["pipeline_name"])
+    assert second["model_name"] in definition["PipelineDefinition"]  # version 2's definition
+    # the run in flight reaches BatchTransform: its model still resolves, artifact and all
+    spec = resolve_model(sagemaker, in_flight)
+    assert spec.model_data_url.startswith(f"s3://{values['artifacts_bucket']}/")
+    assert (
+        spec.model_data_url
+        == (
+            sagemaker.describe_model_package(ModelPackageName=values["model_package_arn"])[
+                "InferenceSpecification"
+            ]["Containers"][0]["ModelDataUrl"]
+        )
+    )
+    # the third plan: nothing to do (no pipeline_definition -> null, which AWS would refuse)
+    assert unexpected_drift(planned_changes(tf), AFTER_REAPPLY_DRIFT) == {}
+
+    # version 3: version 1's model goes, version 2's stays for runs started before
+    dev.register("Approved")
+    third = promote_next(stage, tmp_path)
+    assert third["previous_model"]["model_name"] == second["model_name"]
+    (module / "stage.tfvars.json").write_text(json.dumps(third))
+    tf("apply", "-auto-approve", "-var-file=stage.tfvars.json")
+    models = {m["ModelName"] for m in sagemaker.list_models()["Models"]}
+    assert models == {second["model_name"], third["model_name"]}
 
     tf("destroy", "-auto-approve", "-var-file=stage.tfvars.json")
+    sent = logged_requests(module / "provider.log")
+    assert {r.operation for r in sent} >= {"CreatePipeline", "PutRule", "PutTargets", "CreateModel"}
+    assert [p for r in sent for p in problems(r)] == []
     assert events.list_rules(NamePrefix=rule)["Rules"] == []
     assert sagemaker.list_pipelines()["PipelineSummaries"] == []
+    assert sagemaker.list_models()["Models"] == []
+
+
+def test_the_request_check_refuses_what_aws_refuses() -> None:
+    """The check above is not vacuous: the update provider 5.100 sends for a pipeline whose
+    definition was read back (#38259), a 65-character rule name, an unknown enum."""
+    refused = [
+        Request(
+            "sagemaker",
+            "UpdatePipeline",
+            {
+                "PipelineName": "p",
+                "PipelineDefinition": "",
+                "PipelineDefinitionS3Location": {"Bucket": "b", "ObjectKey": "k"},
+            },
+        ),
+        Request("events", "PutRule", {"Name": "r" * 65, "ScheduleExpression": "rate(1 day)"}),
+        Request("events", "PutRule", {"Name": "r", "State": "SOMETIMES"}),
+    ]
+    assert [bool(problems(r)) for r in refused] == [True, True, True]
+    assert problems(Request("events", "PutRule", {"Name": "r" * 64, "State": "ENABLED"})) == []

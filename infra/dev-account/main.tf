@@ -82,6 +82,15 @@ variable "model_artifacts_bucket" {
   type        = string
 }
 
+variable "model_artifact_prefixes" {
+  description = "Key prefixes of model_artifacts_bucket under which the packages' model artifacts lie (e.g. [\"training/\"]): the deploy side reads only these, not the training data beside them."
+  type        = list(string)
+  validation {
+    condition     = length(var.model_artifact_prefixes) > 0 && alltrue([for p in var.model_artifact_prefixes : can(regex("^[^/*][^*]*/$", p))])
+    error_message = "model_artifact_prefixes must list key prefixes such as \"training/\": not empty, no leading slash, no wildcard, ending in a slash."
+  }
+}
+
 variable "model_artifacts_kms_key_arn" {
   description = "KMS key of the model artifacts, if they are SSE-KMS encrypted (the target deploy roles get a grant on it)."
   type        = string
@@ -142,6 +151,7 @@ locals {
   group_arns     = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package-group/${g}"]
   packages_arns  = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package/${g}/*"]
   artifacts_arn  = "arn:${local.partition}:s3:::${var.model_artifacts_bucket}"
+  artifact_arns  = [for prefix in var.model_artifact_prefixes : "${local.artifacts_arn}/${prefix}*"]
   github_subject = [for environment in ["preprod", "prod"] : "repo:${var.github_repository}:environment:${environment}"]
 }
 
@@ -275,10 +285,21 @@ data "aws_iam_policy_document" "registry_read" {
     actions   = ["sagemaker:ListModelPackages"]
     resources = ["*"] # ListModelPackages has no resource type
   }
+  # the model artifacts only, not the training data that may share the bucket
   statement {
     sid       = "ReadTheArtifacts"
-    actions   = ["s3:GetObject", "s3:ListBucket"]
-    resources = [local.artifacts_arn, "${local.artifacts_arn}/*"]
+    actions   = ["s3:GetObject"]
+    resources = local.artifact_arns
+  }
+  statement {
+    sid       = "ListTheArtifactPrefixes"
+    actions   = ["s3:ListBucket"]
+    resources = [local.artifacts_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [for prefix in var.model_artifact_prefixes : "${prefix}*"]
+    }
   }
   dynamic "statement" {
     for_each = var.model_artifacts_kms_key_arn == null ? [] : [var.model_artifacts_kms_key_arn]
@@ -318,11 +339,25 @@ data "aws_iam_policy_document" "model_artifacts_bucket" {
   }
   statement {
     sid       = "TargetDeployRolesReadModelArtifacts"
-    actions   = ["s3:GetObject", "s3:GetObjectTagging", "s3:ListBucket"]
-    resources = [local.artifacts_arn, "${local.artifacts_arn}/*"]
+    actions   = ["s3:GetObject", "s3:GetObjectTagging"]
+    resources = local.artifact_arns
     principals {
       type        = "AWS"
       identifiers = var.target_deploy_role_arns
+    }
+  }
+  statement {
+    sid       = "TargetDeployRolesListModelArtifacts"
+    actions   = ["s3:ListBucket"]
+    resources = [local.artifacts_arn]
+    principals {
+      type        = "AWS"
+      identifiers = var.target_deploy_role_arns
+    }
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [for prefix in var.model_artifact_prefixes : "${prefix}*"]
     }
   }
 }

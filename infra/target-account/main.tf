@@ -93,6 +93,15 @@ variable "dev_artifacts_bucket" {
   type        = string
 }
 
+variable "dev_model_artifact_prefixes" {
+  description = "Key prefixes of dev_artifacts_bucket under which the packages' model artifacts lie (e.g. [\"training/\"]): the deploy role reads only these, not the training data beside them."
+  type        = list(string)
+  validation {
+    condition     = length(var.dev_model_artifact_prefixes) > 0 && alltrue([for p in var.dev_model_artifact_prefixes : can(regex("^[^/*][^*]*/$", p))])
+    error_message = "dev_model_artifact_prefixes must list key prefixes such as \"training/\": not empty, no leading slash, no wildcard, ending in a slash."
+  }
+}
+
 variable "dev_kms_key_arn" {
   description = "KMS key of the dev artifacts, if they are SSE-KMS encrypted."
   type        = string
@@ -137,16 +146,16 @@ variable "manage_job_log_groups" {
   default     = true
 }
 
-variable "sklearn_image_account_id" {
-  description = "Account of the SageMaker scikit-learn images in this region (e.g. 141502667606 in eu-west-1)."
-  type        = string
-  default     = "141502667606"
-}
-
 # ----------------------------------------------------------------------------- names
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
+
+# The account SageMaker's scikit-learn images live in differs by region: the provider's table
+# (no API call) gives this region's, the same one the SDK puts into the pipeline definition.
+data "aws_sagemaker_prebuilt_ecr_image" "sklearn" {
+  repository_name = "sagemaker-scikit-learn"
+}
 
 locals {
   account   = data.aws_caller_identity.current.account_id
@@ -448,7 +457,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "PullTheScikitLearnImage"
     actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
-    resources = ["arn:${local.partition}:ecr:${var.region}:${var.sklearn_image_account_id}:repository/sagemaker-scikit-learn"]
+    resources = ["arn:${local.partition}:ecr:${var.region}:${data.aws_sagemaker_prebuilt_ecr_image.sklearn.registry_id}:repository/sagemaker-scikit-learn"]
   }
   statement {
     sid = "RunThePipelinesJobs"
@@ -477,20 +486,43 @@ data "aws_iam_policy_document" "execution" {
       values   = ["sagemaker.amazonaws.com"]
     }
   }
+  # VPC jobs: SageMaker makes the jobs' network interfaces with this role, in the stage's
+  # subnets and security groups only. The Describe calls have no resource type.
   dynamic "statement" {
     for_each = length(var.subnet_ids) > 0 ? [1] : []
     content {
-      sid = "AttachToTheStageSubnets"
-      actions = [
-        "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
-        "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
-        "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
-      ]
-      resources = ["*"] # EC2's ENI calls do not support resource-level permissions
+      sid       = "DescribeTheNetwork"
+      actions   = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]
+      resources = ["*"]
       condition {
         test     = "StringEquals"
         variable = "aws:RequestedRegion"
         values   = [var.region]
+      }
+    }
+  }
+  dynamic "statement" {
+    for_each = length(var.subnet_ids) > 0 ? [1] : []
+    content {
+      sid     = "CreateInterfacesInTheStageSubnets"
+      actions = ["ec2:CreateNetworkInterface"]
+      resources = concat(
+        [for id in var.subnet_ids : "${format(local.arn_prefix, "ec2")}:subnet/${id}"],
+        [for id in var.security_group_ids : "${format(local.arn_prefix, "ec2")}:security-group/${id}"],
+        ["${format(local.arn_prefix, "ec2")}:network-interface/*"],
+      )
+    }
+  }
+  dynamic "statement" {
+    for_each = length(var.subnet_ids) > 0 ? [1] : []
+    content {
+      sid       = "ManageInterfacesInTheStageSubnets"
+      actions   = ["ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission"]
+      resources = ["${format(local.arn_prefix, "ec2")}:network-interface/*"]
+      condition {
+        test     = "ArnEquals"
+        variable = "ec2:Subnet"
+        values   = [for id in var.subnet_ids : "${format(local.arn_prefix, "ec2")}:subnet/${id}"]
       }
     }
   }
@@ -502,14 +534,94 @@ resource "aws_iam_role_policy" "execution" {
   policy = data.aws_iam_policy_document.execution.json
 }
 
+# ----------------------------------------------------------------------------- service roles
+# The stage template's schedule (EventBridge) and upload trigger (Pipes) start the pipeline
+# with these roles. They live here, not in the template, so the deploy role needs no IAM
+# writes at all: a principal that may write a role's trust and policies can make that role
+# trust itself and assume it (self-escalation). The deploy role may only pass them.
+
+locals {
+  stage_pipelines = "${format(local.arn_prefix, "sagemaker")}:pipeline/${local.name}-*"
+  # the queue batch-config-template.tf creates for run on upload
+  upload_queue = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-uploads"
+}
+
+data "aws_iam_policy_document" "service_trust" {
+  for_each = { start_pipeline = "events.amazonaws.com", upload_pipe = "pipes.amazonaws.com" }
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = [each.value]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account]
+    }
+  }
+}
+
+resource "aws_iam_role" "start_pipeline" {
+  name               = "${local.name}-start-pipeline"
+  description        = "EventBridge starts ${local.name}'s batch-inference pipeline on its schedule."
+  assume_role_policy = data.aws_iam_policy_document.service_trust["start_pipeline"].json
+}
+
+data "aws_iam_policy_document" "start_pipeline" {
+  statement {
+    sid       = "StartTheStagesPipeline"
+    actions   = ["sagemaker:StartPipelineExecution"]
+    resources = [local.stage_pipelines]
+  }
+}
+
+resource "aws_iam_role_policy" "start_pipeline" {
+  name   = "start-pipeline"
+  role   = aws_iam_role.start_pipeline.id
+  policy = data.aws_iam_policy_document.start_pipeline.json
+}
+
+resource "aws_iam_role" "upload_pipe" {
+  name               = "${local.name}-upload-pipe"
+  description        = "An EventBridge Pipe starts ${local.name}'s pipeline for each uploaded input object."
+  assume_role_policy = data.aws_iam_policy_document.service_trust["upload_pipe"].json
+}
+
+data "aws_iam_policy_document" "upload_pipe" {
+  statement {
+    sid       = "ReadTheUploadQueue"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    resources = [local.upload_queue]
+  }
+  statement {
+    sid       = "DecryptTheQueuedMessages"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.stage.arn]
+  }
+  statement {
+    sid       = "StartTheStagesPipeline"
+    actions   = ["sagemaker:StartPipelineExecution"]
+    resources = [local.stage_pipelines]
+  }
+}
+
+resource "aws_iam_role_policy" "upload_pipe" {
+  name   = "read-uploads-start-pipeline"
+  role   = aws_iam_role.upload_pipe.id
+  policy = data.aws_iam_policy_document.upload_pipe.json
+}
+
 # ----------------------------------------------------------------------------- SSM contract
 
 locals {
   ssm_parameters = merge(
     {
-      "artifacts-bucket"   = { type = "String", value = aws_s3_bucket.artifacts.bucket }
-      "sagemaker-role-arn" = { type = "String", value = aws_iam_role.execution.arn }
-      "kms-key-arn"        = { type = "String", value = aws_kms_key.stage.arn }
+      "artifacts-bucket"        = { type = "String", value = aws_s3_bucket.artifacts.bucket }
+      "sagemaker-role-arn"      = { type = "String", value = aws_iam_role.execution.arn }
+      "kms-key-arn"             = { type = "String", value = aws_kms_key.stage.arn }
+      "start-pipeline-role-arn" = { type = "String", value = aws_iam_role.start_pipeline.arn }
+      "upload-pipe-role-arn"    = { type = "String", value = aws_iam_role.upload_pipe.arn }
     },
     length(var.subnet_ids) > 0 ? {
       "subnet-ids"         = { type = "StringList", value = join(",", var.subnet_ids) }
@@ -579,14 +691,12 @@ locals {
     group     = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model-package-group/${g}"])
     packages  = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model-package/${g}/*"])
     models    = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model/${g}-${var.environment}-*"])
-    pipelines = "${format(local.arn_prefix, "sagemaker")}:pipeline/${local.name}-*"
+    pipelines = local.stage_pipelines
     rules     = "${format(local.arn_prefix, "events")}:rule/${local.name}-*"
     queues    = "${format(local.arn_prefix, "sqs")}:${local.name}-*"
     topics    = "${format(local.arn_prefix, "sns")}:${local.name}-*"
     alarms    = "${format(local.arn_prefix, "cloudwatch")}:alarm:${local.name}-*"
     pipes     = "${format(local.arn_prefix, "pipes")}:pipe/${local.name}-*"
-    # the stage template's two service roles, by name: never the deploy or execution role
-    roles     = [for role in ["start-pipeline", "upload-pipe"] : "arn:${local.partition}:iam::${local.account}:role/${local.name}-${role}"]
     dashboard = "arn:${local.partition}:cloudwatch::${local.account}:dashboard/${local.name}-*"
   }
 }
@@ -594,7 +704,7 @@ locals {
 # What build.py (promotion) and `terraform apply` of batch-config-template.tf do, on this
 # stage's names only.
 data "aws_iam_policy_document" "deploy" {
-  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages and sagemaker:Search have no resource type
+  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages has no resource type
   statement {
     sid       = "ReadTheSsmContract"
     actions   = ["ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameters"]
@@ -615,10 +725,21 @@ data "aws_iam_policy_document" "deploy" {
     actions   = ["s3:ListBucket"]
     resources = [local.bucket_arn]
   }
+  # the model artifacts only, not the training data that may share the bucket
   statement {
     sid       = "ReadDevArtifactsForServerSideCopy"
-    actions   = ["s3:GetObject", "s3:GetObjectTagging", "s3:ListBucket"]
-    resources = ["arn:${local.partition}:s3:::${var.dev_artifacts_bucket}", "arn:${local.partition}:s3:::${var.dev_artifacts_bucket}/*"]
+    actions   = ["s3:GetObject", "s3:GetObjectTagging"]
+    resources = [for prefix in var.dev_model_artifact_prefixes : "arn:${local.partition}:s3:::${var.dev_artifacts_bucket}/${prefix}*"]
+  }
+  statement {
+    sid       = "ListDevArtifactPrefixes"
+    actions   = ["s3:ListBucket"]
+    resources = ["arn:${local.partition}:s3:::${var.dev_artifacts_bucket}"]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = [for prefix in var.dev_model_artifact_prefixes : "${prefix}*"]
+    }
   }
   statement {
     sid       = "TerraformState"
@@ -648,9 +769,9 @@ data "aws_iam_policy_document" "deploy" {
     resources = concat(local.stage_arns.group, local.stage_arns.packages)
   }
   statement {
-    sid       = "ListAndSearchTheRegistry"
-    actions   = ["sagemaker:ListModelPackages", "sagemaker:Search"]
-    resources = ["*"] # list and search calls have no resource type
+    sid       = "ListTheRegistry"
+    actions   = ["sagemaker:ListModelPackages"]
+    resources = ["*"] # ListModelPackages has no resource type
   }
   statement {
     sid = "DeployTheStagesModelAndPipeline"
@@ -672,18 +793,9 @@ data "aws_iam_policy_document" "deploy" {
     }
   }
   statement {
-    sid = "ManageTheStagesServiceRoles"
-    actions = [
-      "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateAssumeRolePolicy", "iam:TagRole", "iam:UntagRole",
-      "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
-      "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
-    ]
-    resources = local.stage_arns.roles
-  }
-  statement {
     sid       = "PassTheStagesServiceRolesToEventsAndPipes"
     actions   = ["iam:PassRole"]
-    resources = local.stage_arns.roles
+    resources = [aws_iam_role.start_pipeline.arn, aws_iam_role.upload_pipe.arn]
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"

@@ -11,15 +11,22 @@ import json
 
 from pipelines.local.emulator import ACCOUNTS, Emulator
 
-SAGEMAKER_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "sagemaker.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
+
+def service_trust(service: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
+SAGEMAKER_TRUST = service_trust("sagemaker.amazonaws.com")
+# the stage's roles (infra/target-account) and the service that assumes each
+STAGE_ROLES = {
+    "sagemaker-role-arn": ("sagemaker-execution", "sagemaker.amazonaws.com"),
+    "start-pipeline-role-arn": ("start-pipeline", "events.amazonaws.com"),
+    "upload-pipe-role-arn": ("upload-pipe", "pipes.amazonaws.com"),
 }
 
 
@@ -56,15 +63,17 @@ def create_stage(
     skip_parameters: tuple[str, ...] = (),
     with_bucket: bool = True,
 ) -> dict[str, str]:
-    """A stage account's bucket, execution role and SSM parameters; returns the parameters."""
+    """A stage account's bucket, roles and SSM parameters; returns the parameters."""
     bucket = stage_bucket(stage)
     if with_bucket:
         create_bucket(aws, stage, bucket)
-    role = aws.client("iam", stage).create_role(
-        RoleName=f"{project}-{stage}-sagemaker-execution",
-        AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST),
-    )["Role"]["Arn"]
-    parameters = {"artifacts-bucket": bucket, "sagemaker-role-arn": role}
+    iam = aws.client("iam", stage)
+    parameters = {"artifacts-bucket": bucket}
+    for parameter, (role, service) in STAGE_ROLES.items():
+        parameters[parameter] = iam.create_role(
+            RoleName=f"{project}-{stage}-{role}",
+            AssumeRolePolicyDocument=json.dumps(service_trust(service)),
+        )["Role"]["Arn"]
     if kms:
         key = aws.client("kms", stage).create_key(Description=f"{stage} artifacts")
         parameters["kms-key-arn"] = key["KeyMetadata"]["Arn"]

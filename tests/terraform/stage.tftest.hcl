@@ -8,9 +8,6 @@ mock_provider "aws" {
   mock_resource "aws_sagemaker_pipeline" {
     defaults = { arn = "arn:aws:sagemaker:eu-west-1:222222222222:pipeline/mock" }
   }
-  mock_resource "aws_iam_role" {
-    defaults = { arn = "arn:aws:iam::222222222222:role/mock-start-pipeline" }
-  }
   mock_resource "aws_cloudwatch_event_rule" {
     defaults = { arn = "arn:aws:events:eu-west-1:222222222222:rule/mock" }
   }
@@ -39,15 +36,15 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the rule does not use the stage's schedule"
   }
   assert {
-    condition     = aws_sagemaker_model.batch.name == var.model_name
-    error_message = "the model is not named after the promoted version"
+    condition     = keys(aws_sagemaker_model.batch) == [var.model_name] && aws_sagemaker_model.batch[var.model_name].name == var.model_name
+    error_message = "a first deployment must create exactly the promoted version's model"
   }
   assert {
-    condition     = one(aws_sagemaker_model.batch.primary_container).model_package_name == var.model_package_arn
+    condition     = one(aws_sagemaker_model.batch[var.model_name].primary_container).model_package_name == var.model_package_arn
     error_message = "the model is not built from the promoted package"
   }
   assert {
-    condition     = aws_sagemaker_model.batch.enable_network_isolation
+    condition     = aws_sagemaker_model.batch[var.model_name].enable_network_isolation
     error_message = "network isolation must be on"
   }
   assert {
@@ -70,12 +67,12 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the schedule's pipeline parameters are not the stage's (ModelName must be the promoted model)"
   }
   assert {
-    condition     = aws_cloudwatch_event_target.pipeline.role_arn == aws_iam_role.scheduler.arn
-    error_message = "the schedule does not use its own role"
+    condition     = aws_cloudwatch_event_target.pipeline.role_arn == var.start_pipeline_role_arn
+    error_message = "the schedule does not use the stage's start-pipeline role"
   }
   assert {
-    condition     = jsondecode(aws_iam_role_policy.scheduler.policy).Statement[0].Resource == aws_sagemaker_pipeline.batch.arn
-    error_message = "the schedule role may start more than this pipeline"
+    condition     = jsondecode(aws_s3_object.deployment_record.content) == { current = { model_name = var.model_name, model_package_arn = var.model_package_arn, source_model_package_arn = var.source_model_package_arn, model_version = var.model_version }, previous = null }
+    error_message = "the deployment record must name the deployed model (build.py reads it as the next previous_model)"
   }
   assert {
     condition     = one(aws_sagemaker_pipeline.batch.pipeline_definition_s3_location).object_key == var.pipeline_definition_s3_key
@@ -145,6 +142,34 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
   }
 }
 
+run "the_previous_model_is_kept_for_runs_in_flight" {
+  command = apply
+  variables {
+    previous_model = {
+      model_name               = "churn-models-preprod-v1"
+      model_package_arn        = "arn:aws:sagemaker:eu-west-1:222222222222:model-package/churn-models/1"
+      source_model_package_arn = "arn:aws:sagemaker:eu-west-1:111111111111:model-package/churn-models/1"
+      model_version            = 1
+    }
+  }
+  assert {
+    condition     = toset(keys(aws_sagemaker_model.batch)) == toset([var.model_name, "churn-models-preprod-v1"])
+    error_message = "the previous version's model must be kept beside the promoted one"
+  }
+  assert {
+    condition     = one(aws_sagemaker_model.batch["churn-models-preprod-v1"].primary_container).model_package_name == var.previous_model.model_package_arn
+    error_message = "the kept model must still be built from its own package"
+  }
+  assert {
+    condition     = { for p in one(aws_cloudwatch_event_target.pipeline.sagemaker_pipeline_target).pipeline_parameter_list : p.name => p.value }["ModelName"] == var.model_name
+    error_message = "the schedule must start runs with the promoted model, not the kept one"
+  }
+  assert {
+    condition     = jsondecode(aws_s3_object.deployment_record.content).previous.model_name == "churn-models-preprod-v1"
+    error_message = "the deployment record must name the kept model"
+  }
+}
+
 run "upload_trigger_refuses_outputs_under_the_input_prefix" {
   command = plan
   variables {
@@ -173,7 +198,7 @@ run "vpc_config_follows_the_subnets" {
     security_group_ids = ["sg-01"]
   }
   assert {
-    condition     = one(aws_sagemaker_model.batch.vpc_config).subnets == toset(["subnet-0a", "subnet-0b"])
+    condition     = one(aws_sagemaker_model.batch[var.model_name].vpc_config).subnets == toset(["subnet-0a", "subnet-0b"])
     error_message = "the model is not placed in the stage's subnets"
   }
 }
@@ -208,4 +233,32 @@ run "rejects_an_unknown_environment" {
     environment = "staging"
   }
   expect_failures = [var.environment]
+}
+
+run "every_name_fits_for_the_longest_project_name" {
+  command = plan
+  variables {
+    project_name  = "abcdefghij-abcdefghij-abcdefghij"
+    run_on_upload = true
+  }
+  assert {
+    condition     = alltrue([for n in [aws_cloudwatch_event_rule.schedule.name, aws_cloudwatch_event_rule.upload[0].name, aws_pipes_pipe.upload[0].name] : length(n) <= 64])
+    error_message = "EventBridge rule and pipe names are 64 characters at most"
+  }
+  assert {
+    condition     = alltrue([for n in [aws_sqs_queue.schedule_dlq.name, aws_sqs_queue.uploads[0].name] : length(n) <= 80])
+    error_message = "SQS queue names are 80 characters at most"
+  }
+  assert {
+    condition     = alltrue([for n in [aws_cloudwatch_metric_alarm.failed_executions.alarm_name, aws_cloudwatch_metric_alarm.upload_failed_invocations[0].alarm_name, aws_cloudwatch_metric_alarm.dead_letters.alarm_name, aws_cloudwatch_dashboard.batch.dashboard_name, aws_sns_topic.alarms.name] : length(n) <= 255])
+    error_message = "alarm, dashboard and topic names are 255 characters at most"
+  }
+}
+
+run "rejects_a_project_name_whose_names_would_not_fit" {
+  command = plan
+  variables {
+    project_name = "abcdefghij-abcdefghij-abcdefghijk"
+  }
+  expect_failures = [var.project_name]
 }

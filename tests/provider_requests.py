@@ -1,0 +1,103 @@
+"""What Terraform's AWS provider really sends, checked against botocore's service models.
+
+The emulator accepts requests AWS refuses (empty strings, over-long names, bad enums), so a
+green apply proves wiring only. With ``TF_LOG_PROVIDER=DEBUG`` the provider logs each
+request's body; the JSON-protocol ones (``X-Amz-Target``) are parsed here and validated the
+way AWS's front end would: botocore's own validator (required members, types, minimums)
+plus the maximums, patterns and enums the model declares.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore.session
+import regex  # Java-style classes such as \p{L}, which re lacks
+from botocore.model import Shape
+from botocore.validate import ParamValidator
+
+# X-Amz-Target prefix -> botocore service name, for the services the roots use
+TARGET_PREFIXES = {
+    "SageMaker": "sagemaker",
+    "AWSEvents": "events",
+    "AmazonSQS": "sqs",
+    "TrentService": "kms",
+    "AmazonSSM": "ssm",
+    "Logs_20140328": "logs",
+    "secretsmanager": "secretsmanager",
+}
+# hclog prints an entry's fields in any order; a multi-line value (the body) on its own lines
+_TARGET = re.compile(r"x_amz_target=(?P<target>[\w.]+)")
+_BODY = re.compile(r"http\.request\.body=\n  \| (?P<body>[^\n]*)")
+
+
+@dataclass(frozen=True)
+class Request:
+    service: str
+    operation: str
+    body: dict[str, Any]
+
+
+def logged_requests(log: Path) -> list[Request]:
+    """Every JSON-protocol request in a provider debug log (``TF_LOG_PATH``)."""
+    requests = []
+    # one log entry per line group; split on the timestamps that start entries
+    for entry in re.split(r"\n(?=\d{4}-\d\d-\d\dT)", log.read_text(errors="replace")):
+        target, body = _TARGET.search(entry), _BODY.search(entry)
+        if "HTTP Request Sent" not in entry or not target:
+            continue
+        prefix, operation = target["target"].rsplit(".", 1)
+        if prefix not in TARGET_PREFIXES:
+            raise AssertionError(f"no botocore service known for X-Amz-Target {prefix!r}")
+        text = body["body"].strip() if body else ""
+        requests.append(
+            Request(TARGET_PREFIXES[prefix], operation, json.loads(text) if text else {})
+        )
+    return requests
+
+
+_session = botocore.session.get_session()
+
+
+def problems(request: Request) -> list[str]:
+    """What AWS's model says is wrong with ``request`` (empty when it would be accepted)."""
+    model = _session.get_service_model(request.service)
+    shape = model.operation_model(request.operation).input_shape
+    found = []
+    if shape is not None:
+        report = ParamValidator().validate(request.body, shape)
+        if report.has_errors():
+            found.append(report.generate_report())
+        found.extend(_limits(request.body, shape, request.operation))
+    return [f"{request.service}.{request.operation}: {p}" for p in found]
+
+
+def _limits(value: Any, shape: Shape, path: str) -> list[str]:
+    """The maximums, patterns and enums botocore's validator leaves out."""
+    found = []
+    meta = shape.metadata
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for name, member in shape.members.items():
+            if name in value:
+                found += _limits(value[name], member, f"{path}.{name}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        if "max" in meta and len(value) > meta["max"]:
+            found.append(f"{path} has {len(value)} items, at most {meta['max']} allowed")
+        for i, item in enumerate(value):
+            found += _limits(item, shape.member, f"{path}[{i}]")
+    elif shape.type_name == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            found += _limits(key, shape.key, f"{path} key")
+            found += _limits(item, shape.value, f"{path}[{key}]")
+    elif shape.type_name == "string" and isinstance(value, str):
+        if "max" in meta and len(value) > meta["max"]:
+            found.append(f"{path} is {len(value)} characters, at most {meta['max']} allowed")
+        if "pattern" in meta and not regex.fullmatch(meta["pattern"], value, regex.DOTALL):
+            found.append(f"{path}={value[:80]!r} does not match {meta['pattern']}")
+        if shape.enum and value not in shape.enum:
+            found.append(f"{path}={value!r} is not one of {shape.enum}")
+    return found
