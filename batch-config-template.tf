@@ -248,6 +248,10 @@ locals {
   kms_key_arn  = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.fallback[0].arn
   input_bucket = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[0]
   input_prefix = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[1]
+  # prefixes compared and matched as folders: "p/data" and "p/data/" are the same input, and
+  # neither contains "p/data-out/"
+  input_folder  = "${trimsuffix(var.input_data_url, "/")}/"
+  output_folder = "${trimsuffix(var.output_data_url, "/")}/"
   pipeline_parameters = {
     ModelName               = aws_sagemaker_model.batch[var.model_name].name
     InputDataUrl            = var.input_data_url
@@ -443,7 +447,7 @@ resource "aws_cloudwatch_event_rule" "upload" {
     # an empty prefix, or outputs written under the input prefix, would start a run for every
     # output a run writes: a loop
     precondition {
-      condition     = local.input_prefix != "" && !startswith(var.output_data_url, var.input_data_url)
+      condition     = trimsuffix(local.input_prefix, "/") != "" && !startswith(local.output_folder, local.input_folder)
       error_message = "run_on_upload needs input_data_url to be a prefix inside its bucket (not the bucket root) that output_data_url is not under."
     }
   }
@@ -454,7 +458,7 @@ resource "aws_cloudwatch_event_rule" "upload" {
     "detail-type" = ["Object Created"]
     detail = {
       bucket = { name = [local.input_bucket] }
-      object = { key = [{ prefix = local.input_prefix }] }
+      object = { key = [{ prefix = "${trimsuffix(local.input_prefix, "/")}/" }] }
     }
   })
 }

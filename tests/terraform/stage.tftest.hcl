@@ -125,7 +125,7 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
     error_message = "the pipe must start the pipeline on the uploaded object, with the promoted model"
   }
   assert {
-    condition     = jsondecode(aws_cloudwatch_event_rule.upload[0].event_pattern).detail.object.key[0].prefix == regex("^s3://[^/]+/?(.*)$", var.input_data_url)[0]
+    condition     = jsondecode(aws_cloudwatch_event_rule.upload[0].event_pattern).detail.object.key[0].prefix == "${trimsuffix(regex("^s3://[^/]+/?(.*)$", var.input_data_url)[0], "/")}/"
     error_message = "the upload rule does not watch the input prefix"
   }
   assert {
@@ -178,6 +178,39 @@ run "upload_trigger_refuses_outputs_under_the_input_prefix" {
     output_data_url = "s3://stage-bucket/churn/batch-inference/output"
   }
   expect_failures = [aws_cloudwatch_event_rule.upload]
+}
+
+run "upload_trigger_refuses_outputs_under_the_input_prefix_whatever_the_slashes" {
+  command = plan
+  variables {
+    run_on_upload   = true
+    input_data_url  = "s3://stage-bucket/churn/data/"
+    output_data_url = "s3://stage-bucket/churn/data"
+  }
+  expect_failures = [aws_cloudwatch_event_rule.upload]
+}
+
+run "upload_trigger_refuses_outputs_under_an_input_prefix_without_slash" {
+  command = plan
+  variables {
+    run_on_upload   = true
+    input_data_url  = "s3://stage-bucket/churn/data"
+    output_data_url = "s3://stage-bucket/churn/data/output"
+  }
+  expect_failures = [aws_cloudwatch_event_rule.upload]
+}
+
+run "upload_trigger_watches_the_input_folder_not_its_namesakes" {
+  command = plan
+  variables {
+    run_on_upload   = true
+    input_data_url  = "s3://stage-bucket/churn/data"
+    output_data_url = "s3://stage-bucket/churn/data-out"
+  }
+  assert {
+    condition     = jsondecode(aws_cloudwatch_event_rule.upload[0].event_pattern).detail.object.key[0].prefix == "churn/data/"
+    error_message = "the rule must match uploads inside churn/data/ only, not churn/data-out/ (the outputs: a loop)"
+  }
 }
 
 run "no_upload_trigger_unless_asked" {
