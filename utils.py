@@ -725,6 +725,12 @@ class PromotionResult:
     reused: bool = False
     copied: list[str] = field(default_factory=list)
     tfvars: dict[str, Any] = field(default_factory=dict)
+    previous_model: dict | None = None
+
+
+def model_name(group: str, stage: str, version: int) -> str:
+    """The stage's SageMaker model for one version (the template keys models by it)."""
+    return resource_name(group, stage, f"v{version}")
 
 
 def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
@@ -739,6 +745,14 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         clients.target_sagemaker, request.group, source["ModelPackageArn"]
     )
     version = int(source["ModelPackageVersion"])
+    # read before any write, so an unreadable deployment record changes nothing
+    previous = previous_model(
+        clients.target_s3,
+        settings.artifacts_bucket,
+        request.project_name,
+        request.stage,
+        model_name(request.group, request.stage, version),
+    )
     prefix = artifact_prefix(request.project_name, request.group, version)
     copies = (
         []
@@ -747,7 +761,9 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
             clients.source_s3, package_artifacts(source), settings.artifacts_bucket, prefix
         )
     )
-    result = PromotionResult(source=source, settings=settings, copies=copies)
+    result = PromotionResult(
+        source=source, settings=settings, copies=copies, previous_model=previous
+    )
     if existing:
         result.target_package_arn, result.reused = existing["ModelPackageArn"], True
     if request.dry_run:
@@ -822,7 +838,7 @@ def publish_stage_files(
         "application/json",
     )
     version = int(result.source["ModelPackageVersion"])
-    model_name = resource_name(request.group, request.stage, f"v{version}")
+    name = model_name(request.group, request.stage, version)
     pipeline_name = config.get("pipeline_name") or resource_name(
         project, request.stage, "batch-inference", limit=256
     )
@@ -836,7 +852,7 @@ def publish_stage_files(
         pipeline_name=pipeline_name,
         base_job_prefix=resource_name(project, request.stage, limit=30),
         project_name=project,
-        model_name=model_name,
+        model_name=name,
         input_data_url=input_url,
         output_data_url=output_url,
         feature_schema_url=schema_url,
@@ -860,8 +876,8 @@ def publish_stage_files(
         "model_package_arn": result.target_package_arn,
         "source_model_package_arn": result.source["ModelPackageArn"],
         "model_version": version,
-        "model_name": model_name,
-        "previous_model": previous_model(s3, bucket, project, request.stage, model_name),
+        "model_name": name,
+        "previous_model": result.previous_model,
         "artifacts_bucket": bucket,
         "sagemaker_role_arn": settings.sagemaker_role_arn,
         "start_pipeline_role_arn": settings.start_pipeline_role_arn,

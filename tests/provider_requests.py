@@ -101,3 +101,9 @@ def _limits(value: Any, shape: Shape, path: str) -> list[str]:
         if shape.enum and value not in shape.enum:
             found.append(f"{path}={value!r} is not one of {shape.enum}")
     return found
+
+
+def refused_requests(log: Path) -> list[str]:
+    """Every problem of every JSON-protocol request in ``log``: empty when AWS's model
+    would accept them all."""
+    return [problem for request in logged_requests(log) for problem in problems(request)]

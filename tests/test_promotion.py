@@ -372,6 +372,41 @@ def test_interrupted_after_the_package_rerun_reuses_it(
 # ------------------------------------------------------------------ errors
 
 
+def write_deployment_record(aws: Emulator, body: bytes) -> None:
+    aws.client("s3", "preprod").put_object(
+        Bucket=stage_bucket("preprod"),
+        Key=utils.deployment_record_key(PROJECT, "preprod"),
+        Body=body,
+    )
+
+
+def deployed(version: int) -> dict:
+    package = "arn:aws:sagemaker:eu-west-1:{}:model-package/churn-models/" + str(version)
+    return {
+        "model_name": f"churn-models-preprod-v{version}",
+        "model_package_arn": package.format(ACCOUNTS["preprod"]),
+        "source_model_package_arn": package.format(ACCOUNTS["dev"]),
+        "model_version": version,
+    }
+
+
+def test_previous_model_is_the_deployed_one_and_survives_a_redeploy(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
+) -> None:
+    dev.register("Approved")
+    dev.register("Approved")
+    # v1 deployed (v0 kept): promoting v2 keeps v1
+    write_deployment_record(aws, json.dumps({"current": deployed(1), "previous": None}).encode())
+    assert run_build(tmp_path) == 0
+    assert tfvars(tmp_path)["previous_model"] == deployed(1)
+    # v2 deployed, v1 kept: deploying v2 again keeps v1, not v2 itself
+    write_deployment_record(
+        aws, json.dumps({"current": deployed(2), "previous": deployed(1)}).encode()
+    )
+    assert run_build(tmp_path) == 0
+    assert tfvars(tmp_path)["previous_model"] == deployed(1)
+
+
 def one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
@@ -450,6 +485,19 @@ def test_stage_not_ready(
     assert run_build(tmp_path) == 8
     assert message in one_line_error(capsys)
     assert target_packages(aws) == []
+
+
+@pytest.mark.parametrize("record", [b"{broken", b"[]", b'{"previous": null}'])
+def test_unreadable_deployment_record_changes_nothing(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys, record: bytes
+) -> None:
+    dev.register("Approved")
+    write_deployment_record(aws, record)
+    objects = bucket_keys(aws, "preprod", stage_bucket("preprod"))
+    assert run_build(tmp_path) == 8
+    assert "deployment record" in one_line_error(capsys)
+    assert target_packages(aws) == []
+    assert bucket_keys(aws, "preprod", stage_bucket("preprod")) == objects
 
 
 @pytest.mark.parametrize(

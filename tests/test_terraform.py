@@ -16,7 +16,7 @@ import pytest
 
 from pipelines.local.emulator import Emulator
 from pipelines.local.transform import resolve_model
-from tests.provider_requests import Request, logged_requests, problems
+from tests.provider_requests import Request, logged_requests, problems, refused_requests
 from tests.registry import PROJECT, DevRegistry, create_stage, run_build
 from tests.terraform_cli import (
     CHECKOV,
@@ -272,7 +272,7 @@ def test_apply_plan_destroy_against_the_emulator(
     tf("destroy", "-auto-approve", "-var-file=stage.tfvars.json")
     sent = logged_requests(module / "provider.log")
     assert {r.operation for r in sent} >= {"CreatePipeline", "PutRule", "PutTargets", "CreateModel"}
-    assert [p for r in sent for p in problems(r)] == []
+    assert refused_requests(module / "provider.log") == []
     assert events.list_rules(NamePrefix=rule)["Rules"] == []
     assert sagemaker.list_pipelines()["PipelineSummaries"] == []
     assert sagemaker.list_models()["Models"] == []
