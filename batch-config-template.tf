@@ -6,7 +6,7 @@
 # resolved). Every variable below is exactly one of those keys; a test checks both ways.
 
 terraform {
-  required_version = ">= 1.6"
+  required_version = ">= 1.10" # the S3 backend's use_lockfile
   required_providers {
     aws = {
       source  = "hashicorp/aws"
@@ -119,8 +119,8 @@ variable "start_pipeline_role_arn" {
   type        = string
 }
 
-variable "upload_pipe_role_arn" {
-  description = "Role the run-on-upload pipe reads the queue and starts the pipeline with (from SSM)."
+variable "upload_starter_role_arn" {
+  description = "Role of the run-on-upload function: reads the upload queue and the input prefix, starts the pipeline (from SSM)."
   type        = string
 }
 
@@ -150,6 +150,18 @@ variable "pipeline_name" {
 variable "pipeline_definition_s3_key" {
   description = "Content-addressed key of the definition build.py uploaded."
   type        = string
+}
+
+variable "job_steps" {
+  description = "The pipeline's job steps: step name -> its type and the prefix of its jobs' names (build.py reads them from the definition; the dashboard finds job metrics by them)."
+  type = map(object({
+    type            = string
+    job_name_prefix = string
+  }))
+  validation {
+    condition     = length(var.job_steps) > 0 && alltrue([for s in values(var.job_steps) : contains(["Processing", "Transform"], s.type)])
+    error_message = "job_steps must name at least one step, each of type Processing or Transform (build.py writes them)."
+  }
 }
 
 variable "input_data_url" {
@@ -227,6 +239,47 @@ variable "run_on_upload" {
   default     = false
 }
 
+variable "upload_starter_zip" {
+  description = "The run-on-upload function's package (build.py writes it next to the tfvars)."
+  type        = string
+  default     = null
+  validation {
+    condition     = !var.run_on_upload || var.upload_starter_zip != null
+    error_message = "run_on_upload needs upload_starter_zip, the function's package: run build.py, which writes it with the tfvars."
+  }
+}
+
+variable "upload_max_running" {
+  description = "Runs on upload wait in their queue while this many runs of the pipeline (any trigger) are executing."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.upload_max_running >= 1 && var.upload_max_running <= 50 && floor(var.upload_max_running) == var.upload_max_running
+    error_message = "upload_max_running must be a whole number from 1 to 50."
+  }
+}
+
+variable "upload_max_wait_hours" {
+  description = "An upload still waiting for a free run after this long moves to the refused-uploads queue (and its alarm)."
+  type        = number
+  default     = 12
+  validation {
+    # maxReceiveCount = hours * 3600 / visibility timeout (180 s) must stay <= 1000
+    condition     = var.upload_max_wait_hours >= 1 && var.upload_max_wait_hours <= 48 && floor(var.upload_max_wait_hours) == var.upload_max_wait_hours
+    error_message = "upload_max_wait_hours must be a whole number from 1 to 48."
+  }
+}
+
+variable "smoke_input" {
+  description = "A small CSV in this repository that the deployment scores once after applying, before prod is approved (pipelines/smoke_run.py reads it; Terraform does not)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.smoke_input == null || can(regex("^[^/].*\\.csv$", var.smoke_input))
+    error_message = "smoke_input must be a repository-relative path to a .csv file, or null."
+  }
+}
+
 variable "alarm_email" {
   description = "Optional address subscribed to the alarm topic."
   type        = string
@@ -242,7 +295,17 @@ locals {
     "sagemaker:project-id"   = var.project_id
     environment              = var.environment
   }
-  job_metrics = ["CPUUtilization", "MemoryUtilization", "DiskUtilization"]
+  # What SageMaker publishes per job instance (Host = "<job name>/algo-N" for Processing,
+  # "<job name>/<instance id>" for Transform); Transform jobs publish no DiskUtilization.
+  job_metrics = {
+    Processing = { namespace = "/aws/sagemaker/ProcessingJobs", metrics = ["CPUUtilization", "MemoryUtilization", "DiskUtilization"] }
+    Transform  = { namespace = "/aws/sagemaker/TransformJobs", metrics = ["CPUUtilization", "MemoryUtilization"] }
+  }
+  job_series = flatten([
+    for step, job in var.job_steps : [
+      for metric in local.job_metrics[job.type].metrics : { step = step, namespace = local.job_metrics[job.type].namespace, metric = metric, prefix = job.job_name_prefix }
+    ]
+  ])
   # AWS managed keys (aws/sqs, aws/sns) cannot be used by EventBridge or CloudWatch alarms,
   # so without the stage's key the queues and the topic get a key of their own.
   kms_key_arn  = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.fallback[0].arn
@@ -298,10 +361,10 @@ resource "aws_kms_key" "fallback" {
         Resource  = "*"
       },
       {
-        Sid       = "TheUploadPipeReadsTheQueue"
+        Sid       = "TheUploadFunctionReadsAndRefusesMessages"
         Effect    = "Allow"
-        Principal = { AWS = var.upload_pipe_role_arn }
-        Action    = "kms:Decrypt"
+        Principal = { AWS = var.upload_starter_role_arn }
+        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
       },
     ]
@@ -436,10 +499,20 @@ resource "aws_cloudwatch_event_target" "pipeline" {
 }
 
 # ----------------------------------------------------------------- run on upload (optional)
-# EventBridge's SageMaker-pipeline target only takes fixed parameter values, while an
-# EventBridge Pipe can read them from the message. So: S3 "Object Created" under the input
-# prefix -> rule -> queue (message = the object's URI) -> pipe -> pipeline, with
-# InputDataUrl = that object and every other parameter as the schedule's. No Lambda.
+# S3 "Object Created" under the input prefix -> rule -> FIFO queue (the event unchanged, one
+# message group) -> function (lambdas/start_upload_run) -> pipeline on exactly that object.
+# The function refuses what must not run (folder markers, vanished objects, keys that other
+# objects extend) into the refused-uploads queue, and holds the queue while
+# upload_max_running runs are executing: a burst of uploads drains at the pipeline's pace.
+# Not an EventBridge Pipe: a pipe to SageMaker cannot batch, cap concurrency or build the
+# object's URI without an input transformer, which inserts the key into JSON unescaped.
+
+locals {
+  upload_function = "${local.name}-start-upload-run"
+  # the function's timeout; SQS's visibility timeout is six times it (Lambda's guidance)
+  upload_timeout_seconds    = 30
+  upload_visibility_seconds = 6 * local.upload_timeout_seconds
+}
 
 resource "aws_cloudwatch_event_rule" "upload" {
   count = var.run_on_upload ? 1 : 0
@@ -458,22 +531,35 @@ resource "aws_cloudwatch_event_rule" "upload" {
     "detail-type" = ["Object Created"]
     detail = {
       bucket = { name = [local.input_bucket] }
-      object = { key = [{ prefix = "${trimsuffix(local.input_prefix, "/")}/" }] }
+      # empty objects (folder markers made by the console among them) have nothing to score
+      object = { key = [{ prefix = "${trimsuffix(local.input_prefix, "/")}/" }], size = [{ numeric = [">", 0] }] }
     }
   })
 }
 
 resource "aws_sqs_queue" "uploads" {
   count                             = var.run_on_upload ? 1 : 0
-  name                              = "${local.name}-batch-inference-uploads"
+  name                              = "${local.name}-batch-inference-uploads.fifo"
+  fifo_queue                        = true
+  content_based_deduplication       = true
   message_retention_seconds         = 345600
-  visibility_timeout_seconds        = 60
+  visibility_timeout_seconds        = local.upload_visibility_seconds
   kms_master_key_id                 = local.kms_key_arn
   kms_data_key_reuse_period_seconds = 300
   redrive_policy = jsonencode({
-    deadLetterTargetArn = aws_sqs_queue.schedule_dlq.arn
-    maxReceiveCount     = 5
+    deadLetterTargetArn = aws_sqs_queue.refused_uploads[0].arn
+    maxReceiveCount     = var.upload_max_wait_hours * 3600 / local.upload_visibility_seconds
   })
+}
+
+# uploads the function refused, and those that waited longer than upload_max_wait_hours
+resource "aws_sqs_queue" "refused_uploads" {
+  count                             = var.run_on_upload ? 1 : 0
+  name                              = "${local.name}-batch-inference-refused-uploads.fifo"
+  fifo_queue                        = true
+  message_retention_seconds         = 1209600
+  kms_master_key_id                 = local.kms_key_arn
+  kms_data_key_reuse_period_seconds = 300
 }
 
 resource "aws_sqs_queue_policy" "uploads" {
@@ -496,12 +582,10 @@ resource "aws_cloudwatch_event_target" "upload_queue" {
   rule  = aws_cloudwatch_event_rule.upload[0].name
   arn   = aws_sqs_queue.uploads[0].arn
 
-  input_transformer {
-    input_paths = {
-      bucket = "$.detail.bucket.name"
-      key    = "$.detail.object.key"
-    }
-    input_template = "{\"input_data_url\": \"s3://<bucket>/<key>\"}"
+  # one group: the function sees one upload at a time, in order, so its count of running
+  # executions cannot race with itself
+  sqs_target {
+    message_group_id = "uploads"
   }
 
   dead_letter_config {
@@ -509,31 +593,52 @@ resource "aws_cloudwatch_event_target" "upload_queue" {
   }
 }
 
-resource "aws_pipes_pipe" "upload" {
-  count       = var.run_on_upload ? 1 : 0
-  name        = "${local.name}-on-upload"
-  description = "Starts ${var.pipeline_name} on one uploaded object."
-  role_arn    = var.upload_pipe_role_arn
-  source      = aws_sqs_queue.uploads[0].arn
-  target      = aws_sagemaker_pipeline.batch.arn
+resource "aws_cloudwatch_log_group" "upload_function" {
+  count             = var.run_on_upload ? 1 : 0
+  name              = "/aws/lambda/${local.upload_function}"
+  retention_in_days = 90
+  kms_key_id        = local.kms_key_arn
+}
 
-  source_parameters {
-    sqs_queue_parameters {
-      batch_size = 1
+resource "aws_lambda_function" "upload" {
+  #checkov:skip=CKV_AWS_116:the SQS event source's redrive policy is the dead-letter queue (refused uploads)
+  #checkov:skip=CKV_AWS_117:calls only AWS APIs (S3, SageMaker, SQS); a VPC would need endpoints for each
+  #checkov:skip=CKV_AWS_115:reserved concurrency would fail in new accounts (unreserved must stay >= 10); the FIFO group already serialises it
+  #checkov:skip=CKV_AWS_173:no secret in its environment (names and URIs); AWS encrypts it at rest
+  #checkov:skip=CKV_AWS_272:code signing needs a signing profile; the zip is built reproducibly by build.py
+  count            = var.run_on_upload ? 1 : 0
+  function_name    = local.upload_function
+  description      = "Starts ${var.pipeline_name} on each object uploaded under ${var.input_data_url}, at most ${var.upload_max_running} runs at a time."
+  role             = var.upload_starter_role_arn
+  runtime          = "python3.12"
+  handler          = "handler.handler"
+  filename         = var.upload_starter_zip
+  source_code_hash = filebase64sha256(var.upload_starter_zip)
+  timeout          = local.upload_timeout_seconds
+  memory_size      = 128
+  depends_on       = [aws_cloudwatch_log_group.upload_function]
+
+  environment {
+    variables = {
+      PIPELINE_NAME       = aws_sagemaker_pipeline.batch.pipeline_name
+      PIPELINE_PARAMETERS = jsonencode({ for k, v in local.pipeline_parameters : k => v if k != "InputDataUrl" })
+      INPUT_BUCKET        = local.input_bucket
+      INPUT_PREFIX        = "${trimsuffix(local.input_prefix, "/")}/"
+      MAX_RUNNING         = tostring(var.upload_max_running)
+      REFUSED_QUEUE_URL   = aws_sqs_queue.refused_uploads[0].id
     }
   }
 
-  target_parameters {
-    sagemaker_pipeline_parameters {
-      dynamic "pipeline_parameter" {
-        for_each = merge(local.pipeline_parameters, { InputDataUrl = "$.body.input_data_url" })
-        content {
-          name  = pipeline_parameter.key
-          value = pipeline_parameter.value
-        }
-      }
-    }
+  tracing_config {
+    mode = "PassThrough"
   }
+}
+
+resource "aws_lambda_event_source_mapping" "uploads" {
+  count            = var.run_on_upload ? 1 : 0
+  event_source_arn = aws_sqs_queue.uploads[0].arn
+  function_name    = aws_lambda_function.upload[0].arn
+  batch_size       = 1
 }
 
 # ----------------------------------------------------------------------------- alarms
@@ -597,6 +702,38 @@ resource "aws_cloudwatch_metric_alarm" "upload_failed_invocations" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
 }
 
+resource "aws_cloudwatch_metric_alarm" "refused_uploads" {
+  count               = var.run_on_upload ? 1 : 0
+  alarm_name          = "${local.name}-batch-inference-refused-uploads"
+  alarm_description   = "Uploads under ${var.input_data_url} that did not start a run (refused, or waited over ${var.upload_max_wait_hours} h) are in ${aws_sqs_queue.refused_uploads[0].name}; each has a reason attribute."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateNumberOfMessagesVisible"
+  dimensions          = { QueueName = aws_sqs_queue.refused_uploads[0].name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 0
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_cloudwatch_metric_alarm" "uploads_waiting" {
+  count               = var.run_on_upload ? 1 : 0
+  alarm_name          = "${local.name}-batch-inference-uploads-waiting"
+  alarm_description   = "The oldest upload under ${var.input_data_url} has waited over an hour for a run: runs are slow, failing to start, or upload_max_running is too low."
+  namespace           = "AWS/SQS"
+  metric_name         = "ApproximateAgeOfOldestMessage"
+  dimensions          = { QueueName = aws_sqs_queue.uploads[0].name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 3600
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+}
+
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   alarm_name          = "${local.name}-batch-inference-dead-letters"
   alarm_description   = "Runs of ${var.pipeline_name} that could not be started are waiting in ${aws_sqs_queue.schedule_dlq.name}."
@@ -615,7 +752,7 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 resource "aws_cloudwatch_dashboard" "batch" {
   dashboard_name = "${local.name}-batch-inference"
   dashboard_body = jsonencode({
-    widgets = [
+    widgets = concat([
       {
         type = "metric", x = 0, y = 0, width = 12, height = 6
         properties = {
@@ -629,23 +766,25 @@ resource "aws_cloudwatch_dashboard" "batch" {
       {
         type = "metric", x = 12, y = 0, width = 12, height = 6
         properties = {
-          title   = "Execution duration and step failures"
-          region  = var.region
-          period  = 3600
-          metrics = [["AWS/Sagemaker/ModelBuildingPipeline", "ExecutionDuration", "PipelineName", var.pipeline_name, { stat = "Maximum" }], ["AWS/Sagemaker/ModelBuildingPipeline", "StepFailed", "PipelineName", var.pipeline_name, { stat = "Sum" }]]
+          title  = "Execution duration and step failures"
+          region = var.region
+          period = 3600
+          # step metrics are published per PipelineName and StepName: one series per step
+          metrics = concat(
+            [["AWS/Sagemaker/ModelBuildingPipeline", "ExecutionDuration", "PipelineName", var.pipeline_name, { stat = "Maximum" }]],
+            [for step in sort(keys(var.job_steps)) : ["AWS/Sagemaker/ModelBuildingPipeline", "StepFailed", "PipelineName", var.pipeline_name, "StepName", step, { stat = "Sum", label = "${step} failed" }]],
+          )
         }
       },
       {
         type = "metric", x = 0, y = 6, width = 12, height = 6
         properties = {
-          title  = "Processing and Transform jobs: CPU, memory, disk"
+          title  = "Jobs: CPU, memory, disk (per instance)"
           region = var.region
           stat   = "Maximum"
           period = 300
-          metrics = concat(
-            [for i, m in local.job_metrics : [{ id = "p${i}", label = "Processing ${m}", expression = "SEARCH('{/aws/sagemaker/ProcessingJobs,Host} MetricName=\"${m}\" ${var.project_name}', 'Maximum', 300)" }]],
-            [for i, m in local.job_metrics : [{ id = "t${i}", label = "Transform ${m}", expression = "SEARCH('{/aws/sagemaker/TransformJobs,Host} MetricName=\"${m}\" ${var.project_name}', 'Maximum', 300)" }]],
-          )
+          # the phrase in quotes matches this stage's job names, whatever SageMaker appends
+          metrics = [for i, s in local.job_series : [{ id = "j${i}", label = "${s.step} ${s.metric}", expression = "SEARCH('{${s.namespace},Host} MetricName=\"${s.metric}\" \"${s.prefix}\"', 'Maximum', 300)" }]]
         }
       },
       {
@@ -666,7 +805,21 @@ resource "aws_cloudwatch_dashboard" "batch" {
           query  = "SOURCE '/aws/sagemaker/ProcessingJobs' | SOURCE '/aws/sagemaker/TransformJobs' | fields @timestamp, @logStream, @message | filter @message like /(?i)(error|exception|traceback)/ | sort @timestamp desc | limit 100"
         }
       },
-    ]
+      ], var.run_on_upload ? [
+      {
+        type = "metric", x = 0, y = 18, width = 24, height = 6
+        properties = {
+          title  = "Run on upload: waiting, refused, oldest wait (s)"
+          region = var.region
+          period = 300
+          metrics = [
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.uploads[0].name, { stat = "Maximum", label = "waiting" }],
+            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.refused_uploads[0].name, { stat = "Maximum", label = "refused" }],
+            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.uploads[0].name, { stat = "Maximum", label = "oldest wait", yAxis = "right" }],
+          ]
+        }
+      },
+    ] : [])
   })
 }
 
@@ -688,8 +841,8 @@ output "alarm_topic_arn" {
   value = aws_sns_topic.alarms.arn
 }
 
-output "upload_pipe_arn" {
-  value = one(aws_pipes_pipe.upload[*].arn)
+output "upload_function_arn" {
+  value = one(aws_lambda_function.upload[*].arn)
 }
 
 output "dashboard_name" {

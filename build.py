@@ -4,13 +4,15 @@
         [--model-version 7] [--source-role-arn ARN | --source-profile P] \\
         [--target-role-arn ARN | --target-profile P] [--config pre-prod-config.tfvars.json] \\
         [--output build/preprod.tfvars.json] [--project-name P] [--region R] \\
-        [--endpoint-url URL] [--dry-run]
+        [--endpoint-url URL] [--dry-run | --plan-only]
 
 Copies the package's artifacts into the stage's bucket (server-side), registers an Approved
 package in the stage's registry (or reuses the one promoted earlier from the same source),
 uploads the processing code and the pipeline definition, and writes the stage's Terraform
-variables. Every failure is one line on stderr with its own exit code (see README).
-No AWS call happens at import time.
+variables. ``--plan-only`` writes the same variables and changes nothing in AWS (the
+package to be promoted appears as ``.../model-package/<group>/promoted-at-apply-from-v<N>``):
+the prod plan a reviewer reads before approving. Every failure is one line on stderr with its
+own exit code (see README). No AWS call happens at import time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import boto3
 import botocore.exceptions
 
 import utils
+from lambdas import package
 
 REPO = Path(__file__).resolve().parent
 STAGE_CONFIGS = {"preprod": "pre-prod-config.tfvars.json", "prod": "prod-config.tfvars.json"}
@@ -80,7 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--project-id", default=env("SAGEMAKER_PROJECT_ID"))
     parser.add_argument("--region", default=env("AWS_REGION") or env("AWS_DEFAULT_REGION"))
     parser.add_argument("--endpoint-url", default=env("AWS_ENDPOINT_URL"), help=argparse.SUPPRESS)
-    parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    mode.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="write the tfvars a deployment would apply, change nothing in AWS (a plan job)",
+    )
     return parser
 
 
@@ -172,6 +181,7 @@ def _request(args: argparse.Namespace) -> utils.PromotionRequest:
         processing_script=REPO / "pipelines" / "batch_inference" / "preprocess.py",
         feature_schema=args.feature_schema,
         dry_run=args.dry_run,
+        plan_only=args.plan_only,
     )
 
 
@@ -193,16 +203,32 @@ def _summary(result: utils.PromotionResult, request: utils.PromotionRequest, out
             lines += [f"          {plan.source_uri} -> {plan.target_uri}" for plan in result.copies]
         lines.append(f"would write {output} (dry run: nothing changed)")
         return "\n".join(lines)
-    action = "reused (already promoted)" if result.reused else "created"
+    if request.plan_only:
+        action = "exists" if result.reused else "will be promoted at apply (plan only)"
+    else:
+        action = "reused (already promoted)" if result.reused else "created"
     lines += [
         f"target:   {result.target_package_arn} {action}",
         f"copied:   {len(result.copied)} object(s)" + ("" if result.reused else f", {size} bytes"),
         f"pipeline: {result.tfvars['pipeline_name']} "
         f"(s3://{result.tfvars['artifacts_bucket']}/{result.tfvars['pipeline_definition_s3_key']})",
         f"model:    {result.tfvars['model_name']}",
-        f"wrote:    {output}",
+        f"wrote:    {output}"
+        + (" (plan only: nothing changed in AWS)" if request.plan_only else ""),
     ]
     return "\n".join(lines)
+
+
+def with_upload_function(tfvars: dict, output: Path) -> dict:
+    """The tfvars plus the run-on-upload function's zip, built next to them.
+
+    Built on every deploy, byte for byte the same from the same handler, so Terraform
+    updates the function exactly when its code changed. The path is absolute: Terraform
+    may run from another directory than build.py.
+    """
+    archive = output.with_name(f"{output.name.split('.')[0]}-start-upload-run.zip")
+    package.build_zip(archive, package.UPLOAD_HANDLER)
+    return {**tfvars, "upload_starter_zip": str(archive.resolve())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         request = _request(args)
         result = utils.promote(_clients(args), request)
         if not request.dry_run:
-            utils.write_json_atomically(output, result.tfvars)
+            utils.write_json_atomically(output, with_upload_function(result.tfvars, output))
     except utils.PromotionError as error:
         print(f"build.py: {error}", file=sys.stderr)
         return error.exit_code

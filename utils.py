@@ -236,7 +236,7 @@ class StageSettings:
     artifacts_bucket: str
     sagemaker_role_arn: str
     start_pipeline_role_arn: str
-    upload_pipe_role_arn: str
+    upload_starter_role_arn: str
     kms_key_arn: str | None = None
     subnet_ids: list[str] = field(default_factory=list)
     security_group_ids: list[str] = field(default_factory=list)
@@ -247,7 +247,7 @@ SSM_REQUIRED = {
     "sagemaker-role-arn": "sagemaker_role_arn",
     # the schedule's and the upload trigger's roles: made by infra/, so deploys write no IAM
     "start-pipeline-role-arn": "start_pipeline_role_arn",
-    "upload-pipe-role-arn": "upload_pipe_role_arn",
+    "upload-starter-role-arn": "upload_starter_role_arn",
 }
 SSM_OPTIONAL = {"kms-key-arn": "kms_key_arn"}
 SSM_LISTS = {"subnet-ids": "subnet_ids", "security-group-ids": "security_group_ids"}
@@ -714,6 +714,8 @@ class PromotionRequest:
     project_id: str | None = None
     version: int | None = None
     dry_run: bool = False
+    # write the tfvars a deployment would apply, but nothing to AWS (the plan before a gate)
+    plan_only: bool = False
 
 
 @dataclass
@@ -733,13 +735,42 @@ def model_name(group: str, stage: str, version: int) -> str:
     return resource_name(group, stage, f"v{version}")
 
 
+def check_group_name(group: str, stage: str) -> None:
+    """Refuse a group whose model names would be shortened with a hash.
+
+    The stage's models are ``<group>-<stage>-v<version>`` (63 characters at most), and the
+    roles in infra/ allow exactly ``model/<group>-<stage>-*``: a hashed name falls outside it,
+    and the first deploy would fail on AWS (the emulator does not evaluate IAM).
+    """
+    longest = model_name(group, stage, 99999)
+    if not longest.startswith(f"{group}-{stage}-"):
+        limit = 63 - len(f"-{stage}-v99999")
+        raise UsageError(
+            f"model package group name {group!r} is {len(group)} characters: the stage's model "
+            f"names <group>-{stage}-v<version> need it to be {limit} or fewer letters, digits "
+            "and hyphens; register the models in a group with a shorter name"
+        )
+
+
 def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
     """Make the newest approved (or the requested) model deployable in the target stage.
 
     Returns what Terraform needs; in a dry run, only what would be done (nothing is written).
     """
+    check_group_name(request.group, request.stage)
     source = resolve_source_package(clients.source_sagemaker, request.group, request.version)
     settings = read_stage_settings(clients.target_ssm, request.project_name, request.stage)
+    from pipelines.batch_inference import pipeline as batch_pipeline
+
+    refusal = batch_pipeline.volume_key_refusal(
+        settings.kms_key_arn,
+        {
+            name: request.stage_config.get(name)
+            for name in ("processing_instance_type", "transform_instance_type")
+        },
+    )
+    if refusal:
+        raise UsageError(f"stage config: {refusal}")
     check_bucket(clients.target_s3, settings.artifacts_bucket)
     existing = find_promoted_package(
         clients.target_sagemaker, request.group, source["ModelPackageArn"]
@@ -767,6 +798,13 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
     if existing:
         result.target_package_arn, result.reused = existing["ModelPackageArn"], True
     if request.dry_run:
+        return result
+    if request.plan_only:
+        if not existing:
+            result.target_package_arn = pending_package_arn(request, settings, version)
+        result.tfvars = publish_stage_files(
+            clients.target_s3, request, settings, result, write=False
+        )
         return result
 
     if not existing:
@@ -796,6 +834,17 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
     return result
 
 
+def pending_package_arn(request: PromotionRequest, settings: StageSettings, version: int) -> str:
+    """What a plan shows for a package the deployment will promote (its version is only
+    known once the target registry assigns it): a model-package ARN that names its source."""
+    account = account_of(settings.sagemaker_role_arn)
+    group = request.group.lower()
+    return (
+        f"arn:aws:sagemaker:{request.region}:{account}:model-package/{group}/"
+        f"promoted-at-apply-from-v{version}"
+    )
+
+
 def project_tags(request: PromotionRequest) -> list[dict[str, str]]:
     tags = [
         {"Key": "sagemaker:project-name", "Value": request.project_name},
@@ -807,34 +856,41 @@ def project_tags(request: PromotionRequest) -> list[dict[str, str]]:
 
 
 def publish_stage_files(
-    s3: Any, request: PromotionRequest, settings: StageSettings, result: PromotionResult
+    s3: Any,
+    request: PromotionRequest,
+    settings: StageSettings,
+    result: PromotionResult,
+    *,
+    write: bool = True,
 ) -> dict[str, Any]:
     """Upload the processing code, schema and pipeline definition; return the tfvars.
 
     Every upload is content-addressed, so the definition's key (and with it the Terraform
-    pipeline resource) changes exactly when the definition does.
+    pipeline resource) changes exactly when the definition does. ``write=False`` computes
+    the same keys and uploads nothing (a plan).
     """
+
     from pipelines.batch_inference import pipeline as batch_pipeline
 
     config = request.stage_config
     bucket, project, kms = settings.artifacts_bucket, request.project_name, settings.kms_key_arn
-    code_url = upload_if_absent(
-        s3,
-        bucket,
-        content_key(
-            f"{project}/code/preprocess", "preprocess.py", request.processing_script.read_bytes()
-        ),
+
+    def store(prefix: str, name: str, body: bytes, content_type: str) -> str:
+        key = content_key(prefix, name, body)
+        if write:
+            upload_if_absent(s3, bucket, key, body, kms, content_type)
+        return f"s3://{bucket}/{key}"
+
+    code_url = store(
+        f"{project}/code/preprocess",
+        "preprocess.py",
         request.processing_script.read_bytes(),
-        kms,
         "text/x-python",
     )
-    schema_body = request.feature_schema.read_bytes()
-    schema_url = upload_if_absent(
-        s3,
-        bucket,
-        content_key(f"{project}/code/feature-schema", batch_pipeline.SCHEMA_FILE_NAME, schema_body),
-        schema_body,
-        kms,
+    schema_url = store(
+        f"{project}/code/feature-schema",
+        batch_pipeline.SCHEMA_FILE_NAME,
+        request.feature_schema.read_bytes(),
         "application/json",
     )
     version = int(result.source["ModelPackageVersion"])
@@ -862,10 +918,10 @@ def publish_stage_files(
         security_group_ids=settings.security_group_ids or None,
     )
     definition = json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True).encode()
-    definition_key = content_key(
-        f"{project}/pipelines/{request.stage}", "definition.json", definition
+    definition_url = store(
+        f"{project}/pipelines/{request.stage}", "definition.json", definition, "application/json"
     )
-    upload_if_absent(s3, bucket, definition_key, definition, kms, "application/json")
+    definition_key = parse_s3_uri(definition_url)[1]
     return {
         **config,
         "environment": request.stage,
@@ -881,12 +937,13 @@ def publish_stage_files(
         "artifacts_bucket": bucket,
         "sagemaker_role_arn": settings.sagemaker_role_arn,
         "start_pipeline_role_arn": settings.start_pipeline_role_arn,
-        "upload_pipe_role_arn": settings.upload_pipe_role_arn,
+        "upload_starter_role_arn": settings.upload_starter_role_arn,
         "kms_key_arn": kms,
         "subnet_ids": settings.subnet_ids,
         "security_group_ids": settings.security_group_ids,
         "pipeline_name": pipeline_name,
         "pipeline_definition_s3_key": definition_key,
+        "job_steps": batch_pipeline.job_steps(json.loads(definition)),
         "input_data_url": input_url,
         "output_data_url": output_url,
         "feature_schema_url": schema_url,

@@ -8,7 +8,9 @@
    approves it (a data scientist's click);
 4. ``build.py --stage preprod``: the model, its artifact and the pipeline definition land in
    preprod; the SageMaker Model that Terraform would create is created;
-5. runs the *deployed* pipeline definition locally on generated input;
+5. runs the smoke run the deployment workflow runs before the prod approval (the stage
+   file's ``smoke_input``, scored by the deployed pipeline: ``pipelines/smoke_run.py``),
+   then the *deployed* pipeline definition locally on generated input;
 6. asks for the manual approval (``--yes`` answers it), then does the same for prod with the
    exact version preprod got;
 7. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
@@ -31,7 +33,7 @@ from typing import Any
 import build
 import utils
 from examples.breast_cancer import data, model
-from pipelines import sdk
+from pipelines import sdk, smoke_run
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
 
@@ -217,6 +219,16 @@ def run(rows: int, assume_yes: bool, workdir: Path) -> dict[str, Any]:
             )
             version = tfvars["model_version"]
             create_sagemaker_model(aws, stage, tfvars)
+            if tfvars.get("smoke_input"):
+                smoke = timer.run(
+                    f"{stage}: smoke run of the deployment ({tfvars['smoke_input']})",
+                    lambda s=stage, t=tfvars: smoke_run.smoke_run(
+                        t, aws.account(s), local=True, work_dir=workdir / f"{s}-smoke"
+                    ),
+                )
+                if not smoke.passed:
+                    raise DemoFailed(f"the {stage} smoke run failed: {smoke.failure_reason}")
+                report.setdefault("smoke", {})[stage] = smoke
             record = timer.run(
                 f"{stage}: run the deployed pipeline on {rows} rows",
                 lambda s=stage, t=tfvars: score(aws, s, t, rows, workdir),
@@ -261,6 +273,12 @@ def print_summary(report: dict[str, Any]) -> None:
         for uri, path in zip(counts["predictions"], counts["local_predictions"], strict=True):
             print(f"  predictions: {uri} (copy: {path})")
         print(f"  execution record: {record['RecordPath']}")
+    for stage, smoke in report.get("smoke", {}).items():
+        print(
+            f"{stage} smoke run (what the prod reviewer sees): {smoke.execution_arn} "
+            f"{smoke.status}, rows in {smoke.rows_in}, rejected {smoke.rows_rejected}, "
+            f"scored {smoke.rows_scored}"
+        )
     if "prod" not in report["stages"]:
         print("prod: not deployed (no approval)")
     print("re-deploy: same packages, nothing copied")

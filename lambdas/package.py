@@ -1,6 +1,7 @@
-"""Build the dispatch Lambda's deployment zip, byte for byte the same on every build.
+"""Build a Lambda's deployment zip, byte for byte the same on every build.
 
-Usage: ``python -m lambdas.package <output.zip>``
+Usage: ``python -m lambdas.package <output.zip> [--function start-upload-run]``
+(default: the dispatch Lambda of infra/dev-account).
 
 Terraform updates the function when ``filebase64sha256()`` of the zip changes, so the zip
 must depend on the handler's bytes only: one entry, ``handler.py`` at the root, with a fixed
@@ -19,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 HANDLER = Path(__file__).resolve().parent / "dispatch_deploy" / "handler.py"
+UPLOAD_HANDLER = Path(__file__).resolve().parent / "start_upload_run" / "handler.py"
+FUNCTIONS = {"dispatch-deploy": HANDLER, "start-upload-run": UPLOAD_HANDLER}
 ENTRY_NAME = "handler.py"
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644
@@ -55,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m lambdas.package", description=__doc__.splitlines()[0]
     )
     parser.add_argument("output", type=Path, help="path of the zip to write")
+    parser.add_argument("--function", choices=sorted(FUNCTIONS), default="dispatch-deploy")
     args = parser.parse_args(argv)
-    digest = build_zip(args.output)
+    digest = build_zip(args.output, FUNCTIONS[args.function])
     base64_digest = base64.b64encode(bytes.fromhex(digest)).decode("ascii")
     print(f"{args.output} sha256={digest} base64sha256={base64_digest}")
     return 0

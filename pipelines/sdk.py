@@ -62,6 +62,7 @@ def _root_logger_untouched() -> Iterator[None]:
 
 with quiet_environment(), _root_logger_untouched():
     from sagemaker.core import image_uris
+    from sagemaker.core.common_utils import instance_supports_kms
     from sagemaker.core.helper.iam_role_resolver import RoleValidationError
     from sagemaker.core.network import NetworkConfig
     from sagemaker.core.processing import ScriptProcessor
@@ -76,6 +77,7 @@ with quiet_environment(), _root_logger_untouched():
     from sagemaker.core.workflow.functions import Join
     from sagemaker.core.workflow.parameters import ParameterInteger, ParameterString
     from sagemaker.core.workflow.pipeline_context import PipelineSession
+    from sagemaker.core.workflow.pipeline_definition_config import PipelineDefinitionConfig
     from sagemaker.mlops.workflow.pipeline import Pipeline
     from sagemaker.mlops.workflow.retry import (
         SageMakerJobExceptionTypeEnum,
@@ -124,6 +126,7 @@ __all__ = [
     "ParameterInteger",
     "ParameterString",
     "ParameterizedPipeline",
+    "PipelineDefinitionConfig",
     "PipelineSession",
     "ProcessingInput",
     "ProcessingOutput",
@@ -139,6 +142,7 @@ __all__ = [
     "TransformStep",
     "Transformer",
     "image_uris",
+    "instance_supports_kms",
     "parameterize_definition",
     "quiet_environment",
     "quiet_sdk_logging",

@@ -18,6 +18,11 @@ ROWS = 3000
 def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys) -> None:
     report = demo.run(rows=ROWS, assume_yes=True, workdir=tmp_path)
     assert set(report["stages"]) == {"preprod", "prod"}
+    # the smoke run the prod reviewer reads: the stage file's 40 rows, 2 of them malformed
+    smoke = report["smoke"]["preprod"]
+    assert smoke.status == "Succeeded" and smoke.passed
+    assert (smoke.rows_in, smoke.rows_rejected, smoke.rows_scored) == (40, 2, 38)
+    assert set(report["smoke"]) == {"preprod"}  # prod names no smoke input
     with tarfile.open(tmp_path / "model.tar.gz") as archive:
         archive.extract("model.joblib", tmp_path / "model", filter="data")
     model = joblib.load(tmp_path / "model" / "model.joblib")

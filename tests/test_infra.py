@@ -135,18 +135,46 @@ def test_target_account_infra_is_what_build_py_reads(
     }
     assert passed == {
         role_arn("preprod", f"{PROJECT}-preprod-{name}")
-        for name in ("sagemaker-execution", "start-pipeline", "upload-pipe")
+        for name in ("sagemaker-execution", "start-pipeline", "upload-starter")
     }
     assert tfvars["start_pipeline_role_arn"] == role_arn(
         "preprod", f"{PROJECT}-preprod-start-pipeline"
     )
-    assert tfvars["upload_pipe_role_arn"] == role_arn("preprod", f"{PROJECT}-preprod-upload-pipe")
+    assert tfvars["upload_starter_role_arn"] == role_arn(
+        "preprod", f"{PROJECT}-preprod-upload-starter"
+    )
     trust = iam.get_role(RoleName=f"{PROJECT}-preprod-deploy")["Role"]["AssumeRolePolicyDocument"]
     (statement,) = trust["Statement"]
     assert statement["Condition"]["StringEquals"] == {
         "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
         "token.actions.githubusercontent.com:sub": f"repo:{REPOSITORY}:environment:preprod",
     }
+    # the plan before the gate: a read-only role, trusted by the "<stage>-plan" environment
+    # only, that covers every call build.py --plan-only makes
+    plan_policy = iam.get_role_policy(
+        RoleName=f"{PROJECT}-preprod-plan", PolicyName="plan-preprod"
+    )["PolicyDocument"]
+    writes = [
+        action
+        for statement in plan_policy["Statement"]
+        for action in _list(statement)
+        if not action.split(":")[1].startswith(("Get", "Describe", "List"))
+        and action != "kms:Decrypt"
+    ]
+    assert writes == []
+    build_calls["target"].calls.clear()
+    assert run_build(tmp_path, "--plan-only", stage="preprod") == 0
+    assert build_calls["target"].calls
+    assert missing_permissions(build_calls["target"], plan_policy, region, account) == []
+    plan_trust = iam.get_role(RoleName=f"{PROJECT}-preprod-plan")["Role"][
+        "AssumeRolePolicyDocument"
+    ]
+    assert (
+        plan_trust["Statement"][0]["Condition"]["StringEquals"][
+            "token.actions.githubusercontent.com:sub"
+        ]
+        == f"repo:{REPOSITORY}:environment:preprod-plan"
+    )
     execution = iam.get_role_policy(
         RoleName=f"{PROJECT}-preprod-sagemaker-execution", PolicyName="batch-inference"
     )["PolicyDocument"]

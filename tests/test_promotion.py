@@ -329,6 +329,32 @@ def test_dry_run_changes_nothing(
 # ------------------------------------------------------------------ interrupted runs
 
 
+def test_plan_only_writes_the_tfvars_and_nothing_in_aws(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys
+) -> None:
+    """The prod plan before the gate: the variables a deployment would apply, from reads
+    only; the same definition key the deployment then uploads."""
+    dev.register("Approved")
+    objects = bucket_keys(aws, "preprod", stage_bucket("preprod"))
+    assert run_build(tmp_path, "--plan-only") == 0
+    planned = tfvars(tmp_path)
+    assert "plan only: nothing changed in AWS" in capsys.readouterr().out
+    assert target_packages(aws) == []
+    assert bucket_keys(aws, "preprod", stage_bucket("preprod")) == objects
+    assert planned["model_package_arn"].endswith(
+        f"model-package/{GROUP.lower()}/promoted-at-apply-from-v1"
+    )
+    assert run_build(tmp_path) == 0  # the deployment
+    deployed = tfvars(tmp_path)
+    assert deployed["pipeline_definition_s3_key"] == planned["pipeline_definition_s3_key"]
+    assert {k: v for k, v in planned.items() if k != "model_package_arn"} == {
+        k: v for k, v in deployed.items() if k != "model_package_arn"
+    }
+    # once promoted, a plan names the real package
+    assert run_build(tmp_path, "--plan-only") == 0
+    assert tfvars(tmp_path)["model_package_arn"] == deployed["model_package_arn"]
+
+
 def test_interrupted_after_the_copy_leaves_no_package_and_rerun_completes(
     aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, monkeypatch
 ) -> None:
@@ -524,6 +550,44 @@ def test_bad_stage_config(
     assert run_build(tmp_path, "--config", str(config), *extra) == 2
     assert message in one_line_error(capsys)
     assert target_packages(aws) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "instance_type"),
+    [("processing_instance_type", "ml.g5.xlarge"), ("transform_instance_type", "ml.r5d.large")],
+)
+def test_local_nvme_instance_types_are_refused_when_volumes_are_encrypted(
+    aws: Emulator, dev: DevRegistry, tmp_path: Path, capsys, setting: str, instance_type: str
+) -> None:
+    """SageMaker refuses a VolumeKmsKeyId on types with local NVMe storage: caught before
+    anything is copied, with the setting named, instead of at the first scheduled run."""
+    create_stage(aws, "prod", kms=True)
+    dev.register("Approved")
+    config = json.loads((REPO / "prod-config.tfvars.json").read_text())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**config, setting: instance_type}))
+    objects = bucket_keys(aws, "prod", stage_bucket("prod"))
+    assert run_build(tmp_path, "--config", str(path), stage="prod") == 2
+    error = one_line_error(capsys)
+    assert f"{setting} {instance_type} has local NVMe storage" in error
+    assert target_packages(aws, "prod") == []
+    assert bucket_keys(aws, "prod", stage_bucket("prod")) == objects
+
+
+def test_a_group_name_too_long_for_the_model_names_is_refused(
+    aws: Emulator, preprod: dict, tmp_path: Path, capsys
+) -> None:
+    """A hashed model name would fall outside the roles' model/<group>-<stage>-* rights."""
+    group = "g" * 49
+    argv = ["--stage", "preprod", "--model-package-group-name", group, "--project-name", PROJECT]
+    code = build.main([*argv, "--target-role-arn", role_arn("preprod"),
+                       "--source-role-arn", role_arn("dev"),
+                       "--output", str(tmp_path / "preprod.tfvars.json")])  # fmt: skip
+    assert code == 2
+    error = one_line_error(capsys)
+    assert "is 49 characters" in error and "48 or fewer" in error
+    assert not (tmp_path / "preprod.tfvars.json").exists()
+    assert utils.model_name("g" * 48, "preprod", 99999) == f"{'g' * 48}-preprod-v99999"
 
 
 def test_unknown_stage_and_bad_version_are_usage_errors(tmp_path: Path, capsys) -> None:

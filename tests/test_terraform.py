@@ -15,7 +15,9 @@ import hcl2
 import pytest
 
 from pipelines.local.emulator import Emulator
+from pipelines.local.executor import job_name
 from pipelines.local.transform import resolve_model
+from tests.dashboard_series import search_matches, series, undocumented
 from tests.provider_requests import Request, logged_requests, problems, refused_requests
 from tests.registry import PROJECT, DevRegistry, create_stage, run_build
 from tests.terraform_cli import (
@@ -127,7 +129,7 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "15 passed, 0 failed" in result.stdout
+    assert "17 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
@@ -161,6 +163,61 @@ def planned_changes(tf: Callable[..., object]) -> dict:
     return json.loads(tf("show", "-json", "check.plan").stdout)
 
 
+def assert_dashboard_shows_the_stage(aws: Emulator, stage: str, values: dict) -> None:
+    """Every series is one AWS publishes; one step-failure series per step; each job graph
+    finds the jobs of its own step (named as Pipelines names them) and no other's."""
+    body = json.loads(
+        aws.client("cloudwatch", stage).get_dashboard(
+            DashboardName=f"{PROJECT}-{stage}-batch-inference"
+        )["DashboardBody"]
+    )
+    assert undocumented(body) == []
+    definition = json.loads(
+        aws.client("s3", stage)
+        .get_object(Bucket=values["artifacts_bucket"], Key=values["pipeline_definition_s3_key"])[
+            "Body"
+        ]
+        .read()
+    )
+    steps = {step["Name"]: step for step in definition["Steps"]}
+    failed = [s["dimensions"] for s in series(body) if s["metric"] == "StepFailed"]
+    assert sorted(d["StepName"] for d in failed) == sorted(steps)
+    assert {d["PipelineName"] for d in failed} == {values["pipeline_name"]}
+    searches = [s for s in series(body) if "phrase" in s]
+    for name, step in steps.items():
+        host = f"{job_name(step, 'x7k2m9q4w1z8')}/algo-1"
+        matching = {s["namespace"] for s in searches if search_matches(s["phrase"], host)}
+        namespace = f"/aws/sagemaker/{step['Type']}Jobs"
+        assert matching == {namespace}, f"{name}'s jobs ({host}) are graphed by {matching}"
+        graphed = {s["metric"] for s in searches if search_matches(s["phrase"], host)}
+        assert "CPUUtilization" in graphed
+
+
+def test_the_dashboard_checks_are_not_vacuous() -> None:
+    """What the dashboard once had: a step metric without StepName, a Transform disk metric,
+    and a job search on the project name, which Pipelines' default job names never hold."""
+    transform_disk = (
+        'SEARCH(\'{/aws/sagemaker/TransformJobs,Host} MetricName="DiskUtilization" '
+        "\"churn\"', 'Maximum', 300)"
+    )
+    old = {
+        "widgets": [
+            {
+                "properties": {
+                    "metrics": [
+                        ["AWS/Sagemaker/ModelBuildingPipeline", "StepFailed", "PipelineName", "p"],
+                        [{"id": "t2", "expression": transform_disk}],
+                    ]
+                }
+            }
+        ]
+    }
+    assert len(undocumented(old)) == 2
+    assert not search_matches("churn", "pipelines-x7k2m9q4w1z8-BatchTransform-ab12cd/i-0abc")
+    assert search_matches("churn-preprod-transform", "churn-preprod-transform-x7k2-a1-0/i-0abc")
+    assert not search_matches("churn-preprod-transform", "churn-preprod-preprocess-x7k2/algo-1")
+
+
 @pytest.mark.parametrize("stage", ["preprod", "prod"])
 def test_apply_plan_destroy_against_the_emulator(
     aws: Emulator, terraform: str, tmp_path: Path, stage: str
@@ -191,21 +248,23 @@ def test_apply_plan_destroy_against_the_emulator(
     assert target["Arn"] == pipeline["PipelineArn"]
     model = sagemaker.describe_model(ModelName=values["model_name"])
     assert model["PrimaryContainer"]["ModelPackageName"] == values["model_package_arn"]
-    pipes = aws.client("pipes", stage).list_pipes()["Pipes"]
+    functions = aws.client("lambda", stage).list_functions()["Functions"]
     if values["run_on_upload"]:
-        (pipe,) = pipes
-        described = aws.client("pipes", stage).describe_pipe(Name=pipe["Name"])
-        assert described["Target"] == pipeline["PipelineArn"]
-        assert described["RoleArn"] == values["upload_pipe_role_arn"]
-        upload_parameters = {
-            p["Name"]: p["Value"]
-            for p in described["TargetParameters"]["SageMakerPipelineParameters"][
-                "PipelineParameterList"
-            ]
+        (function,) = functions
+        assert function["Role"] == values["upload_starter_role_arn"]
+        environment = function["Environment"]["Variables"]
+        assert environment["PIPELINE_NAME"] == values["pipeline_name"]
+        assert json.loads(environment["PIPELINE_PARAMETERS"]) == {
+            k: v for k, v in parameters.items() if k != "InputDataUrl"
         }
-        assert upload_parameters == {**parameters, "InputDataUrl": "$.body.input_data_url"}
+        (mapping,) = aws.client("lambda", stage).list_event_source_mappings(
+            FunctionName=function["FunctionArn"]
+        )["EventSourceMappings"]
+        assert mapping["EventSourceArn"].endswith("-batch-inference-uploads.fifo")
+        assert mapping["BatchSize"] == 1
     else:
-        assert pipes == []
+        assert functions == []
+    assert_dashboard_shows_the_stage(aws, stage, values)
     # deploying writes no IAM: the roles are the base infrastructure's
     state = json.loads(tf("show", "-json").stdout)["values"]["root_module"]["resources"]
     assert [r["address"] for r in state if r["type"].startswith("aws_iam_")] == []

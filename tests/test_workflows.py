@@ -36,6 +36,9 @@ DEPLOY_PATHS = {
     "build.py",
     "utils.py",
     "pipelines/**",
+    "lambdas/package.py",
+    "lambdas/start_upload_run/**",
+    "examples/breast_cancer/smoke-input.csv",
     "batch-config-template.tf",
     "pre-prod-config.tfvars.json",
     "prod-config.tfvars.json",
@@ -173,12 +176,51 @@ def test_the_dispatch_lambda_starts_this_workflow_with_inputs_it_declares(
 # ----------------------------------------------------------------------------- jobs
 
 
-def test_jobs_run_test_then_preprod_then_prod(deploy: dict[str, Any]) -> None:
+def test_jobs_run_test_then_preprod_then_the_prod_plan_then_prod(deploy: dict[str, Any]) -> None:
     jobs = deploy["jobs"]
-    assert set(jobs) == {"test", *STAGES}
+    assert set(jobs) == {"test", *STAGES, "prod-plan"}
     assert "needs" not in jobs["test"]
     assert jobs["preprod"]["needs"] in ("test", ["test"])
-    assert jobs["prod"]["needs"] in ("preprod", ["preprod"])
+    assert jobs["prod-plan"]["needs"] in ("preprod", ["preprod"])
+    assert sorted(jobs["prod"]["needs"]) == ["preprod", "prod-plan"]
+
+
+def test_the_prod_plan_is_made_before_the_gate_with_nothing_applied(
+    deploy: dict[str, Any], stage_job: dict[str, Any]
+) -> None:
+    """The reviewer reads the prod plan before approving: a job in the ungated environment
+    prod-plan (its read-only role), for exactly the version preprod deployed."""
+    plan = deploy["jobs"]["prod-plan"]
+    assert plan["uses"] == deploy["jobs"]["prod"]["uses"]
+    assert plan["with"] == {
+        "stage": "prod",
+        "plan_only": True,
+        "model_version": "${{ needs.preprod.outputs.model_version }}",
+    }
+    assert plan["permissions"] == {"contents": "read", "id-token": "write"}
+    assert stage_job["environment"] == (
+        "${{ inputs.plan_only && format('{0}-plan', inputs.stage) || inputs.stage }}"
+    )
+    assert stage_job["env"]["PLAN_ONLY"] == "${{ inputs.plan_only }}"
+    _, build = step(stage_job, runs("python build.py"), "runs build.py")
+    assert 'if [[ "$PLAN_ONLY" == true ]]; then args+=(--plan-only); fi' in build["run"]
+    _, plan_step = step(stage_job, runs("terraform plan"), "plans")
+    assert "lock=(-lock=false)" in plan_step["run"] and '"${lock[@]}"' in plan_step["run"]
+    _, apply = step(stage_job, runs("terraform apply"), "applies")
+    assert apply["if"] == "${{ !inputs.plan_only }}"
+
+
+def test_preprod_is_smoke_run_after_its_apply_into_the_job_summary(
+    stage_job: dict[str, Any],
+) -> None:
+    apply_index, _ = step(stage_job, runs("terraform apply"), "applies")
+    smoke_index, smoke = step(stage_job, runs("pipelines.smoke_run"), "smoke-runs")
+    assert apply_index < smoke_index
+    assert smoke["if"] == "${{ !inputs.plan_only && inputs.stage == 'preprod' }}"
+    assert '--tfvars "build/$STAGE.tfvars.json"' in smoke["run"]
+    assert '--summary "$GITHUB_STEP_SUMMARY"' in smoke["run"]
+    assert "--timeout-minutes 60" in smoke["run"]
+    assert stage_job["timeout-minutes"] > 60
 
 
 def test_the_test_job_is_the_ci_workflow(deploy: dict[str, Any]) -> None:
@@ -209,9 +251,10 @@ def test_each_stage_runs_in_its_github_environment(
 ) -> None:
     """The environment gates the job (reviewers on prod), holds the stage's variables and is
     the OIDC subject the AWS roles trust (repo:<owner/name>:environment:<stage>)."""
-    assert stage_job["environment"] == "${{ inputs.stage }}"
+    assert stage_job["environment"].endswith("|| inputs.stage }}")
     for stage in STAGES:
         assert deploy["jobs"][stage]["with"]["stage"] == stage
+        assert "plan_only" not in deploy["jobs"][stage]["with"]  # the deploy jobs: gated
 
 
 def test_prod_deploys_exactly_the_version_preprod_deployed(
@@ -248,6 +291,10 @@ def test_one_deployment_per_stage_at_a_time_never_cancelled(deploy: dict[str, An
             "group": f"deploy-{stage}",
             "cancel-in-progress": False,
         }
+    assert deploy["jobs"]["prod-plan"]["concurrency"] == {
+        "group": "plan-prod",
+        "cancel-in-progress": False,
+    }
     assert "concurrency" not in deploy, "a workflow-level group would serialise whole runs"
 
 
@@ -256,8 +303,8 @@ def test_permissions_are_empty_and_id_token_only_on_the_deploy_jobs(
 ) -> None:
     assert deploy["permissions"] == {}
     assert stage_workflow["permissions"] == {}
-    for stage in STAGES:
-        assert deploy["jobs"][stage]["permissions"] == {"contents": "read", "id-token": "write"}
+    for job in (*STAGES, "prod-plan"):
+        assert deploy["jobs"][job]["permissions"] == {"contents": "read", "id-token": "write"}
     assert stage_job["permissions"] == {"contents": "read", "id-token": "write"}
 
     id_token = []
@@ -270,7 +317,12 @@ def test_permissions_are_empty_and_id_token_only_on_the_deploy_jobs(
                 assert permissions in ("read-all", "{}"), f"{path.name}:{job_id}"
             elif permissions and permissions.get("id-token") == "write":
                 id_token.append(f"{path.name}:{job_id}")
-    assert sorted(id_token) == ["deploy-stage.yml:deploy", "deploy.yml:preprod", "deploy.yml:prod"]
+    assert sorted(id_token) == [
+        "deploy-stage.yml:deploy",
+        "deploy.yml:preprod",
+        "deploy.yml:prod",
+        "deploy.yml:prod-plan",
+    ]
 
 
 def test_every_job_has_a_timeout() -> None:

@@ -147,12 +147,13 @@ locals {
   name          = "${var.project_name}-dev"
   function_name = "${var.project_name}-dispatch-deploy"
   # SageMaker may lower-case names in ARNs and IAM compares ARNs case-sensitively: both forms
-  group_names    = distinct([var.model_package_group_name, lower(var.model_package_group_name)])
-  group_arns     = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package-group/${g}"]
-  packages_arns  = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package/${g}/*"]
-  artifacts_arn  = "arn:${local.partition}:s3:::${var.model_artifacts_bucket}"
-  artifact_arns  = [for prefix in var.model_artifact_prefixes : "${local.artifacts_arn}/${prefix}*"]
-  github_subject = [for environment in ["preprod", "prod"] : "repo:${var.github_repository}:environment:${environment}"]
+  group_names   = distinct([var.model_package_group_name, lower(var.model_package_group_name)])
+  group_arns    = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package-group/${g}"]
+  packages_arns = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package/${g}/*"]
+  artifacts_arn = "arn:${local.partition}:s3:::${var.model_artifacts_bucket}"
+  artifact_arns = [for prefix in var.model_artifact_prefixes : "${local.artifacts_arn}/${prefix}*"]
+  # the stages' deploy jobs and their plan jobs (deploy.yml plans prod before its gate)
+  github_subject = [for environment in ["preprod", "prod", "preprod-plan", "prod-plan"] : "repo:${var.github_repository}:environment:${environment}"]
 }
 
 # ----------------------------------------------------------------------------- key

@@ -118,6 +118,10 @@ variable "security_group_ids" {
   description = "Security groups for the jobs and the model."
   type        = list(string)
   default     = []
+  validation {
+    condition     = length(var.subnet_ids) == 0 || length(var.security_group_ids) > 0
+    error_message = "subnet_ids needs security_group_ids too: SageMaker's VpcConfig requires both."
+  }
 }
 
 variable "output_retention_days" {
@@ -199,7 +203,10 @@ data "aws_iam_policy_document" "key" {
     condition {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
-      values   = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/*"]
+      values = [
+        "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/*",
+        "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}",
+      ]
     }
   }
   statement {
@@ -535,19 +542,22 @@ resource "aws_iam_role_policy" "execution" {
 }
 
 # ----------------------------------------------------------------------------- service roles
-# The stage template's schedule (EventBridge) and upload trigger (Pipes) start the pipeline
+# The stage template's schedule (EventBridge) and upload trigger (a Lambda function) start the pipeline
 # with these roles. They live here, not in the template, so the deploy role needs no IAM
 # writes at all: a principal that may write a role's trust and policies can make that role
 # trust itself and assume it (self-escalation). The deploy role may only pass them.
 
 locals {
   stage_pipelines = "${format(local.arn_prefix, "sagemaker")}:pipeline/${local.name}-*"
-  # the queue batch-config-template.tf creates for run on upload
-  upload_queue = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-uploads"
+  # what batch-config-template.tf creates for run on upload
+  upload_queue          = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-uploads.fifo"
+  refused_uploads_queue = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-refused-uploads.fifo"
+  upload_function       = "${local.name}-start-upload-run"
+  upload_log_group      = "/aws/lambda/${local.upload_function}"
 }
 
 data "aws_iam_policy_document" "service_trust" {
-  for_each = { start_pipeline = "events.amazonaws.com", upload_pipe = "pipes.amazonaws.com" }
+  for_each = { start_pipeline = "events.amazonaws.com", upload_starter = "lambda.amazonaws.com" }
   statement {
     actions = ["sts:AssumeRole"]
     principals {
@@ -582,34 +592,59 @@ resource "aws_iam_role_policy" "start_pipeline" {
   policy = data.aws_iam_policy_document.start_pipeline.json
 }
 
-resource "aws_iam_role" "upload_pipe" {
-  name               = "${local.name}-upload-pipe"
-  description        = "An EventBridge Pipe starts ${local.name}'s pipeline for each uploaded input object."
-  assume_role_policy = data.aws_iam_policy_document.service_trust["upload_pipe"].json
+resource "aws_iam_role" "upload_starter" {
+  name               = "${local.name}-upload-starter"
+  description        = "The run-on-upload function starts ${local.name}'s pipeline for each uploaded input object."
+  assume_role_policy = data.aws_iam_policy_document.service_trust["upload_starter"].json
 }
 
-data "aws_iam_policy_document" "upload_pipe" {
+data "aws_iam_policy_document" "upload_starter" {
   statement {
-    sid       = "ReadTheUploadQueue"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    sid       = "ReadTheUploadQueue" # the Lambda event source polls with the function's role
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
     resources = [local.upload_queue]
   }
   statement {
-    sid       = "DecryptTheQueuedMessages"
-    actions   = ["kms:Decrypt"]
+    sid       = "RefuseUploads"
+    actions   = ["sqs:SendMessage"]
+    resources = [local.refused_uploads_queue]
+  }
+  statement {
+    sid       = "UseTheStageKeyForTheQueues"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [aws_kms_key.stage.arn]
   }
   statement {
-    sid       = "StartTheStagesPipeline"
-    actions   = ["sagemaker:StartPipelineExecution"]
+    sid       = "CheckTheUploadedObject" # HeadObject needs s3:GetObject
+    actions   = ["s3:GetObject"]
+    resources = [local.project_objects]
+  }
+  statement {
+    sid       = "FindObjectsSharingTheKey"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.project_name}/*"]
+    }
+  }
+  statement {
+    sid       = "CountRunsAndStartOne"
+    actions   = ["sagemaker:ListPipelineExecutions", "sagemaker:StartPipelineExecution"]
     resources = [local.stage_pipelines]
+  }
+  statement {
+    sid       = "WriteItsLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}:*"]
   }
 }
 
-resource "aws_iam_role_policy" "upload_pipe" {
+resource "aws_iam_role_policy" "upload_starter" {
   name   = "read-uploads-start-pipeline"
-  role   = aws_iam_role.upload_pipe.id
-  policy = data.aws_iam_policy_document.upload_pipe.json
+  role   = aws_iam_role.upload_starter.id
+  policy = data.aws_iam_policy_document.upload_starter.json
 }
 
 # ----------------------------------------------------------------------------- SSM contract
@@ -621,7 +656,7 @@ locals {
       "sagemaker-role-arn"      = { type = "String", value = aws_iam_role.execution.arn }
       "kms-key-arn"             = { type = "String", value = aws_kms_key.stage.arn }
       "start-pipeline-role-arn" = { type = "String", value = aws_iam_role.start_pipeline.arn }
-      "upload-pipe-role-arn"    = { type = "String", value = aws_iam_role.upload_pipe.arn }
+      "upload-starter-role-arn" = { type = "String", value = aws_iam_role.upload_starter.arn }
     },
     length(var.subnet_ids) > 0 ? {
       "subnet-ids"         = { type = "StringList", value = join(",", var.subnet_ids) }
@@ -656,7 +691,10 @@ locals {
   github_provider_arn = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : data.aws_iam_openid_connect_provider.github[0].arn
 }
 
-data "aws_iam_policy_document" "deploy_trust" {
+# The deploy role: jobs of this repository in the GitHub environment of this stage; the plan
+# role: jobs in "<stage>-plan" (deploy.yml's prod plan before the gate).
+data "aws_iam_policy_document" "github_trust" {
+  for_each = { deploy = local.github_sub, plan = "${local.github_sub}-plan" }
   statement {
     actions = ["sts:AssumeRoleWithWebIdentity"]
     principals {
@@ -668,11 +706,10 @@ data "aws_iam_policy_document" "deploy_trust" {
       variable = "token.actions.githubusercontent.com:aud"
       values   = ["sts.amazonaws.com"]
     }
-    # only jobs of this repository that run in the GitHub environment of this stage
     condition {
       test     = "StringEquals"
       variable = "token.actions.githubusercontent.com:sub"
-      values   = [local.github_sub]
+      values   = [each.value]
     }
   }
 }
@@ -680,7 +717,7 @@ data "aws_iam_policy_document" "deploy_trust" {
 resource "aws_iam_role" "deploy" {
   name                 = "${local.name}-deploy"
   description          = "Assumed by ${var.github_repository}'s deploy workflow (environment ${var.environment})."
-  assume_role_policy   = data.aws_iam_policy_document.deploy_trust.json
+  assume_role_policy   = data.aws_iam_policy_document.github_trust["deploy"].json
   max_session_duration = 3600
 }
 
@@ -696,7 +733,7 @@ locals {
     queues    = "${format(local.arn_prefix, "sqs")}:${local.name}-*"
     topics    = "${format(local.arn_prefix, "sns")}:${local.name}-*"
     alarms    = "${format(local.arn_prefix, "cloudwatch")}:alarm:${local.name}-*"
-    pipes     = "${format(local.arn_prefix, "pipes")}:pipe/${local.name}-*"
+    functions = "${format(local.arn_prefix, "lambda")}:function:${local.name}-*"
     dashboard = "arn:${local.partition}:cloudwatch::${local.account}:dashboard/${local.name}-*"
   }
 }
@@ -742,9 +779,26 @@ data "aws_iam_policy_document" "deploy" {
     }
   }
   statement {
+    # the stage's state (deploy-stage.yml: key <project>/<env>/batch-inference.tfstate and its
+    # lock file) only: not the state of infra/ an administrator may keep in the same bucket
     sid       = "TerraformState"
-    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"]
-    resources = [local.state_bucket_arn, "${local.state_bucket_arn}/*"]
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${local.state_bucket_arn}/${var.project_name}/${var.environment}/*"]
+  }
+  statement {
+    sid       = "ListTheStagesState"
+    actions   = ["s3:ListBucket"]
+    resources = [local.state_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["${var.project_name}/${var.environment}/*"]
+    }
+  }
+  statement {
+    sid       = "RemoveTheDeploymentRecordOnDestroy" # the stage template's aws_s3_object
+    actions   = ["s3:DeleteObject"]
+    resources = ["${local.bucket_arn}/${var.project_name}/deployments/${var.environment}/*"]
   }
   statement {
     sid       = "UseTheStageKey"
@@ -783,6 +837,11 @@ data "aws_iam_policy_document" "deploy" {
     resources = concat(local.stage_arns.models, [local.stage_arns.pipelines])
   }
   statement {
+    sid       = "SmokeRunTheDeployedPipeline" # pipelines/smoke_run.py, after the apply
+    actions   = ["sagemaker:StartPipelineExecution", "sagemaker:DescribePipelineExecution", "sagemaker:StopPipelineExecution"]
+    resources = [local.stage_arns.pipelines] # <project>-<env>-*: its executions too
+  }
+  statement {
     sid       = "PassTheExecutionRoleToSageMaker"
     actions   = ["iam:PassRole"]
     resources = [aws_iam_role.execution.arn]
@@ -793,17 +852,59 @@ data "aws_iam_policy_document" "deploy" {
     }
   }
   statement {
-    sid       = "PassTheStagesServiceRolesToEventsAndPipes"
+    sid       = "PassTheScheduleRoleToEvents"
     actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.start_pipeline.arn, aws_iam_role.upload_pipe.arn]
+    resources = [aws_iam_role.start_pipeline.arn]
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"
-      values   = ["events.amazonaws.com", "pipes.amazonaws.com"]
+      values   = ["events.amazonaws.com"]
     }
   }
   statement {
-    sid = "ManageTheStagesSchedulePipeQueuesTopicAlarmsDashboard"
+    sid       = "PassTheUploadStarterRoleToLambda"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.upload_starter.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["lambda.amazonaws.com"]
+    }
+  }
+  statement {
+    sid = "ManageTheUploadFunction"
+    actions = [
+      "lambda:CreateFunction", "lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionCode",
+      "lambda:UpdateFunctionConfiguration", "lambda:DeleteFunction", "lambda:ListVersionsByFunction",
+      "lambda:GetFunctionCodeSigningConfig", "lambda:ListTags", "lambda:TagResource", "lambda:UntagResource",
+    ]
+    resources = [local.stage_arns.functions]
+  }
+  statement {
+    sid = "ConnectTheUploadQueueToTheFunction" # tags: the provider's default_tags on create
+    actions = [
+      "lambda:CreateEventSourceMapping", "lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping",
+      "lambda:DeleteEventSourceMapping", "lambda:ListTags", "lambda:TagResource", "lambda:UntagResource",
+    ]
+    resources = ["${format(local.arn_prefix, "lambda")}:event-source-mapping:*"]
+    condition {
+      test     = "ArnLike"
+      variable = "lambda:FunctionArn"
+      values   = [local.stage_arns.functions]
+    }
+  }
+  statement {
+    sid       = "FindLogGroups" # how the provider reads a log group back
+    actions   = ["logs:DescribeLogGroups"]
+    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:*"]
+  }
+  statement {
+    sid       = "ManageTheFunctionsLogGroup"
+    actions   = ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:AssociateKmsKey", "logs:ListTagsForResource", "logs:TagResource", "logs:UntagResource"]
+    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}:*"]
+  }
+  statement {
+    sid = "ManageTheStagesScheduleQueuesTopicAlarmsDashboard"
     actions = [
       "events:PutRule", "events:DeleteRule", "events:DescribeRule", "events:PutTargets", "events:RemoveTargets",
       "events:ListTargetsByRule", "events:ListTagsForResource", "events:TagResource", "events:UntagResource",
@@ -814,14 +915,87 @@ data "aws_iam_policy_document" "deploy" {
       "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource",
       "cloudwatch:TagResource", "cloudwatch:UntagResource",
       "cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards",
-      "pipes:CreatePipe", "pipes:UpdatePipe", "pipes:DeletePipe", "pipes:DescribePipe", "pipes:ListTagsForResource",
-      "pipes:TagResource", "pipes:UntagResource",
     ]
     resources = [
       local.stage_arns.rules, local.stage_arns.queues, local.stage_arns.topics, local.stage_arns.alarms,
-      local.stage_arns.dashboard, local.stage_arns.pipes,
+      local.stage_arns.dashboard,
     ]
   }
+}
+
+# The plan before the gate: deploy.yml's plan job runs build.py --plan-only and
+# `terraform plan -lock=false` in the GitHub environment "<env>-plan" (no reviewers), so
+# the prod reviewer reads the plan before approving. Reads only: it cannot change anything
+# the deploy role can, so an ungated environment holding it gates nothing away.
+resource "aws_iam_role" "plan" {
+  name                 = "${local.name}-plan"
+  description          = "Assumed by ${var.github_repository}'s plan job (environment ${var.environment}-plan): reads only."
+  assume_role_policy   = data.aws_iam_policy_document.github_trust["plan"].json
+  max_session_duration = 3600
+}
+
+data "aws_iam_policy_document" "plan" {
+  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages and logs:DescribeLogGroups have no narrower resource
+  statement {
+    sid       = "ReadTheSsmContract"
+    actions   = ["ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameters"]
+    resources = ["arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${local.ssm_prefix}", "arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${local.ssm_prefix}/*"]
+  }
+  statement {
+    sid       = "ReadTheStagesObjectsAndState" # deployment record, definitions; the stage's state
+    actions   = ["s3:GetObject", "s3:GetObjectTagging"]
+    resources = [local.project_objects, "${local.state_bucket_arn}/${var.project_name}/${var.environment}/*"]
+  }
+  statement {
+    sid       = "ListTheBuckets"
+    actions   = ["s3:ListBucket"]
+    resources = [local.bucket_arn, local.state_bucket_arn]
+  }
+  statement {
+    sid       = "DecryptWithTheStageKey"
+    actions   = ["kms:Decrypt", "kms:DescribeKey"]
+    resources = [aws_kms_key.stage.arn]
+  }
+  statement {
+    sid       = "ReadTheRegistry"
+    actions   = ["sagemaker:DescribeModelPackageGroup", "sagemaker:DescribeModelPackage", "sagemaker:ListTags"]
+    resources = concat(local.stage_arns.group, local.stage_arns.packages)
+  }
+  statement {
+    sid       = "ListTheRegistryAndLogGroups"
+    actions   = ["sagemaker:ListModelPackages", "logs:DescribeLogGroups"]
+    resources = ["*"]
+  }
+  statement {
+    sid = "RefreshTheStagesResources" # what `terraform plan` reads back
+    actions = [
+      "sagemaker:DescribeModel", "sagemaker:DescribePipeline", "sagemaker:ListTags",
+      "events:DescribeRule", "events:ListTargetsByRule", "events:ListTagsForResource",
+      "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueueTags",
+      "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource",
+      "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource", "cloudwatch:GetDashboard",
+      "lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:ListVersionsByFunction",
+      "lambda:GetFunctionCodeSigningConfig", "lambda:ListTags",
+      "logs:ListTagsForResource", "logs:ListTagsLogGroup",
+    ]
+    resources = concat(local.stage_arns.models, [
+      local.stage_arns.pipelines, local.stage_arns.rules, local.stage_arns.queues, local.stage_arns.topics,
+      local.stage_arns.alarms, local.stage_arns.dashboard, local.stage_arns.functions,
+      "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}",
+      "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}:*",
+    ])
+  }
+  statement {
+    sid       = "RefreshTheUploadEventSource"
+    actions   = ["lambda:GetEventSourceMapping", "lambda:ListTags"]
+    resources = ["${format(local.arn_prefix, "lambda")}:event-source-mapping:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "plan" {
+  name   = "plan-${var.environment}"
+  role   = aws_iam_role.plan.id
+  policy = data.aws_iam_policy_document.plan.json
 }
 
 resource "aws_iam_role_policy" "deploy" {
@@ -847,6 +1021,11 @@ output "sagemaker_role_arn" {
 output "deploy_role_arn" {
   description = "Store as the GitHub environment variable AWS_DEPLOY_ROLE_ARN."
   value       = aws_iam_role.deploy.arn
+}
+
+output "plan_role_arn" {
+  description = "Store as the variable AWS_DEPLOY_ROLE_ARN of the GitHub environment <environment>-plan (reads only)."
+  value       = aws_iam_role.plan.arn
 }
 
 output "terraform_state_bucket" {

@@ -183,6 +183,9 @@ def get_pipeline(
             steps=[preprocess, batch_transform],
             sagemaker_session=session,
             pipeline_experiment_config=None,
+            # jobs named <base_job_name>-<execution id>-..., not pipelines-<execution id>-...:
+            # the dashboard finds a stage's job metrics by that prefix
+            pipeline_definition_config=sdk.PipelineDefinitionConfig(use_custom_job_prefix=True),
             parameter_overrides={
                 ("BatchTransform", "TransformResources", "InstanceCount"): "TransformInstanceCount",
             },
@@ -262,6 +265,44 @@ def _retry_policies() -> list:
             max_attempts=3,
         ),
     ]
+
+
+def volume_key_refusal(kms_key_id: str | None, instance_types: dict[str, str]) -> str | None:
+    """Why SageMaker would refuse these jobs, or None.
+
+    The definition sets ``VolumeKmsKeyId`` whenever the stage has a key, and SageMaker
+    refuses a volume key on instance types with local NVMe storage (g4dn, g5, *d, ...),
+    which it encrypts in hardware instead. The SDK's own table says which types those are.
+    ``instance_types`` maps each setting's name to its value.
+    """
+    if not kms_key_id:
+        return None
+    for setting, instance_type in instance_types.items():
+        if isinstance(instance_type, str) and not sdk.instance_supports_kms(instance_type):
+            return (
+                f"{setting} {instance_type} has local NVMe storage, which SageMaker encrypts "
+                "itself and refuses a volume KMS key for, and this stage encrypts job volumes "
+                "with its key: choose a type without local storage (e.g. ml.m5.xlarge)"
+            )
+    return None
+
+
+def job_steps(definition: dict) -> dict[str, dict[str, str]]:
+    """Each job step: its type (Processing/Transform) and the prefix of its jobs' names.
+
+    The stage's dashboard finds a step's job metrics by that prefix (the metrics' ``Host``
+    dimension is ``<job name>/<host>``).
+    """
+    fields = {"Processing": "ProcessingJobName", "Transform": "TransformJobName"}
+    return {
+        step["Name"]: {
+            "type": step["Type"],
+            "job_name_prefix": step["Arguments"][fields[step["Type"]]],
+        }
+        for step in definition["Steps"]
+        if step["Type"] in fields
+        and isinstance(step.get("Arguments", {}).get(fields[step["Type"]]), str)
+    }
 
 
 def offline_boto_session(region: str) -> boto3.Session:

@@ -12,6 +12,7 @@ start and end times, and per step its status, job metadata and failure reason.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import secrets
 import string
@@ -112,6 +113,22 @@ def _finish(record: dict[str, Any], status: str, reason: str | None = None) -> d
 _RUNNERS = {"Processing": "ProcessingJob", "Transform": "TransformJob"}
 
 
+def job_name(step: dict[str, Any], execution_id: str) -> str:
+    """The job's name as SageMaker Pipelines forms it.
+
+    With the definition's custom job prefix (``ProcessingJobName``/``TransformJobName``, the
+    SDK's ``use_custom_job_prefix``): ``<prefix>-<execution id>-<entity token>-<attempt>``;
+    without: ``pipelines-<execution id>-<step>``. The token here is derived from the step
+    name (SageMaker's is opaque); job names hold 63 characters.
+    """
+    arguments = step.get("Arguments", {})
+    prefix = arguments.get("ProcessingJobName") or arguments.get("TransformJobName")
+    if isinstance(prefix, str) and prefix:
+        token = hashlib.sha256(step["Name"].encode()).hexdigest()[:10]
+        return f"{prefix}-{execution_id}-{token}-0"[:63].rstrip("-")
+    return f"pipelines-{execution_id}-{step['Name']}"[:63]
+
+
 def _run_step(
     step: dict[str, Any],
     context: expressions.Context,
@@ -121,7 +138,7 @@ def _run_step(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     name, kind = step["Name"], step["Type"]
-    job_name = f"pipelines-{execution_id}-{name}"[:63]
+    given_name = job_name(step, execution_id)
     started = time.perf_counter()
     record: dict[str, Any] = {"StepName": name, "StepType": kind, "StartTime": _now()}
     log(f"  {name} ({kind}) started")
@@ -139,12 +156,12 @@ def _run_step(
     else:
         job = _RUNNERS[kind]
         prefix = context.execution["PipelineArn"].rsplit(":pipeline/", 1)[0]
-        arn = f"{prefix}:{job.lower().replace('job', '-job')}/{job_name}"
+        arn = f"{prefix}:{job.lower().replace('job', '-job')}/{given_name}"
         record.update(StepStatus="Succeeded", Metadata={job: {"Arn": arn}}, Outcome=outcome)
         # what later steps can read: the request as submitted, plus the job's identity
         context.steps[name] = {
             **arguments,
-            f"{job}Name": job_name,
+            f"{job}Name": given_name,
             f"{job}Arn": arn,
             f"{job}Status": "Completed",
         }

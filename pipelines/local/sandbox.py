@@ -26,7 +26,7 @@ SAGEMAKER_TRUST = service_trust("sagemaker.amazonaws.com")
 STAGE_ROLES = {
     "sagemaker-role-arn": ("sagemaker-execution", "sagemaker.amazonaws.com"),
     "start-pipeline-role-arn": ("start-pipeline", "events.amazonaws.com"),
-    "upload-pipe-role-arn": ("upload-pipe", "pipes.amazonaws.com"),
+    "upload-starter-role-arn": ("upload-starter", "lambda.amazonaws.com"),
 }
 
 

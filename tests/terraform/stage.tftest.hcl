@@ -17,8 +17,8 @@ mock_provider "aws" {
       id  = "https://sqs.eu-west-1.amazonaws.com/222222222222/mock-dlq"
     }
   }
-  mock_resource "aws_pipes_pipe" {
-    defaults = { arn = "arn:aws:pipes:eu-west-1:222222222222:pipe/mock" }
+  mock_resource "aws_lambda_function" {
+    defaults = { arn = "arn:aws:lambda:eu-west-1:222222222222:function:mock" }
   }
   mock_resource "aws_kms_key" {
     defaults = { arn = "arn:aws:kms:eu-west-1:222222222222:key/00000000-0000-0000-0000-000000000000" }
@@ -99,7 +99,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "runs that could not start (dead letters) must raise an alarm"
   }
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == 5
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 6 : 5)
     error_message = "the dashboard lost a widget"
   }
 }
@@ -107,14 +107,12 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
 run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
   command = apply
   variables {
-    run_on_upload = true
+    run_on_upload      = true
+    upload_max_running = 3
   }
   assert {
-    condition = {
-      for p in one(one(aws_pipes_pipe.upload[0].target_parameters).sagemaker_pipeline_parameters).pipeline_parameter : p.name => p.value
-      } == {
+    condition = jsondecode(aws_lambda_function.upload[0].environment[0].variables.PIPELINE_PARAMETERS) == {
       ModelName               = var.model_name
-      InputDataUrl            = "$.body.input_data_url"
       OutputDataUrl           = var.output_data_url
       FeatureSchemaUrl        = var.feature_schema_url
       ProcessingInstanceType  = var.processing_instance_type
@@ -122,24 +120,65 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
       TransformInstanceType   = var.transform_instance_type
       TransformInstanceCount  = tostring(var.transform_instance_count)
     }
-    error_message = "the pipe must start the pipeline on the uploaded object, with the promoted model"
+    error_message = "the function must start runs with the schedule's parameters (the promoted model), InputDataUrl being the object"
+  }
+  assert {
+    condition     = aws_lambda_function.upload[0].environment[0].variables.MAX_RUNNING == "3" && aws_lambda_function.upload[0].environment[0].variables.INPUT_PREFIX == "${trimsuffix(regex("^s3://[^/]+/?(.*)$", var.input_data_url)[0], "/")}/"
+    error_message = "the function must get the run cap and the input folder"
+  }
+  assert {
+    condition     = aws_lambda_function.upload[0].role == var.upload_starter_role_arn && aws_lambda_function.upload[0].source_code_hash == filebase64sha256(var.upload_starter_zip)
+    error_message = "the function must run build.py's zip with infra's role"
   }
   assert {
     condition     = jsondecode(aws_cloudwatch_event_rule.upload[0].event_pattern).detail.object.key[0].prefix == "${trimsuffix(regex("^s3://[^/]+/?(.*)$", var.input_data_url)[0], "/")}/"
     error_message = "the upload rule does not watch the input prefix"
   }
   assert {
-    condition     = one(aws_cloudwatch_event_target.upload_queue[0].input_transformer).input_template == "{\"input_data_url\": \"s3://<bucket>/<key>\"}"
-    error_message = "the queued message is not the uploaded object's URI"
+    condition     = jsondecode(aws_cloudwatch_event_rule.upload[0].event_pattern).detail.object.size == [{ numeric = [">", 0] }]
+    error_message = "empty objects (console folder markers) must not be queued"
   }
   assert {
-    condition     = aws_pipes_pipe.upload[0].target == aws_sagemaker_pipeline.batch.arn && aws_pipes_pipe.upload[0].source == aws_sqs_queue.uploads[0].arn
-    error_message = "the pipe does not connect the upload queue to the pipeline"
+    condition     = length(aws_cloudwatch_event_target.upload_queue[0].input_transformer) == 0 && aws_cloudwatch_event_target.upload_queue[0].input == null && one(aws_cloudwatch_event_target.upload_queue[0].sqs_target).message_group_id == "uploads"
+    error_message = "the queue must get the event unchanged (no transformer), all in one message group"
+  }
+  assert {
+    condition     = aws_sqs_queue.uploads[0].fifo_queue && aws_sqs_queue.uploads[0].content_based_deduplication && aws_lambda_event_source_mapping.uploads[0].batch_size == 1 && aws_lambda_event_source_mapping.uploads[0].event_source_arn == aws_sqs_queue.uploads[0].arn
+    error_message = "one upload at a time: a FIFO queue, one group, batches of one"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.uploads[0].redrive_policy).maxReceiveCount == var.upload_max_wait_hours * 3600 / aws_sqs_queue.uploads[0].visibility_timeout_seconds && aws_sqs_queue.uploads[0].visibility_timeout_seconds >= 6 * aws_lambda_function.upload[0].timeout
+    error_message = "a held upload must wait upload_max_wait_hours before it is dead-lettered, and visibility must be 6x the function's timeout"
+  }
+  assert {
+    condition     = jsondecode(aws_sqs_queue.uploads[0].redrive_policy).maxReceiveCount <= 1000
+    error_message = "SQS allows maxReceiveCount up to 1000"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.refused_uploads[0].dimensions.QueueName == aws_sqs_queue.refused_uploads[0].name && aws_cloudwatch_metric_alarm.uploads_waiting[0].dimensions.QueueName == aws_sqs_queue.uploads[0].name
+    error_message = "refused and long-waiting uploads must raise alarms"
   }
   assert {
     condition     = aws_cloudwatch_metric_alarm.upload_failed_invocations[0].dimensions.RuleName == aws_cloudwatch_event_rule.upload[0].name
     error_message = "uploads that cannot be queued must raise an alarm"
   }
+}
+
+run "upload_trigger_needs_the_functions_package" {
+  command = plan
+  variables {
+    run_on_upload      = true
+    upload_starter_zip = null
+  }
+  expect_failures = [var.upload_starter_zip]
+}
+
+run "upload_waiting_is_bounded_by_sqs_limits" {
+  command = plan
+  variables {
+    upload_max_wait_hours = 49
+  }
+  expect_failures = [var.upload_max_wait_hours]
 }
 
 run "the_previous_model_is_kept_for_runs_in_flight" {
@@ -219,7 +258,7 @@ run "no_upload_trigger_unless_asked" {
     run_on_upload = false
   }
   assert {
-    condition     = length(aws_pipes_pipe.upload) == 0 && length(aws_cloudwatch_event_rule.upload) == 0
+    condition     = length(aws_lambda_function.upload) == 0 && length(aws_cloudwatch_event_rule.upload) == 0 && length(aws_sqs_queue.uploads) == 0
     error_message = "the upload trigger must be opt-in"
   }
 }
@@ -275,11 +314,11 @@ run "every_name_fits_for_the_longest_project_name" {
     run_on_upload = true
   }
   assert {
-    condition     = alltrue([for n in [aws_cloudwatch_event_rule.schedule.name, aws_cloudwatch_event_rule.upload[0].name, aws_pipes_pipe.upload[0].name] : length(n) <= 64])
-    error_message = "EventBridge rule and pipe names are 64 characters at most"
+    condition     = alltrue([for n in [aws_cloudwatch_event_rule.schedule.name, aws_cloudwatch_event_rule.upload[0].name, aws_lambda_function.upload[0].function_name] : length(n) <= 64])
+    error_message = "EventBridge rule and Lambda function names are 64 characters at most"
   }
   assert {
-    condition     = alltrue([for n in [aws_sqs_queue.schedule_dlq.name, aws_sqs_queue.uploads[0].name] : length(n) <= 80])
+    condition     = alltrue([for n in [aws_sqs_queue.schedule_dlq.name, aws_sqs_queue.uploads[0].name, aws_sqs_queue.refused_uploads[0].name] : length(n) <= 80])
     error_message = "SQS queue names are 80 characters at most"
   }
   assert {

@@ -1,0 +1,224 @@
+"""Start the stage's pipeline on one uploaded input object, at most N runs at a time.
+
+The stage template routes S3 "Object Created" events under the input prefix, unchanged, to a
+FIFO queue with a single message group; this function consumes it one message at a time.
+
+Why a function and not an EventBridge Pipe straight to the pipeline: a pipe to SageMaker
+cannot batch, has no concurrency setting, and can only copy whole JSON values into pipeline
+parameters, so it cannot build an S3 URI from bucket and key without an input transformer,
+which does not escape what it inserts (a key with ``"`` breaks the JSON). Here the URI is
+built in code, and:
+
+- the object is checked before a run starts: folder markers (``key/``), objects outside the
+  input prefix, objects that no longer exist, and keys that other objects extend (the
+  Processing input is an S3 *prefix*: ``a.csv`` would also read ``a.csv.bak``) are
+  **refused**: the message goes to the refused-uploads queue, whose alarm tells a human;
+- a key as the event spells it and, if that object does not exist, its URL-decoded form are
+  both tried, so spaces and non-ASCII work whichever way S3 writes them into the event;
+- while ``MAX_RUNNING`` executions of the pipeline are Executing, the message is **held**:
+  the invocation fails, the message becomes visible again after the queue's visibility
+  timeout and, the queue being FIFO with one group, nothing behind it overtakes it. A burst
+  of uploads drains at the pipeline's pace instead of starting hundreds of jobs;
+- ``StartPipelineExecution`` gets the SQS message id as ``ClientRequestToken``: a message
+  delivered twice (at-least-once) starts one execution.
+
+Standard library and boto3 (which the Lambda Python runtime provides): the zip is this file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+# StartPipelineExecution: a ParameterValue is at most 1024 characters (botocore model).
+PARAMETER_VALUE_LIMIT = 1024
+# Executions started longer ago than this are not counted as running: a run of this
+# pipeline never lasts that long (its jobs stop at 24 h), and the listing stays short.
+RUNNING_LOOKBACK = timedelta(hours=48)
+REFUSED_GROUP = "refused"
+_RETRIES = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
+
+
+class ConfigError(ValueError):
+    """An environment variable of the function is missing or invalid: fix the deployment."""
+
+
+class RunLimitReached(RuntimeError):
+    """MAX_RUNNING executions are running: raised so the message is retried later."""
+
+
+class Refused(Exception):
+    """This upload must not start a run; the reason names what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The function's configuration, from the environment the stage template sets."""
+
+    pipeline_name: str
+    parameters: dict[str, str]
+    input_bucket: str
+    input_prefix: str
+    max_running: int
+    refused_queue_url: str
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+
+        def required(name: str) -> str:
+            value = env.get(name, "")
+            if not value:
+                raise ConfigError(f"environment variable {name} is required and is not set")
+            return value
+
+        try:
+            parameters = json.loads(required("PIPELINE_PARAMETERS"))
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"PIPELINE_PARAMETERS is not JSON: {error}") from None
+        if not isinstance(parameters, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in parameters.items()
+        ):
+            raise ConfigError("PIPELINE_PARAMETERS must be a JSON object of strings")
+        max_running = required("MAX_RUNNING")
+        if not max_running.isdigit() or int(max_running) < 1:
+            raise ConfigError(f"MAX_RUNNING must be a whole number >= 1, got {max_running!r}")
+        prefix = required("INPUT_PREFIX")
+        if not prefix.endswith("/"):
+            raise ConfigError(f"INPUT_PREFIX must end with '/', got {prefix!r}")
+        return cls(
+            pipeline_name=required("PIPELINE_NAME"),
+            parameters=parameters,
+            input_bucket=required("INPUT_BUCKET"),
+            input_prefix=prefix,
+            max_running=int(max_running),
+            refused_queue_url=required("REFUSED_QUEUE_URL"),
+        )
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """SQS event source entry point: one record per invocation (batch size 1)."""
+    config = Config.from_environment()
+    s3 = boto3.client("s3", config=_RETRIES)
+    sagemaker = boto3.client("sagemaker", config=_RETRIES)
+    sqs = boto3.client("sqs", config=_RETRIES)
+    started = []
+    for record in event.get("Records", []):
+        try:
+            uri = checked_object_uri(s3, config, record.get("body", ""))
+        except Refused as refusal:
+            refuse(sqs, config, record, str(refusal))
+            continue
+        started.append(start_run(sagemaker, config, uri, record["messageId"]))
+    return {"started": started}
+
+
+def checked_object_uri(s3: Any, config: Config, body: str) -> str:
+    """The ``s3://`` URI of the one object this event announces, or ``Refused``."""
+    try:
+        detail = json.loads(body)["detail"]
+        bucket, key = detail["bucket"]["name"], detail["object"]["key"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise Refused("not an S3 Object Created event (no detail.bucket.name/object.key)") from None
+    if not isinstance(bucket, str) or not isinstance(key, str):
+        raise Refused("detail.bucket.name and detail.object.key must be strings")
+    if bucket != config.input_bucket or not key.startswith(config.input_prefix):
+        raise Refused(
+            f"s3://{bucket}/{key} is not under s3://{config.input_bucket}/{config.input_prefix}"
+        )
+    if key.endswith("/"):
+        raise Refused(f"s3://{bucket}/{key} is a folder marker, not a file to score")
+    key = _existing_key(s3, bucket, key)
+    others = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=2).get("Contents", [])
+    extending = [o["Key"] for o in others if o["Key"] != key]
+    if extending:
+        raise Refused(
+            f"s3://{bucket}/{extending[0]} starts with the uploaded key, and a run reads every "
+            f"object under s3://{bucket}/{key}: rename one of them"
+        )
+    uri = f"s3://{bucket}/{key}"
+    if len(uri) > PARAMETER_VALUE_LIMIT:
+        raise Refused(
+            f"the object's URI is {len(uri)} characters; "
+            f"a pipeline parameter holds {PARAMETER_VALUE_LIMIT}"
+        )
+    return uri
+
+
+def _existing_key(s3: Any, bucket: str, key: str) -> str:
+    """``key`` if that object exists, else its URL-decoded form if that one does."""
+    candidates = [key]
+    decoded = urllib.parse.unquote_plus(key)
+    if decoded != key:
+        candidates.append(decoded)
+    for candidate in candidates:
+        try:
+            s3.head_object(Bucket=bucket, Key=candidate)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                continue
+            raise
+        return candidate
+    raise Refused(f"s3://{bucket}/{key} does not exist (deleted before its run?)")
+
+
+def running_executions(sagemaker: Any, pipeline_name: str, now: datetime | None = None) -> int:
+    """How many executions of the pipeline started in the lookback window are Executing."""
+    since = (now or datetime.now(UTC)) - RUNNING_LOOKBACK
+    pages = sagemaker.get_paginator("list_pipeline_executions").paginate(
+        PipelineName=pipeline_name,
+        CreatedAfter=since,
+        SortBy="CreationTime",
+        SortOrder="Descending",
+    )
+    return sum(
+        1
+        for page in pages
+        for summary in page.get("PipelineExecutionSummaries", [])
+        if summary.get("PipelineExecutionStatus") == "Executing"
+    )
+
+
+def start_run(sagemaker: Any, config: Config, uri: str, message_id: str) -> str:
+    """Start one execution on ``uri``, or raise ``RunLimitReached`` to retry later."""
+    running = running_executions(sagemaker, config.pipeline_name)
+    if running >= config.max_running:
+        raise RunLimitReached(
+            f"{running} runs of {config.pipeline_name} are executing (limit {config.max_running}); "
+            f"{uri} waits in the queue"
+        )
+    parameters = {**config.parameters, "InputDataUrl": uri}
+    response = sagemaker.start_pipeline_execution(
+        PipelineName=config.pipeline_name,
+        PipelineParameters=[{"Name": k, "Value": v} for k, v in sorted(parameters.items())],
+        PipelineExecutionDescription=f"Run on upload of {uri}"[:3072],
+        ClientRequestToken=message_id,
+    )
+    arn = response["PipelineExecutionArn"]
+    logger.info("started %s on %s", arn, uri)
+    return arn
+
+
+def refuse(sqs: Any, config: Config, record: Mapping[str, Any], reason: str) -> None:
+    """Move the message to the refused-uploads queue, the reason as an attribute."""
+    logger.warning("refused upload: %s", reason)
+    sqs.send_message(
+        QueueUrl=config.refused_queue_url,
+        MessageBody=record.get("body") or "{}",
+        MessageGroupId=REFUSED_GROUP,
+        MessageDeduplicationId=record["messageId"],
+        MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1024]}},
+    )

@@ -1,0 +1,271 @@
+"""The run-on-upload function against the emulator: S3, SageMaker and SQS through boto3.
+
+Events are the documented shape of S3's "Object Created" on EventBridge, delivered the way
+the stage template routes them (unchanged, as an SQS message body). What the emulator
+cannot represent, an execution that is still running, is arranged in moto's own state: its
+executions finish the moment they start.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import moto.backends
+import pytest
+
+from lambdas import package
+from lambdas.start_upload_run import handler as function
+from pipelines.local.emulator import Emulator
+from tests.provider_requests import Request, problems
+
+BUCKET = "stage-artifacts"
+PREFIX = "churn/batch-inference/input/"
+PIPELINE = "churn-preprod-batch-inference"
+PARAMETERS = {"ModelName": "churn-models-preprod-v3", "OutputDataUrl": f"s3://{BUCKET}/churn/out"}
+
+
+@pytest.fixture
+def stage(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The bucket, the pipeline, the refused-uploads queue and the function's environment."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_pipeline(
+        PipelineName=PIPELINE,
+        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
+        RoleArn="arn:aws:iam::123456789012:role/execution",
+    )
+    sqs = boto3.client("sqs")
+    refused = sqs.create_queue(QueueName="refused-uploads.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    for name, value in {
+        "PIPELINE_NAME": PIPELINE,
+        "PIPELINE_PARAMETERS": json.dumps(PARAMETERS),
+        "INPUT_BUCKET": BUCKET,
+        "INPUT_PREFIX": PREFIX,
+        "MAX_RUNNING": "2",
+        "REFUSED_QUEUE_URL": refused,
+    }.items():
+        monkeypatch.setenv(name, value)
+    return {"s3": s3, "sagemaker": sagemaker, "sqs": sqs, "refused": refused}
+
+
+def uploaded(key: str, bucket: str = BUCKET, message_id: str = "") -> dict[str, Any]:
+    """The SQS event the function gets for one upload: the EventBridge event as the body."""
+    event = {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-28T12:00:00Z",
+        "region": "eu-west-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": 5, "etag": "b1946ac92492d2347c6235b4d2611184"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "reason": "PutObject",
+        },
+    }
+    return {
+        "Records": [
+            {
+                "messageId": message_id or str(uuid.uuid5(uuid.NAMESPACE_URL, key)),
+                "body": json.dumps(event),
+                "attributes": {"MessageGroupId": "uploads"},
+                "eventSource": "aws:sqs",
+            }
+        ]
+    }
+
+
+def executions(stage: dict[str, Any]) -> list[dict[str, str]]:
+    """Each execution's parameters, as SageMaker recorded them."""
+    sagemaker = stage["sagemaker"]
+    found = []
+    for summary in sagemaker.list_pipeline_executions(PipelineName=PIPELINE)[
+        "PipelineExecutionSummaries"
+    ]:
+        listed = sagemaker.list_pipeline_parameters_for_execution(
+            PipelineExecutionArn=summary["PipelineExecutionArn"]
+        )["PipelineParameters"]
+        found.append({p["Name"]: p["Value"] for p in listed})
+    return found
+
+
+def refusals(stage: dict[str, Any]) -> list[tuple[dict, str]]:
+    """(event, reason) of every message in the refused-uploads queue."""
+    messages = (
+        stage["sqs"]
+        .receive_message(
+            QueueUrl=stage["refused"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        .get("Messages", [])
+    )
+    return [
+        (json.loads(m["Body"]), m["MessageAttributes"]["reason"]["StringValue"]) for m in messages
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "plain.csv",
+        'quote"and\\backslash.csv',
+        "with space and ünïcödé.csv",
+        "nested/day=2026-11-28/part-0.csv",
+    ],
+)
+def test_each_upload_starts_one_run_on_exactly_that_object(
+    stage: dict[str, Any], name: str
+) -> None:
+    key = PREFIX + name
+    stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
+    result = function.handler(uploaded(key))
+    assert len(result["started"]) == 1
+    assert executions(stage) == [{**PARAMETERS, "InputDataUrl": f"s3://{BUCKET}/{key}"}]
+    assert refusals(stage) == []
+
+
+def test_a_url_encoded_key_in_the_event_finds_the_object(stage: dict[str, Any]) -> None:
+    """Whichever way S3 spells a key in the event, the run reads the object that exists."""
+    key = PREFIX + "daily export é.csv"
+    stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
+    function.handler(uploaded(urllib.parse.quote_plus(key, safe="/")))
+    assert executions(stage) == [{**PARAMETERS, "InputDataUrl": f"s3://{BUCKET}/{key}"}]
+
+
+@pytest.mark.parametrize(
+    ("key", "bucket", "reason"),
+    [
+        (PREFIX + "2026-11-28/", BUCKET, "is a folder marker"),
+        ("churn/elsewhere/x.csv", BUCKET, "is not under"),
+        (PREFIX + "x.csv", "other-bucket", "is not under"),
+        (PREFIX + "deleted.csv", BUCKET, "does not exist"),
+    ],
+)
+def test_uploads_that_must_not_run_are_refused_with_a_reason(
+    stage: dict[str, Any], key: str, bucket: str, reason: str
+) -> None:
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "x.csv", Body=b"id,a\n1,2\n")
+    event = uploaded(key, bucket)
+    assert function.handler(event) == {"started": []}
+    assert executions(stage) == []
+    ((body, why),) = refusals(stage)
+    assert body == json.loads(event["Records"][0]["body"])  # the event kept whole, for a redrive
+    assert reason in why
+
+
+def test_a_key_other_objects_extend_is_refused_not_run_over_them(stage: dict[str, Any]) -> None:
+    """The Processing input is an S3 prefix: a run on a.csv would also read a.csv.bak."""
+    for key in (PREFIX + "a.csv", PREFIX + "a.csv.bak"):
+        stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
+    function.handler(uploaded(PREFIX + "a.csv"))
+    assert executions(stage) == []
+    ((_, why),) = refusals(stage)
+    assert f"s3://{BUCKET}/{PREFIX}a.csv.bak starts with the uploaded key" in why
+
+
+def test_an_event_that_is_not_an_upload_is_refused(stage: dict[str, Any]) -> None:
+    event = {"Records": [{"messageId": "5c0f8ef2-2a8a-4d2a-9a4c-2a1b3c4d5e6f", "body": "{}"}]}
+    function.handler(event)
+    ((body, why),) = refusals(stage)
+    assert body == {} and "not an S3 Object Created event" in why
+
+
+def _set_status(aws: Emulator, arn: str, status: str) -> None:
+    """Arrange a still-running execution: moto's finish the moment they start."""
+    backend = moto.backends.get_backend("sagemaker")["123456789012"][aws.region]
+    backend.pipelines[PIPELINE].pipeline_executions[arn].pipeline_execution_status = status
+
+
+def test_uploads_wait_while_the_cap_of_runs_is_executing(
+    stage: dict[str, Any], aws: Emulator
+) -> None:
+    for name in ("a.csv", "b.csv", "c.csv"):
+        stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + name, Body=b"id,a\n1,2\n")
+    first = function.handler(uploaded(PREFIX + "a.csv"))["started"][0]
+    second = function.handler(uploaded(PREFIX + "b.csv"))["started"][0]
+    for arn in (first, second):
+        _set_status(aws, arn, "Executing")
+    held = uploaded(PREFIX + "c.csv")
+    with pytest.raises(function.RunLimitReached, match=r"2 runs of .* are executing"):
+        function.handler(held)  # the message goes back to the queue, nothing started
+    assert len(executions(stage)) == 2 and refusals(stage) == []
+    _set_status(aws, first, "Succeeded")
+    function.handler(held)  # its next delivery, once a run has finished
+    assert len(executions(stage)) == 3
+
+
+def test_the_start_request_is_one_aws_accepts_and_is_idempotent_per_message(
+    stage: dict[str, Any],
+) -> None:
+    """The message id is the request token: a message delivered twice starts one run on AWS
+    (moto ignores the token, so the request itself is checked against botocore's model)."""
+    sent: list[Request] = []
+    key = PREFIX + ("k" * 900) + ".csv"  # long keys still fit a parameter value
+    stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
+
+    def record(params: dict, model: Any, **_: Any) -> None:
+        if model.name == "StartPipelineExecution":
+            sent.append(Request("sagemaker", model.name, dict(params)))
+
+    boto3.DEFAULT_SESSION = None  # a fresh default session: the hook sees the handler's client
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build.sagemaker", record)
+    try:
+        function.handler(uploaded(key, message_id="9a3e5b1c-0d2f-4e6a-8b7c-1d2e3f4a5b6c"))
+    finally:
+        boto3.DEFAULT_SESSION = None
+    (request,) = sent
+    assert request.body["ClientRequestToken"] == "9a3e5b1c-0d2f-4e6a-8b7c-1d2e3f4a5b6c"
+    assert problems(request) == []
+
+
+def test_a_uri_longer_than_a_parameter_value_is_refused(stage: dict[str, Any]) -> None:
+    key = PREFIX + ("k" * 1000) + ".csv"
+    stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
+    function.handler(uploaded(key))
+    ((_, why),) = refusals(stage)
+    assert "a pipeline parameter holds 1024" in why
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PIPELINE_NAME", "", "PIPELINE_NAME is required"),
+        ("MAX_RUNNING", "0", "MAX_RUNNING must be a whole number >= 1"),
+        ("PIPELINE_PARAMETERS", "[1]", "PIPELINE_PARAMETERS must be a JSON object of strings"),
+        ("INPUT_PREFIX", "churn/input", "INPUT_PREFIX must end with '/'"),
+    ],
+)
+def test_a_misconfigured_function_names_the_variable(
+    stage: dict[str, Any], monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(function.ConfigError, match=message):
+        function.handler(uploaded(PREFIX + "x.csv"))
+
+
+@pytest.fixture
+def built_zip(tmp_path: Path) -> Iterator[Path]:
+    archive = tmp_path / "start-upload-run.zip"
+    package.build_zip(archive, package.UPLOAD_HANDLER)
+    yield archive
+
+
+def test_the_zip_holds_exactly_the_handler(built_zip: Path) -> None:
+    with zipfile.ZipFile(built_zip) as archive:
+        assert archive.namelist() == ["handler.py"]
+        assert archive.read("handler.py") == package.UPLOAD_HANDLER.read_bytes()
