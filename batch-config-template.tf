@@ -367,6 +367,14 @@ resource "aws_kms_key" "fallback" {
         Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
         Resource  = "*"
       },
+      {
+        Sid       = "LogsEncryptTheUploadFunctionsLogGroup"
+        Effect    = "Allow"
+        Principal = { Service = "logs.${var.region}.amazonaws.com" }
+        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
+        Resource  = "*"
+        Condition = { ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${local.upload_function}" } }
+      },
     ]
   })
 }
@@ -608,7 +616,7 @@ resource "aws_lambda_function" "upload" {
   #checkov:skip=CKV_AWS_272:code signing needs a signing profile; the zip is built reproducibly by build.py
   count            = var.run_on_upload ? 1 : 0
   function_name    = local.upload_function
-  description      = "Starts ${var.pipeline_name} on each object uploaded under ${var.input_data_url}, at most ${var.upload_max_running} runs at a time."
+  description      = "Run on upload for ${local.name}: starts the stage's pipeline on each uploaded input object, at most ${var.upload_max_running} runs at a time."
   role             = var.upload_starter_role_arn
   runtime          = "python3.12"
   handler          = "handler.handler"

@@ -837,11 +837,13 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
 def pending_package_arn(request: PromotionRequest, settings: StageSettings, version: int) -> str:
     """What a plan shows for a package the deployment will promote (its version is only
     known once the target registry assigns it): a model-package ARN that names its source."""
-    account = account_of(settings.sagemaker_role_arn)
-    group = request.group.lower()
+    partition, account = (
+        settings.sagemaker_role_arn.split(":")[1],
+        account_of(settings.sagemaker_role_arn),
+    )
     return (
-        f"arn:aws:sagemaker:{request.region}:{account}:model-package/{group}/"
-        f"promoted-at-apply-from-v{version}"
+        f"arn:{partition}:sagemaker:{request.region}:{account}:model-package/"
+        f"{request.group.lower()}/promoted-at-apply-from-v{version}"
     )
 
 

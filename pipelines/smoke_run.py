@@ -153,22 +153,34 @@ def run_on_sagemaker(
     )["PipelineExecutionArn"]
     print(f"smoke run: started {arn}", flush=True)
     deadline = time.monotonic() + timeout_seconds
-    while True:
-        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-        status = described["PipelineExecutionStatus"]
-        if status in TERMINAL:
-            return arn, status, described.get("FailureReason")
-        if time.monotonic() >= deadline:
-            minutes = timeout_seconds / 60
-            try:  # best effort: a run left going would still cost instance hours
-                sagemaker.stop_pipeline_execution(
-                    PipelineExecutionArn=arn, ClientRequestToken=str(uuid.uuid4())
+    try:
+        while True:
+            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+            status = described["PipelineExecutionStatus"]
+            if status in TERMINAL:
+                return arn, status, described.get("FailureReason")
+            if time.monotonic() >= deadline:
+                minutes = timeout_seconds / 60
+                return (
+                    arn,
+                    "TimedOut",
+                    f"still {status} after {minutes:g} min; {_stop(sagemaker, arn)}",
                 )
-                stopped = "stop requested"
-            except botocore.exceptions.ClientError as error:
-                stopped = f"could not stop it ({error}): stop it by hand"
-            return arn, "TimedOut", f"still {status} after {minutes:g} min; {stopped}"
-        sleep(poll_seconds)
+            sleep(poll_seconds)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+        _stop(sagemaker, arn)  # nobody watches it any more: it would still cost instance hours
+        raise
+
+
+def _stop(sagemaker: Any, arn: str) -> str:
+    """Ask SageMaker to stop a run we stop waiting for; say what happened."""
+    try:
+        sagemaker.stop_pipeline_execution(
+            PipelineExecutionArn=arn, ClientRequestToken=str(uuid.uuid4())
+        )
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        return f"could not stop it ({error}): stop {arn} by hand"
+    return "stop requested"
 
 
 def run_locally(
@@ -201,8 +213,10 @@ def run_locally(
 
 def count_rows(s3: Any, output_data_url: str, execution_id: str) -> tuple[int, int, int]:
     """(rows in, rows rejected, rows scored), from what the run wrote under its own prefix."""
+    # the pipeline joins OutputDataUrl, the execution id and the step's folder with "/", as
+    # given: s3://b/out/ writes under out//<id>/
     bucket, _, prefix = output_data_url.removeprefix("s3://").partition("/")
-    run = f"{prefix.rstrip('/')}/{execution_id}/" if prefix.strip("/") else f"{execution_id}/"
+    run = f"{prefix}/{execution_id}/" if prefix else f"{execution_id}/"
     rows_in = rejected = scored = 0
     pages = s3.get_paginator("list_objects_v2")
     for page in pages.paginate(Bucket=bucket, Prefix=f"{run}preprocess/summary/"):

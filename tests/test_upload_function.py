@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import moto.backends
 import pytest
+from botocore.exceptions import ClientError
 
 from lambdas import package
 from lambdas.start_upload_run import handler as function
@@ -182,6 +183,31 @@ def test_an_event_that_is_not_an_upload_is_refused(stage: dict[str, Any]) -> Non
     function.handler(event)
     ((body, why),) = refusals(stage)
     assert body == {} and "not an S3 Object Created event" in why
+
+
+def test_an_error_retrying_cannot_cure_is_refused_not_retried_for_hours(
+    stage: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One FIFO group: a message failing again and again would hold every upload behind it.
+    A pipeline that is gone answers ValidationException: refused at once, with AWS's words."""
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "x.csv", Body=b"id,a\n1,2\n")
+    monkeypatch.setenv("PIPELINE_NAME", "deleted-pipeline")
+    assert function.handler(uploaded(PREFIX + "x.csv")) == {"started": []}
+    ((_, why),) = refusals(stage)
+    assert why.startswith("ListPipelineExecutions failed: ")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "transient"),
+    [(503, "ServiceUnavailable", True), (400, "ThrottlingException", True),
+     (400, "ValidationException", False), (403, "AccessDenied", False)],
+)  # fmt: skip
+def test_only_throttling_and_faults_are_retried(status: int, code: str, transient: bool) -> None:
+    error = ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "StartPipelineExecution",
+    )
+    assert function.is_transient(error) is transient
 
 
 def _set_status(aws: Emulator, arn: str, status: str) -> None:

@@ -219,8 +219,17 @@ def test_preprod_is_smoke_run_after_its_apply_into_the_job_summary(
     assert smoke["if"] == "${{ !inputs.plan_only && inputs.stage == 'preprod' }}"
     assert '--tfvars "build/$STAGE.tfvars.json"' in smoke["run"]
     assert '--summary "$GITHUB_STEP_SUMMARY"' in smoke["run"]
-    assert "--timeout-minutes 60" in smoke["run"]
+    assert "--timeout-minutes 50" in smoke["run"]  # within the hour of fresh credentials
     assert stage_job["timeout-minutes"] > 60
+    refresh_index, refresh = step(
+        stage_job,
+        lambda s: (
+            "smoke run" in s.get("name", "") and "configure-aws-credentials" in s.get("uses", "")
+        ),
+        "re-assumes the deploy role for the smoke run",
+    )
+    assert apply_index < refresh_index < smoke_index and refresh["if"] == smoke["if"]
+    assert refresh["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
 
 
 def test_the_test_job_is_the_ci_workflow(deploy: dict[str, Any]) -> None:
@@ -410,8 +419,10 @@ def test_the_validation_script(
 def test_two_oidc_roles_dev_credentials_only_for_build_py(stage_job: dict[str, Any]) -> None:
     action = "aws-actions/configure-aws-credentials"
     configured = [(i, s) for i, s in enumerate(stage_job["steps"]) if uses(action)(s)]
-    assert len(configured) == 2
-    (dev_index, dev), (stage_index, stage) = configured
+    # the third: the stage's role again, fresh, for the smoke run (test above)
+    assert len(configured) == 3
+    (dev_index, dev), (stage_index, stage), (_, again) = configured
+    assert again["with"]["role-to-assume"] == stage["with"]["role-to-assume"]
     assert dev["with"]["role-to-assume"] == "${{ vars.AWS_REGISTRY_READ_ROLE_ARN }}"
     assert dev["with"]["output-credentials"] is True
     assert dev["with"]["output-env-credentials"] is False, "dev credentials stay out of env"

@@ -741,7 +741,7 @@ locals {
 # What build.py (promotion) and `terraform apply` of batch-config-template.tf do, on this
 # stage's names only.
 data "aws_iam_policy_document" "deploy" {
-  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages has no resource type
+  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages has no resource type; a new event source mapping has no ARN (limited by lambda:FunctionArn)
   statement {
     sid       = "ReadTheSsmContract"
     actions   = ["ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameters"]
@@ -792,7 +792,8 @@ data "aws_iam_policy_document" "deploy" {
     condition {
       test     = "StringLike"
       variable = "s3:prefix"
-      values   = ["${var.project_name}/${var.environment}/*"]
+      # the S3 backend lists workspaces (prefix "env:/") before it reads the state
+      values = ["${var.project_name}/${var.environment}/*", "env:/", "env:/*"]
     }
   }
   statement {
@@ -881,17 +882,33 @@ data "aws_iam_policy_document" "deploy" {
     resources = [local.stage_arns.functions]
   }
   statement {
-    sid = "ConnectTheUploadQueueToTheFunction" # tags: the provider's default_tags on create
-    actions = [
-      "lambda:CreateEventSourceMapping", "lambda:GetEventSourceMapping", "lambda:UpdateEventSourceMapping",
-      "lambda:DeleteEventSourceMapping", "lambda:ListTags", "lambda:TagResource", "lambda:UntagResource",
-    ]
+    # a mapping to create has no ARN yet: Lambda authorises CreateEventSourceMapping on "*",
+    # limited here by the function it connects
+    sid       = "ConnectTheUploadQueueToTheFunction"
+    actions   = ["lambda:CreateEventSourceMapping"]
+    resources = ["*"]
+    condition {
+      test     = "ArnLike"
+      variable = "lambda:FunctionArn"
+      values   = [local.stage_arns.functions]
+    }
+  }
+  statement {
+    sid       = "ChangeTheUploadEventSource"
+    actions   = ["lambda:UpdateEventSourceMapping", "lambda:DeleteEventSourceMapping"]
     resources = ["${format(local.arn_prefix, "lambda")}:event-source-mapping:*"]
     condition {
       test     = "ArnLike"
       variable = "lambda:FunctionArn"
       values   = [local.stage_arns.functions]
     }
+  }
+  statement {
+    # reads and tags (the provider's default_tags ride on CreateEventSourceMapping) carry no
+    # lambda:FunctionArn, which a condition would then never match
+    sid       = "ReadAndTagTheEventSource"
+    actions   = ["lambda:GetEventSourceMapping", "lambda:ListTags", "lambda:TagResource", "lambda:UntagResource"]
+    resources = ["${format(local.arn_prefix, "lambda")}:event-source-mapping:*"]
   }
   statement {
     sid       = "FindLogGroups" # how the provider reads a log group back
@@ -942,9 +959,11 @@ data "aws_iam_policy_document" "plan" {
     resources = ["arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${local.ssm_prefix}", "arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${local.ssm_prefix}/*"]
   }
   statement {
-    sid       = "ReadTheStagesObjectsAndState" # deployment record, definitions; the stage's state
+    # the deployment record and the stage's state only: this role works in an environment
+    # without reviewers, so it reads no model artifact and no batch data
+    sid       = "ReadTheDeploymentRecordAndState"
     actions   = ["s3:GetObject", "s3:GetObjectTagging"]
-    resources = [local.project_objects, "${local.state_bucket_arn}/${var.project_name}/${var.environment}/*"]
+    resources = ["${local.bucket_arn}/${var.project_name}/deployments/${var.environment}/*", "${local.state_bucket_arn}/${var.project_name}/${var.environment}/*"]
   }
   statement {
     sid       = "ListTheBuckets"

@@ -31,7 +31,8 @@ import json
 import logging
 import os
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,6 +50,14 @@ PARAMETER_VALUE_LIMIT = 1024
 # pipeline never lasts that long (its jobs stop at 24 h), and the listing stays short.
 RUNNING_LOOKBACK = timedelta(hours=48)
 REFUSED_GROUP = "refused"
+MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"})
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+        "TooManyRequestsException", "SlowDown", "RequestTimeout", "RequestTimeoutException",
+        "ServiceUnavailable", "InternalError", "InternalFailure",
+    }
+)  # fmt: skip
 _RETRIES = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
 
 
@@ -118,12 +127,36 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     started = []
     for record in event.get("Records", []):
         try:
-            uri = checked_object_uri(s3, config, record.get("body", ""))
+            with permanent_errors_refused():
+                uri = checked_object_uri(s3, config, record.get("body", ""))
+                started.append(start_run(sagemaker, config, uri, record["messageId"]))
         except Refused as refusal:
             refuse(sqs, config, record, str(refusal))
-            continue
-        started.append(start_run(sagemaker, config, uri, record["messageId"]))
     return {"started": started}
+
+
+@contextmanager
+def permanent_errors_refused() -> Iterator[None]:
+    """An AWS error that retrying cannot cure becomes a refusal, with AWS's message.
+
+    The queue is one FIFO group: a message that failed over and over would hold every upload
+    behind it for upload_max_wait_hours and then reach the refused queue with no reason.
+    Throttling and 5xx faults are raised, so the message is simply retried.
+    """
+    try:
+        yield
+    except ClientError as error:
+        if is_transient(error):
+            raise
+        info = error.response.get("Error", {})
+        operation = getattr(error, "operation_name", "the AWS call")
+        raise Refused(f"{operation} failed: {info.get('Code')}: {info.get('Message')}") from None
+
+
+def is_transient(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return status >= 500 or code in TRANSIENT_CODES
 
 
 def checked_object_uri(s3: Any, config: Config, body: str) -> str:
@@ -168,11 +201,14 @@ def _existing_key(s3: Any, bucket: str, key: str) -> str:
         try:
             s3.head_object(Bucket=bucket, Key=candidate)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            # without s3:ListBucket on the key itself, S3 answers a missing object with 403
+            if error.response.get("Error", {}).get("Code") in MISSING_CODES:
                 continue
             raise
         return candidate
-    raise Refused(f"s3://{bucket}/{key} does not exist (deleted before its run?)")
+    raise Refused(
+        f"s3://{bucket}/{key} does not exist or is not readable (deleted before its run?)"
+    )
 
 
 def running_executions(sagemaker: Any, pipeline_name: str, now: datetime | None = None) -> int:
