@@ -28,6 +28,8 @@ import botocore.exceptions
 
 import utils
 from lambdas import package
+from pipelines.aws_sessions import assumed_session
+from pipelines.files import write_json_atomically
 
 REPO = Path(__file__).resolve().parent
 STAGE_CONFIGS = {"preprod": "pre-prod-config.tfvars.json", "prod": "prod-config.tfvars.json"}
@@ -102,13 +104,7 @@ def _session(
         return base
     sts = base.client("sts", endpoint_url=endpoint_url, config=utils.client_config())
     with utils.aws_errors(f"assuming role {role_arn}"):
-        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=name)["Credentials"]
-    return boto3.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-        region_name=region,
-    )
+        return assumed_session(sts, role_arn, name, region)
 
 
 def _check_account(
@@ -241,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         request = _request(args)
         result = utils.promote(_clients(args), request)
         if not request.dry_run:
-            utils.write_json_atomically(output, with_upload_function(result.tfvars, output))
+            write_json_atomically(output, with_upload_function(result.tfvars, output))
     except utils.PromotionError as error:
         print(f"build.py: {error}", file=sys.stderr)
         return error.exit_code

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +25,8 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from pipelines import s3_locations
 
 STAGES = ("preprod", "prod")
 SOURCE_METADATA_KEY = "SourceModelPackageArn"
@@ -158,10 +159,11 @@ def client_config() -> Config:
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
-    match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri or "")
-    if not match:
-        raise UsageError(f"not an S3 URI: {uri!r}")
-    return match.group(1), match.group(2)
+    """An S3 URI of the promotion's inputs; a bad one is the user's to fix (``UsageError``)."""
+    try:
+        return s3_locations.parse_s3_uri(uri)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def resolve_source_package(sagemaker: Any, group: str, version: int | None = None) -> dict:
@@ -410,12 +412,6 @@ def plan_copies(
     return plans
 
 
-def _encryption_args(kms_key_arn: str | None) -> dict[str, str]:
-    if kms_key_arn:
-        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_arn}
-    return {"ServerSideEncryption": "AES256"}
-
-
 def copy_artifacts(
     source_s3: Any,
     target_s3: Any,
@@ -441,7 +437,7 @@ def copy_artifacts(
                 Bucket=bucket,
                 Key=key,
                 ExtraArgs={
-                    **_encryption_args(kms_key_arn),
+                    **s3_locations.sse_arguments(kms_key_arn, s3_managed_otherwise=True),
                     "Metadata": {"source-uri": plan.source_uri, "source-etag": plan.etag},
                     "MetadataDirective": "REPLACE",
                 },
@@ -599,7 +595,7 @@ def upload_if_absent(
                 Key=key,
                 Body=body,
                 ContentType=content_type,
-                **_encryption_args(kms_key_arn),
+                **s3_locations.sse_arguments(kms_key_arn, s3_managed_otherwise=True),
             )
     return f"s3://{bucket}/{key}"
 
@@ -663,16 +659,6 @@ def resource_name(*parts: str, limit: int = 63) -> str:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
     return f"{name[: limit - 9].rstrip('-')}-{digest}"
-
-
-def write_json_atomically(path: Path, document: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, delete=False, suffix=".tmp", encoding="utf-8"
-    ) as handle:
-        json.dump(document, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-    os.replace(handle.name, path)
 
 
 def promotion_metadata(source: dict, now: datetime | None = None) -> dict[str, str]:

@@ -34,6 +34,7 @@ import build
 import utils
 from examples.breast_cancer import data, model
 from pipelines import sdk, smoke_run
+from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
 
@@ -148,7 +149,7 @@ def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir:
         log=lambda line: print(f"    {line}", flush=True),
     )
     path = workdir / f"{stage}-execution.json"
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    write_execution_record(path, record)
     record["RecordPath"] = str(path)
     record["Generated"] = {"rows": generated.rows, "malformed": generated.malformed}
     if record["PipelineExecutionStatus"] != "Succeeded":

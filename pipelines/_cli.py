@@ -13,8 +13,16 @@ from collections.abc import Callable
 from typing import Any
 
 from pipelines import sdk
+from pipelines.exit_codes import USAGE_ERROR
 
-USAGE_ERROR = 2
+__all__ = [
+    "USAGE_ERROR",
+    "CliError",
+    "build_pipeline",
+    "check_kwargs",
+    "load_get_pipeline",
+    "parse_json_option",
+]
 
 
 class CliError(Exception):

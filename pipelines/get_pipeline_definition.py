@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from pipelines._cli import (
@@ -26,6 +24,7 @@ from pipelines._cli import (
     load_get_pipeline,
     parse_json_option,
 )
+from pipelines.files import write_text_atomically
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,14 +43,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -67,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(text)
         print(describe(definition), file=sys.stderr)
     else:
-        write_atomically(args.file_name, text)
+        write_text_atomically(args.file_name, text)
         print(f"wrote {args.file_name}\n{describe(definition)}")
     return 0
 

@@ -35,9 +35,9 @@ from pipelines._cli import (
     load_get_pipeline,
     parse_json_option,
 )
+from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED
+from pipelines.files import write_execution_record
 
-AWS_ERROR = 1
-EXECUTION_FAILED = 3
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
 
@@ -125,8 +125,7 @@ def _run_locally(pipeline: object, parameters: dict, args: argparse.Namespace) -
         json.loads(pipeline.definition()), parameters, pipeline_name=pipeline.name
     )
     if args.execution_record:
-        args.execution_record.parent.mkdir(parents=True, exist_ok=True)
-        args.execution_record.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_execution_record(args.execution_record, record)
         print(f"execution record: {args.execution_record}")
     print(f"status: {record['PipelineExecutionStatus']}")
     if record["PipelineExecutionStatus"] != "Succeeded":

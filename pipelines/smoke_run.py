@@ -34,9 +34,11 @@ from typing import Any
 import boto3
 import botocore.exceptions
 
+from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
+from pipelines.s3_locations import sse_arguments
+
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
-USAGE, FAILED, AWS_ERROR = 2, 3, 1
 
 
 class SmokeError(Exception):
@@ -98,11 +100,11 @@ def load_tfvars(path: Path) -> dict[str, Any]:
     try:
         tfvars = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise SmokeError(f"{path} does not exist: run build.py first", USAGE) from None
+        raise SmokeError(f"{path} does not exist: run build.py first", USAGE_ERROR) from None
     except json.JSONDecodeError as error:
-        raise SmokeError(f"{path} is not JSON: {error.msg}", USAGE) from None
+        raise SmokeError(f"{path} is not JSON: {error.msg}", USAGE_ERROR) from None
     if not isinstance(tfvars, dict):
-        raise SmokeError(f"{path} must hold a JSON object", USAGE)
+        raise SmokeError(f"{path} must hold a JSON object", USAGE_ERROR)
     required = (
         "pipeline_name", "artifacts_bucket", "project_name", "model_name", "output_data_url",
         "feature_schema_url", "processing_instance_type", "processing_instance_count",
@@ -110,10 +112,13 @@ def load_tfvars(path: Path) -> dict[str, Any]:
     )  # fmt: skip
     missing = [name for name in required if tfvars.get(name) in (None, "")]
     if missing:
-        raise SmokeError(f"{path} lacks {', '.join(missing)}: is it build.py's output?", USAGE)
+        raise SmokeError(
+            f"{path} lacks {', '.join(missing)}: is it build.py's output?", USAGE_ERROR
+        )
     if not tfvars.get("smoke_input"):
         raise SmokeError(
-            f"the stage file behind {path} names no smoke_input (a CSV in the repository)", USAGE
+            f"the stage file behind {path} names no smoke_input (a CSV in the repository)",
+            USAGE_ERROR,
         )
     return tfvars
 
@@ -123,14 +128,12 @@ def upload_smoke_input(s3: Any, tfvars: dict[str, Any], repo: Path = REPO) -> st
     source = (repo / tfvars["smoke_input"]).resolve()
     if not source.is_file() or repo.resolve() not in source.parents:
         raise SmokeError(
-            f"smoke_input {tfvars['smoke_input']!r} is not a file in the repository", USAGE
+            f"smoke_input {tfvars['smoke_input']!r} is not a file in the repository", USAGE_ERROR
         )
     body = source.read_bytes()
     digest = hashlib.sha256(body).hexdigest()[:16]
     folder = f"{tfvars['project_name']}/batch-inference/smoke/{digest}/"
-    extra: dict[str, str] = {"ContentType": "text/csv"}
-    if tfvars.get("kms_key_arn"):
-        extra |= {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": tfvars["kms_key_arn"]}
+    extra = {"ContentType": "text/csv", **sse_arguments(tfvars.get("kms_key_arn"))}
     s3.put_object(Bucket=tfvars["artifacts_bucket"], Key=folder + source.name, Body=body, **extra)
     return f"s3://{tfvars['artifacts_bucket']}/{folder}"
 
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.timeout_minutes <= 0 or args.poll_seconds <= 0:
-            raise SmokeError("--timeout-minutes and --poll-seconds must be positive", USAGE)
+            raise SmokeError("--timeout-minutes and --poll-seconds must be positive", USAGE_ERROR)
         tfvars = load_tfvars(args.tfvars)
         result = smoke_run(
             tfvars,
@@ -305,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     if not result.passed:
         reason = result.failure_reason or f"the run ended {result.status}"
         print(f"smoke_run: {stage} smoke run did not pass: {reason}", file=sys.stderr)
-        return FAILED
+        return EXECUTION_FAILED
     return 0
 
 

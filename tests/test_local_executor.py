@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import subprocess
+import sys
 import tarfile
 import textwrap
 from pathlib import Path
@@ -497,3 +499,38 @@ def test_a_relative_work_dir_works(
         execution_id="exec00000001", log=lambda _: None,
     )  # fmt: skip
     assert record["PipelineExecutionStatus"] == "Succeeded", record
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [("s3://", "not an S3 URI: 's3://'"), ("s3://bucket", "'s3://bucket' names no object")],
+)
+def test_a_bad_definition_uri_is_one_line_and_exit_2_not_a_traceback(location, message) -> None:
+    """It once raised build.py's UsageError out of the executor's CLI (a traceback)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.local.executor", "--definition", location],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"pipelines.local.executor: error: {message} (expected s3://bucket/key)"
+    ]
+
+
+def test_a_parameter_that_is_not_an_s3_uri_fails_the_run_instead_of_raising(
+    aws, s3, model, tmp_path
+) -> None:
+    """execute() never raises for a failing step: a bad InputDataUrl is the step's failure."""
+    definition = transform_definition(
+        **{"TransformInput.DataSource.S3DataSource.S3Uri": {"Get": "Parameters.InputDataUrl"}}
+    )
+    definition["Parameters"] = [
+        {"Name": "InputDataUrl", "Type": "String", "DefaultValue": f"s3://{BUCKET}/in/"}
+    ]
+    record = run(aws, definition, tmp_path, {"InputDataUrl": "not-a-uri"})
+    assert record["PipelineExecutionStatus"] == "Failed"
+    assert "not an S3 URI: 'not-a-uri'" in record["FailureReason"]

@@ -91,7 +91,7 @@ def test_the_cli_fails_with_the_reason_and_writes_the_job_summary(
     code = smoke_run.main(
         ["--tfvars", str(tfvars), "--summary", str(summary), "--poll-seconds", "0.01"]
     )
-    assert code == smoke_run.FAILED
+    assert code == smoke_run.EXECUTION_FAILED
     error = capsys.readouterr().err.strip()
     assert (
         error == "smoke_run: preprod smoke run did not pass: the run succeeded but scored no rows"
@@ -142,7 +142,7 @@ def test_bad_stage_inputs_are_usage_errors_before_anything_runs(
 ) -> None:
     path = tmp_path / "bad.tfvars.json"
     path.write_text(json.dumps({**deployed, **change}))
-    assert smoke_run.main(["--tfvars", str(path), "--local"]) == smoke_run.USAGE
+    assert smoke_run.main(["--tfvars", str(path), "--local"]) == smoke_run.USAGE_ERROR
     assert message in capsys.readouterr().err
     listing = aws.client("sagemaker", "preprod").list_pipeline_executions(
         PipelineName=deployed["pipeline_name"]

@@ -23,6 +23,7 @@ import boto3
 from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from pipelines.aws_sessions import assumed_session
 from pipelines.environment import overridden
 
 REGION = "eu-west-1"
@@ -75,15 +76,7 @@ class Emulator:
 
     def _assume(self, name: str) -> boto3.Session:
         sts = self.session().client("sts", endpoint_url=self.endpoint_url, config=CLIENT_CONFIG)
-        credentials = sts.assume_role(RoleArn=role_arn(name), RoleSessionName=f"test-{name}")[
-            "Credentials"
-        ]
-        return boto3.Session(
-            aws_access_key_id=credentials["AccessKeyId"],
-            aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"],
-            region_name=self.region,
-        )
+        return assumed_session(sts, role_arn(name), f"test-{name}", self.region)
 
     def environment(self) -> dict[str, str]:
         """Variables that point every boto3 client of a process at the emulator."""

@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.exceptions
 
+from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
+from pipelines.files import write_execution_record
 from pipelines.local import expressions
 from pipelines.local.processing import StepFailed, run_processing
 from pipelines.local.transform import run_transform
-from utils import parse_s3_uri
+from pipelines.s3_locations import parse_s3_object_uri
 
 LOCAL_ACCOUNT = "000000000000"
 
@@ -151,7 +154,8 @@ def _run_step(
             outcome = run_processing(arguments, session.client("s3"), work_dir, log)
         else:
             outcome = run_transform(arguments, session, work_dir, log)
-    except (StepFailed, expressions.DefinitionError) as error:
+    except (StepFailed, expressions.DefinitionError, ValueError) as error:
+        # ValueError: a parameter that is not what the step needs (e.g. not an S3 URI)
         record.update(StepStatus="Failed", FailureReason=str(error))
     else:
         job = _RUNNERS[kind]
@@ -177,7 +181,7 @@ def _run_step(
 def load_definition(location: str, s3: Any = None) -> dict[str, Any]:
     """A definition from a file path or an ``s3://`` URI."""
     if location.startswith("s3://"):
-        bucket, key = parse_s3_uri(location)
+        bucket, key = parse_s3_object_uri(location)
         body = (s3 or boto3.client("s3")).get_object(Bucket=bucket, Key=key)["Body"].read()
         return json.loads(body)
     return json.loads(Path(location).read_text(encoding="utf-8"))
@@ -199,13 +203,17 @@ def main(argv: list[str] | None = None) -> int:
         definition = load_definition(args.definition)
     except (ValueError, OSError) as error:
         print(f"pipelines.local.executor: error: {error}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        print(
+            f"pipelines.local.executor: error: reading {args.definition}: {error}", file=sys.stderr
+        )
+        return AWS_ERROR
     record = execute(definition, overrides, pipeline_name=args.pipeline_name)
     if args.record:
-        args.record.parent.mkdir(parents=True, exist_ok=True)
-        args.record.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        write_execution_record(args.record, record)
     print(f"status: {record['PipelineExecutionStatus']}")
-    return 0 if record["PipelineExecutionStatus"] == "Succeeded" else 3
+    return 0 if record["PipelineExecutionStatus"] == "Succeeded" else EXECUTION_FAILED
 
 
 if __name__ == "__main__":

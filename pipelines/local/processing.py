@@ -28,6 +28,14 @@ class StepFailed(Exception):
     """The step ran and failed; the message is its failure reason."""
 
 
+def instance_count(resources: dict[str, Any]) -> int:
+    """A job's ``InstanceCount`` (ClusterConfig or TransformResources), at least 1."""
+    count = int(resources.get("InstanceCount", 1))
+    if count < 1:
+        raise StepFailed(f"InstanceCount must be at least 1, got {count}")
+    return count
+
+
 def host_names(count: int) -> list[str]:
     return [f"algo-{i + 1}" for i in range(count)]
 
@@ -49,9 +57,7 @@ def run_processing(
 ) -> dict[str, Any]:
     """Run the job described by ``arguments`` (a resolved CreateProcessingJob request)."""
     cluster = arguments["ProcessingResources"]["ClusterConfig"]
-    count = int(cluster.get("InstanceCount", 1))
-    if count < 1:
-        raise StepFailed(f"InstanceCount must be at least 1, got {count}")
+    count = instance_count(cluster)
     app = arguments["AppSpecification"]
     entrypoint = list(app.get("ContainerEntrypoint") or [])
     if not entrypoint or not PYTHON_ENTRYPOINT.fullmatch(Path(entrypoint[0]).name):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from utils import parse_s3_uri
+from pipelines.s3_locations import parse_s3_uri, sse_arguments
 
 
 def list_objects(s3: Any, uri: str) -> list[tuple[str, str, int]]:
@@ -41,7 +41,7 @@ def upload_tree(s3: Any, source: Path, uri: str, kms_key_id: str | None = None) 
     """Upload every file under ``source`` to ``uri`` + its relative path; return the URIs."""
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.rstrip("/")
-    extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id} if kms_key_id else None
+    extra = sse_arguments(kms_key_id) or None
     uploaded = []
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         key = f"{prefix}/{path.relative_to(source).as_posix()}" if prefix else path.name

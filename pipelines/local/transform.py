@@ -27,8 +27,9 @@ import numpy as np
 
 from pipelines.local import records, storage
 from pipelines.local.expressions import DefinitionError
-from pipelines.local.processing import StepFailed
+from pipelines.local.processing import StepFailed, instance_count
 from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
+from pipelines.s3_locations import parse_s3_uri, sse_arguments
 
 READ_CHUNK = 8 * 2**20
 DEFAULT_PAYLOAD_MB = 6
@@ -143,7 +144,7 @@ def resolve_model(sagemaker: Any, model_name: str) -> ModelSpec:
 
 
 def load_model(s3: Any, spec: ModelSpec, work_dir: Path) -> ModelServer:
-    bucket, key = storage.parse_s3_uri(spec.model_data_url)
+    bucket, key = parse_s3_uri(spec.model_data_url)
     archive = work_dir / "model.tar.gz"
     storage.download(s3, bucket, key, archive)
     try:
@@ -331,13 +332,10 @@ def transform_object(
                 sink.write(output)
                 records_in += count_in
                 records_out += count_out
-    out_bucket, out_key = storage.parse_s3_uri(output_uri)
-    extra = (
-        {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": options.kms_key_id}
-        if options.kms_key_id
-        else None
+    out_bucket, out_key = parse_s3_uri(output_uri)
+    s3.upload_file(
+        sink.name, out_bucket, out_key, ExtraArgs=sse_arguments(options.kms_key_id) or None
     )
-    s3.upload_file(sink.name, out_bucket, out_key, ExtraArgs=extra)
     Path(sink.name).unlink()
     return ObjectResult(source, output_uri, records_in, records_out, time.perf_counter() - started)
 
@@ -390,9 +388,7 @@ def run_transform(
 ) -> dict[str, Any]:
     """Run the job described by ``arguments`` (a resolved CreateTransformJob request)."""
     options = TransformOptions.from_arguments(arguments)
-    count = int(arguments.get("TransformResources", {}).get("InstanceCount", 1))
-    if count < 1:
-        raise StepFailed(f"InstanceCount must be at least 1, got {count}")
+    count = instance_count(arguments.get("TransformResources", {}))
     s3 = session.client("s3")
     spec = resolve_model(session.client("sagemaker"), arguments["ModelName"])
     objects = [(bucket, key) for bucket, key, _ in storage.list_objects(s3, options.input_uri)]

@@ -1,0 +1,40 @@
+"""Local files written whole or not at all: tfvars, rendered definitions, execution records.
+
+A reader (Terraform, a script, the next step) must never see half a file, and a failed write
+must not leave its temporary file behind: written next to the target, then renamed over it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp makes it 0600; these files are meant to be read
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomically(path: Path, document: Any, **dump_options: Any) -> None:
+    """``document`` as indented JSON, keys sorted unless ``sort_keys=False`` is given."""
+    options = {"indent": 2, "sort_keys": True, **dump_options}
+    write_text_atomically(path, json.dumps(document, **options) + "\n")
+
+
+def write_execution_record(path: Path, record: dict[str, Any]) -> None:
+    """An execution record (local executor, run_pipeline --wait, the demo): times as text."""
+    write_json_atomically(path, record, sort_keys=False, default=str)

@@ -1,0 +1,36 @@
+"""S3 URIs and server-side encryption arguments: the one low module both sides share.
+
+The promotion (``utils``/``build.py``), the local executor and the CLIs all name S3 objects
+by ``s3://`` URIs and write them encrypted; a bad URI is a ``ValueError`` here, and each
+caller turns it into its own one-line error and exit code.
+"""
+
+from __future__ import annotations
+
+import re
+
+_S3_URI = re.compile(r"s3://([^/]+)/?(.*)", re.DOTALL)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key/or/prefix`` -> ``("bucket", "key/or/prefix")`` (the key may be empty)."""
+    match = _S3_URI.fullmatch(uri) if isinstance(uri, str) else None
+    if not match:
+        raise ValueError(f"not an S3 URI: {uri!r} (expected s3://bucket/key)")
+    return match.group(1), match.group(2)
+
+
+def parse_s3_object_uri(uri: str) -> tuple[str, str]:
+    """Like :func:`parse_s3_uri`, for a URI that must name one object (a non-empty key)."""
+    bucket, key = parse_s3_uri(uri)
+    if not key or key.endswith("/"):
+        raise ValueError(f"{uri!r} names no object (expected s3://bucket/key)")
+    return bucket, key
+
+
+def sse_arguments(kms_key_id: str | None, *, s3_managed_otherwise: bool = False) -> dict[str, str]:
+    """The ``PutObject``/``ExtraArgs`` encryption fields: the stage's KMS key when there is
+    one; otherwise SSE-S3 stated explicitly, or nothing (the bucket's default)."""
+    if kms_key_id:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
+    return {"ServerSideEncryption": "AES256"} if s3_managed_otherwise else {}

@@ -1,0 +1,65 @@
+"""The low modules every side shares: S3 URIs and encryption fields, atomic file writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipelines.files import write_execution_record, write_json_atomically
+from pipelines.s3_locations import parse_s3_object_uri, parse_s3_uri, sse_arguments
+
+
+@pytest.mark.parametrize(
+    ("uri", "parsed"),
+    [
+        ("s3://b/k/x.csv", ("b", "k/x.csv")),
+        ("s3://b/prefix/", ("b", "prefix/")),
+        ("s3://b", ("b", "")),
+        ("s3://b/line\nbreak", ("b", "line\nbreak")),
+    ],
+)
+def test_s3_uris_parse_into_bucket_and_key(uri: str, parsed: tuple[str, str]) -> None:
+    assert parse_s3_uri(uri) == parsed
+
+
+@pytest.mark.parametrize("uri", ["", "s3://", "s3:///k", "https://b/k", "b/k", None])
+def test_anything_else_is_a_value_error_naming_it(uri) -> None:
+    with pytest.raises(ValueError, match=r"not an S3 URI: .*\(expected s3://bucket/key\)"):
+        parse_s3_uri(uri)
+
+
+@pytest.mark.parametrize("uri", ["s3://b", "s3://b/", "s3://b/folder/"])
+def test_an_object_uri_needs_a_key(uri: str) -> None:
+    with pytest.raises(ValueError, match="names no object"):
+        parse_s3_object_uri(uri)
+
+
+def test_encryption_fields() -> None:
+    key = "arn:aws:kms:eu-west-1:222222222222:key/k"
+    assert sse_arguments(key) == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": key}
+    assert sse_arguments(None) == {}
+    assert sse_arguments(None, s3_managed_otherwise=True) == {"ServerSideEncryption": "AES256"}
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "stage.tfvars.json"
+    write_json_atomically(path, {"b": 1, "a": 2})
+    assert path.read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+    with pytest.raises(TypeError):
+        write_json_atomically(path, {"not serialisable": object()})
+    assert json.loads(path.read_text()) == {"a": 2, "b": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["stage.tfvars.json"]
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_execution_records_keep_their_order_and_write_times_as_text(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    path = tmp_path / "record.json"
+    write_execution_record(
+        path, {"Status": "Succeeded", "Start": datetime(2026, 11, 28, tzinfo=UTC)}
+    )
+    assert list(json.loads(path.read_text())) == ["Status", "Start"]
+    assert json.loads(path.read_text())["Start"] == "2026-11-28 00:00:00+00:00"
