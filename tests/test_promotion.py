@@ -16,6 +16,7 @@ from botocore.stub import Stubber
 import build
 import utils
 from pipelines.local.emulator import ACCOUNTS, CLIENT_CONFIG, Emulator, environment, role_arn
+from promotion import orchestration
 from tests.registry import (
     DEV_BUCKET,
     GROUP,
@@ -364,7 +365,7 @@ def test_interrupted_after_the_copy_leaves_no_package_and_rerun_completes(
         raise KeyboardInterrupt("runner killed")
 
     with monkeypatch.context() as patched:
-        patched.setattr(utils, "ensure_group", crash)
+        patched.setattr(orchestration, "ensure_group", crash)
         with pytest.raises(KeyboardInterrupt):
             run_build(tmp_path)
     assert target_packages(aws) == []
@@ -384,7 +385,9 @@ def test_interrupted_after_the_package_rerun_reuses_it(
     dev.register("Approved")
     with monkeypatch.context() as patched:
         patched.setattr(
-            utils, "publish_stage_files", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+            orchestration,
+            "publish_stage_files",
+            lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt),
         )
         with pytest.raises(KeyboardInterrupt):
             run_build(tmp_path)

@@ -35,6 +35,7 @@ UNTRUSTED = re.compile(
 DEPLOY_PATHS = {
     "build.py",
     "utils.py",
+    "promotion/**",
     "pipelines/**",
     "lambdas/package.py",
     "lambdas/start_upload_run/**",

@@ -1,0 +1,177 @@
+"""``promote``: the steps in an order that never leaves anything half-made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from promotion.artifacts import (
+    CopyPlan,
+    artifact_prefix,
+    copy_artifacts,
+    package_artifacts,
+    plan_copies,
+    target_uri,
+)
+from promotion.errors import UsageError
+from promotion.names import account_of, check_group_name, model_name
+from promotion.source import resolve_source_package
+from promotion.stage import (
+    StageSettings,
+    check_bucket,
+    find_promoted_package,
+    previous_model,
+    read_stage_settings,
+)
+from promotion.stage_files import publish_stage_files
+from promotion.target_package import (
+    create_target_package,
+    ensure_group,
+    promotion_metadata,
+    rewrite_inference_specification,
+)
+
+
+@dataclass(frozen=True)
+class Clients:
+    """boto3 clients: read access in the dev account, deploy access in the target account."""
+
+    source_sagemaker: Any
+    source_s3: Any
+    target_sagemaker: Any
+    target_s3: Any
+    target_ssm: Any
+
+
+@dataclass(frozen=True)
+class PromotionRequest:
+    stage: str
+    group: str
+    project_name: str
+    region: str
+    stage_config: dict[str, Any]
+    processing_script: Path
+    feature_schema: Path
+    project_id: str | None = None
+    version: int | None = None
+    dry_run: bool = False
+    # write the tfvars a deployment would apply, but nothing to AWS (the plan before a gate)
+    plan_only: bool = False
+
+
+@dataclass
+class PromotionResult:
+    source: dict
+    settings: StageSettings
+    copies: list[CopyPlan]
+    target_package_arn: str | None = None
+    reused: bool = False
+    copied: list[str] = field(default_factory=list)
+    tfvars: dict[str, Any] = field(default_factory=dict)
+    previous_model: dict | None = None
+
+
+def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
+    """Make the newest approved (or the requested) model deployable in the target stage.
+
+    Returns what Terraform needs; in a dry run, only what would be done (nothing is written).
+    """
+    check_group_name(request.group, request.stage)
+    source = resolve_source_package(clients.source_sagemaker, request.group, request.version)
+    settings = read_stage_settings(clients.target_ssm, request.project_name, request.stage)
+    from pipelines.batch_inference import pipeline as batch_pipeline
+
+    refusal = batch_pipeline.volume_key_refusal(
+        settings.kms_key_arn,
+        {
+            name: request.stage_config.get(name)
+            for name in ("processing_instance_type", "transform_instance_type")
+        },
+    )
+    if refusal:
+        raise UsageError(f"stage config: {refusal}")
+    check_bucket(clients.target_s3, settings.artifacts_bucket)
+    existing = find_promoted_package(
+        clients.target_sagemaker, request.group, source["ModelPackageArn"]
+    )
+    version = int(source["ModelPackageVersion"])
+    # read before any write, so an unreadable deployment record changes nothing
+    previous = previous_model(
+        clients.target_s3,
+        settings.artifacts_bucket,
+        request.project_name,
+        request.stage,
+        model_name(request.group, request.stage, version),
+    )
+    prefix = artifact_prefix(request.project_name, request.group, version)
+    copies = (
+        []
+        if existing
+        else plan_copies(
+            clients.source_s3, package_artifacts(source), settings.artifacts_bucket, prefix
+        )
+    )
+    result = PromotionResult(
+        source=source, settings=settings, copies=copies, previous_model=previous
+    )
+    if existing:
+        result.target_package_arn, result.reused = existing["ModelPackageArn"], True
+    if request.dry_run:
+        return result
+    if request.plan_only:
+        if not existing:
+            result.target_package_arn = pending_package_arn(request, settings, version)
+        result.tfvars = publish_stage_files(
+            clients.target_s3, request, settings, result, write=False
+        )
+        return result
+
+    if not existing:
+        result.copied = copy_artifacts(
+            clients.source_s3, clients.target_s3, copies, settings.kms_key_arn
+        )
+        tags = project_tags(request)
+        ensure_group(
+            clients.target_sagemaker,
+            request.group,
+            f"Models promoted from {account_of(source['ModelPackageArn'])} for {request.stage}",
+            tags,
+        )
+        package = create_target_package(
+            clients.target_sagemaker,
+            request.group,
+            source,
+            rewrite_inference_specification(
+                source["InferenceSpecification"],
+                lambda uri: target_uri(uri, settings.artifacts_bucket, prefix),
+            ),
+            promotion_metadata(source),
+            tags,
+        )
+        result.target_package_arn = package["ModelPackageArn"]
+    result.tfvars = publish_stage_files(clients.target_s3, request, settings, result)
+    return result
+
+
+def pending_package_arn(request: PromotionRequest, settings: StageSettings, version: int) -> str:
+    """What a plan shows for a package the deployment will promote (its version is only
+    known once the target registry assigns it): a model-package ARN that names its source."""
+    partition, account = (
+        settings.sagemaker_role_arn.split(":")[1],
+        account_of(settings.sagemaker_role_arn),
+    )
+    return (
+        f"arn:{partition}:sagemaker:{request.region}:{account}:model-package/"
+        f"{request.group.lower()}/promoted-at-apply-from-v{version}"
+    )
+
+
+def project_tags(request: PromotionRequest) -> list[dict[str, str]]:
+    tags = [
+        {"Key": "sagemaker:project-name", "Value": request.project_name},
+        {"Key": "environment", "Value": request.stage},
+    ]
+    if request.project_id:
+        tags.append({"Key": "sagemaker:project-id", "Value": request.project_id})
+    return tags

@@ -1,0 +1,166 @@
+"""The target stage as infra/ made it: the SSM contract, the bucket, what was deployed before."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from promotion.errors import StageNotReady, UsageError, aws_errors, is_not_found
+from promotion.target_package import PROMOTED_DESCRIPTION, SOURCE_METADATA_KEY
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """What the target account's base infrastructure publishes in SSM for this stage."""
+
+    artifacts_bucket: str
+    sagemaker_role_arn: str
+    start_pipeline_role_arn: str
+    upload_starter_role_arn: str
+    kms_key_arn: str | None = None
+    subnet_ids: list[str] = field(default_factory=list)
+    security_group_ids: list[str] = field(default_factory=list)
+
+
+SSM_REQUIRED = {
+    "artifacts-bucket": "artifacts_bucket",
+    "sagemaker-role-arn": "sagemaker_role_arn",
+    # the schedule's and the upload trigger's roles: made by infra/, so deploys write no IAM
+    "start-pipeline-role-arn": "start_pipeline_role_arn",
+    "upload-starter-role-arn": "upload_starter_role_arn",
+}
+
+
+SSM_OPTIONAL = {"kms-key-arn": "kms_key_arn"}
+
+
+SSM_LISTS = {"subnet-ids": "subnet_ids", "security-group-ids": "security_group_ids"}
+
+
+def ssm_prefix(project: str, stage: str) -> str:
+    return f"/{project}/{stage}/"
+
+
+def read_stage_settings(ssm: Any, project: str, stage: str) -> StageSettings:
+    """Read ``/<project>/<stage>/*`` from SSM (one paginated call)."""
+    prefix = ssm_prefix(project, stage)
+    values: dict[str, str] = {}
+    with aws_errors(f"reading SSM parameters under {prefix}"):
+        for page in ssm.get_paginator("get_parameters_by_path").paginate(
+            Path=prefix, Recursive=False, WithDecryption=True
+        ):
+            for parameter in page["Parameters"]:
+                values[parameter["Name"][len(prefix) :]] = parameter["Value"]
+    missing = [prefix + name for name in SSM_REQUIRED if not values.get(name)]
+    if missing:
+        raise StageNotReady(
+            f"SSM parameter(s) {', '.join(missing)} missing in the target account; "
+            "apply the stage's base infrastructure (infra/) first"
+        )
+    settings: dict[str, Any] = {attr: values[name] for name, attr in SSM_REQUIRED.items()}
+    settings |= {attr: values.get(name) or None for name, attr in SSM_OPTIONAL.items()}
+    settings |= {
+        attr: [v.strip() for v in values.get(name, "").split(",") if v.strip()]
+        for name, attr in SSM_LISTS.items()
+    }
+    return StageSettings(**settings)
+
+
+def check_bucket(s3: Any, bucket: str) -> None:
+    with aws_errors(f"checking the artifacts bucket {bucket!r}"):
+        try:
+            s3.head_bucket(Bucket=bucket)
+        except ClientError as error:
+            if is_not_found(error):
+                raise StageNotReady(
+                    f"artifacts bucket {bucket!r} (from SSM) does not exist in the target "
+                    "account; apply the stage's base infrastructure (infra/) first"
+                ) from None
+            raise
+
+
+def find_promoted_package(sagemaker: Any, group: str, source_arn: str) -> dict | None:
+    """The target package already promoted from ``source_arn``, if any.
+
+    Matched on the description (which the listing returns, so no per-package call) and
+    confirmed on ``CustomerMetadataProperties``. The list API is consistent, unlike Search,
+    so a re-run right after a promotion finds it. Failed packages do not count.
+    """
+    wanted = PROMOTED_DESCRIPTION.format(arn=source_arn)
+    with aws_errors(f"listing model packages of {group!r} in the target account"):
+        try:
+            pages = sagemaker.get_paginator("list_model_packages").paginate(
+                ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending"
+            )
+            for page in pages:
+                for summary in page["ModelPackageSummaryList"]:
+                    if summary.get("ModelPackageDescription") != wanted:
+                        continue
+                    package = sagemaker.describe_model_package(
+                        ModelPackageName=summary["ModelPackageArn"]
+                    )
+                    metadata = package.get("CustomerMetadataProperties") or {}
+                    if metadata.get(SOURCE_METADATA_KEY) == source_arn and package.get(
+                        "ModelPackageStatus"
+                    ) not in ("Failed", "Deleting"):
+                        return package
+        except ClientError as error:
+            if is_not_found(error):
+                return None
+            raise
+    return None
+
+
+def deployment_record_key(project: str, stage: str) -> str:
+    """Where the stage template records the model it deployed (``aws_s3_object``)."""
+    return f"{project}/deployments/{stage}/deployed-model.json"
+
+
+def previous_model(s3: Any, bucket: str, project: str, stage: str, model_name: str) -> dict | None:
+    """The model the stage ran before this promotion, which the next deploy must keep.
+
+    A run started before the deploy names that model in its ``BatchTransform`` step, so the
+    template keeps it until the deployment after next. Re-deploying the same version keeps
+    the one kept last time. None on a first deployment.
+    """
+    key = deployment_record_key(project, stage)
+    with aws_errors(f"reading the deployment record s3://{bucket}/{key}"):
+        try:
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if is_not_found(error):
+                return None
+            raise
+    try:
+        record = json.loads(body)
+        current = record["current"]
+        return current if current["model_name"] != model_name else record.get("previous")
+    except (ValueError, KeyError, TypeError):
+        raise StageNotReady(
+            f"the deployment record s3://{bucket}/{key} is not what batch-config-template.tf "
+            "writes; restore it from its previous version (the bucket is versioned) or delete it"
+        ) from None
+
+
+def load_stage_config(path: Path, stage: str) -> dict[str, Any]:
+    """The stage file's settings (``pre-prod-config.tfvars.json`` / ``prod-...``)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"stage config {path} does not exist; pass --config") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(
+            f"stage config {path} is not valid JSON: {error.msg} at line {error.lineno}"
+        ) from None
+    if not isinstance(document, dict):
+        raise UsageError(f"stage config {path} must hold a JSON object")
+    if document.get("environment", stage) != stage:
+        raise UsageError(
+            f"stage config {path} is for environment {document['environment']!r}, "
+            f"not {stage!r}; pass the matching --config"
+        )
+    return document
