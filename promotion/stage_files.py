@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -42,6 +43,72 @@ def upload_if_absent(
     return f"s3://{bucket}/{key}"
 
 
+@dataclass(frozen=True)
+class _ContentStore:
+    """Puts bytes under content-addressed keys of the stage bucket, or (a plan) only names them."""
+
+    s3: Any
+    bucket: str
+    kms_key_arn: str | None
+    write: bool
+
+    def put(self, prefix: str, name: str, body: bytes, content_type: str) -> str:
+        key = content_key(prefix, name, body)
+        if self.write:
+            upload_if_absent(self.s3, self.bucket, key, body, self.kms_key_arn, content_type)
+        return f"s3://{self.bucket}/{key}"
+
+
+@dataclass(frozen=True)
+class StageLocations:
+    """Where the stage's pipeline reads and writes, from the stage file or the bucket layout."""
+
+    pipeline_name: str
+    input_data_url: str
+    output_data_url: str
+
+    @classmethod
+    def of(cls, request: PromotionRequest, bucket: str) -> StageLocations:
+        config, project = request.stage_config, request.project_name
+        data_root = f"s3://{bucket}/{project}/batch-inference"
+        return cls(
+            pipeline_name=config.get("pipeline_name")
+            or resource_name(project, request.stage, "batch-inference", limit=256),
+            input_data_url=config.get("input_data_url") or f"{data_root}/input/",
+            output_data_url=config.get("output_data_url") or f"{data_root}/output",
+        )
+
+
+def render_definition(
+    request: PromotionRequest,
+    settings: StageSettings,
+    locations: StageLocations,
+    model: str,
+    schema_url: str,
+    code_url: str,
+) -> bytes:
+    """The stage's pipeline definition, as stable JSON (sorted keys: same input, same bytes)."""
+    from pipelines.batch_inference import pipeline as batch_pipeline
+
+    pipeline = batch_pipeline.get_pipeline(
+        region=request.region,
+        role=settings.sagemaker_role_arn,
+        default_bucket=settings.artifacts_bucket,
+        pipeline_name=locations.pipeline_name,
+        base_job_prefix=resource_name(request.project_name, request.stage, limit=30),
+        project_name=request.project_name,
+        model_name=model,
+        input_data_url=locations.input_data_url,
+        output_data_url=locations.output_data_url,
+        feature_schema_url=schema_url,
+        processing_code_url=code_url,
+        kms_key_id=settings.kms_key_arn,
+        subnets=settings.subnet_ids or None,
+        security_group_ids=settings.security_group_ids or None,
+    )
+    return json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True).encode()
+
+
 def publish_stage_files(
     s3: Any,
     request: PromotionRequest,
@@ -56,25 +123,17 @@ def publish_stage_files(
     pipeline resource) changes exactly when the definition does. ``write=False`` computes
     the same keys and uploads nothing (a plan).
     """
-
     from pipelines.batch_inference import pipeline as batch_pipeline
 
-    config = request.stage_config
-    bucket, project, kms = settings.artifacts_bucket, request.project_name, settings.kms_key_arn
-
-    def store(prefix: str, name: str, body: bytes, content_type: str) -> str:
-        key = content_key(prefix, name, body)
-        if write:
-            upload_if_absent(s3, bucket, key, body, kms, content_type)
-        return f"s3://{bucket}/{key}"
-
-    code_url = store(
+    project = request.project_name
+    store = _ContentStore(s3, settings.artifacts_bucket, settings.kms_key_arn, write)
+    code_url = store.put(
         f"{project}/code/preprocess",
         "preprocess.py",
         request.processing_script.read_bytes(),
         "text/x-python",
     )
-    schema_url = store(
+    schema_url = store.put(
         f"{project}/code/feature-schema",
         batch_pipeline.SCHEMA_FILE_NAME,
         request.feature_schema.read_bytes(),
@@ -82,35 +141,13 @@ def publish_stage_files(
     )
     version = int(result.source["ModelPackageVersion"])
     name = model_name(request.group, request.stage, version)
-    pipeline_name = config.get("pipeline_name") or resource_name(
-        project, request.stage, "batch-inference", limit=256
-    )
-    data_root = f"s3://{bucket}/{project}/batch-inference"
-    input_url = config.get("input_data_url") or f"{data_root}/input/"
-    output_url = config.get("output_data_url") or f"{data_root}/output"
-    pipeline = batch_pipeline.get_pipeline(
-        region=request.region,
-        role=settings.sagemaker_role_arn,
-        default_bucket=bucket,
-        pipeline_name=pipeline_name,
-        base_job_prefix=resource_name(project, request.stage, limit=30),
-        project_name=project,
-        model_name=name,
-        input_data_url=input_url,
-        output_data_url=output_url,
-        feature_schema_url=schema_url,
-        processing_code_url=code_url,
-        kms_key_id=kms,
-        subnets=settings.subnet_ids or None,
-        security_group_ids=settings.security_group_ids or None,
-    )
-    definition = json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True).encode()
-    definition_url = store(
+    locations = StageLocations.of(request, settings.artifacts_bucket)
+    definition = render_definition(request, settings, locations, name, schema_url, code_url)
+    definition_url = store.put(
         f"{project}/pipelines/{request.stage}", "definition.json", definition, "application/json"
     )
-    definition_key = parse_s3_uri(definition_url)[1]
     return {
-        **config,
+        **request.stage_config,
         "environment": request.stage,
         "region": request.region,
         "project_name": project,
@@ -121,17 +158,17 @@ def publish_stage_files(
         "model_version": version,
         "model_name": name,
         "previous_model": result.previous_model,
-        "artifacts_bucket": bucket,
+        "artifacts_bucket": settings.artifacts_bucket,
         "sagemaker_role_arn": settings.sagemaker_role_arn,
         "start_pipeline_role_arn": settings.start_pipeline_role_arn,
         "upload_starter_role_arn": settings.upload_starter_role_arn,
-        "kms_key_arn": kms,
+        "kms_key_arn": settings.kms_key_arn,
         "subnet_ids": settings.subnet_ids,
         "security_group_ids": settings.security_group_ids,
-        "pipeline_name": pipeline_name,
-        "pipeline_definition_s3_key": definition_key,
+        "pipeline_name": locations.pipeline_name,
+        "pipeline_definition_s3_key": parse_s3_uri(definition_url)[1],
         "job_steps": batch_pipeline.job_steps(json.loads(definition)),
-        "input_data_url": input_url,
-        "output_data_url": output_url,
+        "input_data_url": locations.input_data_url,
+        "output_data_url": locations.output_data_url,
         "feature_schema_url": schema_url,
     }

@@ -43,6 +43,33 @@ class _Parameters:
     transform_type: sdk.ParameterString
     transform_count: sdk.ParameterInteger
 
+    @classmethod
+    def with_defaults(
+        cls,
+        *,
+        model_name: str | None,
+        input_data_url: str,
+        output_data_url: str,
+        feature_schema_url: str,
+    ) -> _Parameters:
+        """Data and model from the stage; one ``ml.m5.xlarge`` per step unless overridden."""
+        return cls(
+            input_data=sdk.ParameterString("InputDataUrl", default_value=input_data_url),
+            output_data=sdk.ParameterString("OutputDataUrl", default_value=output_data_url),
+            feature_schema=sdk.ParameterString(
+                "FeatureSchemaUrl", default_value=feature_schema_url
+            ),
+            model=sdk.ParameterString("ModelName", default_value=model_name),
+            processing_type=sdk.ParameterString(
+                "ProcessingInstanceType", default_value=DEFAULT_INSTANCE_TYPE
+            ),
+            processing_count=sdk.ParameterInteger("ProcessingInstanceCount", default_value=1),
+            transform_type=sdk.ParameterString(
+                "TransformInstanceType", default_value=DEFAULT_INSTANCE_TYPE
+            ),
+            transform_count=sdk.ParameterInteger("TransformInstanceCount", default_value=1),
+        )
+
     def all(self) -> list:
         return list(vars(self).values())
 
@@ -100,37 +127,15 @@ def get_pipeline(
         session = sagemaker_session or sdk.PipelineSession(
             boto_session=offline_boto_session(region), default_bucket=default_bucket
         )
-        params = _Parameters(
-            input_data=sdk.ParameterString(
-                "InputDataUrl", default_value=input_data_url or f"{prefix}/input/"
-            ),
-            output_data=sdk.ParameterString(
-                "OutputDataUrl", default_value=output_data_url or f"{prefix}/output"
-            ),
-            feature_schema=sdk.ParameterString(
-                "FeatureSchemaUrl",
-                default_value=feature_schema_url or f"{prefix}/code/{SCHEMA_FILE_NAME}",
-            ),
-            model=sdk.ParameterString("ModelName", default_value=model_name),
-            processing_type=sdk.ParameterString(
-                "ProcessingInstanceType", default_value=DEFAULT_INSTANCE_TYPE
-            ),
-            processing_count=sdk.ParameterInteger("ProcessingInstanceCount", default_value=1),
-            transform_type=sdk.ParameterString(
-                "TransformInstanceType", default_value=DEFAULT_INSTANCE_TYPE
-            ),
-            transform_count=sdk.ParameterInteger("TransformInstanceCount", default_value=1),
+        params = _Parameters.with_defaults(
+            model_name=model_name,
+            input_data_url=input_data_url or f"{prefix}/input/",
+            output_data_url=output_data_url or f"{prefix}/output",
+            feature_schema_url=feature_schema_url or f"{prefix}/code/{SCHEMA_FILE_NAME}",
         )
         processor = sdk.ScriptProcessor(
             role=role,
-            image_uri=processing_image_uri
-            or sdk.image_uris.retrieve(
-                framework="sklearn",
-                region=region,
-                version=sklearn_version,
-                py_version="py3",
-                instance_type=DEFAULT_INSTANCE_TYPE,
-            ),
+            image_uri=processing_image_uri or sklearn_image_uri(region, sklearn_version),
             command=["python3"],
             instance_type=params.processing_type,
             instance_count=params.processing_count,
@@ -148,34 +153,8 @@ def get_pipeline(
         preprocess = _preprocess_step(
             processor, params, processing_code_url or f"{prefix}/code/preprocess.py"
         )
-        transformer = sdk.Transformer(
-            model_name=params.model,
-            instance_type=params.transform_type,
-            instance_count=1,  # replaced by TransformInstanceCount: see parameter_overrides
-            strategy="MultiRecord",
-            max_payload=6,
-            assemble_with="Line",
-            accept="text/csv",
-            output_path=params.run_output("predictions"),
-            base_transform_job_name=f"{base_job_prefix}-transform",
-            sagemaker_session=session,
-            volume_kms_key=kms_key_id,
-            output_kms_key=kms_key_id,
-        )
-        batch_transform = sdk.TransformStep(
-            name="BatchTransform",
-            step_args=transformer.transform(
-                data=preprocess.properties.ProcessingOutputConfig.Outputs[
-                    "inference"
-                ].S3Output.S3Uri,
-                data_type="S3Prefix",
-                content_type="text/csv",
-                split_type="Line",
-                input_filter=TRANSFORM_INPUT_FILTER,
-                join_source="Input",
-                output_filter=TRANSFORM_OUTPUT_FILTER,
-            ),
-            retry_policies=_retry_policies(),
+        batch_transform = _transform_step(
+            params, preprocess, session, f"{base_job_prefix}-transform", kms_key_id
         )
         return sdk.ParameterizedPipeline(
             name=pipeline_name,
@@ -190,6 +169,54 @@ def get_pipeline(
                 ("BatchTransform", "TransformResources", "InstanceCount"): "TransformInstanceCount",
             },
         )
+
+
+def sklearn_image_uri(region: str, version: str = DEFAULT_SKLEARN_VERSION) -> str:
+    """The region's scikit-learn image (its account differs by region: the SDK's table)."""
+    return sdk.image_uris.retrieve(
+        framework="sklearn",
+        region=region,
+        version=version,
+        py_version="py3",
+        instance_type=DEFAULT_INSTANCE_TYPE,
+    )
+
+
+def _transform_step(
+    params: _Parameters,
+    preprocess: sdk.ProcessingStep,
+    session: sdk.PipelineSession,
+    job_name_prefix: str,
+    kms_key_id: str | None,
+) -> sdk.TransformStep:
+    """The Transform step: the model scores what Preprocess kept, ``id,prediction`` per line."""
+    transformer = sdk.Transformer(
+        model_name=params.model,
+        instance_type=params.transform_type,
+        instance_count=1,  # replaced by TransformInstanceCount: see parameter_overrides
+        strategy="MultiRecord",
+        max_payload=6,
+        assemble_with="Line",
+        accept="text/csv",
+        output_path=params.run_output("predictions"),
+        base_transform_job_name=job_name_prefix,
+        sagemaker_session=session,
+        volume_kms_key=kms_key_id,
+        output_kms_key=kms_key_id,
+    )
+    return sdk.TransformStep(
+        name="BatchTransform",
+        step_args=transformer.transform(
+            data=preprocess.properties.ProcessingOutputConfig.Outputs["inference"].S3Output.S3Uri,
+            data_type="S3Prefix",
+            content_type="text/csv",
+            split_type="Line",
+            input_filter=TRANSFORM_INPUT_FILTER,
+            join_source="Input",
+            output_filter=TRANSFORM_OUTPUT_FILTER,
+        ),
+        retry_policies=_retry_policies(),
+    )
 
 
 def _preprocess_step(

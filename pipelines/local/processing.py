@@ -55,70 +55,86 @@ def run_processing(
     work_dir: Path,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the job described by ``arguments`` (a resolved CreateProcessingJob request)."""
-    cluster = arguments["ProcessingResources"]["ClusterConfig"]
-    count = instance_count(cluster)
-    app = arguments["AppSpecification"]
+    """Run the job described by ``arguments`` (a resolved CreateProcessingJob request):
+    prepare each instance, run them side by side, upload their outputs."""
+    count = instance_count(arguments["ProcessingResources"]["ClusterConfig"])
+    entrypoint = _python_entrypoint(arguments["AppSpecification"])
+    hosts = host_names(count)
+    roots = {host: (work_dir / host).resolve() for host in hosts}  # the script runs from its root
+    outputs = arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    for index, host in enumerate(hosts):
+        _prepare_instance(arguments, s3, roots[host], index, hosts)
+        for output in outputs:
+            _local(roots[host], output["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+    processes = {
+        host: _start_instance(arguments, entrypoint, roots[host], host, hosts) for host in hosts
+    }
+    failures = [
+        failure
+        for host, running in processes.items()
+        if (failure := _wait_for_instance(host, running, roots[host], log))
+    ]
+    if failures:
+        raise StepFailed("; ".join(failures))
+    kms = arguments.get("ProcessingOutputConfig", {}).get("KmsKeyId")
+    uploaded = {
+        output["OutputName"]: [
+            uri
+            for root in roots.values()
+            for uri in storage.upload_tree(
+                s3, _local(root, output["S3Output"]["LocalPath"]), output["S3Output"]["S3Uri"], kms
+            )
+        ]
+        for output in outputs
+    }
+    return {"UploadedObjects": uploaded, "Hosts": hosts}
+
+
+def _python_entrypoint(app: dict[str, Any]) -> list[str]:
+    """The container's entrypoint, which local mode can run only if it is Python."""
     entrypoint = list(app.get("ContainerEntrypoint") or [])
     if not entrypoint or not PYTHON_ENTRYPOINT.fullmatch(Path(entrypoint[0]).name):
         raise DefinitionError(
             f"local mode runs Python entrypoints only, not {entrypoint[:1] or 'the image default'}"
         )
-    hosts = host_names(count)
-    roots = {host: (work_dir / host).resolve() for host in hosts}  # the script runs from its root
-    for index, host in enumerate(hosts):
-        _prepare_instance(arguments, s3, roots[host], index, hosts)
-    for output in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
-        for root in roots.values():
-            _local(root, output["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+    return [*entrypoint, *(app.get("ContainerArguments") or [])]
 
-    processes = {}
-    for host in hosts:
-        root = roots[host]
-        command = [sys.executable, *(_map_argument(root, a) for a in entrypoint[1:])]
-        command += [_map_argument(root, a) for a in app.get("ContainerArguments") or []]
-        environment = {
-            **os.environ,
-            **(arguments.get("Environment") or {}),
-            "SM_CURRENT_HOST": host,
-            "SM_HOSTS": json.dumps(hosts),
-        }
-        log_file = (root / "job.log").open("w")
-        processes[host] = (
-            subprocess.Popen(
-                command,
-                cwd=root,
-                env=environment,
-                stdout=log_file,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
-            log_file,
-        )
-    failures = []
-    for host, (process, log_file) in processes.items():
-        _, stderr = process.communicate()
-        log_file.close()
-        (roots[host] / "job.err").write_text(stderr)
-        log(f"    {host}: exit code {process.returncode}")
-        if process.returncode != 0:
-            tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
-            failures.append(f"{host} exited with code {process.returncode}: {tail}")
-    if failures:
-        raise StepFailed("; ".join(failures))
 
-    kms = arguments.get("ProcessingOutputConfig", {}).get("KmsKeyId")
-    uploaded: dict[str, list[str]] = {}
-    for output in arguments.get("ProcessingOutputConfig", {}).get("Outputs", []):
-        target = output["S3Output"]
-        uploaded[output["OutputName"]] = [
-            uri
-            for root in roots.values()
-            for uri in storage.upload_tree(
-                s3, _local(root, target["LocalPath"]), target["S3Uri"], kms
-            )
-        ]
-    return {"UploadedObjects": uploaded, "Hosts": hosts}
+def _start_instance(
+    arguments: dict[str, Any], command: list[str], root: Path, host: str, hosts: list[str]
+) -> tuple[subprocess.Popen, Any]:
+    """Start one instance's script with this interpreter, its paths mapped under ``root``."""
+    environment = {
+        **os.environ,
+        **(arguments.get("Environment") or {}),
+        "SM_CURRENT_HOST": host,
+        "SM_HOSTS": json.dumps(hosts),
+    }
+    log_file = (root / "job.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, *(_map_argument(root, a) for a in command[1:])],
+        cwd=root,
+        env=environment,
+        stdout=log_file,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process, log_file
+
+
+def _wait_for_instance(
+    host: str, running: tuple[subprocess.Popen, Any], root: Path, log: Callable[[str], None]
+) -> str | None:
+    """Wait for one instance; its failure as a line (with the tail of its stderr), or None."""
+    process, log_file = running
+    _, stderr = process.communicate()
+    log_file.close()
+    (root / "job.err").write_text(stderr)
+    log(f"    {host}: exit code {process.returncode}")
+    if process.returncode == 0:
+        return None
+    tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
+    return f"{host} exited with code {process.returncode}: {tail}"
 
 
 def _prepare_instance(
