@@ -101,7 +101,7 @@ def prepare(workdir: Path, rows: int) -> tuple[Path, ModelServer]:
 
 def local_transform(source: Path, server: ModelServer, workdir: Path) -> float:
     options = transform.TransformOptions.from_arguments(PIPELINE_TRANSFORM)
-    runner = transform._Transformer(server, options)
+    runner = transform.RecordTransformer(server, options)
     started = time.perf_counter()
     result = transform.transform_object(
         LocalDiskStore(workdir), runner, "bench", f"in/{source.name}", workdir
@@ -132,7 +132,7 @@ def mini_batches(source: Path, rows: int) -> list[bytes]:
     features = records.select_csv(lines, options.input_filter)
     return [
         records.to_payload(features[first:last])
-        for first, last in transform._requests(features, options)
+        for first, last in transform.request_ranges(features, options)
     ]
 
 

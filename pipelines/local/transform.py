@@ -177,7 +177,7 @@ def _line_batches(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield carry
 
 
-def _requests(lines: records.Lines, options: TransformOptions) -> Iterator[tuple[int, int]]:
+def request_ranges(lines: records.Lines, options: TransformOptions) -> Iterator[tuple[int, int]]:
     """``(first, last)`` record ranges, one per request, within the payload limit."""
     count = len(lines)
     if options.batch_strategy != "MultiRecord":
@@ -205,7 +205,7 @@ class _Batch:
     first_fields: records.Lines | None = None
 
 
-class _Transformer:
+class RecordTransformer:
     """Turns one object's records into output bytes for one loaded model."""
 
     def __init__(self, server: ModelServer, options: TransformOptions):
@@ -235,7 +235,7 @@ class _Transformer:
         if batch.error is not None:
             raise self._record_failure(source, offset, batch.error.line or 0, batch.error)
         pieces, produced = [], 0
-        for first, last in _requests(batch.model_input, options):
+        for first, last in request_ranges(batch.model_input, options):
             request = batch.model_input[first:last]
             payload = records.to_payload(request)
             if options.max_payload_bytes and len(payload) > options.max_payload_bytes:
@@ -308,7 +308,7 @@ class _Transformer:
 
 
 def transform_object(
-    s3: Any, transformer: _Transformer, bucket: str, key: str, work_dir: Path
+    s3: Any, transformer: RecordTransformer, bucket: str, key: str, work_dir: Path
 ) -> ObjectResult:
     """Transform one input object into its ``.out`` object."""
     options = transformer.options
@@ -376,7 +376,7 @@ def _worker_run(
     """One instance: load the model once, transform its share of the objects."""
     s3 = credentials.session().client("s3")
     root = Path(work_dir)
-    transformer = _Transformer(load_model(s3, spec, root), options)
+    transformer = RecordTransformer(load_model(s3, spec, root), options)
     return [transform_object(s3, transformer, bucket, key, root) for bucket, key in objects]
 
 
@@ -397,7 +397,7 @@ def run_transform(
     shares = [objects[i::count] for i in range(count)]
     results: list[ObjectResult] = []
     if count == 1:
-        transformer = _Transformer(load_model(s3, spec, work_dir), options)
+        transformer = RecordTransformer(load_model(s3, spec, work_dir), options)
         for bucket, key in objects:
             results.append(transform_object(s3, transformer, bucket, key, work_dir))
             _log_object(log, results[-1])
