@@ -7,6 +7,7 @@ caller turns it into its own one-line error and exit code.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 _S3_URI = re.compile(r"s3://([^/]+)/?(.*)", re.DOTALL)
@@ -26,6 +27,11 @@ def parse_s3_object_uri(uri: str) -> tuple[str, str]:
     if not key or key.endswith("/"):
         raise ValueError(f"{uri!r} names no object (expected s3://bucket/key)")
     return bucket, key
+
+
+def content_key(prefix: str, filename: str, body: bytes) -> str:
+    """``<prefix>/<sha256 of body, 16 hex>/<filename>``: changes exactly when the bytes do."""
+    return f"{prefix}/{hashlib.sha256(body).hexdigest()[:16]}/{filename}"
 
 
 def sse_arguments(kms_key_id: str | None, *, s3_managed_otherwise: bool = False) -> dict[str, str]:

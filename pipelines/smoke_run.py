@@ -21,7 +21,6 @@ run failed, scored nothing, or timed out; 1 an AWS error.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -35,7 +34,7 @@ import boto3
 import botocore.exceptions
 
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
-from pipelines.s3_locations import sse_arguments
+from pipelines.s3_locations import content_key, parse_s3_uri, sse_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
@@ -131,11 +130,10 @@ def upload_smoke_input(s3: Any, tfvars: dict[str, Any], repo: Path = REPO) -> st
             f"smoke_input {tfvars['smoke_input']!r} is not a file in the repository", USAGE_ERROR
         )
     body = source.read_bytes()
-    digest = hashlib.sha256(body).hexdigest()[:16]
-    folder = f"{tfvars['project_name']}/batch-inference/smoke/{digest}/"
+    key = content_key(f"{tfvars['project_name']}/batch-inference/smoke", source.name, body)
     extra = {"ContentType": "text/csv", **sse_arguments(tfvars.get("kms_key_arn"))}
-    s3.put_object(Bucket=tfvars["artifacts_bucket"], Key=folder + source.name, Body=body, **extra)
-    return f"s3://{tfvars['artifacts_bucket']}/{folder}"
+    s3.put_object(Bucket=tfvars["artifacts_bucket"], Key=key, Body=body, **extra)
+    return f"s3://{tfvars['artifacts_bucket']}/{key.rsplit('/', 1)[0]}/"
 
 
 def run_on_sagemaker(
@@ -188,6 +186,7 @@ def _stop(sagemaker: Any, arn: str) -> str:
 
 def run_locally(
     session: boto3.Session,
+    s3: Any,
     tfvars: dict[str, Any],
     parameters: dict[str, str],
     work_dir: Path | None,
@@ -196,8 +195,7 @@ def run_locally(
     from pipelines.local import executor
 
     definition = executor.load_definition(
-        f"s3://{tfvars['artifacts_bucket']}/{tfvars['pipeline_definition_s3_key']}",
-        session.client("s3"),
+        f"s3://{tfvars['artifacts_bucket']}/{tfvars['pipeline_definition_s3_key']}", s3
     )
     record = executor.execute(
         definition,
@@ -218,7 +216,7 @@ def count_rows(s3: Any, output_data_url: str, execution_id: str) -> tuple[int, i
     """(rows in, rows rejected, rows scored), from what the run wrote under its own prefix."""
     # the pipeline joins OutputDataUrl, the execution id and the step's folder with "/", as
     # given: s3://b/out/ writes under out//<id>/
-    bucket, _, prefix = output_data_url.removeprefix("s3://").partition("/")
+    bucket, prefix = parse_s3_uri(output_data_url)
     run = f"{prefix}/{execution_id}/" if prefix else f"{execution_id}/"
     rows_in = rejected = scored = 0
     pages = s3.get_paginator("list_objects_v2")
@@ -249,7 +247,7 @@ def smoke_run(
     input_uri = upload_smoke_input(s3, tfvars, repo)
     parameters = schedule_parameters(tfvars, input_uri)
     if local:
-        arn, status, reason = run_locally(session, tfvars, parameters, work_dir)
+        arn, status, reason = run_locally(session, s3, tfvars, parameters, work_dir)
     else:
         arn, status, reason = run_on_sagemaker(
             session.client("sagemaker"), tfvars, parameters, timeout_seconds, poll_seconds
@@ -296,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     except SmokeError as error:
         print(f"smoke_run: {error}", file=sys.stderr)
         return error.exit_code
+    except ValueError as error:  # an S3 URI in the tfvars that is not one
+        print(f"smoke_run: {args.tfvars}: {error}", file=sys.stderr)
+        return USAGE_ERROR
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
         print(f"smoke_run: AWS error: {error}", file=sys.stderr)
         return AWS_ERROR

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -10,17 +9,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pipelines import s3_locations
+from pipelines.s3_locations import content_key
 from promotion.errors import aws_errors, is_not_found
 from promotion.names import model_name, parse_s3_uri, resource_name
 from promotion.stage import StageSettings
 
 if TYPE_CHECKING:  # orchestration imports this module
     from promotion.orchestration import PromotionRequest, PromotionResult
-
-
-def content_key(prefix: str, filename: str, body: bytes) -> str:
-    """``<prefix>/<sha256 of body, 16 hex>/<filename>``: changes exactly when the bytes do."""
-    return f"{prefix}/{hashlib.sha256(body).hexdigest()[:16]}/{filename}"
 
 
 def upload_if_absent(
