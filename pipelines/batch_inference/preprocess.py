@@ -26,9 +26,10 @@ import csv
 import io
 import json
 import os
+import queue
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -215,30 +216,34 @@ def process_file(
 
     rejected = _LazyWriter(output_dir / "rejected" / relative, _open_rejected)
     inference = _LazyWriter(output_dir / "inference" / relative, lambda p: p.open("wb"))
-    malformed: list[pacsv.InvalidRow] = []
+    # pyarrow may call the handler from its read-ahead thread while this one works on the
+    # previous block, so rows are handed over through a thread-safe queue: each row taken
+    # from it is counted and rejected together, and none can slip between the two.
+    malformed: queue.SimpleQueue[pacsv.InvalidRow] = queue.SimpleQueue()
 
     def on_invalid_row(row: pacsv.InvalidRow) -> str:
-        malformed.append(row)
+        malformed.put(row)
         return "skip"
 
-    def reject(rows: Iterator[tuple[str, str, str]]) -> None:
+    def reject(rows: Iterable[tuple[str, str, str]]) -> None:
         for row in rows:
             csv.writer(rejected.get()).writerow(row)
             summary.rows_rejected += 1
 
     def flush_malformed() -> None:
-        if malformed:
-            summary.rows_read += len(malformed)
-            reject(
-                (
-                    "",
-                    f"line {row.number}: expected {row.expected_columns} fields, "
-                    f"found {row.actual_columns}",
-                    row.text,
-                )
-                for row in malformed
+        taken = []
+        while not malformed.empty():
+            taken.append(malformed.get_nowait())
+        summary.rows_read += len(taken)
+        reject(
+            (
+                "",
+                f"line {row.number}: expected {row.expected_columns} fields, "
+                f"found {row.actual_columns}",
+                row.text,
             )
-            malformed.clear()
+            for row in taken
+        )
 
     try:
         reader = pacsv.open_csv(
