@@ -53,7 +53,8 @@ lambda-package: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	PRE_COMMIT_HOME=$(CURDIR)/.cache/pre-commit $(BIN)/pre-commit run --all-files
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) build .cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) build .cache .pytest_cache .ruff_cache .mypy_cache

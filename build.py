@@ -143,15 +143,12 @@ def _clients(args: argparse.Namespace) -> utils.Clients:
     _check_account(source, endpoint, "AWS_DEV_ACCOUNT_NUMBER", "source (dev)")
     _check_account(target, endpoint, STAGE_ACCOUNT_VARIABLES[args.stage], f"target ({args.stage})")
 
-    def client(session: boto3.Session, service: str):
-        return session.client(service, endpoint_url=endpoint, config=config)
-
     return utils.Clients(
-        source_sagemaker=client(source, "sagemaker"),
-        source_s3=client(source, "s3"),
-        target_sagemaker=client(target, "sagemaker"),
-        target_s3=client(target, "s3"),
-        target_ssm=client(target, "ssm"),
+        source_sagemaker=source.client("sagemaker", endpoint_url=endpoint, config=config),
+        source_s3=source.client("s3", endpoint_url=endpoint, config=config),
+        target_sagemaker=target.client("sagemaker", endpoint_url=endpoint, config=config),
+        target_s3=target.client("s3", endpoint_url=endpoint, config=config),
+        target_ssm=target.client("ssm", endpoint_url=endpoint, config=config),
     )
 
 

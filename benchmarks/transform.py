@@ -70,7 +70,7 @@ class LocalDiskStore:
     def __init__(self, root: Path):
         self.root = root
 
-    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+    def get_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
         return {"Body": (self.root / Key).open("rb")}
 
     def upload_file(self, filename: str, bucket: str, key: str, ExtraArgs: Any = None) -> None:

@@ -27,8 +27,9 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import build
 import utils
@@ -38,6 +39,9 @@ from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
 
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
+
 PROJECT = "breast-cancer"
 GROUP = "breast-cancer-classifier"
 
@@ -46,13 +50,16 @@ class DemoFailed(Exception):
     """A demo stage failed; the message says which and why."""
 
 
+_Result = TypeVar("_Result")
+
+
 class Timer:
     """Prints each stage with its duration and keeps them for the summary."""
 
     def __init__(self) -> None:
         self.durations: dict[str, float] = {}
 
-    def run(self, name: str, action: Callable[[], Any]) -> Any:
+    def run(self, name: str, action: Callable[[], _Result]) -> _Result:
         print(f"==> {name}", flush=True)
         started = time.perf_counter()
         result = action()
@@ -184,7 +191,7 @@ def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
     }
 
 
-def approved_for_prod(assume_yes: bool, version: int) -> bool:
+def approved_for_prod(assume_yes: bool, version: int | None) -> bool:
     if assume_yes:
         print(f"==> manual approval: version {version} approved for prod (--yes)")
         return True
@@ -216,15 +223,19 @@ def run(rows: int, assume_yes: bool, workdir: Path) -> dict[str, Any]:
                     break
                 stages.append(stage)
             tfvars = timer.run(
-                f"build.py --stage {stage}", lambda s=stage, v=version: deploy(s, workdir, v)
+                f"build.py --stage {stage}", partial(deploy, stage, workdir, version)
             )
             version = tfvars["model_version"]
             create_sagemaker_model(aws, stage, tfvars)
             if tfvars.get("smoke_input"):
                 smoke = timer.run(
                     f"{stage}: smoke run of the deployment ({tfvars['smoke_input']})",
-                    lambda s=stage, t=tfvars: smoke_run.smoke_run(
-                        t, aws.account(s), local=True, work_dir=workdir / f"{s}-smoke"
+                    partial(
+                        smoke_run.smoke_run,
+                        tfvars,
+                        aws.account(stage),
+                        local=True,
+                        work_dir=workdir / f"{stage}-smoke",
                     ),
                 )
                 if not smoke.passed:
@@ -232,7 +243,7 @@ def run(rows: int, assume_yes: bool, workdir: Path) -> dict[str, Any]:
                 report.setdefault("smoke", {})[stage] = smoke
             record = timer.run(
                 f"{stage}: run the deployed pipeline on {rows} rows",
-                lambda s=stage, t=tfvars: score(aws, s, t, rows, workdir),
+                partial(score, aws, stage, tfvars, rows, workdir),
             )
             report["stages"][stage] = {"tfvars": tfvars, "record": record}
         report["redeploy"] = timer.run(
@@ -255,7 +266,7 @@ def _base_resources(aws: Emulator) -> str:
     return bucket
 
 
-def _target_packages(aws: Emulator, stage: str) -> list[dict]:
+def _target_packages(aws: Emulator, stage: str) -> list[ModelPackageSummaryTypeDef]:
     listing = aws.client("sagemaker", stage).list_model_packages(ModelPackageGroupName=GROUP)
     return listing["ModelPackageSummaryList"]
 

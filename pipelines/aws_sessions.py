@@ -3,13 +3,16 @@ and how the emulator stands in for them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 
+if TYPE_CHECKING:
+    from mypy_boto3_sts import STSClient
+
 
 def assumed_session(
-    sts: Any, role_arn: str, session_name: str, region: str | None
+    sts: STSClient, role_arn: str, session_name: str, region: str | None
 ) -> boto3.Session:
     """``sts:AssumeRole`` into ``role_arn``; a session holding those temporary credentials."""
     credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name)["Credentials"]

@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import botocore.exceptions
@@ -37,6 +38,10 @@ from pipelines._cli import (
 )
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED
 from pipelines.files import write_execution_record
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import DescribePipelineExecutionResponseTypeDef
 
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run_locally(pipeline: object, parameters: dict, args: argparse.Namespace) -> int:
+def _run_locally(pipeline: sdk.Pipeline, parameters: dict, args: argparse.Namespace) -> int:
     """Local mode: the same definition, executed on this machine."""
     from pipelines.local import executor
 
@@ -134,7 +139,9 @@ def _run_locally(pipeline: object, parameters: dict, args: argparse.Namespace) -
     return 0
 
 
-def _wait(client: object, execution_arn: str, poll_seconds: float) -> dict:
+def _wait(
+    client: SageMakerClient, execution_arn: str, poll_seconds: float
+) -> DescribePipelineExecutionResponseTypeDef:
     """Poll the execution until it reaches a terminal status."""
     while True:
         status = client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)

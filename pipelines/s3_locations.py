@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Literal, TypedDict
+
+
+class SseArguments(TypedDict, total=False):
+    """The encryption fields of ``PutObject`` (and of managed transfers' ``ExtraArgs``)."""
+
+    ServerSideEncryption: Literal["aws:kms", "AES256"]
+    SSEKMSKeyId: str
+
 
 _S3_URI = re.compile(r"s3://([^/]+)/?(.*)", re.DOTALL)
 
@@ -29,14 +38,19 @@ def parse_s3_object_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def transfer_extra_args(kms_key_id: str | None) -> dict[str, str] | None:
+    """:func:`sse_arguments` as boto3's managed transfers take them (``ExtraArgs``)."""
+    return {name: str(value) for name, value in sse_arguments(kms_key_id).items()} or None
+
+
 def content_key(prefix: str, filename: str, body: bytes) -> str:
     """``<prefix>/<sha256 of body, 16 hex>/<filename>``: changes exactly when the bytes do."""
     return f"{prefix}/{hashlib.sha256(body).hexdigest()[:16]}/{filename}"
 
 
-def sse_arguments(kms_key_id: str | None, *, s3_managed_otherwise: bool = False) -> dict[str, str]:
+def sse_arguments(kms_key_id: str | None, *, s3_managed_otherwise: bool = False) -> SseArguments:
     """The ``PutObject``/``ExtraArgs`` encryption fields: the stage's KMS key when there is
     one; otherwise SSE-S3 stated explicitly, or nothing (the bucket's default)."""
     if kms_key_id:
         return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key_id}
-    return {"ServerSideEncryption": "AES256"} if s3_managed_otherwise else {}
+    return {"ServerSideEncryption": "AES256"} if s3_managed_otherwise else SseArguments()

@@ -28,13 +28,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.exceptions
 
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
 from pipelines.s3_locations import content_key, parse_s3_uri, sse_arguments
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
 
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {"Succeeded", "Failed", "Stopped"}
@@ -122,7 +126,7 @@ def load_tfvars(path: Path) -> dict[str, Any]:
     return tfvars
 
 
-def upload_smoke_input(s3: Any, tfvars: dict[str, Any], repo: Path = REPO) -> str:
+def upload_smoke_input(s3: S3Client, tfvars: dict[str, Any], repo: Path = REPO) -> str:
     """Put the smoke input under a content-addressed key; return its folder's URI."""
     source = (repo / tfvars["smoke_input"]).resolve()
     if not source.is_file() or repo.resolve() not in source.parents:
@@ -131,13 +135,18 @@ def upload_smoke_input(s3: Any, tfvars: dict[str, Any], repo: Path = REPO) -> st
         )
     body = source.read_bytes()
     key = content_key(f"{tfvars['project_name']}/batch-inference/smoke", source.name, body)
-    extra = {"ContentType": "text/csv", **sse_arguments(tfvars.get("kms_key_arn"))}
-    s3.put_object(Bucket=tfvars["artifacts_bucket"], Key=key, Body=body, **extra)
+    s3.put_object(
+        Bucket=tfvars["artifacts_bucket"],
+        Key=key,
+        Body=body,
+        ContentType="text/csv",
+        **sse_arguments(tfvars.get("kms_key_arn")),
+    )
     return f"s3://{tfvars['artifacts_bucket']}/{key.rsplit('/', 1)[0]}/"
 
 
 def run_on_sagemaker(
-    sagemaker: Any,
+    sagemaker: SageMakerClient,
     tfvars: dict[str, Any],
     parameters: dict[str, str],
     timeout_seconds: float,
@@ -173,7 +182,7 @@ def run_on_sagemaker(
         raise
 
 
-def _stop(sagemaker: Any, arn: str) -> str:
+def _stop(sagemaker: SageMakerClient, arn: str) -> str:
     """Ask SageMaker to stop a run we stop waiting for; say what happened."""
     try:
         sagemaker.stop_pipeline_execution(
@@ -186,7 +195,7 @@ def _stop(sagemaker: Any, arn: str) -> str:
 
 def run_locally(
     session: boto3.Session,
-    s3: Any,
+    s3: S3Client,
     tfvars: dict[str, Any],
     parameters: dict[str, str],
     work_dir: Path | None,
@@ -212,7 +221,7 @@ def run_locally(
     )
 
 
-def count_rows(s3: Any, output_data_url: str, execution_id: str) -> tuple[int, int, int]:
+def count_rows(s3: S3Client, output_data_url: str, execution_id: str) -> tuple[int, int, int]:
     """(rows in, rows rejected, rows scored), from what the run wrote under its own prefix."""
     # the pipeline joins OutputDataUrl, the execution id and the step's folder with "/", as
     # given: s3://b/out/ writes under out//<id>/

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
@@ -11,6 +11,10 @@ from botocore.exceptions import ClientError
 from pipelines import s3_locations
 from promotion.errors import ArtifactMissing, CopyVerificationFailed, aws_errors, is_not_found
 from promotion.names import parse_s3_uri
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef
 
 # Server-side copies: one CopyObject call below the threshold; above it, parallel
 # UploadPartCopy calls (CopyObject itself stops at 5 GB). No byte passes through this process.
@@ -27,7 +31,7 @@ class Artifact:
     is_prefix: bool = False
 
 
-def package_artifacts(package: dict) -> list[Artifact]:
+def package_artifacts(package: DescribeModelPackageOutputTypeDef) -> list[Artifact]:
     """Every S3 location the package's containers read, in order, without duplicates."""
     found: dict[str, Artifact] = {}
     for container in package.get("InferenceSpecification", {}).get("Containers", []):
@@ -63,7 +67,7 @@ class CopyPlan:
 
 
 def plan_copies(
-    source_s3: Any, artifacts: list[Artifact], bucket: str, prefix: str
+    source_s3: S3Client, artifacts: list[Artifact], bucket: str, prefix: str
 ) -> list[CopyPlan]:
     """List every object to copy with its size; a missing artifact is an error here."""
     plans = []
@@ -100,8 +104,8 @@ def plan_copies(
 
 
 def copy_artifacts(
-    source_s3: Any,
-    target_s3: Any,
+    source_s3: S3Client,
+    target_s3: S3Client,
     plans: list[CopyPlan],
     kms_key_arn: str | None,
     transfer_config: TransferConfig = COPY_CONFIG,
@@ -140,7 +144,7 @@ def copy_artifacts(
     return copied
 
 
-def _already_copied(s3: Any, bucket: str, key: str, plan: CopyPlan) -> bool:
+def _already_copied(s3: S3Client, bucket: str, key: str, plan: CopyPlan) -> bool:
     with aws_errors(f"checking s3://{bucket}/{key}"):
         try:
             head = s3.head_object(Bucket=bucket, Key=key)

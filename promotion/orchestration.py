@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promotion.artifacts import (
     CopyPlan,
@@ -32,16 +32,22 @@ from promotion.target_package import (
     rewrite_inference_specification,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef, TagTypeDef
+    from mypy_boto3_ssm import SSMClient
+
 
 @dataclass(frozen=True)
 class Clients:
     """boto3 clients: read access in the dev account, deploy access in the target account."""
 
-    source_sagemaker: Any
-    source_s3: Any
-    target_sagemaker: Any
-    target_s3: Any
-    target_ssm: Any
+    source_sagemaker: SageMakerClient
+    source_s3: S3Client
+    target_sagemaker: SageMakerClient
+    target_s3: S3Client
+    target_ssm: SSMClient
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class PromotionRequest:
 
 @dataclass
 class PromotionResult:
-    source: dict
+    source: DescribeModelPackageOutputTypeDef
     settings: StageSettings
     copies: list[CopyPlan]
     target_package_arn: str | None = None
@@ -167,8 +173,8 @@ def pending_package_arn(request: PromotionRequest, settings: StageSettings, vers
     )
 
 
-def project_tags(request: PromotionRequest) -> list[dict[str, str]]:
-    tags = [
+def project_tags(request: PromotionRequest) -> list[TagTypeDef]:
+    tags: list[TagTypeDef] = [
         {"Key": "sagemaker:project-name", "Value": request.project_name},
         {"Key": "environment", "Value": request.stage},
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
@@ -14,8 +14,14 @@ from promotion.errors import (
     is_not_found,
 )
 
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef
 
-def resolve_source_package(sagemaker: Any, group: str, version: int | None = None) -> dict:
+
+def resolve_source_package(
+    sagemaker: SageMakerClient, group: str, version: int | None = None
+) -> DescribeModelPackageOutputTypeDef:
     """Describe the package to promote: ``version``, or the newest Approved one.
 
     One ``list_model_packages`` call (filtered to Approved, newest first, one result) whatever

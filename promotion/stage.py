@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from promotion.errors import StageNotReady, UsageError, aws_errors, is_not_found
 from promotion.target_package import PROMOTED_DESCRIPTION, SOURCE_METADATA_KEY
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef
+    from mypy_boto3_ssm import SSMClient
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ def ssm_prefix(project: str, stage: str) -> str:
     return f"/{project}/{stage}/"
 
 
-def read_stage_settings(ssm: Any, project: str, stage: str) -> StageSettings:
+def read_stage_settings(ssm: SSMClient, project: str, stage: str) -> StageSettings:
     """Read ``/<project>/<stage>/*`` from SSM (one paginated call)."""
     prefix = ssm_prefix(project, stage)
     values: dict[str, str] = {}
@@ -70,7 +76,7 @@ def read_stage_settings(ssm: Any, project: str, stage: str) -> StageSettings:
     return StageSettings(**settings)
 
 
-def check_bucket(s3: Any, bucket: str) -> None:
+def check_bucket(s3: S3Client, bucket: str) -> None:
     with aws_errors(f"checking the artifacts bucket {bucket!r}"):
         try:
             s3.head_bucket(Bucket=bucket)
@@ -83,7 +89,9 @@ def check_bucket(s3: Any, bucket: str) -> None:
             raise
 
 
-def find_promoted_package(sagemaker: Any, group: str, source_arn: str) -> dict | None:
+def find_promoted_package(
+    sagemaker: SageMakerClient, group: str, source_arn: str
+) -> DescribeModelPackageOutputTypeDef | None:
     """The target package already promoted from ``source_arn``, if any.
 
     Matched on the description (which the listing returns, so no per-package call) and
@@ -120,7 +128,9 @@ def deployment_record_key(project: str, stage: str) -> str:
     return f"{project}/deployments/{stage}/deployed-model.json"
 
 
-def previous_model(s3: Any, bucket: str, project: str, stage: str, model_name: str) -> dict | None:
+def previous_model(
+    s3: S3Client, bucket: str, project: str, stage: str, model_name: str
+) -> dict | None:
     """The model the stage ran before this promotion, which the next deploy must keep.
 
     A run started before the deploy names that model in its ``BatchTransform`` step, so the

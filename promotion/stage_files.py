@@ -14,12 +14,15 @@ from promotion.errors import aws_errors, is_not_found
 from promotion.names import model_name, parse_s3_uri, resource_name
 from promotion.stage import StageSettings
 
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
 if TYPE_CHECKING:  # orchestration imports this module
     from promotion.orchestration import PromotionRequest, PromotionResult
 
 
 def upload_if_absent(
-    s3: Any, bucket: str, key: str, body: bytes, kms_key_arn: str | None, content_type: str
+    s3: S3Client, bucket: str, key: str, body: bytes, kms_key_arn: str | None, content_type: str
 ) -> str:
     """Upload ``body`` unless an object of that content-addressed key already exists."""
     with aws_errors(f"uploading s3://{bucket}/{key}"):
@@ -42,7 +45,7 @@ def upload_if_absent(
 class _ContentStore:
     """Puts bytes under content-addressed keys of the stage bucket, or (a plan) only names them."""
 
-    s3: Any
+    s3: S3Client
     bucket: str
     kms_key_arn: str | None
     write: bool
@@ -105,7 +108,7 @@ def render_definition(
 
 
 def publish_stage_files(
-    s3: Any,
+    s3: S3Client,
     request: PromotionRequest,
     settings: StageSettings,
     result: PromotionResult,

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from promotion.errors import TargetPackageFailed, aws_errors, is_not_found
 from promotion.names import account_of
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import (
+        DescribeModelPackageOutputTypeDef,
+        InferenceSpecificationTypeDef,
+        TagTypeDef,
+    )
 
 SOURCE_METADATA_KEY = "SourceModelPackageArn"
 
@@ -19,7 +27,9 @@ SOURCE_METADATA_KEY = "SourceModelPackageArn"
 PROMOTED_DESCRIPTION = "promoted from {arn}"
 
 
-def rewrite_inference_specification(spec: dict, mapping: Callable[[str], str]) -> dict:
+def rewrite_inference_specification(
+    spec: Mapping[str, Any], mapping: Callable[[str], str]
+) -> dict[str, Any]:
     """The same specification with every S3 URI moved by ``mapping``; all else kept.
 
     Images, Environment, Framework, content types and instance types are unchanged.
@@ -42,7 +52,9 @@ def rewrite_inference_specification(spec: dict, mapping: Callable[[str], str]) -
     return {**spec, "Containers": containers}
 
 
-def ensure_group(sagemaker: Any, group: str, description: str, tags: list[dict]) -> None:
+def ensure_group(
+    sagemaker: SageMakerClient, group: str, description: str, tags: Sequence[TagTypeDef]
+) -> None:
     with aws_errors(f"creating model package group {group!r} in the target account"):
         try:
             sagemaker.describe_model_package_group(ModelPackageGroupName=group)
@@ -56,15 +68,15 @@ def ensure_group(sagemaker: Any, group: str, description: str, tags: list[dict])
 
 
 def create_target_package(
-    sagemaker: Any,
+    sagemaker: SageMakerClient,
     group: str,
-    source: dict,
-    inference_specification: dict,
+    source: DescribeModelPackageOutputTypeDef,
+    inference_specification: Mapping[str, Any],
     metadata: dict[str, str],
-    tags: list[dict],
+    tags: Sequence[TagTypeDef],
     poll_seconds: float = 5.0,
     timeout_seconds: float = 1800.0,
-) -> dict:
+) -> DescribeModelPackageOutputTypeDef:
     """Create the Approved target package and wait until it is ``Completed``.
 
     A package that ends ``Failed`` is deleted (nothing half-made stays behind) and its
@@ -74,20 +86,31 @@ def create_target_package(
         arn = sagemaker.create_model_package(
             ModelPackageGroupName=group,
             ModelPackageDescription=PROMOTED_DESCRIPTION.format(arn=source["ModelPackageArn"]),
-            InferenceSpecification=inference_specification,
+            # the source's own specification with moved URIs: the service's shape already
+            InferenceSpecification=cast("InferenceSpecificationTypeDef", inference_specification),
             ModelApprovalStatus="Approved",
             CustomerMetadataProperties=metadata,
             Tags=tags,
             # one token per promotion attempt: a retried request never makes two packages
             ClientToken=str(uuid.uuid4()),
-            **{k: source[k] for k in ("Domain", "Task", "MetadataProperties") if source.get(k)},
+            **_copied_fields(source),
         )["ModelPackageArn"]
     return wait_for_package(sagemaker, arn, poll_seconds, timeout_seconds)
 
 
+def _copied_fields(source: DescribeModelPackageOutputTypeDef) -> dict[str, Any]:
+    """The source's Domain, Task and MetadataProperties, where it has them."""
+    fields = {
+        "Domain": source.get("Domain"),
+        "Task": source.get("Task"),
+        "MetadataProperties": source.get("MetadataProperties"),
+    }
+    return {name: value for name, value in fields.items() if value}
+
+
 def wait_for_package(
-    sagemaker: Any, arn: str, poll_seconds: float = 5.0, timeout_seconds: float = 1800.0
-) -> dict:
+    sagemaker: SageMakerClient, arn: str, poll_seconds: float = 5.0, timeout_seconds: float = 1800.0
+) -> DescribeModelPackageOutputTypeDef:
     deadline = time.monotonic() + timeout_seconds
     with aws_errors(f"waiting for model package {arn}"):
         while True:
@@ -110,18 +133,24 @@ def wait_for_package(
             time.sleep(poll_seconds)
 
 
-def _failure_reason(package: dict) -> str:
-    details = package.get("ModelPackageStatusDetails") or {}
+def _failure_reason(package: DescribeModelPackageOutputTypeDef) -> str:
+    details = package.get("ModelPackageStatusDetails")
+    statuses = (
+        [*details.get("ValidationStatuses", []), *details.get("ImageScanStatuses", [])]
+        if details
+        else []
+    )
     reasons = [
         f"{item.get('Name')}: {item.get('FailureReason') or item.get('Status')}"
-        for kind in ("ValidationStatuses", "ImageScanStatuses")
-        for item in details.get(kind, [])
+        for item in statuses
         if item.get("Status") == "Failed"
     ]
     return "; ".join(reasons) or "no reason given"
 
 
-def promotion_metadata(source: dict, now: datetime | None = None) -> dict[str, str]:
+def promotion_metadata(
+    source: DescribeModelPackageOutputTypeDef, now: datetime | None = None
+) -> dict[str, str]:
     """What the target package records about where it came from."""
     source_arn = source["ModelPackageArn"]
     inherited = dict(source.get("CustomerMetadataProperties") or {})

@@ -17,7 +17,7 @@ from typing import Any
 
 import botocore.session
 import regex  # Java-style classes such as \p{L}, which re lacks
-from botocore.model import Shape
+from botocore.model import ListShape, MapShape, Shape, StringShape, StructureShape
 from botocore.validate import ParamValidator
 
 # X-Amz-Target prefix -> botocore service name, for the services the roots use
@@ -80,20 +80,20 @@ def _limits(value: Any, shape: Shape, path: str) -> list[str]:
     """The maximums, patterns and enums botocore's validator leaves out."""
     found = []
     meta = shape.metadata
-    if shape.type_name == "structure" and isinstance(value, dict):
+    if isinstance(shape, StructureShape) and isinstance(value, dict):
         for name, member in shape.members.items():
             if name in value:
                 found += _limits(value[name], member, f"{path}.{name}")
-    elif shape.type_name == "list" and isinstance(value, list):
+    elif isinstance(shape, ListShape) and isinstance(value, list):
         if "max" in meta and len(value) > meta["max"]:
             found.append(f"{path} has {len(value)} items, at most {meta['max']} allowed")
         for i, item in enumerate(value):
             found += _limits(item, shape.member, f"{path}[{i}]")
-    elif shape.type_name == "map" and isinstance(value, dict):
+    elif isinstance(shape, MapShape) and isinstance(value, dict):
         for key, item in value.items():
             found += _limits(key, shape.key, f"{path} key")
             found += _limits(item, shape.value, f"{path}[{key}]")
-    elif shape.type_name == "string" and isinstance(value, str):
+    elif isinstance(shape, StringShape) and isinstance(value, str):
         if "max" in meta and len(value) > meta["max"]:
             found.append(f"{path} is {len(value)} characters, at most {meta['max']} allowed")
         if "pattern" in meta and not regex.fullmatch(meta["pattern"], value, regex.DOTALL):

@@ -10,10 +10,15 @@ import io
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import build
 from pipelines.local import sandbox
 from pipelines.local.emulator import Emulator, role_arn
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker.literals import ModelApprovalStatusType
+    from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
 
 PROJECT = "churn"
 GROUP = "churn-models"
@@ -53,7 +58,7 @@ class DevRegistry:
 
     def register(
         self,
-        status: str = "Approved",
+        status: ModelApprovalStatusType = "Approved",
         containers: list[dict] | None = None,
         body: bytes | None = None,
         metadata: dict[str, str] | None = None,
@@ -72,7 +77,7 @@ class DevRegistry:
                     "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "RUN": str(number)},
                 }
             ]
-        arguments = {
+        arguments: dict[str, Any] = {
             "ModelPackageGroupName": self.group,
             "ModelApprovalStatus": status,
             "InferenceSpecification": {
@@ -86,10 +91,10 @@ class DevRegistry:
             arguments["CustomerMetadataProperties"] = metadata
         return self.sagemaker.create_model_package(**arguments)["ModelPackageArn"]
 
-    def set_status(self, arn: str, status: str) -> None:
+    def set_status(self, arn: str, status: ModelApprovalStatusType) -> None:
         self.sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status)
 
-    def versions(self) -> list[dict]:
+    def versions(self) -> list[ModelPackageSummaryTypeDef]:
         pages = self.sagemaker.get_paginator("list_model_packages").paginate(
             ModelPackageGroupName=self.group
         )

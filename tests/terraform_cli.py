@@ -53,7 +53,7 @@ def terraform() -> str:
         ],
         "install Terraform >= 1.10 and the provider mirror",
     )
-    return binary
+    return binary or "terraform"  # require() has stopped the session when it is None
 
 
 def run_terraform(terraform: str, workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -92,11 +92,8 @@ def in_account(
     The provider logs every request it sends to ``root/provider.log``
     (``tests.provider_requests`` reads it back).
     """
-    credentials = aws.account(account).get_credentials().get_frozen_credentials()
     account_env = {
-        "AWS_ACCESS_KEY_ID": credentials.access_key,
-        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
-        "AWS_SESSION_TOKEN": credentials.token,
+        **aws.credential_variables(account),
         "TF_LOG_PROVIDER": "DEBUG",
         "TF_LOG_PATH": str(root / "provider.log"),
     }

@@ -179,9 +179,7 @@ def test_run_pipeline_local_executes_the_real_definition(
     from examples.breast_cancer import data, model
 
     s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
-    s3.create_bucket(
-        Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": aws.region}
-    )
+    sandbox.create_bucket(aws, None, "artifacts")
     repo = Path(__file__).resolve().parents[1] / "pipelines" / "batch_inference"
     s3.upload_file(str(repo / "preprocess.py"), "artifacts", "batch-inference/code/preprocess.py")
     s3.upload_file(
@@ -226,9 +224,7 @@ def test_run_pipeline_local_executes_the_real_definition(
 
 
 def test_run_pipeline_local_reports_a_failed_run(aws: Emulator, tmp_path: Path, capsys) -> None:
-    aws.client("s3").create_bucket(
-        Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": aws.region}
-    )
+    sandbox.create_bucket(aws, None, "artifacts")
     code = run_pipeline.main(["--local", "--module-name", MODULE, "--kwargs", json.dumps(KWARGS)])
     assert code == 3
     assert "no object under s3://artifacts/batch-inference/input/" in capsys.readouterr().err

@@ -8,14 +8,19 @@ Both are planned again after apply (no unexpected drift) and destroyed.
 
 from __future__ import annotations
 
+import argparse
 import json
+import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 from moto.events.models import EventPattern
+from moto.events.utils import EventMessageType
 
 import build
+import utils
 from lambdas.package import build_zip
 from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, role_arn
@@ -45,7 +50,7 @@ def build_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, CallRecorder]:
     recorders = {"source": CallRecorder(), "target": CallRecorder()}
     real_clients = build._clients
 
-    def watched(args: object) -> object:
+    def watched(args: argparse.Namespace) -> utils.Clients:
         clients = real_clients(args)
         for name, client in vars(clients).items():
             recorders[name.split("_")[0]].watch(client)
@@ -122,9 +127,11 @@ def test_target_account_infra_is_what_build_py_reads(
     assert rules["expire-old-outputs"]["Expiration"]["Days"] == 30
 
     iam = aws.client("iam", "preprod")
-    deploy_policy = iam.get_role_policy(
-        RoleName=f"{PROJECT}-preprod-deploy", PolicyName="deploy-preprod"
-    )["PolicyDocument"]
+    deploy_policy = policy_document(
+        iam.get_role_policy(RoleName=f"{PROJECT}-preprod-deploy", PolicyName="deploy-preprod")[
+            "PolicyDocument"
+        ]
+    )
     assert build_calls["target"].calls
     region, account = REGION, ACCOUNTS["preprod"]
     assert missing_permissions(build_calls["target"], deploy_policy, region, account) == []
@@ -143,7 +150,9 @@ def test_target_account_infra_is_what_build_py_reads(
     assert tfvars["upload_starter_role_arn"] == role_arn(
         "preprod", f"{PROJECT}-preprod-upload-starter"
     )
-    trust = iam.get_role(RoleName=f"{PROJECT}-preprod-deploy")["Role"]["AssumeRolePolicyDocument"]
+    trust = policy_document(
+        iam.get_role(RoleName=f"{PROJECT}-preprod-deploy")["Role"]["AssumeRolePolicyDocument"]
+    )
     (statement,) = trust["Statement"]
     assert statement["Condition"]["StringEquals"] == {
         "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
@@ -151,9 +160,11 @@ def test_target_account_infra_is_what_build_py_reads(
     }
     # the plan before the gate: a read-only role, trusted by the "<stage>-plan" environment
     # only, that covers every call build.py --plan-only makes
-    plan_policy = iam.get_role_policy(
-        RoleName=f"{PROJECT}-preprod-plan", PolicyName="plan-preprod"
-    )["PolicyDocument"]
+    plan_policy = policy_document(
+        iam.get_role_policy(RoleName=f"{PROJECT}-preprod-plan", PolicyName="plan-preprod")[
+            "PolicyDocument"
+        ]
+    )
     writes = [
         action
         for statement in plan_policy["Statement"]
@@ -166,18 +177,20 @@ def test_target_account_infra_is_what_build_py_reads(
     assert run_build(tmp_path, "--plan-only", stage="preprod") == 0
     assert build_calls["target"].calls
     assert missing_permissions(build_calls["target"], plan_policy, region, account) == []
-    plan_trust = iam.get_role(RoleName=f"{PROJECT}-preprod-plan")["Role"][
-        "AssumeRolePolicyDocument"
-    ]
+    plan_trust = policy_document(
+        iam.get_role(RoleName=f"{PROJECT}-preprod-plan")["Role"]["AssumeRolePolicyDocument"]
+    )
     assert (
         plan_trust["Statement"][0]["Condition"]["StringEquals"][
             "token.actions.githubusercontent.com:sub"
         ]
         == f"repo:{REPOSITORY}:environment:preprod-plan"
     )
-    execution = iam.get_role_policy(
-        RoleName=f"{PROJECT}-preprod-sagemaker-execution", PolicyName="batch-inference"
-    )["PolicyDocument"]
+    execution = policy_document(
+        iam.get_role_policy(
+            RoleName=f"{PROJECT}-preprod-sagemaker-execution", PolicyName="batch-inference"
+        )["PolicyDocument"]
+    )
     granted = {s["Sid"]: s for s in execution["Statement"]}
     assert granted["WriteRunOutputs"]["Resource"].endswith(f"/{PROJECT}/batch-inference/output/*")
     # subnets given -> network interfaces, in those subnets and security groups only
@@ -225,6 +238,15 @@ def test_target_account_infra_is_what_build_py_reads(
     )
 
 
+def policy_document(document: object) -> dict[str, Any]:
+    """An IAM policy as a dict: boto3 decodes the URL-encoded JSON that IAM returns (the
+    type stubs also allow the raw string)."""
+    if isinstance(document, str):
+        return json.loads(urllib.parse.unquote(document))
+    assert isinstance(document, dict)
+    return document
+
+
 def _list(statement: dict) -> list[str]:
     actions = statement["Action"]
     return [actions] if isinstance(actions, str) else actions
@@ -267,7 +289,7 @@ def test_the_iam_write_check_is_not_vacuous() -> None:
     assert iam_writes({"Statement": [{"Effect": "Allow", "Action": "iam:PassRole"}]}) == []
 
 
-def approval_event(status: str, group: str = GROUP) -> dict:
+def approval_event(status: str, group: str = GROUP) -> EventMessageType:
     return {
         "source": "aws.sagemaker",
         "detail-type": "SageMaker Model Package State Change",
@@ -347,7 +369,8 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
     )
     assert sorted(readers["Principal"]["AWS"]) == sorted(deploy_roles)
     trust = aws.client("iam", "dev").get_role(RoleName=f"{PROJECT}-registry-read")["Role"]
-    by_sid = {s.get("Sid"): s for s in trust["AssumeRolePolicyDocument"]["Statement"]}
+    trust_policy = policy_document(trust["AssumeRolePolicyDocument"])
+    by_sid = {s.get("Sid"): s for s in trust_policy["Statement"]}
     assert sorted(by_sid["TargetDeployRoles"]["Principal"]["AWS"]) == sorted(deploy_roles)
     grants = aws.client("kms", "dev").list_grants(KeyId=key)["Grants"]
     assert sorted(g["GranteePrincipal"] for g in grants) == sorted(deploy_roles)
@@ -358,9 +381,11 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
     aws.client("s3", "dev").delete_bucket_policy(Bucket=dev.bucket)
     create_stage(aws, "preprod")
     assert run_build(tmp_path, stage="preprod") == 0
-    read_policy = aws.client("iam", "dev").get_role_policy(
-        RoleName=f"{PROJECT}-registry-read", PolicyName="registry-read"
-    )["PolicyDocument"]
+    read_policy = policy_document(
+        aws.client("iam", "dev").get_role_policy(
+            RoleName=f"{PROJECT}-registry-read", PolicyName="registry-read"
+        )["PolicyDocument"]
+    )
     assert build_calls["source"].calls
     assert missing_permissions(build_calls["source"], read_policy, REGION, ACCOUNTS["dev"]) == []
 

@@ -10,10 +10,11 @@ import sys
 import tarfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pipelines.local import executor
+from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator
 
 BUCKET = "local-mode"
@@ -52,9 +53,7 @@ MODEL_SCRIPT = textwrap.dedent(
 @pytest.fixture
 def s3(aws: Emulator):
     client = aws.client("s3")
-    client.create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region}
-    )
+    sandbox.create_bucket(aws, None, BUCKET)
     return client
 
 
@@ -128,7 +127,7 @@ def transform_definition(**changes) -> dict:
         "MaxPayloadInMB": 6,
     }
     for path, value in changes.items():
-        node = arguments
+        node: dict[str, Any] = arguments
         *parents, leaf = path.split(".")
         for name in parents:
             node = node.setdefault(name, {})

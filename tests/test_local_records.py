@@ -27,7 +27,7 @@ def reference_select(data: bytes, selector: str) -> list[list[str]]:
         return rows
     if parsed.is_slice:
         return [row[parsed.start : parsed.stop] for row in rows]
-    return [[row[i] for i in parsed.indices] for row in rows]
+    return [[row[i] for i in parsed.indices or ()] for row in rows]
 
 
 def as_rows(lines: list[bytes]) -> list[list[str]]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,11 +17,11 @@ from pipelines import sdk
 from pipelines.batch_inference import pipeline as batch_pipeline
 
 ROLE = "arn:aws:iam::111111111111:role/SageMakerExecution"
-BASE = {"region": "eu-west-1", "role": ROLE, "default_bucket": "artifacts-bucket"}
+BASE: dict[str, Any] = {"region": "eu-west-1", "role": ROLE, "default_bucket": "artifacts-bucket"}
 REPO = Path(__file__).resolve().parents[1]
 
 
-def render(**overrides: object) -> dict:
+def render(**overrides: Any) -> dict:
     return json.loads(batch_pipeline.get_pipeline(**{**BASE, **overrides}).definition())
 
 

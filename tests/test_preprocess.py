@@ -137,7 +137,8 @@ def test_rows_that_fail_to_parse_on_the_read_ahead_thread_are_all_counted(
     real_open_csv = preprocess.pacsv.open_csv
 
     def read_ahead(*args, **kwargs):
-        reader, batches = real_open_csv(*args, **kwargs), queue.Queue(maxsize=1)
+        reader = real_open_csv(*args, **kwargs)
+        batches: queue.Queue[object] = queue.Queue(maxsize=1)
 
         def pump() -> None:
             for batch in reader:

@@ -8,6 +8,7 @@ import os
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -45,7 +46,7 @@ def tfvars(tmp_path: Path, stage: str = "preprod") -> dict:
     return json.loads((tmp_path / f"{stage}.tfvars.json").read_text())
 
 
-def target_packages(aws: Emulator, stage: str = "preprod") -> list[dict]:
+def target_packages(aws: Emulator, stage: str = "preprod") -> list[Any]:
     sagemaker = aws.client("sagemaker", stage)
     try:
         pages = sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=GROUP)
@@ -737,7 +738,7 @@ def test_failed_target_package_is_deleted_and_reported() -> None:
 def counting_clients(aws: Emulator) -> tuple[utils.Clients, Counter]:
     calls: Counter = Counter()
 
-    def client(account: str, service: str):
+    def counted(account: str, service: Literal["s3", "sagemaker", "ssm"]) -> Any:
         made = aws.account(account).client(
             service, endpoint_url=aws.endpoint_url, config=CLIENT_CONFIG
         )
@@ -751,11 +752,11 @@ def counting_clients(aws: Emulator) -> tuple[utils.Clients, Counter]:
         return made
 
     clients = utils.Clients(
-        source_sagemaker=client("dev", "sagemaker"),
-        source_s3=client("dev", "s3"),
-        target_sagemaker=client("preprod", "sagemaker"),
-        target_s3=client("preprod", "s3"),
-        target_ssm=client("preprod", "ssm"),
+        source_sagemaker=counted("dev", "sagemaker"),
+        source_s3=counted("dev", "s3"),
+        target_sagemaker=counted("preprod", "sagemaker"),
+        target_s3=counted("preprod", "s3"),
+        target_ssm=counted("preprod", "ssm"),
     )
     return clients, calls
 
@@ -802,6 +803,7 @@ def test_large_artifact_is_copied_server_side_byte_for_byte(
     dev.register("Approved", body=body)
     clients, calls = counting_clients(aws)
     result = utils.promote(clients, promotion_request())
+    assert result.target_package_arn
     (container,) = aws.client("sagemaker", "preprod").describe_model_package(
         ModelPackageName=result.target_package_arn
     )["InferenceSpecification"]["Containers"]

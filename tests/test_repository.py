@@ -31,6 +31,12 @@ def test_ruff_format_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_mypy_finds_no_type_errors() -> None:
+    """The files, the stubs and the strictness are pyproject.toml's [tool.mypy]."""
+    result = run(str(BIN / "mypy"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def _tracked_files() -> list[str] | None:
     result = run("git", "ls-files")
     return result.stdout.split() if result.returncode == 0 and result.stdout.strip() else None

@@ -5,6 +5,7 @@ the local executor's (a real run of the deployed definition: tests/test_demo.py)
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import moto.sagemaker.models
 import pytest
 
 from pipelines import smoke_run
+from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, Emulator
 from tests.provider_requests import Request, problems
 from tests.registry import DevRegistry, create_stage, run_build
@@ -27,6 +29,7 @@ def deployed(aws: Emulator, tmp_path: Path) -> dict[str, Any]:
     tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
     aws.client("sagemaker", "preprod").create_pipeline(
         PipelineName=tfvars["pipeline_name"],
+        ClientRequestToken=str(uuid.uuid4()),
         PipelineDefinitionS3Location={
             "Bucket": tfvars["artifacts_bucket"],
             "ObjectKey": tfvars["pipeline_definition_s3_key"],
@@ -83,10 +86,8 @@ def test_a_run_that_scores_nothing_fails_the_deployment(
 def test_the_cli_fails_with_the_reason_and_writes_the_job_summary(
     aws: Emulator, deployed: dict[str, Any], tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    credentials = aws.account("preprod").get_credentials().get_frozen_credentials()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials.access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials.secret_key)
-    monkeypatch.setenv("AWS_SESSION_TOKEN", credentials.token)
+    for name, value in aws.credential_variables("preprod").items():
+        monkeypatch.setenv(name, value)
     tfvars, summary = tmp_path / "preprod.tfvars.json", tmp_path / "summary.md"
     code = smoke_run.main(
         ["--tfvars", str(tfvars), "--summary", str(summary), "--poll-seconds", "0.01"]
@@ -123,7 +124,7 @@ def test_a_run_past_the_timeout_is_stopped_and_fails(
         sleep=waits.append,
     )
     assert status == "TimedOut" and waits == []
-    assert reason.startswith("still Executing after 0 min;")
+    assert reason is not None and reason.startswith("still Executing after 0 min;")
     (stop,) = [r for r in sent if r.operation == "StopPipelineExecution"]
     assert stop.body["PipelineExecutionArn"] == arn and problems(stop) == []
 
@@ -154,7 +155,7 @@ def test_rows_are_counted_from_what_the_run_wrote(aws: Emulator) -> None:
     """Summaries of every Preprocess host, lines of every prediction file; nothing of other
     runs under the same output prefix."""
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="out", CreateBucketConfiguration={"LocationConstraint": aws.region})
+    sandbox.create_bucket(aws, None, "out")
     for host, (read, rejected) in {"algo-1": (10, 1), "algo-2": (7, 2)}.items():
         body = json.dumps({"rows_read": read, "rows_rejected": rejected, "rows_written": 0})
         s3.put_object(Bucket="out", Key=f"o/e1/preprocess/summary/{host}.json", Body=body)

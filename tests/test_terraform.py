@@ -158,7 +158,7 @@ AFTER_REAPPLY_DRIFT = {
 }
 
 
-def planned_changes(tf: Callable[..., object]) -> dict:
+def planned_changes(tf: Callable[..., subprocess.CompletedProcess]) -> dict:
     tf("plan", "-var-file=stage.tfvars.json", "-out=check.plan")
     return json.loads(tf("show", "-json", "check.plan").stdout)
 

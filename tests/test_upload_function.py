@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from lambdas import package
 from lambdas.start_upload_run import handler as function
+from pipelines.local import sandbox
 from pipelines.local.emulator import Emulator
 from tests.provider_requests import Request, problems
 
@@ -36,10 +37,11 @@ PARAMETERS = {"ModelName": "churn-models-preprod-v3", "OutputDataUrl": f"s3://{B
 def stage(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The bucket, the pipeline, the refused-uploads queue and the function's environment."""
     s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": aws.region})
+    sandbox.create_bucket(aws, None, BUCKET)
     sagemaker = boto3.client("sagemaker")
     sagemaker.create_pipeline(
         PipelineName=PIPELINE,
+        ClientRequestToken=str(uuid.uuid4()),
         PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
         RoleArn="arn:aws:iam::123456789012:role/execution",
     )
@@ -204,7 +206,16 @@ def test_an_error_retrying_cannot_cure_is_refused_not_retried_for_hours(
 )  # fmt: skip
 def test_only_throttling_and_faults_are_retried(status: int, code: str, transient: bool) -> None:
     error = ClientError(
-        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        {
+            "Error": {"Code": code, "Message": "m"},
+            "ResponseMetadata": {
+                "HTTPStatusCode": status,
+                "RequestId": "r",
+                "HostId": "",
+                "HTTPHeaders": {},
+                "RetryAttempts": 0,
+            },
+        },
         "StartPipelineExecution",
     )
     assert function.is_transient(error) is transient
@@ -249,6 +260,7 @@ def test_the_start_request_is_one_aws_accepts_and_is_idempotent_per_message(
 
     boto3.DEFAULT_SESSION = None  # a fresh default session: the hook sees the handler's client
     boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-parameter-build.sagemaker", record)
     try:
         function.handler(uploaded(key, message_id="9a3e5b1c-0d2f-4e6a-8b7c-1d2e3f4a5b6c"))

@@ -63,9 +63,9 @@ def load(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
     """`on:` (YAML 1.1 reads the bare key `on` as the boolean True)."""
-    value = workflow.get("on", workflow.get(True))
+    value: Any = workflow.get("on", workflow.get(True))
     return {value: None} if isinstance(value, str) else value
 
 

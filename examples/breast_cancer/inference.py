@@ -34,7 +34,7 @@ def input_fn(input_data: str | bytes, content_type: str) -> np.ndarray:
         read_options=pacsv.ReadOptions(autogenerate_column_names=True),
         parse_options=pacsv.ParseOptions(newlines_in_values=False),
     )
-    columns = []
+    columns: list[np.ndarray] = []
     for column in table.columns:
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
             raise ValueError(f"non-numeric feature values in column {len(columns)}")

@@ -254,8 +254,8 @@ def read_token(secret_id: str) -> str:
             data = json.loads(secret)
         except ValueError:
             data = None  # never quote the parse error: it is about the secret's text
-        token = data.get("token") if isinstance(data, dict) else None
-        token = token.strip() if isinstance(token, str) else ""
+        field = data.get("token") if isinstance(data, dict) else None
+        token = field.strip() if isinstance(field, str) else ""
     # A header value with a space or control character makes http.client raise an error that
     # quotes the value, and a token never has one.
     if not token or not all("!" <= char <= "~" for char in token):

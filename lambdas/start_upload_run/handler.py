@@ -35,11 +35,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sqs import SQSClient
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -159,7 +164,7 @@ def is_transient(error: ClientError) -> bool:
     return status >= 500 or code in TRANSIENT_CODES
 
 
-def checked_object_uri(s3: Any, config: Config, body: str) -> str:
+def checked_object_uri(s3: S3Client, config: Config, body: str) -> str:
     """The ``s3://`` URI of the one object this event announces, or ``Refused``."""
     try:
         detail = json.loads(body)["detail"]
@@ -191,7 +196,7 @@ def checked_object_uri(s3: Any, config: Config, body: str) -> str:
     return uri
 
 
-def _existing_key(s3: Any, bucket: str, key: str) -> str:
+def _existing_key(s3: S3Client, bucket: str, key: str) -> str:
     """``key`` if that object exists, else its URL-decoded form if that one does."""
     candidates = [key]
     decoded = urllib.parse.unquote_plus(key)
@@ -211,7 +216,9 @@ def _existing_key(s3: Any, bucket: str, key: str) -> str:
     )
 
 
-def running_executions(sagemaker: Any, pipeline_name: str, now: datetime | None = None) -> int:
+def running_executions(
+    sagemaker: SageMakerClient, pipeline_name: str, now: datetime | None = None
+) -> int:
     """How many executions of the pipeline started in the lookback window are Executing."""
     since = (now or datetime.now(UTC)) - RUNNING_LOOKBACK
     pages = sagemaker.get_paginator("list_pipeline_executions").paginate(
@@ -228,7 +235,7 @@ def running_executions(sagemaker: Any, pipeline_name: str, now: datetime | None 
     )
 
 
-def start_run(sagemaker: Any, config: Config, uri: str, message_id: str) -> str:
+def start_run(sagemaker: SageMakerClient, config: Config, uri: str, message_id: str) -> str:
     """Start one execution on ``uri``, or raise ``RunLimitReached`` to retry later."""
     running = running_executions(sagemaker, config.pipeline_name)
     if running >= config.max_running:
@@ -248,7 +255,7 @@ def start_run(sagemaker: Any, config: Config, uri: str, message_id: str) -> str:
     return arn
 
 
-def refuse(sqs: Any, config: Config, record: Mapping[str, Any], reason: str) -> None:
+def refuse(sqs: SQSClient, config: Config, record: Mapping[str, Any], reason: str) -> None:
     """Move the message to the refused-uploads queue, the reason as an attribute."""
     logger.warning("refused upload: %s", reason)
     sqs.send_message(

@@ -7,6 +7,7 @@ the processing script and the definition is ``build.py``'s job.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -114,12 +115,12 @@ def get_pipeline(
     for name, value in (("region", region), ("role", role), ("default_bucket", default_bucket)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string")
-    for name, value, example in (
+    for name, ids, example in (
         ("subnets", subnets, "subnet-0abc"),
         ("security_group_ids", security_group_ids, "sg-0abc"),
     ):
-        if value is not None and not (
-            isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+        if ids is not None and not (
+            isinstance(ids, list) and all(isinstance(v, str) and v for v in ids)
         ):
             raise ValueError(f'{name} must be a list of ids, e.g. ["{example}"]')
     prefix = f"s3://{default_bucket}/{project_name or base_job_prefix}"
@@ -294,7 +295,7 @@ def _retry_policies() -> list:
     ]
 
 
-def volume_key_refusal(kms_key_id: str | None, instance_types: dict[str, str]) -> str | None:
+def volume_key_refusal(kms_key_id: str | None, instance_types: Mapping[str, object]) -> str | None:
     """Why SageMaker would refuse these jobs, or None.
 
     The definition sets ``VolumeKmsKeyId`` whenever the stage has a key, and SageMaker

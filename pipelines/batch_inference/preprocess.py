@@ -32,6 +32,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO, Any, BinaryIO, Generic, TextIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -134,13 +135,17 @@ class FileSummary:
     note: str | None = None
 
 
-class _LazyWriter:
+_Handle = TypeVar("_Handle", bound=IO[Any])
+
+
+class _LazyWriter(Generic[_Handle]):
     """Opens its output file on first write, so files with nothing to say are not created."""
 
-    def __init__(self, path: Path, opener: Callable[[Path], object]):
-        self.path, self._opener, self.handle = path, opener, None
+    def __init__(self, path: Path, opener: Callable[[Path], _Handle]):
+        self.path, self._opener = path, opener
+        self.handle: _Handle | None = None
 
-    def get(self):
+    def get(self) -> _Handle:
         if self.handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.handle = self._opener(self.path)
@@ -187,10 +192,11 @@ def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> st
                 return f"column {feature.name!r} is missing from the file"
             continue
         value = (row.get(feature.name) or "").strip()
+        pattern = _PATTERNS[feature.type]
         if not value:
             if not feature.nullable:
                 return f"missing value for {feature.name!r}"
-        elif feature.type != "string" and not re.match(_PATTERNS[feature.type], value):
+        elif pattern is not None and not re.match(pattern, value):
             article = "an" if feature.type == "int" else "a"
             return f"{feature.name!r}: {value!r} is not {article} {feature.type}"
     return "invalid row"
@@ -306,7 +312,7 @@ def _split_batch(
     return typed, invalid
 
 
-def _open_rejected(path: Path) -> io.TextIOBase:
+def _open_rejected(path: Path) -> TextIO:
     handle = path.open("w", encoding="utf-8", newline="")
     csv.writer(handle).writerow(["id", "reason", "record"])
     return handle
@@ -317,7 +323,7 @@ _PLAIN = pacsv.WriteOptions(include_header=False, quoting_style="none")
 _QUOTED = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
 
-def _write_csv(table: pa.Table, sink: io.RawIOBase) -> None:
+def _write_csv(table: pa.Table, sink: BinaryIO) -> None:
     """Write headerless CSV, quoting only when a string value requires it.
 
     pyarrow's "needed" style quotes *every* string; plain ids and categories read better (and

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 from botocore.config import Config
@@ -25,6 +25,20 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from pipelines.aws_sessions import assumed_session
 from pipelines.environment import overridden
+
+if TYPE_CHECKING:  # the stubs are a development dependency only
+    from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_kms import KMSClient
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
+    from mypy_boto3_sts import STSClient
 
 REGION = "eu-west-1"
 # moto's default account: what the plain test credentials act in.
@@ -59,14 +73,61 @@ class Emulator:
             region_name=self.region,
         )
 
+    @overload
+    def client(
+        self, service: Literal["cloudwatch"], account: str | None = None
+    ) -> CloudWatchClient: ...
+    @overload
+    def client(
+        self, service: Literal["events"], account: str | None = None
+    ) -> EventBridgeClient: ...
+    @overload
+    def client(self, service: Literal["iam"], account: str | None = None) -> IAMClient: ...
+    @overload
+    def client(self, service: Literal["kms"], account: str | None = None) -> KMSClient: ...
+    @overload
+    def client(self, service: Literal["lambda"], account: str | None = None) -> LambdaClient: ...
+    @overload
+    def client(
+        self, service: Literal["logs"], account: str | None = None
+    ) -> CloudWatchLogsClient: ...
+    @overload
+    def client(self, service: Literal["s3"], account: str | None = None) -> S3Client: ...
+    @overload
+    def client(
+        self, service: Literal["sagemaker"], account: str | None = None
+    ) -> SageMakerClient: ...
+    @overload
+    def client(
+        self, service: Literal["secretsmanager"], account: str | None = None
+    ) -> SecretsManagerClient: ...
+    @overload
+    def client(self, service: Literal["sqs"], account: str | None = None) -> SQSClient: ...
+    @overload
+    def client(self, service: Literal["ssm"], account: str | None = None) -> SSMClient: ...
+    @overload
+    def client(self, service: Literal["sts"], account: str | None = None) -> STSClient: ...
     def client(self, service: str, account: str | None = None) -> Any:
         """A client in the default account, or in ``account`` (a name of ``ACCOUNTS``)."""
         if (account, service) not in self._clients:
             session = self.account(account) if account else self.session()
-            self._clients[account, service] = session.client(
+            # the overloads above type each service; this body serves them all
+            self._clients[account, service] = session.client(  # type: ignore[call-overload]
                 service, endpoint_url=self.endpoint_url, config=CLIENT_CONFIG
             )
         return self._clients[account, service]
+
+    def credential_variables(self, name: str) -> dict[str, str]:
+        """Account ``name``'s keys as the variables a process (Terraform, a CLI) reads."""
+        credentials = self.account(name).get_credentials()
+        frozen = credentials.get_frozen_credentials() if credentials else None
+        if not (frozen and frozen.access_key and frozen.secret_key and frozen.token):
+            raise RuntimeError(f"AssumeRole into {name} returned no credentials")
+        return {
+            "AWS_ACCESS_KEY_ID": frozen.access_key,
+            "AWS_SECRET_ACCESS_KEY": frozen.secret_key,
+            "AWS_SESSION_TOKEN": frozen.token,
+        }
 
     def account(self, name: str) -> boto3.Session:
         """A session acting in account ``name``, through STS AssumeRole as on AWS."""

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.exceptions
@@ -33,6 +33,9 @@ from pipelines.local import expressions
 from pipelines.local.processing import StepFailed, run_processing
 from pipelines.local.transform import run_transform
 from pipelines.s3_locations import parse_s3_object_uri
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 LOCAL_ACCOUNT = "000000000000"
 
@@ -178,7 +181,7 @@ def _run_step(
     return record
 
 
-def load_definition(location: str, s3: Any = None) -> dict[str, Any]:
+def load_definition(location: str, s3: S3Client | None = None) -> dict[str, Any]:
     """A definition from a file path or an ``s3://`` URI."""
     if location.startswith("s3://"):
         bucket, key = parse_s3_object_uri(location)

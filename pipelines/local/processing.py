@@ -14,10 +14,13 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.local import storage
 from pipelines.local.expressions import DefinitionError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 CONTAINER_ROOT = "/opt/ml/"
 PYTHON_ENTRYPOINT = re.compile(r"python(3(\.\d+)?)?")
@@ -51,7 +54,7 @@ def _map_argument(root: Path, argument: str) -> str:
 
 def run_processing(
     arguments: dict[str, Any],
-    s3: Any,
+    s3: S3Client,
     work_dir: Path,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -138,7 +141,7 @@ def _wait_for_instance(
 
 
 def _prepare_instance(
-    arguments: dict[str, Any], s3: Any, root: Path, index: int, hosts: list[str]
+    arguments: dict[str, Any], s3: S3Client, root: Path, index: int, hosts: list[str]
 ) -> None:
     """Download this instance's share of every input and write its resource config."""
     config = _local(root, "/opt/ml/config/resourceconfig.json")

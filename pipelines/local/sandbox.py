@@ -8,8 +8,12 @@ execution role and the SSM parameters ``build.py`` reads (the contract in the RE
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, cast
 
 from pipelines.local.emulator import ACCOUNTS, Emulator
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.literals import BucketLocationConstraintType
 
 
 def service_trust(service: str) -> dict:
@@ -38,9 +42,11 @@ def stage_bucket(stage: str) -> str:
     return f"{stage}-artifacts-{ACCOUNTS[stage]}"
 
 
-def create_bucket(aws: Emulator, account: str, bucket: str) -> None:
+def create_bucket(aws: Emulator, account: str | None, bucket: str) -> None:
+    """A bucket in the emulator's region, in ``account`` (None: the default account)."""
+    region = cast("BucketLocationConstraintType", aws.region)  # a region name, checked by S3
     aws.client("s3", account).create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": aws.region}
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region}
     )
 
 

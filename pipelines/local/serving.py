@@ -82,6 +82,10 @@ class ModelServer:
         sys.path.insert(0, str(path.parent))  # the container puts code/ on the path too
         name = f"_sagemaker_entry_{abs(hash(path))}"
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ModelLoadError(
+                f"SAGEMAKER_PROGRAM={program} is not a Python file; name the entry point's .py file"
+            )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pipelines.s3_locations import parse_s3_uri, sse_arguments
+from pipelines.s3_locations import parse_s3_uri, transfer_extra_args
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
-def list_objects(s3: Any, uri: str) -> list[tuple[str, str, int]]:
+def list_objects(s3: S3Client, uri: str) -> list[tuple[str, str, int]]:
     """``(bucket, key, size)`` of every object an ``S3Prefix`` URI matches, sorted by key."""
     bucket, prefix = parse_s3_uri(uri)
     objects = [
@@ -32,16 +35,16 @@ def relative_key(uri: str, key: str) -> str:
     return rest or key.rsplit("/", 1)[-1]
 
 
-def download(s3: Any, bucket: str, key: str, destination: Path) -> None:
+def download(s3: S3Client, bucket: str, key: str, destination: Path) -> None:
     destination.parent.mkdir(parents=True, exist_ok=True)
     s3.download_file(bucket, key, str(destination))
 
 
-def upload_tree(s3: Any, source: Path, uri: str, kms_key_id: str | None = None) -> list[str]:
+def upload_tree(s3: S3Client, source: Path, uri: str, kms_key_id: str | None = None) -> list[str]:
     """Upload every file under ``source`` to ``uri`` + its relative path; return the URIs."""
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.rstrip("/")
-    extra = sse_arguments(kms_key_id) or None
+    extra = transfer_extra_args(kms_key_id)
     uploaded = []
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
         key = f"{prefix}/{path.relative_to(source).as_posix()}" if prefix else path.name

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 import numpy as np
@@ -29,7 +29,11 @@ from pipelines.local import records, storage
 from pipelines.local.expressions import DefinitionError
 from pipelines.local.processing import StepFailed, instance_count
 from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
-from pipelines.s3_locations import parse_s3_uri, sse_arguments
+from pipelines.s3_locations import parse_s3_uri, transfer_extra_args
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
 
 READ_CHUNK = 8 * 2**20
 DEFAULT_PAYLOAD_MB = 6
@@ -119,7 +123,7 @@ class ModelSpec:
     environment: dict[str, str]
 
 
-def resolve_model(sagemaker: Any, model_name: str) -> ModelSpec:
+def resolve_model(sagemaker: SageMakerClient, model_name: str) -> ModelSpec:
     """``ModelName`` -> the model's container -> (its package's) ``ModelDataUrl``."""
     try:
         model = sagemaker.describe_model(ModelName=model_name)
@@ -143,7 +147,7 @@ def resolve_model(sagemaker: Any, model_name: str) -> ModelSpec:
     return ModelSpec(url, environment)
 
 
-def load_model(s3: Any, spec: ModelSpec, work_dir: Path) -> ModelServer:
+def load_model(s3: S3Client, spec: ModelSpec, work_dir: Path) -> ModelServer:
     bucket, key = parse_s3_uri(spec.model_data_url)
     archive = work_dir / "model.tar.gz"
     storage.download(s3, bucket, key, archive)
@@ -307,8 +311,18 @@ class RecordTransformer:
         )
 
 
+class ObjectStore(Protocol):
+    """The two calls :func:`transform_object` makes: an S3 client, or the benchmark's folder."""
+
+    def get_object(self, *, Bucket: str, Key: str) -> Any: ...
+
+    def upload_file(
+        self, filename: str, bucket: str, key: str, /, ExtraArgs: dict[str, Any] | None = None
+    ) -> None: ...
+
+
 def transform_object(
-    s3: Any, transformer: RecordTransformer, bucket: str, key: str, work_dir: Path
+    store: ObjectStore, transformer: RecordTransformer, bucket: str, key: str, work_dir: Path
 ) -> ObjectResult:
     """Transform one input object into its ``.out`` object."""
     options = transformer.options
@@ -316,7 +330,7 @@ def transform_object(
     source = f"s3://{bucket}/{key}"
     relative = storage.relative_key(options.input_uri, key)
     output_uri = f"{options.output_path.rstrip('/')}/{relative}.out"
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    body = store.get_object(Bucket=bucket, Key=key)["Body"]
     records_in = records_out = 0
     with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".out", delete=False) as sink:
         if options.split_type == "None":
@@ -333,8 +347,8 @@ def transform_object(
                 records_in += count_in
                 records_out += count_out
     out_bucket, out_key = parse_s3_uri(output_uri)
-    s3.upload_file(
-        sink.name, out_bucket, out_key, ExtraArgs=sse_arguments(options.kms_key_id) or None
+    store.upload_file(
+        sink.name, out_bucket, out_key, ExtraArgs=transfer_extra_args(options.kms_key_id)
     )
     Path(sink.name).unlink()
     return ObjectResult(source, output_uri, records_in, records_out, time.perf_counter() - started)
@@ -354,7 +368,10 @@ class _Credentials:
 
     @classmethod
     def of(cls, session: boto3.Session) -> _Credentials:
-        frozen = session.get_credentials().get_frozen_credentials()
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise ValueError("the local Transform job has no AWS credentials to give its workers")
+        frozen = credentials.get_frozen_credentials()
         return cls(frozen.access_key, frozen.secret_key, frozen.token, session.region_name)
 
     def session(self) -> boto3.Session:
