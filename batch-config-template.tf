@@ -663,98 +663,125 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
-resource "aws_cloudwatch_metric_alarm" "failed_executions" {
-  alarm_name          = "${local.name}-batch-inference-failed"
-  alarm_description   = "A run of ${var.pipeline_name} failed."
-  namespace           = "AWS/Sagemaker/ModelBuildingPipeline"
-  metric_name         = "ExecutionFailed"
-  dimensions          = { PipelineName = aws_sagemaker_pipeline.batch.pipeline_name }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
+# The stage's alarms share one shape (a metric over 5 minutes above a threshold, missing data
+# not breaching, notifying the topic), so one resource makes them all; each key names its
+# alarm: <name>-batch-inference-<key, with dashes>.
+locals {
+  alarms = merge(
+    {
+      failed = {
+        description = "A run of ${var.pipeline_name} failed."
+        namespace   = "AWS/Sagemaker/ModelBuildingPipeline"
+        metric      = "ExecutionFailed"
+        dimension   = "PipelineName"
+        watched     = aws_sagemaker_pipeline.batch.pipeline_name
+        statistic   = "Sum"
+        threshold   = 0
+        notify_ok   = true
+      }
+      not_started = {
+        description = "The schedule could not start ${var.pipeline_name}."
+        namespace   = "AWS/Events"
+        metric      = "FailedInvocations"
+        dimension   = "RuleName"
+        watched     = aws_cloudwatch_event_rule.schedule.name
+        statistic   = "Sum"
+        threshold   = 0
+        notify_ok   = false
+      }
+      dead_letters = {
+        description = "Runs of ${var.pipeline_name} that could not be started are waiting in ${aws_sqs_queue.schedule_dlq.name}."
+        namespace   = "AWS/SQS"
+        metric      = "ApproximateNumberOfMessagesVisible"
+        dimension   = "QueueName"
+        watched     = aws_sqs_queue.schedule_dlq.name
+        statistic   = "Maximum"
+        threshold   = 0
+        notify_ok   = false
+      }
+    },
+    var.run_on_upload ? {
+      upload_not_queued = {
+        description = "An upload under ${var.input_data_url} could not be queued for a run."
+        namespace   = "AWS/Events"
+        metric      = "FailedInvocations"
+        dimension   = "RuleName"
+        watched     = one(aws_cloudwatch_event_rule.upload[*].name)
+        statistic   = "Sum"
+        threshold   = 0
+        notify_ok   = false
+      }
+      refused_uploads = {
+        description = "Uploads under ${var.input_data_url} that did not start a run (refused, or waited over ${var.upload_max_wait_hours} h) are in ${one(aws_sqs_queue.refused_uploads[*].name)}; each has a reason attribute."
+        namespace   = "AWS/SQS"
+        metric      = "ApproximateNumberOfMessagesVisible"
+        dimension   = "QueueName"
+        watched     = one(aws_sqs_queue.refused_uploads[*].name)
+        statistic   = "Maximum"
+        threshold   = 0
+        notify_ok   = false
+      }
+      uploads_waiting = {
+        description = "The oldest upload under ${var.input_data_url} has waited over an hour for a run: runs are slow, failing to start, or upload_max_running is too low."
+        namespace   = "AWS/SQS"
+        metric      = "ApproximateAgeOfOldestMessage"
+        dimension   = "QueueName"
+        watched     = one(aws_sqs_queue.uploads[*].name)
+        statistic   = "Maximum"
+        threshold   = 3600
+        notify_ok   = false
+      }
+    } : {}
+  )
 }
 
-resource "aws_cloudwatch_metric_alarm" "failed_invocations" {
-  alarm_name          = "${local.name}-batch-inference-not-started"
-  alarm_description   = "The schedule could not start ${var.pipeline_name}."
-  namespace           = "AWS/Events"
-  metric_name         = "FailedInvocations"
-  dimensions          = { RuleName = aws_cloudwatch_event_rule.schedule.name }
-  statistic           = "Sum"
+resource "aws_cloudwatch_metric_alarm" "stage" {
+  for_each            = local.alarms
+  alarm_name          = "${local.name}-batch-inference-${replace(each.key, "_", "-")}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = { (each.value.dimension) = each.value.watched }
+  statistic           = each.value.statistic
   period              = 300
   evaluation_periods  = 1
-  threshold           = 0
+  threshold           = each.value.threshold
   comparison_operator = "GreaterThanThreshold"
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = each.value.notify_ok ? [aws_sns_topic.alarms.arn] : null
 }
 
-resource "aws_cloudwatch_metric_alarm" "upload_failed_invocations" {
-  count               = var.run_on_upload ? 1 : 0
-  alarm_name          = "${local.name}-batch-inference-upload-not-queued"
-  alarm_description   = "An upload under ${var.input_data_url} could not be queued for a run."
-  namespace           = "AWS/Events"
-  metric_name         = "FailedInvocations"
-  dimensions          = { RuleName = aws_cloudwatch_event_rule.upload[0].name }
-  statistic           = "Sum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
+# The alarms' addresses before they were one resource: a stage deployed earlier keeps its
+# alarms (Terraform moves them in state; nothing is replaced).
+moved {
+  from = aws_cloudwatch_metric_alarm.failed_executions
+  to   = aws_cloudwatch_metric_alarm.stage["failed"]
 }
 
-resource "aws_cloudwatch_metric_alarm" "refused_uploads" {
-  count               = var.run_on_upload ? 1 : 0
-  alarm_name          = "${local.name}-batch-inference-refused-uploads"
-  alarm_description   = "Uploads under ${var.input_data_url} that did not start a run (refused, or waited over ${var.upload_max_wait_hours} h) are in ${aws_sqs_queue.refused_uploads[0].name}; each has a reason attribute."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.refused_uploads[0].name }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
+moved {
+  from = aws_cloudwatch_metric_alarm.failed_invocations
+  to   = aws_cloudwatch_metric_alarm.stage["not_started"]
 }
 
-resource "aws_cloudwatch_metric_alarm" "uploads_waiting" {
-  count               = var.run_on_upload ? 1 : 0
-  alarm_name          = "${local.name}-batch-inference-uploads-waiting"
-  alarm_description   = "The oldest upload under ${var.input_data_url} has waited over an hour for a run: runs are slow, failing to start, or upload_max_running is too low."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateAgeOfOldestMessage"
-  dimensions          = { QueueName = aws_sqs_queue.uploads[0].name }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 3600
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
+moved {
+  from = aws_cloudwatch_metric_alarm.dead_letters
+  to   = aws_cloudwatch_metric_alarm.stage["dead_letters"]
 }
 
-resource "aws_cloudwatch_metric_alarm" "dead_letters" {
-  alarm_name          = "${local.name}-batch-inference-dead-letters"
-  alarm_description   = "Runs of ${var.pipeline_name} that could not be started are waiting in ${aws_sqs_queue.schedule_dlq.name}."
-  namespace           = "AWS/SQS"
-  metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.schedule_dlq.name }
-  statistic           = "Maximum"
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = 0
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
+moved {
+  from = aws_cloudwatch_metric_alarm.upload_failed_invocations[0]
+  to   = aws_cloudwatch_metric_alarm.stage["upload_not_queued"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.refused_uploads[0]
+  to   = aws_cloudwatch_metric_alarm.stage["refused_uploads"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.uploads_waiting[0]
+  to   = aws_cloudwatch_metric_alarm.stage["uploads_waiting"]
 }
 
 resource "aws_cloudwatch_dashboard" "batch" {

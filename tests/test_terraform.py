@@ -158,6 +158,25 @@ AFTER_REAPPLY_DRIFT = {
 }
 
 
+# The alarms' addresses before they became one for_each resource (batch-config-template.tf).
+ALARMS_BEFORE_THE_FOLD = {
+    "aws_cloudwatch_metric_alarm.failed_executions": 'aws_cloudwatch_metric_alarm.stage["failed"]',
+    "aws_cloudwatch_metric_alarm.failed_invocations": (
+        'aws_cloudwatch_metric_alarm.stage["not_started"]'
+    ),
+    "aws_cloudwatch_metric_alarm.dead_letters": 'aws_cloudwatch_metric_alarm.stage["dead_letters"]',
+    "aws_cloudwatch_metric_alarm.upload_failed_invocations[0]": (
+        'aws_cloudwatch_metric_alarm.stage["upload_not_queued"]'
+    ),
+    "aws_cloudwatch_metric_alarm.refused_uploads[0]": (
+        'aws_cloudwatch_metric_alarm.stage["refused_uploads"]'
+    ),
+    "aws_cloudwatch_metric_alarm.uploads_waiting[0]": (
+        'aws_cloudwatch_metric_alarm.stage["uploads_waiting"]'
+    ),
+}
+
+
 def planned_changes(tf: Callable[..., subprocess.CompletedProcess]) -> dict:
     tf("plan", "-var-file=stage.tfvars.json", "-out=check.plan")
     return json.loads(tf("show", "-json", "check.plan").stdout)
@@ -269,6 +288,21 @@ def test_apply_plan_destroy_against_the_emulator(
     state = json.loads(tf("show", "-json").stdout)["values"]["root_module"]["resources"]
     assert [r["address"] for r in state if r["type"].startswith("aws_iam_")] == []
     assert unexpected_drift(planned_changes(tf), EMULATOR_DRIFT) == {}
+
+    # A stage deployed before the alarms became one resource holds them at their old
+    # addresses: the template's moved blocks carry each over, and none is replaced.
+    deployed = {r["address"] for r in state}
+    earlier = {new: old for old, new in ALARMS_BEFORE_THE_FOLD.items() if new in deployed}
+    assert len(earlier) == (6 if values["run_on_upload"] else 3)
+    for new, old in earlier.items():
+        tf("state", "mv", new, old)
+    plan = planned_changes(tf)
+    moves = [c for c in plan["resource_changes"] if c.get("previous_address")]
+    assert {c["previous_address"]: c["address"] for c in moves} == {
+        old: new for new, old in earlier.items()
+    }
+    assert all(c["change"]["actions"] == ["no-op"] for c in moves)
+    assert unexpected_drift(plan, EMULATOR_DRIFT) == {}
 
     # A run starts with version 1 (the schedule's parameters) and is still in Preprocess...
     in_flight = parameters["ModelName"]

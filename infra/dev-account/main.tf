@@ -553,6 +553,8 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
+# Two alarms of the stage template's shape; with two, a for_each over a map would be longer
+# than the blocks it replaces (the stage template folds its six into one resource).
 resource "aws_cloudwatch_metric_alarm" "dead_letters" {
   alarm_name          = "${local.function_name}-dead-letters"
   alarm_description   = "An approval did not start the deploy workflow; the event waits in ${aws_sqs_queue.dispatch_dlq.name}."

@@ -842,6 +842,8 @@ data "aws_iam_policy_document" "deploy" {
     actions   = ["sagemaker:StartPipelineExecution", "sagemaker:DescribePipelineExecution", "sagemaker:StopPipelineExecution"]
     resources = [local.stage_arns.pipelines] # <project>-<env>-*: its executions too
   }
+  # One statement per PassRole grant, not a dynamic block: each names its role and the one
+  # service it may go to, so a reviewer reads every grant whole, under its own Sid.
   statement {
     sid       = "PassTheExecutionRoleToSageMaker"
     actions   = ["iam:PassRole"]

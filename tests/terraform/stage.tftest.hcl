@@ -79,15 +79,15 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the pipeline does not use the uploaded definition"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.failed_executions.dimensions.PipelineName == var.pipeline_name
+    condition     = aws_cloudwatch_metric_alarm.stage["failed"].dimensions.PipelineName == var.pipeline_name
     error_message = "the failed-executions alarm watches another pipeline"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.failed_executions.alarm_actions == toset([aws_sns_topic.alarms.arn]) && aws_cloudwatch_metric_alarm.failed_invocations.alarm_actions == toset([aws_sns_topic.alarms.arn])
+    condition     = aws_cloudwatch_metric_alarm.stage["failed"].alarm_actions == toset([aws_sns_topic.alarms.arn]) && aws_cloudwatch_metric_alarm.stage["not_started"].alarm_actions == toset([aws_sns_topic.alarms.arn])
     error_message = "alarms do not notify the topic"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.failed_invocations.dimensions.RuleName == aws_cloudwatch_event_rule.schedule.name
+    condition     = aws_cloudwatch_metric_alarm.stage["not_started"].dimensions.RuleName == aws_cloudwatch_event_rule.schedule.name
     error_message = "the failed-invocations alarm watches another rule"
   }
   assert {
@@ -95,7 +95,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the topic and the dead-letter queue must be encrypted"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.dead_letters.dimensions.QueueName == aws_sqs_queue.schedule_dlq.name && aws_cloudwatch_metric_alarm.dead_letters.alarm_actions == toset([aws_sns_topic.alarms.arn])
+    condition     = aws_cloudwatch_metric_alarm.stage["dead_letters"].dimensions.QueueName == aws_sqs_queue.schedule_dlq.name && aws_cloudwatch_metric_alarm.stage["dead_letters"].alarm_actions == toset([aws_sns_topic.alarms.arn])
     error_message = "runs that could not start (dead letters) must raise an alarm"
   }
   assert {
@@ -155,11 +155,11 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
     error_message = "SQS allows maxReceiveCount up to 1000"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.refused_uploads[0].dimensions.QueueName == aws_sqs_queue.refused_uploads[0].name && aws_cloudwatch_metric_alarm.uploads_waiting[0].dimensions.QueueName == aws_sqs_queue.uploads[0].name
+    condition     = aws_cloudwatch_metric_alarm.stage["refused_uploads"].dimensions.QueueName == aws_sqs_queue.refused_uploads[0].name && aws_cloudwatch_metric_alarm.stage["uploads_waiting"].dimensions.QueueName == aws_sqs_queue.uploads[0].name
     error_message = "refused and long-waiting uploads must raise alarms"
   }
   assert {
-    condition     = aws_cloudwatch_metric_alarm.upload_failed_invocations[0].dimensions.RuleName == aws_cloudwatch_event_rule.upload[0].name
+    condition     = aws_cloudwatch_metric_alarm.stage["upload_not_queued"].dimensions.RuleName == aws_cloudwatch_event_rule.upload[0].name
     error_message = "uploads that cannot be queued must raise an alarm"
   }
 }
@@ -322,7 +322,7 @@ run "every_name_fits_for_the_longest_project_name" {
     error_message = "SQS queue names are 80 characters at most"
   }
   assert {
-    condition     = alltrue([for n in [aws_cloudwatch_metric_alarm.failed_executions.alarm_name, aws_cloudwatch_metric_alarm.upload_failed_invocations[0].alarm_name, aws_cloudwatch_metric_alarm.dead_letters.alarm_name, aws_cloudwatch_dashboard.batch.dashboard_name, aws_sns_topic.alarms.name] : length(n) <= 255])
+    condition     = alltrue([for n in [aws_cloudwatch_metric_alarm.stage["failed"].alarm_name, aws_cloudwatch_metric_alarm.stage["upload_not_queued"].alarm_name, aws_cloudwatch_metric_alarm.stage["dead_letters"].alarm_name, aws_cloudwatch_dashboard.batch.dashboard_name, aws_sns_topic.alarms.name] : length(n) <= 255])
     error_message = "alarm, dashboard and topic names are 255 characters at most"
   }
 }
