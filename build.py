@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import boto3
 import botocore.exceptions
+from botocore.config import Config
 
 import utils
 from lambdas import package
 from pipelines.aws_sessions import assumed_session
-from pipelines.files import write_json_atomically
+from pipelines.files import check_writable, write_json_atomically
 
 REPO = Path(__file__).resolve().parent
 STAGE_CONFIGS = {"preprod": "pre-prod-config.tfvars.json", "prod": "prod-config.tfvars.json"}
@@ -56,6 +58,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# IAM's role ARN: partition, 12-digit account, path and name of IAM's allowed characters
+_ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
+
+
+def _role_arn(text: str) -> str:
+    if not _ROLE_ARN.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an IAM role ARN (arn:aws:iam::<12-digit account>:role/<name>)"
+        )
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = _Parser(prog="build.py", description=__doc__.splitlines()[0])
@@ -69,10 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         "--model-version", type=_positive_int, help="pin or roll back; default: newest Approved"
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--source-role-arn", help="role in the dev account with registry read")
+    source.add_argument(
+        "--source-role-arn", type=_role_arn, help="role in the dev account with registry read"
+    )
     source.add_argument("--source-profile", help="AWS profile for the dev account")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--target-role-arn", help="deploy role in the target account")
+    target.add_argument(
+        "--target-role-arn", type=_role_arn, help="deploy role in the target account"
+    )
     target.add_argument("--target-profile", help="AWS profile for the target account")
     parser.add_argument("--config", type=Path, help="stage settings; default by stage")
     parser.add_argument("--output", type=Path, help="default: build/<stage>.tfvars.json")
@@ -95,11 +113,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The first call with each set of credentials: two attempts and short timeouts, so an
+# endpoint that refuses or never answers is named within seconds. The clients that follow
+# keep utils.client_config()'s long retries, which throttling needs.
+_FIRST_CONTACT = Config(
+    connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
+)
+_UNREACHABLE = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionClosedError,
+)
+
+
+def _account_of(session: boto3.Session, endpoint_url: str | None, role: str) -> str:
+    """The account ``session`` acts in (STS GetCallerIdentity needs no permission)."""
+    sts = session.client("sts", endpoint_url=endpoint_url, config=_FIRST_CONTACT)
+    try:
+        with utils.aws_errors(f"identifying the {role} account"):
+            return sts.get_caller_identity()["Account"]
+    except _UNREACHABLE as error:
+        raise utils.Unreachable(
+            f"cannot reach AWS STS for the {role} account ({error}); check the network, the "
+            "proxy settings or AWS_ENDPOINT_URL"
+        ) from None
+
+
 def _session(
     region: str, endpoint_url: str | None, role_arn: str | None, profile: str | None, name: str
 ) -> boto3.Session:
     """A session for one account: a profile, an assumed role, or the default chain."""
     base = boto3.Session(profile_name=profile, region_name=region)
+    _account_of(base, endpoint_url, name.rsplit("-", 1)[-1])  # source or target
     if not role_arn:
         return base
     sts = base.client("sts", endpoint_url=endpoint_url, config=utils.client_config())
@@ -114,9 +160,7 @@ def _check_account(
     expected = os.environ.get(variable)
     if not expected:
         return
-    sts = session.client("sts", endpoint_url=endpoint_url, config=utils.client_config())
-    with utils.aws_errors(f"identifying the {role} account"):
-        actual = sts.get_caller_identity()["Account"]
+    actual = _account_of(session, endpoint_url, role)
     if actual != expected:
         raise utils.AccountMismatch(
             f"the {role} credentials are for account {actual}, but {variable} is {expected}; "
@@ -224,6 +268,20 @@ def with_upload_function(tfvars: dict, output: Path) -> dict:
     return {**tfvars, "upload_starter_zip": str(archive.resolve())}
 
 
+def _output_writable(output: Path) -> None:
+    try:
+        check_writable(output)
+    except ValueError as error:
+        raise utils.UsageError(f"--output: {error}") from None
+
+
+def _write_output(output: Path, tfvars: dict) -> None:
+    try:
+        write_json_atomically(output, with_upload_function(tfvars, output))
+    except (ValueError, OSError) as error:
+        raise utils.UsageError(f"--output: {error}; the promotion itself is done, re-run") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     output = args.output or Path("build") / f"{args.stage}.tfvars.json"
@@ -231,10 +289,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sdk.quiet_sdk_logging()
     try:
+        _output_writable(output)  # before any AWS call: a promotion must not end unwritten
         request = _request(args)
         result = utils.promote(_clients(args), request)
         if not request.dry_run:
-            write_json_atomically(output, with_upload_function(result.tfvars, output))
+            _write_output(output, result.tfvars)
     except utils.PromotionError as error:
         print(f"build.py: {error}", file=sys.stderr)
         return error.exit_code

@@ -32,6 +32,7 @@ from promotion.errors import (
     PromotionError,
     StageNotReady,
     TargetPackageFailed,
+    Unreachable,
     UsageError,
     VersionNotPromotable,
     aws_errors,
@@ -68,11 +69,11 @@ from promotion.stage import (
     check_bucket,
     deployment_record_key,
     find_promoted_package,
-    load_stage_config,
     previous_model,
     read_stage_settings,
     ssm_prefix,
 )
+from promotion.stage_config import SETTINGS, check_setting, load_stage_config
 from promotion.stage_files import (
     content_key,
     publish_stage_files,
@@ -91,6 +92,7 @@ from promotion.target_package import (
 __all__ = [
     "COPY_CONFIG",
     "PROMOTED_DESCRIPTION",
+    "SETTINGS",
     "SOURCE_METADATA_KEY",
     "SSM_LISTS",
     "SSM_OPTIONAL",
@@ -111,6 +113,7 @@ __all__ = [
     "StageNotReady",
     "StageSettings",
     "TargetPackageFailed",
+    "Unreachable",
     "UsageError",
     "VersionNotPromotable",
     "account_of",
@@ -118,6 +121,7 @@ __all__ = [
     "aws_errors",
     "check_bucket",
     "check_group_name",
+    "check_setting",
     "client_config",
     "content_key",
     "copy_artifacts",

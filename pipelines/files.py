@@ -13,9 +13,32 @@ from pathlib import Path
 from typing import Any
 
 
-def write_text_atomically(path: Path, text: str) -> None:
+def check_writable(path: Path) -> None:
+    """Raise a one-line ``ValueError`` now if ``path`` could not be written later.
+
+    Called before work whose result would otherwise be lost (a promotion, a render). It
+    creates the missing folders and writes and removes a probe file beside the target, so
+    read-only file systems and folders that are files count too (permission bits alone
+    would not show them to root).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory; name a file (e.g. {path / 'out.json'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".probe"
+        )
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Raises ``ValueError`` for a target that cannot be written (see :func:`check_writable`)."""
+    path = Path(path)
+    check_writable(path)
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
@@ -24,6 +47,9 @@ def write_text_atomically(path: Path, text: str) -> None:
             handle.write(text)
         os.chmod(temporary, 0o644)  # mkstemp makes it 0600; these files are meant to be read
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -24,7 +24,7 @@ from pipelines._cli import (
     load_get_pipeline,
     parse_json_option,
 )
-from pipelines.files import write_text_atomically
+from pipelines.files import check_writable, write_text_atomically
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,20 +46,26 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.file_name is not None:
+            check_writable(args.file_name)
         kwargs = parse_json_option("--kwargs", args.kwargs, dict)
         get_pipeline = load_get_pipeline(args.module_name)
         check_kwargs(get_pipeline, kwargs)
         definition = json.loads(build_pipeline(get_pipeline, kwargs).definition())
-    except CliError as error:
+    except (CliError, ValueError) as error:
         print(f"get_pipeline_definition: error: {error}", file=sys.stderr)
         return USAGE_ERROR
     text = json.dumps(definition, indent=2) + "\n"
     if args.file_name is None:
         sys.stdout.write(text)
         print(describe(definition), file=sys.stderr)
-    else:
+        return 0
+    try:
         write_text_atomically(args.file_name, text)
-        print(f"wrote {args.file_name}\n{describe(definition)}")
+    except ValueError as error:
+        print(f"get_pipeline_definition: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    print(f"wrote {args.file_name}\n{describe(definition)}")
     return 0
 
 

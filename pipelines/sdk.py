@@ -37,11 +37,13 @@ def quiet_environment(region: str | None = None) -> Iterator[None]:
     none is configured. Not thread-safe (it edits ``os.environ``): build pipelines from one
     thread.
     """
-    overrides = {"AWS_EC2_METADATA_DISABLED": "true"}
-    if region:
-        overrides["AWS_DEFAULT_REGION"] = region
-    elif not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-        overrides["AWS_DEFAULT_REGION"] = "us-east-1"
+    # botocore reads AWS_DEFAULT_REGION only, while the README (and GitHub's AWS actions) set
+    # AWS_REGION: the SDK's import-time client needs the region under the name botocore reads
+    configured = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    overrides = {
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_DEFAULT_REGION": region or configured or "us-east-1",
+    }
     with overridden(overrides):
         yield
 

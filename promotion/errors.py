@@ -59,6 +59,10 @@ class AccountMismatch(PromotionError):
     exit_code = 11
 
 
+class Unreachable(PromotionError):
+    exit_code = 12
+
+
 _ACCESS_DENIED_CODES = {
     "AccessDenied",
     "AccessDeniedException",
@@ -123,6 +127,8 @@ def client_config() -> Config:
     ``AWS_MAX_ATTEMPTS`` still wins when set (tests keep it low against the emulator).
     """
     return Config(
+        connect_timeout=10,
+        read_timeout=60,
         retries={"mode": "adaptive", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "10"))},
         user_agent_extra="sagemaker-batch-mlops",
     )

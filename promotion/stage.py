@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from promotion.errors import StageNotReady, UsageError, aws_errors, is_not_found
+from promotion.errors import StageNotReady, aws_errors, is_not_found
 from promotion.target_package import PROMOTED_DESCRIPTION, SOURCE_METADATA_KEY
 
 if TYPE_CHECKING:
@@ -154,23 +153,3 @@ def previous_model(
             f"the deployment record s3://{bucket}/{key} is not what batch-config-template.tf "
             "writes; restore it from its previous version (the bucket is versioned) or delete it"
         ) from None
-
-
-def load_stage_config(path: Path, stage: str) -> dict[str, Any]:
-    """The stage file's settings (``pre-prod-config.tfvars.json`` / ``prod-...``)."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"stage config {path} does not exist; pass --config") from None
-    except json.JSONDecodeError as error:
-        raise UsageError(
-            f"stage config {path} is not valid JSON: {error.msg} at line {error.lineno}"
-        ) from None
-    if not isinstance(document, dict):
-        raise UsageError(f"stage config {path} must hold a JSON object")
-    if document.get("environment", stage) != stage:
-        raise UsageError(
-            f"stage config {path} is for environment {document['environment']!r}, "
-            f"not {stage!r}; pass the matching --config"
-        )
-    return document

@@ -118,3 +118,26 @@ def run_build(output_dir: Path, *args: str, stage: str = "preprod") -> int:
             *args,
         ]
     )  # fmt: skip
+
+
+def target_packages(aws: Emulator, stage: str = "preprod") -> list[Any]:
+    sagemaker = aws.client("sagemaker", stage)
+    try:
+        pages = sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=GROUP)
+        summaries = [s for page in pages for s in page["ModelPackageSummaryList"]]
+    except sagemaker.exceptions.ClientError:
+        return []
+    return [
+        sagemaker.describe_model_package(ModelPackageName=s["ModelPackageArn"]) for s in summaries
+    ]
+
+
+def bucket_keys(aws: Emulator, account: str, bucket: str) -> list[str]:
+    listing = aws.client("s3", account).list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err

@@ -24,9 +24,12 @@ from tests.registry import (
     IMAGE,
     PROJECT,
     DevRegistry,
+    bucket_keys,
     create_stage,
+    one_line_error,
     run_build,
     stage_bucket,
+    target_packages,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,26 +49,9 @@ def tfvars(tmp_path: Path, stage: str = "preprod") -> dict:
     return json.loads((tmp_path / f"{stage}.tfvars.json").read_text())
 
 
-def target_packages(aws: Emulator, stage: str = "preprod") -> list[Any]:
-    sagemaker = aws.client("sagemaker", stage)
-    try:
-        pages = sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=GROUP)
-        summaries = [s for page in pages for s in page["ModelPackageSummaryList"]]
-    except sagemaker.exceptions.ClientError:
-        return []
-    return [
-        sagemaker.describe_model_package(ModelPackageName=s["ModelPackageArn"]) for s in summaries
-    ]
-
-
 def object_bytes(aws: Emulator, account: str, uri: str) -> bytes:
     bucket, key = utils.parse_s3_uri(uri)
     return aws.client("s3", account).get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def bucket_keys(aws: Emulator, account: str, bucket: str) -> list[str]:
-    listing = aws.client("s3", account).list_objects_v2(Bucket=bucket)
-    return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
 # ------------------------------------------------------------------ the happy path
@@ -435,12 +421,6 @@ def test_previous_model_is_the_deployed_one_and_survives_a_redeploy(
     )
     assert run_build(tmp_path) == 0
     assert tfvars(tmp_path)["previous_model"] == deployed(1)
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.mark.parametrize(

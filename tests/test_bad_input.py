@@ -1,0 +1,260 @@
+"""Bad input, table by table: each case exits with its documented code, says what is wrong
+in one line without a traceback, and leaves nothing half-made (no package in the stage
+registry, no new object in the stage bucket, no stray local file).
+
+The promotion's cases run ``build.py`` in-process against the emulator (a traceback would
+fail the test as an exception); those about the process itself (environment, endpoints)
+run it as a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import utils
+from pipelines.local.emulator import Emulator, role_arn
+from tests.registry import (
+    GROUP,
+    PROJECT,
+    DevRegistry,
+    bucket_keys,
+    create_stage,
+    one_line_error,
+    run_build,
+    stage_bucket,
+    target_packages,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BASE_CONFIG = json.loads((REPO / "pre-prod-config.tfvars.json").read_text())
+
+
+@pytest.fixture
+def stage_ready(aws: Emulator) -> list[str]:
+    """An Approved package in dev and a ready preprod; the stage bucket's keys before."""
+    DevRegistry(aws).register("Approved")
+    create_stage(aws, "preprod")
+    return bucket_keys(aws, "preprod", stage_bucket("preprod"))
+
+
+def assert_nothing_made(aws: Emulator, keys_before: list[str], folder: Path) -> None:
+    assert target_packages(aws) == []
+    assert bucket_keys(aws, "preprod", stage_bucket("preprod")) == keys_before
+    made = [p for p in folder.rglob("*") if p.suffix in {".tmp", ".probe", ".zip"}]
+    assert made + list(folder.rglob("*.tfvars.json")) == []  # no output, nothing temporary
+
+
+# ------------------------------------------------------------- the stage config, offline
+
+
+CONFIG_CASES = [
+    ({"run_on_uplaod": True}, "unknown setting 'run_on_uplaod'; did you mean 'run_on_upload'?"),
+    ({"alarm_mail": None}, "unknown setting 'alarm_mail'; did you mean 'alarm_email'?"),
+    ({"input_data_url": 5}, "input_data_url must be a string (an s3:// URI), got 5"),
+    ({"input_data_url": "data/in/"}, "input_data_url must be an s3:// URI, got 'data/in/'"),
+    ({"output_data_url": None}, "output_data_url must be an s3:// URI, not null"),
+    ({"processing_instance_count": 0}, "processing_instance_count must be a whole number >= 1"),
+    ({"processing_instance_count": 1.5}, "processing_instance_count must be a whole number >= 1"),
+    ({"transform_instance_count": "2"}, "transform_instance_count must be a number"),
+    ({"transform_instance_count": True}, "transform_instance_count must be a number"),
+    ({"run_on_upload": "yes"}, "run_on_upload must be true or false (true or false), got 'yes'"),
+    ({"upload_max_running": 51}, "upload_max_running must be a whole number from 1 to 50"),
+    ({"upload_max_wait_hours": 72}, "upload_max_wait_hours must be a whole number from 1 to 48"),
+    ({"schedule_expression": "daily"}, "schedule_expression must be rate(N unit) or cron"),
+    ({"processing_instance_type": "m5.xlarge"}, "processing_instance_type must be an instance"),
+    ({"smoke_input": "/etc/passwd"}, "smoke_input must be a repository-relative path to a .csv"),
+    ({"alarm_email": "ops"}, "alarm_email must be an email address, or null, got 'ops'"),
+    ({"pipeline_name": "my pipeline"}, "pipeline_name must be a SageMaker pipeline name"),
+    ({"environment": "staging"}, "environment must be preprod or prod, got 'staging'"),
+]
+
+
+@pytest.mark.parametrize("mode", ["", "--dry-run", "--plan-only"])
+@pytest.mark.parametrize(("change", "message"), CONFIG_CASES)
+def test_a_bad_stage_config_is_refused_before_any_aws_call(
+    aws: Emulator,
+    stage_ready: list[str],
+    tmp_path: Path,
+    capsys,
+    mode: str,
+    change: dict,
+    message: str,
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**BASE_CONFIG, **change}))
+    assert run_build(tmp_path, "--config", str(config), *filter(None, [mode])) == 2
+    error = one_line_error(capsys)
+    assert error.startswith(f"build.py: stage config {config}: "), error
+    assert message in error
+    assert not (tmp_path / "preprod.tfvars.json").exists()
+    assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+def test_every_shipped_stage_config_is_valid() -> None:
+    for stage, name in (
+        ("preprod", "pre-prod-config.tfvars.json"),
+        ("prod", "prod-config.tfvars.json"),
+    ):
+        assert utils.load_stage_config(REPO / name, stage)["environment"] == stage
+
+
+# --------------------------------------------------------- local outputs and arguments
+
+
+def _output_cases(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return {
+        "a directory": (folder, f"--output: {folder} is a directory; name a file"),
+        "under a file": (blocker / "preprod.tfvars.json", "--output: cannot write"),
+        "read-only file system": (Path("/proc/preprod.tfvars.json"), "--output: cannot write"),
+    }
+
+
+@pytest.mark.parametrize("case", ["a directory", "under a file", "read-only file system"])
+def test_an_unwritable_output_is_refused_before_promoting(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys, case: str
+) -> None:
+    output, message = _output_cases(tmp_path)[case]
+    assert run_build(tmp_path, "--output", str(output)) == 2
+    assert one_line_error(capsys).startswith(f"build.py: {message}")
+    assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--source-role-arn", "dev-registry-read"),
+        ("--target-role-arn", "arn:aws:iam::1234:role/deploy"),
+        ("--target-role-arn", "arn:aws:iam::123456789012:user/deploy"),
+    ],
+)
+def test_a_malformed_role_arn_names_the_flag(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys, flag: str, value: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_build(tmp_path, flag, value)
+    assert exited.value.code == 2
+    assert one_line_error(capsys) == (
+        f"build.py: error: argument {flag}: {value!r} is not an IAM role ARN "
+        "(arn:aws:iam::<12-digit account>:role/<name>)"
+    )
+    assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+# ------------------------------------------------------- the process: region, endpoints
+
+
+def run_script(
+    args: list[str], env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def build_args(tmp_path: Path, endpoint: str, *extra: str) -> list[str]:
+    return [
+        "build.py", "--stage", "preprod", "--model-package-group-name", GROUP,
+        "--project-name", PROJECT, "--source-role-arn", role_arn("dev"),
+        "--target-role-arn", role_arn("preprod"), "--endpoint-url", endpoint,
+        "--output", str(tmp_path / "preprod.tfvars.json"), *extra,
+    ]  # fmt: skip
+
+
+def region_only(aws: Emulator) -> dict[str, str]:
+    """The emulator's environment with the region only as AWS_REGION (what the README sets)."""
+    env = {**os.environ, **aws.environment()}
+    env.pop("AWS_DEFAULT_REGION")
+    return env
+
+
+def test_build_py_needs_only_aws_region(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path
+) -> None:
+    result = run_script(build_args(tmp_path, aws.endpoint_url, "--dry-run"), region_only(aws))
+    assert result.returncode == 0, result.stderr
+    assert "dry run: nothing changed" in result.stdout
+
+
+def test_get_pipeline_definition_needs_only_aws_region(aws: Emulator, tmp_path: Path) -> None:
+    kwargs = {"region": "eu-west-1", "role": role_arn("preprod"), "default_bucket": "b"}
+    result = run_script(
+        ["-m", "pipelines.get_pipeline_definition", "-n", "pipelines.batch_inference.pipeline",
+         "--kwargs", json.dumps(kwargs)],
+        region_only(aws),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["Steps"]
+
+
+def test_get_pipeline_definition_refuses_a_directory_before_rendering(tmp_path: Path) -> None:
+    result = run_script(
+        ["-m", "pipelines.get_pipeline_definition", "-n", "pipelines.batch_inference.pipeline",
+         "--kwargs", "{}", "--file-name", str(tmp_path)],
+        {**os.environ},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"get_pipeline_definition: error: {tmp_path} is a directory; name a file "
+        f"(e.g. {tmp_path / 'out.json'})"
+    )
+    assert list(tmp_path.iterdir()) == []  # no temporary file left beside it
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    server.settimeout(0.2)
+
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def closed_port() -> str:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"  # nothing listens there once the probe is closed
+
+
+@pytest.mark.parametrize("endpoint", ["closed port", "silent"])
+def test_an_unreachable_endpoint_is_named_not_waited_on(
+    aws: Emulator, tmp_path: Path, request: pytest.FixtureRequest, endpoint: str
+) -> None:
+    url = closed_port() if endpoint == "closed port" else request.getfixturevalue("silent_endpoint")
+    env = {**os.environ, **aws.environment()}
+    result = run_script(build_args(tmp_path, url), env, timeout=90)
+    assert result.returncode == 12, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("build.py: cannot reach AWS STS for the source account (")
+    assert line.endswith("check the network, the proxy settings or AWS_ENDPOINT_URL")
+    assert list(tmp_path.iterdir()) == []
