@@ -14,6 +14,7 @@ from pathlib import Path
 import hcl2
 import pytest
 
+import utils
 from pipelines.local.emulator import Emulator
 from pipelines.local.executor import job_name
 from pipelines.local.transform import resolve_model
@@ -119,6 +120,26 @@ def test_tfvars_keys_are_exactly_the_declared_variables(
     )
     required = {name for name, spec in variables.items() if "default" not in spec}
     assert required <= {name for name, value in values.items() if value is not None}
+
+
+# variables build.py computes; a stage file may set none of them
+COMPUTED_WITH_DEFAULTS = {"project_id", "previous_model", "kms_key_arn", "subnet_ids"}
+COMPUTED_WITH_DEFAULTS |= {"security_group_ids", "upload_starter_zip"}
+
+
+def test_the_stage_file_settings_are_the_templates_tunable_variables() -> None:
+    """promotion/stage_config.py checks the stage file offline against what the template
+    declares: same names, same Terraform types, null allowed exactly where it is the default;
+    and every variable with a default that build.py does not compute is settable."""
+    variables = declared_variables()
+    for name, setting in utils.SETTINGS.items():
+        assert name in variables, f"{name} is settable but the template declares no such variable"
+        assert variables[name]["type"] == setting.terraform_type, name
+        assert setting.nullable == (
+            "default" in variables[name] and variables[name]["default"] is None
+        ), name
+    tunable = {n for n, spec in variables.items() if "default" in spec} - COMPUTED_WITH_DEFAULTS
+    assert tunable <= set(utils.SETTINGS)
 
 
 @pytest.mark.parametrize("stage", ["preprod", "prod"])
