@@ -9,6 +9,7 @@ run it as a subprocess.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -16,12 +17,15 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import utils
+from pipelines.batch_inference import preprocess
 from pipelines.local.emulator import Emulator, role_arn
+from tests import test_preprocess
 from tests.registry import (
     GROUP,
     PROJECT,
@@ -258,3 +262,202 @@ def test_an_unreachable_endpoint_is_named_not_waited_on(
     assert line.startswith("build.py: cannot reach AWS STS for the source account (")
     assert line.endswith("check the network, the proxy settings or AWS_ENDPOINT_URL")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------- preprocess.py
+
+SCHEMA = test_preprocess.SCHEMA  # id, age (int), income (float), segment (nullable)
+HEADER = b"id,age,income,segment\n"
+GOOD = b"a,30,1.5,x\nb,31,2.5,\n"
+
+
+@dataclass(frozen=True)
+class CsvCase:
+    """Input files, and per file: (rows read, written, rejected, sent whole to quarantine)."""
+
+    files: dict[str, bytes]
+    expected: dict[str, tuple[int, int, int, bool]]
+    reason: str = ""  # in the summary's note or a rejected row's reason
+    block_size: int = 1 << 20
+
+
+def _long_value(size: int) -> bytes:
+    return b"q" * size
+
+
+CSV_CASES = {
+    "empty file": CsvCase({"e.csv": b""}, {"e.csv": (0, 0, 0, False)}),
+    "header only": CsvCase({"h.csv": HEADER}, {"h.csv": (0, 0, 0, False)}),
+    "BOM and CRLF": CsvCase(
+        {"b.csv": b"\xef\xbb\xbf" + HEADER.replace(b"\n", b"\r\n") + b"a,30,1.5,x\r\n"},
+        {"b.csv": (1, 1, 0, False)},
+    ),
+    "quoted comma": CsvCase({"q.csv": HEADER + b'a,30,1.5,"x, y"\n'}, {"q.csv": (1, 1, 0, False)}),
+    "extra and short columns": CsvCase(
+        {"x.csv": HEADER + b"a,30,1.5,x,extra\nb,30\n" + GOOD},
+        {"x.csv": (4, 2, 2, False)},
+        "expected 4 fields, found 5",
+    ),
+    "nan and inf": CsvCase(
+        {"n.csv": HEADER + b"a,30,nan,x\nb,30,inf,x\n" + GOOD},
+        {"n.csv": (4, 2, 2, False)},
+        "'income': 'nan' is not a float",
+    ),
+    "spaces after the header's commas": CsvCase(
+        {"s.csv": b"id, age, income, segment\n" + GOOD}, {"s.csv": (2, 2, 0, False)}
+    ),
+    "a quoted id with a line break": CsvCase(
+        {"l.csv": HEADER + b'"r\n3",30,1.5,x\n' + GOOD},
+        {"l.csv": (3, 2, 1, False)},
+        "id column 'id' holds a line break",
+    ),
+    "a string value with a line break": CsvCase(
+        {"l.csv": HEADER + b'a,30,1.5,"x\r\ny"\n' + GOOD},
+        {"l.csv": (3, 2, 1, False)},
+        "'segment' holds a line break",
+    ),
+    "a record longer than a block": CsvCase(
+        {"big.csv": HEADER + b"a,30,1.5," + _long_value(20_000) + b"\n" + GOOD},
+        {"big.csv": (3, 3, 0, False)},
+        block_size=4096,
+    ),
+    "a bad byte after the first blocks": CsvCase(
+        {
+            "bad.csv": HEADER + GOOD * 2000 + b"c,30,1.5,\xff\n" + GOOD,
+            "good.csv": HEADER + GOOD,
+        },
+        {"bad.csv": (4003, 0, 4003, True), "good.csv": (2, 2, 0, False)},
+        "not UTF-8 text",
+        block_size=4096,
+    ),
+    "a bad byte in the header": CsvCase(
+        {"bad.csv": b"id,\xffage,income,segment\n" + GOOD, "good.csv": HEADER + GOOD},
+        {"bad.csv": (2, 0, 2, True), "good.csv": (2, 2, 0, False)},
+        "not UTF-8 text",
+    ),
+    "binary file": CsvCase(
+        {"bin.csv": bytes(range(256)) * 4}, {"bin.csv": (4, 0, 4, True)}, "not UTF-8 text"
+    ),
+    "no header": CsvCase(
+        {"nh.csv": GOOD + b"c,32,3.5,z\n"},
+        {"nh.csv": (3, 0, 3, True)},
+        "its first line is not a header naming the schema's columns",
+    ),
+    "other column names": CsvCase(
+        {"o.csv": b"key,years,money,group\n" + GOOD},
+        {"o.csv": (2, 0, 2, True)},
+        "its first line is not a header naming the schema's columns",
+    ),
+    "semicolons": CsvCase(
+        {"sc.csv": b"id;age;income;segment\na;30;1.5;x\n"},
+        {"sc.csv": (1, 0, 1, True)},
+        "the file looks ';'-delimited",
+    ),
+    "no id column": CsvCase(
+        {"ni.csv": b"age,income,segment\n30,1.5,x\n"},
+        {"ni.csv": (1, 0, 1, True)},
+        "its header lacks the id column 'id' (missing: 'id')",
+    ),
+}
+
+
+def run_preprocess(tmp_path: Path, *extra: str, schema: object = SCHEMA) -> int:
+    (tmp_path / "schema").mkdir(exist_ok=True)
+    if not (tmp_path / "schema" / "s.json").exists():
+        (tmp_path / "schema" / "s.json").write_text(json.dumps(schema))
+    return preprocess.main(
+        ["--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out"),
+         "--schema", str(tmp_path / "schema"), *extra]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CSV_CASES))
+def test_every_csv_record_is_written_rejected_or_kept_whole(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    case = CSV_CASES[name]
+    for file, body in case.files.items():
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / file).write_bytes(body)
+    assert run_preprocess(tmp_path, "--block-size", str(case.block_size)) == 0
+    assert capsys.readouterr().err == ""
+    out = tmp_path / "out"
+    document = json.loads((out / "summary" / "algo-1.json").read_text())
+    by_file = {f["file"]: f for f in document["files"]}
+    notes, reasons = [], []
+    for file, (read, written, rejected, whole) in case.expected.items():
+        summary = by_file[file]
+        assert (summary["rows_read"], summary["rows_written"], summary["rows_rejected"]) == (
+            read,
+            written,
+            rejected,
+        ), file
+        assert read == written + rejected
+        quarantined = out / "rejected" / "whole-files" / file
+        assert quarantined.exists() == whole
+        if whole:  # byte for byte, and nothing of it half-written elsewhere
+            assert quarantined.read_bytes() == case.files[file]
+            assert summary["quarantined_to"] == f"rejected/whole-files/{file}"
+            assert not (out / "inference" / file).exists()
+            assert not (out / "rejected" / file).exists()
+            notes.append(summary["note"])
+            continue
+        inference = out / "inference" / file
+        lines = inference.read_bytes().splitlines() if inference.exists() else []
+        assert len(lines) == written  # one record per line, as Transform reads them
+        if rejected:
+            with (out / "rejected" / file).open(newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+            assert len(rows) == rejected
+            assert all(row["record"] for row in rows)  # each can be replayed
+            reasons += [row["reason"] for row in rows]
+    assert document["rows_read"] == document["rows_written"] + document["rows_rejected"]
+    if case.reason:
+        assert any(case.reason in text for text in notes + reasons), (notes, reasons)
+
+
+def test_a_record_longer_than_the_largest_block_sends_the_file_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(preprocess, "MAX_BLOCK_SIZE", 16_384)
+    (tmp_path / "in").mkdir()
+    body = HEADER + GOOD + b"c,30,1.5," + _long_value(40_000) + b"\n" + GOOD
+    (tmp_path / "in" / "huge.csv").write_bytes(body)
+    assert run_preprocess(tmp_path, "--block-size", "4096") == 0
+    (summary,) = json.loads((tmp_path / "out" / "summary" / "algo-1.json").read_text())["files"]
+    assert summary["note"] == "rejected whole: a record is longer than 16384 bytes"
+    assert (summary["rows_read"], summary["rows_rejected"]) == (5, 5)
+    assert (tmp_path / "out" / "rejected" / "whole-files" / "huge.csv").read_bytes() == body
+
+
+def _not_utf8_schema(tmp_path: Path) -> None:
+    (tmp_path / "schema").mkdir()
+    (tmp_path / "schema" / "s.json").write_bytes(b'{"id_column": "\xff"}')
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "message"),
+    [
+        ("block size 0", ("--block-size", "0"), "preprocess: error: argument --block-size: "
+         "must be at least 4096 bytes"),
+        ("output under a file", (), "preprocess: "),
+        ("schema not UTF-8", (), "preprocess: schema file "),
+    ],
+)  # fmt: skip
+def test_bad_preprocess_arguments_are_one_line_and_exit_2(
+    tmp_path: Path, capsys, case: str, extra: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_bytes(HEADER + GOOD)
+    output = tmp_path / "out"
+    if case == "output under a file":
+        output.write_text("a file where the output folder should be")
+    if case == "schema not UTF-8":
+        _not_utf8_schema(tmp_path)
+    try:
+        code = run_preprocess(tmp_path, *extra)
+    except SystemExit as exited:
+        code = int(exited.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(message), err

@@ -92,6 +92,7 @@ def test_valid_rows_are_written_headerless_in_schema_order(workdir: Path) -> Non
             "missing_columns": [],
             "ignored_columns": ["extra"],
             "note": None,
+            "quarantined_to": None,
         }
     ]
     assert (document["rows_read"], document["rows_written"], document["rows_rejected"]) == (3, 3, 0)

@@ -7,6 +7,9 @@ Reads every ``*.csv`` (with a header) under ``--input-dir`` and, per input file,
   an input filter and joins it back to the prediction);
 * ``<output>/rejected/<same relative path>``: the invalid rows, with columns
   ``id,reason,record`` (``record`` is the row as read, for replay);
+* ``<output>/rejected/whole-files/<same relative path>``: a file that cannot be read row by
+  row (not UTF-8, no id column in its header, another delimiter, a record over 64 MiB), byte
+  for byte, its lines counted as rejected and the reason in the summary;
 * ``<output>/summary/<host>.json``: rows read / written / rejected per file and in total.
   One file per host, because with ``ShardedByS3Key`` several instances upload to the same
   prefix.
@@ -28,11 +31,12 @@ import json
 import os
 import queue
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Generic, TextIO, TypeVar
+from typing import IO, Any, BinaryIO, Generic, NoReturn, TextIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -43,11 +47,18 @@ DEFAULT_OUTPUT_DIR = "/opt/ml/processing/output"
 DEFAULT_SCHEMA = "/opt/ml/processing/input/schema"
 RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
 DEFAULT_BLOCK_SIZE = 1 << 20
+MIN_BLOCK_SIZE = 1 << 12
+# A record longer than a block makes pyarrow stop ("straddling object"): the file is read again
+# with blocks 4x larger, up to this size; a longer record sends the file to whole-files/.
+MAX_BLOCK_SIZE = 1 << 26
+WHOLE_FILES = "whole-files"
+_LINE_BREAK = "[\r\n]"
 
 # Plain decimal notation only: "nan", "inf", hex and thousands separators are rejected so a
 # value that would silently become NaN or a wrong number never reaches the model.
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _PATTERNS = {
-    "float": r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$",
+    "float": _NUMBER,
     "int": r"^[+-]?[0-9]{1,18}$",
     "string": None,
 }
@@ -91,6 +102,10 @@ class Schema:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UsageError(f"schema file {path} does not exist") from None
+        except UnicodeDecodeError as error:
+            raise UsageError(f"schema file {path} is not UTF-8 text ({error.reason})") from None
+        except OSError as error:
+            raise UsageError(f"schema file {path} cannot be read: {error.strerror}") from None
         except json.JSONDecodeError as error:
             raise UsageError(f"schema file {path} is not valid JSON: {error}") from None
         return cls.from_dict(document, source=str(path))
@@ -133,6 +148,7 @@ class FileSummary:
     missing_columns: list[str] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
     note: str | None = None
+    quarantined_to: str | None = None  # rejected/whole-files/..., when the file went whole
 
 
 _Handle = TypeVar("_Handle", bound=IO[Any])
@@ -175,17 +191,25 @@ def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, 
     trimmed = pc.utf8_trim_whitespace(values)
     present = pc.greater(pc.utf8_length(trimmed), 0)
     if feature is None:
-        return trimmed, present
-    pattern = _PATTERNS[feature.type]
-    well_formed = present if pattern is None else pc.match_substring_regex(trimmed, pattern)
-    valid = pc.or_(well_formed, pc.invert(present)) if feature.nullable else well_formed
+        valid = present
+    else:
+        pattern = _PATTERNS[feature.type]
+        well_formed = present if pattern is None else pc.match_substring_regex(trimmed, pattern)
+        valid = pc.or_(well_formed, pc.invert(present)) if feature.nullable else well_formed
+    if feature is None or feature.type == "string":
+        # a quoted line break would split the record in two for Batch Transform (one per line)
+        breaks = pc.or_(pc.match_substring(trimmed, "\n"), pc.match_substring(trimmed, "\r"))
+        valid = pc.and_(valid, pc.invert(breaks))
     return trimmed, pc.fill_null(valid, False)
 
 
 def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> str:
     """Why one row was rejected: the first failing column, in schema order."""
-    if not (row.get(schema.id_column) or "").strip():
+    identifier = (row.get(schema.id_column) or "").strip()
+    if not identifier:
         return f"missing value for id column {schema.id_column!r}"
+    if re.search(_LINE_BREAK, identifier):
+        return f"id column {schema.id_column!r} holds a line break (Transform reads one per line)"
     for feature in schema.features:
         if feature.name in missing:
             if not feature.nullable:
@@ -193,6 +217,8 @@ def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> st
             continue
         value = (row.get(feature.name) or "").strip()
         pattern = _PATTERNS[feature.type]
+        if re.search(_LINE_BREAK, value):
+            return f"{feature.name!r} holds a line break (Transform reads one record per line)"
         if not value:
             if not feature.nullable:
                 return f"missing value for {feature.name!r}"
@@ -209,12 +235,97 @@ def process_file(
     output_dir: Path,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> FileSummary:
-    """Validate one CSV file, streaming it block by block."""
-    summary = FileSummary(file=relative.as_posix())
-    header = _read_header(path)
+    """Validate one CSV file, streaming it block by block.
+
+    A file that cannot be read row by row goes whole to ``rejected/whole-files/``: nothing of
+    it is lost, and its lines count as rejected.
+    """
+    try:
+        header = _read_header(path)
+    except UnicodeDecodeError as error:
+        return _quarantine(path, relative, schema, output_dir, f"not UTF-8 text ({error.reason})")
     if header is None:
-        summary.note = "empty file (no header)"
-        return summary
+        return FileSummary(file=relative.as_posix(), note="empty file (no header)")
+    if schema.id_column not in header:
+        return _quarantine(path, relative, schema, output_dir, _header_problem(path, schema))
+    while True:
+        try:
+            return _read_rows(path, relative, schema, output_dir, header, block_size)
+        except pa.ArrowInvalid as error:
+            for name in ("inference", "rejected"):  # what the failed attempt wrote
+                (output_dir / name / relative).unlink(missing_ok=True)
+            message = " ".join(str(error).split())
+            if "straddling" in message and block_size < MAX_BLOCK_SIZE:
+                block_size = min(block_size * 4, MAX_BLOCK_SIZE)
+                continue
+            if "straddling" in message:
+                reason = f"a record is longer than {MAX_BLOCK_SIZE} bytes"
+            elif "UTF8" in message:
+                reason = "not UTF-8 text (an invalid byte after the first lines)"
+            else:
+                reason = f"unreadable CSV: {message}"
+            return _quarantine(path, relative, schema, output_dir, reason)
+
+
+def _header_problem(path: Path, schema: Schema) -> str:
+    """Why a header without the id column is not the schema's, as precisely as can be said."""
+    with path.open("r", encoding="utf-8-sig", newline="", errors="replace") as handle:
+        first = handle.readline()
+    for delimiter in (";", "\t", "|"):
+        if delimiter in first and "," not in first:
+            shown = {"\t": "tab"}.get(delimiter, repr(delimiter))
+            return f"the file looks {shown}-delimited; the schema's columns must be comma-separated"
+    names = {name.strip() for name in next(csv.reader([first]), [])}
+    if not names & set(schema.columns):
+        return (
+            f"its first line is not a header naming the schema's columns (expected "
+            f"{schema.id_column!r}, {schema.features[0].name!r}, ...)"
+        )
+    lacking = [c for c in schema.columns if c not in names]
+    shown = ", ".join(repr(c) for c in lacking[:5]) + (", ..." if len(lacking) > 5 else "")
+    return f"its header lacks the id column {schema.id_column!r} (missing: {shown})"
+
+
+def _quarantine(
+    path: Path, relative: Path, schema: Schema, output_dir: Path, reason: str
+) -> FileSummary:
+    """Copy the file byte for byte to rejected/whole-files/; count its records as rejected."""
+    target = output_dir / "rejected" / WHOLE_FILES / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, target)
+    lines = 0
+    first: bytes | None = None
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                lines += 1
+                first = line if first is None else first
+    records = lines - 1 if first is not None and _looks_like_a_header(first) else lines
+    return FileSummary(
+        file=relative.as_posix(),
+        rows_read=records,
+        rows_rejected=records,
+        note=f"rejected whole: {reason}",
+        quarantined_to=f"rejected/{WHOLE_FILES}/{relative.as_posix()}",
+    )
+
+
+def _looks_like_a_header(line: bytes) -> bool:
+    """Column names, not values: no field of the line is a number (any usual delimiter)."""
+    fields = re.split(r"[,;\t|]", line.decode("utf-8", errors="replace"))
+    return not any(re.match(_NUMBER, field.strip().strip('"')) for field in fields)
+
+
+def _read_rows(
+    path: Path,
+    relative: Path,
+    schema: Schema,
+    output_dir: Path,
+    header: list[str],
+    block_size: int,
+) -> FileSummary:
+    """One pass over the rows; raises ``pa.ArrowInvalid`` when pyarrow cannot go on."""
+    summary = FileSummary(file=relative.as_posix())
     missing = [c for c in schema.columns if c not in header]
     summary.missing_columns = missing
     summary.ignored_columns = [c for c in header if c not in schema.columns]
@@ -254,7 +365,10 @@ def process_file(
     try:
         reader = pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
+            # the header's names as _read_header stripped them ("id, age" names "age")
+            read_options=pacsv.ReadOptions(
+                block_size=block_size, use_threads=False, column_names=header, skip_rows=1
+            ),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
             convert_options=pacsv.ConvertOptions(
                 include_columns=present,
@@ -278,8 +392,6 @@ def process_file(
                 for row in invalid_rows
             )
         flush_malformed()
-    except pa.ArrowInvalid as error:
-        summary.note = f"unreadable CSV: {error}"
     finally:
         inference.close()
         rejected.close()
@@ -402,8 +514,25 @@ def run(
     return document
 
 
+def _block_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
+    if value < MIN_BLOCK_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_BLOCK_SIZE} bytes")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"preprocess: error: {message}\n")
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(prog="preprocess", description=__doc__.splitlines()[0])
     parser.add_argument("--input-dir", type=Path, default=Path(DEFAULT_INPUT_DIR))
     parser.add_argument("--output-dir", type=Path, default=Path(DEFAULT_OUTPUT_DIR))
     parser.add_argument(
@@ -420,7 +549,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--block-size",
-        type=int,
+        type=_block_size,
         default=DEFAULT_BLOCK_SIZE,
         help="bytes per parsing block; peak memory is bounded by a few dozen blocks",
     )
@@ -434,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
         document = run(args.input_dir, args.output_dir, schema, args.block_size)
     except UsageError as error:
         print(f"preprocess: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an output folder that cannot be written, an unreadable input
+        print(f"preprocess: {error.filename}: {error.strerror or error}", file=sys.stderr)
         return 2
     read, rejected = document["rows_read"], document["rows_rejected"]
     print(
