@@ -37,7 +37,7 @@ from pipelines._cli import (
     parse_json_option,
 )
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED
-from pipelines.files import write_execution_record
+from pipelines.files import check_writable, write_execution_record
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -70,6 +70,13 @@ def _check_tags(tags: list) -> list:
     return tags
 
 
+def _record_writable(path: Path) -> None:
+    try:
+        check_writable(path)
+    except ValueError as error:
+        raise CliError(f"--execution-record: {error}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         tags = _check_tags(parse_json_option("--tags", args.tags, list))
         parameters = parse_json_option("--parameters", args.parameters, dict)
         get_pipeline = load_get_pipeline(args.module_name)
+        if args.execution_record:
+            _record_writable(args.execution_record)  # before the run, whose record it keeps
         if args.local:
             check_kwargs(get_pipeline, kwargs)
             return _run_locally(build_pipeline(get_pipeline, kwargs), parameters, args)

@@ -15,17 +15,20 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import utils
 from pipelines.batch_inference import preprocess
+from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, role_arn
-from tests import test_preprocess
+from tests import test_local_executor, test_preprocess
 from tests.registry import (
     GROUP,
     PROJECT,
@@ -379,8 +382,15 @@ def test_every_csv_record_is_written_rejected_or_kept_whole(
     for file, body in case.files.items():
         (tmp_path / "in").mkdir(exist_ok=True)
         (tmp_path / "in" / file).write_bytes(body)
-    assert run_preprocess(tmp_path, "--block-size", str(case.block_size)) == 0
-    assert capsys.readouterr().err == ""
+    written = sum(expected[1] for expected in case.expected.values())
+    read = sum(expected[0] for expected in case.expected.values())
+    code = run_preprocess(tmp_path, "--block-size", str(case.block_size))
+    err = capsys.readouterr().err
+    if read and not written:  # the step fails itself instead of leaving Transform nothing
+        assert code == 3
+        assert err.startswith(f"preprocess: every one of the {read} rows was rejected")
+    else:
+        assert (code, err) == (0, "")
     out = tmp_path / "out"
     document = json.loads((out / "summary" / "algo-1.json").read_text())
     by_file = {f["file"]: f for f in document["files"]}
@@ -423,8 +433,10 @@ def test_a_record_longer_than_the_largest_block_sends_the_file_whole(
     (tmp_path / "in").mkdir()
     body = HEADER + GOOD + b"c,30,1.5," + _long_value(40_000) + b"\n" + GOOD
     (tmp_path / "in" / "huge.csv").write_bytes(body)
+    (tmp_path / "in" / "fine.csv").write_bytes(HEADER + GOOD)
     assert run_preprocess(tmp_path, "--block-size", "4096") == 0
-    (summary,) = json.loads((tmp_path / "out" / "summary" / "algo-1.json").read_text())["files"]
+    files = json.loads((tmp_path / "out" / "summary" / "algo-1.json").read_text())["files"]
+    summary = next(f for f in files if f["file"] == "huge.csv")
     assert summary["note"] == "rejected whole: a record is longer than 16384 bytes"
     assert (summary["rows_read"], summary["rows_rejected"]) == (5, 5)
     assert (tmp_path / "out" / "rejected" / "whole-files" / "huge.csv").read_bytes() == body
@@ -461,3 +473,207 @@ def test_bad_preprocess_arguments_are_one_line_and_exit_2(
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(message), err
+
+
+# -------------------------------------------------------- the local executor and its CLIs
+
+
+def score_definition(input_uri: object = f"s3://{test_local_executor.BUCKET}/in/") -> dict:
+    """One Transform step whose input is the InputDataUrl parameter (default ``input_uri``)."""
+    definition = test_local_executor.transform_definition(
+        **{
+            "TransformInput.DataSource.S3DataSource.S3Uri": {"Get": "Parameters.InputDataUrl"},
+            "TransformResources.InstanceCount": {"Get": "Parameters.InstanceCount"},
+        }
+    )
+    definition["Parameters"] = [
+        {"Name": "InputDataUrl", "Type": "String", "DefaultValue": input_uri},
+        {"Name": "InstanceCount", "Type": "Integer", "DefaultValue": 1},
+    ]
+    return definition
+
+
+def execute_quietly(aws: Emulator, definition: object, parameters: dict | None = None) -> dict:
+    return executor.execute(
+        definition,  # type: ignore[arg-type]  # what a user's file may hold
+        parameters or {},
+        session=aws.session(),
+        execution_id="exec00000001",
+        log=lambda _: None,
+    )
+
+
+def create_scorer(aws: Emulator, artifact_url: str | None = None) -> None:
+    """The SageMaker Model "scorer" the Transform step names, its artifact in the bucket."""
+    sandbox.create_bucket(aws, None, test_local_executor.BUCKET)
+    s3 = aws.client("s3")
+    aws.client("sagemaker").create_model(
+        ModelName="scorer",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/exec",
+        PrimaryContainer={
+            "Image": "sklearn",
+            "ModelDataUrl": artifact_url or test_local_executor.model_artifact(s3, [2.0, 10.0]),
+            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+        },
+    )
+    test_local_executor.put(s3, "in/x.csv", b"a,1,2\n")
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The folder temporary work directories go to, to see what a run leaves behind."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+EXECUTE_CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "a missing input bucket": (
+        {"InputDataUrl": "s3://no-such-bucket/in/"},
+        "Step Score failed: ListObjectsV2: NoSuchBucket:",
+    ),
+    "an input URL that is not s3://": ({"InputDataUrl": "data/in/"}, "not an S3 URI: 'data/in/'"),
+    "an input prefix with no object": (
+        {"InputDataUrl": f"s3://{test_local_executor.BUCKET}/empty/"},
+        "no input object under s3://",
+    ),
+    "an unknown parameter": ({"InputDataURL": "s3://b/in/"}, "InputDataURL"),
+    "a parameter of the wrong type": (
+        {"InstanceCount": "two"},
+        "pipeline parameter InstanceCount must be",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EXECUTE_CASES))
+def test_a_failing_run_is_a_failed_record_and_leaves_no_work_directory(
+    aws: Emulator, scratch: Path, name: str
+) -> None:
+    create_scorer(aws)
+    parameters, reason = EXECUTE_CASES[name]
+    record = execute_quietly(aws, score_definition(), parameters)
+    assert record["PipelineExecutionStatus"] == "Failed"
+    assert reason in record["FailureReason"]
+    assert "Traceback" not in record["FailureReason"]
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_missing_model_artifact_fails_the_step(aws: Emulator, scratch: Path) -> None:
+    create_scorer(aws, artifact_url=f"s3://{test_local_executor.BUCKET}/gone/model.tar.gz")
+    record = execute_quietly(aws, score_definition())
+    assert record["FailureReason"] == (
+        f"Step Score failed: model artifact s3://{test_local_executor.BUCKET}/gone/model.tar.gz "
+        "cannot be read (404)"
+    )
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("definition", "reason"),
+    [
+        ([], "the definition must be a JSON object with a Steps list"),
+        ({"Steps": {}}, "the definition must be a JSON object with a Steps list"),
+        ({"Steps": [{"Type": "Processing"}]}, "Steps[0] has no Name"),
+    ],
+)
+def test_a_malformed_definition_is_a_failed_record(
+    aws: Emulator, definition: object, reason: str
+) -> None:
+    record = execute_quietly(aws, definition)
+    assert (record["PipelineExecutionStatus"], record["FailureReason"]) == ("Failed", reason)
+    assert record["Steps"] == []
+
+
+def test_an_unknown_step_type_fails_before_any_step_runs(aws: Emulator) -> None:
+    definition = score_definition()
+    definition["Steps"].append({"Name": "Register", "Type": "RegisterModel", "Arguments": {}})
+    record = execute_quietly(aws, definition)
+    assert record["Steps"] == []  # the Transform did not run first
+    assert record["FailureReason"] == (
+        "step 'Register' has type 'RegisterModel', which local mode does not run "
+        "(it runs Processing and Transform steps)"
+    )
+
+
+def run_executor_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return run_script(["-m", "pipelines.local.executor", *args], env or {**os.environ})
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "message"),
+    [
+        ("definition not JSON", 2, "--definition: {d} is not a JSON pipeline definition:"),
+        ("definition a JSON list", 2, "--definition: {d} holds a JSON list, not a definition"),
+        ("definition missing", 2, "--definition: {d} cannot be read: No such file or directory"),
+        ("parameters not JSON", 2, "--parameters: not valid JSON:"),
+        ("parameters a list", 2, "--parameters: a JSON object of parameter values is required"),
+    ],
+)
+def test_the_executor_cli_names_the_bad_option_and_records_the_failure(
+    tmp_path: Path, case: str, code: int, message: str
+) -> None:
+    definition, record = tmp_path / "definition.json", tmp_path / "record.json"
+    definition.write_text({"definition a JSON list": "[]"}.get(case, '{"Steps": []}'))
+    if case == "definition not JSON":
+        definition.write_text("{broken")
+    if case == "definition missing":
+        definition = tmp_path / "missing.json"
+    parameters = {"parameters not JSON": "{x", "parameters a list": "[]"}.get(case, "{}")
+    result = run_executor_cli(
+        "--definition", str(definition), "--parameters", parameters, "--record", str(record)
+    )
+    assert result.returncode == code
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("pipelines.local.executor: error: " + message.format(d=definition))
+    written = json.loads(record.read_text())
+    assert written["PipelineExecutionStatus"] == "Failed"
+    assert written["FailureReason"] == line.removeprefix("pipelines.local.executor: error: ")
+
+
+def test_the_executor_cli_reads_a_missing_s3_definition_as_an_aws_error(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    sandbox.create_bucket(aws, None, "definitions")
+    result = run_executor_cli(
+        "--definition", "s3://definitions/missing.json", env={**os.environ, **aws.environment()}
+    )
+    assert result.returncode == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("pipelines.local.executor: error: --definition: reading s3://")
+    assert "NoSuchKey" in line
+
+
+def test_the_executor_cli_prints_why_a_run_failed(aws: Emulator, tmp_path: Path) -> None:
+    definition = tmp_path / "definition.json"
+    definition.write_text(json.dumps(score_definition()))
+    result = run_executor_cli(
+        "--definition", str(definition), "--parameters", '{"Unknown": "x"}',
+        env={**os.environ, **aws.environment()},
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert "status: Failed" in result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("pipelines.local.executor: ") and "Unknown" in line
+
+
+@pytest.mark.parametrize("cli", ["executor", "run_pipeline"])
+def test_an_unwritable_record_path_is_refused_before_the_run(tmp_path: Path, cli: str) -> None:
+    record = tmp_path / "a-file" / "record.json"
+    (tmp_path / "a-file").write_text("not a folder")
+    definition = tmp_path / "definition.json"
+    definition.write_text(json.dumps(score_definition()))
+    if cli == "executor":
+        result = run_executor_cli("--definition", str(definition), "--record", str(record))
+        prefix = "pipelines.local.executor: error: --record: cannot write"
+    else:
+        result = run_script(
+            ["-m", "pipelines.run_pipeline", "-n", "pipelines.batch_inference.pipeline", "--local",
+             "--kwargs", "{}", "--execution-record", str(record)],
+            {**os.environ},
+        )  # fmt: skip
+        prefix = "run_pipeline: error: --execution-record: cannot write"
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(prefix), line
+    assert "execution" not in result.stdout  # nothing ran

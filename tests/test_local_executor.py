@@ -516,7 +516,7 @@ def test_a_bad_definition_uri_is_one_line_and_exit_2_not_a_traceback(location, m
     )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"pipelines.local.executor: error: {message} (expected s3://bucket/key)"
+        f"pipelines.local.executor: error: --definition: {message} (expected s3://bucket/key)"
     ]
 
 

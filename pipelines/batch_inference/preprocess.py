@@ -572,6 +572,14 @@ def main(argv: list[str] | None = None) -> int:
         f"preprocess: {len(document['files'])} file(s), {read} rows read, "
         f"{document['rows_written']} written, {rejected} rejected"
     )
+    if read and not document["rows_written"]:
+        # say it here, not as "no input object" at the next step
+        print(
+            f"preprocess: every one of the {read} rows was rejected, nothing is left to score; "
+            "see the rejected/ output and the summary",
+            file=sys.stderr,
+        )
+        return 3
     if read and rejected / read > args.max_rejected_fraction:
         print(
             f"preprocess: {rejected} of {read} rows rejected, more than the allowed "

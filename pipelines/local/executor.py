@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import secrets
+import shutil
 import string
 import sys
 import tempfile
@@ -28,7 +29,7 @@ import boto3
 import botocore.exceptions
 
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
-from pipelines.files import write_execution_record
+from pipelines.files import check_writable, write_execution_record
 from pipelines.local import expressions
 from pipelines.local.processing import StepFailed, run_processing
 from pipelines.local.transform import run_transform
@@ -60,11 +61,12 @@ def execute(
     execution_id: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run every step in dependency order; return the execution record (never raises for a
-    failing step: the record says ``Failed`` and why).
+    """Run every step in dependency order; return the execution record. Never raises: a bad
+    definition, a bad parameter or a failing step ends the record ``Failed`` with the reason.
 
     ``session`` holds the credentials the jobs act with (SageMaker's execution role on AWS);
-    clients honour ``AWS_ENDPOINT_URL``, which points them at the emulator.
+    clients honour ``AWS_ENDPOINT_URL``, which points them at the emulator. ``work_dir`` is
+    the caller's to keep; without it the jobs work in a temporary folder removed at the end.
     """
     session = session or boto3.Session()
     region = session.region_name
@@ -89,23 +91,43 @@ def execute(
             "CurrentDateTime": record["StartTime"],
         },
     )
-    # absolute: jobs run with their own working directory
-    work_dir = Path(work_dir or tempfile.mkdtemp(prefix=f"pipeline-{execution_id}-")).resolve()
     try:
+        _check_definition(definition)
         context.parameters = expressions.resolve_parameters(definition, parameters or {})
         record["Parameters"] = context.parameters
         steps = expressions.execution_order(definition)
     except expressions.DefinitionError as error:
         return _finish(record, "Failed", str(error))
     log(f"execution {execution_id} of {pipeline_name}: {len(steps)} step(s)")
-    for step in steps:
-        step_record = _run_step(step, context, session, work_dir / step["Name"], execution_id, log)
-        record["Steps"].append(step_record)
-        if step_record["StepStatus"] != "Succeeded":
-            return _finish(
-                record, "Failed", f"Step {step['Name']} failed: {step_record['FailureReason']}"
+    temporary = work_dir is None
+    # absolute: jobs run with their own working directory
+    work_dir = Path(work_dir or tempfile.mkdtemp(prefix=f"pipeline-{execution_id}-")).resolve()
+    try:
+        for step in steps:
+            step_dir = work_dir / step["Name"]
+            step_record = _run_step(step, context, session, step_dir, execution_id, log)
+            record["Steps"].append(step_record)
+            if step_record["StepStatus"] != "Succeeded":
+                reason = f"Step {step['Name']} failed: {step_record['FailureReason']}"
+                return _finish(record, "Failed", reason)
+        return _finish(record, "Succeeded")
+    finally:
+        if temporary:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _check_definition(definition: object) -> None:
+    """The whole definition's shape, before any step runs (SageMaker refuses it at upsert)."""
+    if not isinstance(definition, dict) or not isinstance(definition.get("Steps"), list):
+        raise expressions.DefinitionError("the definition must be a JSON object with a Steps list")
+    for index, step in enumerate(definition["Steps"]):
+        if not isinstance(step, dict) or not isinstance(step.get("Name"), str):
+            raise expressions.DefinitionError(f"Steps[{index}] has no Name")
+        if step.get("Type") not in _RUNNERS:
+            raise expressions.DefinitionError(
+                f"step {step['Name']!r} has type {step.get('Type')!r}, which local mode does not "
+                f"run (it runs {' and '.join(_RUNNERS)} steps)"
             )
-    return _finish(record, "Succeeded")
 
 
 def _finish(record: dict[str, Any], status: str, reason: str | None = None) -> dict[str, Any]:
@@ -149,8 +171,6 @@ def _run_step(
     record: dict[str, Any] = {"StepName": name, "StepType": kind, "StartTime": _now()}
     log(f"  {name} ({kind}) started")
     try:
-        if kind not in _RUNNERS:
-            raise expressions.DefinitionError(f"step type {kind} is not supported in local mode")
         arguments = expressions.resolve(step.get("Arguments", {}), context)
         work_dir.mkdir(parents=True, exist_ok=True)
         if kind == "Processing":
@@ -160,6 +180,12 @@ def _run_step(
     except (StepFailed, expressions.DefinitionError, ValueError) as error:
         # ValueError: a parameter that is not what the step needs (e.g. not an S3 URI)
         record.update(StepStatus="Failed", FailureReason=str(error))
+    except botocore.exceptions.ClientError as error:
+        details = error.response.get("Error", {})
+        reason = f"{error.operation_name}: {details.get('Code')}: {details.get('Message')}"
+        record.update(StepStatus="Failed", FailureReason=" ".join(reason.split()))
+    except Exception as error:  # the last resort: the record, not a traceback, says what failed
+        record.update(StepStatus="Failed", FailureReason=f"{type(error).__name__}: {error}")
     else:
         job = _RUNNERS[kind]
         prefix = context.execution["PipelineArn"].rsplit(":pipeline/", 1)[0]
@@ -182,12 +208,26 @@ def _run_step(
 
 
 def load_definition(location: str, s3: S3Client | None = None) -> dict[str, Any]:
-    """A definition from a file path or an ``s3://`` URI."""
-    if location.startswith("s3://"):
-        bucket, key = parse_s3_object_uri(location)
-        body = (s3 or boto3.client("s3")).get_object(Bucket=bucket, Key=key)["Body"].read()
-        return json.loads(body)
-    return json.loads(Path(location).read_text(encoding="utf-8"))
+    """A definition from a file path or an ``s3://`` URI; ``ValueError`` names what is wrong."""
+    try:
+        if location.startswith("s3://"):
+            bucket, key = parse_s3_object_uri(location)
+            body = (s3 or boto3.client("s3")).get_object(Bucket=bucket, Key=key)["Body"].read()
+        else:
+            body = Path(location).read_bytes()
+    except OSError as error:
+        raise ValueError(f"{location} cannot be read: {error.strerror}") from None
+    try:
+        definition = json.loads(body)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{location} is not a JSON pipeline definition: {error}") from None
+    if not isinstance(definition, dict):
+        raise ValueError(f"{location} holds a JSON {type(definition).__name__}, not a definition")
+    return definition
+
+
+def _failed_before_running(reason: str) -> dict[str, Any]:
+    return _finish({"PipelineExecutionStatus": "Executing", "StartTime": _now()}, "Failed", reason)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,24 +239,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-name", default="local-pipeline")
     parser.add_argument("--record", type=Path, help="write the execution record here")
     args = parser.parse_args(argv)
+    prog = "pipelines.local.executor"
+    try:
+        if args.record:
+            check_writable(args.record)  # before the run, whose record it must keep
+    except ValueError as error:
+        print(f"{prog}: error: --record: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    code, problem = USAGE_ERROR, None
     try:
         overrides = json.loads(args.parameters)
         if not isinstance(overrides, dict):
-            raise ValueError("a JSON object is required")
-        definition = load_definition(args.definition)
-    except (ValueError, OSError) as error:
-        print(f"pipelines.local.executor: error: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        print(
-            f"pipelines.local.executor: error: reading {args.definition}: {error}", file=sys.stderr
-        )
-        return AWS_ERROR
+            problem = "--parameters: a JSON object of parameter values is required"
+    except ValueError as error:
+        problem = f"--parameters: not valid JSON: {error}"
+    if problem is None:
+        try:
+            definition = load_definition(args.definition)
+        except ValueError as error:
+            problem = f"--definition: {error}"
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            code, problem = AWS_ERROR, f"--definition: reading {args.definition}: {error}"
+    if problem is not None:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+        if args.record:
+            write_execution_record(args.record, _failed_before_running(problem))
+        return code
     record = execute(definition, overrides, pipeline_name=args.pipeline_name)
     if args.record:
         write_execution_record(args.record, record)
     print(f"status: {record['PipelineExecutionStatus']}")
-    return 0 if record["PipelineExecutionStatus"] == "Succeeded" else EXECUTION_FAILED
+    if record["PipelineExecutionStatus"] != "Succeeded":
+        print(f"{prog}: {record['FailureReason']}", file=sys.stderr)
+        return EXECUTION_FAILED
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
+import botocore.exceptions
 import numpy as np
 
 from pipelines.local import records, storage
@@ -150,7 +151,11 @@ def resolve_model(sagemaker: SageMakerClient, model_name: str) -> ModelSpec:
 def load_model(s3: S3Client, spec: ModelSpec, work_dir: Path) -> ModelServer:
     bucket, key = parse_s3_uri(spec.model_data_url)
     archive = work_dir / "model.tar.gz"
-    storage.download(s3, bucket, key, archive)
+    try:
+        storage.download(s3, bucket, key, archive)
+    except botocore.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        raise StepFailed(f"model artifact {spec.model_data_url} cannot be read ({code})") from None
     try:
         return ModelServer(extract_artifact(archive, work_dir / "model"), spec.environment)
     except ModelLoadError as error:
@@ -410,7 +415,10 @@ def run_transform(
     spec = resolve_model(session.client("sagemaker"), arguments["ModelName"])
     objects = [(bucket, key) for bucket, key, _ in storage.list_objects(s3, options.input_uri)]
     if not objects:
-        raise StepFailed(f"no input object under {options.input_uri}")
+        raise StepFailed(
+            f"no input object under {options.input_uri} (when an earlier step writes there, it "
+            "wrote nothing)"
+        )
     shares = [objects[i::count] for i in range(count)]
     results: list[ObjectResult] = []
     if count == 1:
