@@ -35,6 +35,7 @@ import build
 import utils
 from examples.breast_cancer import data, model
 from pipelines import sdk, smoke_run
+from pipelines.batch_inference import quality
 from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
@@ -72,8 +73,11 @@ def register_model(aws: Emulator, bucket: str, workdir: Path) -> tuple[str, floa
     """Train, upload and register the sample model (pending), then approve it."""
     trained = model.train()
     archive = model.package(trained, workdir / "model.tar.gz")
-    key = f"training/{PROJECT}/{int(time.time())}/output/model.tar.gz"
+    output = f"training/{PROJECT}/{int(time.time())}/output"
+    key = f"{output}/model.tar.gz"
     aws.client("s3", "dev").upload_file(str(archive), bucket, key)
+    baseline = model.write_baseline(trained, workdir / "baseline.json")
+    aws.client("s3", "dev").upload_file(str(baseline), bucket, f"{output}/baseline.json")
     image = sdk.image_uris.retrieve(
         framework="sklearn", region=aws.region, version="1.9-0", py_version="py3",
         instance_type="ml.m5.xlarge",
@@ -96,6 +100,14 @@ def register_model(aws: Emulator, bucket: str, workdir: Path) -> tuple[str, floa
             "SupportedTransformInstanceTypes": ["ml.m5.xlarge"],
         },
         CustomerMetadataProperties={"holdout_accuracy": f"{trained.holdout_accuracy:.4f}"},
+        DriftCheckBaselines={
+            "ModelDataQuality": {
+                "Statistics": {
+                    "ContentType": quality.CONTENT_TYPE,
+                    "S3Uri": f"s3://{bucket}/{output}/baseline.json",
+                }
+            }
+        },
     )["ModelPackageArn"]
     registry.update_model_package(
         ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="demo approval"
@@ -245,7 +257,11 @@ def run(rows: int, assume_yes: bool, workdir: Path) -> dict[str, Any]:
                 f"{stage}: run the deployed pipeline on {rows} rows",
                 partial(score, aws, stage, tfvars, rows, workdir),
             )
-            report["stages"][stage] = {"tfvars": tfvars, "record": record}
+            report["stages"][stage] = {
+                "tfvars": tfvars,
+                "record": record,
+                "baseline": promoted_baseline(aws, stage, tfvars, workdir / "baseline.json"),
+            }
         report["redeploy"] = timer.run(
             "deploy again: nothing new is created",
             lambda: {s: deploy(s, workdir, version)["model_package_arn"] for s in stages},
@@ -264,6 +280,19 @@ def _base_resources(aws: Emulator) -> str:
     for stage in utils.STAGES:
         sandbox.create_stage(aws, stage, PROJECT)
     return bucket
+
+
+def promoted_baseline(aws: Emulator, stage: str, tfvars: dict[str, Any], trained: Path) -> str:
+    """The stage package's data-quality baseline: its URI, checked to be the trained one."""
+    package = aws.client("sagemaker", stage).describe_model_package(
+        ModelPackageName=tfvars["model_package_arn"]
+    )
+    uri = package["DriftCheckBaselines"]["ModelDataQuality"]["Statistics"]["S3Uri"]
+    bucket, key = utils.parse_s3_uri(uri)
+    body = aws.client("s3", stage).get_object(Bucket=bucket, Key=key)["Body"].read()
+    if body != trained.read_bytes():
+        raise DemoFailed(f"the {stage} package's baseline {uri} is not the trained one")
+    return uri
 
 
 def _target_packages(aws: Emulator, stage: str) -> list[ModelPackageSummaryTypeDef]:

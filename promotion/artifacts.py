@@ -45,7 +45,25 @@ def package_artifacts(package: DescribeModelPackageOutputTypeDef) -> list[Artifa
         if extra and extra.get("S3Uri"):
             prefix = extra.get("S3DataType") == "S3Prefix"
             found.setdefault(extra["S3Uri"], Artifact(extra["S3Uri"], prefix))
+    for field in METRICS_FIELDS:  # baselines and reports: one object each
+        for uri in s3_uris(package.get(field)):
+            found.setdefault(uri, Artifact(uri))
     return list(found.values())
+
+
+# What a package says about its quality, each a tree of {"S3Uri": ...} documents
+# (MetricsSource, FileSource) that the target package must point at in its own account.
+METRICS_FIELDS = ("ModelMetrics", "DriftCheckBaselines")
+
+
+def s3_uris(document: object) -> list[str]:
+    """Every ``S3Uri`` value in a nested document, in order."""
+    if isinstance(document, dict):
+        found = [document["S3Uri"]] if isinstance(document.get("S3Uri"), str) else []
+        return found + [u for k, v in document.items() if k != "S3Uri" for u in s3_uris(v)]
+    if isinstance(document, list):
+        return [u for item in document for u in s3_uris(item)]
+    return []
 
 
 def artifact_prefix(project: str, group: str, version: int) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promotion.artifacts import (
+    METRICS_FIELDS,
     CopyPlan,
     artifact_prefix,
     copy_artifacts,
@@ -30,6 +31,7 @@ from promotion.target_package import (
     ensure_group,
     promotion_metadata,
     rewrite_inference_specification,
+    rewrite_s3_uris,
 )
 
 if TYPE_CHECKING:
@@ -144,16 +146,22 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
             f"Models promoted from {account_of(source['ModelPackageArn'])} for {request.stage}",
             tags,
         )
+
+        def moved(uri: str) -> str:
+            return target_uri(uri, settings.artifacts_bucket, prefix)
+
         package = create_target_package(
             clients.target_sagemaker,
             request.group,
             source,
-            rewrite_inference_specification(
-                source["InferenceSpecification"],
-                lambda uri: target_uri(uri, settings.artifacts_bucket, prefix),
-            ),
+            rewrite_inference_specification(source["InferenceSpecification"], moved),
             promotion_metadata(source),
             tags,
+            quality={
+                field: rewrite_s3_uris(source[field], moved)  # type: ignore[literal-required]
+                for field in METRICS_FIELDS
+                if source.get(field)
+            },
         )
         result.target_package_arn = package["ModelPackageArn"]
     result.tfvars = publish_stage_files(clients.target_s3, request, settings, result)

@@ -67,6 +67,18 @@ def ensure_group(
         )
 
 
+def rewrite_s3_uris(document: Any, mapping: Callable[[str], str]) -> Any:
+    """The same nested document with every ``S3Uri`` value moved by ``mapping``."""
+    if isinstance(document, dict):
+        return {
+            k: mapping(v) if k == "S3Uri" and isinstance(v, str) else rewrite_s3_uris(v, mapping)
+            for k, v in document.items()
+        }
+    if isinstance(document, list):
+        return [rewrite_s3_uris(item, mapping) for item in document]
+    return document
+
+
 def create_target_package(
     sagemaker: SageMakerClient,
     group: str,
@@ -76,8 +88,12 @@ def create_target_package(
     tags: Sequence[TagTypeDef],
     poll_seconds: float = 5.0,
     timeout_seconds: float = 1800.0,
+    quality: Mapping[str, Any] | None = None,
 ) -> DescribeModelPackageOutputTypeDef:
     """Create the Approved target package and wait until it is ``Completed``.
+
+    ``quality`` holds the source's ``ModelMetrics`` / ``DriftCheckBaselines`` with their
+    URIs moved to the stage's copies.
 
     A package that ends ``Failed`` is deleted (nothing half-made stays behind) and its
     failure reason raised.
@@ -94,6 +110,7 @@ def create_target_package(
             # one token per promotion attempt: a retried request never makes two packages
             ClientToken=str(uuid.uuid4()),
             **_copied_fields(source),
+            **(quality or {}),
         )["ModelPackageArn"]
     return wait_for_package(sagemaker, arn, poll_seconds, timeout_seconds)
 

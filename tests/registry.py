@@ -62,8 +62,11 @@ class DevRegistry:
         containers: list[dict] | None = None,
         body: bytes | None = None,
         metadata: dict[str, str] | None = None,
+        quality: dict[str, Any] | None = None,
     ) -> str:
-        """Register a package; by default one container with a fresh model.tar.gz."""
+        """Register a package; by default one container with a fresh model.tar.gz.
+
+        ``quality``: ``ModelMetrics`` / ``DriftCheckBaselines`` to register as they are."""
         if containers is None:
             number = len(self.versions()) + 1
             url = self.put_artifact(
@@ -89,6 +92,7 @@ class DevRegistry:
         }
         if metadata:
             arguments["CustomerMetadataProperties"] = metadata
+        arguments.update(quality or {})
         return self.sagemaker.create_model_package(**arguments)["ModelPackageArn"]
 
     def set_status(self, arn: str, status: ModelApprovalStatusType) -> None:

@@ -32,6 +32,9 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         assert record["PipelineExecutionStatus"] == "Succeeded"
         assert tfvars["model_package_arn"].split(":")[4] == ACCOUNTS[stage]
         assert tfvars["model_version"] == 1  # prod got exactly what preprod got
+        # the training baseline travelled with the package, into the stage's own bucket
+        assert result["baseline"].startswith(f"s3://{tfvars['artifacts_bucket']}/")
+        assert result["baseline"].endswith("/baseline.json")
         counts, generated = record["Counts"], record["Generated"]
         assert counts["rows_in"] == ROWS
         assert counts["rows_rejected"] == generated["malformed"] > 0

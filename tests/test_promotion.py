@@ -108,6 +108,57 @@ def test_promotes_the_newest_approved_package_into_preprod(
     assert "created" in stdout
 
 
+def test_baselines_and_metrics_travel_with_the_package(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys
+) -> None:
+    """The package's DriftCheckBaselines and ModelMetrics point at objects in dev; the stage's
+    package must point at copies in its own bucket (a role there cannot read dev's)."""
+    baseline = json.dumps({"format": "sagemaker-batch-mlops/baseline/1", "features": {}})
+    uris = {
+        name: dev.put_artifact(f"training/run-1/output/{name}", body.encode())
+        for name, body in (
+            ("baseline.json", baseline),
+            ("constraints.json", "{}"),
+            ("evaluation.json", '{"accuracy": 0.97}'),
+            ("bias-config.json", "{}"),
+        )
+    }
+    source_quality = {
+        "DriftCheckBaselines": {
+            "ModelDataQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": uris["baseline.json"]},
+                "Constraints": {
+                    "ContentType": "application/json",
+                    "S3Uri": uris["constraints.json"],
+                },
+            },
+            "Bias": {"ConfigFile": {"S3Uri": uris["bias-config.json"]}},
+        },
+        "ModelMetrics": {
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": uris["evaluation.json"]}
+            }
+        },
+    }
+    dev.register("Approved", quality=source_quality)
+    assert run_build(tmp_path, "--dry-run") == 0
+    planned = capsys.readouterr().out
+    assert all(uri in planned for uri in uris.values())  # the plan lists them as copies
+
+    assert run_build(tmp_path) == 0
+    (package,) = target_packages(aws)
+    prefix = f"s3://{stage_bucket('preprod')}/{PROJECT}/model-artifacts/{GROUP}/v1/{DEV_BUCKET}/"
+    moved = {uri: prefix + uri.split(f"s3://{DEV_BUCKET}/", 1)[1] for uri in uris.values()}
+    text = json.dumps(source_quality)
+    for source_uri, target in moved.items():
+        text = text.replace(f'"{source_uri}"', f'"{target}"')
+    expected = json.loads(text)  # the same documents, every URI in the stage's bucket
+    assert package["DriftCheckBaselines"] == expected["DriftCheckBaselines"]
+    assert package["ModelMetrics"] == expected["ModelMetrics"]
+    for source_uri, target in moved.items():
+        assert object_bytes(aws, "preprod", target) == object_bytes(aws, "dev", source_uri)
+
+
 def test_pipeline_definition_and_code_are_uploaded_content_addressed(
     aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
 ) -> None:

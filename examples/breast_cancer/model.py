@@ -1,11 +1,14 @@
 """Train the sample model and package it the way SageMaker serves scikit-learn models.
 
 A scikit-learn ``Pipeline`` (scaler + logistic regression), so the scaling fitted on the
-training data travels inside the artifact and the batch is never re-fitted.
+training data travels inside the artifact and the batch is never re-fitted. Its data-quality
+baseline (the training features' statistics and the holdout's predictions) is written beside
+it and registered as the package's ``DriftCheckBaselines``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tarfile
@@ -20,6 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+from pipelines.batch_inference import quality
 
 INFERENCE_SCRIPT = Path(__file__).with_name("inference.py")
 ENTRY_POINT = "inference.py"
@@ -46,6 +51,7 @@ def feature_schema() -> dict:
 class TrainedModel:
     pipeline: Pipeline
     holdout_accuracy: float
+    baseline: dict
 
 
 def train(seed: int = 0) -> TrainedModel:
@@ -56,7 +62,18 @@ def train(seed: int = 0) -> TrainedModel:
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     pipeline.fit(x_train, y_train)
     accuracy = float(np.mean(pipeline.predict(x_test) == y_test))
-    return TrainedModel(pipeline, accuracy)
+    baseline = quality.compute_baseline(
+        {name: x_train[:, i] for i, name in enumerate(feature_names())},
+        predictions=pipeline.predict_proba(x_test)[:, 1],
+    )
+    return TrainedModel(pipeline, accuracy, baseline)
+
+
+def write_baseline(model: TrainedModel, destination: Path) -> Path:
+    """The model's data-quality baseline as JSON (registered as its DriftCheckBaselines)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(json.dumps(model.baseline, indent=1) + "\n", encoding="utf-8")
+    return destination
 
 
 def package(model: TrainedModel, destination: Path) -> Path:

@@ -1,0 +1,120 @@
+"""The training baseline and the drift measures, checked against direct numpy computations."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from examples.breast_cancer import model
+from pipelines.batch_inference import quality
+
+
+def test_numeric_statistics_are_numpys() -> None:
+    values = np.random.default_rng(1).normal(5.0, 2.0, 10_000)
+    values[::100] = np.nan
+    stats = quality.numeric_statistics(values)
+    present = values[~np.isnan(values)]
+    assert stats["count"] == 10_000 and stats["null_share"] == pytest.approx(0.01)
+    assert (stats["min"], stats["max"]) == (present.min(), present.max())
+    assert stats["mean"] == pytest.approx(present.mean()) and stats["std"] == pytest.approx(
+        present.std()
+    )
+    deciles = np.quantile(present, np.arange(1, 10) / 10, method="lower")
+    assert stats["bin_edges"] == pytest.approx(list(deciles))
+    assert sum(stats["bin_shares"]) == pytest.approx(1.0)
+    assert stats["bin_shares"] == pytest.approx([0.1] * 10, abs=0.002)  # deciles
+
+
+def test_repeated_values_merge_their_bins() -> None:
+    stats = quality.numeric_statistics(np.array([0.0] * 90 + [1.0] * 10))
+    assert stats["bin_edges"] == [0.0]  # nine deciles, one distinct value
+    assert stats["bin_shares"] == pytest.approx([0.9, 0.1])
+
+
+def test_psi_is_the_textbook_sum() -> None:
+    expected, actual = [0.2, 0.3, 0.5], [0.1, 0.4, 0.5]
+    direct = sum((a - e) * math.log(a / e) for e, a in zip(expected, actual, strict=True))
+    assert quality.psi(expected, actual) == pytest.approx(direct)
+    assert quality.psi(expected, expected) == 0.0
+    assert quality.psi([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]) == 0.0
+    assert math.isfinite(quality.psi([1.0, 0.0], [0.0, 1.0]))  # empty bins are floored
+    with pytest.raises(ValueError, match="3 baseline bins but 2 batch bins"):
+        quality.psi([0.2, 0.3, 0.5], [0.5, 0.5])
+
+
+def test_a_batch_from_the_training_distribution_has_a_psi_near_zero() -> None:
+    """The documented tolerance: below 0.01 for 50,000 rows of the same distribution, while a
+    shift of half a standard deviation is a major one (above 0.25 is the usual alarm)."""
+    rng = np.random.default_rng(7)
+    baseline = quality.compute_baseline({"x": rng.normal(0, 1, 50_000)})["features"]["x"]
+    same, shifted = (
+        quality.FeatureDrift("x", baseline),
+        quality.FeatureDrift("x", baseline),
+    )
+    same.update(rng.normal(0, 1, 50_000))
+    shifted.update(rng.normal(1.0, 1, 50_000))
+    assert same.report()["psi"] < 0.01
+    assert shifted.report()["psi"] > 0.25
+
+
+def test_feeding_blocks_equals_one_pass_and_null_shares_are_compared() -> None:
+    rng = np.random.default_rng(3)
+    baseline = quality.compute_baseline({"x": rng.normal(0, 1, 5_000)})["features"]["x"]
+    batch = rng.normal(0.3, 1.2, 9_000)
+    batch[::10] = np.nan
+    whole, blocks = quality.FeatureDrift("x", baseline), quality.FeatureDrift("x", baseline)
+    whole.update(batch)
+    for start in range(0, batch.size, 1_000):
+        blocks.update(batch[start : start + 1_000])
+    assert blocks.report() == whole.report()
+    report = whole.report()
+    present = batch[~np.isnan(batch)]
+    counts = np.bincount(np.searchsorted(baseline["bin_edges"], present, side="left"), minlength=10)
+    direct = quality.psi(baseline["bin_shares"], list(counts / counts.sum()))
+    assert report["psi"] == pytest.approx(direct)
+    assert report["null_share"] == pytest.approx(0.1)
+    assert report["null_share_change"] == pytest.approx(0.1)  # the baseline had none
+    assert report["rows"] == 9_000
+
+
+def test_categorical_features_compare_frequencies() -> None:
+    baseline = quality.compute_baseline({"segment": ["a"] * 60 + ["b"] * 30 + [None] * 10})
+    segment = baseline["features"]["segment"]
+    assert segment["type"] == "categorical"
+    assert segment["frequencies"] == pytest.approx({"a": 60 / 90, "b": 30 / 90})
+    assert (segment["null_share"], segment["other_share"]) == (0.1, 0.0)
+    drift = quality.FeatureDrift("segment", segment)
+    drift.update(["a"] * 30 + ["b"] * 30 + ["c"] * 30 + [""] * 10)
+    report = drift.report()
+    assert drift.shares() == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+    expected = quality.psi([60 / 90, 30 / 90, 0.0], [1 / 3, 1 / 3, 1 / 3])
+    assert report["psi"] == pytest.approx(expected)
+    assert report["null_share_change"] == pytest.approx(0.0)
+
+
+def test_an_empty_batch_reports_no_psi() -> None:
+    baseline = quality.compute_baseline({"x": [1.0, 2.0, 3.0]})["features"]["x"]
+    report = quality.FeatureDrift("x", baseline).report()
+    assert report == {"rows": 0, "psi": None, "null_share": None, "null_share_change": None}
+
+
+def test_bad_baseline_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="feature 'b' has 2 values, the others 3"):
+        quality.compute_baseline({"a": [1, 2, 3], "b": [1, 2]})
+    with pytest.raises(ValueError, match="predictions must be numbers"):
+        quality.compute_baseline({"a": [1, 2, 3]}, predictions=["x", "y", "z"])
+
+
+def test_the_sample_model_carries_its_baseline(tmp_path) -> None:
+    trained = model.train()
+    path = model.write_baseline(trained, tmp_path / "baseline.json")
+    document = json.loads(path.read_text())
+    assert document["format"] == quality.FORMAT
+    assert set(document["features"]) == set(model.feature_names())
+    assert document["rows"] == 455  # the training split of 569 rows
+    predictions = document["predictions"]
+    assert 0.0 <= predictions["min"] <= predictions["max"] <= 1.0  # probabilities
+    assert all(f["null_share"] == 0.0 for f in document["features"].values())
