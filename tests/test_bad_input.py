@@ -452,7 +452,7 @@ def _not_utf8_schema(tmp_path: Path) -> None:
     [
         ("block size 0", ("--block-size", "0"), "preprocess: error: argument --block-size: "
          "must be at least 4096 bytes"),
-        ("output under a file", (), "preprocess: "),
+        ("output under a file", (), "preprocess: {out}/inference: Not a directory"),
         ("schema not UTF-8", (), "preprocess: schema file "),
     ],
 )  # fmt: skip
@@ -472,7 +472,8 @@ def test_bad_preprocess_arguments_are_one_line_and_exit_2(
         code = int(exited.code or 0)
     assert code == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith(message), err
+    expected = message.format(out=output)
+    assert len(err.splitlines()) == 1 and err.startswith(expected), err
 
 
 # -------------------------------------------------------- the local executor and its CLIs

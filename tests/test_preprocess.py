@@ -142,12 +142,14 @@ def test_rows_that_fail_to_parse_on_the_read_ahead_thread_are_all_counted(
         batches: queue.Queue[object] = queue.Queue(maxsize=1)
 
         def pump() -> None:
-            for batch in reader:
-                batches.put(batch)
-            batches.put(None)
+            try:
+                for batch in reader:
+                    batches.put(batch)
+            finally:  # a reader that raises ends the iteration instead of hanging the test
+                batches.put(None)
 
         threading.Thread(target=pump, daemon=True).start()
-        return iter(batches.get, None)
+        return iter(lambda: batches.get(timeout=60), None)
 
     monkeypatch.setattr(preprocess.pacsv, "open_csv", read_ahead)
     rows = 20_000  # a third short (parse error), a third with a bad int, a third valid

@@ -47,7 +47,7 @@ def test_psi_is_the_textbook_sum() -> None:
 
 def test_a_batch_from_the_training_distribution_has_a_psi_near_zero() -> None:
     """The documented tolerance: below 0.01 for 50,000 rows of the same distribution, while a
-    shift of half a standard deviation is a major one (above 0.25 is the usual alarm)."""
+    shift of one standard deviation is a major one (above 0.25 is the usual alarm)."""
     rng = np.random.default_rng(7)
     baseline = quality.compute_baseline({"x": rng.normal(0, 1, 50_000)})["features"]["x"]
     same, shifted = (
