@@ -9,7 +9,13 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from pipelines import s3_locations
-from promotion.errors import ArtifactMissing, CopyVerificationFailed, aws_errors, is_not_found
+from promotion.errors import (
+    AccessDenied,
+    ArtifactMissing,
+    CopyVerificationFailed,
+    aws_errors,
+    is_not_found,
+)
 from promotion.names import parse_s3_uri
 
 if TYPE_CHECKING:
@@ -29,6 +35,8 @@ class Artifact:
 
     uri: str
     is_prefix: bool = False
+    # The package field of a quality document ("DriftCheckBaselines"); empty for model data.
+    quality_field: str = ""
 
 
 def package_artifacts(package: DescribeModelPackageOutputTypeDef) -> list[Artifact]:
@@ -47,7 +55,7 @@ def package_artifacts(package: DescribeModelPackageOutputTypeDef) -> list[Artifa
             found.setdefault(extra["S3Uri"], Artifact(extra["S3Uri"], prefix))
     for field in METRICS_FIELDS:  # baselines and reports: one object each
         for uri in s3_uris(package.get(field)):
-            found.setdefault(uri, Artifact(uri))
+            found.setdefault(uri, Artifact(uri, quality_field=field))
     return list(found.values())
 
 
@@ -90,35 +98,58 @@ def plan_copies(
     """List every object to copy with its size; a missing artifact is an error here."""
     plans = []
     for artifact in artifacts:
-        source_bucket, key = parse_s3_uri(artifact.uri)
-        with aws_errors(f"reading the source artifact {artifact.uri}"):
-            if artifact.is_prefix:
-                objects = [
-                    (item["Key"], item["Size"], item["ETag"])
-                    for page in source_s3.get_paginator("list_objects_v2").paginate(
-                        Bucket=source_bucket, Prefix=key
-                    )
-                    for item in page.get("Contents", [])
-                ]
-                if not objects:
-                    raise ArtifactMissing(
-                        f"artifact prefix {artifact.uri} holds no object in the source account"
-                    )
-            else:
-                try:
-                    head = source_s3.head_object(Bucket=source_bucket, Key=key)
-                except ClientError as error:
-                    if is_not_found(error):
-                        raise ArtifactMissing(
-                            f"artifact {artifact.uri} does not exist in the source bucket; "
-                            "the package references a deleted object: register a new version"
-                        ) from None
-                    raise
-                objects = [(key, head["ContentLength"], head["ETag"])]
+        try:
+            objects = _source_objects(source_s3, artifact)
+        except AccessDenied:
+            if not artifact.quality_field:
+                raise
+            # Check steps often write their reports to SageMaker's default bucket, which the
+            # cross-account read grants (model_artifact_prefixes) deliberately do not cover.
+            raise AccessDenied(
+                f"cannot read the package's {artifact.quality_field} document {artifact.uri} "
+                "(access denied): quality documents are copied like the model artifact, so "
+                "they must sit under the dev account's model_artifact_prefixes (and the "
+                "targets' dev_model_artifact_prefixes); register them there or add their "
+                "prefix to both"
+            ) from None
+        source_bucket = parse_s3_uri(artifact.uri)[0]
         for object_key, size, etag in objects:
             uri = f"s3://{source_bucket}/{object_key}"
             plans.append(CopyPlan(uri, target_uri(uri, bucket, prefix), size, etag))
     return plans
+
+
+def _source_objects(source_s3: S3Client, artifact: Artifact) -> list[tuple[str, int, str]]:
+    """(key, size, ETag) of every object the artifact names; a missing one is an error."""
+    source_bucket, key = parse_s3_uri(artifact.uri)
+    what = (
+        f"the package's {artifact.quality_field} document" if artifact.quality_field else "artifact"
+    )
+    with aws_errors(f"reading the source artifact {artifact.uri}"):
+        if artifact.is_prefix:
+            objects = [
+                (item["Key"], item["Size"], item["ETag"])
+                for page in source_s3.get_paginator("list_objects_v2").paginate(
+                    Bucket=source_bucket, Prefix=key
+                )
+                for item in page.get("Contents", [])
+            ]
+            if not objects:
+                raise ArtifactMissing(
+                    f"artifact prefix {artifact.uri} holds no object in the source account"
+                )
+        else:
+            try:
+                head = source_s3.head_object(Bucket=source_bucket, Key=key)
+            except ClientError as error:
+                if is_not_found(error):
+                    raise ArtifactMissing(
+                        f"{what} {artifact.uri} does not exist in the source bucket; "
+                        "the package references a deleted object: register a new version"
+                    ) from None
+                raise
+            objects = [(key, head["ContentLength"], head["ETag"])]
+    return objects
 
 
 def copy_artifacts(

@@ -697,7 +697,7 @@ def iam_enforced(aws: Emulator):
     set_enforcement("0")
     try:
         with environment(credentials):
-            yield
+            yield lambda: set_enforcement("inf")  # to look at the result as the admin again
     finally:
         set_enforcement("inf")
 
@@ -730,6 +730,77 @@ def test_access_denied_is_reported_as_access_denied(
     assert code == 6, err
     assert "access denied while reading model package group 'churn-models'" in err
     assert "does not exist" not in err
+
+
+@pytest.fixture
+def baseline_outside_prefixes(aws: Emulator, dev: DevRegistry) -> str:
+    """A package whose baseline a check step wrote outside the model-artifact prefixes, and a
+    dev role that, like infra/'s registry-read role, may read only those prefixes."""
+    reads_artifacts_only = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": ["sagemaker:*", "sts:*"], "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject*", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{DEV_BUCKET}", f"arn:aws:s3:::{DEV_BUCKET}/training/*"],
+            },
+        ],
+    }
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+    iam = aws.client("iam", "dev")
+    iam.create_role(RoleName="registry-read", AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(
+        RoleName="registry-read", PolicyName="read", PolicyDocument=json.dumps(reads_artifacts_only)
+    )
+    report = dev.put_artifact("sagemaker-checks/run-1/statistics.json", b"{}")
+    statistics = {"ContentType": "application/json", "S3Uri": report}
+    dev.register(
+        "Approved",
+        quality={"DriftCheckBaselines": {"ModelDataQuality": {"Statistics": statistics}}},
+    )
+    return report
+
+
+def test_quality_document_outside_the_artifact_prefixes_is_refused_by_name(
+    aws: Emulator,
+    preprod: dict,
+    baseline_outside_prefixes: str,
+    tmp_path: Path,
+    capsys,
+    iam_enforced,
+) -> None:
+    """A baseline the dev read grants do not cover is named, with the fix; nothing is made."""
+    report = baseline_outside_prefixes
+    code = build.main(
+        [
+            "--stage",
+            "preprod",
+            "--model-package-group-name",
+            GROUP,
+            "--project-name",
+            PROJECT,
+            "--source-role-arn",
+            role_arn("dev", "registry-read"),
+            "--target-role-arn",
+            role_arn("preprod", "admin"),
+            "--output",
+            str(tmp_path / "out.json"),
+        ]
+    )
+    err = one_line_error(capsys)
+    assert code == 6, err
+    assert (
+        f"cannot read the package's DriftCheckBaselines document {report} (access denied): "
+        "quality documents are copied like the model artifact, so they must sit under the dev "
+        "account's model_artifact_prefixes"
+    ) in err
+    iam_enforced()  # as the admin again
+    assert target_packages(aws) == []
+    assert [k for k in bucket_keys(aws, "preprod", stage_bucket("preprod")) if GROUP in k] == []
 
 
 def test_failed_target_package_is_deleted_and_reported() -> None:
