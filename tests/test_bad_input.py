@@ -374,6 +374,31 @@ def run_preprocess(tmp_path: Path, *extra: str, schema: object = SCHEMA) -> int:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("hosts", "config", "code"),
+    [(None, None, 3), (["algo-1", "algo-2"], None, 0), (None, ["algo-1", "algo-2"], 0),
+     (None, ["algo-1"], 3)],
+)  # fmt: skip
+def test_a_shard_of_bad_rows_fails_the_job_only_when_it_is_the_whole_input(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, hosts, config, code
+) -> None:
+    """With ShardedByS3Key each instance sees part of the input: one whose rows are all bad
+    must not fail the job the other instances are scoring (SM_HOSTS or resourceconfig.json)."""
+    monkeypatch.delenv("SM_HOSTS", raising=False)
+    if hosts:
+        monkeypatch.setenv("SM_HOSTS", json.dumps(hosts))
+    resource_config = tmp_path / "resourceconfig.json"
+    if config:
+        resource_config.write_text(json.dumps({"current_host": "algo-1", "hosts": config}))
+    monkeypatch.setattr(preprocess, "RESOURCE_CONFIG", str(resource_config))
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.csv").write_bytes(b"id,age,income,segment\na,old,rich,x\n")
+    assert run_preprocess(tmp_path) == code
+    summary = json.loads((tmp_path / "out" / "summary" / "algo-1.json").read_text())
+    assert (summary["rows_read"], summary["rows_rejected"]) == (1, 1)
+    assert ("every one of the 1 rows was rejected" in capsys.readouterr().err) == (code == 3)
+
+
 @pytest.mark.parametrize("name", list(CSV_CASES))
 def test_every_csv_record_is_written_rejected_or_kept_whole(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, name: str

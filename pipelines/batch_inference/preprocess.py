@@ -479,6 +479,16 @@ def current_host() -> str:
         return "algo-1"
 
 
+def host_count() -> int:
+    """How many instances share the input (``ShardedByS3Key``): 1 when not told otherwise."""
+    try:
+        if os.environ.get("SM_HOSTS"):
+            return len(json.loads(os.environ["SM_HOSTS"]))
+        return len(json.loads(Path(RESOURCE_CONFIG).read_text())["hosts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 1
+
+
 def run(
     input_dir: Path, output_dir: Path, schema: Schema, block_size: int = DEFAULT_BLOCK_SIZE
 ) -> dict:
@@ -572,8 +582,9 @@ def main(argv: list[str] | None = None) -> int:
         f"preprocess: {len(document['files'])} file(s), {read} rows read, "
         f"{document['rows_written']} written, {rejected} rejected"
     )
-    if read and not document["rows_written"]:
-        # say it here, not as "no input object" at the next step
+    if read and not document["rows_written"] and host_count() == 1:
+        # Say it here, not as "no input object" at the next step. With several instances the
+        # others may have rows to score, so one instance's bad shard must not fail the job.
         print(
             f"preprocess: every one of the {read} rows was rejected, nothing is left to score; "
             "see the rejected/ output and the summary",
