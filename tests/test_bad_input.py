@@ -356,6 +356,24 @@ CSV_CASES = {
         {"sc.csv": (1, 0, 1, True)},
         "the file looks ';'-delimited",
     ),
+    # blocks are cut at line breaks without parsing quotes: a quoted one right after a
+    # boundary made pyarrow stop ("out of sync with chunker") and the whole file went aside
+    "quoted line break across a block boundary": CsvCase(
+        {
+            "qb.csv": HEADER
+            + b"".join(b"r%05d,30,1.5,x\n" % i for i in range(254))
+            + b'q,30,1.5,"two\nlines"\n'
+            + b"".join(b"r%05d,30,1.5,x\n" % i for i in range(254, 600))
+        },
+        {"qb.csv": (601, 600, 1, False)},
+        "'segment' holds a line break",
+        block_size=4096,
+    ),
+    "header field over the csv module's limit": CsvCase(
+        {"wide.csv": b"id" + b"x" * 140_000 + b",age,income,segment\n" + GOOD},
+        {"wide.csv": (2, 0, 2, True)},
+        "unreadable header: field larger than field limit (131072)",
+    ),
     "no id column": CsvCase(
         {"ni.csv": b"age,income,segment\n30,1.5,x\n"},
         {"ni.csv": (1, 0, 1, True)},

@@ -244,17 +244,25 @@ def process_file(
         header = _read_header(path)
     except UnicodeDecodeError as error:
         return _quarantine(path, relative, schema, output_dir, f"not UTF-8 text ({error.reason})")
+    except csv.Error as error:  # e.g. a first field over the csv module's 128 KiB limit
+        return _quarantine(path, relative, schema, output_dir, f"unreadable header: {error}")
     if header is None:
         return FileSummary(file=relative.as_posix(), note="empty file (no header)")
     if schema.id_column not in header:
         return _quarantine(path, relative, schema, output_dir, _header_problem(path, schema))
+    # Blocks are cut at line breaks without parsing quotes (fast); a quoted line break that a
+    # block boundary falls after makes pyarrow stop, and the file is read again parsing them.
+    quoted_breaks = False
     while True:
         try:
-            return _read_rows(path, relative, schema, output_dir, header, block_size)
+            return _read_rows(path, relative, schema, output_dir, header, block_size, quoted_breaks)
         except pa.ArrowInvalid as error:
             for name in ("inference", "rejected"):  # what the failed attempt wrote
                 (output_dir / name / relative).unlink(missing_ok=True)
             message = " ".join(str(error).split())
+            if "out of sync with chunker" in message and not quoted_breaks:
+                quoted_breaks = True
+                continue
             if "straddling" in message and block_size < MAX_BLOCK_SIZE:
                 block_size = min(block_size * 4, MAX_BLOCK_SIZE)
                 continue
@@ -323,6 +331,7 @@ def _read_rows(
     output_dir: Path,
     header: list[str],
     block_size: int,
+    quoted_breaks: bool = False,
 ) -> FileSummary:
     """One pass over the rows; raises ``pa.ArrowInvalid`` when pyarrow cannot go on."""
     summary = FileSummary(file=relative.as_posix())
@@ -369,7 +378,9 @@ def _read_rows(
             read_options=pacsv.ReadOptions(
                 block_size=block_size, use_threads=False, column_names=header, skip_rows=1
             ),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            parse_options=pacsv.ParseOptions(
+                invalid_row_handler=on_invalid_row, newlines_in_values=quoted_breaks
+            ),
             convert_options=pacsv.ConvertOptions(
                 include_columns=present,
                 column_types={c: pa.string() for c in present},
