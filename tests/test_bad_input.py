@@ -587,6 +587,10 @@ EXECUTE_CASES: dict[str, tuple[dict[str, Any], str]] = {
         {"InstanceCount": "two"},
         "pipeline parameter InstanceCount must be",
     ),
+    "an infinite instance count": (
+        {"InstanceCount": "inf"},
+        "pipeline parameter InstanceCount must be Integer, got 'inf'",
+    ),
 }
 
 
@@ -619,6 +623,24 @@ def test_a_missing_model_artifact_fails_the_step(aws: Emulator, scratch: Path) -
         ([], "the definition must be a JSON object with a Steps list"),
         ({"Steps": {}}, "the definition must be a JSON object with a Steps list"),
         ({"Steps": [{"Type": "Processing"}]}, "Steps[0] has no Name"),
+        ({"Steps": [], "Parameters": {}}, "the definition's Parameters must be a list"),
+        ({"Steps": [], "Parameters": [{"Type": "String"}]}, "Parameters[0] has no Name"),
+        (
+            {"Steps": [], "Parameters": [{"Name": "N", "Type": "Number"}]},
+            "parameter 'N' has type 'Number'; SageMaker's are String, Integer, Float, Boolean",
+        ),
+        (
+            {"Steps": [{"Name": "S", "Type": "Processing", "Arguments": []}]},
+            "step 'S': Arguments must be a JSON object",
+        ),
+        (
+            {"Steps": [{"Name": "S", "Type": "Processing", "Arguments": {}, "DependsOn": 5}]},
+            "step 'S': DependsOn must list step names",
+        ),
+        (
+            {"Steps": [{"Name": "S", "Type": "Processing"}, {"Name": "S", "Type": "Transform"}]},
+            "two steps are named 'S'; names must differ",
+        ),
     ],
 )
 def test_a_malformed_definition_is_a_failed_record(

@@ -111,6 +111,8 @@ def execute(
                 reason = f"Step {step['Name']} failed: {step_record['FailureReason']}"
                 return _finish(record, "Failed", reason)
         return _finish(record, "Succeeded")
+    except Exception as error:  # a shape no check foresaw: still a record, not a traceback
+        return _finish(record, "Failed", f"{type(error).__name__}: {error}")
     finally:
         if temporary:
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -120,14 +122,35 @@ def _check_definition(definition: object) -> None:
     """The whole definition's shape, before any step runs (SageMaker refuses it at upsert)."""
     if not isinstance(definition, dict) or not isinstance(definition.get("Steps"), list):
         raise expressions.DefinitionError("the definition must be a JSON object with a Steps list")
+    parameters = definition.get("Parameters", [])
+    if not isinstance(parameters, list):
+        raise expressions.DefinitionError("the definition's Parameters must be a list")
+    for index, parameter in enumerate(parameters):
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("Name"), str):
+            raise expressions.DefinitionError(f"Parameters[{index}] has no Name")
+        if parameter.get("Type", "String") not in expressions.PARAMETER_TYPES:
+            raise expressions.DefinitionError(
+                f"parameter {parameter['Name']!r} has type {parameter.get('Type')!r}; "
+                f"SageMaker's are {', '.join(expressions.PARAMETER_TYPES)}"
+            )
+    names: set[str] = set()
     for index, step in enumerate(definition["Steps"]):
         if not isinstance(step, dict) or not isinstance(step.get("Name"), str):
             raise expressions.DefinitionError(f"Steps[{index}] has no Name")
+        name = step["Name"]
+        if name in names:
+            raise expressions.DefinitionError(f"two steps are named {name!r}; names must differ")
+        names.add(name)
         if step.get("Type") not in _RUNNERS:
             raise expressions.DefinitionError(
-                f"step {step['Name']!r} has type {step.get('Type')!r}, which local mode does not "
+                f"step {name!r} has type {step.get('Type')!r}, which local mode does not "
                 f"run (it runs {' and '.join(_RUNNERS)} steps)"
             )
+        if not isinstance(step.get("Arguments", {}), dict):
+            raise expressions.DefinitionError(f"step {name!r}: Arguments must be a JSON object")
+        depends_on = step.get("DependsOn", [])
+        if not isinstance(depends_on, list) or not all(isinstance(d, str) for d in depends_on):
+            raise expressions.DefinitionError(f"step {name!r}: DependsOn must list step names")
 
 
 def _finish(record: dict[str, Any], status: str, reason: str | None = None) -> dict[str, Any]:

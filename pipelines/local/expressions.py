@@ -25,6 +25,9 @@ class Context:
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+PARAMETER_TYPES = ("String", "Integer", "Float", "Boolean")
+
+
 def resolve_parameters(definition: dict, overrides: dict[str, Any]) -> dict[str, Any]:
     """Declared parameters with their defaults, overridden and typed; unknown names fail."""
     declared = {p["Name"]: p for p in definition.get("Parameters", [])}
@@ -60,7 +63,7 @@ def _typed(name: str, kind: str, value: Any) -> Any:
             if str(value).lower() in ("true", "false"):
                 return str(value).lower() == "true"
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise DefinitionError(f"pipeline parameter {name} must be {kind}, got {value!r}") from None
     return str(value)
 
