@@ -120,8 +120,8 @@ _FIRST_CONTACT = Config(
     connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}
 )
 _UNREACHABLE = (
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectTimeoutError,
+    # endpoint, proxy, TLS and connect-timeout failures all derive from ConnectionError
+    botocore.exceptions.ConnectionError,
     botocore.exceptions.ReadTimeoutError,
     botocore.exceptions.ConnectionClosedError,
 )
@@ -275,11 +275,12 @@ def _output_writable(output: Path) -> None:
         raise utils.UsageError(f"--output: {error}") from None
 
 
-def _write_output(output: Path, tfvars: dict) -> None:
+def _write_output(output: Path, tfvars: dict, plan_only: bool) -> None:
     try:
         write_json_atomically(output, with_upload_function(tfvars, output))
     except (ValueError, OSError) as error:
-        raise utils.UsageError(f"--output: {error}; the promotion itself is done, re-run") from None
+        done = "nothing was changed in AWS" if plan_only else "the promotion itself is done"
+        raise utils.UsageError(f"--output: {error}; {done}, re-run") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,11 +290,12 @@ def main(argv: list[str] | None = None) -> int:
 
     sdk.quiet_sdk_logging()
     try:
-        _output_writable(output)  # before any AWS call: a promotion must not end unwritten
+        if not args.dry_run:  # a dry run writes nothing, so it must not make folders either
+            _output_writable(output)  # before any AWS call: a promotion must not end unwritten
         request = _request(args)
         result = utils.promote(_clients(args), request)
         if not request.dry_run:
-            _write_output(output, result.tfvars)
+            _write_output(output, result.tfvars, request.plan_only)
     except utils.PromotionError as error:
         print(f"build.py: {error}", file=sys.stderr)
         return error.exit_code

@@ -97,10 +97,22 @@ def check_setting(name: str, value: Any) -> str | None:
     return None
 
 
+class _NotJson(Exception):
+    """Python's json reads NaN and Infinity; JSON and Terraform do not."""
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJson(constant)
+
+
 def load_stage_config(path: Path, stage: str) -> dict[str, Any]:
     """The stage file's settings, every key known and every value valid, or a UsageError."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+    except _NotJson as error:
+        raise UsageError(
+            f"stage config {path}: {error} is not JSON (Terraform refuses it); write a number"
+        ) from None
     except FileNotFoundError:
         raise UsageError(f"stage config {path} does not exist; pass --config") from None
     except (OSError, UnicodeDecodeError) as error:

@@ -48,3 +48,12 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> list:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
     monkeypatch.setattr(socket, "getaddrinfo", refuse_lookup)
     return attempts
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test: bound, never listening,
+    so no other process can take it (a port closed after probing could be reused)."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]

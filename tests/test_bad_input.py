@@ -82,6 +82,8 @@ CONFIG_CASES = [
     ({"alarm_email": "ops"}, "alarm_email must be an email address, or null, got 'ops'"),
     ({"pipeline_name": "my pipeline"}, "pipeline_name must be a SageMaker pipeline name"),
     ({"environment": "staging"}, "environment must be preprod or prod, got 'staging'"),
+    ({"transform_instance_count": float("inf")}, "Infinity is not JSON (Terraform refuses it)"),
+    ({"upload_max_running": float("nan")}, "NaN is not JSON (Terraform refuses it)"),
 ]
 
 
@@ -137,6 +139,14 @@ def test_an_unwritable_output_is_refused_before_promoting(
     assert run_build(tmp_path, "--output", str(output)) == 2
     assert one_line_error(capsys).startswith(f"build.py: {message}")
     assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+def test_a_dry_run_makes_no_output_folder(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path
+) -> None:
+    output = tmp_path / "not-yet" / "preprod.tfvars.json"
+    assert run_build(tmp_path, "--output", str(output), "--dry-run") == 0
+    assert not output.parent.exists()
 
 
 @pytest.mark.parametrize(
@@ -247,17 +257,14 @@ def silent_endpoint() -> Iterator[str]:
     server.close()
 
 
-def closed_port() -> str:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # nothing listens there once the probe is closed
-
-
 @pytest.mark.parametrize("endpoint", ["closed port", "silent"])
 def test_an_unreachable_endpoint_is_named_not_waited_on(
     aws: Emulator, tmp_path: Path, request: pytest.FixtureRequest, endpoint: str
 ) -> None:
-    url = closed_port() if endpoint == "closed port" else request.getfixturevalue("silent_endpoint")
+    if endpoint == "closed port":
+        url = f"http://127.0.0.1:{request.getfixturevalue('refused_port')}"
+    else:
+        url = request.getfixturevalue("silent_endpoint")
     env = {**os.environ, **aws.environment()}
     result = run_script(build_args(tmp_path, url), env, timeout=90)
     assert result.returncode == 12, result.stderr

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -412,20 +411,15 @@ def test_redirect_is_not_followed_with_the_token(configured: GitHub) -> None:
     assert [r.path for r in configured.requests] == [DISPATCH_PATH]
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_unreachable_api_raises_dispatch_error(
     configured: GitHub,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture,
+    refused_port: int,
 ) -> None:
     store_secret(TOKEN)
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{refused_port}"
     monkeypatch.setenv("GITHUB_API_URL", url)
     record_everything(caplog)
 
