@@ -233,6 +233,42 @@ variable "transform_instance_count" {
   }
 }
 
+variable "max_rejected_fraction" {
+  description = "Quality gate: the largest share of input rows Preprocess may reject (0 to 1)."
+  type        = number
+  default     = 0.05
+  validation {
+    condition     = var.max_rejected_fraction >= 0 && var.max_rejected_fraction <= 1
+    error_message = "max_rejected_fraction must be a share from 0 to 1."
+  }
+}
+
+variable "max_drift_score" {
+  description = "Quality gate: the largest population stability index a feature may reach against the model's baseline (0.1 moderate, 0.25 major shift)."
+  type        = number
+  default     = 0.25
+  validation {
+    condition     = var.max_drift_score >= 0
+    error_message = "max_drift_score must be 0 or more."
+  }
+}
+
+variable "quality_gate_mode" {
+  description = "Over a quality limit: fail (stop the run before scoring) or warn (score, alarm)."
+  type        = string
+  default     = "warn"
+  validation {
+    condition     = contains(["fail", "warn"], var.quality_gate_mode)
+    error_message = "quality_gate_mode must be fail or warn."
+  }
+}
+
+variable "baseline_url" {
+  description = "The stage's copy of the model's data-quality baseline (written by build.py); null when the model has none."
+  type        = string
+  default     = null
+}
+
 variable "run_on_upload" {
   description = "Also start the pipeline for each object uploaded under input_data_url, scoring just that object (the bucket must send events to EventBridge; infra/target-account turns that on)."
   type        = bool
@@ -324,6 +360,20 @@ locals {
     ProcessingInstanceCount = tostring(var.processing_instance_count)
     TransformInstanceType   = var.transform_instance_type
     TransformInstanceCount  = tostring(var.transform_instance_count)
+    MaxRejectedFraction     = tostring(var.max_rejected_fraction)
+    MaxDriftScore           = tostring(var.max_drift_score)
+    QualityGateMode         = var.quality_gate_mode
+  }
+  # Preprocess prints one JSON line per run and instance ("event": "batch-quality"); these
+  # filters on the jobs' log group make it metrics per pipeline (jobs run network-isolated,
+  # so they cannot call CloudWatch themselves). DriftScore only when a baseline was measured.
+  quality_namespace = "BatchInference/Quality"
+  quality_metrics = {
+    RowsRead         = { value = "$.rows_read", unit = "Count", when = "" }
+    RowsRejected     = { value = "$.rows_rejected", unit = "Count", when = "" }
+    RowsScored       = { value = "$.rows_scored", unit = "Count", when = "" }
+    RejectedFraction = { value = "$.rejected_fraction", unit = "None", when = "" }
+    DriftScore       = { value = "$.drift_score", unit = "None", when = " && $.drift_score >= 0" }
   }
 }
 
@@ -700,6 +750,28 @@ locals {
         notify_ok   = false
       }
     },
+    {
+      rejected_rows = {
+        description = "A run of ${var.pipeline_name} rejected more than ${var.max_rejected_fraction * 100} % of its rows (gate mode ${var.quality_gate_mode}): see the run's rejected/ output."
+        namespace   = local.quality_namespace
+        metric      = aws_cloudwatch_log_metric_filter.quality["RejectedFraction"].metric_transformation[0].name
+        dimension   = "PipelineName"
+        watched     = aws_sagemaker_pipeline.batch.pipeline_name
+        statistic   = "Maximum"
+        threshold   = var.max_rejected_fraction
+        notify_ok   = false
+      }
+      drift = {
+        description = "A run of ${var.pipeline_name} drifted from the model's baseline: a feature's PSI over ${var.max_drift_score} (gate mode ${var.quality_gate_mode}); the run's summary names the features (baseline: ${coalesce(var.baseline_url, "none")})."
+        namespace   = local.quality_namespace
+        metric      = aws_cloudwatch_log_metric_filter.quality["DriftScore"].metric_transformation[0].name
+        dimension   = "PipelineName"
+        watched     = aws_sagemaker_pipeline.batch.pipeline_name
+        statistic   = "Maximum"
+        threshold   = var.max_drift_score
+        notify_ok   = false
+      }
+    },
     var.run_on_upload ? {
       upload_not_queued = {
         description = "An upload under ${var.input_data_url} could not be queued for a run."
@@ -733,6 +805,20 @@ locals {
       }
     } : {}
   )
+}
+
+resource "aws_cloudwatch_log_metric_filter" "quality" {
+  for_each       = local.quality_metrics
+  name           = "${local.name}-batch-inference-${each.key}"
+  log_group_name = "/aws/sagemaker/ProcessingJobs"
+  pattern        = "{ $.event = \"batch-quality\" && $.pipeline = \"${aws_sagemaker_pipeline.batch.pipeline_name}\"${each.value.when} }"
+  metric_transformation {
+    namespace  = local.quality_namespace
+    name       = each.key
+    value      = each.value.value
+    unit       = each.value.unit
+    dimensions = { PipelineName = "$.pipeline" }
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "stage" {
@@ -833,7 +919,33 @@ resource "aws_cloudwatch_dashboard" "batch" {
         }
       },
       {
-        type = "log", x = 0, y = 12, width = 24, height = 6
+        type = "metric", x = 0, y = 12, width = 12, height = 6
+        properties = {
+          title  = "Batch quality: rows read, rejected, scored"
+          region = var.region
+          stat   = "Sum"
+          period = 3600
+          metrics = [for m in ["RowsRead", "RowsRejected", "RowsScored"] :
+          [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality[m].metric_transformation[0].name, "PipelineName", var.pipeline_name]]
+        }
+      },
+      {
+        type = "metric", x = 12, y = 12, width = 12, height = 6
+        properties = {
+          title  = "Batch quality: rejected fraction and drift (largest PSI) against the gate (${var.quality_gate_mode})"
+          region = var.region
+          stat   = "Maximum"
+          period = 3600
+          metrics = [for m in ["RejectedFraction", "DriftScore"] :
+          [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality[m].metric_transformation[0].name, "PipelineName", var.pipeline_name]]
+          annotations = { horizontal = [
+            { label = "MaxRejectedFraction", value = var.max_rejected_fraction },
+            { label = "MaxDriftScore", value = var.max_drift_score },
+          ] }
+        }
+      },
+      {
+        type = "log", x = 0, y = 18, width = 24, height = 6
         properties = {
           title  = "Errors in the jobs' logs"
           region = var.region
@@ -842,7 +954,7 @@ resource "aws_cloudwatch_dashboard" "batch" {
       },
       ], var.run_on_upload ? [
       {
-        type = "metric", x = 0, y = 18, width = 24, height = 6
+        type = "metric", x = 0, y = 24, width = 24, height = 6
         properties = {
           title  = "Run on upload: waiting, refused, oldest wait (s)"
           region = var.region

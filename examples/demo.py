@@ -1,6 +1,6 @@
 """The whole flow on this machine: dev registry -> preprod -> approval -> prod, scored locally.
 
-    python -m examples.demo [--rows 100000] [--yes] [--workdir build/demo]
+    python -m examples.demo [--rows 100000] [--yes] [--workdir build/demo] [--drift]
 
 1. starts an AWS emulator (moto) on a free loopback port, with dev, preprod and prod accounts;
 2. creates each account's base resources (what ``infra/`` creates on AWS);
@@ -15,6 +15,11 @@
    exact version preprod got;
 7. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
    copied), prints a summary and stops the emulator.
+
+Each run's quality (rejected fraction, drift against the model's baseline, the gate's verdict)
+is printed from the same JSON line CloudWatch's metric filters read on AWS. ``--drift`` also
+scores a batch whose size features grew by half in each stage: preprod's gate (``warn``)
+scores it and warns, prod's (``fail``) stops it before scoring and says why.
 
 Any failure prints what failed and exits non-zero.
 """
@@ -150,31 +155,66 @@ def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) ->
     )
 
 
-def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path) -> dict:
-    """Upload generated input and run the deployed definition locally; return the record."""
-    generated = data.generate(workdir / f"{stage}-input.csv", rows)
+def execute_deployed(
+    aws: Emulator, stage: str, tfvars: dict[str, Any], source: Path, name: str, workdir: Path
+) -> dict:
+    """Upload ``source`` as the stage's input and run the deployed definition locally on it
+    (as the schedule would: the stage's parameters); return the execution record."""
     bucket, prefix = utils.parse_s3_uri(tfvars["input_data_url"])
     s3 = aws.client("s3", stage)
-    s3.upload_file(str(generated.path), bucket, f"{prefix.rstrip('/')}/batch-0001.csv")
+    folder = f"{prefix.rstrip('/')}/{name}"
+    s3.upload_file(str(source), bucket, f"{folder}/batch-0001.csv")
     definition = executor.load_definition(
         f"s3://{tfvars['artifacts_bucket']}/{tfvars['pipeline_definition_s3_key']}", s3
     )
     record = executor.execute(
         definition,
-        {},
+        smoke_run.schedule_parameters(tfvars, f"s3://{bucket}/{folder}/"),
         pipeline_name=tfvars["pipeline_name"],
         session=aws.account(stage),
-        work_dir=workdir / f"{stage}-run",
+        work_dir=workdir / f"{stage}-{name}-run",
         log=lambda line: print(f"    {line}", flush=True),
     )
-    path = workdir / f"{stage}-execution.json"
+    path = workdir / f"{stage}-{name}-execution.json"
     write_execution_record(path, record)
     record["RecordPath"] = str(path)
+    return record
+
+
+def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path) -> dict:
+    """Generate input and run the deployed definition on it; return the record."""
+    generated = data.generate(workdir / f"{stage}-input.csv", rows)
+    record = execute_deployed(aws, stage, tfvars, generated.path, "batch", workdir)
     record["Generated"] = {"rows": generated.rows, "malformed": generated.malformed}
     if record["PipelineExecutionStatus"] != "Succeeded":
         raise DemoFailed(f"the {stage} run failed: {record.get('FailureReason')}")
     record["Counts"] = _counts(aws, stage, record)
     return record
+
+
+def score_drifted(
+    aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path
+) -> dict[str, Any]:
+    """``--drift``: a batch whose size features grew by half. The stage's gate must see it:
+    in ``fail`` mode the run stops before scoring, in ``warn`` mode it scores and warns."""
+    generated = data.generate(workdir / f"{stage}-drifted-input.csv", rows, drifted=True)
+    record = execute_deployed(aws, stage, tfvars, generated.path, "drifted", workdir)
+    mode = tfvars.get("quality_gate_mode", "warn")
+    reason = record.get("FailureReason", "")
+    if mode == "fail":
+        if record["PipelineExecutionStatus"] != "Failed" or "quality gate failed" not in reason:
+            raise DemoFailed(f"the {stage} gate (fail) did not stop the drifted batch: {reason}")
+        ran = [step["StepName"] for step in record["Steps"]]
+        if ran != ["Preprocess"]:
+            raise DemoFailed(f"the {stage} gate stopped the run after {ran}, not before scoring")
+        return {"mode": mode, "verdict": "failed", "reason": reason, "record": record}
+    if record["PipelineExecutionStatus"] != "Succeeded":
+        raise DemoFailed(f"the {stage} drifted run failed: {reason}")
+    # one metric line per instance; the one that read the batch warns
+    warned = [m for m in record["Steps"][0]["Outcome"]["Metrics"] if m["gate"] == "warned"]
+    if not warned:
+        raise DemoFailed(f"the {stage} gate (warn) did not warn about the drifted batch")
+    return {"mode": mode, "verdict": "warned", "metric": warned[0], "record": record}
 
 
 def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
@@ -197,6 +237,7 @@ def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
         "rows_in": sum(s["rows_read"] for s in summaries),
         "rows_rejected": sum(s["rows_rejected"] for s in summaries),
         "rows_scored": transform["Outcome"]["RecordsOut"],
+        "metrics": preprocess["Outcome"]["Metrics"],
         "predictions": [o["output"] for o in transform["Outcome"]["Objects"]],
         "rejected": preprocess["Outcome"]["UploadedObjects"]["rejected"],
         "seconds": {s["StepName"]: s["DurationSeconds"] for s in record["Steps"]},
@@ -214,7 +255,7 @@ def approved_for_prod(assume_yes: bool, version: int | None) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def run(rows: int, assume_yes: bool, workdir: Path) -> dict[str, Any]:
+def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict[str, Any]:
     """The whole flow; returns what the summary prints (and the tests assert)."""
     workdir.mkdir(parents=True, exist_ok=True)
     timer = Timer()
@@ -262,6 +303,12 @@ def run(rows: int, assume_yes: bool, workdir: Path) -> dict[str, Any]:
                 "record": record,
                 "baseline": promoted_baseline(aws, stage, tfvars, workdir / "baseline.json"),
             }
+            if drift:
+                report["stages"][stage]["drifted"] = timer.run(
+                    f"{stage}: a drifted batch of {rows} rows against the quality gate "
+                    f"({tfvars.get('quality_gate_mode', 'warn')})",
+                    partial(score_drifted, aws, stage, tfvars, rows, workdir),
+                )
         report["redeploy"] = timer.run(
             "deploy again: nothing new is created",
             lambda: {s: deploy(s, workdir, version)["model_package_arn"] for s in stages},
@@ -310,10 +357,26 @@ def print_summary(report: dict[str, Any]) -> None:
             f"  rows in {counts['rows_in']}, rejected {counts['rows_rejected']}, "
             f"scored {counts['rows_scored']}"
         )
+        for metric in counts["metrics"]:  # what the stage's CloudWatch metrics would show
+            drift = metric.get("drift_score")
+            print(
+                f"  quality ({metric['host']}): rejected fraction {metric['rejected_fraction']:.4f}"
+                f", drift score {'n/a' if drift is None else f'{drift:.4f}'}, gate "
+                f"{tfvars.get('quality_gate_mode', 'warn')}: {metric['gate']}"
+            )
         print("  " + ", ".join(f"{k} {v:.1f}s" for k, v in counts["seconds"].items()))
         for uri, path in zip(counts["predictions"], counts["local_predictions"], strict=True):
             print(f"  predictions: {uri} (copy: {path})")
         print(f"  execution record: {record['RecordPath']}")
+    for stage, result in report["stages"].items():
+        drifted = result.get("drifted")
+        if drifted and drifted["verdict"] == "failed":
+            print(f"{stage} drifted batch: stopped before scoring. {drifted['reason']}")
+        elif drifted:
+            print(
+                f"{stage} drifted batch: scored, gate warn: drift score "
+                f"{drifted['metric']['drift_score']:.4f} over the limit (an alarm on AWS)"
+            )
     for stage, smoke in report.get("smoke", {}).items():
         print(
             f"{stage} smoke run (what the prod reviewer sees): {smoke.execution_arn} "
@@ -330,11 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000, help="input rows per stage")
     parser.add_argument("--yes", action="store_true", help="answer the prod approval with yes")
     parser.add_argument("--workdir", type=Path, default=Path("build/demo"))
+    parser.add_argument(
+        "--drift",
+        action="store_true",
+        help="also score a drifted batch in each stage, to see its quality gate act",
+    )
     args = parser.parse_args(argv)
     if args.rows < 1:
         parser.error("--rows must be at least 1")
     try:
-        report = run(args.rows, args.yes, args.workdir)
+        report = run(args.rows, args.yes, args.workdir, drift=args.drift)
     except (DemoFailed, utils.PromotionError) as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1

@@ -77,7 +77,11 @@ with quiet_environment(), _root_logger_untouched():
     from sagemaker.core.transformer import Transformer
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
     from sagemaker.core.workflow.functions import Join
-    from sagemaker.core.workflow.parameters import ParameterInteger, ParameterString
+    from sagemaker.core.workflow.parameters import (
+        ParameterFloat,
+        ParameterInteger,
+        ParameterString,
+    )
     from sagemaker.core.workflow.pipeline_context import PipelineSession
     from sagemaker.core.workflow.pipeline_definition_config import PipelineDefinitionConfig
     from sagemaker.mlops.workflow.pipeline import Pipeline
@@ -125,6 +129,7 @@ __all__ = [
     "ExecutionVariables",
     "Join",
     "NetworkConfig",
+    "ParameterFloat",
     "ParameterInteger",
     "ParameterString",
     "ParameterizedPipeline",

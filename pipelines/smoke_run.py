@@ -86,8 +86,20 @@ class SmokeResult:
 
 
 def schedule_parameters(tfvars: dict[str, Any], input_uri: str) -> dict[str, str]:
-    """The schedule's pipeline parameters (batch-config-template.tf), on ``input_uri``."""
-    return {
+    """The schedule's pipeline parameters (batch-config-template.tf), on ``input_uri``.
+
+    The gate's settings are the stage file's; one it leaves out keeps the definition's
+    default, which is the template's default too."""
+    gate = {
+        parameter: str(tfvars[setting])
+        for parameter, setting in (
+            ("MaxRejectedFraction", "max_rejected_fraction"),
+            ("MaxDriftScore", "max_drift_score"),
+            ("QualityGateMode", "quality_gate_mode"),
+        )
+        if tfvars.get(setting) is not None
+    }
+    return gate | {
         "ModelName": tfvars["model_name"],
         "InputDataUrl": input_uri,
         "OutputDataUrl": tfvars["output_data_url"],

@@ -72,6 +72,9 @@ SETTINGS: dict[str, Setting] = {
         "a SageMaker pipeline name (letters, digits and hyphens, at most 256)",
         _matches(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}"),
     ),
+    "max_rejected_fraction": Setting("number", "a share from 0 to 1", lambda v: 0 <= v <= 1),
+    "max_drift_score": Setting("number", "a PSI limit of 0 or more", lambda v: v >= 0),
+    "quality_gate_mode": Setting("string", "fail or warn", _matches("fail|warn")),
     "input_data_url": Setting("string", "an s3:// URI", _S3_URI),
     "output_data_url": Setting("string", "an s3:// URI", _S3_URI),
 }

@@ -10,12 +10,15 @@ from botocore.exceptions import ClientError
 
 from pipelines import s3_locations
 from pipelines.s3_locations import content_key
+from promotion.artifacts import artifact_prefix, target_uri
 from promotion.errors import aws_errors, is_not_found
 from promotion.names import model_name, parse_s3_uri, resource_name
 from promotion.stage import StageSettings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from pipelines.batch_inference import pipeline as batch_pipeline
 
 if TYPE_CHECKING:  # orchestration imports this module
     from promotion.orchestration import PromotionRequest, PromotionResult
@@ -77,16 +80,25 @@ class StageLocations:
         )
 
 
+@dataclass(frozen=True)
+class StageCode:
+    """The stage's copies of what the Processing job reads besides the data."""
+
+    schema_url: str
+    code_url: str
+    quality_code_url: str
+    baseline_url: str | None
+
+
 def render_definition(
     request: PromotionRequest,
     settings: StageSettings,
     locations: StageLocations,
     model: str,
-    schema_url: str,
-    code_url: str,
+    code: StageCode,
 ) -> bytes:
     """The stage's pipeline definition, as stable JSON (sorted keys: same input, same bytes)."""
-    from pipelines.batch_inference import pipeline as batch_pipeline
+    from pipelines.batch_inference import pipeline as batch_pipeline  # loads the SDK
 
     pipeline = batch_pipeline.get_pipeline(
         region=request.region,
@@ -98,13 +110,57 @@ def render_definition(
         model_name=model,
         input_data_url=locations.input_data_url,
         output_data_url=locations.output_data_url,
-        feature_schema_url=schema_url,
-        processing_code_url=code_url,
+        feature_schema_url=code.schema_url,
+        processing_code_url=code.code_url,
+        quality_code_url=code.quality_code_url,
+        baseline_url=code.baseline_url,
+        quality_gate=quality_gate(request.stage_config),
         kms_key_id=settings.kms_key_arn,
         subnets=settings.subnet_ids or None,
         security_group_ids=settings.security_group_ids or None,
     )
     return json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True).encode()
+
+
+def quality_gate(stage_config: dict[str, Any]) -> batch_pipeline.QualityGate:
+    """The stage file's gate settings, the pipeline's defaults for those it leaves out."""
+    from pipelines.batch_inference import pipeline as batch_pipeline  # loads the SDK
+
+    defaults = batch_pipeline.QualityGate()
+    return batch_pipeline.QualityGate(
+        max_rejected_fraction=stage_config.get(
+            "max_rejected_fraction", defaults.max_rejected_fraction
+        ),
+        max_drift_score=stage_config.get("max_drift_score", defaults.max_drift_score),
+        mode=stage_config.get("quality_gate_mode", defaults.mode),
+    )
+
+
+def stage_baseline_url(
+    s3: S3Client, request: PromotionRequest, result: PromotionResult, bucket: str, check: bool
+) -> str | None:
+    """The stage's copy of the package's data-quality baseline, or None (the model has none,
+    or a package promoted before baselines were copied is reused: ``check`` looks)."""
+    statistics = (
+        (result.source.get("DriftCheckBaselines") or {})
+        .get("ModelDataQuality", {})
+        .get("Statistics", {})
+    )
+    if not statistics.get("S3Uri"):
+        return None
+    version = int(result.source["ModelPackageVersion"])
+    prefix = artifact_prefix(request.project_name, request.group, version)
+    uri = target_uri(statistics["S3Uri"], bucket, prefix)
+    if check and result.reused:
+        key = parse_s3_uri(uri)[1]
+        with aws_errors(f"checking the stage's baseline {uri}"):
+            try:
+                s3.head_object(Bucket=bucket, Key=key)
+            except ClientError as error:
+                if not is_not_found(error):
+                    raise
+                return None
+    return uri
 
 
 def publish_stage_files(
@@ -121,26 +177,36 @@ def publish_stage_files(
     pipeline resource) changes exactly when the definition does. ``write=False`` computes
     the same keys and uploads nothing (a plan).
     """
-    from pipelines.batch_inference import pipeline as batch_pipeline
+    from pipelines.batch_inference import pipeline as batch_pipeline  # loads the SDK
 
     project = request.project_name
     store = _ContentStore(s3, settings.artifacts_bucket, settings.kms_key_arn, write)
-    code_url = store.put(
-        f"{project}/code/preprocess",
-        "preprocess.py",
-        request.processing_script.read_bytes(),
-        "text/x-python",
-    )
-    schema_url = store.put(
-        f"{project}/code/feature-schema",
-        batch_pipeline.SCHEMA_FILE_NAME,
-        request.feature_schema.read_bytes(),
-        "application/json",
+    code = StageCode(
+        code_url=store.put(
+            f"{project}/code/preprocess",
+            "preprocess.py",
+            request.processing_script.read_bytes(),
+            "text/x-python",
+        ),
+        # the script's one import from this repository, shipped as the job's lib/ input
+        quality_code_url=store.put(
+            f"{project}/code/quality",
+            "quality.py",
+            request.processing_script.with_name("quality.py").read_bytes(),
+            "text/x-python",
+        ),
+        schema_url=store.put(
+            f"{project}/code/feature-schema",
+            batch_pipeline.SCHEMA_FILE_NAME,
+            request.feature_schema.read_bytes(),
+            "application/json",
+        ),
+        baseline_url=stage_baseline_url(s3, request, result, settings.artifacts_bucket, write),
     )
     version = int(result.source["ModelPackageVersion"])
     name = model_name(request.group, request.stage, version)
     locations = StageLocations.of(request, settings.artifacts_bucket)
-    definition = render_definition(request, settings, locations, name, schema_url, code_url)
+    definition = render_definition(request, settings, locations, name, code)
     definition_url = store.put(
         f"{project}/pipelines/{request.stage}", "definition.json", definition, "application/json"
     )
@@ -168,5 +234,6 @@ def publish_stage_files(
         "job_steps": batch_pipeline.job_steps(json.loads(definition)),
         "input_data_url": locations.input_data_url,
         "output_data_url": locations.output_data_url,
-        "feature_schema_url": schema_url,
+        "feature_schema_url": code.schema_url,
+        "baseline_url": code.baseline_url,
     }

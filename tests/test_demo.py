@@ -10,13 +10,14 @@ import joblib
 import numpy as np
 
 from examples import demo
+from examples.breast_cancer import data
 from pipelines.local.emulator import ACCOUNTS
 
 ROWS = 3000
 
 
 def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys) -> None:
-    report = demo.run(rows=ROWS, assume_yes=True, workdir=tmp_path)
+    report = demo.run(rows=ROWS, assume_yes=True, workdir=tmp_path, drift=True)
     assert set(report["stages"]) == {"preprod", "prod"}
     # the smoke run the prod reviewer reads: the stage file's 40 rows, 2 of them malformed
     smoke = report["smoke"]["preprod"]
@@ -36,6 +37,26 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         assert result["baseline"].startswith(f"s3://{tfvars['artifacts_bucket']}/")
         assert result["baseline"].endswith("/baseline.json")
         counts, generated = record["Counts"], record["Generated"]
+        # the run's quality, from the line the metric filters read: the training distribution
+        metrics = counts["metrics"]  # one line per instance; an instance may get no object
+        assert len(metrics) == tfvars["processing_instance_count"]
+        assert {(m["gate"], m["pipeline"]) for m in metrics} == {
+            ("passed", tfvars["pipeline_name"])
+        }
+        assert all(m["drift_score"] < 0.1 for m in metrics if m["rows_written"])
+        assert sum(m["rows_read"] for m in metrics) == counts["rows_in"]
+        # --drift: the size features grew by half; each stage's gate acts in its own mode
+        drifted = result["drifted"]
+        assert drifted["mode"] == tfvars["quality_gate_mode"]
+        if drifted["mode"] == "fail":
+            assert drifted["verdict"] == "failed"
+            assert [s["StepName"] for s in drifted["record"]["Steps"]] == ["Preprocess"]
+            assert "quality gate failed, nothing scored: DriftScore" in drifted["reason"]
+            worst = drifted["reason"].split("(worst features by PSI: ")[1]
+            assert worst.split(" ")[0] in data.DRIFTED_FEATURES
+        else:
+            assert drifted["verdict"] == "warned" and drifted["metric"]["drift_score"] > 0.25
+            assert drifted["metric"]["rows_scored"] == drifted["metric"]["rows_written"] > 0
         assert counts["rows_in"] == ROWS
         assert counts["rows_rejected"] == generated["malformed"] > 0
         assert counts["rows_scored"] == ROWS - generated["malformed"]
@@ -70,6 +91,8 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         in out
     )
     assert "re-deploy: same packages, nothing copied" in out
+    assert "prod drifted batch: stopped before scoring. Step Preprocess failed:" in out
+    assert "preprod drifted batch: scored, gate warn: drift score" in out
 
 
 def test_without_approval_prod_is_not_deployed(tmp_path: Path, capsys) -> None:

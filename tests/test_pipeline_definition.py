@@ -70,7 +70,12 @@ def test_parameters_and_defaults(definition: dict) -> None:
         "ProcessingInstanceCount": ("Integer", 1),
         "TransformInstanceType": ("String", "ml.m5.xlarge"),
         "TransformInstanceCount": ("Integer", 1),
+        "MaxRejectedFraction": ("Float", 0.05),
+        "MaxDriftScore": ("Float", 0.25),
+        "QualityGateMode": ("String", "warn"),
     }
+    (mode,) = [p for p in definition["Parameters"] if p["Name"] == "QualityGateMode"]
+    assert mode["EnumValues"] == ["fail", "warn"]
 
 
 def test_model_name_has_no_default_unless_given() -> None:
@@ -102,19 +107,51 @@ def test_processing_uses_parameters_for_resources_and_inputs(definition: dict) -
     assert inputs["schema"]["S3Uri"] == {"Get": "Parameters.FeatureSchemaUrl"}
     assert inputs["schema"]["S3DataDistributionType"] == "FullyReplicated"
     assert inputs["code"]["S3Uri"] == "s3://artifacts-bucket/churn/code/preprocess.py"
+    # preprocess.py loads quality.py from ../lib/; no baseline given, so no baseline input
+    assert inputs["lib"]["S3Uri"] == "s3://artifacts-bucket/churn/code/quality.py"
+    assert inputs["lib"]["LocalPath"] == "/opt/ml/processing/input/lib"
+    assert "baseline" not in inputs
     app = arguments["AppSpecification"]
     assert app["ContainerEntrypoint"] == ["python3", "/opt/ml/processing/input/code/preprocess.py"]
     assert app["ContainerArguments"] == [
-        "--input-dir",
-        "/opt/ml/processing/input/data",
-        "--output-dir",
-        "/opt/ml/processing/output",
-        "--schema",
-        "/opt/ml/processing/input/schema",
-    ]
+        "--input-dir", "/opt/ml/processing/input/data",
+        "--output-dir", "/opt/ml/processing/output",
+        "--schema", "/opt/ml/processing/input/schema",
+        "--max-rejected-fraction", {"Get": "Parameters.MaxRejectedFraction"},
+        "--max-drift-score", {"Get": "Parameters.MaxDriftScore"},
+        "--quality-gate-mode", {"Get": "Parameters.QualityGateMode"},
+        "--pipeline-name", {"Get": "Execution.PipelineName"},
+        "--exit-message", "/opt/ml/output/message",
+    ]  # fmt: skip
     assert app["ImageUri"] == (
         "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3"
     )
+
+
+def test_a_baseline_and_gate_settings_when_given() -> None:
+    rendered = render(
+        baseline_url="s3://stage/churn/model-artifacts/g/v3/dev/out/baseline.json",
+        quality_gate=batch_pipeline.QualityGate(0.1, 0.2, "fail"),
+    )
+    arguments = step(rendered, "Preprocess")["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"] for i in arguments["ProcessingInputs"]}
+    assert inputs["baseline"] == {
+        "S3Uri": "s3://stage/churn/model-artifacts/g/v3/dev/out/baseline.json",
+        "LocalPath": "/opt/ml/processing/input/baseline",
+        "S3DataType": "S3Prefix",
+        "S3InputMode": "File",
+        "S3DataDistributionType": "FullyReplicated",
+        "S3CompressionType": "None",
+    }
+    container_arguments = arguments["AppSpecification"]["ContainerArguments"]
+    position = container_arguments.index("--baseline")
+    assert container_arguments[position + 1] == "/opt/ml/processing/input/baseline"
+    defaults = {p["Name"]: p.get("DefaultValue") for p in rendered["Parameters"]}
+    assert (
+        defaults["MaxRejectedFraction"],
+        defaults["MaxDriftScore"],
+        defaults["QualityGateMode"],
+    ) == (0.1, 0.2, "fail")
 
 
 def test_every_output_path_holds_the_execution_id(definition: dict) -> None:

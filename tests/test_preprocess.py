@@ -10,9 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from pipelines.batch_inference import preprocess
+from pipelines.batch_inference import preprocess, quality
 
 SCRIPT = Path(preprocess.__file__)
 SCHEMA = {
@@ -93,6 +94,7 @@ def test_valid_rows_are_written_headerless_in_schema_order(workdir: Path) -> Non
             "ignored_columns": ["extra"],
             "note": None,
             "quarantined_to": None,
+            "rejected_by_reason": {},
         }
     ]
     assert (document["rows_read"], document["rows_written"], document["rows_rejected"]) == (3, 3, 0)
@@ -228,7 +230,10 @@ def test_rejected_fraction_limit_fails_the_job(
 ) -> None:
     write(workdir / "in" / "a.csv", "id,age,income,segment\ng,1,1.0,a\nb,x,1.0,a\nc,y,1.0,a\n")
     assert run(workdir, "--max-rejected-fraction", "0.5") == 3
-    assert "2 of 3 rows rejected" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "preprocess: quality gate failed, nothing scored: "
+        "RejectedFraction 0.6667 (2 of 3 rows) > MaxRejectedFraction 0.5\n"
+    )
     assert summary(workdir)["rows_rejected"] == 2  # the evidence is still written
 
 
@@ -342,3 +347,153 @@ def test_large_input_streams_with_bounded_memory(tmp_path: Path) -> None:
     assert document["rows_written"] == 399_600
     # the large input is ~9 MiB bigger; holding it would add at least that much
     assert large_peak - small_peak < input_mib / 2, (small_peak, large_peak, input_mib)
+
+
+# ---------------------------------------------------------------- quality and its gate
+
+
+def _baseline(workdir: Path, rows: int = 4_000) -> Path:
+    """A baseline of the test schema's features as the model's training would compute it."""
+    rng = np.random.default_rng(11)
+    document = quality.compute_baseline(
+        {
+            "age": rng.integers(20, 70, rows),
+            "income": rng.normal(3.0, 1.0, rows),
+            "segment": list(rng.choice(["a", "b", "c"], rows)),
+        }
+    )
+    return write(workdir / "baseline" / "baseline.json", json.dumps(document))
+
+
+def _batch(workdir: Path, rows: int, income_shift: float = 0.0, bad: int = 0) -> None:
+    rng = np.random.default_rng(12)
+    body = ["id,age,income,segment"]
+    body += [
+        f"r{i},{rng.integers(20, 70)},{rng.normal(3.0 + income_shift, 1.0):.4f},"
+        f"{rng.choice(['a', 'b', 'c'])}"
+        for i in range(rows)
+    ]
+    body += [f"bad{i},old,1.0,a" for i in range(bad)]
+    write(workdir / "in" / "batch.csv", "\n".join(body) + "\n")
+
+
+def test_drift_is_measured_on_the_rows_written_and_reported(workdir: Path) -> None:
+    _batch(workdir, 3_000, bad=3)
+    baseline = _baseline(workdir)
+    assert run(workdir, "--baseline", str(baseline.parent)) == 0
+    report = summary(workdir)["quality"]
+    assert report["baseline"] == "baseline baseline.json: 3 features compared"
+    drift = report["drift"]
+    assert {f: drift["features"][f]["rows"] for f in drift["features"]} == dict.fromkeys(
+        ("age", "income", "segment"), 3_000
+    )  # the valid rows only: what the model scores
+    assert drift["drift_score"] < 0.05  # the training distribution (documented tolerance)
+    assert report["gate"]["verdict"] == "passed"
+    assert summary(workdir)["rejected_by_reason"] == {"wrong_type": 3}
+
+
+def test_the_gate_stops_a_drifted_batch_before_scoring(
+    workdir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _batch(workdir, 3_000, income_shift=1.0)
+    message = workdir / "opt" / "ml" / "output" / "message"
+    code = run(
+        workdir, "--baseline", str(_baseline(workdir)), "--max-drift-score", "0.25",
+        "--quality-gate-mode", "fail", "--exit-message", str(message),
+    )  # fmt: skip
+    assert code == 3
+    err = capsys.readouterr().err.strip()
+    drift = summary(workdir)["quality"]["drift"]
+    income = drift["features"]["income"]["psi"]
+    assert income == drift["drift_score"] > 0.25
+    expected = (
+        f"quality gate failed, nothing scored: DriftScore {income:.4g} > MaxDriftScore 0.25 "
+        f"(worst features by PSI: income {income:.3g}, "
+    )
+    assert err.startswith(f"preprocess: {expected}")
+    assert message.read_text().startswith(expected)  # SageMaker's ExitMessage
+    assert summary(workdir)["quality"]["gate"]["verdict"] == "failed"
+
+
+def test_warn_mode_scores_and_says_why(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    _batch(workdir, 1_000, income_shift=1.0, bad=100)
+    code = run(
+        workdir, "--baseline", str(_baseline(workdir)), "--max-drift-score", "0.25",
+        "--max-rejected-fraction", "0.05", "--quality-gate-mode", "warn",
+    )  # fmt: skip
+    assert code == 0
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert [w.split(":")[1].strip() for w in warnings] == ["quality gate warning (mode warn)"] * 2
+    assert "RejectedFraction 0.09091 (100 of 1100 rows) > MaxRejectedFraction 0.05" in warnings[0]
+    assert "DriftScore" in warnings[1]
+    assert summary(workdir)["quality"]["gate"]["verdict"] == "warned"
+    assert len(lines(workdir / "out" / "inference" / "batch.csv")) == 1_000
+
+
+@pytest.mark.parametrize(
+    ("baseline", "note"),
+    [
+        (None, "no baseline: the model version has none"),
+        ("not json", "baseline unusable: baseline.json: Expecting value"),
+        ('{"format": "other/2"}', "baseline unusable: baseline.json: not a sagemaker-batch-mlops"),
+    ],
+)
+def test_without_a_usable_baseline_the_gate_holds_the_rejected_fraction_only(
+    workdir: Path, capsys: pytest.CaptureFixture, baseline: str | None, note: str
+) -> None:
+    _batch(workdir, 1_000, income_shift=3.0)
+    extra = []
+    if baseline is not None:
+        extra = ["--baseline", str(write(workdir / "b" / "baseline.json", baseline))]
+    assert run(workdir, *extra, "--max-drift-score", "0", "--quality-gate-mode", "fail") == 0
+    report = summary(workdir)["quality"]
+    assert report["baseline"].startswith(note)
+    assert (report["drift"], report["gate"]["verdict"]) == (None, "passed")
+    assert note in capsys.readouterr().out
+
+
+def test_the_metric_line_is_one_json_object_with_what_the_filters_read(
+    workdir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _batch(workdir, 500, bad=5)
+    assert run(workdir, "--baseline", str(_baseline(workdir)), "--pipeline-name", "p-1") == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    metric = json.loads(line)
+    document = summary(workdir)
+    assert metric == {
+        "event": "batch-quality", "pipeline": "p-1", "host": "algo-1",
+        "rows_read": 505, "rows_rejected": 5, "rows_written": 500, "rows_scored": 500,
+        "rejected_fraction": round(5 / 505, 6), "gate": "passed",
+        "drift_score": round(document["quality"]["drift"]["drift_score"], 6),
+    }  # fmt: skip
+
+
+def test_a_file_read_twice_is_measured_once(workdir: Path) -> None:
+    """A record longer than a block makes the file be read again with larger blocks: the
+    rows of the failed attempt must not count in the drift."""
+    _batch(workdir, 2_000)
+    text = (workdir / "in" / "batch.csv").read_text()
+    write(workdir / "in" / "batch.csv", text + "long,30,3.0," + "s" * 20_000 + "\n")
+    assert run(workdir, "--baseline", str(_baseline(workdir)), "--block-size", "4096") == 0
+    features = summary(workdir)["quality"]["drift"]["features"]
+    assert {f["rows"] for f in features.values()} == {2_001}
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-rejected-fraction", "1.5", "must be a share from 0 to 1, got 1.5"),
+        ("--max-rejected-fraction", "nan", "must be a share from 0 to 1, got nan"),
+        ("--max-drift-score", "-1", "must be a PSI limit of 0 or more, got -1"),
+        ("--max-drift-score", "inf", "must be a PSI limit of 0 or more, got inf"),
+        ("--quality-gate-mode", "block", "invalid choice: 'block'"),
+    ],
+)
+def test_bad_gate_settings_are_one_line(
+    workdir: Path, capsys: pytest.CaptureFixture, flag: str, value: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run(workdir, flag, value)
+    assert exited.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"preprocess: error: argument {flag}: ") and message in line

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -118,3 +120,72 @@ def test_the_sample_model_carries_its_baseline(tmp_path) -> None:
     predictions = document["predictions"]
     assert 0.0 <= predictions["min"] <= predictions["max"] <= 1.0  # probabilities
     assert all(f["null_share"] == 0.0 for f in document["features"].values())
+
+
+def _mixed_baseline(rng: np.random.Generator) -> dict:
+    return quality.compute_baseline(
+        {
+            "x": rng.normal(0, 1, 5_000),
+            "segment": list(rng.choice(["a", "b", "c"], 5_000)),
+        }
+    )
+
+
+def test_a_batch_measured_in_parts_and_merged_equals_one_pass() -> None:
+    """Preprocess measures each file on its own (a retried read must not count twice) and
+    merges: the merged report is the one-pass report, and categorical counts are the rows'."""
+    rng = np.random.default_rng(3)
+    baseline = _mixed_baseline(rng)
+    xs, segments = rng.normal(0.3, 1, 3_000), list(rng.choice(["a", "b", "d", ""], 3_000))
+    whole = quality.BatchDrift.load(baseline, ["x", "segment"])
+    whole.features["x"].update(xs)
+    whole.features["segment"].update(segments)
+    merged = whole.fresh()
+    for start, end in ((0, 1_000), (1_000, 3_000)):
+        part = merged.fresh()
+        part.features["x"].update(xs[start:end])
+        counts = Counter(segments[start:end])
+        nulls = counts.pop("", 0)
+        part.features["segment"].update_counts(dict(counts), nulls)
+        merged.merge(part)
+    assert merged.report() == whole.report()
+    report = whole.report()
+    assert report["features"]["segment"]["null_share"] == pytest.approx(segments.count("") / 3_000)
+    assert report["drift_score"] == max(r["psi"] for r in report["features"].values())
+    assert [w["feature"] for w in report["worst_features"]] == sorted(
+        report["features"], key=lambda n: -report["features"][n]["psi"]
+    )
+
+
+def test_only_the_features_both_know_are_compared() -> None:
+    baseline = _mixed_baseline(np.random.default_rng(4))
+    drift = quality.BatchDrift.load(baseline, ["x", "not-in-baseline"])
+    assert list(drift.features) == ["x"]
+    assert drift.report()["baseline_features_not_in_batch"] == ["segment"]
+    assert drift.report()["drift_score"] is None  # no rows seen: nothing to say
+
+
+_NUMERIC = {"type": "numeric"}
+_OFF_BY_ONE = {"type": "numeric", "bin_edges": [1.0], "bin_shares": [1.0]}
+_FORMAT_ERROR = f"not a {quality.FORMAT} document"
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ([], f"{_FORMAT_ERROR} (format None)"),
+        ({"format": "other/2"}, f"{_FORMAT_ERROR} (format 'other/2')"),
+        ({"format": quality.FORMAT, "features": []}, "its 'features' is not an object"),
+        (
+            {"format": quality.FORMAT, "features": {"x": _NUMERIC}},
+            "feature 'x' has no numeric bins",
+        ),
+        (
+            {"format": quality.FORMAT, "features": {"x": _OFF_BY_ONE}},
+            "feature 'x': bin_shares do not fit bin_edges",
+        ),
+    ],
+)
+def test_a_baseline_of_another_shape_is_named_not_misread(document: object, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        quality.BatchDrift.load(document, ["x"])

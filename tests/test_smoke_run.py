@@ -72,6 +72,10 @@ def test_a_run_that_scores_nothing_fails_the_deployment(
         "ProcessingInstanceCount": str(deployed["processing_instance_count"]),
         "TransformInstanceType": deployed["transform_instance_type"],
         "TransformInstanceCount": str(deployed["transform_instance_count"]),
+        # the stage file's gate (pre-prod-config.tfvars.json)
+        "MaxRejectedFraction": str(deployed["max_rejected_fraction"]),
+        "MaxDriftScore": str(deployed["max_drift_score"]),
+        "QualityGateMode": deployed["quality_gate_mode"],
     }
     # the smoke input, content-addressed under the project's prefix, encrypted with the key
     bucket, _, folder = result.input_uri.removeprefix("s3://").partition("/")

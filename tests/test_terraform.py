@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hcl2
 import pytest
@@ -18,7 +19,9 @@ import utils
 from pipelines.local.emulator import Emulator
 from pipelines.local.executor import job_name
 from pipelines.local.transform import resolve_model
+from tests import metric_filters
 from tests.dashboard_series import search_matches, series, undocumented
+from tests.metric_filters import metric_value
 from tests.provider_requests import Request, logged_requests, problems, refused_requests
 from tests.registry import PROJECT, DevRegistry, create_stage, run_build
 from tests.terraform_cli import (
@@ -124,7 +127,7 @@ def test_tfvars_keys_are_exactly_the_declared_variables(
 
 # variables build.py computes; a stage file may set none of them
 COMPUTED_WITH_DEFAULTS = {"project_id", "previous_model", "kms_key_arn", "subnet_ids"}
-COMPUTED_WITH_DEFAULTS |= {"security_group_ids", "upload_starter_zip"}
+COMPUTED_WITH_DEFAULTS |= {"security_group_ids", "upload_starter_zip", "baseline_url"}
 
 
 def test_the_stage_file_settings_are_the_templates_tunable_variables() -> None:
@@ -140,6 +143,16 @@ def test_the_stage_file_settings_are_the_templates_tunable_variables() -> None:
         ), name
     tunable = {n for n, spec in variables.items() if "default" in spec} - COMPUTED_WITH_DEFAULTS
     assert tunable <= set(utils.SETTINGS)
+    # a stage file without gate settings: the schedule's values and the definition's defaults
+    # (what a run started by hand gets) are the same
+    from pipelines.batch_inference.pipeline import QualityGate
+
+    gate = QualityGate()
+    assert (
+        variables["max_rejected_fraction"]["default"],
+        variables["max_drift_score"]["default"],
+        variables["quality_gate_mode"]["default"].strip('"'),  # python-hcl2 keeps quotes
+    ) == (gate.max_rejected_fraction, gate.max_drift_score, gate.mode)
 
 
 @pytest.mark.parametrize("stage", ["preprod", "prod"])
@@ -150,7 +163,7 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "17 passed, 0 failed" in result.stdout
+    assert "19 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
@@ -203,15 +216,115 @@ def planned_changes(tf: Callable[..., subprocess.CompletedProcess]) -> dict:
     return json.loads(tf("show", "-json", "check.plan").stdout)
 
 
+JOB_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+
+
+def quality_filters(aws: Emulator, stage: str) -> dict[str, Any]:
+    """The stage's metric filters on the jobs' log group, by metric name."""
+    found = aws.client("logs", stage).describe_metric_filters(logGroupName=JOB_LOG_GROUP)
+    return {
+        f["metricTransformations"][0]["metricName"]: f
+        for f in found["metricFilters"]
+        if f["filterName"].startswith(f"{PROJECT}-{stage}-")
+    }
+
+
+def printed_metric_line(tmp_path: Path, pipeline: str, baseline: bool) -> str:
+    """The JSON line preprocess.py prints for a small batch, with or without a baseline."""
+    import contextlib
+    import io
+
+    import numpy as np
+
+    from pipelines.batch_inference import preprocess, quality
+
+    root = tmp_path / f"quality-{pipeline}-{baseline}"
+    schema = {"id_column": "id", "features": [{"name": "x", "type": "float"}]}
+    (root / "in").mkdir(parents=True)
+    (root / "in" / "a.csv").write_text("id,x\n" + "".join(f"r{i},{i % 7}\n" for i in range(50)))
+    (root / "schema.json").write_text(json.dumps(schema))
+    (root / "baseline.json").write_text(
+        json.dumps(quality.compute_baseline({"x": np.arange(100) % 7 * 1.0}))
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = preprocess.main(
+            ["--input-dir", str(root / "in"), "--output-dir", str(root / "out"),
+             "--schema", str(root / "schema.json"), "--pipeline-name", pipeline,
+             *(["--baseline", str(root / "baseline.json")] if baseline else [])]
+        )  # fmt: skip
+    assert code == 0
+    (line,) = [x for x in out.getvalue().splitlines() if x.startswith("{")]
+    return line
+
+
+def assert_quality_metrics_read_the_printed_line(
+    aws: Emulator, stage: str, values: dict, tmp_path: Path
+) -> None:
+    """The metric filters, evaluated as AWS documents them (tests/metric_filters.py), read
+    preprocess.py's own line: every metric of this pipeline's runs, DriftScore only when a
+    baseline was measured, nothing of another pipeline's; the alarms watch those metrics."""
+    filters = quality_filters(aws, stage)
+    assert sorted(filters) == sorted(
+        ["RowsRead", "RowsRejected", "RowsScored", "RejectedFraction", "DriftScore"]
+    )
+    pipeline = values["pipeline_name"]
+    measured = printed_metric_line(tmp_path, pipeline, baseline=True)
+    unmeasured = printed_metric_line(tmp_path, pipeline, baseline=False)
+    other = printed_metric_line(tmp_path, f"{pipeline}-other", baseline=True)
+    fields = {"RowsRead": "rows_read", "RowsRejected": "rows_rejected",
+              "RowsScored": "rows_scored", "RejectedFraction": "rejected_fraction",
+              "DriftScore": "drift_score"}  # fmt: skip
+    for metric, found in filters.items():
+        (transformation,) = found["metricTransformations"]
+        assert transformation["metricNamespace"] == "BatchInference/Quality"
+        assert transformation["dimensions"] == {"PipelineName": "$.pipeline"}
+        pattern = found["filterPattern"]
+        assert len(pattern) <= 1024  # PutMetricFilter's limit
+        assert metric_filters.matches(pattern, measured)
+        assert (
+            metric_value(transformation["metricValue"], measured)
+            == json.loads(measured)[fields[metric]]
+        )
+        assert metric_filters.matches(pattern, unmeasured) == (metric != "DriftScore")
+        assert not metric_filters.matches(pattern, other)
+        assert not metric_filters.matches(pattern, "preprocess: 1 file(s), 50 rows read")
+    alarms = {
+        a["MetricName"]: a
+        for a in aws.client("cloudwatch", stage).describe_alarms()["MetricAlarms"]
+        if a["Namespace"] == "BatchInference/Quality"
+    }
+    assert sorted(alarms) == ["DriftScore", "RejectedFraction"]
+    for metric, alarm in alarms.items():
+        assert alarm["Dimensions"] == [{"Name": "PipelineName", "Value": pipeline}]
+        assert alarm["Statistic"] == "Maximum"
+        setting = {"DriftScore": "max_drift_score", "RejectedFraction": "max_rejected_fraction"}
+        assert alarm["Threshold"] == values[setting[metric]]
+
+
 def assert_dashboard_shows_the_stage(aws: Emulator, stage: str, values: dict) -> None:
-    """Every series is one AWS publishes; one step-failure series per step; each job graph
-    finds the jobs of its own step (named as Pipelines names them) and no other's."""
+    """Every series is one AWS publishes or one of the stage's metric filters makes; one
+    step-failure series per step; each job graph finds the jobs of its own step (named as
+    Pipelines names them) and no other's."""
     body = json.loads(
         aws.client("cloudwatch", stage).get_dashboard(
             DashboardName=f"{PROJECT}-{stage}-batch-inference"
         )["DashboardBody"]
     )
-    assert undocumented(body) == []
+    made_by_filters = {
+        (t["metricNamespace"], t["metricName"]): frozenset(t["dimensions"])
+        for f in quality_filters(aws, stage).values()
+        for t in f["metricTransformations"]
+    }
+    assert undocumented(body, made_by_filters) == []
+    quality_series = {
+        s["metric"]: s["dimensions"]
+        for s in series(body)
+        if s["namespace"] == "BatchInference/Quality"
+    }
+    assert quality_series == {
+        metric: {"PipelineName": values["pipeline_name"]} for _, metric in made_by_filters
+    }
     definition = json.loads(
         aws.client("s3", stage)
         .get_object(Bucket=values["artifacts_bucket"], Key=values["pipeline_definition_s3_key"])[
@@ -305,6 +418,7 @@ def test_apply_plan_destroy_against_the_emulator(
     else:
         assert functions == []
     assert_dashboard_shows_the_stage(aws, stage, values)
+    assert_quality_metrics_read_the_printed_line(aws, stage, values, tmp_path)
     # deploying writes no IAM: the roles are the base infrastructure's
     state = json.loads(tf("show", "-json").stdout)["values"]["root_module"]["resources"]
     assert [r["address"] for r in state if r["type"].startswith("aws_iam_")] == []

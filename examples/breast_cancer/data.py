@@ -31,10 +31,20 @@ class GeneratedInput:
     path: Path
 
 
+# what --drift shifts: the size features, by this factor (a batch the gate must stop)
+DRIFTED_FEATURES = ("mean_radius", "mean_perimeter", "mean_area")
+DRIFT_FACTOR = 1.5
+
+
 def generate(
-    path: Path, rows: int = 100_000, malformed_fraction: float = 0.002, seed: int = 7
+    path: Path,
+    rows: int = 100_000,
+    malformed_fraction: float = 0.002,
+    seed: int = 7,
+    drifted: bool = False,
 ) -> GeneratedInput:
-    """Write ``rows`` rows (with a header) to ``path``, streaming in chunks."""
+    """Write ``rows`` rows (with a header) to ``path``, streaming in chunks; ``drifted``
+    scales the size features (``DRIFTED_FEATURES``) by ``DRIFT_FACTOR``."""
     features, _ = load_breast_cancer(return_X_y=True)
     names = feature_names()
     spread = features.std(axis=0) * 0.01
@@ -47,6 +57,9 @@ def generate(
             count = min(CHUNK_ROWS, rows - first)
             sample = features[rng.integers(0, len(features), count)]
             values = np.abs(sample + rng.normal(0.0, 1.0, sample.shape) * spread)
+            if drifted:
+                for name in DRIFTED_FEATURES:
+                    values[:, names.index(name)] *= DRIFT_FACTOR
             ids = [f"r{first + i:09d}" for i in range(count)]
             table = pa.table({ID_COLUMN: ids, **{n: values[:, k] for k, n in enumerate(names)}})
             buffer = io.BytesIO()

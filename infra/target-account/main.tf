@@ -918,6 +918,13 @@ data "aws_iam_policy_document" "deploy" {
     resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:*"]
   }
   statement {
+    # the stage's batch-quality metric filters; IAM scopes these calls to the log group, not
+    # to a filter name, so the role could also change other filters on the jobs' log group
+    sid       = "ManageTheQualityMetricFilters"
+    actions   = ["logs:PutMetricFilter", "logs:DeleteMetricFilter", "logs:DescribeMetricFilters"]
+    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/ProcessingJobs", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/ProcessingJobs:*"]
+  }
+  statement {
     sid       = "ManageTheFunctionsLogGroup"
     actions   = ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:AssociateKmsKey", "logs:ListTagsForResource", "logs:TagResource", "logs:UntagResource"]
     resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}:*"]

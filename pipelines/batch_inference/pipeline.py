@@ -19,11 +19,29 @@ if TYPE_CHECKING:
 PROCESSING_ROOT = "/opt/ml/processing"
 DATA_DIR = f"{PROCESSING_ROOT}/input/data"
 SCHEMA_DIR = f"{PROCESSING_ROOT}/input/schema"
+# preprocess.py loads quality.py from here (the code's sibling folder), in the job and locally
+LIB_DIR = f"{PROCESSING_ROOT}/input/lib"
+BASELINE_DIR = f"{PROCESSING_ROOT}/input/baseline"
+# SageMaker shows this file's first KB as the job's ExitMessage: the gate's reason goes there
+EXIT_MESSAGE = "/opt/ml/output/message"
 OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
 PROCESSING_OUTPUTS = ("inference", "rejected", "summary")
 SCHEMA_FILE_NAME = "feature-schema.json"
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_SKLEARN_VERSION = "1.9-0"
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """The gate's defaults in the definition (a stage file sets them; a run may override).
+
+    ``warn`` with these limits by default: the run always scores, and the metrics and alarms
+    say when a limit was passed; ``fail`` stops the run before scoring instead."""
+
+    max_rejected_fraction: float = 0.05
+    max_drift_score: float = 0.25
+    mode: str = "warn"
+
 
 # The Transform reads headerless ``id,feature...`` lines written by preprocess.py: the model
 # sees the features only, and each output line is ``id,prediction``.
@@ -43,6 +61,9 @@ class _Parameters:
     processing_count: sdk.ParameterInteger
     transform_type: sdk.ParameterString
     transform_count: sdk.ParameterInteger
+    max_rejected_fraction: sdk.ParameterFloat
+    max_drift_score: sdk.ParameterFloat
+    gate_mode: sdk.ParameterString
 
     @classmethod
     def with_defaults(
@@ -52,6 +73,7 @@ class _Parameters:
         input_data_url: str,
         output_data_url: str,
         feature_schema_url: str,
+        gate: QualityGate,
     ) -> _Parameters:
         """Data and model from the stage; one ``ml.m5.xlarge`` per step unless overridden."""
         return cls(
@@ -69,6 +91,13 @@ class _Parameters:
                 "TransformInstanceType", default_value=DEFAULT_INSTANCE_TYPE
             ),
             transform_count=sdk.ParameterInteger("TransformInstanceCount", default_value=1),
+            max_rejected_fraction=sdk.ParameterFloat(
+                "MaxRejectedFraction", default_value=gate.max_rejected_fraction
+            ),
+            max_drift_score=sdk.ParameterFloat("MaxDriftScore", default_value=gate.max_drift_score),
+            gate_mode=sdk.ParameterString(
+                "QualityGateMode", default_value=gate.mode, enum_values=["fail", "warn"]
+            ),
         )
 
     def all(self) -> list:
@@ -96,6 +125,9 @@ def get_pipeline(
     output_data_url: str | None = None,
     feature_schema_url: str | None = None,
     processing_code_url: str | None = None,
+    quality_code_url: str | None = None,
+    baseline_url: str | None = None,
+    quality_gate: QualityGate | None = None,
     processing_image_uri: str | None = None,
     sklearn_version: str = DEFAULT_SKLEARN_VERSION,
     kms_key_id: str | None = None,
@@ -111,6 +143,8 @@ def get_pipeline(
     default to fixed keys under ``s3://<default_bucket>/<prefix>/`` where ``<prefix>`` is the
     project name, or ``base_job_prefix`` without one. Network settings apply to the Processing
     job; the Transform job runs in the VPC of its SageMaker Model (set by Terraform).
+    ``baseline_url`` is the model's data-quality baseline: without one, Preprocess reports
+    "no baseline" and the gate holds only the rejected fraction.
     """
     for name, value in (("region", region), ("role", role), ("default_bucket", default_bucket)):
         if not isinstance(value, str) or not value:
@@ -133,6 +167,7 @@ def get_pipeline(
             input_data_url=input_data_url or f"{prefix}/input/",
             output_data_url=output_data_url or f"{prefix}/output",
             feature_schema_url=feature_schema_url or f"{prefix}/code/{SCHEMA_FILE_NAME}",
+            gate=quality_gate or QualityGate(),
         )
         processor = sdk.ScriptProcessor(
             role=role,
@@ -152,7 +187,11 @@ def get_pipeline(
             ),
         )
         preprocess = _preprocess_step(
-            processor, params, processing_code_url or f"{prefix}/code/preprocess.py"
+            processor,
+            params,
+            processing_code_url or f"{prefix}/code/preprocess.py",
+            quality_code_url or f"{prefix}/code/quality.py",
+            baseline_url,
         )
         batch_transform = _transform_step(
             params, preprocess, session, f"{base_job_prefix}-transform", kms_key_id
@@ -221,11 +260,16 @@ def _transform_step(
 
 
 def _preprocess_step(
-    processor: sdk.ScriptProcessor, params: _Parameters, code_url: str
+    processor: sdk.ScriptProcessor,
+    params: _Parameters,
+    code_url: str,
+    quality_code_url: str,
+    baseline_url: str | None,
 ) -> sdk.ProcessingStep:
-    """The Processing step: input sharded by S3 key so instance count scales it out."""
+    """The Processing step: input sharded by S3 key so instance count scales it out; the
+    quality check and its gate run inside it, in the same pass over the rows."""
 
-    def s3_input(name: str, uri: sdk.ParameterString, local_path: str, distribution: str):
+    def s3_input(name: str, uri: sdk.ParameterString | str, local_path: str, distribution: str):
         return sdk.ProcessingInput(
             input_name=name,
             s3_input=sdk.ProcessingS3Input(
@@ -255,6 +299,12 @@ def _preprocess_step(
             inputs=[
                 s3_input("data", params.input_data, DATA_DIR, "ShardedByS3Key"),
                 s3_input("schema", params.feature_schema, SCHEMA_DIR, "FullyReplicated"),
+                s3_input("lib", quality_code_url, LIB_DIR, "FullyReplicated"),
+                *(
+                    [s3_input("baseline", baseline_url, BASELINE_DIR, "FullyReplicated")]
+                    if baseline_url
+                    else []
+                ),
             ],
             outputs=outputs,
             arguments=[
@@ -264,6 +314,17 @@ def _preprocess_step(
                 OUTPUT_DIR,
                 "--schema",
                 SCHEMA_DIR,
+                *(["--baseline", BASELINE_DIR] if baseline_url else []),
+                "--max-rejected-fraction",
+                params.max_rejected_fraction,
+                "--max-drift-score",
+                params.max_drift_score,
+                "--quality-gate-mode",
+                params.gate_mode,
+                "--pipeline-name",
+                sdk.ExecutionVariables.PIPELINE_NAME,
+                "--exit-message",
+                EXIT_MESSAGE,
             ],
         ),
         retry_policies=_retry_policies(),

@@ -10,24 +10,34 @@ Reads every ``*.csv`` (with a header) under ``--input-dir`` and, per input file,
 * ``<output>/rejected/whole-files/<same relative path>``: a file that cannot be read row by
   row (not UTF-8, no id column in its header, another delimiter, a record over 64 MiB), byte
   for byte, its lines counted as rejected and the reason in the summary;
-* ``<output>/summary/<host>.json``: rows read / written / rejected per file and in total.
-  One file per host, because with ``ShardedByS3Key`` several instances upload to the same
-  prefix.
+* ``<output>/summary/<host>.json``: rows read / written / rejected per file and in total,
+  rejections by reason, and the batch's quality against the model's baseline (``--baseline``:
+  per-feature drift, the gate's verdict). One file per host, because with ``ShardedByS3Key``
+  several instances upload to the same prefix.
+
+The quality gate (``--quality-gate-mode fail``) stops the run before scoring when the rejected
+fraction or the drift score is over its threshold: exit code 3, the reason in
+``--exit-message`` (SageMaker shows that file as the job's ``ExitMessage``). Every run prints
+one JSON line (``"event": "batch-quality"``) that CloudWatch Logs metric filters turn into
+metrics: the job itself makes no network call.
 
 Scaling and encoding are *not* done here: statistics fitted on an inference batch would differ
 from the training ones. Fitted transforms travel inside the model artifact.
 
 Files are streamed in blocks (pyarrow's incremental CSV reader), so memory stays flat
 whatever the input size. The script runs inside SageMaker's scikit-learn container, which
-ships pyarrow and pandas; it needs nothing from this repository.
+ships pyarrow and pandas; of this repository it needs only ``quality.py``, which the job
+receives as its own input beside this script (``input/lib/``).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import io
 import json
+import math
 import os
 import queue
 import re
@@ -36,11 +46,36 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Generic, NoReturn, TextIO, TypeVar
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, NoReturn, TextIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
+
+def _load_quality() -> ModuleType:
+    """quality.py: the package's when imported from the repository; run as a script (the
+    Processing job), the job's ``lib`` input (``../lib/``) or, in a checkout, the sibling."""
+    if __package__:
+        from pipelines.batch_inference import quality as packaged
+
+        return packaged
+    here = Path(__file__).resolve().parent
+    for shipped in (here.parent / "lib" / "quality.py", here / "quality.py"):
+        spec = importlib.util.spec_from_file_location("quality", shipped)
+        if shipped.is_file() and spec is not None and spec.loader is not None:
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+            return module
+    raise ImportError(f"quality.py is neither in {here.parent / 'lib'} nor beside {here}")
+
+
+if TYPE_CHECKING:
+    from pipelines.batch_inference import quality
+else:
+    quality = _load_quality()
 
 DEFAULT_INPUT_DIR = "/opt/ml/processing/input/data"
 DEFAULT_OUTPUT_DIR = "/opt/ml/processing/output"
@@ -149,6 +184,11 @@ class FileSummary:
     ignored_columns: list[str] = field(default_factory=list)
     note: str | None = None
     quarantined_to: str | None = None  # rejected/whole-files/..., when the file went whole
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def count_rejection(self, kind: str, rows: int = 1) -> None:
+        self.rows_rejected += rows
+        self.rejected_by_reason[kind] = self.rejected_by_reason.get(kind, 0) + rows
 
 
 _Handle = TypeVar("_Handle", bound=IO[Any])
@@ -203,29 +243,42 @@ def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, 
     return trimmed, pc.fill_null(valid, False)
 
 
-def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> str:
-    """Why one row was rejected: the first failing column, in schema order."""
+def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> tuple[str, str]:
+    """Why one row was rejected, as (kind, text): the first failing column, in schema order.
+
+    The kinds (``REJECTION_KINDS``) are what the summary counts and the run report shows."""
     identifier = (row.get(schema.id_column) or "").strip()
     if not identifier:
-        return f"missing value for id column {schema.id_column!r}"
+        return "missing_id", f"missing value for id column {schema.id_column!r}"
     if re.search(_LINE_BREAK, identifier):
-        return f"id column {schema.id_column!r} holds a line break (Transform reads one per line)"
+        return "line_break", (
+            f"id column {schema.id_column!r} holds a line break (Transform reads one per line)"
+        )
     for feature in schema.features:
         if feature.name in missing:
             if not feature.nullable:
-                return f"column {feature.name!r} is missing from the file"
+                return "missing_column", f"column {feature.name!r} is missing from the file"
             continue
         value = (row.get(feature.name) or "").strip()
         pattern = _PATTERNS[feature.type]
         if re.search(_LINE_BREAK, value):
-            return f"{feature.name!r} holds a line break (Transform reads one record per line)"
+            return "line_break", (
+                f"{feature.name!r} holds a line break (Transform reads one record per line)"
+            )
         if not value:
             if not feature.nullable:
-                return f"missing value for {feature.name!r}"
+                return "missing_value", f"missing value for {feature.name!r}"
         elif pattern is not None and not re.match(pattern, value):
             article = "an" if feature.type == "int" else "a"
-            return f"{feature.name!r}: {value!r} is not {article} {feature.type}"
-    return "invalid row"
+            return "wrong_type", f"{feature.name!r}: {value!r} is not {article} {feature.type}"
+    return "other", "invalid row"
+
+
+# Why rows are rejected, as the summary counts them.
+REJECTION_KINDS = (
+    "field_count", "missing_id", "missing_column", "missing_value", "wrong_type", "line_break",
+    "whole_file", "other",
+)  # fmt: skip
 
 
 def process_file(
@@ -234,8 +287,9 @@ def process_file(
     schema: Schema,
     output_dir: Path,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    drift: quality.BatchDrift | None = None,
 ) -> FileSummary:
-    """Validate one CSV file, streaming it block by block.
+    """Validate one CSV file, streaming it block by block; valid rows feed ``drift``.
 
     A file that cannot be read row by row goes whole to ``rejected/whole-files/``: nothing of
     it is lost, and its lines count as rejected.
@@ -254,8 +308,12 @@ def process_file(
     # block boundary falls after makes pyarrow stop, and the file is read again parsing them.
     quoted_breaks = False
     while True:
+        # what this attempt sees is added to the batch only if the attempt reads the file
+        attempt = drift.fresh() if drift is not None else None
         try:
-            return _read_rows(path, relative, schema, output_dir, header, block_size, quoted_breaks)
+            summary = _read_rows(
+                path, relative, schema, output_dir, header, block_size, quoted_breaks, attempt
+            )
         except pa.ArrowInvalid as error:
             for name in ("inference", "rejected"):  # what the failed attempt wrote
                 (output_dir / name / relative).unlink(missing_ok=True)
@@ -273,6 +331,9 @@ def process_file(
             else:
                 reason = f"unreadable CSV: {message}"
             return _quarantine(path, relative, schema, output_dir, reason)
+        if drift is not None and attempt is not None:
+            drift.merge(attempt)
+        return summary
 
 
 def _header_problem(path: Path, schema: Schema) -> str:
@@ -309,13 +370,14 @@ def _quarantine(
                 lines += 1
                 first = line if first is None else first
     records = lines - 1 if first is not None and _looks_like_a_header(first) else lines
-    return FileSummary(
+    summary = FileSummary(
         file=relative.as_posix(),
         rows_read=records,
-        rows_rejected=records,
         note=f"rejected whole: {reason}",
         quarantined_to=f"rejected/{WHOLE_FILES}/{relative.as_posix()}",
     )
+    summary.count_rejection("whole_file", records)
+    return summary
 
 
 def _looks_like_a_header(line: bytes) -> bool:
@@ -332,6 +394,7 @@ def _read_rows(
     header: list[str],
     block_size: int,
     quoted_breaks: bool = False,
+    drift: quality.BatchDrift | None = None,
 ) -> FileSummary:
     """One pass over the rows; raises ``pa.ArrowInvalid`` when pyarrow cannot go on."""
     summary = FileSummary(file=relative.as_posix())
@@ -351,10 +414,10 @@ def _read_rows(
         malformed.put(row)
         return "skip"
 
-    def reject(rows: Iterable[tuple[str, str, str]]) -> None:
-        for row in rows:
-            csv.writer(rejected.get()).writerow(row)
-            summary.rows_rejected += 1
+    def reject(rows: Iterable[tuple[str, tuple[str, str], str]]) -> None:
+        for identifier, (kind, reason), record in rows:
+            csv.writer(rejected.get()).writerow((identifier, reason, record))
+            summary.count_rejection(kind)
 
     def flush_malformed() -> None:
         taken = []
@@ -364,8 +427,11 @@ def _read_rows(
         reject(
             (
                 "",
-                f"line {row.number}: expected {row.expected_columns} fields, "
-                f"found {row.actual_columns}",
+                (
+                    "field_count",
+                    f"line {row.number}: expected {row.expected_columns} fields, "
+                    f"found {row.actual_columns}",
+                ),
                 row.text,
             )
             for row in taken
@@ -394,6 +460,8 @@ def _read_rows(
             if valid_rows.num_rows:
                 _write_csv(valid_rows, inference.get())
                 summary.rows_written += valid_rows.num_rows
+                if drift is not None:
+                    _observe(drift, valid_rows)
             reject(
                 (
                     row.get(schema.id_column) or "",
@@ -407,6 +475,19 @@ def _read_rows(
         inference.close()
         rejected.close()
     return summary
+
+
+def _observe(drift: quality.BatchDrift, rows: pa.Table) -> None:
+    """Feed one block of valid, typed rows to the drift measures (columnar: no row loop)."""
+    for name, feature in drift.features.items():
+        column = rows.column(name)
+        if feature.baseline["type"] == "numeric":
+            feature.update(pc.cast(column, pa.float64()).to_numpy())  # null -> NaN
+        else:
+            counted = pc.value_counts(pc.drop_null(column)).to_pylist()
+            feature.update_counts(
+                {item["values"]: item["counts"] for item in counted}, column.null_count
+            )
 
 
 def _split_batch(
@@ -500,10 +581,74 @@ def host_count() -> int:
         return 1
 
 
+@dataclass(frozen=True)
+class Gate:
+    """The quality gate: thresholds and what exceeding one does (``fail`` or ``warn``).
+
+    With several instances (``ShardedByS3Key``) each one holds its own share against the
+    thresholds, so any share over a threshold counts: a drifted file is drift."""
+
+    max_rejected_fraction: float = 1.0
+    max_drift_score: float | None = None
+    mode: str = "fail"
+
+    def breaches(self, rows_read: int, rows_rejected: int, drift: dict | None) -> list[str]:
+        """Each exceeded threshold as ``measure value > threshold`` (with the worst features)."""
+        found = []
+        fraction = rows_rejected / rows_read if rows_read else 0.0
+        if fraction > self.max_rejected_fraction:
+            found.append(
+                f"RejectedFraction {fraction:.4g} ({rows_rejected} of {rows_read} rows) > "
+                f"MaxRejectedFraction {self.max_rejected_fraction:g}"
+            )
+        drift = drift or {}
+        score = drift.get("drift_score")
+        if score is not None and self.max_drift_score is not None and score > self.max_drift_score:
+            worst = ", ".join(f"{w['feature']} {w['psi']:.3g}" for w in drift["worst_features"])
+            found.append(
+                f"DriftScore {score:.4g} > MaxDriftScore {self.max_drift_score:g} "
+                f"(worst features by PSI: {worst})"
+            )
+        return found
+
+
+def load_baseline(path: Path | None, schema: Schema) -> tuple[quality.BatchDrift | None, str]:
+    """The drift measures for ``path`` (a baseline file, or a folder holding one) and a note.
+
+    No baseline is not an error (a model may have none); an unusable one is reported and its
+    drift not measured, so the gate ignores drift rather than failing on a bad document."""
+    if path is None:
+        return None, "no baseline: the model version has none"
+    if path.is_dir():
+        candidates = sorted(path.glob("*.json"))
+        if len(candidates) != 1:
+            return None, f"baseline unusable: {path} holds {len(candidates)} .json files, not 1"
+        path = candidates[0]
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        comparable = [
+            f.name
+            for f in schema.features
+            if (document.get("features") or {}).get(f.name, {}).get("type")
+            == ("categorical" if f.type == "string" else "numeric")
+        ]
+        drift = quality.BatchDrift.load(document, comparable)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        return None, f"baseline unusable: {path.name}: {error}"
+    return drift, f"baseline {path.name}: {len(drift.features)} features compared"
+
+
 def run(
-    input_dir: Path, output_dir: Path, schema: Schema, block_size: int = DEFAULT_BLOCK_SIZE
+    input_dir: Path,
+    output_dir: Path,
+    schema: Schema,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    drift: quality.BatchDrift | None = None,
+    gate: Gate | None = None,
+    baseline_note: str = "no baseline: the model version has none",
 ) -> dict:
-    """Process every CSV under ``input_dir``; return the summary document."""
+    """Process every CSV under ``input_dir``; return the summary document (with the quality
+    report and, given a ``gate``, its verdict: ``passed``, ``warned`` or ``failed``)."""
     if not input_dir.is_dir():
         raise UsageError(f"input directory {input_dir} does not exist")
     files = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
@@ -513,19 +658,40 @@ def run(
         if p.is_file() and p.suffix.lower() != ".csv"
     )
     results = [
-        process_file(path, path.relative_to(input_dir), schema, output_dir, block_size)
+        process_file(path, path.relative_to(input_dir), schema, output_dir, block_size, drift)
         for path in files
     ]
     totals = {
         key: sum(getattr(r, key) for r in results)
         for key in ("rows_read", "rows_written", "rows_rejected")
     }
+    by_reason: dict[str, int] = {}
+    for result in results:
+        for kind, rows in result.rejected_by_reason.items():
+            by_reason[kind] = by_reason.get(kind, 0) + rows
+    drift_report = drift.report() if drift is not None else None
+    gate = gate or Gate()
+    breaches = gate.breaches(totals["rows_read"], totals["rows_rejected"], drift_report)
     document = {
         "host": current_host(),
         "schema_columns": schema.columns,
         "files": [asdict(r) for r in results],
         "ignored_files": ignored,
         **totals,
+        "rejected_by_reason": by_reason,
+        "quality": {
+            "baseline": baseline_note,
+            "drift": drift_report,
+            "gate": {
+                **asdict(gate),
+                "verdict": "passed"
+                if not breaches
+                else "failed"
+                if gate.mode == "fail"
+                else "warned",
+                "breaches": breaches,
+            },
+        },
     }
     summary_path = output_dir / "summary" / f"{document['host']}.json"
     summary_path.parent.mkdir(parents=True, exist_ok=True)
@@ -535,14 +701,26 @@ def run(
     return document
 
 
-def _block_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
-    if value < MIN_BLOCK_SIZE:
-        raise argparse.ArgumentTypeError(f"must be at least {MIN_BLOCK_SIZE} bytes")
-    return value
+def _checked(
+    parse: Callable[[str], Any], valid: Callable[[Any], bool], rule: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` the text, then require ``valid`` (``rule`` says what is)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return convert
+
+
+_block_size = _checked(int, lambda v: v >= MIN_BLOCK_SIZE, f"at least {MIN_BLOCK_SIZE} bytes")
+_share = _checked(float, lambda v: 0.0 <= v <= 1.0, "a share from 0 to 1")
+_drift_limit = _checked(float, lambda v: v >= 0.0 and math.isfinite(v), "a PSI limit of 0 or more")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -564,9 +742,36 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--max-rejected-fraction",
-        type=float,
+        type=_share,
         default=1.0,
-        help="fail the job when more than this share of rows is rejected (default: never)",
+        help="the gate's limit on the share of rows rejected (default 1: no limit)",
+    )
+    parser.add_argument(
+        "--max-drift-score",
+        type=_drift_limit,
+        default=None,
+        help="the gate's limit on the largest PSI of a feature (default: no limit)",
+    )
+    parser.add_argument(
+        "--quality-gate-mode",
+        choices=("fail", "warn"),
+        default="fail",
+        help="over a limit: fail the job before scoring, or only warn (default fail)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="the model's baseline JSON, or a directory holding it (default: none)",
+    )
+    parser.add_argument(
+        "--pipeline-name", default="local", help="named in the metric line (dimension)"
+    )
+    parser.add_argument(
+        "--exit-message",
+        type=Path,
+        default=None,
+        help="write why the job failed here (SageMaker: /opt/ml/output/message)",
     )
     parser.add_argument(
         "--block-size",
@@ -577,11 +782,44 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def metric_line(document: dict, pipeline: str) -> str:
+    """The run's one JSON log line: what CloudWatch Logs metric filters read (see the
+    stage template); ``drift_score`` is left out when there is no baseline to measure."""
+    read, written = document["rows_read"], document["rows_written"]
+    gate = document["quality"]["gate"]
+    drift = document["quality"]["drift"] or {}
+    line = {
+        "event": "batch-quality",
+        "pipeline": pipeline,
+        "host": document["host"],
+        "rows_read": read,
+        "rows_rejected": document["rows_rejected"],
+        "rows_written": written,
+        "rows_scored": 0 if gate["verdict"] == "failed" else written,
+        "rejected_fraction": round(document["rows_rejected"] / read, 6) if read else 0.0,
+        "gate": gate["verdict"],
+    }
+    if drift.get("drift_score") is not None:
+        line["drift_score"] = round(drift["drift_score"], 6)
+    return json.dumps(line, separators=(",", ":"))
+
+
+def _fail(message: str, exit_message: Path | None) -> int:
+    """Exit code 3 with ``message`` on stderr and in SageMaker's ExitMessage file (1 KB)."""
+    print(f"preprocess: {message}", file=sys.stderr)
+    if exit_message is not None:
+        exit_message.parent.mkdir(parents=True, exist_ok=True)
+        exit_message.write_bytes(message.encode("utf-8")[:1024].decode("utf-8", "ignore").encode())
+    return 3
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    gate = Gate(args.max_rejected_fraction, args.max_drift_score, args.quality_gate_mode)
     try:
         schema = Schema.load(args.schema)
-        document = run(args.input_dir, args.output_dir, schema, args.block_size)
+        drift, note = load_baseline(args.baseline, schema)
+        document = run(args.input_dir, args.output_dir, schema, args.block_size, drift, gate, note)
     except UsageError as error:
         print(f"preprocess: {error}", file=sys.stderr)
         return 2
@@ -591,24 +829,24 @@ def main(argv: list[str] | None = None) -> int:
     read, rejected = document["rows_read"], document["rows_rejected"]
     print(
         f"preprocess: {len(document['files'])} file(s), {read} rows read, "
-        f"{document['rows_written']} written, {rejected} rejected"
+        f"{document['rows_written']} written, {rejected} rejected; {note}"
     )
+    print(metric_line(document, args.pipeline_name), flush=True)
     if read and not document["rows_written"] and host_count() == 1:
         # Say it here, not as "no input object" at the next step. With several instances the
         # others may have rows to score, so one instance's bad shard must not fail the job.
-        print(
-            f"preprocess: every one of the {read} rows was rejected, nothing is left to score; "
+        return _fail(
+            f"every one of the {read} rows was rejected, nothing is left to score; "
             "see the rejected/ output and the summary",
-            file=sys.stderr,
+            args.exit_message,
         )
-        return 3
-    if read and rejected / read > args.max_rejected_fraction:
-        print(
-            f"preprocess: {rejected} of {read} rows rejected, more than the allowed "
-            f"fraction {args.max_rejected_fraction}; see the rejected/ output",
-            file=sys.stderr,
+    breaches = document["quality"]["gate"]["breaches"]
+    if breaches and gate.mode == "fail":
+        return _fail(
+            "quality gate failed, nothing scored: " + "; ".join(breaches), args.exit_message
         )
-        return 3
+    for breach in breaches:
+        print(f"preprocess: quality gate warning (mode warn): {breach}", file=sys.stderr)
     return 0
 
 

@@ -168,6 +168,24 @@ class FeatureDrift:
         self.nulls += len(block) - len(present)
         self._categories.update(present)
 
+    def update_counts(self, counts: Mapping[str, int], nulls: int) -> None:
+        """Add one block of a categorical column already counted (``""`` counts as null)."""
+        if self.baseline["type"] == "numeric":
+            raise ValueError(f"feature {self.name!r}: counts given for a numeric column")
+        empty = counts.get("", 0)
+        self.rows += sum(counts.values()) + nulls
+        self.nulls += nulls + empty
+        self._categories.update({k: v for k, v in counts.items() if k != ""})
+
+    def merge(self, other: FeatureDrift) -> None:
+        """Add what ``other`` (the same feature, another part of the batch) has seen."""
+        self.rows += other.rows
+        self.nulls += other.nulls
+        if self.baseline["type"] == "numeric":
+            self._counts += other._counts
+        else:
+            self._categories.update(other._categories)
+
     def shares(self) -> list[float]:
         """The batch's shares over the baseline's bins (categorical: its categories, other)."""
         if self.baseline["type"] == "numeric":
@@ -195,4 +213,60 @@ class FeatureDrift:
             "null_share_change": (
                 null_share - self.baseline["null_share"] if null_share is not None else None
             ),
+        }
+
+
+class BatchDrift:
+    """Every feature a baseline and a batch share, fed block by block; the batch's report.
+
+    ``drift_score`` is the largest PSI over the features: one number a gate and an alarm can
+    hold against a threshold, with the worst features named beside it.
+    """
+
+    def __init__(self, baseline: Mapping[str, Any], features: Iterable[str]):
+        self.baseline = baseline
+        known = baseline.get("features", {})
+        self.features = {
+            name: FeatureDrift(name, known[name]) for name in features if name in known
+        }
+        self.not_in_batch = sorted(set(known) - set(self.features))
+
+    @classmethod
+    def load(cls, document: Any, features: Iterable[str]) -> BatchDrift:
+        """Check a baseline document's shape first: a ValueError says what is wrong."""
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            found = document.get("format") if isinstance(document, dict) else None
+            raise ValueError(f"not a {FORMAT} document (format {found!r})")
+        if not isinstance(document.get("features"), dict):
+            raise ValueError("its 'features' is not an object")
+        for name, statistics in document["features"].items():
+            kind = statistics.get("type") if isinstance(statistics, dict) else None
+            needed = {"numeric": ("bin_edges", "bin_shares"), "categorical": ("frequencies",)}
+            if kind not in needed or any(k not in statistics for k in needed[kind]):
+                raise ValueError(f"feature {name!r} has no {kind or 'numeric'} bins")
+            if kind == "numeric" and len(statistics["bin_shares"]) != len(
+                statistics["bin_edges"]
+            ) + (1 if statistics["bin_shares"] else 0):
+                raise ValueError(f"feature {name!r}: bin_shares do not fit bin_edges")
+        return cls(document, features)
+
+    def fresh(self) -> BatchDrift:
+        """An empty tracker over the same features (one file's attempt, merged on success)."""
+        return BatchDrift(self.baseline, self.features)
+
+    def merge(self, other: BatchDrift) -> None:
+        for name, drift in self.features.items():
+            drift.merge(other.features[name])
+
+    def report(self, worst: int = 3) -> dict[str, Any]:
+        features = {name: drift.report() for name, drift in self.features.items()}
+        scored = sorted(
+            ((r["psi"], name) for name, r in features.items() if r["psi"] is not None),
+            reverse=True,
+        )
+        return {
+            "drift_score": scored[0][0] if scored else None,
+            "worst_features": [{"feature": n, "psi": v} for v, n in scored[:worst]],
+            "features": features,
+            "baseline_features_not_in_batch": self.not_in_batch,
         }

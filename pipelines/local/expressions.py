@@ -46,6 +46,12 @@ def resolve_parameters(definition: dict, overrides: dict[str, Any]) -> dict[str,
         else:
             raise DefinitionError(f"pipeline parameter {name} has no default: pass a value")
         values[name] = _typed(name, spec.get("Type", "String"), value)
+        allowed = spec.get("EnumValues")
+        if allowed and values[name] not in allowed:
+            raise DefinitionError(
+                f"pipeline parameter {name} must be one of {', '.join(map(str, allowed))}, "
+                f"got {value!r}"
+            )
     return values
 
 

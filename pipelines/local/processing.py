@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 CONTAINER_ROOT = "/opt/ml/"
 PYTHON_ENTRYPOINT = re.compile(r"python(3(\.\d+)?)?")
 STDERR_TAIL_LINES = 20
+EXIT_MESSAGE = "/opt/ml/output/message"
+EXIT_MESSAGE_BYTES = 1024
 
 
 class StepFailed(Exception):
@@ -47,9 +49,11 @@ def _local(root: Path, container_path: str) -> Path:
     return root / container_path.lstrip("/")
 
 
-def _map_argument(root: Path, argument: str) -> str:
-    """Container paths (``/opt/ml/...``) point into this instance's local tree."""
-    return str(_local(root, argument)) if argument.startswith(CONTAINER_ROOT) else argument
+def _map_argument(root: Path, argument: object) -> str:
+    """Container paths (``/opt/ml/...``) point into this instance's local tree; parameter
+    values arrive as strings, as SageMaker passes them (``0.25``, ``warn``)."""
+    text = argument if isinstance(argument, str) else json.dumps(argument)
+    return str(_local(root, text)) if text.startswith(CONTAINER_ROOT) else text
 
 
 def run_processing(
@@ -90,7 +94,26 @@ def run_processing(
         ]
         for output in outputs
     }
-    return {"UploadedObjects": uploaded, "Hosts": hosts}
+    return {
+        "UploadedObjects": uploaded,
+        "Hosts": hosts,
+        "Metrics": [line for root in roots.values() for line in metric_lines(root / "job.log")],
+    }
+
+
+def metric_lines(log: Path) -> list[dict[str, Any]]:
+    """The job's metric lines: what CloudWatch Logs metric filters read on AWS (one JSON
+    object per line with an ``event`` field), collected here from the same output."""
+    found = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                document = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(document, dict) and "event" in document:
+                found.append(document)
+    return found
 
 
 def _python_entrypoint(app: dict[str, Any]) -> list[str]:
@@ -136,6 +159,11 @@ def _wait_for_instance(
     log(f"    {host}: exit code {process.returncode}")
     if process.returncode == 0:
         return None
+    # what the script wrote to /opt/ml/output/message, which SageMaker shows as ExitMessage
+    message = _local(root, EXIT_MESSAGE)
+    if message.is_file():
+        said = message.read_bytes()[:EXIT_MESSAGE_BYTES].decode("utf-8", errors="replace")
+        return f"{host} exited with code {process.returncode}: {said.strip()}"
     tail = "\n".join(stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
     return f"{host} exited with code {process.returncode}: {tail}"
 

@@ -7,6 +7,7 @@ execution role and the SSM parameters ``build.py`` reads (the contract in the RE
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, cast
 
@@ -36,6 +37,10 @@ STAGE_ROLES = {
 
 def dev_bucket() -> str:
     return f"dev-models-{ACCOUNTS['dev']}"
+
+
+# the account's job log groups; the stage's metric filters read the Processing one
+JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TransformJobs")
 
 
 def stage_bucket(stage: str) -> str:
@@ -86,6 +91,10 @@ def create_stage(
     if subnets:
         parameters["subnet-ids"] = ",".join(subnets)
         parameters["security-group-ids"] = "sg-0123456789abcdef0"
+    logs = aws.client("logs", stage)
+    for group in JOB_LOG_GROUPS:  # infra/target-account makes them (manage_job_log_groups)
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName=group)
     ssm = aws.client("ssm", stage)
     for name, value in parameters.items():
         if name not in skip_parameters:

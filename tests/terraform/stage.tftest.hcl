@@ -63,6 +63,9 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
       ProcessingInstanceCount = tostring(var.processing_instance_count)
       TransformInstanceType   = var.transform_instance_type
       TransformInstanceCount  = tostring(var.transform_instance_count)
+      MaxRejectedFraction     = tostring(var.max_rejected_fraction)
+      MaxDriftScore           = tostring(var.max_drift_score)
+      QualityGateMode         = var.quality_gate_mode
     }
     error_message = "the schedule's pipeline parameters are not the stage's (ModelName must be the promoted model)"
   }
@@ -99,9 +102,33 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "runs that could not start (dead letters) must raise an alarm"
   }
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 6 : 5)
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 8 : 7)
     error_message = "the dashboard lost a widget"
   }
+  assert {
+    condition     = alltrue([for f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == "/aws/sagemaker/ProcessingJobs" && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"")])
+    error_message = "the quality metric filters must read this pipeline's lines on the Processing jobs' log group"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stage["drift"].threshold == var.max_drift_score && aws_cloudwatch_metric_alarm.stage["rejected_rows"].threshold == var.max_rejected_fraction && aws_cloudwatch_metric_alarm.stage["drift"].dimensions.PipelineName == var.pipeline_name
+    error_message = "the quality alarms must hold the stage's gate limits, for this pipeline"
+  }
+}
+
+run "rejects_an_unknown_gate_mode" {
+  command = plan
+  variables {
+    quality_gate_mode = "block"
+  }
+  expect_failures = [var.quality_gate_mode]
+}
+
+run "rejects_a_rejected_fraction_over_one" {
+  command = plan
+  variables {
+    max_rejected_fraction = 1.5
+  }
+  expect_failures = [var.max_rejected_fraction]
 }
 
 run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
@@ -119,6 +146,9 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
       ProcessingInstanceCount = tostring(var.processing_instance_count)
       TransformInstanceType   = var.transform_instance_type
       TransformInstanceCount  = tostring(var.transform_instance_count)
+      MaxRejectedFraction     = tostring(var.max_rejected_fraction)
+      MaxDriftScore           = tostring(var.max_drift_score)
+      QualityGateMode         = var.quality_gate_mode
     }
     error_message = "the function must start runs with the schedule's parameters (the promoted model), InputDataUrl being the object"
   }
