@@ -181,7 +181,8 @@ def test_run_pipeline_local_executes_the_real_definition(
     s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
     sandbox.create_bucket(aws, None, "artifacts")
     repo = Path(__file__).resolve().parents[1] / "pipelines" / "batch_inference"
-    s3.upload_file(str(repo / "preprocess.py"), "artifacts", "batch-inference/code/preprocess.py")
+    for script in ("preprocess.py", "quality.py"):  # the job's code and its lib input
+        s3.upload_file(str(repo / script), "artifacts", f"batch-inference/code/{script}")
     s3.upload_file(
         str(repo / "feature-schema.json"), "artifacts", "batch-inference/code/feature-schema.json"
     )
