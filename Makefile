@@ -45,6 +45,7 @@ demo: $(STAMP)
 # speed and memory targets, as ratios against baselines measured in the same run
 benchmark: $(STAMP)
 	$(BIN)/python -m benchmarks.transform
+	$(BIN)/python -m benchmarks.quality
 
 # the dispatch Lambda's zip that infra/dev-account deploys (byte-identical on every build)
 lambda-package: $(STAMP)
