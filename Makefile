@@ -36,7 +36,15 @@ $(CHECKOV_STAMP): requirements-checkov.lock
 	@rm -f $(CHECKOV_VENV)/.installed-*
 	@touch $@
 
-test: $(STAMP) $(CHECKOV_STAMP)
+# the run report's browser test: Debian's chromium and chromedriver (no browser download)
+BROWSER := /usr/bin/chromedriver
+SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
+
+$(BROWSER):
+	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver)
+
+test: $(STAMP) $(CHECKOV_STAMP) $(BROWSER)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP)

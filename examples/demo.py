@@ -36,6 +36,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+
 import build
 import utils
 from examples.breast_cancer import data, model
@@ -44,6 +46,7 @@ from pipelines.batch_inference import quality
 from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
+from pipelines.local.report import RunReport, write_report
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
@@ -189,6 +192,9 @@ def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir:
     if record["PipelineExecutionStatus"] != "Succeeded":
         raise DemoFailed(f"the {stage} run failed: {record.get('FailureReason')}")
     record["Counts"] = _counts(aws, stage, record)
+    record["Report"] = str(
+        run_report(stage, "batch", record, record["Counts"]["summaries"], workdir)
+    )
     return record
 
 
@@ -201,6 +207,7 @@ def score_drifted(
     record = execute_deployed(aws, stage, tfvars, generated.path, "drifted", workdir)
     mode = tfvars.get("quality_gate_mode", "warn")
     reason = record.get("FailureReason", "")
+    record["Report"] = str(run_report(stage, "drifted", record, local_summaries(record), workdir))
     if mode == "fail":
         if record["PipelineExecutionStatus"] != "Failed" or "quality gate failed" not in reason:
             raise DemoFailed(f"the {stage} gate (fail) did not stop the drifted batch: {reason}")
@@ -233,6 +240,7 @@ def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
         s3.download_file(bucket, key, str(path))
         local_copies.append(str(path))
     return {
+        "summaries": summaries,
         "local_predictions": local_copies,
         "rows_in": sum(s["rows_read"] for s in summaries),
         "rows_rejected": sum(s["rows_rejected"] for s in summaries),
@@ -242,6 +250,38 @@ def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
         "rejected": preprocess["Outcome"]["UploadedObjects"]["rejected"],
         "seconds": {s["StepName"]: s["DurationSeconds"] for s in record["Steps"]},
     }
+
+
+def local_summaries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Preprocess's summaries from the run's work folder (a failed job uploads nothing)."""
+    work = Path(record["RecordPath"]).with_name(
+        Path(record["RecordPath"]).name.replace("-execution.json", "-run")
+    )
+    return [
+        json.loads(path.read_text())
+        for path in sorted((work / "Preprocess").glob("algo-*/opt/ml/processing/output/summary/*"))
+    ]
+
+
+def run_report(
+    stage: str, name: str, record: dict[str, Any], summaries: list[dict], workdir: Path
+) -> Path:
+    """The run's HTML report beside its execution record: funnel, reasons, drift, histogram."""
+    baseline_path = workdir / "baseline.json"
+    predictions = [
+        np.loadtxt(path, delimiter=",", usecols=1, ndmin=1)
+        for path in record.get("Counts", {}).get("local_predictions", [])
+    ]
+    return write_report(
+        workdir / f"{stage}-{name}-report.html",
+        RunReport(
+            title=f"{stage}: {name} run of {record['PipelineArn'].rsplit('/', 1)[-1]}",
+            record=record,
+            summaries=summaries,
+            baseline=json.loads(baseline_path.read_text()) if baseline_path.exists() else None,
+            predictions=np.concatenate(predictions) if predictions else None,
+        ),
+    )
 
 
 def approved_for_prod(assume_yes: bool, version: int | None) -> bool:
@@ -368,10 +408,12 @@ def print_summary(report: dict[str, Any]) -> None:
         for uri, path in zip(counts["predictions"], counts["local_predictions"], strict=True):
             print(f"  predictions: {uri} (copy: {path})")
         print(f"  execution record: {record['RecordPath']}")
+        print(f"  run report: {record['Report']}")
     for stage, result in report["stages"].items():
         drifted = result.get("drifted")
         if drifted and drifted["verdict"] == "failed":
             print(f"{stage} drifted batch: stopped before scoring. {drifted['reason']}")
+            print(f"  run report: {drifted['record']['Report']}")
         elif drifted:
             print(
                 f"{stage} drifted batch: scored, gate warn: drift score "

@@ -58,6 +58,9 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
             assert drifted["verdict"] == "warned" and drifted["metric"]["drift_score"] > 0.25
             assert drifted["metric"]["rows_scored"] == drifted["metric"]["rows_written"] > 0
         assert counts["rows_in"] == ROWS
+        # each run's HTML report (tests/test_report.py opens one in a browser)
+        assert Path(record["Report"]).read_text().count("<section>") == 5  # with predictions
+        assert Path(drifted["record"]["Report"]).is_file()
         assert counts["rows_rejected"] == generated["malformed"] > 0
         assert counts["rows_scored"] == ROWS - generated["malformed"]
 

@@ -1,0 +1,208 @@
+"""A local run's report: one static HTML file (no server, no network) per run.
+
+What an operator asks after a run, from what the run left: the rows funnel (read, rejected,
+scored), why rows were rejected, each feature's drift against the model's baseline next to
+the gate's limit, the predictions' histogram against the baseline's, and the steps' times.
+The charts are plotly's, with its JavaScript inlined from the Python package (no CDN), so the
+file opens anywhere, offline.
+
+    from pipelines.local.report import RunReport, write_report
+    write_report(Path("build/demo/prod-report.html"), RunReport(...))
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.files import write_text_atomically
+
+OVER, UNDER = "#c0392b", "#2e86c1"
+
+
+@dataclass
+class RunReport:
+    """What the report shows; ``summaries`` are Preprocess's ``summary/<host>.json``."""
+
+    title: str
+    record: dict[str, Any]  # the execution record (pipelines.local.executor)
+    summaries: list[dict[str, Any]]
+    baseline: dict[str, Any] | None = None  # the model's baseline document
+    predictions: np.ndarray | None = None  # the scores the Transform wrote
+    notes: list[str] = field(default_factory=list)
+
+
+def _totals(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    reasons: dict[str, int] = {}
+    for summary in summaries:
+        for kind, rows in summary.get("rejected_by_reason", {}).items():
+            reasons[kind] = reasons.get(kind, 0) + rows
+    return {
+        "read": sum(s["rows_read"] for s in summaries),
+        "rejected": sum(s["rows_rejected"] for s in summaries),
+        "written": sum(s["rows_written"] for s in summaries),
+        "reasons": reasons,
+    }
+
+
+def _features(summaries: list[dict[str, Any]]) -> dict[str, float]:
+    """Each feature's largest PSI over the instances (the gate holds each instance's)."""
+    found: dict[str, float] = {}
+    for summary in summaries:
+        drift = (summary.get("quality") or {}).get("drift") or {}
+        for name, report in drift.get("features", {}).items():
+            if report.get("psi") is not None:
+                found[name] = max(found.get(name, 0.0), report["psi"])
+    return found
+
+
+def _gate(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    gates: list[dict[str, Any]] = [
+        gate for s in summaries if (gate := (s.get("quality") or {}).get("gate"))
+    ]
+    if not gates:
+        return {}
+    order = {"passed": 0, "warned": 1, "failed": 2}
+    worst = max(gates, key=lambda g: order.get(g["verdict"], 0))
+    breaches = [b for g in gates for b in g["breaches"]]
+    return {**worst, "breaches": breaches}
+
+
+def _scored(record: dict[str, Any]) -> int:
+    for step in record.get("Steps", []):
+        if step.get("StepType") == "Transform" and step.get("StepStatus") == "Succeeded":
+            return int(step.get("Outcome", {}).get("RecordsOut", 0))
+    return 0
+
+
+def figures(report: RunReport) -> list[tuple[str, Any]]:
+    """Each chart's title and plotly figure, in the order the page shows them."""
+    import plotly.graph_objects as go
+
+    totals = _totals(report.summaries)
+    gate = _gate(report.summaries)
+    figures: list[tuple[str, Any]] = []
+    funnel = go.Figure(
+        go.Funnel(
+            y=["read", "valid (not rejected)", "scored"],
+            x=[totals["read"], totals["written"], _scored(report.record)],
+            textinfo="value+percent initial",
+        )
+    )
+    figures.append(("Rows", funnel))
+    reasons = totals["reasons"] or {"none": 0}
+    figures.append(
+        (
+            "Rejected rows by reason",
+            go.Figure(go.Bar(x=list(reasons), y=list(reasons.values()), marker_color=UNDER)),
+        )
+    )
+    features = _features(report.summaries)
+    limit = gate.get("max_drift_score")
+    drift = go.Figure(
+        go.Bar(
+            x=list(features),
+            y=list(features.values()),
+            marker_color=[
+                OVER if limit is not None and v > limit else UNDER for v in features.values()
+            ],
+        )
+    )
+    if limit is not None:
+        drift.add_hline(y=limit, line_dash="dash", annotation_text=f"MaxDriftScore {limit:g}")
+    drift.update_layout(yaxis_title="PSI against the baseline")
+    figures.append(("Drift per feature", drift))
+    histogram = _prediction_histogram(report)
+    if histogram is not None:
+        figures.append(("Predictions against the baseline's", histogram))
+    steps = report.record.get("Steps", [])
+    timings = go.Figure(
+        go.Bar(
+            y=[s["StepName"] for s in steps],
+            x=[s.get("DurationSeconds", 0) for s in steps],
+            orientation="h",
+            marker_color=[OVER if s.get("StepStatus") == "Failed" else UNDER for s in steps],
+        )
+    )
+    timings.update_layout(xaxis_title="seconds")
+    figures.append(("Step times", timings))
+    for _, figure in figures:
+        figure.update_layout(height=320, margin={"l": 40, "r": 20, "t": 20, "b": 40})
+    return figures
+
+
+def _prediction_histogram(report: RunReport) -> Any:
+    """The batch's predictions over the baseline's prediction bins, both as shares."""
+    import plotly.graph_objects as go
+
+    statistics = (report.baseline or {}).get("predictions")
+    if report.predictions is None or not statistics or not statistics.get("bin_shares"):
+        return None
+    edges = np.asarray(statistics["bin_edges"], dtype=np.float64)
+    counts = np.bincount(
+        np.searchsorted(edges, report.predictions, side="left"), minlength=edges.size + 1
+    )
+    shares = counts / max(int(counts.sum()), 1)
+    bounds = [statistics.get("min", 0.0), *edges.tolist(), statistics.get("max", 1.0)]
+    labels = [f"{low:.3g}-{high:.3g}" for low, high in itertools.pairwise(bounds)]
+    figure = go.Figure(
+        [
+            go.Bar(name="baseline (holdout)", x=labels, y=statistics["bin_shares"]),
+            go.Bar(name="this run", x=labels, y=shares.tolist()),
+        ]
+    )
+    figure.update_layout(barmode="group", yaxis_title="share of rows")
+    return figure
+
+
+def render(report: RunReport) -> str:
+    """The report as one HTML document, plotly's script inlined once."""
+    record, gate = report.record, _gate(report.summaries)
+    status = record.get("PipelineExecutionStatus", "?")
+    facts = [
+        ("execution", record.get("PipelineExecutionArn", "")),
+        ("status", status),
+        ("gate", f"{gate.get('mode', 'n/a')}: {gate.get('verdict', 'n/a')}" if gate else "n/a"),
+        *(("breach", breach) for breach in gate.get("breaches", [])),
+        *(("failure", reason) for reason in [record.get("FailureReason")] if reason),
+        *(("note", note) for note in report.notes),
+    ]
+    rows = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts
+    )
+    charts = []
+    for index, (title, figure) in enumerate(figures(report)):
+        body = figure.to_html(
+            full_html=False,
+            include_plotlyjs=index == 0,  # the package's own plotly.min.js, once, inline
+            div_id=f"chart-{index}",
+            config={"displayModeBar": False, "responsive": True},
+        )
+        charts.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 1rem; }}
+th, td {{ text-align: left; padding: 0.2rem 0.8rem; border-bottom: 1px solid #ddd; }}
+.status-{html.escape(status)} {{ font-weight: bold; }}
+section {{ display: inline-block; width: 48%; min-width: 420px; vertical-align: top; }}
+</style></head>
+<body>
+<h1>{html.escape(report.title)}</h1>
+<table class="status-{html.escape(status)}">
+{rows}
+</table>
+{"".join(charts)}
+</body></html>
+"""
+
+
+def write_report(path: Path, report: RunReport) -> Path:
+    write_text_atomically(path, render(report))
+    return path

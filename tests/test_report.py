@@ -1,0 +1,144 @@
+"""The local run report, opened in a real headless browser (Debian's chromium, driven through
+its chromedriver by selenium): it renders every chart, logs no console error, fetches nothing
+from the network, and a screenshot is kept under build/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
+
+from pipelines.batch_inference import quality
+from pipelines.local.report import OVER, UNDER, RunReport, figures, render, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # make test installs them
+
+
+def _summary(host: str, psi: dict[str, float], verdict: str, breaches: list[str]) -> dict:
+    return {
+        "host": host,
+        "rows_read": 1000,
+        "rows_written": 990,
+        "rows_rejected": 10,
+        "rejected_by_reason": {"wrong_type": 7, "field_count": 3},
+        "quality": {
+            "baseline": "baseline baseline.json: 2 features compared",
+            "drift": {
+                "drift_score": max(psi.values()),
+                "features": {name: {"psi": value} for name, value in psi.items()},
+            },
+            "gate": {
+                "max_rejected_fraction": 0.05,
+                "max_drift_score": 0.25,
+                "mode": "fail",
+                "verdict": verdict,
+                "breaches": breaches,
+            },
+        },
+    }
+
+
+def _run(failed: bool) -> RunReport:
+    rng = np.random.default_rng(5)
+    baseline = quality.compute_baseline({"x": rng.normal(0, 1, 2000)}, predictions=rng.random(500))
+    steps = [
+        {"StepName": "Preprocess", "StepType": "Processing", "DurationSeconds": 1.5,
+         "StepStatus": "Failed" if failed else "Succeeded"},
+    ]  # fmt: skip
+    if not failed:
+        steps.append(
+            {"StepName": "BatchTransform", "StepType": "Transform", "DurationSeconds": 3.0,
+             "StepStatus": "Succeeded", "Outcome": {"RecordsOut": 990}}
+        )  # fmt: skip
+    breach = "DriftScore 0.9 > MaxDriftScore 0.25 (worst features by PSI: x 0.9)"
+    record = {
+        "PipelineArn": "arn:aws:sagemaker:eu-west-1:000000000000:pipeline/p",
+        "PipelineExecutionArn": "arn:aws:sagemaker:eu-west-1:000000000000:pipeline/p/execution/e",
+        "PipelineExecutionStatus": "Failed" if failed else "Succeeded",
+        "Steps": steps,
+        **(
+            {"FailureReason": f"Step Preprocess failed: quality gate failed: {breach}"}
+            if failed
+            else {}
+        ),
+    }
+    summaries = [
+        _summary("algo-1", {"x": 0.9 if failed else 0.01, "<segment>": 0.02},
+                 "failed" if failed else "passed", [breach] if failed else []),
+    ]  # fmt: skip
+    return RunReport(
+        title="prod: <drifted> run" if failed else "prod: batch run",
+        record=record,
+        summaries=summaries,
+        baseline=baseline,
+        predictions=None if failed else rng.random(990),
+    )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    # no background traffic: this machine's network is closed, and the report needs none
+    flags = (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--window-size=1400,1800",
+    )  # fmt: skip
+    for flag in flags:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("failed", [False, True], ids=["scored run", "run the gate stopped"])
+def test_the_report_renders_offline_without_errors(
+    browser: webdriver.Chrome, tmp_path: Path, failed: bool
+) -> None:
+    run = _run(failed)
+    page = write_report(tmp_path / "report.html", run)
+    browser.get(page.as_uri())
+    charts = 4 if failed else 5  # no predictions to compare when nothing was scored
+    WebDriverWait(browser, 30).until(
+        lambda d: (
+            d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
+            >= charts
+        )
+    )
+    plots = browser.execute_script("return document.querySelectorAll('.js-plotly-plot').length")
+    assert plots == charts
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
+    # everything came from the file itself: no script, style or font from a CDN
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert [url for url in fetched if not url.startswith(("file:", "data:", "blob:"))] == []
+    text = browser.find_element("tag name", "body").text
+    assert run.title in text  # escaped in the source, shown as written
+    if failed:
+        assert "fail: failed" in text and "DriftScore 0.9 > MaxDriftScore 0.25" in text
+    else:
+        assert "fail: passed" in text
+    shots = REPO / "build" / "report-screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    name = "stopped" if failed else "scored"
+    assert browser.save_screenshot(str(shots / f"run-report-{name}.png"))
+
+
+def test_the_drift_chart_marks_features_over_the_limit_and_names_are_escaped() -> None:
+    run = _run(failed=True)
+    (bar,) = dict(figures(run))["Drift per feature"].data
+    assert dict(zip(bar.x, bar.marker.color, strict=True)) == {"x": OVER, "<segment>": UNDER}
+    head = render(run).split("<script", 1)[0]
+    assert "&lt;drifted&gt;" in head and "<drifted>" not in head
