@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.transform import peak_rss_of_this_process_mib
 from examples.breast_cancer import data, model
 from pipelines.batch_inference import preprocess
 
@@ -56,13 +57,6 @@ def peak_memory_mib(rows: int, workdir: Path) -> float:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return float(result.stdout.strip().splitlines()[-1])
-
-
-def peak_rss_of_this_process_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def main(argv: list[str] | None = None) -> int:

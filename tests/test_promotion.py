@@ -702,6 +702,16 @@ def iam_enforced(aws: Emulator):
         set_enforcement("inf")
 
 
+def build_as_admin_in_preprod(source_role_arn: str, tmp_path: Path) -> int:
+    """build.py for preprod with the enforced-IAM fixture's roles: ``source_role_arn`` in
+    dev, the admin role in preprod."""
+    return build.main(
+        ["--stage", "preprod", "--model-package-group-name", GROUP, "--project-name", PROJECT,
+         "--source-role-arn", source_role_arn, "--target-role-arn", role_arn("preprod", "admin"),
+         "--output", str(tmp_path / "out.json")]
+    )  # fmt: skip
+
+
 @pytest.fixture
 def approved_model(dev: DevRegistry) -> str:
     return dev.register("Approved")
@@ -710,22 +720,7 @@ def approved_model(dev: DevRegistry) -> str:
 def test_access_denied_is_reported_as_access_denied(
     aws: Emulator, approved_model: str, preprod: dict, tmp_path: Path, capsys, iam_enforced
 ) -> None:
-    code = build.main(
-        [
-            "--stage",
-            "preprod",
-            "--model-package-group-name",
-            GROUP,
-            "--project-name",
-            PROJECT,
-            "--source-role-arn",
-            role_arn("dev", "no-access"),
-            "--target-role-arn",
-            role_arn("preprod", "admin"),
-            "--output",
-            str(tmp_path / "out.json"),
-        ]
-    )
+    code = build_as_admin_in_preprod(role_arn("dev", "no-access"), tmp_path)
     err = one_line_error(capsys)
     assert code == 6, err
     assert "access denied while reading model package group 'churn-models'" in err
@@ -775,22 +770,7 @@ def test_quality_document_outside_the_artifact_prefixes_is_refused_by_name(
 ) -> None:
     """A baseline the dev read grants do not cover is named, with the fix; nothing is made."""
     report = baseline_outside_prefixes
-    code = build.main(
-        [
-            "--stage",
-            "preprod",
-            "--model-package-group-name",
-            GROUP,
-            "--project-name",
-            PROJECT,
-            "--source-role-arn",
-            role_arn("dev", "registry-read"),
-            "--target-role-arn",
-            role_arn("preprod", "admin"),
-            "--output",
-            str(tmp_path / "out.json"),
-        ]
-    )
+    code = build_as_admin_in_preprod(role_arn("dev", "registry-read"), tmp_path)
     err = one_line_error(capsys)
     assert code == 6, err
     assert (
