@@ -127,11 +127,13 @@ def quality_gate(stage_config: dict[str, Any]) -> batch_pipeline.QualityGate:
     from pipelines.batch_inference import pipeline as batch_pipeline  # loads the SDK
 
     defaults = batch_pipeline.QualityGate()
+    # float(): a whole number (1) is valid JSON and Terraform, but the SDK's ParameterFloat
+    # refuses an int default
     return batch_pipeline.QualityGate(
-        max_rejected_fraction=stage_config.get(
-            "max_rejected_fraction", defaults.max_rejected_fraction
+        max_rejected_fraction=float(
+            stage_config.get("max_rejected_fraction", defaults.max_rejected_fraction)
         ),
-        max_drift_score=stage_config.get("max_drift_score", defaults.max_drift_score),
+        max_drift_score=float(stage_config.get("max_drift_score", defaults.max_drift_score)),
         mode=stage_config.get("quality_gate_mode", defaults.mode),
     )
 

@@ -117,8 +117,11 @@ def test_processing_uses_parameters_for_resources_and_inputs(definition: dict) -
         "--input-dir", "/opt/ml/processing/input/data",
         "--output-dir", "/opt/ml/processing/output",
         "--schema", "/opt/ml/processing/input/schema",
-        "--max-rejected-fraction", {"Get": "Parameters.MaxRejectedFraction"},
-        "--max-drift-score", {"Get": "Parameters.MaxDriftScore"},
+        # as strings: SageMaker refuses a Float parameter reference in ContainerArguments
+        "--max-rejected-fraction",
+        {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.MaxRejectedFraction"}]}},
+        "--max-drift-score",
+        {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.MaxDriftScore"}]}},
         "--quality-gate-mode", {"Get": "Parameters.QualityGateMode"},
         "--pipeline-name", {"Get": "Execution.PipelineName"},
         "--exit-message", "/opt/ml/output/message",
@@ -351,3 +354,12 @@ def test_parameterize_definition_fails_loudly_when_the_sdk_shape_changes(
     document = {"Steps": [{"Name": "T", "Arguments": {"R": {"InstanceCount": 1}}}]}
     with pytest.raises(KeyError, match=message):
         sdk.parameterize_definition(document, {path: "Count"})
+
+
+def test_whole_numbers_in_the_stage_file_become_float_defaults() -> None:
+    """1 is a valid stage-file value, but the SDK's ParameterFloat refuses an int default."""
+    from promotion.stage_files import quality_gate
+
+    gate = quality_gate({"max_drift_score": 1, "max_rejected_fraction": 0})
+    defaults = {p["Name"]: p.get("DefaultValue") for p in render(quality_gate=gate)["Parameters"]}
+    assert (defaults["MaxDriftScore"], defaults["MaxRejectedFraction"]) == (1.0, 0.0)

@@ -316,9 +316,10 @@ def _preprocess_step(
                 SCHEMA_DIR,
                 *(["--baseline", BASELINE_DIR] if baseline_url else []),
                 "--max-rejected-fraction",
-                params.max_rejected_fraction,
+                # ContainerArguments take strings only: SageMaker refuses a Float reference
+                params.max_rejected_fraction.to_string(),
                 "--max-drift-score",
-                params.max_drift_score,
+                params.max_drift_score.to_string(),
                 "--quality-gate-mode",
                 params.gate_mode,
                 "--pipeline-name",

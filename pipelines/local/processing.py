@@ -50,10 +50,15 @@ def _local(root: Path, container_path: str) -> Path:
 
 
 def _map_argument(root: Path, argument: object) -> str:
-    """Container paths (``/opt/ml/...``) point into this instance's local tree; parameter
-    values arrive as strings, as SageMaker passes them (``0.25``, ``warn``)."""
-    text = argument if isinstance(argument, str) else json.dumps(argument)
-    return str(_local(root, text)) if text.startswith(CONTAINER_ROOT) else text
+    """Container paths (``/opt/ml/...``) point into this instance's local tree. Arguments are
+    strings, as SageMaker requires: it refuses a Float or Integer parameter reference there
+    (``.to_string()`` makes one a string), and so does local mode."""
+    if not isinstance(argument, str):
+        raise DefinitionError(
+            f"container argument {argument!r} is not a string: SageMaker accepts only strings "
+            "in ContainerArguments (pass a parameter with .to_string())"
+        )
+    return str(_local(root, argument)) if argument.startswith(CONTAINER_ROOT) else argument
 
 
 def run_processing(
