@@ -368,12 +368,15 @@ locals {
   # filters on the jobs' log group make it metrics per pipeline (jobs run network-isolated,
   # so they cannot call CloudWatch themselves). DriftScore only when a baseline was measured.
   quality_namespace = "BatchInference/Quality"
+  # A metric's value field must be matched by its filter's pattern (AWS: "If you are using a
+  # field value, the field value must have been matched using the pattern"), hence ">= 0":
+  # a run without a baseline has no drift_score and publishes no DriftScore.
   quality_metrics = {
-    RowsRead         = { value = "$.rows_read", unit = "Count", when = "" }
-    RowsRejected     = { value = "$.rows_rejected", unit = "Count", when = "" }
-    RowsScored       = { value = "$.rows_scored", unit = "Count", when = "" }
-    RejectedFraction = { value = "$.rejected_fraction", unit = "None", when = "" }
-    DriftScore       = { value = "$.drift_score", unit = "None", when = " && $.drift_score >= 0" }
+    RowsRead         = { value = "$.rows_read", unit = "Count" }
+    RowsRejected     = { value = "$.rows_rejected", unit = "Count" }
+    RowsScored       = { value = "$.rows_scored", unit = "Count" }
+    RejectedFraction = { value = "$.rejected_fraction", unit = "None" }
+    DriftScore       = { value = "$.drift_score", unit = "None" }
   }
 }
 
@@ -811,7 +814,7 @@ resource "aws_cloudwatch_log_metric_filter" "quality" {
   for_each       = local.quality_metrics
   name           = "${local.name}-batch-inference-${each.key}"
   log_group_name = "/aws/sagemaker/ProcessingJobs"
-  pattern        = "{ $.event = \"batch-quality\" && $.pipeline = \"${aws_sagemaker_pipeline.batch.pipeline_name}\"${each.value.when} }"
+  pattern        = "{ $.event = \"batch-quality\" && $.pipeline = \"${aws_sagemaker_pipeline.batch.pipeline_name}\" && ${each.value.value} >= 0 }"
   metric_transformation {
     namespace  = local.quality_namespace
     name       = each.key

@@ -47,6 +47,7 @@ from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
 from pipelines.local.report import RunReport, write_report
+from promotion.stage_files import quality_gate
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
@@ -217,10 +218,15 @@ def score_drifted(
         return {"mode": mode, "verdict": "failed", "reason": reason, "record": record}
     if record["PipelineExecutionStatus"] != "Succeeded":
         raise DemoFailed(f"the {stage} drifted run failed: {reason}")
-    # one metric line per instance; the one that read the batch warns
-    warned = [m for m in record["Steps"][0]["Outcome"]["Metrics"] if m["gate"] == "warned"]
+    # one metric line per instance; the one that read the batch warns, about drift
+    limit = quality_gate(tfvars).max_drift_score
+    warned = [
+        m
+        for m in record["Steps"][0]["Outcome"]["Metrics"]
+        if m["gate"] == "warned" and m.get("drift_score", 0.0) > limit
+    ]
     if not warned:
-        raise DemoFailed(f"the {stage} gate (warn) did not warn about the drifted batch")
+        raise DemoFailed(f"the {stage} gate (warn) did not warn about the drifted batch's drift")
     return {"mode": mode, "verdict": "warned", "metric": warned[0], "record": record}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,7 +83,10 @@ SETTINGS: dict[str, Setting] = {
 _PYTHON_TYPES: dict[str, Callable[[Any], bool]] = {
     "string": lambda value: isinstance(value, str),
     # JSON numbers; true/false are not numbers to Terraform
-    "number": lambda value: isinstance(value, int | float) and not isinstance(value, bool),
+    # (1e999 is valid JSON that Python reads as inf: no setting takes an infinite number)
+    "number": lambda value: (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ),
     "bool": lambda value: isinstance(value, bool),
 }
 

@@ -53,13 +53,31 @@ _SEARCH = re.compile(
 )
 
 
+_MATH = re.compile(r"[a-z][A-Za-z0-9_]*(?:\s*[-+*/]\s*[a-z][A-Za-z0-9_]*)+")
+
+
 def series(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each metric series: namespace, metric, dimensions (name -> value, or the SEARCH phrase)."""
+    """Each metric series: namespace, metric, dimensions (name -> value, or the SEARCH phrase).
+
+    Metric math over the widget's own series (``sum / count``) is no series itself: each id
+    it names must be a series of the same widget, or the graph would be empty on AWS."""
     found = []
     for widget in body["widgets"]:
-        for entry in widget.get("properties", {}).get("metrics", []):
+        entries = widget.get("properties", {}).get("metrics", [])
+        ids = {
+            option["id"]
+            for entry in entries
+            for option in entry
+            if isinstance(option, dict) and "id" in option and "expression" not in option
+        }
+        for entry in entries:
             fields = [item for item in entry if not isinstance(item, dict)]
             options = next((item for item in entry if isinstance(item, dict)), {})
+            if "expression" in options and _MATH.fullmatch(options["expression"]):
+                named = set(re.findall(r"[a-z][A-Za-z0-9_]*", options["expression"]))
+                if not named <= ids:
+                    raise AssertionError(f"expression {options['expression']!r}: unknown ids")
+                continue
             if "expression" in options:
                 match = _SEARCH.fullmatch(options["expression"])
                 if not match:

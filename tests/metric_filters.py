@@ -9,10 +9,14 @@ test can hold the template's patterns against the exact line ``preprocess.py`` p
   in which every condition holds; any other event never matches.
 - ``$.field = "text"`` / ``!=``: string comparison; ``$.field >= 0`` (``= != < <= > >=``
   with a number): numeric comparison, false when the field is missing or not a number.
-- A metric value ``$.field`` is that field's number; the filter publishes nothing when it is
-  missing.
+- ``$.field = *``: the field is present (the CDK's ``FilterPattern.exists``).
+- A metric value ``$.field`` is that field's number, and the field must be matched by the
+  pattern ("If you are using a field value, the field value must have been matched using
+  the pattern", the CDK's MetricFilter reference): a selector the pattern does not test is
+  refused. The filter publishes nothing when the event does not match.
 
-Anything else (``||``, parentheses, wildcards, arrays, IS NULL) is refused, not guessed.
+Anything else (``||``, parentheses, wildcards in text, arrays, IS NULL) is refused, not
+guessed.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 _CONDITION = re.compile(
     r"\$\.(?P<path>[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)\s*(?P<op>!=|>=|<=|=|>|<)\s*"
-    r'(?P<value>"[^"*]*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)'
+    r'(?P<value>"[^"*]*"|\*|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)'
 )
 _NUMERIC = {
     "=": operator.eq, "!=": operator.ne, ">": operator.gt,
@@ -72,7 +76,12 @@ def matches(pattern: str, message: str) -> bool:
         return False
     for condition in conditions:
         actual, op, expected = _field(event, condition["path"]), condition["op"], condition["value"]
-        if expected.startswith('"'):
+        if expected == "*":
+            if op != "=":
+                raise ValueError(f"a wildcard compares with = only: {condition.group(0)!r}")
+            if actual is None:
+                return False
+        elif expected.startswith('"'):
             if op not in ("=", "!="):
                 raise ValueError(f"a string compares with = or != only: {condition.group(0)!r}")
             if not isinstance(actual, str) or (actual == expected[1:-1]) != (op == "="):
@@ -82,9 +91,16 @@ def matches(pattern: str, message: str) -> bool:
     return True
 
 
-def metric_value(selector: str, message: str) -> float | None:
-    """The number a metric transformation's ``metricValue`` selector (``$.field``) reads."""
+def metric_value(pattern: str, selector: str, message: str) -> float | None:
+    """The number a metric transformation's ``metricValue`` selector (``$.field``) publishes
+    for ``message`` under ``pattern``: None when the event does not match."""
     if not re.fullmatch(r"\$\.[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*", selector):
         raise ValueError(f"unsupported metric value {selector!r}")
+    tested = {c["path"] for c in _conditions(pattern) if not c["value"].startswith('"')}
+    # (a wildcard, "= *", matches the field whatever it holds; a non-number publishes nothing)
+    if selector[2:] not in tested:
+        raise ValueError(f"metric value {selector} is not matched by {pattern!r}")
+    if not matches(pattern, message):
+        return None
     value = _field(json.loads(message), selector[2:])
     return float(value) if _is_number(value) else None

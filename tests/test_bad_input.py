@@ -28,6 +28,7 @@ import utils
 from pipelines.batch_inference import preprocess
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, role_arn
+from promotion.errors import UsageError
 from tests import test_local_executor, test_preprocess
 from tests.registry import (
     GROUP,
@@ -106,6 +107,16 @@ def test_a_bad_stage_config_is_refused_before_any_aws_call(
     assert message in error
     assert not (tmp_path / "preprod.tfvars.json").exists()
     assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["max_drift_score", "transform_instance_count"])
+def test_a_number_too_large_for_a_float_is_refused_not_read_as_infinite(
+    tmp_path: Path, name: str
+) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(BASE_CONFIG)[:-1] + f', "{name}": 1e999}}')
+    with pytest.raises(UsageError, match=rf"stage config .*: {name} must be a number \("):
+        utils.load_stage_config(config, "preprod")
 
 
 def test_every_shipped_stage_config_is_valid() -> None:
@@ -421,7 +432,13 @@ def test_a_shard_of_bad_rows_fails_the_job_only_when_it_is_the_whole_input(
     assert run_preprocess(tmp_path) == code
     summary = json.loads((tmp_path / "out" / "summary" / "algo-1.json").read_text())
     assert (summary["rows_read"], summary["rows_rejected"]) == (1, 1)
-    assert ("every one of the 1 rows was rejected" in capsys.readouterr().err) == (code == 3)
+    out, err = capsys.readouterr()
+    assert ("every one of the 1 rows was rejected" in err) == (code == 3)
+    # the summary and the metric line (what the alarms read) say the same as the exit code
+    verdict = "failed" if code == 3 else "passed"
+    assert summary["quality"]["gate"]["verdict"] == verdict
+    (line,) = [x for x in out.splitlines() if x.startswith("{")]
+    assert json.loads(line)["gate"] == verdict
 
 
 @pytest.mark.parametrize("name", list(CSV_CASES))

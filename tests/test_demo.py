@@ -54,6 +54,12 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
             assert "quality gate failed, nothing scored: DriftScore" in drifted["reason"]
             worst = drifted["reason"].split("(worst features by PSI: ")[1]
             assert worst.split(" ")[0] in data.DRIFTED_FEATURES
+            # the stopped job's metric line still reaches the metrics (and the alarm)
+            (stopped,) = [
+                m for m in drifted["record"]["Steps"][0]["Outcome"]["Metrics"] if m["rows_read"]
+            ]
+            assert (stopped["gate"], stopped["rows_scored"]) == ("failed", 0)
+            assert stopped["drift_score"] > 0.25
         else:
             assert drifted["verdict"] == "warned" and drifted["metric"]["drift_score"] > 0.25
             assert drifted["metric"]["rows_scored"] == drifted["metric"]["rows_written"] > 0

@@ -430,12 +430,35 @@ def test_warn_mode_scores_and_says_why(workdir: Path, capsys: pytest.CaptureFixt
     assert len(lines(workdir / "out" / "inference" / "batch.csv")) == 1_000
 
 
+_MALFORMED = json.dumps(
+    {
+        "format": quality.FORMAT,
+        "features": {"income": {"type": "categorical", "null_share": 0, "frequencies": []}},
+    }
+)
+_NOT_FINITE = json.dumps(
+    {
+        "format": quality.FORMAT,
+        "features": {
+            "income": {
+                "type": "numeric",
+                "null_share": 0,
+                "bin_edges": [1],
+                "bin_shares": [0.5, float("nan")],
+            }
+        },
+    }
+)
+
+
 @pytest.mark.parametrize(
     ("baseline", "note"),
     [
         (None, "no baseline: the model version has none"),
         ("not json", "baseline unusable: baseline.json: Expecting value"),
         ('{"format": "other/2"}', "baseline unusable: baseline.json: not a sagemaker-batch-mlops"),
+        (_MALFORMED, "baseline unusable: baseline.json: feature 'income': frequencies must map"),
+        (_NOT_FINITE, "baseline unusable: baseline.json: feature 'income': a bin share is not"),
     ],
 )
 def test_without_a_usable_baseline_the_gate_holds_the_rejected_fraction_only(
@@ -497,3 +520,27 @@ def test_bad_gate_settings_are_one_line(
     assert exited.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"preprocess: error: argument {flag}: ") and message in line
+
+
+@pytest.mark.parametrize(
+    ("rejected", "drift", "fraction", "score"),
+    [
+        (1, 0.0000449, "0.000005", "0.000045"),
+        (0, float("nan"), "0", None),
+        (3, None, "0.000015", None),
+    ],
+)
+def test_the_metric_line_writes_plain_decimals_and_leaves_out_what_is_not_finite(
+    rejected: int, drift: float | None, fraction: str, score: str | None
+) -> None:
+    document = {
+        "host": "algo-1", "rows_read": 200_000, "rows_rejected": rejected,
+        "rows_written": 200_000 - rejected,
+        "quality": {"drift": {"drift_score": drift}, "gate": {"verdict": "passed"}},
+    }  # fmt: skip
+    line = preprocess.metric_line(document, "p")
+    assert f'"rejected_fraction":{fraction},' in line
+    assert "e-" not in line and "NaN" not in line
+    parsed = json.loads(line)
+    assert parsed.get("drift_score") == (None if score is None else float(score))
+    assert parsed["rows_scored"] == 200_000 - rejected

@@ -165,9 +165,20 @@ def test_only_the_features_both_know_are_compared() -> None:
     assert drift.report()["drift_score"] is None  # no rows seen: nothing to say
 
 
-_NUMERIC = {"type": "numeric"}
-_OFF_BY_ONE = {"type": "numeric", "bin_edges": [1.0], "bin_shares": [1.0]}
+_NUMERIC = {"type": "numeric", "null_share": 0.0}
+_OFF_BY_ONE = {**_NUMERIC, "bin_edges": [1.0], "bin_shares": [1.0]}
+_BINS = {**_NUMERIC, "bin_edges": [1.0], "bin_shares": [0.5, 0.5]}
+_CATEGORIES = {
+    "type": "categorical",
+    "null_share": 0.0,
+    "frequencies": {"a": 1.0},
+    "other_share": 0.0,
+}
 _FORMAT_ERROR = f"not a {quality.FORMAT} document"
+
+
+def _doc(x: object) -> dict:
+    return {"format": quality.FORMAT, "features": {"x": x}}
 
 
 @pytest.mark.parametrize(
@@ -176,16 +187,32 @@ _FORMAT_ERROR = f"not a {quality.FORMAT} document"
         ([], f"{_FORMAT_ERROR} (format None)"),
         ({"format": "other/2"}, f"{_FORMAT_ERROR} (format 'other/2')"),
         ({"format": quality.FORMAT, "features": []}, "its 'features' is not an object"),
-        (
-            {"format": quality.FORMAT, "features": {"x": _NUMERIC}},
-            "feature 'x' has no numeric bins",
-        ),
-        (
-            {"format": quality.FORMAT, "features": {"x": _OFF_BY_ONE}},
-            "feature 'x': bin_shares do not fit bin_edges",
-        ),
+        (_doc(_NUMERIC), "feature 'x': bin_edges and bin_shares must be lists"),
+        (_doc(_OFF_BY_ONE), "feature 'x': bin_shares do not fit bin_edges"),
+        (_doc({"type": "ordinal"}), "feature 'x': type 'ordinal' is neither numeric nor"),
+        (_doc("numeric"), "feature 'x': type None is neither numeric nor categorical"),
+        (_doc({**_BINS, "null_share": None}), "feature 'x': null_share is not a share"),
+        (_doc({**_BINS, "null_share": float("nan")}), "feature 'x': null_share is not a share"),
+        (_doc({**_BINS, "bin_shares": {"0": 1}}), "must be lists"),
+        (_doc({**_BINS, "bin_shares": [0.5, float("nan")]}), "a bin share is not a share"),
+        (_doc({**_BINS, "bin_shares": [0.5, True]}), "a bin share is not a share"),
+        (_doc({**_BINS, "bin_edges": [float("inf")]}), "bin_edges must be finite, increasing"),
+        (_doc({**_BINS, "bin_edges": [2, 1], "bin_shares": [0.3, 0.3, 0.4]}), "increasing"),
+        (_doc({**_BINS, "bin_edges": ["1"]}), "bin_edges must be finite, increasing"),
+        (_doc({**_CATEGORIES, "frequencies": ["a"]}), "frequencies must map categories"),
+        (_doc({**_CATEGORIES, "frequencies": {"a": "x"}}), "frequencies must map categories"),
+        (_doc({**_CATEGORIES, "frequencies": {"a": 2.0}}), "frequencies must map categories"),
+        (_doc({k: v for k, v in _CATEGORIES.items() if k != "other_share"}), "other_share"),
+        (_doc({**_CATEGORIES, "other_share": float("-inf")}), "other_share is not a share"),
     ],
 )
 def test_a_baseline_of_another_shape_is_named_not_misread(document: object, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         quality.BatchDrift.load(document, ["x"])
+
+
+@pytest.mark.parametrize(
+    "statistics", [_BINS, _CATEGORIES, {**_NUMERIC, "bin_edges": [], "bin_shares": []}]
+)
+def test_a_well_formed_feature_loads(statistics: dict) -> None:
+    assert list(quality.BatchDrift.load(_doc(statistics), ["x"]).features) == ["x"]

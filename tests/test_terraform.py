@@ -283,7 +283,7 @@ def assert_quality_metrics_read_the_printed_line(
         assert len(pattern) <= 1024  # PutMetricFilter's limit
         assert metric_filters.matches(pattern, measured)
         assert (
-            metric_value(transformation["metricValue"], measured)
+            metric_value(pattern, transformation["metricValue"], measured)
             == json.loads(measured)[fields[metric]]
         )
         assert metric_filters.matches(pattern, unmeasured) == (metric != "DriftScore")

@@ -612,6 +612,13 @@ class Gate:
         return found
 
 
+def nothing_left_to_score(rows_read: int, rows_written: int) -> bool:
+    """Rows were read and every one rejected, on the only instance: fail in either gate mode,
+    here rather than as "no input object" at the Transform. With several instances the others
+    may have rows to score, so one instance's bad shard must not fail the job."""
+    return bool(rows_read) and not rows_written and host_count() == 1
+
+
 def load_baseline(path: Path | None, schema: Schema) -> tuple[quality.BatchDrift | None, str]:
     """The drift measures for ``path`` (a baseline file, or a folder holding one) and a note.
 
@@ -626,14 +633,15 @@ def load_baseline(path: Path | None, schema: Schema) -> tuple[quality.BatchDrift
         path = candidates[0]
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
+        known = quality.BatchDrift.load(document, []).baseline["features"]  # checked shape
         comparable = [
             f.name
             for f in schema.features
-            if (document.get("features") or {}).get(f.name, {}).get("type")
-            == ("categorical" if f.type == "string" else "numeric")
+            if f.name in known
+            and known[f.name]["type"] == ("categorical" if f.type == "string" else "numeric")
         ]
-        drift = quality.BatchDrift.load(document, comparable)
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        drift = quality.BatchDrift(document, comparable)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
         return None, f"baseline unusable: {path.name}: {error}"
     return drift, f"baseline {path.name}: {len(drift.features)} features compared"
 
@@ -670,8 +678,11 @@ def run(
         for kind, rows in result.rejected_by_reason.items():
             by_reason[kind] = by_reason.get(kind, 0) + rows
     drift_report = drift.report() if drift is not None else None
+    nothing_left = nothing_left_to_score(totals["rows_read"], totals["rows_written"])
     gate = gate or Gate()
     breaches = gate.breaches(totals["rows_read"], totals["rows_rejected"], drift_report)
+    if nothing_left:
+        breaches.insert(0, f"every one of the {totals['rows_read']} rows was rejected")
     document = {
         "host": current_host(),
         "schema_columns": schema.columns,
@@ -687,7 +698,7 @@ def run(
                 "verdict": "passed"
                 if not breaches
                 else "failed"
-                if gate.mode == "fail"
+                if gate.mode == "fail" or nothing_left
                 else "warned",
                 "breaches": breaches,
             },
@@ -782,13 +793,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _fixed(value: float) -> str:
+    """A JSON number in plain decimals, 6 places (``0.00005``, never ``5e-05``)."""
+    return f"{value:.6f}".rstrip("0").rstrip(".") or "0"
+
+
 def metric_line(document: dict, pipeline: str) -> str:
     """The run's one JSON log line: what CloudWatch Logs metric filters read (see the
-    stage template); ``drift_score`` is left out when there is no baseline to measure."""
+    stage template). A measure without a finite value (``drift_score`` with no baseline) is
+    left out, so its filter publishes nothing rather than an invalid line."""
     read, written = document["rows_read"], document["rows_written"]
     gate = document["quality"]["gate"]
-    drift = document["quality"]["drift"] or {}
-    line = {
+    drift = (document["quality"]["drift"] or {}).get("drift_score")
+    line: dict[str, Any] = {
         "event": "batch-quality",
         "pipeline": pipeline,
         "host": document["host"],
@@ -796,12 +813,22 @@ def metric_line(document: dict, pipeline: str) -> str:
         "rows_rejected": document["rows_rejected"],
         "rows_written": written,
         "rows_scored": 0 if gate["verdict"] == "failed" else written,
-        "rejected_fraction": round(document["rows_rejected"] / read, 6) if read else 0.0,
+        "rejected_fraction": document["rows_rejected"] / read if read else 0.0,
         "gate": gate["verdict"],
+        "drift_score": drift,
     }
-    if drift.get("drift_score") is not None:
-        line["drift_score"] = round(drift["drift_score"], 6)
-    return json.dumps(line, separators=(",", ":"))
+    fields = []
+    for key, value in line.items():
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                continue
+            text = _fixed(value)
+        elif value is None:
+            continue
+        else:
+            text = json.dumps(value)
+        fields.append(f"{json.dumps(key)}:{text}")
+    return "{" + ",".join(fields) + "}"
 
 
 def _fail(message: str, exit_message: Path | None) -> int:
@@ -832,9 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{document['rows_written']} written, {rejected} rejected; {note}"
     )
     print(metric_line(document, args.pipeline_name), flush=True)
-    if read and not document["rows_written"] and host_count() == 1:
-        # Say it here, not as "no input object" at the next step. With several instances the
-        # others may have rows to score, so one instance's bad shard must not fail the job.
+    if nothing_left_to_score(read, document["rows_written"]):
         return _fail(
             f"every one of the {read} rows was rejected, nothing is left to score; "
             "see the rejected/ output and the summary",

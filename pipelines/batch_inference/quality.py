@@ -15,6 +15,7 @@ Processing job can ship it beside ``preprocess.py``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -216,6 +217,44 @@ class FeatureDrift:
         }
 
 
+def _share_value(value: Any) -> bool:
+    """A finite number from 0 to 1 (JSON's true/false are not numbers here)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0.0 <= value <= 1.0
+    )
+
+
+def _check_statistics(name: str, statistics: Any) -> None:
+    """The fields drift needs of one baseline feature, with usable values, or a ValueError."""
+    kind = statistics.get("type") if isinstance(statistics, dict) else None
+    if kind not in ("numeric", "categorical"):
+        raise ValueError(f"feature {name!r}: type {kind!r} is neither numeric nor categorical")
+    if not _share_value(statistics.get("null_share")):
+        raise ValueError(f"feature {name!r}: null_share is not a share from 0 to 1")
+    if kind == "numeric":
+        edges, shares = statistics.get("bin_edges"), statistics.get("bin_shares")
+        if not isinstance(edges, list) or not isinstance(shares, list):
+            raise ValueError(f"feature {name!r}: bin_edges and bin_shares must be lists")
+        if len(shares) != len(edges) + (1 if shares else 0):
+            raise ValueError(f"feature {name!r}: bin_shares do not fit bin_edges")
+        if not all(
+            isinstance(e, int | float) and not isinstance(e, bool) and math.isfinite(e)
+            for e in edges
+        ) or any(a >= b for a, b in itertools.pairwise(edges)):
+            raise ValueError(f"feature {name!r}: bin_edges must be finite, increasing numbers")
+        if not all(_share_value(v) for v in shares):
+            raise ValueError(f"feature {name!r}: a bin share is not a share from 0 to 1")
+        return
+    frequencies = statistics.get("frequencies")
+    if not isinstance(frequencies, dict) or not all(_share_value(v) for v in frequencies.values()):
+        raise ValueError(f"feature {name!r}: frequencies must map categories to shares")
+    if not _share_value(statistics.get("other_share")):
+        raise ValueError(f"feature {name!r}: other_share is not a share from 0 to 1")
+
+
 class BatchDrift:
     """Every feature a baseline and a batch share, fed block by block; the batch's report.
 
@@ -233,21 +272,15 @@ class BatchDrift:
 
     @classmethod
     def load(cls, document: Any, features: Iterable[str]) -> BatchDrift:
-        """Check a baseline document's shape first: a ValueError says what is wrong."""
+        """Check a baseline document's shape first: a ValueError says what is wrong, so a
+        malformed or non-finite document is "unusable", never a crash or a NaN drift score."""
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             found = document.get("format") if isinstance(document, dict) else None
             raise ValueError(f"not a {FORMAT} document (format {found!r})")
         if not isinstance(document.get("features"), dict):
             raise ValueError("its 'features' is not an object")
         for name, statistics in document["features"].items():
-            kind = statistics.get("type") if isinstance(statistics, dict) else None
-            needed = {"numeric": ("bin_edges", "bin_shares"), "categorical": ("frequencies",)}
-            if kind not in needed or any(k not in statistics for k in needed[kind]):
-                raise ValueError(f"feature {name!r} has no {kind or 'numeric'} bins")
-            if kind == "numeric" and len(statistics["bin_shares"]) != len(
-                statistics["bin_edges"]
-            ) + (1 if statistics["bin_shares"] else 0):
-                raise ValueError(f"feature {name!r}: bin_shares do not fit bin_edges")
+            _check_statistics(name, statistics)
         return cls(document, features)
 
     def fresh(self) -> BatchDrift:

@@ -203,6 +203,8 @@ def _run_step(
     except (StepFailed, expressions.DefinitionError, ValueError) as error:
         # ValueError: a parameter that is not what the step needs (e.g. not an S3 URI)
         record.update(StepStatus="Failed", FailureReason=str(error))
+        if isinstance(error, StepFailed) and error.metrics:
+            record["Outcome"] = {"Metrics": error.metrics}
     except botocore.exceptions.ClientError as error:
         details = error.response.get("Error", {})
         reason = f"{error.operation_name}: {details.get('Code')}: {details.get('Message')}"

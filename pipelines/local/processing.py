@@ -30,7 +30,13 @@ EXIT_MESSAGE_BYTES = 1024
 
 
 class StepFailed(Exception):
-    """The step ran and failed; the message is its failure reason."""
+    """The step ran and failed; the message is its failure reason. ``metrics`` are the
+    metric lines the job printed before failing (on AWS the log's metric filters read them
+    whatever the job's status: a gate that stops a run still reports its measures)."""
+
+    def __init__(self, reason: str, metrics: list[dict[str, Any]] | None = None):
+        super().__init__(reason)
+        self.metrics = metrics or []
 
 
 def instance_count(resources: dict[str, Any]) -> int:
@@ -86,8 +92,9 @@ def run_processing(
         for host, running in processes.items()
         if (failure := _wait_for_instance(host, running, roots[host], log))
     ]
+    metrics = [line for root in roots.values() for line in metric_lines(root / "job.log")]
     if failures:
-        raise StepFailed("; ".join(failures))
+        raise StepFailed("; ".join(failures), metrics)
     kms = arguments.get("ProcessingOutputConfig", {}).get("KmsKeyId")
     uploaded = {
         output["OutputName"]: [
@@ -102,14 +109,16 @@ def run_processing(
     return {
         "UploadedObjects": uploaded,
         "Hosts": hosts,
-        "Metrics": [line for root in roots.values() for line in metric_lines(root / "job.log")],
+        "Metrics": metrics,
     }
 
 
 def metric_lines(log: Path) -> list[dict[str, Any]]:
     """The job's metric lines: what CloudWatch Logs metric filters read on AWS (one JSON
     object per line with an ``event`` field), collected here from the same output."""
-    found = []
+    found: list[dict[str, Any]] = []
+    if not log.is_file():  # the instance never started
+        return found
     for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
         if line.startswith("{"):
             try:
