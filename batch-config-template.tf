@@ -164,6 +164,16 @@ variable "job_steps" {
   }
 }
 
+variable "partition_format" {
+  description = "Daily partitions under input_data_url and output_data_url, a strftime pattern with %Y, %m and %d once each: a run for a day reads <input_data_url>/<partition>/ and writes under <output_data_url>/<partition>/, and <output_data_url>/_runs/<partition>.json records what happened to the day (python -m pipelines.run_pipeline --stage ... --date ...)."
+  type        = string
+  default     = "dt=%Y-%m-%d"
+  validation {
+    condition     = can(regex("^(?:[A-Za-z0-9=_.-]|%[Ymd])+(?:/(?:[A-Za-z0-9=_.-]|%[Ymd])+)*$", var.partition_format)) && length(split("%Y", var.partition_format)) == 2 && length(split("%m", var.partition_format)) == 2 && length(split("%d", var.partition_format)) == 2
+    error_message = "partition_format must be a strftime pattern of folder names with %Y, %m and %d once each, like dt=%Y-%m-%d."
+  }
+}
+
 variable "input_data_url" {
   description = "S3 prefix the scheduled run scores."
   type        = string

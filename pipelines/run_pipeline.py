@@ -7,6 +7,9 @@
         [--parameters '{"ModelName": "my-model"}'] [--tags '[{"Key": "k", "Value": "v"}]'] \\
         [--description "..."] [--wait]
 
+    # or score days of a deployed stage's date-partitioned input (pipelines/partition_runs.py):
+    python -m pipelines.run_pipeline --stage preprod --date 2026-11-01 [--until ...] [--force]
+
     # or run it on this machine (local mode), against any S3/SageMaker endpoint:
     python -m pipelines.run_pipeline --local --module-name ... --kwargs '...' \
         [--parameters '{...}'] [--execution-record build/execution.json]
@@ -77,7 +80,15 @@ def _record_writable(path: Path) -> None:
         raise CliError(f"--execution-record: {error}") from None
 
 
+PARTITION_OPTIONS = ("--stage", "--tfvars", "--date")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a.split("=", 1)[0] in PARTITION_OPTIONS for a in argv):
+        from pipelines import partition_runs  # days of a deployed stage (backfill)
+
+        return partition_runs.main(argv)
     args = _parser().parse_args(argv)
     try:
         kwargs = parse_json_option("--kwargs", args.kwargs, dict)

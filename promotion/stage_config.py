@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.partitions import check_format
 from promotion.errors import UsageError
 
 
@@ -76,6 +77,11 @@ SETTINGS: dict[str, Setting] = {
     "max_rejected_fraction": Setting("number", "a share from 0 to 1", lambda v: 0 <= v <= 1),
     "max_drift_score": Setting("number", "a PSI limit of 0 or more", lambda v: v >= 0),
     "quality_gate_mode": Setting("string", "fail or warn", _matches("fail|warn")),
+    "partition_format": Setting(
+        "string",
+        "a strftime pattern of folders with %Y, %m and %d once each, like dt=%Y-%m-%d",
+        lambda v: check_format(v) is None,
+    ),
     "input_data_url": Setting("string", "an s3:// URI", _S3_URI),
     "output_data_url": Setting("string", "an s3:// URI", _S3_URI),
 }

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import io
 import tarfile
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import moto.sagemaker.models
+import pytest
 
 import build
 from pipelines.local import sandbox
@@ -145,3 +150,31 @@ def one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1, err
     return err
+
+
+def keep_executions_running(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """moto's pipeline executions succeed at once; from now on a new one stays Executing.
+    Returns the undo (executions started after it succeed at once again)."""
+    original = moto.sagemaker.models.FakePipelineExecution.__init__
+
+    def still_running(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self.pipeline_execution_status = "Executing"
+
+    monkeypatch.setattr(moto.sagemaker.models.FakePipelineExecution, "__init__", still_running)
+    return lambda: monkeypatch.setattr(
+        moto.sagemaker.models.FakePipelineExecution, "__init__", original
+    )
+
+
+def create_deployed_pipeline(aws: Emulator, tfvars: dict[str, Any], stage: str = "preprod") -> None:
+    """The stage's pipeline from build.py's definition, as the apply creates it."""
+    aws.client("sagemaker", stage).create_pipeline(
+        PipelineName=tfvars["pipeline_name"],
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinitionS3Location={
+            "Bucket": tfvars["artifacts_bucket"],
+            "ObjectKey": tfvars["pipeline_definition_s3_key"],
+        },
+        RoleArn=tfvars["sagemaker_role_arn"],
+    )

@@ -5,19 +5,23 @@ the local executor's (a real run of the deployed definition: tests/test_demo.py)
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
-import moto.sagemaker.models
 import pytest
 
 from pipelines import smoke_run
 from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, Emulator
 from tests.provider_requests import Request, problems
-from tests.registry import DevRegistry, create_stage, run_build
+from tests.registry import (
+    DevRegistry,
+    create_deployed_pipeline,
+    create_stage,
+    keep_executions_running,
+    run_build,
+)
 
 
 @pytest.fixture
@@ -27,15 +31,7 @@ def deployed(aws: Emulator, tmp_path: Path) -> dict[str, Any]:
     DevRegistry(aws).register("Approved")
     assert run_build(tmp_path) == 0
     tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
-    aws.client("sagemaker", "preprod").create_pipeline(
-        PipelineName=tfvars["pipeline_name"],
-        ClientRequestToken=str(uuid.uuid4()),
-        PipelineDefinitionS3Location={
-            "Bucket": tfvars["artifacts_bucket"],
-            "ObjectKey": tfvars["pipeline_definition_s3_key"],
-        },
-        RoleArn=tfvars["sagemaker_role_arn"],
-    )
+    create_deployed_pipeline(aws, tfvars)
     return tfvars
 
 
@@ -109,13 +105,7 @@ def test_a_run_past_the_timeout_is_stopped_and_fails(
 ) -> None:
     """A run still executing at the deadline: the wait ends and a stop is requested (moto
     has no StopPipelineExecution, so the request itself is checked against botocore)."""
-    original = moto.sagemaker.models.FakePipelineExecution.__init__
-
-    def still_running(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        self.pipeline_execution_status = "Executing"
-
-    monkeypatch.setattr(moto.sagemaker.models.FakePipelineExecution, "__init__", still_running)
+    keep_executions_running(monkeypatch)
     session = aws.account("preprod")
     sent = recorded(session)
     waits: list[float] = []

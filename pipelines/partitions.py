@@ -1,0 +1,259 @@
+"""Date partitions of a stage's input and output, and the marker that says a day was scored.
+
+A run for day D reads ``<input_data_url>/<partition>/`` and writes under
+``<output_data_url>/<partition>/`` (the pipeline adds the execution id below that), where
+``<partition>`` is the stage's ``partition_format`` (strftime, default ``dt=%Y-%m-%d``)
+applied to D. What happened to a day is one JSON marker,
+``<output_data_url>/_runs/<partition>.json``:
+
+- ``Executing``: a run was started (its execution ARN); the next look asks SageMaker how it
+  ended and rewrites the marker with the outcome;
+- ``Succeeded``: scored, with the execution ARN and the rows read / rejected / scored (from
+  the run's Preprocess summaries). Not scored again unless forced;
+- ``Empty``: the partition held no CSV object with data (missing, empty, or only markers
+  such as Spark's ``_SUCCESS``): a success with zero rows, no run started (SageMaker refuses
+  a job whose S3 input prefix holds no object). Looked at again next time: data that
+  arrives late is scored then;
+- ``Failed`` / ``Stopped``: the run's outcome and reason; the next trigger retries.
+
+``plan`` decides per day; the CLI (``python -m pipelines.run_pipeline --stage``) and the
+stage's schedule act on it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pipelines.s3_locations import parse_s3_uri, sse_arguments
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+DEFAULT_FORMAT = "dt=%Y-%m-%d"
+MARKER_FORMAT = "sagemaker-batch-mlops/partition-run/1"
+MARKERS = "_runs"
+RUNNING = frozenset({"Executing", "Stopping"})
+DONE = frozenset({"Succeeded"})
+# a partition is a path of folder names built from the date: %Y, %m and %d each once, no
+# other directive, and only characters that need no escaping in an S3 key or a URI
+_FORMAT = re.compile(r"(?:[A-Za-z0-9=_.-]|%[Ymd])+(?:/(?:[A-Za-z0-9=_.-]|%[Ymd])+)*")
+
+
+def check_format(pattern: str) -> str | None:
+    """Why ``pattern`` is not a usable partition format, or None."""
+    if not isinstance(pattern, str) or not _FORMAT.fullmatch(pattern):
+        return (
+            "a strftime pattern of folder names with %Y, %m and %d (letters, digits, = _ . -"
+            " and / between folders), like dt=%Y-%m-%d"
+        )
+    missing = [d for d in ("%Y", "%m", "%d") if pattern.count(d) != 1]
+    if missing:
+        return f"{pattern!r} must hold each of %Y, %m and %d exactly once (not: {missing})"
+    return None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a stage's partitions and markers live."""
+
+    input_data_url: str
+    output_data_url: str
+    partition_format: str = DEFAULT_FORMAT
+
+    def __post_init__(self) -> None:
+        problem = check_format(self.partition_format)
+        if problem:
+            raise ValueError(f"partition_format: {problem}")
+        parse_s3_uri(self.input_data_url)
+        parse_s3_uri(self.output_data_url)
+
+    def partition(self, day: date) -> str:
+        return day.strftime(self.partition_format)
+
+    def input_uri(self, day: date) -> str:
+        return f"{self.input_data_url.rstrip('/')}/{self.partition(day)}/"
+
+    def output_uri(self, day: date) -> str:
+        # no trailing slash: the pipeline joins OutputDataUrl and the execution id with "/"
+        return f"{self.output_data_url.rstrip('/')}/{self.partition(day)}"
+
+    def marker_uri(self, day: date) -> str:
+        return f"{self.output_data_url.rstrip('/')}/{MARKERS}/{self.partition(day)}.json"
+
+
+def has_data(s3: S3Client, input_uri: str) -> bool:
+    """Whether the partition holds a non-empty ``.csv`` object (what Preprocess reads)."""
+    bucket, prefix = parse_s3_uri(input_uri)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if item["Key"].lower().endswith(".csv") and item.get("Size", 0) > 0:
+                return True
+    return False
+
+
+def read_marker(s3: S3Client, uri: str) -> dict[str, Any] | None:
+    """The day's marker, or None when there is none (a marker that is not ours is an error:
+    overwriting it could lose what another tool recorded)."""
+    bucket, key = parse_s3_uri(uri)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    try:
+        marker = json.loads(body)
+    except ValueError:
+        marker = None
+    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+        raise ValueError(f"{uri} is not a {MARKER_FORMAT} marker: move it away or fix it")
+    return marker
+
+
+def write_marker(s3: S3Client, uri: str, marker: dict[str, Any], kms_key_id: str | None) -> None:
+    bucket, key = parse_s3_uri(uri)
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=(json.dumps({"format": MARKER_FORMAT, **marker}, indent=2) + "\n").encode(),
+        ContentType="application/json",
+        **sse_arguments(kms_key_id),
+    )
+
+
+def run_counts(s3: S3Client, output_uri: str, execution_id: str) -> dict[str, int]:
+    """Rows read / rejected / scored of a succeeded run, from its Preprocess summaries (a run
+    that succeeded scored every row Preprocess kept: the Transform fails on any it cannot)."""
+    bucket, prefix = parse_s3_uri(output_uri)
+    # the pipeline joins OutputDataUrl, the execution id and the folders with "/", as given
+    run = f"{prefix}/{execution_id}/" if prefix else f"{execution_id}/"
+    counts = {"rows_read": 0, "rows_rejected": 0, "rows_scored": 0}
+    pages = s3.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"{run}preprocess/summary/"
+    )
+    for page in pages:
+        for item in page.get("Contents", []):
+            summary = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            counts["rows_read"] += summary["rows_read"]
+            counts["rows_rejected"] += summary["rows_rejected"]
+            counts["rows_scored"] += summary["rows_written"]
+    return counts
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def outcome_marker(
+    s3: S3Client,
+    layout: Layout,
+    day: date,
+    execution_arn: str,
+    status: str,
+    reason: str | None,
+    started: str | None,
+) -> dict[str, Any]:
+    """The marker of a run that ended: its status, and its rows when it succeeded."""
+    marker: dict[str, Any] = {
+        "partition": layout.partition(day),
+        "date": day.isoformat(),
+        "input": layout.input_uri(day),
+        "output": layout.output_uri(day),
+        "status": status,
+        "execution_arn": execution_arn,
+        "started": started,
+        "finished": now(),
+    }
+    if status == "Succeeded":
+        marker |= run_counts(s3, layout.output_uri(day), execution_arn.rsplit("/", 1)[-1])
+    elif reason:
+        marker["failure_reason"] = reason
+    return marker
+
+
+Action = Literal["start", "skip", "empty"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    day: date
+    action: Action
+    reason: str
+
+
+def decide(
+    s3: S3Client,
+    layout: Layout,
+    day: date,
+    force: bool,
+    execution_status: Callable[[str], tuple[str, str | None]],
+    kms_key_id: str | None = None,
+) -> Decision:
+    """What to do for ``day``; a marker of a run that has ended since is rewritten first.
+
+    ``execution_status(arn)`` -> (status, failure reason): SageMaker's, or the local record's.
+    A running execution is never doubled, even with ``force``.
+    """
+    uri = layout.marker_uri(day)
+    marker = read_marker(s3, uri)
+    if marker is not None and marker.get("status") in RUNNING:
+        arn = marker["execution_arn"]
+        status, reason = execution_status(arn)
+        if status in RUNNING:
+            return Decision(day, "skip", f"a run is still {status.lower()}: {arn}")
+        marker = outcome_marker(s3, layout, day, arn, status, reason, marker.get("started"))
+        write_marker(s3, uri, marker, kms_key_id)
+    if marker is not None and marker.get("status") in DONE and not force:
+        return Decision(
+            day,
+            "skip",
+            f"already scored ({marker.get('rows_scored', 0)} rows) by "
+            f"{marker['execution_arn']}; --force scores it again",
+        )
+    if not has_data(s3, layout.input_uri(day)):
+        return Decision(day, "empty", f"no CSV object with data under {layout.input_uri(day)}")
+    retry = (
+        f" (the last run {marker['status'].lower()})"
+        if marker and marker.get("execution_arn")
+        else ""
+    )
+    return Decision(day, "start", f"scoring {layout.input_uri(day)}{retry}")
+
+
+def empty_marker(layout: Layout, day: date) -> dict[str, Any]:
+    return {
+        "partition": layout.partition(day),
+        "date": day.isoformat(),
+        "input": layout.input_uri(day),
+        "output": layout.output_uri(day),
+        "status": "Empty",
+        "execution_arn": None,
+        "started": None,
+        "finished": now(),
+        "rows_read": 0,
+        "rows_rejected": 0,
+        "rows_scored": 0,
+    }
+
+
+def started_marker(layout: Layout, day: date, execution_arn: str) -> dict[str, Any]:
+    return {
+        "partition": layout.partition(day),
+        "date": day.isoformat(),
+        "input": layout.input_uri(day),
+        "output": layout.output_uri(day),
+        "status": "Executing",
+        "execution_arn": execution_arn,
+        "started": now(),
+    }
+
+
+def days(first: date, last: date | None) -> Iterable[date]:
+    """``first`` to ``last`` (inclusive), one day at a time."""
+    last = last or first
+    if last < first:
+        raise ValueError(f"--until {last} is before --date {first}")
+    return (date.fromordinal(o) for o in range(first.toordinal(), last.toordinal() + 1))
