@@ -374,19 +374,23 @@ locals {
     MaxDriftScore           = tostring(var.max_drift_score)
     QualityGateMode         = var.quality_gate_mode
   }
-  # Preprocess prints one JSON line per run and instance ("event": "batch-quality"); these
-  # filters on the jobs' log group make it metrics per pipeline (jobs run network-isolated,
-  # so they cannot call CloudWatch themselves). DriftScore only when a baseline was measured.
+  # Preprocess prints one JSON line per run and instance ("event": "batch-quality"), the
+  # sample model's handlers one per Transform request ("batch-predictions"); these filters
+  # on the jobs' log groups make them metrics per pipeline (jobs run network-isolated, so
+  # they cannot call CloudWatch themselves). DriftScore only when a baseline was measured.
   quality_namespace = "BatchInference/Quality"
   # A metric's value field must be matched by its filter's pattern (AWS: "If you are using a
-  # field value, the field value must have been matched using the pattern"), hence ">= 0":
-  # a run without a baseline has no drift_score and publishes no DriftScore.
+  # field value, the field value must have been matched using the pattern"), hence ">= 0"
+  # (or "= *" for a sum that may be negative): a run without a baseline has no drift_score
+  # and publishes no DriftScore.
   quality_metrics = {
-    RowsRead         = { value = "$.rows_read", unit = "Count" }
-    RowsRejected     = { value = "$.rows_rejected", unit = "Count" }
-    RowsScored       = { value = "$.rows_scored", unit = "Count" }
-    RejectedFraction = { value = "$.rejected_fraction", unit = "None" }
-    DriftScore       = { value = "$.drift_score", unit = "None" }
+    RowsRead         = { value = "$.rows_read", unit = "Count", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
+    RowsRejected     = { value = "$.rows_rejected", unit = "Count", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
+    RowsScored       = { value = "$.rows_scored", unit = "Count", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
+    RejectedFraction = { value = "$.rejected_fraction", unit = "None", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
+    DriftScore       = { value = "$.drift_score", unit = "None", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
+    PredictionCount  = { value = "$.count", unit = "Count", match = ">= 0", event = "batch-predictions", job = "TransformJobs" }
+    PredictionSum    = { value = "$.sum", unit = "None", match = "= *", event = "batch-predictions", job = "TransformJobs" }
   }
 }
 
@@ -823,8 +827,8 @@ locals {
 resource "aws_cloudwatch_log_metric_filter" "quality" {
   for_each       = local.quality_metrics
   name           = "${local.name}-batch-inference-${each.key}"
-  log_group_name = "/aws/sagemaker/ProcessingJobs"
-  pattern        = "{ $.event = \"batch-quality\" && $.pipeline = \"${aws_sagemaker_pipeline.batch.pipeline_name}\" && ${each.value.value} >= 0 }"
+  log_group_name = "/aws/sagemaker/${each.value.job}"
+  pattern        = "{ $.event = \"${each.value.event}\" && $.pipeline = \"${aws_sagemaker_pipeline.batch.pipeline_name}\" && ${each.value.value} ${each.value.match} }"
   metric_transformation {
     namespace  = local.quality_namespace
     name       = each.key
@@ -958,7 +962,20 @@ resource "aws_cloudwatch_dashboard" "batch" {
         }
       },
       {
-        type = "log", x = 0, y = 18, width = 24, height = 6
+        type = "metric", x = 0, y = 18, width = 24, height = 6
+        properties = {
+          title  = "Predictions: how many, and their mean (from the model's handlers' metric lines)"
+          region = var.region
+          period = 3600
+          metrics = [
+            [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality["PredictionCount"].metric_transformation[0].name, "PipelineName", var.pipeline_name, { id = "count", stat = "Sum", label = "predictions" }],
+            [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality["PredictionSum"].metric_transformation[0].name, "PipelineName", var.pipeline_name, { id = "total", stat = "Sum", visible = false }],
+            [{ id = "mean", expression = "total / count", label = "prediction mean", yAxis = "right" }],
+          ]
+        }
+      },
+      {
+        type = "log", x = 0, y = 24, width = 24, height = 6
         properties = {
           title  = "Errors in the jobs' logs"
           region = var.region
@@ -967,7 +984,7 @@ resource "aws_cloudwatch_dashboard" "batch" {
       },
       ], var.run_on_upload ? [
       {
-        type = "metric", x = 0, y = 24, width = 24, height = 6
+        type = "metric", x = 0, y = 30, width = 24, height = 6
         properties = {
           title  = "Run on upload: waiting, refused, oldest wait (s)"
           region = var.region

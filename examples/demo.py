@@ -252,6 +252,7 @@ def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
         "rows_rejected": sum(s["rows_rejected"] for s in summaries),
         "rows_scored": transform["Outcome"]["RecordsOut"],
         "metrics": preprocess["Outcome"]["Metrics"],
+        "prediction_metrics": transform["Outcome"]["Metrics"],
         "predictions": [o["output"] for o in transform["Outcome"]["Objects"]],
         "rejected": preprocess["Outcome"]["UploadedObjects"]["rejected"],
         "seconds": {s["StepName"]: s["DurationSeconds"] for s in record["Steps"]},
@@ -409,6 +410,13 @@ def print_summary(report: dict[str, Any]) -> None:
                 f"  quality ({metric['host']}): rejected fraction {metric['rejected_fraction']:.4f}"
                 f", drift score {'n/a' if drift is None else f'{drift:.4f}'}, gate "
                 f"{tfvars.get('quality_gate_mode', 'warn')}: {metric['gate']}"
+            )
+        predicted = counts["prediction_metrics"]  # one line per Transform request
+        count = sum(m["count"] for m in predicted)
+        if count:  # PredictionSum / PredictionCount, the dashboard's prediction mean
+            print(
+                f"  predictions: {count} in {len(predicted)} requests, mean "
+                f"{sum(m['sum'] for m in predicted) / count:.4f}"
             )
         print("  " + ", ".join(f"{k} {v:.1f}s" for k, v in counts["seconds"].items()))
         for uri, path in zip(counts["predictions"], counts["local_predictions"], strict=True):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pytest
 
 from examples import demo
 from examples.breast_cancer import data
@@ -88,6 +89,12 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         expected = model.predict_proba(np.array([valid[i] for i in ids]))[:, 1]
         assert np.allclose([float(line[1]) for line in lines], expected, rtol=0, atol=1e-12)
         assert all(len(line) == 2 for line in lines)  # id and prediction, no feature leaks
+        # the handlers' metric lines (PredictionCount, PredictionSum on AWS): every prediction
+        # counted once, their sum the predictions' (6 decimals per request)
+        predicted = counts["prediction_metrics"]
+        assert {m["pipeline"] for m in predicted} == {tfvars["pipeline_name"]}
+        assert sum(m["count"] for m in predicted) == len(lines)
+        assert sum(m["sum"] for m in predicted) == pytest.approx(expected.sum(), abs=1e-5)
 
     assert report["redeploy"] == {
         stage: report["stages"][stage]["tfvars"]["model_package_arn"]
@@ -100,6 +107,9 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         in out
     )
     assert "re-deploy: same packages, nothing copied" in out
+    assert (
+        f"  predictions: {report['stages']['prod']['record']['Counts']['rows_scored']} in " in out
+    )
     assert "prod drifted batch: stopped before scoring. Step Preprocess failed:" in out
     assert "preprod drifted batch: scored, gate warn: drift score" in out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -33,6 +34,10 @@ MODEL_SCRIPT = textwrap.dedent(
         return [[float(v) for v in line.split(",")] for line in data.splitlines() if line]
 
     def predict_fn(rows, model):
+        print(f"scoring {len(rows)} rows")  # a handler's log line: the job's log, not stdout
+        if os.environ.get("METRICS_TAG"):
+            tag = os.environ["METRICS_TAG"]
+            print(json.dumps({"event": "scored", "tag": tag, "rows": len(rows)}))
         scores = []
         for row in rows:
             if model.get("fail_on") in row:
@@ -306,6 +311,40 @@ def test_several_instances_share_the_objects(aws, s3, model, tmp_path) -> None:
     assert sorted(
         p.name for p in tmp_path.joinpath("Score").iterdir() if p.name.startswith("algo")
     ) == ["algo-1", "algo-2"]
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_the_handlers_see_the_jobs_environment_and_their_metric_lines_are_kept(
+    aws, s3, model, tmp_path, capsys, monkeypatch, instances: int
+) -> None:
+    """CreateTransformJob's Environment reaches the handlers (over the model's), as in the
+    container; the metric lines they print are the step's Outcome.Metrics, and nothing they
+    print leaks into the executor's output or environment."""
+    monkeypatch.delenv("METRICS_TAG", raising=False)
+    for i in range(3):
+        put(s3, f"in/part-{i}.csv", f"{i},1\n{i},2\n".encode())
+    definition = transform_definition(
+        **{"Environment": {"METRICS_TAG": "t-1"}, "TransformResources.InstanceCount": instances}
+    )
+    record = run(aws, definition, tmp_path)
+    assert record["PipelineExecutionStatus"] == "Succeeded", record
+    metrics = record["Steps"][0]["Outcome"]["Metrics"]
+    assert [(m["event"], m["tag"]) for m in metrics] == [("scored", "t-1")] * 3  # per request
+    assert sum(m["rows"] for m in metrics) == 6
+    assert "METRICS_TAG" not in os.environ
+    assert "scoring" not in capsys.readouterr().out
+    # without the variable the handlers print no metric line
+    record = run(aws, transform_definition(), tmp_path / "plain")
+    assert record["Steps"][0]["Outcome"]["Metrics"] == []
+
+
+def test_a_job_environment_that_is_not_names_to_strings_fails_the_step(
+    aws, s3, model, tmp_path
+) -> None:
+    put(s3, "in/part-1.csv", CSV_INPUT)
+    record = run(aws, transform_definition(**{"Environment": {"N": 5}}), tmp_path)
+    assert record["PipelineExecutionStatus"] == "Failed"
+    assert "Environment must map variable names to strings" in record["FailureReason"]
 
 
 def test_missing_model_handler_and_unsupported_options_fail_clearly(aws, s3, tmp_path) -> None:

@@ -187,6 +187,13 @@ def test_transform_keeps_the_id_and_drops_the_features(definition: dict) -> None
     }
 
 
+def test_the_transform_job_asks_the_handlers_for_prediction_metrics(definition: dict) -> None:
+    """CreateTransformJob's Environment: the pipeline's name at run time, which the sample
+    handlers print in their metric lines (the stage's log filters select on it)."""
+    arguments = step(definition, "BatchTransform")["Arguments"]
+    assert arguments["Environment"] == {"BATCH_METRICS_PIPELINE": {"Get": "Execution.PipelineName"}}
+
+
 def test_both_steps_retry_throttling_service_faults_and_transient_job_errors(
     definition: dict,
 ) -> None:

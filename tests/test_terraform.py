@@ -9,13 +9,16 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import hcl2
+import numpy as np
 import pytest
 
 import utils
+from examples.breast_cancer.inference import prediction_line
 from pipelines.local.emulator import Emulator
 from pipelines.local.executor import job_name
 from pipelines.local.transform import resolve_model
@@ -216,15 +219,16 @@ def planned_changes(tf: Callable[..., subprocess.CompletedProcess]) -> dict:
     return json.loads(tf("show", "-json", "check.plan").stdout)
 
 
-JOB_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
+JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TransformJobs")
 
 
 def quality_filters(aws: Emulator, stage: str) -> dict[str, Any]:
-    """The stage's metric filters on the jobs' log group, by metric name."""
-    found = aws.client("logs", stage).describe_metric_filters(logGroupName=JOB_LOG_GROUP)
+    """The stage's metric filters on the jobs' log groups, by metric name."""
+    logs = aws.client("logs", stage)
     return {
         f["metricTransformations"][0]["metricName"]: f
-        for f in found["metricFilters"]
+        for group in JOB_LOG_GROUPS
+        for f in logs.describe_metric_filters(logGroupName=group)["metricFilters"]
         if f["filterName"].startswith(f"{PROJECT}-{stage}-")
     }
 
@@ -233,8 +237,6 @@ def printed_metric_line(tmp_path: Path, pipeline: str, baseline: bool) -> str:
     """The JSON line preprocess.py prints for a small batch, with or without a baseline."""
     import contextlib
     import io
-
-    import numpy as np
 
     from pipelines.batch_inference import preprocess, quality
 
@@ -266,28 +268,40 @@ def assert_quality_metrics_read_the_printed_line(
     baseline was measured, nothing of another pipeline's; the alarms watch those metrics."""
     filters = quality_filters(aws, stage)
     assert sorted(filters) == sorted(
-        ["RowsRead", "RowsRejected", "RowsScored", "RejectedFraction", "DriftScore"]
-    )
+        ["RowsRead", "RowsRejected", "RowsScored", "RejectedFraction", "DriftScore",
+         "PredictionCount", "PredictionSum"]
+    )  # fmt: skip
     pipeline = values["pipeline_name"]
     measured = printed_metric_line(tmp_path, pipeline, baseline=True)
     unmeasured = printed_metric_line(tmp_path, pipeline, baseline=False)
     other = printed_metric_line(tmp_path, f"{pipeline}-other", baseline=True)
+    # the sample handlers' line for one Transform request (a sum may be negative for others)
+    predictions = prediction_line(pipeline, np.array([0.25, 0.5, np.nan, 0.75]))
+    negative = prediction_line(pipeline, np.array([-3.5, 1.0]))
+    other_predictions = prediction_line(f"{pipeline}-other", np.array([0.5]))
     fields = {"RowsRead": "rows_read", "RowsRejected": "rows_rejected",
               "RowsScored": "rows_scored", "RejectedFraction": "rejected_fraction",
-              "DriftScore": "drift_score"}  # fmt: skip
+              "DriftScore": "drift_score", "PredictionCount": "count",
+              "PredictionSum": "sum"}  # fmt: skip
     for metric, found in filters.items():
         (transformation,) = found["metricTransformations"]
         assert transformation["metricNamespace"] == "BatchInference/Quality"
         assert transformation["dimensions"] == {"PipelineName": "$.pipeline"}
         pattern = found["filterPattern"]
         assert len(pattern) <= 1024  # PutMetricFilter's limit
-        assert metric_filters.matches(pattern, measured)
-        assert (
-            metric_value(pattern, transformation["metricValue"], measured)
-            == json.loads(measured)[fields[metric]]
-        )
+        publish = partial(metric_value, pattern, transformation["metricValue"])
+        if metric.startswith("Prediction"):
+            assert found["logGroupName"] == "/aws/sagemaker/TransformJobs"
+            assert publish(predictions) == {"PredictionCount": 3, "PredictionSum": 1.5}[metric]
+            assert publish(negative) == {"PredictionCount": 2, "PredictionSum": -2.5}[metric]
+            assert publish(other_predictions) is None
+            assert publish(measured) is None  # Preprocess's line is not a prediction line
+            continue
+        assert found["logGroupName"] == "/aws/sagemaker/ProcessingJobs"
+        assert publish(measured) == json.loads(measured)[fields[metric]]
         assert metric_filters.matches(pattern, unmeasured) == (metric != "DriftScore")
         assert not metric_filters.matches(pattern, other)
+        assert publish(predictions) is None
         assert not metric_filters.matches(pattern, "preprocess: 1 file(s), 50 rows read")
     alarms = {
         a["MetricName"]: a

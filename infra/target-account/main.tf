@@ -918,11 +918,11 @@ data "aws_iam_policy_document" "deploy" {
     resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:*"]
   }
   statement {
-    # the stage's batch-quality metric filters; IAM scopes these calls to the log group, not
-    # to a filter name, so the role could also change other filters on the jobs' log group
+    # the stage's batch-quality and prediction metric filters; IAM scopes these calls to the
+    # log group, not to a filter name, so the role could also change other filters there
     sid       = "ManageTheQualityMetricFilters"
     actions   = ["logs:PutMetricFilter", "logs:DeleteMetricFilter", "logs:DescribeMetricFilters"]
-    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/ProcessingJobs", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/ProcessingJobs:*"]
+    resources = flatten([for group in local.job_log_groups : ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]])
   }
   statement {
     sid       = "ManageTheFunctionsLogGroup"

@@ -29,6 +29,8 @@ PROCESSING_OUTPUTS = ("inference", "rejected", "summary")
 SCHEMA_FILE_NAME = "feature-schema.json"
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_SKLEARN_VERSION = "1.9-0"
+# the Transform job's environment variable that asks the handlers for prediction metric lines
+PREDICTION_METRICS_ENV = "BATCH_METRICS_PIPELINE"
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,9 @@ def _transform_step(
         sagemaker_session=session,
         volume_kms_key=kms_key_id,
         output_kms_key=kms_key_id,
+        # handlers that print prediction metric lines name the pipeline in them (the
+        # sample's inference.py does; the stage's log metric filters read them)
+        env={PREDICTION_METRICS_ENV: sdk.ExecutionVariables.PIPELINE_NAME},
     )
     return sdk.TransformStep(
         name="BatchTransform",

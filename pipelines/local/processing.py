@@ -12,7 +12,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,10 +116,15 @@ def run_processing(
 def metric_lines(log: Path) -> list[dict[str, Any]]:
     """The job's metric lines: what CloudWatch Logs metric filters read on AWS (one JSON
     object per line with an ``event`` field), collected here from the same output."""
-    found: list[dict[str, Any]] = []
     if not log.is_file():  # the instance never started
-        return found
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        return []
+    return metric_lines_in(log.read_text(encoding="utf-8", errors="replace").splitlines())
+
+
+def metric_lines_in(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """The metric lines among ``lines`` (JSON objects with an ``event`` field)."""
+    found: list[dict[str, Any]] = []
+    for line in lines:
         if line.startswith("{"):
             try:
                 document = json.loads(line)

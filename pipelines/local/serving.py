@@ -5,19 +5,26 @@ The container imports the entry point named by ``SAGEMAKER_PROGRAM`` from the ar
 (or ``transform_fn`` instead of all three) on the model from ``model_fn``. Missing handlers
 fall back to the container's defaults, which use the ``sagemaker-inference`` toolkit's
 decoder and encoder; there is no default ``model_fn`` (the container has none either).
+The handlers see the container's environment (the model's and the job's variables) while
+they run, and what they print is kept (``take_printed``): on AWS it is the job's log.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 from sagemaker_inference import content_types, decoder, encoder
+
+from pipelines.environment import overridden
 
 
 class ModelLoadError(Exception):
@@ -54,14 +61,17 @@ class ModelServer:
 
     def __init__(self, model_dir: Path, environment: dict[str, str]):
         self.model_dir = model_dir
-        module = self._entry_point(environment.get("SAGEMAKER_PROGRAM"))
-        model_fn = getattr(module, "model_fn", None)
-        if model_fn is None:
-            raise ModelLoadError(
-                "the model's entry point defines no model_fn (the scikit-learn container has "
-                "no default): add model_fn(model_dir) to the artifact's inference script"
-            )
-        self.model = model_fn(str(model_dir))
+        self.environment = dict(environment)
+        self._printed: list[str] = []
+        with self._container():
+            module = self._entry_point(environment.get("SAGEMAKER_PROGRAM"))
+            model_fn = getattr(module, "model_fn", None)
+            if model_fn is None:
+                raise ModelLoadError(
+                    "the model's entry point defines no model_fn (the scikit-learn container "
+                    "has no default): add model_fn(model_dir) to the artifact's inference script"
+                )
+            self.model = model_fn(str(model_dir))
         self.transform_fn = getattr(module, "transform_fn", None)
         self.input_fn = getattr(module, "input_fn", default_input_fn)
         self.predict_fn = getattr(module, "predict_fn", default_predict_fn)
@@ -91,15 +101,32 @@ class ModelServer:
         spec.loader.exec_module(module)
         return module
 
+    @contextlib.contextmanager
+    def _container(self) -> Iterator[None]:
+        """The handlers' view while they run: the container's environment variables set, their
+        standard output kept (not mixed into the caller's). Restored afterwards."""
+        printed = io.StringIO()
+        try:
+            with overridden(self.environment), contextlib.redirect_stdout(printed):
+                yield
+        finally:
+            self._printed.extend(printed.getvalue().splitlines())
+
+    def take_printed(self) -> list[str]:
+        """The lines the handlers printed since the last call (what the job's log holds)."""
+        printed, self._printed = self._printed, []
+        return printed
+
     def invoke(self, payload: bytes, content_type: str, accept: str) -> bytes:
         """One request: the body as the container receives it, the response body back."""
         data: Any = payload.decode("utf-8") if content_type in content_types.UTF8_TYPES else payload
-        if self.transform_fn is not None:
-            result = self.transform_fn(self.model, data, content_type, accept)
-        else:
-            result = self.output_fn(
-                self.predict_fn(self.input_fn(data, content_type), self.model), accept
-            )
+        with self._container():
+            if self.transform_fn is not None:
+                result = self.transform_fn(self.model, data, content_type, accept)
+            else:
+                result = self.output_fn(
+                    self.predict_fn(self.input_fn(data, content_type), self.model), accept
+                )
         if isinstance(result, tuple):  # (body, content type), as handlers may return
             result = result[0]
         if isinstance(result, str):

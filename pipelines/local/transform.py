@@ -18,7 +18,7 @@ import multiprocessing
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from pipelines.local import records, storage
 from pipelines.local.expressions import DefinitionError
-from pipelines.local.processing import StepFailed, instance_count
+from pipelines.local.processing import StepFailed, instance_count, metric_lines_in
 from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
 from pipelines.s3_locations import parse_s3_uri, transfer_extra_args
 
@@ -111,6 +111,8 @@ class ObjectResult:
     records_in: int
     records_out: int
     seconds: float
+    # the metric lines the handlers printed for this object (the job's log on AWS)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------- the model
@@ -356,7 +358,14 @@ def transform_object(
         sink.name, out_bucket, out_key, ExtraArgs=transfer_extra_args(options.kms_key_id)
     )
     Path(sink.name).unlink()
-    return ObjectResult(source, output_uri, records_in, records_out, time.perf_counter() - started)
+    return ObjectResult(
+        source,
+        output_uri,
+        records_in,
+        records_out,
+        time.perf_counter() - started,
+        metric_lines_in(transformer.server.take_printed()),
+    )
 
 
 # ----------------------------------------------------------------------- the job
@@ -413,6 +422,13 @@ def run_transform(
     count = instance_count(arguments.get("TransformResources", {}))
     s3 = session.client("s3")
     spec = resolve_model(session.client("sagemaker"), arguments["ModelName"])
+    job_environment = arguments.get("Environment") or {}
+    if not isinstance(job_environment, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in job_environment.items()
+    ):
+        raise DefinitionError("Environment must map variable names to strings")
+    # the job's variables are set in the container with (and over) the model's
+    spec = ModelSpec(spec.model_data_url, {**spec.environment, **job_environment})
     objects = [(bucket, key) for bucket, key, _ in storage.list_objects(s3, options.input_uri)]
     if not objects:
         raise StepFailed(
@@ -449,9 +465,10 @@ def run_transform(
                     results.append(result)
                     _log_object(log, result)
     return {
-        "Objects": [vars(r) for r in results],
+        "Objects": [{k: v for k, v in vars(r).items() if k != "metrics"} for r in results],
         "RecordsIn": sum(r.records_in for r in results),
         "RecordsOut": sum(r.records_out for r in results),
+        "Metrics": [line for r in results for line in r.metrics],
     }
 
 

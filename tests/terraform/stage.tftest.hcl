@@ -102,12 +102,12 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "runs that could not start (dead letters) must raise an alarm"
   }
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 8 : 7)
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 9 : 8)
     error_message = "the dashboard lost a widget"
   }
   assert {
-    condition     = alltrue([for f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == "/aws/sagemaker/ProcessingJobs" && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "${f.metric_transformation[0].value} >= 0")])
-    error_message = "the quality metric filters must read this pipeline's lines on the Processing jobs' log group, each matching its value field"
+    condition     = alltrue([for k, f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == (startswith(k, "Prediction") ? "/aws/sagemaker/TransformJobs" : "/aws/sagemaker/ProcessingJobs") && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "&& ${f.metric_transformation[0].value} ")])
+    error_message = "the metric filters must read this pipeline's lines on the jobs' log groups (predictions: Transform), each matching its value field"
   }
   assert {
     condition     = aws_cloudwatch_metric_alarm.stage["drift"].threshold == var.max_drift_score && aws_cloudwatch_metric_alarm.stage["rejected_rows"].threshold == var.max_rejected_fraction && aws_cloudwatch_metric_alarm.stage["drift"].dimensions.PipelineName == var.pipeline_name
