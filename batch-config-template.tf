@@ -115,7 +115,7 @@ variable "sagemaker_role_arn" {
 }
 
 variable "start_pipeline_role_arn" {
-  description = "Role EventBridge starts the pipeline with (from SSM; infra/target-account makes it, so deploying needs no IAM writes)."
+  description = "Role EventBridge could start the pipeline with (from SSM). Unused since the schedule invokes its function, which starts runs as upload_starter_role_arn; kept while the SSM contract provides it."
   type        = string
 }
 
@@ -285,6 +285,11 @@ variable "run_on_upload" {
   default     = false
 }
 
+variable "schedule_starter_zip" {
+  description = "The schedule's function package (build.py writes it next to the tfvars)."
+  type        = string
+}
+
 variable "upload_starter_zip" {
   description = "The run-on-upload function's package (build.py writes it next to the tfvars)."
   type        = string
@@ -384,13 +389,15 @@ locals {
   # (or "= *" for a sum that may be negative): a run without a baseline has no drift_score
   # and publishes no DriftScore.
   quality_metrics = {
-    RowsRead         = { value = "$.rows_read", unit = "Count", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
-    RowsRejected     = { value = "$.rows_rejected", unit = "Count", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
-    RowsScored       = { value = "$.rows_scored", unit = "Count", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
-    RejectedFraction = { value = "$.rejected_fraction", unit = "None", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
-    DriftScore       = { value = "$.drift_score", unit = "None", match = ">= 0", event = "batch-quality", job = "ProcessingJobs" }
-    PredictionCount  = { value = "$.count", unit = "Count", match = ">= 0", event = "batch-predictions", job = "TransformJobs" }
-    PredictionSum    = { value = "$.sum", unit = "None", match = "= *", event = "batch-predictions", job = "TransformJobs" }
+    RowsRead         = { value = "$.rows_read", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    RowsRejected     = { value = "$.rows_rejected", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    RowsScored       = { value = "$.rows_scored", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    RejectedFraction = { value = "$.rejected_fraction", unit = "None", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    DriftScore       = { value = "$.drift_score", unit = "None", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    PredictionCount  = { value = "$.count", unit = "Count", match = ">= 0", event = "batch-predictions", log_group = "/aws/sagemaker/TransformJobs" }
+    PredictionSum    = { value = "$.sum", unit = "None", match = "= *", event = "batch-predictions", log_group = "/aws/sagemaker/TransformJobs" }
+    # the schedule's function: 1 per day it found without data (0 for the others)
+    EmptyDays = { value = "$.empty", unit = "Count", match = ">= 0", event = "partition-run", log_group = "/aws/lambda/${local.schedule_function}" }
   }
 }
 
@@ -523,7 +530,7 @@ resource "aws_sagemaker_pipeline" "batch" {
 
 resource "aws_cloudwatch_event_rule" "schedule" {
   name                = "${local.name}-batch-inference"
-  description         = "Starts ${var.pipeline_name} with model ${var.model_name}."
+  description         = "Starts ${var.pipeline_name} with model ${var.model_name} on the day's input partition (through ${local.schedule_function})."
   schedule_expression = var.schedule_expression
 }
 
@@ -548,20 +555,72 @@ resource "aws_sqs_queue_policy" "schedule_dlq" {
   })
 }
 
-resource "aws_cloudwatch_event_target" "pipeline" {
-  rule     = aws_cloudwatch_event_rule.schedule.name
-  arn      = aws_sagemaker_pipeline.batch.arn
-  role_arn = var.start_pipeline_role_arn
+# The schedule starts the function, not the pipeline: each night it scores the day's
+# partition exactly once (lambdas/start_scheduled_run, pipelines/partitions.py), records a
+# day without data as empty without a run, and looks again at the days before it.
+locals {
+  schedule_function = "${local.name}-start-scheduled-run"
+  # earlier days each scheduled run looks at: retries their failed runs, completes their
+  # markers, scores data that arrived late
+  schedule_lookback_days = 2
+}
 
-  sagemaker_pipeline_target {
-    dynamic "pipeline_parameter_list" {
-      for_each = local.pipeline_parameters
-      content {
-        name  = pipeline_parameter_list.key
-        value = pipeline_parameter_list.value
-      }
+resource "aws_cloudwatch_log_group" "schedule_function" {
+  name              = "/aws/lambda/${local.schedule_function}"
+  retention_in_days = 365 # what happened to each day, for a year
+  kms_key_id        = local.kms_key_arn
+}
+
+resource "aws_lambda_function" "schedule" {
+  #checkov:skip=CKV_AWS_117:calls only AWS APIs (S3, SageMaker); a VPC would need endpoints for each
+  #checkov:skip=CKV_AWS_115:reserved concurrency would fail in new accounts (unreserved must stay >= 10); one rule invokes it
+  #checkov:skip=CKV_AWS_173:no secret in its environment (names and URIs); AWS encrypts it at rest
+  #checkov:skip=CKV_AWS_272:code signing needs a signing profile; the zip is built reproducibly by build.py
+  function_name    = local.schedule_function
+  description      = "Schedule of ${local.name}: starts the stage's pipeline on each day's input partition, exactly once."
+  role             = var.upload_starter_role_arn # the stage's run-starter role (infra/target-account)
+  runtime          = "python3.12"
+  handler          = "handler.handler"
+  filename         = var.schedule_starter_zip
+  source_code_hash = filebase64sha256(var.schedule_starter_zip)
+  timeout          = 120
+  memory_size      = 128
+  depends_on       = [aws_cloudwatch_log_group.schedule_function]
+
+  environment {
+    variables = {
+      PIPELINE_NAME       = aws_sagemaker_pipeline.batch.pipeline_name
+      PIPELINE_PARAMETERS = jsonencode({ for k, v in local.pipeline_parameters : k => v if !contains(["InputDataUrl", "OutputDataUrl"], k) })
+      INPUT_DATA_URL      = var.input_data_url
+      OUTPUT_DATA_URL     = var.output_data_url
+      PARTITION_FORMAT    = var.partition_format
+      KMS_KEY_ARN         = var.kms_key_arn == null ? "" : var.kms_key_arn
+      LOOKBACK_DAYS       = tostring(local.schedule_lookback_days)
     }
   }
+
+  # an invocation that still fails after Lambda's two retries lands with the rule's own
+  # undeliverable events (alarmed)
+  dead_letter_config {
+    target_arn = aws_sqs_queue.schedule_dlq.arn
+  }
+
+  tracing_config {
+    mode = "PassThrough"
+  }
+}
+
+resource "aws_lambda_permission" "schedule" {
+  statement_id  = "TheScheduleRuleInvokes"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.schedule.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.schedule.arn
+}
+
+resource "aws_cloudwatch_event_target" "schedule" {
+  rule = aws_cloudwatch_event_rule.schedule.name
+  arn  = aws_lambda_function.schedule.arn
 
   retry_policy {
     maximum_event_age_in_seconds = 3600
@@ -826,8 +885,9 @@ locals {
 
 resource "aws_cloudwatch_log_metric_filter" "quality" {
   for_each       = local.quality_metrics
+  depends_on     = [aws_cloudwatch_log_group.schedule_function]
   name           = "${local.name}-batch-inference-${each.key}"
-  log_group_name = "/aws/sagemaker/${each.value.job}"
+  log_group_name = each.value.log_group
   pattern        = "{ $.event = \"${each.value.event}\" && $.pipeline = \"${aws_sagemaker_pipeline.batch.pipeline_name}\" && ${each.value.value} ${each.value.match} }"
   metric_transformation {
     namespace  = local.quality_namespace
@@ -928,11 +988,14 @@ resource "aws_cloudwatch_dashboard" "batch" {
       {
         type = "metric", x = 12, y = 6, width = 12, height = 6
         properties = {
-          title   = "Schedule: invocations and failed invocations"
-          region  = var.region
-          stat    = "Sum"
-          period  = 3600
-          metrics = [for m in ["Invocations", "FailedInvocations"] : ["AWS/Events", m, "RuleName", aws_cloudwatch_event_rule.schedule.name]]
+          title  = "Schedule: invocations, failed invocations, days without data"
+          region = var.region
+          stat   = "Sum"
+          period = 3600
+          metrics = concat(
+            [for m in ["Invocations", "FailedInvocations"] : ["AWS/Events", m, "RuleName", aws_cloudwatch_event_rule.schedule.name]],
+            [[local.quality_namespace, aws_cloudwatch_log_metric_filter.quality["EmptyDays"].metric_transformation[0].name, "PipelineName", var.pipeline_name]],
+          )
         }
       },
       {

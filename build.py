@@ -256,16 +256,23 @@ def _summary(result: utils.PromotionResult, request: utils.PromotionRequest, out
     return "\n".join(lines)
 
 
-def with_upload_function(tfvars: dict, output: Path) -> dict:
-    """The tfvars plus the run-on-upload function's zip, built next to them.
+def with_function_zips(tfvars: dict, output: Path) -> dict:
+    """The tfvars plus the stage's functions' zips (schedule, run on upload), built next to
+    them.
 
-    Built on every deploy, byte for byte the same from the same handler, so Terraform
-    updates the function exactly when its code changed. The path is absolute: Terraform
-    may run from another directory than build.py.
+    Built on every deploy, byte for byte the same from the same sources, so Terraform
+    updates a function exactly when its code changed. The paths are absolute: Terraform may
+    run from another directory than build.py.
     """
-    archive = output.with_name(f"{output.name.split('.')[0]}-start-upload-run.zip")
-    package.build_zip(archive, package.UPLOAD_HANDLER)
-    return {**tfvars, "upload_starter_zip": str(archive.resolve())}
+    zips = {}
+    for variable, function, source in (
+        ("schedule_starter_zip", "start-scheduled-run", package.SCHEDULE_HANDLER),
+        ("upload_starter_zip", "start-upload-run", package.UPLOAD_HANDLER),
+    ):
+        archive = output.with_name(f"{output.name.split('.')[0]}-{function}.zip")
+        package.build_zip(archive, source)
+        zips[variable] = str(archive.resolve())
+    return {**tfvars, **zips}
 
 
 def _output_writable(output: Path) -> None:
@@ -277,7 +284,7 @@ def _output_writable(output: Path) -> None:
 
 def _write_output(output: Path, tfvars: dict, plan_only: bool) -> None:
     try:
-        write_json_atomically(output, with_upload_function(tfvars, output))
+        write_json_atomically(output, with_function_zips(tfvars, output))
     except (ValueError, OSError) as error:
         done = "nothing was changed in AWS" if plan_only else "the promotion itself is done"
         raise utils.UsageError(f"--output: {error}; {done}, re-run") from None

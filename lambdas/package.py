@@ -1,10 +1,11 @@
 """Build a Lambda's deployment zip, byte for byte the same on every build.
 
-Usage: ``python -m lambdas.package <output.zip> [--function start-upload-run]``
+Usage: ``python -m lambdas.package <output.zip> [--function start-upload-run|start-scheduled-run]``
 (default: the dispatch Lambda of infra/dev-account).
 
 Terraform updates the function when ``filebase64sha256()`` of the zip changes, so the zip
-must depend on the handler's bytes only: one entry, ``handler.py`` at the root, with a fixed
+must depend on the sources' bytes only: ``handler.py`` at the root (and, for the stage's
+functions, the ``pipelines`` modules they import, at their package paths), each with a fixed
 timestamp (1980-01-01, the earliest a zip can hold), fixed permissions (0644) and a fixed
 compression level, instead of the file's mtime and mode from the checkout.
 """
@@ -19,31 +20,52 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-HANDLER = Path(__file__).resolve().parent / "dispatch_deploy" / "handler.py"
-UPLOAD_HANDLER = Path(__file__).resolve().parent / "start_upload_run" / "handler.py"
-FUNCTIONS = {"dispatch-deploy": HANDLER, "start-upload-run": UPLOAD_HANDLER}
+REPO = Path(__file__).resolve().parents[1]
+HANDLER = REPO / "lambdas" / "dispatch_deploy" / "handler.py"
+UPLOAD_HANDLER = REPO / "lambdas" / "start_upload_run" / "handler.py"
+SCHEDULE_HANDLER = REPO / "lambdas" / "start_scheduled_run" / "handler.py"
+# what the stage functions' handlers import besides the standard library and boto3
+UPLOAD_MODULES = ("pipelines/__init__.py", "pipelines/function_environment.py")
+SCHEDULE_MODULES = (*UPLOAD_MODULES, *(
+    f"pipelines/{name}.py"
+    for name in ("partitions", "partition_runs", "smoke_run", "s3_locations", "exit_codes")
+))  # fmt: skip
+FUNCTIONS = {
+    "dispatch-deploy": HANDLER,
+    "start-upload-run": UPLOAD_HANDLER,
+    "start-scheduled-run": SCHEDULE_HANDLER,
+}
+MODULES = {SCHEDULE_HANDLER: SCHEDULE_MODULES, UPLOAD_HANDLER: UPLOAD_MODULES}
 ENTRY_NAME = "handler.py"
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644
 COMPRESS_LEVEL = 9
 
 
+def _entry(name: str) -> zipfile.ZipInfo:
+    entry = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    entry.create_system = 3  # Unix, whatever the build machine: the mode below is a Unix one
+    entry.external_attr = (0o100000 | FILE_MODE) << 16  # regular file, rw-r--r--
+    return entry
+
+
 def build_zip(output: Path, source: Path = HANDLER) -> str:
-    """Write the zip of ``source`` to ``output`` (parents created); return its sha256 in hex.
+    """Write the zip of ``source`` (and the modules it needs) to ``output`` (parents
+    created); return its sha256 in hex.
 
     Written to a temporary file then renamed, so a failed build never leaves a partial zip
     for Terraform to upload.
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    entry = zipfile.ZipInfo(ENTRY_NAME, date_time=FIXED_DATE_TIME)
-    entry.compress_type = zipfile.ZIP_DEFLATED
-    entry.create_system = 3  # Unix, whatever the build machine: the mode below is a Unix one
-    entry.external_attr = (0o100000 | FILE_MODE) << 16  # regular file, rw-r--r--
+    entries = [(ENTRY_NAME, Path(source))]
+    entries += [(name, REPO / name) for name in MODULES.get(Path(source).resolve(), ())]
     descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
     try:
         with os.fdopen(descriptor, "wb") as stream, zipfile.ZipFile(stream, "w") as archive:
-            archive.writestr(entry, Path(source).read_bytes(), compresslevel=COMPRESS_LEVEL)
+            for name, path in entries:
+                archive.writestr(_entry(name), path.read_bytes(), compresslevel=COMPRESS_LEVEL)
         os.chmod(temporary, FILE_MODE)  # mkstemp makes it 0600
         os.replace(temporary, output)
     except BaseException:

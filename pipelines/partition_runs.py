@@ -21,9 +21,11 @@ Exit codes: 0 every day skipped, empty, started, or (awaited) succeeded; 3 a run
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -95,8 +97,17 @@ def run_days(
     local: bool = False,
     poll_seconds: float = 30.0,
     work_dir: Path | None = None,
+    parameters: dict[str, str] | None = None,
+    token: Callable[[date], str] | None = None,
+    metric_lines: bool = False,
 ) -> list[DayResult]:
-    """Decide and act for each day in order; print one line per day as it goes."""
+    """Decide and act for each day in order; print one line per day as it goes.
+
+    ``parameters``: the run's pipeline parameters (default: the schedule's, from ``tfvars``),
+    each day's partitions set over them; ``token(day)``: the start request's
+    ``ClientRequestToken`` (default: random), so a caller that may be retried starts one run;
+    ``metric_lines``: also print one JSON line per day (``"event": "partition-run"``), which
+    the stage's log metric filters read."""
     s3 = session.client("s3")
     layout = layout_of(tfvars)
     kms = tfvars.get("kms_key_arn")
@@ -112,20 +123,28 @@ def run_days(
             partitions.write_marker(s3, marker_uri, partitions.empty_marker(layout, day), kms)
             result = DayResult(day, "empty", f"{decision.reason}: zero rows, no run")
         else:
-            parameters = smoke_run.schedule_parameters(tfvars, layout.input_uri(day)) | {
-                "OutputDataUrl": layout.output_uri(day)
-            }
+            run_parameters = (
+                {**parameters, "InputDataUrl": layout.input_uri(day)}
+                if parameters is not None
+                else smoke_run.schedule_parameters(tfvars, layout.input_uri(day))
+            ) | {"OutputDataUrl": layout.output_uri(day)}
             if sagemaker is None or wait:
                 print(f"{day}: {decision.reason}", flush=True)
             if sagemaker is None:
-                arn, final, reason = _run_locally(session, s3, tfvars, parameters, day, work_dir)
+                arn, final, reason = _run_locally(
+                    session, s3, tfvars, run_parameters, day, work_dir
+                )
             else:
-                arn = _start(sagemaker, tfvars, parameters, layout.partition(day))
+                request_token = token(day) if token else str(uuid.uuid4())
+                arn = _start(
+                    sagemaker, tfvars, run_parameters, layout.partition(day), request_token
+                )
                 partitions.write_marker(
                     s3, marker_uri, partitions.started_marker(layout, day, arn), kms
                 )
                 if not wait:
-                    results.append(_report(DayResult(day, "started", decision.reason, arn)))
+                    started = DayResult(day, "started", decision.reason, arn)
+                    results.append(report(started, tfvars, metric_lines))
                     continue
                 final, reason = _wait(sagemaker, arn, poll_seconds)
             marker = partitions.outcome_marker(s3, layout, day, arn, final, reason, None)
@@ -137,18 +156,32 @@ def run_days(
                 else reason or "no failure reason given"
             )
             result = DayResult(day, final, detail, arn)
-        results.append(_report(result))
+        results.append(report(result, tfvars, metric_lines))
     return results
 
 
-def _report(result: DayResult) -> DayResult:
+def report(result: DayResult, tfvars: dict[str, Any], metric_line: bool) -> DayResult:
+    """Print the day's line (and, for the stage's metric filters, its JSON line)."""
     arn = f" ({result.execution_arn})" if result.execution_arn else ""
     print(f"{result.day}: {result.action}{arn}: {result.detail}", flush=True)
+    if metric_line:
+        line = {
+            "event": "partition-run",
+            "pipeline": tfvars["pipeline_name"],
+            "date": result.day.isoformat(),
+            "action": result.action,
+            "empty": 1 if result.action == "empty" else 0,
+        }
+        print(json.dumps(line, separators=(",", ":")), flush=True)
     return result
 
 
 def _start(
-    sagemaker: SageMakerClient, tfvars: dict[str, Any], parameters: dict[str, str], name: str
+    sagemaker: SageMakerClient,
+    tfvars: dict[str, Any],
+    parameters: dict[str, str],
+    name: str,
+    token: str,
 ) -> str:
     display = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:70]
     return sagemaker.start_pipeline_execution(
@@ -156,7 +189,7 @@ def _start(
         PipelineExecutionDisplayName=f"day-{display}",
         PipelineExecutionDescription=f"Run of partition {name}",
         PipelineParameters=[{"Name": k, "Value": v} for k, v in parameters.items()],
-        ClientRequestToken=str(uuid.uuid4()),
+        ClientRequestToken=token,
     )["PipelineExecutionArn"]
 
 

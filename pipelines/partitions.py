@@ -86,12 +86,23 @@ class Layout:
         return f"{self.output_data_url.rstrip('/')}/{MARKERS}/{self.partition(day)}.json"
 
 
+# a CSV object this small is read to see whether it holds a row below its header
+SMALL_OBJECT = 64 * 1024
+
+
 def has_data(s3: S3Client, input_uri: str) -> bool:
-    """Whether the partition holds a non-empty ``.csv`` object (what Preprocess reads)."""
+    """Whether the partition holds a ``.csv`` object (what Preprocess reads) with a row
+    below its header. Only objects under 64 KiB are read: a larger one holds rows."""
     bucket, prefix = parse_s3_uri(input_uri)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            if item["Key"].lower().endswith(".csv") and item.get("Size", 0) > 0:
+            size = item.get("Size", 0)
+            if not item["Key"].lower().endswith(".csv") or size == 0:
+                continue
+            if size >= SMALL_OBJECT:
+                return True
+            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+            if sum(1 for line in body.splitlines() if line.strip()) > 1:
                 return True
     return False
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pipelines import s3_locations
+from pipelines.partitions import DEFAULT_FORMAT
 from pipelines.s3_locations import content_key
 from promotion.artifacts import artifact_prefix, target_uri
 from promotion.errors import aws_errors, is_not_found
@@ -236,6 +237,7 @@ def publish_stage_files(
         "job_steps": batch_pipeline.job_steps(json.loads(definition)),
         "input_data_url": locations.input_data_url,
         "output_data_url": locations.output_data_url,
+        "partition_format": request.stage_config.get("partition_format") or DEFAULT_FORMAT,
         "feature_schema_url": code.schema_url,
         "baseline_url": code.baseline_url,
     }

@@ -76,6 +76,10 @@ def required_permissions(
     if service == "sagemaker":
         if operation in ("ListModelPackages", "Search"):
             return [(f"sagemaker:{operation}", "*")]
+        if params.get("PipelineExecutionArn"):  # DescribePipelineExecution and the like
+            return [(f"sagemaker:{operation}", params["PipelineExecutionArn"])]
+        if params.get("PipelineName"):  # Start/ListPipelineExecution(s): the pipeline
+            return [(f"sagemaker:{operation}", f"{prefix}:pipeline/{params['PipelineName']}")]
         arn = params.get("ResourceArn") or params.get("ModelPackageArn")
         package = params.get("ModelPackageName")
         group = params.get("ModelPackageGroupName")

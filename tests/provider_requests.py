@@ -60,6 +60,23 @@ def logged_requests(log: Path) -> list[Request]:
     return requests
 
 
+_METHOD = re.compile(r"rpc\.method=(?P<method>\w+)")
+_SERVICE = re.compile(r"rpc\.service=(?P<service>\w+)")
+
+
+def rest_request_bodies(log: Path, service: str, operation: str) -> list[dict[str, Any]]:
+    """The JSON bodies of a REST-protocol operation (no ``X-Amz-Target``, e.g. Lambda's
+    ``CreateFunction``) in a provider debug log: not validated, read for what they carry."""
+    found = []
+    for entry in re.split(r"\n(?=\d{4}-\d\d-\d\dT)", log.read_text(errors="replace")):
+        method, name, body = _METHOD.search(entry), _SERVICE.search(entry), _BODY.search(entry)
+        if "HTTP Request Sent" not in entry or not (method and name and body):
+            continue
+        if (name["service"], method["method"]) == (service, operation):
+            found.append(json.loads(body["body"]))
+    return found
+
+
 _session = botocore.session.get_session()
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import urllib.parse
+import uuid
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.events.models import EventPattern
@@ -72,8 +75,72 @@ def empty_bucket(aws: Emulator, account: str, bucket: str) -> None:
             s3.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
 
 
+def assert_the_schedule_function_may_do_what_it_does(
+    aws: Emulator, iam: Any, tfvars: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The schedule's function, run against the stage as build.py promoted it (a day with
+    data, a day without, the same event again once the run ended): every call it made is
+    granted by the run-starter role's policy, the role the template gives it."""
+    from lambdas.start_scheduled_run import handler as schedule
+    from pipelines import partitions
+    from tests.registry import create_deployed_pipeline
+
+    create_deployed_pipeline(aws, tfvars)
+    layout = partitions.Layout(tfvars["input_data_url"], tfvars["output_data_url"])
+    bucket, prefix = partitions.parse_s3_uri(layout.input_uri(date(2026, 11, 2)))
+    s3 = aws.client("s3", "preprod")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}a.csv", Body=b"record_id\nr1\n")
+    recorder = CallRecorder()
+    keys = aws.credential_variables("preprod")  # the function's own session, as the role
+    session = boto3.Session(
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=keys["AWS_SESSION_TOKEN"],
+        region_name=REGION,
+    )
+    real_client: Any = session.client  # (boto3's overloads type one service per call)
+
+    def watched_client(service: str, **kwargs: Any) -> Any:
+        return recorder.watch(real_client(service, endpoint_url=aws.endpoint_url, **kwargs))
+
+    monkeypatch.setattr(session, "client", watched_client)
+    monkeypatch.setattr(schedule.boto3, "Session", lambda: session)
+    for name, value in {
+        "PIPELINE_NAME": tfvars["pipeline_name"],
+        "PIPELINE_PARAMETERS": json.dumps({"ModelName": tfvars["model_name"]}),
+        "INPUT_DATA_URL": tfvars["input_data_url"],
+        "OUTPUT_DATA_URL": tfvars["output_data_url"],
+        "PARTITION_FORMAT": tfvars["partition_format"],
+        "KMS_KEY_ARN": tfvars["kms_key_arn"],
+        "LOOKBACK_DAYS": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "id": str(uuid.uuid4())}
+    first = schedule.handler({**event, "time": "2026-11-02T01:00:00Z"})
+    assert [a["action"] for a in first.values()] == ["empty", "started"]
+    again = schedule.handler({**event, "time": "2026-11-02T01:00:00Z"})  # moto: run ended
+    assert [a["action"] for a in again.values()] == ["empty", "skipped"]
+    operations = {operation for _, operation, _ in recorder.calls}
+    assert operations >= {
+        "ListObjectsV2", "GetObject", "PutObject", "StartPipelineExecution",
+        "DescribePipelineExecution",
+    }  # fmt: skip
+    starter = policy_document(
+        iam.get_role_policy(
+            RoleName=f"{PROJECT}-preprod-upload-starter", PolicyName="read-uploads-start-pipeline"
+        )["PolicyDocument"]
+    )
+    region, account = REGION, ACCOUNTS["preprod"]
+    assert missing_permissions(recorder, starter, region, account) == []
+    assert missing_permissions(recorder, {"Statement": []}, region, account)
+
+
 def test_target_account_infra_is_what_build_py_reads(
-    aws: Emulator, terraform: str, tmp_path: Path, build_calls: dict[str, CallRecorder]
+    aws: Emulator,
+    terraform: str,
+    tmp_path: Path,
+    build_calls: dict[str, CallRecorder],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dev = DevRegistry(aws)
     source = dev.register("Approved")
@@ -186,6 +253,7 @@ def test_target_account_infra_is_what_build_py_reads(
         ]
         == f"repo:{REPOSITORY}:environment:preprod-plan"
     )
+    assert_the_schedule_function_may_do_what_it_does(aws, iam, tfvars, monkeypatch)
     execution = policy_document(
         iam.get_role_policy(
             RoleName=f"{PROJECT}-preprod-sagemaker-execution", PolicyName="batch-inference"

@@ -14,6 +14,7 @@ import pytest
 
 from examples.breast_cancer import data, model
 from pipelines import partitions, run_pipeline
+from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, Emulator
 from tests.provider_requests import problems
 from tests.registry import (
@@ -128,7 +129,8 @@ def backfill(stage: dict, *options: str, first: date = DAY_1, last: date | None 
 def test_a_backfill_scores_each_day_once_and_records_empty_days(
     aws: Emulator, stage: dict, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Three days locally: two with data, one holding only Spark's _SUCCESS. Then the same
+    """Three days locally: two with data, one holding only Spark's _SUCCESS, an empty CSV
+    and a CSV with only its header. Then the same
     backfill again (nothing runs), a forced day, and the empty day once its data arrives."""
     in_preprod(aws, monkeypatch)
     tfvars = stage["tfvars"]
@@ -137,6 +139,8 @@ def test_a_backfill_scores_each_day_once_and_records_empty_days(
         generated[day] = data.generate(tmp_path / f"{day}.csv", rows=200, seed=day.day)
         put_day(aws, tfvars, day, "batch.csv", generated[day].path.read_bytes())
     put_day(aws, tfvars, DAY_2, "_SUCCESS", b"")
+    put_day(aws, tfvars, DAY_2, "empty.csv", b"")
+    put_day(aws, tfvars, DAY_2, "header-only.csv", b"record_id,mean_radius\r\n\r\n")
     local = ["--local", "--work-dir", str(tmp_path / "runs")]
 
     assert backfill(stage, *local, last=DAY_3) == 0, capsys.readouterr().err
@@ -310,3 +314,19 @@ def test_a_marker_that_is_not_ours_is_not_overwritten(aws: Emulator, stage: dict
     assert run_pipeline.main(["--tfvars", str(stage["path"]), "--date", "2026-11-01"]) == 2
     assert "is not a sagemaker-batch-mlops/partition-run/1 marker" in capsys.readouterr().err
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"someone else's"
+
+
+def test_a_csv_object_has_data_when_a_row_follows_its_header(aws: Emulator) -> None:
+    """Small objects are read (a header alone is no data); a large one is not read."""
+    s3 = aws.client("s3")
+    sandbox.create_bucket(aws, None, "days")
+    cases = {
+        "header": (b"id,x\n", False),
+        "row": (b"id,x\nr1,2\n", True),
+        "large": (b"id,x\n" + b" " * partitions.SMALL_OBJECT, True),
+        "not-csv": (b"id,x\nr1,2\n", False),
+    }
+    for name, (body, expected) in cases.items():
+        key = f"{name}/part.{'txt' if name == 'not-csv' else 'csv'}"
+        s3.put_object(Bucket="days", Key=key, Body=body)
+        assert partitions.has_data(s3, f"s3://days/{name}/") == expected, name

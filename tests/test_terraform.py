@@ -25,7 +25,13 @@ from pipelines.local.transform import resolve_model
 from tests import metric_filters
 from tests.dashboard_series import search_matches, series, undocumented
 from tests.metric_filters import metric_value
-from tests.provider_requests import Request, logged_requests, problems, refused_requests
+from tests.provider_requests import (
+    Request,
+    logged_requests,
+    problems,
+    refused_requests,
+    rest_request_bodies,
+)
 from tests.registry import PROJECT, DevRegistry, create_stage, run_build
 from tests.terraform_cli import (
     CHECKOV,
@@ -185,6 +191,8 @@ EMULATOR_DRIFT = {
         "primary_container",
     },
     "aws_sqs_queue.uploads[0]": {"redrive_policy"},
+    # moto keeps no DeadLetterConfig (the request that sets it is checked instead)
+    "aws_lambda_function.schedule": {"dead_letter_config"},
 }
 # ...and when an apply then sets that RedrivePolicy again, moto's SetQueueAttributes drops the
 # queue's Policy (sqs/models.py `_set_attributes`: `self.policy = attributes.get("Policy")`),
@@ -223,11 +231,13 @@ JOB_LOG_GROUPS = ("/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TransformJobs
 
 
 def quality_filters(aws: Emulator, stage: str) -> dict[str, Any]:
-    """The stage's metric filters on the jobs' log groups, by metric name."""
+    """The stage's metric filters on the jobs' and the schedule function's log groups, by
+    metric name."""
     logs = aws.client("logs", stage)
+    schedule = f"/aws/lambda/{PROJECT}-{stage}-start-scheduled-run"
     return {
         f["metricTransformations"][0]["metricName"]: f
-        for group in JOB_LOG_GROUPS
+        for group in (*JOB_LOG_GROUPS, schedule)
         for f in logs.describe_metric_filters(logGroupName=group)["metricFilters"]
         if f["filterName"].startswith(f"{PROJECT}-{stage}-")
     }
@@ -260,6 +270,21 @@ def printed_metric_line(tmp_path: Path, pipeline: str, baseline: bool) -> str:
     return line
 
 
+def day_line(pipeline: str, action: str) -> str:
+    """The JSON line the schedule's function prints for a day (pipelines/partition_runs.py)."""
+    import contextlib
+    import io
+    from datetime import date
+
+    from pipelines.partition_runs import DayResult, report
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        report(DayResult(date(2026, 11, 1), action, "why"), {"pipeline_name": pipeline}, True)
+    (line,) = [x for x in out.getvalue().splitlines() if x.startswith("{")]
+    return line
+
+
 def assert_quality_metrics_read_the_printed_line(
     aws: Emulator, stage: str, values: dict, tmp_path: Path
 ) -> None:
@@ -269,7 +294,7 @@ def assert_quality_metrics_read_the_printed_line(
     filters = quality_filters(aws, stage)
     assert sorted(filters) == sorted(
         ["RowsRead", "RowsRejected", "RowsScored", "RejectedFraction", "DriftScore",
-         "PredictionCount", "PredictionSum"]
+         "PredictionCount", "PredictionSum", "EmptyDays"]
     )  # fmt: skip
     pipeline = values["pipeline_name"]
     measured = printed_metric_line(tmp_path, pipeline, baseline=True)
@@ -279,6 +304,8 @@ def assert_quality_metrics_read_the_printed_line(
     predictions = prediction_line(pipeline, np.array([0.25, 0.5, np.nan, 0.75]))
     negative = prediction_line(pipeline, np.array([-3.5, 1.0]))
     other_predictions = prediction_line(f"{pipeline}-other", np.array([0.5]))
+    # the schedule function's line for a day without data, and for a day it started
+    empty, started = (day_line(pipeline, action) for action in ("empty", "started"))
     fields = {"RowsRead": "rows_read", "RowsRejected": "rows_rejected",
               "RowsScored": "rows_scored", "RejectedFraction": "rejected_fraction",
               "DriftScore": "drift_score", "PredictionCount": "count",
@@ -290,6 +317,12 @@ def assert_quality_metrics_read_the_printed_line(
         pattern = found["filterPattern"]
         assert len(pattern) <= 1024  # PutMetricFilter's limit
         publish = partial(metric_value, pattern, transformation["metricValue"])
+        if metric == "EmptyDays":
+            assert found["logGroupName"] == f"/aws/lambda/{PROJECT}-{stage}-start-scheduled-run"
+            assert (publish(empty), publish(started)) == (1, 0)
+            assert publish(day_line(f"{pipeline}-other", "empty")) is None
+            assert publish(measured) is None
+            continue
         if metric.startswith("Prediction"):
             assert found["logGroupName"] == "/aws/sagemaker/TransformJobs"
             assert publish(predictions) == {"PredictionCount": 3, "PredictionSum": 1.5}[metric]
@@ -403,27 +436,49 @@ def test_apply_plan_destroy_against_the_emulator(
     events, sagemaker = aws.client("events", stage), aws.client("sagemaker", stage)
     rule = f"{PROJECT}-{stage}-batch-inference"
     assert events.describe_rule(Name=rule)["ScheduleExpression"] == values["schedule_expression"]
+    lambdas = aws.client("lambda", stage)
+    schedule = lambdas.get_function(FunctionName=f"{PROJECT}-{stage}-start-scheduled-run")
     (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
-    parameters = {
-        p["Name"]: p["Value"]
-        for p in target["SageMakerPipelineParameters"]["PipelineParameterList"]
-    }
+    assert target["Arn"] == schedule["Configuration"]["FunctionArn"]
+    assert "RoleArn" not in target and "SageMakerPipelineParameters" not in target
+    # only this rule may invoke the function
+    (grant,) = json.loads(lambdas.get_policy(FunctionName=target["Arn"])["Policy"])["Statement"]
+    assert grant["Principal"] == {"Service": "events.amazonaws.com"}
+    assert grant["Condition"]["ArnLike"]["AWS:SourceArn"] == events.describe_rule(Name=rule)["Arn"]
+    scheduled = schedule["Configuration"]["Environment"]["Variables"]
+    parameters = json.loads(scheduled["PIPELINE_PARAMETERS"])
     assert parameters["ModelName"] == values["model_name"]
     assert parameters["TransformInstanceCount"] == str(values["transform_instance_count"])
-    assert target["RoleArn"] == values["start_pipeline_role_arn"]
+    assert "InputDataUrl" not in parameters and "OutputDataUrl" not in parameters  # per day
+    assert (scheduled["PIPELINE_NAME"], scheduled["PARTITION_FORMAT"]) == (
+        values["pipeline_name"], values["partition_format"],
+    )  # fmt: skip
+    assert schedule["Configuration"]["Role"] == values["upload_starter_role_arn"]
+    # moto keeps no DeadLetterConfig: the request the provider sent must carry it
+    (created,) = [
+        body
+        for body in rest_request_bodies(module / "provider.log", "Lambda", "CreateFunction")
+        if body["FunctionName"].endswith("-start-scheduled-run")
+    ]
+    assert created["DeadLetterConfig"]["TargetArn"].endswith("-batch-inference-dlq")
+    assert problems(Request("lambda", "CreateFunction", created)) == []  # botocore's model
     pipeline = sagemaker.describe_pipeline(PipelineName=values["pipeline_name"])
-    assert target["Arn"] == pipeline["PipelineArn"]
+    assert pipeline["PipelineName"] == scheduled["PIPELINE_NAME"]
     model = sagemaker.describe_model(ModelName=values["model_name"])
     assert model["PrimaryContainer"]["ModelPackageName"] == values["model_package_arn"]
-    functions = aws.client("lambda", stage).list_functions()["Functions"]
+    functions = [
+        f
+        for f in lambdas.list_functions()["Functions"]
+        if f["FunctionName"].endswith("-upload-run")
+    ]
     if values["run_on_upload"]:
         (function,) = functions
         assert function["Role"] == values["upload_starter_role_arn"]
         environment = function["Environment"]["Variables"]
         assert environment["PIPELINE_NAME"] == values["pipeline_name"]
         assert json.loads(environment["PIPELINE_PARAMETERS"]) == {
-            k: v for k, v in parameters.items() if k != "InputDataUrl"
-        }
+            **parameters, "OutputDataUrl": values["output_data_url"],
+        }  # fmt: skip
         (mapping,) = aws.client("lambda", stage).list_event_source_mappings(
             FunctionName=function["FunctionArn"]
         )["EventSourceMappings"]
@@ -470,11 +525,8 @@ def test_apply_plan_destroy_against_the_emulator(
     (module / "stage.tfvars.json").write_text(json.dumps(second))
     tf("apply", "-auto-approve", "-var-file=stage.tfvars.json")
 
-    (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
-    parameters = {
-        p["Name"]: p["Value"]
-        for p in target["SageMakerPipelineParameters"]["PipelineParameterList"]
-    }
+    redeployed = lambdas.get_function(FunctionName=target["Arn"])["Configuration"]
+    parameters = json.loads(redeployed["Environment"]["Variables"]["PIPELINE_PARAMETERS"])
     assert parameters["ModelName"] == second["model_name"]
     # the update sent version 2's definition location, and nothing AWS would refuse beside it
     sent = logged_requests(module / "provider.log")

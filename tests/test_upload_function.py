@@ -303,7 +303,9 @@ def built_zip(tmp_path: Path) -> Iterator[Path]:
     yield archive
 
 
-def test_the_zip_holds_exactly_the_handler(built_zip: Path) -> None:
+def test_the_zip_holds_exactly_the_handler_and_what_it_imports(built_zip: Path) -> None:
     with zipfile.ZipFile(built_zip) as archive:
-        assert archive.namelist() == ["handler.py"]
+        assert archive.namelist() == ["handler.py", *package.UPLOAD_MODULES]
         assert archive.read("handler.py") == package.UPLOAD_HANDLER.read_bytes()
+        for name in package.UPLOAD_MODULES:
+            assert archive.read(name) == (package.REPO / name).read_bytes()

@@ -206,6 +206,7 @@ data "aws_iam_policy_document" "key" {
       values = [
         "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/*",
         "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}",
+        "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.schedule_log_group}",
       ]
     }
   }
@@ -554,6 +555,11 @@ locals {
   refused_uploads_queue = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-refused-uploads.fifo"
   upload_function       = "${local.name}-start-upload-run"
   upload_log_group      = "/aws/lambda/${local.upload_function}"
+  schedule_function     = "${local.name}-start-scheduled-run"
+  schedule_log_group    = "/aws/lambda/${local.schedule_function}"
+  schedule_dlq          = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-dlq"
+  # the stage's pipelines' executions (DescribePipelineExecution's resource)
+  stage_pipeline_executions = "${local.stage_pipelines}/execution/*"
 }
 
 data "aws_iam_policy_document" "service_trust" {
@@ -592,9 +598,11 @@ resource "aws_iam_role_policy" "start_pipeline" {
   policy = data.aws_iam_policy_document.start_pipeline.json
 }
 
+# The role of the stage's two functions that start runs: on the schedule (each day's
+# partition, with its marker) and on upload (each uploaded object).
 resource "aws_iam_role" "upload_starter" {
   name               = "${local.name}-upload-starter"
-  description        = "The run-on-upload function starts ${local.name}'s pipeline for each uploaded input object."
+  description        = "The schedule's and the run-on-upload functions start ${local.name}'s pipeline: each day's partition, each uploaded input object."
   assume_role_policy = data.aws_iam_policy_document.service_trust["upload_starter"].json
 }
 
@@ -635,9 +643,26 @@ data "aws_iam_policy_document" "upload_starter" {
     resources = [local.stage_pipelines]
   }
   statement {
+    sid       = "AskHowADaysRunEnded" # a day's marker names its execution
+    actions   = ["sagemaker:DescribePipelineExecution"]
+    resources = [local.stage_pipeline_executions]
+  }
+  statement {
+    # <output_data_url>/_runs/<partition>.json; reading a run's summaries for its rows is
+    # CheckTheUploadedObject's s3:GetObject on the project's objects
+    sid       = "WriteTheDayMarkers"
+    actions   = ["s3:PutObject"]
+    resources = ["${local.project_objects}/_runs/*"]
+  }
+  statement {
+    sid       = "FailedSchedulesToTheDeadLetterQueue" # the schedule function's DLQ
+    actions   = ["sqs:SendMessage"]
+    resources = [local.schedule_dlq]
+  }
+  statement {
     sid       = "WriteItsLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}:*"]
+    resources = [for group in [local.upload_log_group, local.schedule_log_group] : "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]
   }
 }
 
@@ -875,11 +900,12 @@ data "aws_iam_policy_document" "deploy" {
     }
   }
   statement {
-    sid = "ManageTheUploadFunction"
+    sid = "ManageTheStagesFunctions" # the schedule's and the upload's; the rule may invoke the schedule's
     actions = [
       "lambda:CreateFunction", "lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionCode",
       "lambda:UpdateFunctionConfiguration", "lambda:DeleteFunction", "lambda:ListVersionsByFunction",
       "lambda:GetFunctionCodeSigningConfig", "lambda:ListTags", "lambda:TagResource", "lambda:UntagResource",
+      "lambda:AddPermission", "lambda:RemovePermission", "lambda:GetPolicy",
     ]
     resources = [local.stage_arns.functions]
   }
@@ -922,12 +948,12 @@ data "aws_iam_policy_document" "deploy" {
     # log group, not to a filter name, so the role could also change other filters there
     sid       = "ManageTheQualityMetricFilters"
     actions   = ["logs:PutMetricFilter", "logs:DeleteMetricFilter", "logs:DescribeMetricFilters"]
-    resources = flatten([for group in local.job_log_groups : ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]])
+    resources = flatten([for group in concat(local.job_log_groups, [local.schedule_log_group]) : ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]])
   }
   statement {
-    sid       = "ManageTheFunctionsLogGroup"
+    sid       = "ManageTheFunctionsLogGroups"
     actions   = ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:AssociateKmsKey", "logs:ListTagsForResource", "logs:TagResource", "logs:UntagResource"]
-    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}:*"]
+    resources = flatten([for group in [local.upload_log_group, local.schedule_log_group] : ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]])
   }
   statement {
     sid = "ManageTheStagesScheduleQueuesTopicAlarmsDashboard"
@@ -1003,15 +1029,21 @@ data "aws_iam_policy_document" "plan" {
       "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource",
       "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource", "cloudwatch:GetDashboard",
       "lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:ListVersionsByFunction",
-      "lambda:GetFunctionCodeSigningConfig", "lambda:ListTags",
+      "lambda:GetFunctionCodeSigningConfig", "lambda:ListTags", "lambda:GetPolicy",
       "logs:ListTagsForResource", "logs:ListTagsLogGroup",
     ]
     resources = concat(local.stage_arns.models, [
       local.stage_arns.pipelines, local.stage_arns.rules, local.stage_arns.queues, local.stage_arns.topics,
       local.stage_arns.alarms, local.stage_arns.dashboard, local.stage_arns.functions,
-      "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}",
-      "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}:*",
-    ])
+      ], flatten([for group in [local.upload_log_group, local.schedule_log_group] : [
+        "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}",
+        "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*",
+    ]]))
+  }
+  statement {
+    sid       = "RefreshTheMetricFilters"
+    actions   = ["logs:DescribeMetricFilters"]
+    resources = [for group in concat(local.job_log_groups, [local.schedule_log_group]) : "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]
   }
   statement {
     sid       = "RefreshTheUploadEventSource"

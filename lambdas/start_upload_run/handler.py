@@ -22,7 +22,8 @@ built in code, and:
 - ``StartPipelineExecution`` gets the SQS message id as ``ClientRequestToken``: a message
   delivered twice (at-least-once) starts one execution.
 
-Standard library and boto3 (which the Lambda Python runtime provides): the zip is this file.
+Standard library, boto3 (which the Lambda Python runtime provides) and
+``pipelines/function_environment.py``, which the zip carries beside this file.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
+
+from pipelines import function_environment
+from pipelines.function_environment import ConfigError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -66,10 +70,6 @@ TRANSIENT_CODES = frozenset(
 _RETRIES = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
 
 
-class ConfigError(ValueError):
-    """An environment variable of the function is missing or invalid: fix the deployment."""
-
-
 class RunLimitReached(RuntimeError):
     """MAX_RUNNING executions are running: raised so the message is retried later."""
 
@@ -94,19 +94,9 @@ class Config:
         env = os.environ if environ is None else environ
 
         def required(name: str) -> str:
-            value = env.get(name, "")
-            if not value:
-                raise ConfigError(f"environment variable {name} is required and is not set")
-            return value
+            return function_environment.required(env, name)
 
-        try:
-            parameters = json.loads(required("PIPELINE_PARAMETERS"))
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"PIPELINE_PARAMETERS is not JSON: {error}") from None
-        if not isinstance(parameters, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in parameters.items()
-        ):
-            raise ConfigError("PIPELINE_PARAMETERS must be a JSON object of strings")
+        parameters = function_environment.pipeline_parameters(env)
         max_running = required("MAX_RUNNING")
         if not max_running.isdigit() or int(max_running) < 1:
             raise ConfigError(f"MAX_RUNNING must be a whole number >= 1, got {max_running!r}")

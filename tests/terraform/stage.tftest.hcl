@@ -48,16 +48,12 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "network isolation must be on"
   }
   assert {
-    condition     = aws_cloudwatch_event_target.pipeline.arn == aws_sagemaker_pipeline.batch.arn
-    error_message = "the schedule does not target the pipeline"
+    condition     = aws_cloudwatch_event_target.schedule.arn == aws_lambda_function.schedule.arn && aws_lambda_permission.schedule.source_arn == aws_cloudwatch_event_rule.schedule.arn && aws_lambda_permission.schedule.principal == "events.amazonaws.com"
+    error_message = "the schedule must invoke the schedule's function, and only this rule may"
   }
   assert {
-    condition = {
-      for p in one(aws_cloudwatch_event_target.pipeline.sagemaker_pipeline_target).pipeline_parameter_list : p.name => p.value
-      } == {
+    condition = jsondecode(aws_lambda_function.schedule.environment[0].variables.PIPELINE_PARAMETERS) == {
       ModelName               = var.model_name
-      InputDataUrl            = var.input_data_url
-      OutputDataUrl           = var.output_data_url
       FeatureSchemaUrl        = var.feature_schema_url
       ProcessingInstanceType  = var.processing_instance_type
       ProcessingInstanceCount = tostring(var.processing_instance_count)
@@ -67,11 +63,15 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
       MaxDriftScore           = tostring(var.max_drift_score)
       QualityGateMode         = var.quality_gate_mode
     }
-    error_message = "the schedule's pipeline parameters are not the stage's (ModelName must be the promoted model)"
+    error_message = "the schedule's pipeline parameters are not the stage's (ModelName must be the promoted model; the day's partitions are set per run)"
   }
   assert {
-    condition     = aws_cloudwatch_event_target.pipeline.role_arn == var.start_pipeline_role_arn
-    error_message = "the schedule does not use the stage's start-pipeline role"
+    condition     = aws_lambda_function.schedule.environment[0].variables.INPUT_DATA_URL == var.input_data_url && aws_lambda_function.schedule.environment[0].variables.OUTPUT_DATA_URL == var.output_data_url && aws_lambda_function.schedule.environment[0].variables.PARTITION_FORMAT == var.partition_format && aws_lambda_function.schedule.environment[0].variables.PIPELINE_NAME == var.pipeline_name
+    error_message = "the schedule's function must read and write the stage's partitions"
+  }
+  assert {
+    condition     = aws_lambda_function.schedule.role == var.upload_starter_role_arn && aws_lambda_function.schedule.source_code_hash == filebase64sha256(var.schedule_starter_zip) && aws_lambda_function.schedule.dead_letter_config[0].target_arn == aws_sqs_queue.schedule_dlq.arn
+    error_message = "the schedule's function must run build.py's zip as the stage's run-starter role, failures to the schedule's dead-letter queue"
   }
   assert {
     condition     = jsondecode(aws_s3_object.deployment_record.content) == { current = { model_name = var.model_name, model_package_arn = var.model_package_arn, source_model_package_arn = var.source_model_package_arn, model_version = var.model_version }, previous = null }
@@ -106,7 +106,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the dashboard lost a widget"
   }
   assert {
-    condition     = alltrue([for k, f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == (startswith(k, "Prediction") ? "/aws/sagemaker/TransformJobs" : "/aws/sagemaker/ProcessingJobs") && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "&& ${f.metric_transformation[0].value} ")])
+    condition     = alltrue([for k, f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == (startswith(k, "Prediction") ? "/aws/sagemaker/TransformJobs" : k == "EmptyDays" ? aws_cloudwatch_log_group.schedule_function.name : "/aws/sagemaker/ProcessingJobs") && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "&& ${f.metric_transformation[0].value} ")])
     error_message = "the metric filters must read this pipeline's lines on the jobs' log groups (predictions: Transform), each matching its value field"
   }
   assert {
@@ -230,7 +230,7 @@ run "the_previous_model_is_kept_for_runs_in_flight" {
     error_message = "the kept model must still be built from its own package"
   }
   assert {
-    condition     = { for p in one(aws_cloudwatch_event_target.pipeline.sagemaker_pipeline_target).pipeline_parameter_list : p.name => p.value }["ModelName"] == var.model_name
+    condition     = jsondecode(aws_lambda_function.schedule.environment[0].variables.PIPELINE_PARAMETERS)["ModelName"] == var.model_name
     error_message = "the schedule must start runs with the promoted model, not the kept one"
   }
   assert {

@@ -1,0 +1,1 @@
+"""The Lambda that starts the stage pipeline on its schedule, one run per day's partition."""

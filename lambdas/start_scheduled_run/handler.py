@@ -1,0 +1,131 @@
+"""Start the stage's pipeline on the partition of each scheduled day, exactly once.
+
+The stage's schedule rule invokes ``handler`` with EventBridge's "Scheduled Event", whose
+``time`` is the time the schedule fired for (a late or retried delivery keeps it). Its day
+(UTC) and the ``LOOKBACK_DAYS`` days before it are handled as the backfill command handles
+days (``pipelines/partition_runs.py``, shipped in this zip): a day already scored or still
+running is skipped, a day without CSV data is marked empty (zero rows, no run), any other
+day — new, or whose last run failed or stopped — gets a run on its partitions; the marker of
+a run that has ended since is completed on the way. So a failed night is retried by the next
+schedule, and data that lands late is scored the next time its day is looked at.
+
+The start request's ``ClientRequestToken`` is ``<event id>-<day>``: an event delivered twice
+starts each day's run once. One JSON line per day (``"event": "partition-run"``) feeds the
+stage's log metric filter (empty days). Any error raises: Lambda retries the event twice and
+then sends it to the schedule's dead-letter queue, which is alarmed.
+
+Standard library, boto3 (the Lambda runtime's) and the ``pipelines`` modules the deployment
+zip carries (``lambdas/package.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import boto3
+
+from pipelines import function_environment, partition_runs, partitions
+from pipelines.function_environment import ConfigError
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+MAX_LOOKBACK_DAYS = 31
+EVENT_SOURCE = "aws.events"
+EVENT_TYPE = "Scheduled Event"
+
+
+class NotAScheduledEvent(ValueError):
+    """The event is not the schedule's: nothing is started for it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The function's configuration, from the environment the stage template sets."""
+
+    pipeline_name: str
+    parameters: dict[str, str]
+    layout: partitions.Layout
+    kms_key_arn: str | None
+    lookback_days: int
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+
+        def required(name: str) -> str:
+            return function_environment.required(env, name)
+
+        parameters = function_environment.pipeline_parameters(env)
+        lookback = required("LOOKBACK_DAYS")
+        if not lookback.isdigit() or int(lookback) > MAX_LOOKBACK_DAYS:
+            raise ConfigError(
+                f"LOOKBACK_DAYS must be a whole number from 0 to {MAX_LOOKBACK_DAYS}, "
+                f"got {lookback!r}"
+            )
+        try:
+            layout = partitions.Layout(
+                required("INPUT_DATA_URL"),
+                required("OUTPUT_DATA_URL"),
+                required("PARTITION_FORMAT"),
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        return cls(
+            pipeline_name=required("PIPELINE_NAME"),
+            parameters=parameters,
+            layout=layout,
+            kms_key_arn=env.get("KMS_KEY_ARN") or None,
+            lookback_days=int(lookback),
+        )
+
+    def tfvars(self) -> dict[str, Any]:
+        """What the backfill code reads of a stage's tfvars."""
+        return {
+            "pipeline_name": self.pipeline_name,
+            "input_data_url": self.layout.input_data_url,
+            "output_data_url": self.layout.output_data_url,
+            "partition_format": self.layout.partition_format,
+            "kms_key_arn": self.kms_key_arn,
+        }
+
+
+def scheduled_day(event: Mapping[str, Any]) -> tuple[date, str]:
+    """The scheduled event's day (UTC) and id, or ``NotAScheduledEvent``."""
+    if event.get("source") != EVENT_SOURCE or event.get("detail-type") != EVENT_TYPE:
+        raise NotAScheduledEvent(
+            f"not a scheduled event (source {event.get('source')!r}, "
+            f"detail-type {event.get('detail-type')!r})"
+        )
+    event_id, when = event.get("id"), event.get("time")
+    if not isinstance(event_id, str) or not event_id or not isinstance(when, str):
+        raise NotAScheduledEvent("a scheduled event needs its id and time")
+    try:
+        moment = datetime.fromisoformat(when.replace("Z", "+00:00"))
+    except ValueError:
+        raise NotAScheduledEvent(f"time {when!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise NotAScheduledEvent(f"time {when!r} has no time zone")
+    return moment.astimezone(UTC).date(), event_id
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """EventBridge entry point: the scheduled day and the days before it, oldest first."""
+    config = Config.from_environment()
+    day, event_id = scheduled_day(event)
+    days = [day - timedelta(days=n) for n in range(config.lookback_days, -1, -1)]
+    results = partition_runs.run_days(
+        config.tfvars(),
+        boto3.Session(),
+        days,
+        parameters=config.parameters,
+        # at most 128 characters (botocore's model), at least 32: an event id is a UUID
+        token=lambda d: f"{event_id}-{d:%Y%m%d}"[:128],
+        metric_lines=True,
+    )
+    return {str(r.day): {"action": r.action, "execution_arn": r.execution_arn} for r in results}

@@ -1,0 +1,32 @@
+"""What the stage's functions (schedule, run on upload) read from the environment the stage
+template sets: a missing or malformed variable is a ``ConfigError`` naming it, so the
+invocation fails with the fix in its message rather than a KeyError."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+
+class ConfigError(ValueError):
+    """An environment variable of the function is missing or invalid: fix the deployment."""
+
+
+def required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError(f"environment variable {name} is required and is not set")
+    return value
+
+
+def pipeline_parameters(env: Mapping[str, str]) -> dict[str, str]:
+    """``PIPELINE_PARAMETERS``: the runs' pipeline parameters, a JSON object of strings."""
+    try:
+        parameters = json.loads(required(env, "PIPELINE_PARAMETERS"))
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"PIPELINE_PARAMETERS is not JSON: {error}") from None
+    if not isinstance(parameters, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in parameters.items()
+    ):
+        raise ConfigError("PIPELINE_PARAMETERS must be a JSON object of strings")
+    return parameters

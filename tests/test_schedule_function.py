@@ -1,0 +1,261 @@
+"""The schedule's function against the emulator: S3 and SageMaker through boto3.
+
+Events are the documented shape of EventBridge's "Scheduled Event". moto's executions
+succeed the moment they start and write nothing, so a run looked at again is a success with
+zero rows; what is checked is the days, the start requests and the markers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+import zipfile
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from lambdas import package
+from lambdas.start_scheduled_run import handler as function
+from pipelines import partitions
+from pipelines.local import sandbox
+from pipelines.local.emulator import Emulator
+from tests.provider_requests import Request, problems
+from tests.registry import keep_executions_running
+
+BUCKET = "stage-artifacts"
+INPUT = f"s3://{BUCKET}/churn/batch-inference/input/"
+OUTPUT = f"s3://{BUCKET}/churn/batch-inference/output"
+PIPELINE = "churn-preprod-batch-inference"
+PARAMETERS = {"ModelName": "churn-models-preprod-v3", "ProcessingInstanceCount": "1"}
+EVENT_ID = "89d1a02d-5ec7-412e-82f5-13505f849b41"
+LAYOUT = partitions.Layout(INPUT, OUTPUT)
+
+
+@pytest.fixture
+def stage(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The bucket, the pipeline and the function's environment (two days of lookback)."""
+    sandbox.create_bucket(aws, None, BUCKET)
+    sagemaker = boto3.client("sagemaker")
+    sagemaker.create_pipeline(
+        PipelineName=PIPELINE,
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
+        RoleArn="arn:aws:iam::123456789012:role/execution",
+    )
+    for name, value in {
+        "PIPELINE_NAME": PIPELINE,
+        "PIPELINE_PARAMETERS": json.dumps(PARAMETERS),
+        "INPUT_DATA_URL": INPUT,
+        "OUTPUT_DATA_URL": OUTPUT,
+        "PARTITION_FORMAT": partitions.DEFAULT_FORMAT,
+        "LOOKBACK_DAYS": "2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return {"s3": boto3.client("s3"), "sagemaker": sagemaker}
+
+
+def scheduled(time: str, event_id: str = EVENT_ID) -> dict[str, Any]:
+    """EventBridge's event for a schedule rule (documented shape)."""
+    return {
+        "version": "0",
+        "id": event_id,
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time,
+        "region": "eu-west-1",
+        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/churn-preprod-batch-inference"],
+        "detail": {},
+    }
+
+
+def put_day(s3: Any, day: date, name: str, body: bytes) -> None:
+    bucket, prefix = partitions.parse_s3_uri(LAYOUT.input_uri(day))
+    s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=body)
+
+
+def starts(sent: list[Request]) -> list[Request]:
+    return [r for r in sent if r.operation == "StartPipelineExecution"]
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
+    """Every SageMaker request the function's clients send, for botocore's model check."""
+    requests: list[Request] = []
+    real_session = boto3.Session
+
+    def recording_session(*args: Any, **kwargs: Any) -> boto3.Session:
+        session = real_session(*args, **kwargs)
+
+        def record(params: dict, model: Any, **_: Any) -> None:
+            requests.append(Request("sagemaker", model.name, dict(params)))
+
+        session.events.register("before-parameter-build.sagemaker", record)
+        return session
+
+    monkeypatch.setattr(function.boto3, "Session", recording_session)
+    return requests
+
+
+def test_the_scheduled_day_and_the_days_before_it_are_each_handled_once(
+    stage: dict, sent: list[Request], capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1 and 3 November hold data, the 2nd only _SUCCESS: two runs and an empty day. The
+    same event again (a retry): the runs have ended, their markers are completed, nothing
+    starts. The next night's event: the 2nd, whose data arrived late, is scored."""
+    s3 = stage["s3"]
+    put_day(s3, date(2026, 11, 1), "a.csv", b"record_id\nr1\n")
+    put_day(s3, date(2026, 11, 2), "_SUCCESS", b"")
+    put_day(s3, date(2026, 11, 3), "a.csv", b"record_id\nr1\n")
+    keep_executions_running(monkeypatch)
+    answer = function.handler(scheduled("2026-11-03T01:00:00Z"))
+    assert {day: a["action"] for day, a in answer.items()} == {
+        "2026-11-01": "started", "2026-11-02": "empty", "2026-11-03": "started",
+    }  # fmt: skip
+    requests = starts(sent)
+    assert [problems(r) for r in requests] == [[], []]
+    assert [r.body["ClientRequestToken"] for r in requests] == [
+        f"{EVENT_ID}-20261101", f"{EVENT_ID}-20261103",
+    ]  # fmt: skip
+    for request, day in zip(requests, (date(2026, 11, 1), date(2026, 11, 3)), strict=True):
+        parameters = {p["Name"]: p["Value"] for p in request.body["PipelineParameters"]}
+        assert parameters == {
+            **PARAMETERS,
+            "InputDataUrl": LAYOUT.input_uri(day),
+            "OutputDataUrl": LAYOUT.output_uri(day),
+        }
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [(x["event"], x["pipeline"], x["date"], x["action"], x["empty"]) for x in lines] == [
+        ("partition-run", PIPELINE, "2026-11-01", "started", 0),
+        ("partition-run", PIPELINE, "2026-11-02", "empty", 1),
+        ("partition-run", PIPELINE, "2026-11-03", "started", 0),
+    ]
+    markers = {
+        day: partitions.read_marker(s3, LAYOUT.marker_uri(date(2026, 11, day))) for day in (1, 2, 3)
+    }
+    assert [m["status"] for m in markers.values() if m] == ["Executing", "Empty", "Executing"]
+
+    # the same event delivered again, after the runs ended (moto: Succeeded)
+    backend_executions(stage, "Succeeded")
+    again = function.handler(scheduled("2026-11-03T01:00:00Z"))
+    assert [a["action"] for a in again.values()] == ["skipped", "empty", "skipped"]
+    assert len(starts(sent)) == 2
+    done = partitions.read_marker(s3, LAYOUT.marker_uri(date(2026, 11, 3)))
+    assert done is not None and done["status"] == "Succeeded" and done["rows_scored"] == 0
+
+    # the next night: the 2nd's data arrived late, the 4th has none yet
+    put_day(s3, date(2026, 11, 2), "late.csv", b"record_id\nr1\n")
+    nightly = function.handler(scheduled("2026-11-04T01:00:00Z", event_id=str(uuid.uuid4())))
+    assert {day: a["action"] for day, a in nightly.items()} == {
+        "2026-11-02": "started", "2026-11-03": "skipped", "2026-11-04": "empty",
+    }  # fmt: skip
+
+
+def backend_executions(stage: dict, status: str) -> None:
+    """Set every execution of the pipeline to ``status`` (moto runs no job that would)."""
+    import moto.sagemaker.models
+
+    from pipelines.local.emulator import REGION
+
+    for account in moto.sagemaker.models.sagemaker_backends.values():
+        backend = account.get(REGION)
+        if backend is not None and PIPELINE in backend.pipelines:
+            for execution in backend.pipelines[PIPELINE].pipeline_executions.values():
+                execution.pipeline_execution_status = status
+
+
+def test_a_failed_night_is_retried_by_the_next_schedule(
+    stage: dict, sent: list[Request], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = stage["s3"]
+    put_day(s3, date(2026, 11, 3), "a.csv", b"record_id\nr1\n")
+    keep_executions_running(monkeypatch)
+    function.handler(scheduled("2026-11-03T01:00:00Z"))
+    backend_executions(stage, "Failed")
+    nightly = function.handler(scheduled("2026-11-04T01:00:00Z", event_id=str(uuid.uuid4())))
+    assert nightly["2026-11-03"]["action"] == "started"
+    assert len(starts(sent)) == 2
+    marker = partitions.read_marker(s3, LAYOUT.marker_uri(date(2026, 11, 3)))
+    assert marker is not None and marker["status"] == "Executing"
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({**scheduled("2026-11-03T01:00:00Z"), "source": "aws.s3"}, "not a scheduled event"),
+        ({**scheduled("2026-11-03T01:00:00Z"), "time": "yesterday"}, "is not an ISO 8601"),
+        ({**scheduled("2026-11-03T01:00:00Z"), "time": "2026-11-03T01:00:00"}, "no time zone"),
+        ({**scheduled("2026-11-03T01:00:00Z"), "id": ""}, "needs its id and time"),
+    ],
+)
+def test_an_event_that_is_not_the_schedules_starts_nothing(
+    stage: dict, sent: list[Request], event: dict, message: str
+) -> None:
+    put_day(stage["s3"], date(2026, 11, 3), "a.csv", b"record_id\nr1\n")
+    with pytest.raises(function.NotAScheduledEvent, match=message):
+        function.handler(event)
+    assert starts(sent) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("LOOKBACK_DAYS", "40", "LOOKBACK_DAYS must be a whole number from 0 to 31"),
+        ("LOOKBACK_DAYS", "-1", "LOOKBACK_DAYS must be a whole number"),
+        ("PARTITION_FORMAT", "dt=%Y", "partition_format: 'dt=%Y' must hold each of"),
+        ("PIPELINE_PARAMETERS", "[]", "PIPELINE_PARAMETERS must be a JSON object of strings"),
+        ("OUTPUT_DATA_URL", "", "OUTPUT_DATA_URL is required"),
+    ],
+)
+def test_a_bad_configuration_fails_the_invocation_by_name(
+    stage: dict, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(function.ConfigError, match=message):
+        function.handler(scheduled("2026-11-03T01:00:00Z"))
+
+
+@pytest.mark.parametrize(
+    ("source", "modules"),
+    [
+        (package.SCHEDULE_HANDLER, package.SCHEDULE_MODULES),
+        (package.UPLOAD_HANDLER, package.UPLOAD_MODULES),
+    ],
+    ids=["schedule", "upload"],
+)
+def test_the_zip_runs_on_its_own(tmp_path: Path, source: Path, modules: tuple[str, ...]) -> None:
+    """A stage function's zip holds its handler and the modules it imports, and nothing
+    else: unpacked alone, a fresh interpreter imports the handler from it (boto3 from the
+    venv, as the Lambda runtime provides it) and every module it loads is the zip's."""
+    archive = tmp_path / "function.zip"
+    digest = package.build_zip(archive, source)
+    with zipfile.ZipFile(archive) as opened:
+        names = sorted(opened.namelist())
+        opened.extractall(tmp_path / "unpacked")
+    assert names == sorted(["handler.py", *modules])
+    assert package.build_zip(tmp_path / "again.zip", source) == digest  # reproducible
+    probe = (
+        "import sys; root = sys.argv[1]; sys.path[:0] = [root]; import handler; "
+        "ours = [m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in "
+        "('handler', 'pipelines', 'lambdas')]; "
+        "assert all(f.startswith(root) for f in ours), ours; "
+        "print(handler.scheduled_day({'source': 'aws.events', 'detail-type': "
+        "'Scheduled Event', 'id': 'x', 'time': '2026-11-03T23:30:00-02:00'})[0] "
+        "if hasattr(handler, 'scheduled_day') else 'imported')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", probe, str(tmp_path / "unpacked")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # the schedule's: the scheduled time's day in UTC
+    expected = "2026-11-04" if source == package.SCHEDULE_HANDLER else "imported"
+    assert done.stdout.strip() == expected
