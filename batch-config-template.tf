@@ -760,6 +760,7 @@ resource "aws_lambda_function" "upload" {
       INPUT_PREFIX        = "${trimsuffix(local.input_prefix, "/")}/"
       MAX_RUNNING         = tostring(var.upload_max_running)
       REFUSED_QUEUE_URL   = aws_sqs_queue.refused_uploads[0].id
+      PARTITION_FORMAT    = var.partition_format # uploads into a day's partition: the schedule's
     }
   }
 

@@ -25,11 +25,14 @@ HANDLER = REPO / "lambdas" / "dispatch_deploy" / "handler.py"
 UPLOAD_HANDLER = REPO / "lambdas" / "start_upload_run" / "handler.py"
 SCHEDULE_HANDLER = REPO / "lambdas" / "start_scheduled_run" / "handler.py"
 # what the stage functions' handlers import besides the standard library and boto3
-UPLOAD_MODULES = ("pipelines/__init__.py", "pipelines/function_environment.py")
-SCHEDULE_MODULES = (*UPLOAD_MODULES, *(
+UPLOAD_MODULES = tuple(
     f"pipelines/{name}.py"
-    for name in ("partitions", "partition_runs", "smoke_run", "s3_locations", "exit_codes")
-))  # fmt: skip
+    for name in ("__init__", "function_environment", "partitions", "s3_locations")
+)
+SCHEDULE_MODULES = (
+    *UPLOAD_MODULES,
+    *(f"pipelines/{name}.py" for name in ("partition_runs", "smoke_run", "exit_codes")),
+)
 FUNCTIONS = {
     "dispatch-deploy": HANDLER,
     "start-upload-run": UPLOAD_HANDLER,

@@ -9,13 +9,16 @@ with ``--force``, a day without data is recorded as empty (zero rows, no run), a
 day gets a run of the deployed pipeline with the schedule's parameters on its partition:
 ``InputDataUrl`` its input partition, ``OutputDataUrl`` its output partition.
 
-On SageMaker the runs are started (``--wait``: one at a time, each awaited and its marker
-completed before the next); the next look at a day completes the marker of a run that has
-ended since. ``--local`` runs each day with the local executor against the endpoint the
-boto3 chain points at (an emulator), one after the other.
+On SageMaker the runs are started (at most 7 days per command, so that many runs do not
+start at once against the instance quotas; ``--wait``: one at a time, each awaited and its
+marker completed before the next); the next look at a day completes the marker of a run
+that has ended since. Starters that read the same marker send the same request token, so
+they start one run. ``--local`` runs each day with the local executor against the endpoint
+the boto3 chain points at (an emulator), one after the other. A day that cannot be handled
+is reported and the others are still handled.
 
 Exit codes: 0 every day skipped, empty, started, or (awaited) succeeded; 3 a run failed;
-2 bad arguments or stage inputs; 1 an AWS error.
+2 bad arguments or stage inputs, or a day whose marker is not ours; 1 an AWS error.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ import argparse
 import json
 import sys
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -54,9 +55,11 @@ class RunError(Exception):
 @dataclass
 class DayResult:
     day: date
-    action: str  # "skipped", "empty", "started", or the run's final status
+    action: str  # "skipped", "empty", "started", "error", or the run's final status
     detail: str
     execution_arn: str | None = None
+    newly_empty: bool = False  # marked empty now, not already at the last look
+    error_kind: str | None = None  # "usage" (its marker or data), "aws"
 
     @property
     def failed(self) -> bool:
@@ -98,66 +101,83 @@ def run_days(
     poll_seconds: float = 30.0,
     work_dir: Path | None = None,
     parameters: dict[str, str] | None = None,
-    token: Callable[[date], str] | None = None,
     metric_lines: bool = False,
 ) -> list[DayResult]:
     """Decide and act for each day in order; print one line per day as it goes.
 
     ``parameters``: the run's pipeline parameters (default: the schedule's, from ``tfvars``),
-    each day's partitions set over them; ``token(day)``: the start request's
-    ``ClientRequestToken`` (default: random), so a caller that may be retried starts one run;
-    ``metric_lines``: also print one JSON line per day (``"event": "partition-run"``), which
-    the stage's log metric filters read."""
+    each day's partitions set over them; ``metric_lines``: also print one JSON line per day
+    (``"event": "partition-run"``), which the stage's log metric filters read. A day that
+    cannot be handled (an AWS error, a marker that is not ours, a broken summary) is an
+    ``error`` result and the next day is still handled."""
     s3 = session.client("s3")
     layout = layout_of(tfvars)
-    kms = tfvars.get("kms_key_arn")
     sagemaker = None if local else session.client("sagemaker")
-    status = _local_status if sagemaker is None else _sagemaker_status(sagemaker)
     results = []
     for day in days:
-        decision = partitions.decide(s3, layout, day, force, status, kms)
-        marker_uri = layout.marker_uri(day)
-        if decision.action == "skip":
-            result = DayResult(day, "skipped", decision.reason)
-        elif decision.action == "empty":
-            partitions.write_marker(s3, marker_uri, partitions.empty_marker(layout, day), kms)
-            result = DayResult(day, "empty", f"{decision.reason}: zero rows, no run")
-        else:
-            run_parameters = (
-                {**parameters, "InputDataUrl": layout.input_uri(day)}
-                if parameters is not None
-                else smoke_run.schedule_parameters(tfvars, layout.input_uri(day))
-            ) | {"OutputDataUrl": layout.output_uri(day)}
-            if sagemaker is None or wait:
-                print(f"{day}: {decision.reason}", flush=True)
-            if sagemaker is None:
-                arn, final, reason = _run_locally(
-                    session, s3, tfvars, run_parameters, day, work_dir
-                )
-            else:
-                request_token = token(day) if token else str(uuid.uuid4())
-                arn = _start(
-                    sagemaker, tfvars, run_parameters, layout.partition(day), request_token
-                )
-                partitions.write_marker(
-                    s3, marker_uri, partitions.started_marker(layout, day, arn), kms
-                )
-                if not wait:
-                    started = DayResult(day, "started", decision.reason, arn)
-                    results.append(report(started, tfvars, metric_lines))
-                    continue
-                final, reason = _wait(sagemaker, arn, poll_seconds)
-            marker = partitions.outcome_marker(s3, layout, day, arn, final, reason, None)
-            partitions.write_marker(s3, marker_uri, marker, kms)
-            detail = (
-                f"{marker['rows_read']} rows read, {marker['rows_rejected']} rejected, "
-                f"{marker['rows_scored']} scored"
-                if final == "Succeeded"
-                else reason or "no failure reason given"
-            )
-            result = DayResult(day, final, detail, arn)
+        try:
+            result = _run_day(
+                tfvars, session, s3, sagemaker, layout, day, force, wait, poll_seconds,
+                work_dir, parameters,
+            )  # fmt: skip
+        except (ValueError, KeyError, botocore.exceptions.ClientError,
+                botocore.exceptions.BotoCoreError) as error:  # fmt: skip
+            kind = "usage" if isinstance(error, ValueError) else "aws"
+            result = DayResult(day, "error", f"{type(error).__name__}: {error}", error_kind=kind)
         results.append(report(result, tfvars, metric_lines))
     return results
+
+
+def _run_day(
+    tfvars: dict[str, Any],
+    session: boto3.Session,
+    s3: Any,
+    sagemaker: SageMakerClient | None,
+    layout: partitions.Layout,
+    day: date,
+    force: bool,
+    wait: bool,
+    poll_seconds: float,
+    work_dir: Path | None,
+    parameters: dict[str, str] | None,
+) -> DayResult:
+    kms = tfvars.get("kms_key_arn")
+    status = _local_status if sagemaker is None else _sagemaker_status(sagemaker)
+    decision = partitions.decide(s3, layout, day, force, status, kms)
+    marker_uri = layout.marker_uri(day)
+    if decision.action == "skip":
+        return DayResult(day, "skipped", decision.reason)
+    if decision.action == "empty":
+        partitions.write_marker(s3, marker_uri, partitions.empty_marker(layout, day), kms)
+        first = decision.previous != "Empty"  # counted once, however often it is looked at
+        return DayResult(day, "empty", f"{decision.reason}: zero rows, no run", newly_empty=first)
+    run_parameters = (
+        {**parameters, "InputDataUrl": layout.input_uri(day)}
+        if parameters is not None
+        else smoke_run.schedule_parameters(tfvars, layout.input_uri(day))
+    ) | {"OutputDataUrl": layout.output_uri(day)}
+    if sagemaker is None or wait:
+        print(f"{day}: {decision.reason}", flush=True)
+    if sagemaker is None:
+        arn, final, reason = _run_locally(session, s3, tfvars, run_parameters, day, work_dir)
+    else:
+        token = partitions.start_token(
+            tfvars["pipeline_name"], layout.partition(day), decision.state
+        )
+        arn = _start(sagemaker, tfvars, run_parameters, layout.partition(day), token)
+        partitions.write_marker(s3, marker_uri, partitions.started_marker(layout, day, arn), kms)
+        if not wait:
+            return DayResult(day, "started", decision.reason, arn)
+        final, reason = _wait(sagemaker, arn, poll_seconds)
+    marker = partitions.outcome_marker(s3, layout, day, arn, final, reason, None)
+    partitions.write_marker(s3, marker_uri, marker, kms)
+    detail = (
+        f"{marker['rows_read']} rows read, {marker['rows_rejected']} rejected, "
+        f"{marker['rows_scored']} scored"
+        if final == "Succeeded"
+        else reason or "no failure reason given"
+    )
+    return DayResult(day, final, detail, arn)
 
 
 def report(result: DayResult, tfvars: dict[str, Any], metric_line: bool) -> DayResult:
@@ -170,7 +190,7 @@ def report(result: DayResult, tfvars: dict[str, Any], metric_line: bool) -> DayR
             "pipeline": tfvars["pipeline_name"],
             "date": result.day.isoformat(),
             "action": result.action,
-            "empty": 1 if result.action == "empty" else 0,
+            "empty": 1 if result.newly_empty else 0,
         }
         print(json.dumps(line, separators=(",", ":")), flush=True)
     return result
@@ -183,7 +203,8 @@ def _start(
     name: str,
     token: str,
 ) -> str:
-    display = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:70]
+    # PipelineExecutionDisplayName: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,81}
+    display = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:70].strip("-")
     return sagemaker.start_pipeline_execution(
         PipelineName=tfvars["pipeline_name"],
         PipelineExecutionDisplayName=f"day-{display}",
@@ -245,6 +266,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 MAX_DAYS = 366
+# without --wait each day to score starts a run at once
+MAX_DAYS_AT_ONCE = 7
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         days = list(partitions.days(args.date, args.until))
         if len(days) > MAX_DAYS:
             raise RunError(f"{len(days)} days asked, at most {MAX_DAYS} per command")
+        if len(days) > MAX_DAYS_AT_ONCE and not (args.wait or args.local):
+            raise RunError(
+                f"{len(days)} days could start {len(days)} runs at once, against the account's "
+                f"instance quotas: add --wait (one run at a time) or ask for at most "
+                f"{MAX_DAYS_AT_ONCE} days"
+            )
         try:
             tfvars = smoke_run.load_tfvars(path, smoke_input=False)
         except smoke_run.SmokeError as error:
@@ -277,6 +306,14 @@ def main(argv: list[str] | None = None) -> int:
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
         print(f"run_pipeline: AWS error: {error}", file=sys.stderr)
         return AWS_ERROR
+    errors = [r for r in results if r.action == "error"]
+    if errors:
+        print(
+            f"run_pipeline: could not handle {', '.join(str(r.day) for r in errors)} (above); "
+            "the other days were handled",
+            file=sys.stderr,
+        )
+        return USAGE_ERROR if all(r.error_kind == "usage" for r in errors) else AWS_ERROR
     failed = [r for r in results if r.failed]
     if failed:
         days_failed = ", ".join(str(r.day) for r in failed)

@@ -22,6 +22,7 @@ stage's schedule act on it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -55,6 +56,17 @@ def check_format(pattern: str) -> str | None:
     if missing:
         return f"{pattern!r} must hold each of %Y, %m and %d exactly once (not: {missing})"
     return None
+
+
+def partition_pattern(pattern: str) -> re.Pattern[str]:
+    """What a day's partition folder looks like under the input prefix (``dt=2026-11-01/``
+    for ``dt=%Y-%m-%d``): uploads into one are left to the schedule."""
+    problem = check_format(pattern)
+    if problem:
+        raise ValueError(f"partition_format: {problem}")
+    digits = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}"}
+    parts = re.split(r"(%[Ymd])", pattern)
+    return re.compile("".join(digits.get(p, re.escape(p)) for p in parts) + "/")
 
 
 @dataclass(frozen=True)
@@ -109,19 +121,35 @@ def has_data(s3: S3Client, input_uri: str) -> bool:
 
 def read_marker(s3: S3Client, uri: str) -> dict[str, Any] | None:
     """The day's marker, or None when there is none (a marker that is not ours is an error:
-    overwriting it could lose what another tool recorded)."""
+    overwriting it could lose what another tool recorded).
+
+    Existence is asked with a listing: a role that may list only under a prefix (the
+    functions' ``s3:prefix`` condition) gets 403, not 404, for a GetObject of a missing key,
+    and a 403 must not read as "no marker" either."""
+    return read_marker_and_state(s3, uri)[0]
+
+
+def read_marker_and_state(s3: S3Client, uri: str) -> tuple[dict[str, Any] | None, str]:
+    """The marker and its state (its ETag, or ``"none"``): what a start's token is made of."""
     bucket, key = parse_s3_uri(uri)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+    if not listed or listed[0]["Key"] != key:
+        return None, "none"
+    response = s3.get_object(Bucket=bucket, Key=key)
     try:
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.NoSuchKey:
-        return None
-    try:
-        marker = json.loads(body)
+        marker = json.loads(response["Body"].read())
     except ValueError:
         marker = None
     if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
         raise ValueError(f"{uri} is not a {MARKER_FORMAT} marker: move it away or fix it")
-    return marker
+    return marker, str(response.get("ETag", "")).strip('"') or "unknown"
+
+
+def start_token(pipeline: str, partition: str, state: str) -> str:
+    """``ClientRequestToken`` of a day's start: the same for every starter that saw the same
+    marker (the schedule, a retry of its event, a backfill in the same minute), so they get
+    one execution; a new attempt (the marker changed) gets a new one. 64 hex characters."""
+    return hashlib.sha256(f"{pipeline}|{partition}|{state}".encode()).hexdigest()
 
 
 def write_marker(s3: S3Client, uri: str, marker: dict[str, Any], kms_key_id: str | None) -> None:
@@ -193,6 +221,9 @@ class Decision:
     day: date
     action: Action
     reason: str
+    # the marker's status before this look, and its state (what a start's token is made of)
+    previous: str | None = None
+    state: str = "none"
 
 
 def decide(
@@ -209,29 +240,35 @@ def decide(
     A running execution is never doubled, even with ``force``.
     """
     uri = layout.marker_uri(day)
-    marker = read_marker(s3, uri)
-    if marker is not None and marker.get("status") in RUNNING:
+    marker, state = read_marker_and_state(s3, uri)
+    previous = marker.get("status") if marker else None
+    if marker is not None and previous in RUNNING:
         arn = marker["execution_arn"]
         status, reason = execution_status(arn)
         if status in RUNNING:
-            return Decision(day, "skip", f"a run is still {status.lower()}: {arn}")
+            return Decision(day, "skip", f"a run is still {status.lower()}: {arn}", previous)
         marker = outcome_marker(s3, layout, day, arn, status, reason, marker.get("started"))
         write_marker(s3, uri, marker, kms_key_id)
-    if marker is not None and marker.get("status") in DONE and not force:
-        return Decision(
-            day,
-            "skip",
-            f"already scored ({marker.get('rows_scored', 0)} rows) by "
-            f"{marker['execution_arn']}; --force scores it again",
-        )
+        state = f"{state}|{status}"  # rewritten: a new attempt from here
+    done = marker is not None and marker.get("status") in DONE
+    scored = (
+        f"already scored ({marker.get('rows_scored', 0)} rows) by {marker['execution_arn']}"
+        if marker is not None and done
+        else ""
+    )
+    if done and not force:
+        return Decision(day, "skip", f"{scored}; --force scores it again", previous)
     if not has_data(s3, layout.input_uri(day)):
-        return Decision(day, "empty", f"no CSV object with data under {layout.input_uri(day)}")
+        if done:  # forced, but nothing to score now: keep the record of the run that did
+            return Decision(day, "skip", f"{scored}; its input holds no data now", previous)
+        reason = f"no CSV object with data under {layout.input_uri(day)}"
+        return Decision(day, "empty", reason, previous)
     retry = (
         f" (the last run {marker['status'].lower()})"
         if marker and marker.get("execution_arn")
         else ""
     )
-    return Decision(day, "start", f"scoring {layout.input_uri(day)}{retry}")
+    return Decision(day, "start", f"scoring {layout.input_uri(day)}{retry}", previous, state)
 
 
 def empty_marker(layout: Layout, day: date) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def assert_the_schedule_function_may_do_what_it_does(
 
     create_deployed_pipeline(aws, tfvars)
     layout = partitions.Layout(tfvars["input_data_url"], tfvars["output_data_url"])
-    bucket, prefix = partitions.parse_s3_uri(layout.input_uri(date(2026, 11, 2)))
+    bucket, prefix = partitions.parse_s3_uri(layout.input_uri(date(2026, 11, 1)))
     s3 = aws.client("s3", "preprod")
     s3.put_object(Bucket=bucket, Key=f"{prefix}a.csv", Body=b"record_id\nr1\n")
     recorder = CallRecorder()
@@ -209,8 +209,8 @@ def test_target_account_infra_is_what_build_py_reads(
     }
     assert passed == {
         role_arn("preprod", f"{PROJECT}-preprod-{name}")
-        for name in ("sagemaker-execution", "start-pipeline", "upload-starter")
-    }
+        for name in ("sagemaker-execution", "upload-starter")  # the schedule no longer uses
+    }  # start-pipeline: its function starts runs as the upload-starter role
     assert tfvars["start_pipeline_role_arn"] == role_arn(
         "preprod", f"{PROJECT}-preprod-start-pipeline"
     )

@@ -306,14 +306,88 @@ def test_bad_days_are_one_line_usage_errors(
     assert listing["PipelineExecutionSummaries"] == []
 
 
-def test_a_marker_that_is_not_ours_is_not_overwritten(aws: Emulator, stage: dict, capsys) -> None:
+def test_a_marker_that_is_not_ours_is_not_overwritten(
+    aws: Emulator, stage: dict, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_preprod(aws, monkeypatch)
     tfvars = stage["tfvars"]
     bucket, key = partitions.parse_s3_uri(layout(tfvars).marker_uri(DAY_1))
     s3 = aws.client("s3", "preprod")
     s3.put_object(Bucket=bucket, Key=key, Body=b"someone else's")
-    assert run_pipeline.main(["--tfvars", str(stage["path"]), "--date", "2026-11-01"]) == 2
-    assert "is not a sagemaker-batch-mlops/partition-run/1 marker" in capsys.readouterr().err
+    put_day(aws, tfvars, DAY_2, "batch.csv", b"record_id\nr1\n")
+    code = run_pipeline.main(
+        ["--tfvars", str(stage["path"]), "--date", "2026-11-01", "--until", "2026-11-02"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "2026-11-01: error: ValueError: " in out
+    assert "is not a sagemaker-batch-mlops/partition-run/1 marker" in out
+    assert f"{DAY_2}: started (" in out  # the next day is still handled
+    assert err.strip() == (
+        "run_pipeline: could not handle 2026-11-01 (above); the other days were handled"
+    )
     assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"someone else's"
+
+
+def test_starters_that_saw_the_same_day_state_send_the_same_token(
+    aws: Emulator, stage: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start whose marker write was lost, then another look: the same day state, so the
+    same ClientRequestToken, and SageMaker hands back the first execution (moto ignores
+    tokens: the requests are what is checked). Once the marker changed, a new token."""
+    from pipelines import partition_runs
+
+    tfvars = stage["tfvars"]
+    put_day(aws, tfvars, DAY_1, "batch.csv", b"record_id\nr1\n")
+    session = aws.account("preprod")
+    sent = recorded(session)
+    keep_executions_running(monkeypatch)
+    partition_runs.run_days(tfvars, session, [DAY_1])
+    bucket, key = partitions.parse_s3_uri(layout(tfvars).marker_uri(DAY_1))
+    aws.client("s3", "preprod").delete_object(Bucket=bucket, Key=key)  # the write "lost"
+    partition_runs.run_days(tfvars, session, [DAY_1])
+    first, second = (
+        r.body["ClientRequestToken"] for r in sent if r.operation == "StartPipelineExecution"
+    )
+    assert (
+        first == second == partitions.start_token(tfvars["pipeline_name"], "dt=2026-11-01", "none")
+    )
+    backend = moto.sagemaker.models.sagemaker_backends[ACCOUNTS["preprod"]][aws.region]
+    for execution in backend.pipelines[tfvars["pipeline_name"]].pipeline_executions.values():
+        execution.pipeline_execution_status = "Failed"
+    (retried,) = partition_runs.run_days(tfvars, session, [DAY_1])
+    assert retried.action == "started"
+    tokens = [r.body["ClientRequestToken"] for r in sent if r.operation == "StartPipelineExecution"]
+    assert len(tokens) == 3 and tokens[2] != first and len(tokens[2]) == 64
+
+
+def test_a_forced_day_whose_input_is_gone_keeps_its_record(aws: Emulator, stage: dict) -> None:
+    from pipelines import partition_runs
+
+    tfvars = stage["tfvars"]
+    put_day(aws, tfvars, DAY_1, "batch.csv", b"record_id\nr1\n")
+    session = aws.account("preprod")
+    partition_runs.run_days(tfvars, session, [DAY_1], wait=True, poll_seconds=0.01)
+    scored = marker(aws, tfvars, DAY_1)
+    bucket, prefix = partitions.parse_s3_uri(layout(tfvars).input_uri(DAY_1))
+    aws.client("s3", "preprod").delete_object(Bucket=bucket, Key=f"{prefix}batch.csv")
+    (forced,) = partition_runs.run_days(tfvars, session, [DAY_1], force=True)
+    assert forced.action == "skipped" and "its input holds no data now" in forced.detail
+    assert marker(aws, tfvars, DAY_1) == scored
+
+
+def test_a_long_range_without_wait_is_refused_before_anything_starts(
+    aws: Emulator, stage: dict, capsys
+) -> None:
+    code = run_pipeline.main(
+        ["--tfvars", str(stage["path"]), "--date", "2026-11-01", "--until", "2026-11-08"]
+    )
+    assert code == 2
+    assert "8 days could start 8 runs at once" in capsys.readouterr().err
+    listing = aws.client("sagemaker", "preprod").list_pipeline_executions(
+        PipelineName=stage["tfvars"]["pipeline_name"]
+    )
+    assert listing["PipelineExecutionSummaries"] == []
 
 
 def test_a_csv_object_has_data_when_a_row_follows_its_header(aws: Emulator) -> None:

@@ -102,26 +102,30 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
     return requests
 
 
-def test_the_scheduled_day_and_the_days_before_it_are_each_handled_once(
+def test_the_last_whole_day_and_the_days_before_it_are_each_handled_once(
     stage: dict, sent: list[Request], capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """1 and 3 November hold data, the 2nd only _SUCCESS: two runs and an empty day. The
-    same event again (a retry): the runs have ended, their markers are completed, nothing
-    starts. The next night's event: the 2nd, whose data arrived late, is scored."""
+    """The schedule fires on 4 November: 1 to 3 November are looked at, not the 4th, which
+    is still being written. The 1st and 3rd hold data, the 2nd only _SUCCESS: two runs and
+    an empty day. The same event again (a retry): the runs have ended, their markers are
+    completed, nothing starts, the empty day is not counted twice. The next night: the 2nd,
+    whose data arrived late, is scored."""
     s3 = stage["s3"]
     put_day(s3, date(2026, 11, 1), "a.csv", b"record_id\nr1\n")
     put_day(s3, date(2026, 11, 2), "_SUCCESS", b"")
     put_day(s3, date(2026, 11, 3), "a.csv", b"record_id\nr1\n")
+    put_day(s3, date(2026, 11, 4), "a.csv", b"record_id\nr1\n")  # today: not yet
     keep_executions_running(monkeypatch)
-    answer = function.handler(scheduled("2026-11-03T01:00:00Z"))
+    answer = function.handler(scheduled("2026-11-04T01:00:00Z"))
     assert {day: a["action"] for day, a in answer.items()} == {
         "2026-11-01": "started", "2026-11-02": "empty", "2026-11-03": "started",
     }  # fmt: skip
     requests = starts(sent)
     assert [problems(r) for r in requests] == [[], []]
+    # the day's state makes the token: any starter that saw no marker gets the same one
     assert [r.body["ClientRequestToken"] for r in requests] == [
-        f"{EVENT_ID}-20261101", f"{EVENT_ID}-20261103",
-    ]  # fmt: skip
+        partitions.start_token(PIPELINE, f"dt=2026-11-0{day}", "none") for day in (1, 3)
+    ]
     for request, day in zip(requests, (date(2026, 11, 1), date(2026, 11, 3)), strict=True):
         parameters = {p["Name"]: p["Value"] for p in request.body["PipelineParameters"]}
         assert parameters == {
@@ -142,17 +146,19 @@ def test_the_scheduled_day_and_the_days_before_it_are_each_handled_once(
 
     # the same event delivered again, after the runs ended (moto: Succeeded)
     backend_executions(stage, "Succeeded")
-    again = function.handler(scheduled("2026-11-03T01:00:00Z"))
+    again = function.handler(scheduled("2026-11-04T01:00:00Z"))
     assert [a["action"] for a in again.values()] == ["skipped", "empty", "skipped"]
     assert len(starts(sent)) == 2
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [x["empty"] for x in lines] == [0, 0, 0]  # the 2nd was counted once, above
     done = partitions.read_marker(s3, LAYOUT.marker_uri(date(2026, 11, 3)))
     assert done is not None and done["status"] == "Succeeded" and done["rows_scored"] == 0
 
-    # the next night: the 2nd's data arrived late, the 4th has none yet
+    # the next night: the 2nd's data arrived late; the 4th is whole now
     put_day(s3, date(2026, 11, 2), "late.csv", b"record_id\nr1\n")
-    nightly = function.handler(scheduled("2026-11-04T01:00:00Z", event_id=str(uuid.uuid4())))
+    nightly = function.handler(scheduled("2026-11-05T01:00:00Z", event_id=str(uuid.uuid4())))
     assert {day: a["action"] for day, a in nightly.items()} == {
-        "2026-11-02": "started", "2026-11-03": "skipped", "2026-11-04": "empty",
+        "2026-11-02": "started", "2026-11-03": "skipped", "2026-11-04": "started",
     }  # fmt: skip
 
 
@@ -175,13 +181,29 @@ def test_a_failed_night_is_retried_by_the_next_schedule(
     s3 = stage["s3"]
     put_day(s3, date(2026, 11, 3), "a.csv", b"record_id\nr1\n")
     keep_executions_running(monkeypatch)
-    function.handler(scheduled("2026-11-03T01:00:00Z"))
+    function.handler(scheduled("2026-11-04T01:00:00Z"))
     backend_executions(stage, "Failed")
-    nightly = function.handler(scheduled("2026-11-04T01:00:00Z", event_id=str(uuid.uuid4())))
+    nightly = function.handler(scheduled("2026-11-05T01:00:00Z", event_id=str(uuid.uuid4())))
     assert nightly["2026-11-03"]["action"] == "started"
     assert len(starts(sent)) == 2
     marker = partitions.read_marker(s3, LAYOUT.marker_uri(date(2026, 11, 3)))
     assert marker is not None and marker["status"] == "Executing"
+
+
+def test_a_day_that_cannot_be_handled_does_not_stop_the_others(
+    stage: dict, sent: list[Request]
+) -> None:
+    """A marker that is not ours on the 2nd: the 1st and 3rd are still handled, then the
+    invocation fails naming the 2nd (retried, then the alarmed dead-letter queue)."""
+    s3 = stage["s3"]
+    for day in (1, 2, 3):
+        put_day(s3, date(2026, 11, day), "a.csv", b"record_id\nr1\n")
+    bucket, key = partitions.parse_s3_uri(LAYOUT.marker_uri(date(2026, 11, 2)))
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not ours")
+    with pytest.raises(function.DaysNotHandled, match=r"^2026-11-02: ValueError: .* marker"):
+        function.handler(scheduled("2026-11-04T01:00:00Z"))
+    assert len(starts(sent)) == 2
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"not ours"
 
 
 @pytest.mark.parametrize(

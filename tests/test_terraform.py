@@ -280,7 +280,8 @@ def day_line(pipeline: str, action: str) -> str:
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        report(DayResult(date(2026, 11, 1), action, "why"), {"pipeline_name": pipeline}, True)
+        result = DayResult(date(2026, 11, 1), action, "why", newly_empty=action == "empty")
+        report(result, {"pipeline_name": pipeline}, True)
     (line,) = [x for x in out.getvalue().splitlines() if x.startswith("{")]
     return line
 

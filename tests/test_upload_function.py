@@ -56,6 +56,7 @@ def stage(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "INPUT_PREFIX": PREFIX,
         "MAX_RUNNING": "2",
         "REFUSED_QUEUE_URL": refused,
+        "PARTITION_FORMAT": "dt=%Y-%m-%d",
     }.items():
         monkeypatch.setenv(name, value)
     return {"s3": s3, "sagemaker": sagemaker, "sqs": sqs, "refused": refused}
@@ -138,6 +139,28 @@ def test_each_upload_starts_one_run_on_exactly_that_object(
     result = function.handler(uploaded(key))
     assert len(result["started"]) == 1
     assert executions(stage) == [{**PARAMETERS, "InputDataUrl": f"s3://{BUCKET}/{key}"}]
+    assert refusals(stage) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "left_to_the_schedule"),
+    [
+        ("dt=2026-11-01/batch.csv", True),
+        ("dt=2026-11-01/nested/part-0.csv", True),
+        ("dt=2026-11-1/batch.csv", False),  # not a day partition of this format
+        ("archive/dt=2026-11-01/batch.csv", False),  # under the input, not a partition
+    ],
+)
+def test_an_upload_into_a_day_partition_is_left_to_the_schedule(
+    stage: dict[str, Any], name: str, left_to_the_schedule: bool
+) -> None:
+    """The schedule scores a day whole, once, with its marker: a run on the object as
+    well would score its rows twice. Nothing is refused (no alarm), nothing starts."""
+    key = PREFIX + name
+    stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
+    result = function.handler(uploaded(key))
+    assert len(result["started"]) == (0 if left_to_the_schedule else 1)
+    assert len(executions(stage)) == (0 if left_to_the_schedule else 1)
     assert refusals(stage) == []
 
 
@@ -286,6 +309,7 @@ def test_a_uri_longer_than_a_parameter_value_is_refused(stage: dict[str, Any]) -
         ("MAX_RUNNING", "0", "MAX_RUNNING must be a whole number >= 1"),
         ("PIPELINE_PARAMETERS", "[1]", "PIPELINE_PARAMETERS must be a JSON object of strings"),
         ("INPUT_PREFIX", "churn/input", "INPUT_PREFIX must end with '/'"),
+        ("PARTITION_FORMAT", "dt=%Y", "partition_format: 'dt=%Y' must hold each of"),
     ],
 )
 def test_a_misconfigured_function_names_the_variable(

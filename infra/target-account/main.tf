@@ -648,11 +648,12 @@ data "aws_iam_policy_document" "upload_starter" {
     resources = [local.stage_pipeline_executions]
   }
   statement {
-    # <output_data_url>/_runs/<partition>.json; reading a run's summaries for its rows is
+    # <output>/_runs/<partition>.json under the stage's default output (as the execution
+    # role's WriteRunOutputs); reading a run's summaries for its rows is
     # CheckTheUploadedObject's s3:GetObject on the project's objects
     sid       = "WriteTheDayMarkers"
     actions   = ["s3:PutObject"]
-    resources = ["${local.project_objects}/_runs/*"]
+    resources = ["${local.bucket_arn}/${local.output_prefix}_runs/*"]
   }
   statement {
     sid       = "FailedSchedulesToTheDeadLetterQueue" # the schedule function's DLQ
@@ -877,16 +878,6 @@ data "aws_iam_policy_document" "deploy" {
       test     = "StringEquals"
       variable = "iam:PassedToService"
       values   = ["sagemaker.amazonaws.com"]
-    }
-  }
-  statement {
-    sid       = "PassTheScheduleRoleToEvents"
-    actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.start_pipeline.arn]
-    condition {
-      test     = "StringEquals"
-      variable = "iam:PassedToService"
-      values   = ["events.amazonaws.com"]
     }
   }
   statement {

@@ -1,18 +1,22 @@
 """Start the stage's pipeline on the partition of each scheduled day, exactly once.
 
 The stage's schedule rule invokes ``handler`` with EventBridge's "Scheduled Event", whose
-``time`` is the time the schedule fired for (a late or retried delivery keeps it). Its day
-(UTC) and the ``LOOKBACK_DAYS`` days before it are handled as the backfill command handles
-days (``pipelines/partition_runs.py``, shipped in this zip): a day already scored or still
-running is skipped, a day without CSV data is marked empty (zero rows, no run), any other
-day — new, or whose last run failed or stopped — gets a run on its partitions; the marker of
-a run that has ended since is completed on the way. So a failed night is retried by the next
-schedule, and data that lands late is scored the next time its day is looked at.
+``time`` is the time the schedule fired for (a late or retried delivery keeps it). The day
+before it (UTC) — the last whole day: a nightly run at 02:00 scores yesterday, never a day
+still being written — and the ``LOOKBACK_DAYS`` days before that are handled as the backfill
+command handles days (``pipelines/partition_runs.py``, shipped in this zip): a day already
+scored or still running is skipped, a day without CSV data is marked empty (zero rows, no
+run), any other day — new, or whose last run failed or stopped — gets a run on its
+partitions; the marker of a run that has ended since is completed on the way. So a failed
+night is retried by the next schedule, and a day whose data lands late is scored once it is
+there (while it is in the window).
 
-The start request's ``ClientRequestToken`` is ``<event id>-<day>``: an event delivered twice
-starts each day's run once. One JSON line per day (``"event": "partition-run"``) feeds the
-stage's log metric filter (empty days). Any error raises: Lambda retries the event twice and
-then sends it to the schedule's dead-letter queue, which is alarmed.
+The start request's ``ClientRequestToken`` is made of the pipeline, the day and the day's
+marker as it was read: an event delivered twice, or the schedule and a backfill at the same
+time, start one run. One JSON line per day (``"event": "partition-run"``) feeds the stage's
+log metric filter (days found empty). A day that cannot be handled does not stop the others;
+the invocation then fails: Lambda retries the event twice and then sends it to the
+schedule's dead-letter queue, which is alarmed.
 
 Standard library, boto3 (the Lambda runtime's) and the ``pipelines`` modules the deployment
 zip carries (``lambdas/package.py``).
@@ -114,18 +118,25 @@ def scheduled_day(event: Mapping[str, Any]) -> tuple[date, str]:
     return moment.astimezone(UTC).date(), event_id
 
 
+class DaysNotHandled(RuntimeError):
+    """A day of the window could not be handled (the others were): the invocation fails, so
+    Lambda retries it and then sends it to the alarmed dead-letter queue."""
+
+
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-    """EventBridge entry point: the scheduled day and the days before it, oldest first."""
+    """EventBridge entry point: the day before the scheduled one (the last whole day) and
+    ``LOOKBACK_DAYS`` days before that, oldest first."""
     config = Config.from_environment()
-    day, event_id = scheduled_day(event)
-    days = [day - timedelta(days=n) for n in range(config.lookback_days, -1, -1)]
+    day, _ = scheduled_day(event)
+    days = [day - timedelta(days=n) for n in range(config.lookback_days + 1, 0, -1)]
     results = partition_runs.run_days(
         config.tfvars(),
         boto3.Session(),
         days,
         parameters=config.parameters,
-        # at most 128 characters (botocore's model), at least 32: an event id is a UUID
-        token=lambda d: f"{event_id}-{d:%Y%m%d}"[:128],
         metric_lines=True,
     )
+    errors = [f"{r.day}: {r.detail}" for r in results if r.action == "error"]
+    if errors:
+        raise DaysNotHandled("; ".join(errors))
     return {str(r.day): {"action": r.action, "execution_arn": r.execution_arn} for r in results}

@@ -22,8 +22,12 @@ built in code, and:
 - ``StartPipelineExecution`` gets the SQS message id as ``ClientRequestToken``: a message
   delivered twice (at-least-once) starts one execution.
 
-Standard library, boto3 (which the Lambda Python runtime provides) and
-``pipelines/function_environment.py``, which the zip carries beside this file.
+An object uploaded into a day partition (``PARTITION_FORMAT``, e.g. ``dt=2026-11-01/``)
+starts nothing: the stage's schedule scores that day whole, once, with its marker, and a
+run on the object as well would score its rows twice.
+
+Standard library, boto3 (which the Lambda Python runtime provides) and the ``pipelines``
+modules the zip carries beside this file (``lambdas/package.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -42,7 +47,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from pipelines import function_environment
+from pipelines import function_environment, partitions
 from pipelines.function_environment import ConfigError
 
 if TYPE_CHECKING:
@@ -88,6 +93,8 @@ class Config:
     input_prefix: str
     max_running: int
     refused_queue_url: str
+    # day partitions under the input prefix (PARTITION_FORMAT): the schedule scores those
+    partition: re.Pattern[str] | None = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -110,7 +117,17 @@ class Config:
             input_prefix=prefix,
             max_running=int(max_running),
             refused_queue_url=required("REFUSED_QUEUE_URL"),
+            partition=_partition(env.get("PARTITION_FORMAT")),
         )
+
+
+def _partition(pattern: str | None) -> re.Pattern[str] | None:
+    if not pattern:
+        return None
+    try:
+        return partitions.partition_pattern(pattern)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -124,6 +141,12 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         try:
             with permanent_errors_refused():
                 uri = checked_object_uri(s3, config, record.get("body", ""))
+                relative = uri[len(f"s3://{config.input_bucket}/{config.input_prefix}") :]
+                if config.partition is not None and config.partition.match(relative):
+                    # the schedule scores the whole day once (its marker): a run on this
+                    # object too would score its rows twice
+                    logger.info("left to the schedule: %s is in a day partition", uri)
+                    continue
                 started.append(start_run(sagemaker, config, uri, record["messageId"]))
         except Refused as refusal:
             refuse(sqs, config, record, str(refusal))
