@@ -550,7 +550,7 @@ resource "aws_sqs_queue_policy" "schedule_dlq" {
       Principal = { Service = "events.amazonaws.com" }
       Action    = "sqs:SendMessage"
       Resource  = aws_sqs_queue.schedule_dlq.arn
-      Condition = { ArnEquals = { "aws:SourceArn" = concat([aws_cloudwatch_event_rule.schedule.arn], aws_cloudwatch_event_rule.upload[*].arn) } }
+      Condition = { ArnEquals = { "aws:SourceArn" = concat([aws_cloudwatch_event_rule.schedule.arn, aws_cloudwatch_event_rule.run_ended.arn], aws_cloudwatch_event_rule.upload[*].arn) } }
     }]
   })
 }
@@ -621,6 +621,89 @@ resource "aws_lambda_permission" "schedule" {
 resource "aws_cloudwatch_event_target" "schedule" {
   rule = aws_cloudwatch_event_rule.schedule.name
   arn  = aws_lambda_function.schedule.arn
+
+  retry_policy {
+    maximum_event_age_in_seconds = 3600
+    maximum_retry_attempts       = 5
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.schedule_dlq.arn
+  }
+}
+
+# When a run ends, its day's or uploaded object's marker is completed at once (rows read,
+# rejected, scored, or the failure): SageMaker's status change event -> rule -> function
+# (lambdas/record_run_outcome, shipped in the schedule function's zip). Without it a day's
+# marker is completed at the next look at the day, an upload's never.
+locals {
+  outcome_function = "${local.name}-record-run-outcome"
+}
+
+resource "aws_cloudwatch_event_rule" "run_ended" {
+  name        = "${local.name}-run-ended"
+  description = "Records how each run of ${var.pipeline_name} ended in its day's or object's marker (through ${local.outcome_function})."
+  event_pattern = jsonencode({
+    source        = ["aws.sagemaker"]
+    "detail-type" = ["SageMaker Model Building Pipeline Execution Status Change"]
+    detail = {
+      pipelineArn                    = [aws_sagemaker_pipeline.batch.arn]
+      currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped"]
+    }
+  })
+}
+
+resource "aws_cloudwatch_log_group" "outcome_function" {
+  name              = "/aws/lambda/${local.outcome_function}"
+  retention_in_days = 365
+  kms_key_id        = local.kms_key_arn
+}
+
+resource "aws_lambda_function" "outcome" {
+  #checkov:skip=CKV_AWS_117:calls only AWS APIs (S3, SageMaker); a VPC would need endpoints for each
+  #checkov:skip=CKV_AWS_115:reserved concurrency would fail in new accounts (unreserved must stay >= 10); one rule invokes it
+  #checkov:skip=CKV_AWS_173:no secret in its environment (names and URIs); AWS encrypts it at rest
+  #checkov:skip=CKV_AWS_272:code signing needs a signing profile; the zip is built reproducibly by build.py
+  function_name    = local.outcome_function
+  description      = "Records how each run of ${local.name}'s pipeline ended in its day's or uploaded object's marker."
+  role             = var.upload_starter_role_arn # the stage's run-starter role (infra/target-account)
+  runtime          = "python3.12"
+  handler          = "record_run_outcome.handler"
+  filename         = var.schedule_starter_zip # the schedule's zip carries it (lambdas/package.py)
+  source_code_hash = filebase64sha256(var.schedule_starter_zip)
+  timeout          = 60
+  memory_size      = 128
+  depends_on       = [aws_cloudwatch_log_group.outcome_function]
+
+  environment {
+    variables = {
+      INPUT_DATA_URL   = var.input_data_url
+      OUTPUT_DATA_URL  = var.output_data_url
+      PARTITION_FORMAT = var.partition_format
+      KMS_KEY_ARN      = var.kms_key_arn == null ? "" : var.kms_key_arn
+    }
+  }
+
+  dead_letter_config {
+    target_arn = aws_sqs_queue.schedule_dlq.arn
+  }
+
+  tracing_config {
+    mode = "PassThrough"
+  }
+}
+
+resource "aws_lambda_permission" "outcome" {
+  statement_id  = "TheRunEndedRuleInvokes"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.outcome.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.run_ended.arn
+}
+
+resource "aws_cloudwatch_event_target" "outcome" {
+  rule = aws_cloudwatch_event_rule.run_ended.name
+  arn  = aws_lambda_function.outcome.arn
 
   retry_policy {
     maximum_event_age_in_seconds = 3600
@@ -760,7 +843,8 @@ resource "aws_lambda_function" "upload" {
       INPUT_PREFIX        = "${trimsuffix(local.input_prefix, "/")}/"
       MAX_RUNNING         = tostring(var.upload_max_running)
       REFUSED_QUEUE_URL   = aws_sqs_queue.refused_uploads[0].id
-      PARTITION_FORMAT    = var.partition_format # uploads into a day's partition: the schedule's
+      PARTITION_FORMAT    = var.partition_format                           # uploads into a day's partition: the schedule's
+      KMS_KEY_ARN         = var.kms_key_arn == null ? "" : var.kms_key_arn # the objects' markers
     }
   }
 
@@ -817,7 +901,7 @@ locals {
         notify_ok   = false
       }
       dead_letters = {
-        description = "Runs of ${var.pipeline_name} that could not be started are waiting in ${aws_sqs_queue.schedule_dlq.name}."
+        description = "Runs of ${var.pipeline_name} that could not be started or recorded are waiting in ${aws_sqs_queue.schedule_dlq.name}."
         namespace   = "AWS/SQS"
         metric      = "ApproximateNumberOfMessagesVisible"
         dimension   = "QueueName"

@@ -10,7 +10,9 @@
    preprod; the SageMaker Model that Terraform would create is created;
 5. runs the smoke run the deployment workflow runs before the prod approval (the stage
    file's ``smoke_input``, scored by the deployed pipeline: ``pipelines/smoke_run.py``),
-   then the *deployed* pipeline definition locally on generated input;
+   then the *deployed* pipeline definition locally on generated input, then yesterday's
+   partition as the stage's schedule scores it, twice: scored once, then skipped (its
+   marker says it was scored: ``pipelines/partition_runs.py``);
 6. asks for the manual approval (``--yes`` answers it), then does the same for prod with the
    exact version preprod got;
 7. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
@@ -32,6 +34,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,7 +44,7 @@ import numpy as np
 import build
 import utils
 from examples.breast_cancer import data, model
-from pipelines import sdk, smoke_run
+from pipelines import partition_runs, partitions, sdk, smoke_run
 from pipelines.batch_inference import quality
 from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox
@@ -199,6 +202,38 @@ def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir:
     return record
 
 
+# rows of the generated input copied into yesterday's partition: the day's run shows the
+# exactly-once bookkeeping, not the throughput (the batch above does)
+DAY_ROWS = 1000
+
+
+def score_day(
+    aws: Emulator, stage: str, tfvars: dict[str, Any], source: Path, workdir: Path
+) -> dict:
+    """Yesterday's partition (the day the stage's schedule scores tonight), handled twice as
+    the schedule and the backfill handle a day: scored once, then skipped."""
+    day = datetime.now(UTC).date() - timedelta(days=1)
+    layout = partition_runs.layout_of(tfvars)
+    bucket, prefix = utils.parse_s3_uri(layout.input_uri(day))
+    with source.open("rb") as rows:
+        head = b"".join(line for _, line in zip(range(DAY_ROWS + 1), rows, strict=False))
+    s3 = aws.client("s3", stage)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}batch-0001.csv", Body=head)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}_SUCCESS", Body=b"")  # what Spark leaves
+    session = aws.account(stage)
+    work = workdir / f"{stage}-days"
+    (first,) = partition_runs.run_days(tfvars, session, [day], local=True, work_dir=work)
+    (again,) = partition_runs.run_days(tfvars, session, [day], local=True, work_dir=work)
+    if first.action != "Succeeded" or again.action != "skipped":
+        raise DemoFailed(
+            f"{stage} day {day}: scored {first.action} ({first.detail}), "
+            f"then {again.action} ({again.detail}); expected Succeeded, then skipped"
+        )
+    marker = partitions.read_marker(s3, layout.marker_uri(day))
+    return {"day": day, "first": first, "again": again, "marker": marker,
+            "marker_uri": layout.marker_uri(day)}  # fmt: skip
+
+
 def score_drifted(
     aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path
 ) -> dict[str, Any]:
@@ -349,6 +384,10 @@ def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict
                 "tfvars": tfvars,
                 "record": record,
                 "baseline": promoted_baseline(aws, stage, tfvars, workdir / "baseline.json"),
+                "day": timer.run(
+                    f"{stage}: yesterday's partition, as the schedule scores it (twice)",
+                    partial(score_day, aws, stage, tfvars, workdir / f"{stage}-input.csv", workdir),
+                ),
             }
             if drift:
                 report["stages"][stage]["drifted"] = timer.run(
@@ -423,6 +462,13 @@ def print_summary(report: dict[str, Any]) -> None:
             print(f"  predictions: {uri} (copy: {path})")
         print(f"  execution record: {record['RecordPath']}")
         print(f"  run report: {record['Report']}")
+        day = result["day"]
+        marker = day["marker"]
+        print(
+            f"  day {day['day']} (the schedule's): {marker['status']}, rows read "
+            f"{marker['rows_read']}, rejected {marker['rows_rejected']}, scored "
+            f"{marker['rows_scored']}; again: {day['again'].action} (marker {day['marker_uri']})"
+        )
     for stage, result in report["stages"].items():
         drifted = result.get("drifted")
         if drifted and drifted["verdict"] == "failed":

@@ -5,7 +5,9 @@ Usage: ``python -m lambdas.package <output.zip> [--function start-upload-run|sta
 
 Terraform updates the function when ``filebase64sha256()`` of the zip changes, so the zip
 must depend on the sources' bytes only: ``handler.py`` at the root (and, for the stage's
-functions, the ``pipelines`` modules they import, at their package paths), each with a fixed
+functions, the ``pipelines`` modules they import, at their package paths; the schedule's zip
+also carries the run-outcome function as ``record_run_outcome.py``: one zip, two
+functions, both importing the same modules), each with a fixed
 timestamp (1980-01-01, the earliest a zip can hold), fixed permissions (0644) and a fixed
 compression level, instead of the file's mtime and mode from the checkout.
 """
@@ -24,10 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 HANDLER = REPO / "lambdas" / "dispatch_deploy" / "handler.py"
 UPLOAD_HANDLER = REPO / "lambdas" / "start_upload_run" / "handler.py"
 SCHEDULE_HANDLER = REPO / "lambdas" / "start_scheduled_run" / "handler.py"
+OUTCOME_HANDLER = REPO / "lambdas" / "record_run_outcome" / "handler.py"
+OUTCOME_ENTRY = "record_run_outcome.py"  # its Lambda handler: record_run_outcome.handler
 # what the stage functions' handlers import besides the standard library and boto3
 UPLOAD_MODULES = tuple(
     f"pipelines/{name}.py"
-    for name in ("__init__", "function_environment", "partitions", "s3_locations")
+    for name in ("__init__", "executions", "function_environment", "partitions", "s3_locations")
 )
 SCHEDULE_MODULES = (
     *UPLOAD_MODULES,
@@ -39,6 +43,8 @@ FUNCTIONS = {
     "start-scheduled-run": SCHEDULE_HANDLER,
 }
 MODULES = {SCHEDULE_HANDLER: SCHEDULE_MODULES, UPLOAD_HANDLER: UPLOAD_MODULES}
+# other entry points a zip carries at its root
+ENTRIES = {SCHEDULE_HANDLER: ((OUTCOME_ENTRY, OUTCOME_HANDLER),)}
 ENTRY_NAME = "handler.py"
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644
@@ -62,7 +68,7 @@ def build_zip(output: Path, source: Path = HANDLER) -> str:
     """
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    entries = [(ENTRY_NAME, Path(source))]
+    entries = [(ENTRY_NAME, Path(source)), *ENTRIES.get(Path(source).resolve(), ())]
     entries += [(name, REPO / name) for name in MODULES.get(Path(source).resolve(), ())]
     descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
     try:

@@ -1,11 +1,13 @@
-"""What the stage's functions (schedule, run on upload) read from the environment the stage
-template sets: a missing or malformed variable is a ``ConfigError`` naming it, so the
-invocation fails with the fix in its message rather than a KeyError."""
+"""What the stage's functions (schedule, run on upload, run outcome) read from the
+environment the stage template sets: a missing or malformed variable is a ``ConfigError``
+naming it, so the invocation fails with the fix in its message rather than a KeyError."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+
+from pipelines import partitions
 
 
 class ConfigError(ValueError):
@@ -30,3 +32,17 @@ def pipeline_parameters(env: Mapping[str, str]) -> dict[str, str]:
     ):
         raise ConfigError("PIPELINE_PARAMETERS must be a JSON object of strings")
     return parameters
+
+
+def layout(env: Mapping[str, str]) -> partitions.Layout:
+    """``INPUT_DATA_URL``, ``OUTPUT_DATA_URL`` and ``PARTITION_FORMAT``: the stage's days."""
+    try:
+        return partitions.Layout(
+            required(env, "INPUT_DATA_URL"),
+            required(env, "OUTPUT_DATA_URL"),
+            required(env, "PARTITION_FORMAT"),
+        )
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -35,13 +34,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import botocore.exceptions
 
-from pipelines import partitions, smoke_run
+from pipelines import executions, partitions, smoke_run
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
-
-TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
 
 class RunError(Exception):
@@ -215,11 +212,8 @@ def _start(
 
 
 def _wait(sagemaker: SageMakerClient, arn: str, poll_seconds: float) -> tuple[str, str | None]:
-    while True:
-        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-        if described["PipelineExecutionStatus"] in TERMINAL:
-            return described["PipelineExecutionStatus"], described.get("FailureReason")
-        time.sleep(poll_seconds)
+    described = executions.wait_until_ended(sagemaker, arn, poll_seconds)
+    return described["PipelineExecutionStatus"], described.get("FailureReason")
 
 
 def _run_locally(

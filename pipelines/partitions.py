@@ -16,8 +16,14 @@ applied to D. What happened to a day is one JSON marker,
   arrives late is scored then;
 - ``Failed`` / ``Stopped``: the run's outcome and reason; the next trigger retries.
 
-``plan`` decides per day; the CLI (``python -m pipelines.run_pipeline --stage``) and the
-stage's schedule act on it.
+An object scored on upload (outside the day partitions) has its own marker,
+``<OutputDataUrl>/_runs/uploads/<key under the input prefix>.json``, with the object's ETag:
+the same object (same key, same bytes) is scored once, a new version of it again.
+
+A run's marker is completed when the run ends (the stage's run-outcome function, on
+SageMaker's status change event) or, failing that, at the next look at the day or object.
+``decide`` / ``decide_upload`` decide; the CLI (``python -m pipelines.run_pipeline
+--stage``), the stage's schedule and its run-on-upload function act on it.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from pipelines.executions import RUNNING
 from pipelines.s3_locations import parse_s3_uri, sse_arguments
 
 if TYPE_CHECKING:
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
 DEFAULT_FORMAT = "dt=%Y-%m-%d"
 MARKER_FORMAT = "sagemaker-batch-mlops/partition-run/1"
 MARKERS = "_runs"
-RUNNING = frozenset({"Executing", "Stopping"})
+UPLOADS = "uploads"  # <output>/_runs/uploads/: the markers of objects scored on upload
 DONE = frozenset({"Succeeded"})
 # a partition is a path of folder names built from the date: %Y, %m and %d each once, no
 # other directive, and only characters that need no escaping in an S3 key or a URI
@@ -55,6 +62,8 @@ def check_format(pattern: str) -> str | None:
     missing = [d for d in ("%Y", "%m", "%d") if pattern.count(d) != 1]
     if missing:
         return f"{pattern!r} must hold each of %Y, %m and %d exactly once (not: {missing})"
+    if pattern.split("/")[0] == UPLOADS:
+        return f"{pattern!r} cannot start with the folder {UPLOADS!r} (where upload markers go)"
     return None
 
 
@@ -105,18 +114,32 @@ SMALL_OBJECT = 64 * 1024
 def has_data(s3: S3Client, input_uri: str) -> bool:
     """Whether the partition holds a ``.csv`` object (what Preprocess reads) with a row
     below its header. Only objects under 64 KiB are read: a larger one holds rows."""
+    return inspect_input(s3, input_uri)[0]
+
+
+def inspect_input(s3: S3Client, input_uri: str) -> tuple[bool, str]:
+    """Whether the partition holds data (``has_data``), and a fingerprint of what it holds
+    (each object's key, size and ETag): part of a start's token, so the same input in the
+    same marker state starts one run, and new data (or a day scored again after its marker
+    expired) a new one."""
     bucket, prefix = parse_s3_uri(input_uri)
+    found = False
+    digest = hashlib.sha256()
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             size = item.get("Size", 0)
-            if not item["Key"].lower().endswith(".csv") or size == 0:
-                continue
-            if size >= SMALL_OBJECT:
-                return True
-            body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-            if sum(1 for line in body.splitlines() if line.strip()) > 1:
-                return True
-    return False
+            digest.update(f"{item['Key']}\0{size}\0{item.get('ETag', '')}\n".encode())
+            found = found or _holds_rows(s3, bucket, item["Key"], size)
+    return found, digest.hexdigest()
+
+
+def _holds_rows(s3: S3Client, bucket: str, key: str, size: int) -> bool:
+    if not key.lower().endswith(".csv") or size == 0:
+        return False
+    if size >= SMALL_OBJECT:
+        return True
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return sum(1 for line in body.splitlines() if line.strip()) > 1
 
 
 def read_marker(s3: S3Client, uri: str) -> dict[str, Any] | None:
@@ -130,11 +153,12 @@ def read_marker(s3: S3Client, uri: str) -> dict[str, Any] | None:
 
 
 def read_marker_and_state(s3: S3Client, uri: str) -> tuple[dict[str, Any] | None, str]:
-    """The marker and its state (its ETag, or ``"none"``): what a start's token is made of."""
+    """The marker and its state (its ETag, or ``no_marker_state()``): what a start's token
+    is made of."""
     bucket, key = parse_s3_uri(uri)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
     if not listed or listed[0]["Key"] != key:
-        return None, "none"
+        return None, no_marker_state()
     response = s3.get_object(Bucket=bucket, Key=key)
     try:
         marker = json.loads(response["Body"].read())
@@ -145,10 +169,20 @@ def read_marker_and_state(s3: S3Client, uri: str) -> tuple[dict[str, Any] | None
     return marker, str(response.get("ETag", "")).strip('"') or "unknown"
 
 
+def no_marker_state() -> str:
+    """The state of a day or object without a marker: ``none@<today, UTC>``. Dated, so that
+    once a marker has expired (it lives under the output prefix and its lifecycle) a new
+    start never sends the token of the first one, which SageMaker could answer with that old
+    execution; starters on the same day still send one token."""
+    return f"none@{datetime.now(UTC).date().isoformat()}"
+
+
 def start_token(pipeline: str, partition: str, state: str) -> str:
-    """``ClientRequestToken`` of a day's start: the same for every starter that saw the same
-    marker (the schedule, a retry of its event, a backfill in the same minute), so they get
-    one execution; a new attempt (the marker changed) gets a new one. 64 hex characters."""
+    """``ClientRequestToken`` of a start: the same for every starter that saw the same marker
+    and input (the schedule, a retry of its event, a backfill in the same minute, an upload
+    event delivered twice), so they get one execution; a new attempt (the marker or the
+    input changed) gets a new one. 64 hex characters. ``partition``: the day's partition, or
+    the uploaded object's key under the input prefix."""
     return hashlib.sha256(f"{pipeline}|{partition}|{state}".encode()).hexdigest()
 
 
@@ -195,22 +229,43 @@ def outcome_marker(
     reason: str | None,
     started: str | None,
 ) -> dict[str, Any]:
-    """The marker of a run that ended: its status, and its rows when it succeeded."""
-    marker: dict[str, Any] = {
-        "partition": layout.partition(day),
-        "date": day.isoformat(),
-        "input": layout.input_uri(day),
-        "output": layout.output_uri(day),
-        "status": status,
-        "execution_arn": execution_arn,
-        "started": started,
-        "finished": now(),
-    }
+    """The marker of a day's run that ended: its status, and its rows when it succeeded."""
+    begun = started_marker(layout, day, execution_arn) | {"started": started}
+    return ended_marker(s3, begun, status, reason)
+
+
+def ended_marker(
+    s3: S3Client, marker: dict[str, Any], status: str, reason: str | None
+) -> dict[str, Any]:
+    """``marker`` (a run's, still Executing) rewritten with how the run ended: its status,
+    and its rows (read from the run's output) when it succeeded, else the reason."""
+    ended = {k: v for k, v in marker.items() if k not in ("format", "failure_reason")}
+    ended |= {"status": status, "finished": now()}
     if status == "Succeeded":
-        marker |= run_counts(s3, layout.output_uri(day), execution_arn.rsplit("/", 1)[-1])
+        execution_id = marker["execution_arn"].rsplit("/", 1)[-1]
+        ended |= run_counts(s3, marker["output"], execution_id)
     elif reason:
-        marker["failure_reason"] = reason
-    return marker
+        ended["failure_reason"] = reason
+    return ended
+
+
+def complete(
+    s3: S3Client,
+    uri: str,
+    marker: dict[str, Any],
+    execution_status: Callable[[str], tuple[str, str | None]],
+    kms_key_id: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """The marker at ``uri`` completed if its run has ended (written back), and whether it
+    was; a marker of a run still going, or of no run, is returned as it is."""
+    if marker.get("status") not in RUNNING or not marker.get("execution_arn"):
+        return marker, False
+    status, reason = execution_status(marker["execution_arn"])
+    if status in RUNNING:
+        return marker | {"status": status}, False
+    ended = ended_marker(s3, marker, status, reason)
+    write_marker(s3, uri, ended, kms_key_id)
+    return ended, True
 
 
 Action = Literal["start", "skip", "empty"]
@@ -242,14 +297,13 @@ def decide(
     uri = layout.marker_uri(day)
     marker, state = read_marker_and_state(s3, uri)
     previous = marker.get("status") if marker else None
-    if marker is not None and previous in RUNNING:
-        arn = marker["execution_arn"]
-        status, reason = execution_status(arn)
-        if status in RUNNING:
-            return Decision(day, "skip", f"a run is still {status.lower()}: {arn}", previous)
-        marker = outcome_marker(s3, layout, day, arn, status, reason, marker.get("started"))
-        write_marker(s3, uri, marker, kms_key_id)
-        state = f"{state}|{status}"  # rewritten: a new attempt from here
+    if marker is not None:
+        marker, completed = complete(s3, uri, marker, execution_status, kms_key_id)
+        if marker["status"] in RUNNING:
+            status, arn = marker["status"].lower(), marker["execution_arn"]
+            return Decision(day, "skip", f"a run is still {status}: {arn}", previous)
+        if completed:
+            state = f"{state}|{marker['status']}"  # rewritten: a new attempt from here
     done = marker is not None and marker.get("status") in DONE
     scored = (
         f"already scored ({marker.get('rows_scored', 0)} rows) by {marker['execution_arn']}"
@@ -258,7 +312,8 @@ def decide(
     )
     if done and not force:
         return Decision(day, "skip", f"{scored}; --force scores it again", previous)
-    if not has_data(s3, layout.input_uri(day)):
+    data, fingerprint = inspect_input(s3, layout.input_uri(day))
+    if not data:
         if done:  # forced, but nothing to score now: keep the record of the run that did
             return Decision(day, "skip", f"{scored}; its input holds no data now", previous)
         reason = f"no CSV object with data under {layout.input_uri(day)}"
@@ -268,7 +323,8 @@ def decide(
         if marker and marker.get("execution_arn")
         else ""
     )
-    return Decision(day, "start", f"scoring {layout.input_uri(day)}{retry}", previous, state)
+    reason = f"scoring {layout.input_uri(day)}{retry}"
+    return Decision(day, "start", reason, previous, f"{state}|{fingerprint}")
 
 
 def empty_marker(layout: Layout, day: date) -> dict[str, Any]:
@@ -305,3 +361,79 @@ def days(first: date, last: date | None) -> Iterable[date]:
     if last < first:
         raise ValueError(f"--until {last} is before --date {first}")
     return (date.fromordinal(o) for o in range(first.toordinal(), last.toordinal() + 1))
+
+
+def upload_marker_uri(output_data_url: str, relative_key: str) -> str:
+    """Where the marker of an object scored on upload lives: its key under the input prefix,
+    below ``<OutputDataUrl>/_runs/uploads/``."""
+    return f"{output_data_url.rstrip('/')}/{MARKERS}/{UPLOADS}/{relative_key}.json"
+
+
+def marker_of_run(layout: Layout, parameters: dict[str, str]) -> str | None:
+    """The marker a run's parameters belong to: a day's (its input is a day partition) or an
+    uploaded object's (an object under the input prefix); None for a run started otherwise
+    (by hand, on another prefix), which no marker records."""
+    base = layout.input_data_url.rstrip("/") + "/"
+    input_url = parameters.get("InputDataUrl", "")
+    if not input_url.startswith(base) or input_url == base:
+        return None
+    relative = input_url[len(base) :]
+    if partition_pattern(layout.partition_format).fullmatch(relative):
+        return f"{layout.output_data_url.rstrip('/')}/{MARKERS}/{relative.rstrip('/')}.json"
+    if relative.endswith("/") or "OutputDataUrl" not in parameters:
+        return None
+    return upload_marker_uri(parameters["OutputDataUrl"], relative)
+
+
+UploadAction = Literal["start", "skip", "wait"]
+
+
+@dataclass(frozen=True)
+class UploadDecision:
+    action: UploadAction
+    reason: str
+    state: str = "none"  # what a start's token is made of: the marker's state, the ETag
+
+
+def decide_upload(
+    s3: S3Client,
+    uri: str,
+    object_uri: str,
+    etag: str,
+    execution_status: Callable[[str], tuple[str, str | None]],
+    kms_key_id: str | None = None,
+) -> UploadDecision:
+    """What to do for an uploaded object whose marker is at ``uri``: start a run (new, a new
+    version, or the last run on these bytes failed), skip (these bytes were scored), or wait
+    (a run on an earlier version is still going: a second one now would race it for the
+    marker)."""
+    marker, state = read_marker_and_state(s3, uri)
+    if marker is not None:
+        marker, completed = complete(s3, uri, marker, execution_status, kms_key_id)
+        if completed:
+            state = f"{state}|{marker['status']}"
+        arn = marker.get("execution_arn")
+        same = marker.get("etag") == etag
+        if marker["status"] in RUNNING and same:
+            return UploadDecision("skip", f"{object_uri} is being scored by {arn}")
+        if marker["status"] in RUNNING:
+            return UploadDecision("wait", f"a run on an earlier {object_uri} is going: {arn}")
+        if marker["status"] in DONE and same:
+            rows = marker.get("rows_scored", 0)
+            return UploadDecision("skip", f"{object_uri} is already scored ({rows} rows) by {arn}")
+    again = f" (the last run {marker['status'].lower()})" if marker else ""
+    return UploadDecision("start", f"scoring {object_uri}{again}", f"{state}|{etag}")
+
+
+def upload_started_marker(
+    object_uri: str, etag: str, output_data_url: str, execution_arn: str
+) -> dict[str, Any]:
+    return {
+        "object": object_uri,
+        "etag": etag,
+        "input": object_uri,
+        "output": output_data_url,  # as given: the pipeline joins it with "/"
+        "status": "Executing",
+        "execution_arn": execution_arn,
+        "started": now(),
+    }

@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import boto3
 import botocore.exceptions
 
-from pipelines import sdk
+from pipelines import executions, sdk
 from pipelines._cli import (
     USAGE_ERROR,
     CliError,
@@ -43,10 +42,7 @@ from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED
 from pipelines.files import check_writable, write_execution_record
 
 if TYPE_CHECKING:
-    from mypy_boto3_sagemaker import SageMakerClient
-    from mypy_boto3_sagemaker.type_defs import DescribePipelineExecutionResponseTypeDef
-
-TERMINAL = {"Succeeded", "Failed", "Stopped"}
+    pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"execution: {execution.arn}")
         if not args.wait:
             return 0
-        status = _wait(session.sagemaker_client, execution.arn, args.poll_seconds)
+        status = executions.wait_until_ended(
+            session.sagemaker_client, execution.arn, args.poll_seconds
+        )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
         print(f"run_pipeline: AWS error: {error}", file=sys.stderr)
         return AWS_ERROR
@@ -157,17 +155,6 @@ def _run_locally(pipeline: sdk.Pipeline, parameters: dict, args: argparse.Namesp
         print(f"run_pipeline: {record.get('FailureReason')}", file=sys.stderr)
         return EXECUTION_FAILED
     return 0
-
-
-def _wait(
-    client: SageMakerClient, execution_arn: str, poll_seconds: float
-) -> DescribePipelineExecutionResponseTypeDef:
-    """Poll the execution until it reaches a terminal status."""
-    while True:
-        status = client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
-        if status["PipelineExecutionStatus"] in TERMINAL:
-            return status
-        time.sleep(poll_seconds)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import botocore.exceptions
 
+from pipelines import executions, partitions
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
 from pipelines.s3_locations import content_key, parse_s3_uri, sse_arguments
 
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 REPO = Path(__file__).resolve().parents[1]
-TERMINAL = {"Succeeded", "Failed", "Stopped"}
 
 
 class SmokeError(Exception):
@@ -175,21 +175,15 @@ def run_on_sagemaker(
         ClientRequestToken=str(uuid.uuid4()),
     )["PipelineExecutionArn"]
     print(f"smoke run: started {arn}", flush=True)
-    deadline = time.monotonic() + timeout_seconds
     try:
-        while True:
-            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-            status = described["PipelineExecutionStatus"]
-            if status in TERMINAL:
-                return arn, status, described.get("FailureReason")
-            if time.monotonic() >= deadline:
-                minutes = timeout_seconds / 60
-                return (
-                    arn,
-                    "TimedOut",
-                    f"still {status} after {minutes:g} min; {_stop(sagemaker, arn)}",
-                )
-            sleep(poll_seconds)
+        described = executions.wait_until_ended(
+            sagemaker, arn, poll_seconds, timeout_seconds=timeout_seconds, sleep=sleep
+        )
+        status = described["PipelineExecutionStatus"]
+        if status in executions.ENDED:
+            return arn, status, described.get("FailureReason")
+        minutes = timeout_seconds / 60
+        return arn, "TimedOut", f"still {status} after {minutes:g} min; {_stop(sagemaker, arn)}"
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
         _stop(sagemaker, arn)  # nobody watches it any more: it would still cost instance hours
         raise
@@ -235,23 +229,21 @@ def run_locally(
 
 
 def count_rows(s3: S3Client, output_data_url: str, execution_id: str) -> tuple[int, int, int]:
-    """(rows in, rows rejected, rows scored), from what the run wrote under its own prefix."""
+    """(rows in, rows rejected, rows scored), from what the run wrote under its own prefix:
+    the Preprocess summaries, and the prediction lines themselves (what the reviewer needs
+    is what was written, not what Preprocess kept)."""
+    counts = partitions.run_counts(s3, output_data_url, execution_id)
     # the pipeline joins OutputDataUrl, the execution id and the step's folder with "/", as
     # given: s3://b/out/ writes under out//<id>/
     bucket, prefix = parse_s3_uri(output_data_url)
     run = f"{prefix}/{execution_id}/" if prefix else f"{execution_id}/"
-    rows_in = rejected = scored = 0
+    scored = 0
     pages = s3.get_paginator("list_objects_v2")
-    for page in pages.paginate(Bucket=bucket, Prefix=f"{run}preprocess/summary/"):
-        for item in page.get("Contents", []):
-            summary = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-            rows_in += summary["rows_read"]
-            rejected += summary["rows_rejected"]
     for page in pages.paginate(Bucket=bucket, Prefix=f"{run}predictions/"):
         for item in page.get("Contents", []):
             body = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
             scored += sum(1 for line in body.splitlines() if line.strip())
-    return rows_in, rejected, scored
+    return counts["rows_read"], counts["rows_rejected"], scored
 
 
 def smoke_run(

@@ -7,6 +7,7 @@ These helpers stand in for what a data scientist (dev registry) and the ``infra/
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import uuid
 from collections.abc import Callable
@@ -177,4 +178,15 @@ def create_deployed_pipeline(aws: Emulator, tfvars: dict[str, Any], stage: str =
             "ObjectKey": tfvars["pipeline_definition_s3_key"],
         },
         RoleArn=tfvars["sagemaker_role_arn"],
+    )
+
+
+def create_empty_pipeline(sagemaker: Any, name: str) -> None:
+    """A pipeline with no steps: what the stage functions start, where only the requests
+    and the executions' records matter (moto runs no step)."""
+    sagemaker.create_pipeline(
+        PipelineName=name,
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
+        RoleArn="arn:aws:iam::123456789012:role/execution",
     )

@@ -95,6 +95,18 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         assert {m["pipeline"] for m in predicted} == {tfvars["pipeline_name"]}
         assert sum(m["count"] for m in predicted) == len(lines)
         assert sum(m["sum"] for m in predicted) == pytest.approx(expected.sum(), abs=1e-5)
+        # yesterday's partition, as the schedule scores it: once, then skipped by its marker
+        day = result["day"]
+        with (tmp_path / f"{stage}-input.csv").open(newline="") as handle:
+            head = [line for _, line in zip(range(demo.DAY_ROWS + 1), handle, strict=False)]
+        marker = day["marker"]
+        assert (marker["status"], marker["execution_arn"]) == (
+            "Succeeded", day["first"].execution_arn,
+        )  # fmt: skip
+        assert marker["rows_read"] == len(list(csv.reader(head))) - 1 == demo.DAY_ROWS
+        assert marker["rows_read"] == marker["rows_rejected"] + marker["rows_scored"]
+        assert marker["rows_scored"] > 0 and day["again"].action == "skipped"
+        assert marker["partition"] == f"dt={day['day'].isoformat()}"
 
     assert report["redeploy"] == {
         stage: report["stages"][stage]["tfvars"]["model_package_arn"]
@@ -107,6 +119,7 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         in out
     )
     assert "re-deploy: same packages, nothing copied" in out
+    assert ": Succeeded, rows read 1000, rejected " in out and "; again: skipped" in out
     assert (
         f"  predictions: {report['stages']['prod']['record']['Counts']['rows_scored']} in " in out
     )

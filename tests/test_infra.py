@@ -79,9 +79,12 @@ def assert_the_schedule_function_may_do_what_it_does(
     aws: Emulator, iam: Any, tfvars: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The schedule's function, run against the stage as build.py promoted it (a day with
-    data, a day without, the same event again once the run ended): every call it made is
-    granted by the run-starter role's policy, the role the template gives it."""
+    data, a day without, the same event again once the run ended), the run-outcome function
+    on the run's end and the upload function on an uploaded object: every call they made is
+    granted by the run-starter role's policy, the role the template gives them."""
+    from lambdas.record_run_outcome import handler as outcome
     from lambdas.start_scheduled_run import handler as schedule
+    from lambdas.start_upload_run import handler as upload
     from pipelines import partitions
     from tests.registry import create_deployed_pipeline
 
@@ -105,6 +108,8 @@ def assert_the_schedule_function_may_do_what_it_does(
 
     monkeypatch.setattr(session, "client", watched_client)
     monkeypatch.setattr(schedule.boto3, "Session", lambda: session)
+    monkeypatch.setattr(outcome.boto3, "client", watched_client)
+    input_bucket, input_prefix = partitions.parse_s3_uri(tfvars["input_data_url"])
     for name, value in {
         "PIPELINE_NAME": tfvars["pipeline_name"],
         "PIPELINE_PARAMETERS": json.dumps({"ModelName": tfvars["model_name"]}),
@@ -113,17 +118,33 @@ def assert_the_schedule_function_may_do_what_it_does(
         "PARTITION_FORMAT": tfvars["partition_format"],
         "KMS_KEY_ARN": tfvars["kms_key_arn"],
         "LOOKBACK_DAYS": "1",
+        "INPUT_BUCKET": input_bucket,
+        "INPUT_PREFIX": input_prefix.rstrip("/") + "/",
+        "MAX_RUNNING": "2",
+        "REFUSED_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/refused.fifo",  # unused
     }.items():
         monkeypatch.setenv(name, value)
     event = {"source": "aws.events", "detail-type": "Scheduled Event", "id": str(uuid.uuid4())}
     first = schedule.handler({**event, "time": "2026-11-02T01:00:00Z"})
     assert [a["action"] for a in first.values()] == ["empty", "started"]
-    again = schedule.handler({**event, "time": "2026-11-02T01:00:00Z"})  # moto: run ended
+    arn = first["2026-11-01"]["execution_arn"]
+    ended = {"source": outcome.EVENT_SOURCE, "detail-type": outcome.EVENT_TYPE}
+    recorded = outcome.handler({**ended, "detail": {"pipelineExecutionArn": arn}})
+    assert recorded["recorded"] is True  # moto's run ended at once
+    again = schedule.handler({**event, "time": "2026-11-02T01:00:00Z"})
     assert [a["action"] for a in again.values()] == ["empty", "skipped"]
+    key = f"{input_prefix.rstrip('/')}/adhoc/b.csv"
+    s3.put_object(Bucket=input_bucket, Key=key, Body=b"record_id\nr1\n")
+    parameters = {"ModelName": tfvars["model_name"], "OutputDataUrl": tfvars["output_data_url"]}
+    monkeypatch.setenv("PIPELINE_PARAMETERS", json.dumps(parameters))
+    body = json.dumps({"detail": {"bucket": {"name": input_bucket}, "object": {"key": key}}})
+    started = upload.handler({"Records": [{"messageId": "m1", "body": body}]})["started"]
+    assert len(started) == 1
     operations = {operation for _, operation, _ in recorder.calls}
     assert operations >= {
-        "ListObjectsV2", "GetObject", "PutObject", "StartPipelineExecution",
-        "DescribePipelineExecution",
+        "ListObjectsV2", "GetObject", "HeadObject", "PutObject", "StartPipelineExecution",
+        "DescribePipelineExecution", "ListPipelineParametersForExecution",
+        "ListPipelineExecutions",
     }  # fmt: skip
     starter = policy_document(
         iam.get_role_policy(

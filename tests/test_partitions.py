@@ -349,8 +349,16 @@ def test_starters_that_saw_the_same_day_state_send_the_same_token(
     first, second = (
         r.body["ClientRequestToken"] for r in sent if r.operation == "StartPipelineExecution"
     )
+    s3 = aws.client("s3", "preprod")
+    _, fingerprint = partitions.inspect_input(s3, layout(tfvars).input_uri(DAY_1))
     assert (
-        first == second == partitions.start_token(tfvars["pipeline_name"], "dt=2026-11-01", "none")
+        first
+        == second
+        == partitions.start_token(
+            tfvars["pipeline_name"],
+            "dt=2026-11-01",
+            f"{partitions.no_marker_state()}|{fingerprint}",
+        )
     )
     backend = moto.sagemaker.models.sagemaker_backends[ACCOUNTS["preprod"]][aws.region]
     for execution in backend.pipelines[tfvars["pipeline_name"]].pipeline_executions.values():
@@ -359,6 +367,13 @@ def test_starters_that_saw_the_same_day_state_send_the_same_token(
     assert retried.action == "started"
     tokens = [r.body["ClientRequestToken"] for r in sent if r.operation == "StartPipelineExecution"]
     assert len(tokens) == 3 and tokens[2] != first and len(tokens[2]) == 64
+    # no marker again (expired with the outputs, say) but the day's input changed: a new
+    # token, not the first run handed back
+    s3.delete_object(Bucket=bucket, Key=key)
+    put_day(aws, tfvars, DAY_1, "late.csv", b"record_id\nr2\n")
+    partition_runs.run_days(tfvars, session, [DAY_1])
+    tokens = [r.body["ClientRequestToken"] for r in sent if r.operation == "StartPipelineExecution"]
+    assert len(tokens) == 4 and tokens[3] not in tokens[:3]
 
 
 def test_a_forced_day_whose_input_is_gone_keeps_its_record(aws: Emulator, stage: dict) -> None:

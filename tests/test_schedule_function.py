@@ -25,7 +25,7 @@ from pipelines import partitions
 from pipelines.local import sandbox
 from pipelines.local.emulator import Emulator
 from tests.provider_requests import Request, problems
-from tests.registry import keep_executions_running
+from tests.registry import create_empty_pipeline, keep_executions_running
 
 BUCKET = "stage-artifacts"
 INPUT = f"s3://{BUCKET}/churn/batch-inference/input/"
@@ -41,12 +41,7 @@ def stage(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The bucket, the pipeline and the function's environment (two days of lookback)."""
     sandbox.create_bucket(aws, None, BUCKET)
     sagemaker = boto3.client("sagemaker")
-    sagemaker.create_pipeline(
-        PipelineName=PIPELINE,
-        ClientRequestToken=str(uuid.uuid4()),
-        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
-        RoleArn="arn:aws:iam::123456789012:role/execution",
-    )
+    create_empty_pipeline(sagemaker, PIPELINE)
     for name, value in {
         "PIPELINE_NAME": PIPELINE,
         "PIPELINE_PARAMETERS": json.dumps(PARAMETERS),
@@ -124,7 +119,14 @@ def test_the_last_whole_day_and_the_days_before_it_are_each_handled_once(
     assert [problems(r) for r in requests] == [[], []]
     # the day's state makes the token: any starter that saw no marker gets the same one
     assert [r.body["ClientRequestToken"] for r in requests] == [
-        partitions.start_token(PIPELINE, f"dt=2026-11-0{day}", "none") for day in (1, 3)
+        partitions.start_token(
+            PIPELINE,
+            f"dt=2026-11-0{day}",
+            partitions.no_marker_state()
+            + "|"
+            + partitions.inspect_input(s3, LAYOUT.input_uri(date(2026, 11, day)))[1],
+        )
+        for day in (1, 3)
     ]
     for request, day in zip(requests, (date(2026, 11, 1), date(2026, 11, 3)), strict=True):
         parameters = {p["Name"]: p["Value"] for p in request.body["PipelineParameters"]}
@@ -259,19 +261,21 @@ def test_the_zip_runs_on_its_own(tmp_path: Path, source: Path, modules: tuple[st
     with zipfile.ZipFile(archive) as opened:
         names = sorted(opened.namelist())
         opened.extractall(tmp_path / "unpacked")
-    assert names == sorted(["handler.py", *modules])
+    entries = [name for name, _ in package.ENTRIES.get(source, ())]
+    assert names == sorted(["handler.py", *entries, *modules])
     assert package.build_zip(tmp_path / "again.zip", source) == digest  # reproducible
     probe = (
-        "import sys; root = sys.argv[1]; sys.path[:0] = [root]; import handler; "
+        "import sys, importlib; root = sys.argv[1]; sys.path[:0] = [root]; import handler; "
+        "[importlib.import_module(e[:-3]) for e in sys.argv[2:]]; "
         "ours = [m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in "
-        "('handler', 'pipelines', 'lambdas')]; "
+        "('handler', 'pipelines', 'lambdas', *(e[:-3] for e in sys.argv[2:]))]; "
         "assert all(f.startswith(root) for f in ours), ours; "
         "print(handler.scheduled_day({'source': 'aws.events', 'detail-type': "
         "'Scheduled Event', 'id': 'x', 'time': '2026-11-03T23:30:00-02:00'})[0] "
         "if hasattr(handler, 'scheduled_day') else 'imported')"
     )
     done = subprocess.run(
-        [sys.executable, "-I", "-c", probe, str(tmp_path / "unpacked")],
+        [sys.executable, "-I", "-c", probe, str(tmp_path / "unpacked"), *entries],
         capture_output=True,
         text=True,
         cwd=tmp_path,

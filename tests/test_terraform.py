@@ -193,6 +193,7 @@ EMULATOR_DRIFT = {
     "aws_sqs_queue.uploads[0]": {"redrive_policy"},
     # moto keeps no DeadLetterConfig (the request that sets it is checked instead)
     "aws_lambda_function.schedule": {"dead_letter_config"},
+    "aws_lambda_function.outcome": {"dead_letter_config"},
 }
 # ...and when an apply then sets that RedrivePolicy again, moto's SetQueueAttributes drops the
 # queue's Policy (sqs/models.py `_set_attributes`: `self.policy = attributes.get("Policy")`),
@@ -465,6 +466,19 @@ def test_apply_plan_destroy_against_the_emulator(
     assert problems(Request("lambda", "CreateFunction", created)) == []  # botocore's model
     pipeline = sagemaker.describe_pipeline(PipelineName=values["pipeline_name"])
     assert pipeline["PipelineName"] == scheduled["PIPELINE_NAME"]
+    # a run that ends invokes the run-outcome function, for this pipeline only
+    ended_rule = events.describe_rule(Name=f"{PROJECT}-{stage}-run-ended")
+    assert json.loads(ended_rule["EventPattern"])["detail"]["pipelineArn"] == [
+        pipeline["PipelineArn"]
+    ]
+    (ended_target,) = events.list_targets_by_rule(Rule=ended_rule["Name"])["Targets"]
+    outcome = lambdas.get_function(FunctionName=f"{PROJECT}-{stage}-record-run-outcome")
+    assert ended_target["Arn"] == outcome["Configuration"]["FunctionArn"]
+    assert outcome["Configuration"]["Handler"] == "record_run_outcome.handler"
+    (grant,) = json.loads(lambdas.get_policy(FunctionName=ended_target["Arn"])["Policy"])[
+        "Statement"
+    ]
+    assert grant["Condition"]["ArnLike"]["AWS:SourceArn"] == ended_rule["Arn"]
     model = sagemaker.describe_model(ModelName=values["model_name"])
     assert model["PrimaryContainer"]["ModelPackageName"] == values["model_package_arn"]
     functions = [

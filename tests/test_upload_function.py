@@ -13,6 +13,7 @@ import urllib.parse
 import uuid
 import zipfile
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from botocore.exceptions import ClientError
 
 from lambdas import package
 from lambdas.start_upload_run import handler as function
+from pipelines import partitions
 from pipelines.local import sandbox
 from pipelines.local.emulator import Emulator
 from tests.provider_requests import Request, problems
+from tests.registry import create_empty_pipeline, keep_executions_running
 
 BUCKET = "stage-artifacts"
 PREFIX = "churn/batch-inference/input/"
@@ -39,12 +42,7 @@ def stage(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     s3 = boto3.client("s3")
     sandbox.create_bucket(aws, None, BUCKET)
     sagemaker = boto3.client("sagemaker")
-    sagemaker.create_pipeline(
-        PipelineName=PIPELINE,
-        ClientRequestToken=str(uuid.uuid4()),
-        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),
-        RoleArn="arn:aws:iam::123456789012:role/execution",
-    )
+    create_empty_pipeline(sagemaker, PIPELINE)
     sqs = boto3.client("sqs")
     refused = sqs.create_queue(QueueName="refused-uploads.fifo", Attributes={"FifoQueue": "true"})[
         "QueueUrl"
@@ -186,7 +184,7 @@ def test_uploads_that_must_not_run_are_refused_with_a_reason(
 ) -> None:
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "x.csv", Body=b"id,a\n1,2\n")
     event = uploaded(key, bucket)
-    assert function.handler(event) == {"started": []}
+    assert function.handler(event) == {"started": [], "skipped": []}
     assert executions(stage) == []
     ((body, why),) = refusals(stage)
     assert body == json.loads(event["Records"][0]["body"])  # the event kept whole, for a redrive
@@ -217,7 +215,7 @@ def test_an_error_retrying_cannot_cure_is_refused_not_retried_for_hours(
     A pipeline that is gone answers ValidationException: refused at once, with AWS's words."""
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "x.csv", Body=b"id,a\n1,2\n")
     monkeypatch.setenv("PIPELINE_NAME", "deleted-pipeline")
-    assert function.handler(uploaded(PREFIX + "x.csv")) == {"started": []}
+    assert function.handler(uploaded(PREFIX + "x.csv")) == {"started": [], "skipped": []}
     ((_, why),) = refusals(stage)
     assert why.startswith("ListPipelineExecutions failed: ")
 
@@ -268,30 +266,136 @@ def test_uploads_wait_while_the_cap_of_runs_is_executing(
     assert len(executions(stage)) == 3
 
 
-def test_the_start_request_is_one_aws_accepts_and_is_idempotent_per_message(
-    stage: dict[str, Any],
-) -> None:
-    """The message id is the request token: a message delivered twice starts one run on AWS
-    (moto ignores the token, so the request itself is checked against botocore's model)."""
+def _recording_default_session() -> list[Request]:
+    """StartPipelineExecution requests the handler's clients send (a fresh default session:
+    the hook sees the handler's clients); reset with ``boto3.DEFAULT_SESSION = None``."""
     sent: list[Request] = []
-    key = PREFIX + ("k" * 900) + ".csv"  # long keys still fit a parameter value
-    stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
 
     def record(params: dict, model: Any, **_: Any) -> None:
         if model.name == "StartPipelineExecution":
             sent.append(Request("sagemaker", model.name, dict(params)))
 
-    boto3.DEFAULT_SESSION = None  # a fresh default session: the hook sees the handler's client
+    boto3.DEFAULT_SESSION = None
     boto3.setup_default_session()
     assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-parameter-build.sagemaker", record)
+    return sent
+
+
+def test_the_start_request_is_one_aws_accepts_and_one_per_upload(
+    stage: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One upload delivered twice (two messages: EventBridge and SQS are at-least-once)
+    starts one run: the second finds the object's marker naming the running execution. The
+    token is made of the key, the object's ETag and the marker's state, so two deliveries
+    that read the marker before either wrote it send the same token and SageMaker starts
+    one execution (moto ignores tokens: the request is checked against botocore's model)."""
+    name = ("k" * 900) + ".csv"  # long keys still fit a parameter value
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + name, Body=b"id,a\n1,2\n")
+    etag = stage["s3"].head_object(Bucket=BUCKET, Key=PREFIX + name)["ETag"].strip('"')
+    keep_executions_running(monkeypatch)
+    sent = _recording_default_session()
     try:
-        function.handler(uploaded(key, message_id="9a3e5b1c-0d2f-4e6a-8b7c-1d2e3f4a5b6c"))
+        first = function.handler(uploaded(PREFIX + name, message_id=str(uuid.uuid4())))
+        again = function.handler(uploaded(PREFIX + name, message_id=str(uuid.uuid4())))
     finally:
         boto3.DEFAULT_SESSION = None
+    assert len(first["started"]) == 1 and again == {
+        "started": [],
+        "skipped": [f"s3://{BUCKET}/{PREFIX}{name}"],
+    }
     (request,) = sent
-    assert request.body["ClientRequestToken"] == "9a3e5b1c-0d2f-4e6a-8b7c-1d2e3f4a5b6c"
+    assert request.body["ClientRequestToken"] == partitions.start_token(
+        PIPELINE, name, f"{partitions.no_marker_state()}|{etag}"
+    )
     assert problems(request) == []
+
+
+def upload_marker(stage: dict[str, Any], name: str) -> dict[str, Any] | None:
+    uri = partitions.upload_marker_uri(PARAMETERS["OutputDataUrl"], name)
+    return partitions.read_marker(stage["s3"], uri)
+
+
+def put_summary(stage: dict[str, Any], arn: str, read: int, rejected: int) -> None:
+    """What the run's Preprocess writes: the rows it read, rejected and wrote."""
+    key = f"churn/out/{arn.rsplit('/', 1)[-1]}/preprocess/summary/part-0.json"
+    body = {"rows_read": read, "rows_rejected": rejected, "rows_written": read - rejected}
+    stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=json.dumps(body).encode())
+
+
+def test_the_same_bytes_are_scored_once_and_a_new_version_again(stage: dict[str, Any]) -> None:
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    (first,) = function.handler(uploaded(PREFIX + "a.csv"))["started"]
+    started = upload_marker(stage, "a.csv")
+    assert started is not None
+    assert (started["status"], started["execution_arn"], started["object"]) == (
+        "Executing", first, f"s3://{BUCKET}/{PREFIX}a.csv",
+    )  # fmt: skip
+    put_summary(stage, first, read=3, rejected=1)
+    # the same bytes again (uploaded again, or the event delivered again): the run (moto's
+    # ended at once) is recorded on the way, nothing starts
+    again = function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
+    assert again["started"] == [] and len(executions(stage)) == 1
+    scored = upload_marker(stage, "a.csv")
+    assert scored is not None
+    assert (scored["status"], scored["rows_read"], scored["rows_rejected"]) == ("Succeeded", 3, 1)
+    assert scored["rows_scored"] == 2 and scored["etag"] == started["etag"]
+    # a new version of the object: scored again, its own marker state
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n7,8\n")
+    (second,) = function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))[
+        "started"
+    ]
+    latest = upload_marker(stage, "a.csv")
+    assert latest is not None and second != first and len(executions(stage)) == 2
+    assert (latest["status"], latest["execution_arn"]) == ("Executing", second)
+    assert latest["etag"] != started["etag"]
+
+
+def test_a_new_version_waits_while_the_run_on_the_earlier_one_is_going(
+    stage: dict[str, Any], aws: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs on one object at once would race for its marker (and read whichever bytes
+    are there): the new version is held in the queue, in order, until the run has ended."""
+    keep_executions_running(monkeypatch)
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    (first,) = function.handler(uploaded(PREFIX + "a.csv"))["started"]
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n7,8\n")
+    newer = uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4()))
+    with pytest.raises(function.EarlierRunGoing, match="the new version waits in the queue"):
+        function.handler(newer)
+    assert len(executions(stage)) == 1 and refusals(stage) == []
+    _set_status(aws, first, "Succeeded")
+    (second,) = function.handler(newer)["started"]  # its next delivery
+    assert second != first and len(executions(stage)) == 2
+
+
+def test_a_failed_run_is_retried_by_the_next_upload_of_the_object(
+    stage: dict[str, Any], aws: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keep_executions_running(monkeypatch)
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    (first,) = function.handler(uploaded(PREFIX + "a.csv"))["started"]
+    _set_status(aws, first, "Failed")
+    (second,) = function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))[
+        "started"
+    ]
+    assert second != first
+    marker = upload_marker(stage, "a.csv")
+    assert marker is not None and (marker["status"], marker["execution_arn"]) == (
+        "Executing", second,
+    )  # fmt: skip
+
+
+def test_an_object_whose_marker_key_would_be_too_long_is_refused(
+    stage: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = f"s3://{BUCKET}/" + "o" * 200
+    monkeypatch.setenv("PIPELINE_PARAMETERS", json.dumps({**PARAMETERS, "OutputDataUrl": output}))
+    key = PREFIX + ("k" * 900) + ".csv"
+    stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
+    function.handler(uploaded(key))
+    ((_, why),) = refusals(stage)
+    assert "the key is too long for the object's marker" in why and executions(stage) == []
 
 
 def test_a_uri_longer_than_a_parameter_value_is_refused(stage: dict[str, Any]) -> None:
@@ -310,6 +414,11 @@ def test_a_uri_longer_than_a_parameter_value_is_refused(stage: dict[str, Any]) -
         ("PIPELINE_PARAMETERS", "[1]", "PIPELINE_PARAMETERS must be a JSON object of strings"),
         ("INPUT_PREFIX", "churn/input", "INPUT_PREFIX must end with '/'"),
         ("PARTITION_FORMAT", "dt=%Y", "partition_format: 'dt=%Y' must hold each of"),
+        (
+            "PIPELINE_PARAMETERS",
+            '{"ModelName": "m"}',
+            "PIPELINE_PARAMETERS must hold OutputDataUrl",
+        ),
     ],
 )
 def test_a_misconfigured_function_names_the_variable(
@@ -333,3 +442,31 @@ def test_the_zip_holds_exactly_the_handler_and_what_it_imports(built_zip: Path) 
         assert archive.read("handler.py") == package.UPLOAD_HANDLER.read_bytes()
         for name in package.UPLOAD_MODULES:
             assert archive.read(name) == (package.REPO / name).read_bytes()
+
+
+def test_an_object_scored_again_after_its_marker_expired_gets_a_new_token(
+    stage: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Markers live under the output prefix and expire with it. The same bytes uploaded
+    again a month later read no marker, as the first upload did: the token must differ
+    (SageMaker could answer the first token with the first, long-gone execution)."""
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    sent = _recording_default_session()
+    try:
+        function.handler(uploaded(PREFIX + "a.csv"))
+        bucket, key = partitions.parse_s3_uri(
+            partitions.upload_marker_uri(PARAMETERS["OutputDataUrl"], "a.csv")
+        )
+        stage["s3"].delete_object(Bucket=bucket, Key=key)  # expired
+
+        class Later(datetime):
+            @classmethod
+            def now(cls, tz: Any = None) -> Later:
+                return cls(2027, 1, 5, 3, 0, tzinfo=tz)
+
+        monkeypatch.setattr(partitions, "datetime", Later)
+        function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
+    finally:
+        boto3.DEFAULT_SESSION = None
+    first, second = (r.body["ClientRequestToken"] for r in sent)
+    assert first != second and len(executions(stage)) == 2

@@ -207,6 +207,7 @@ data "aws_iam_policy_document" "key" {
         "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/*",
         "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.upload_log_group}",
         "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.schedule_log_group}",
+        "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${local.outcome_log_group}",
       ]
     }
   }
@@ -558,6 +559,10 @@ locals {
   schedule_function     = "${local.name}-start-scheduled-run"
   schedule_log_group    = "/aws/lambda/${local.schedule_function}"
   schedule_dlq          = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-dlq"
+  outcome_function      = "${local.name}-record-run-outcome"
+  outcome_log_group     = "/aws/lambda/${local.outcome_function}"
+  # the stage's functions' log groups: run on upload, schedule, run outcome
+  function_log_groups = [local.upload_log_group, local.schedule_log_group, local.outcome_log_group]
   # the stage's pipelines' executions (DescribePipelineExecution's resource)
   stage_pipeline_executions = "${local.stage_pipelines}/execution/*"
 }
@@ -598,8 +603,8 @@ resource "aws_iam_role_policy" "start_pipeline" {
   policy = data.aws_iam_policy_document.start_pipeline.json
 }
 
-# The role of the stage's two functions that start runs: on the schedule (each day's
-# partition, with its marker) and on upload (each uploaded object).
+# The role of the stage's functions that start runs and keep their markers: on the schedule
+# (each day's partition), on upload (each uploaded object), and the run-outcome function.
 resource "aws_iam_role" "upload_starter" {
   name               = "${local.name}-upload-starter"
   description        = "The schedule's and the run-on-upload functions start ${local.name}'s pipeline: each day's partition, each uploaded input object."
@@ -643,15 +648,16 @@ data "aws_iam_policy_document" "upload_starter" {
     resources = [local.stage_pipelines]
   }
   statement {
-    sid       = "AskHowADaysRunEnded" # a day's marker names its execution
-    actions   = ["sagemaker:DescribePipelineExecution"]
+    # a marker names its execution; a run that ended is matched to its marker by its input
+    sid       = "AskHowARunEndedAndWhatItScored"
+    actions   = ["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineParametersForExecution"]
     resources = [local.stage_pipeline_executions]
   }
   statement {
-    # <output>/_runs/<partition>.json under the stage's default output (as the execution
-    # role's WriteRunOutputs); reading a run's summaries for its rows is
-    # CheckTheUploadedObject's s3:GetObject on the project's objects
-    sid       = "WriteTheDayMarkers"
+    # <output>/_runs/<partition>.json and _runs/uploads/<key>.json under the stage's default
+    # output (as the execution role's WriteRunOutputs); reading a run's summaries for its
+    # rows is CheckTheUploadedObject's s3:GetObject on the project's objects
+    sid       = "WriteTheRunMarkers"
     actions   = ["s3:PutObject"]
     resources = ["${local.bucket_arn}/${local.output_prefix}_runs/*"]
   }
@@ -663,7 +669,7 @@ data "aws_iam_policy_document" "upload_starter" {
   statement {
     sid       = "WriteItsLogs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = [for group in [local.upload_log_group, local.schedule_log_group] : "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]
+    resources = [for group in local.function_log_groups : "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]
   }
 }
 
@@ -891,7 +897,7 @@ data "aws_iam_policy_document" "deploy" {
     }
   }
   statement {
-    sid = "ManageTheStagesFunctions" # the schedule's and the upload's; the rule may invoke the schedule's
+    sid = "ManageTheStagesFunctions" # schedule, upload, run outcome; their rules may invoke them
     actions = [
       "lambda:CreateFunction", "lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionCode",
       "lambda:UpdateFunctionConfiguration", "lambda:DeleteFunction", "lambda:ListVersionsByFunction",
@@ -944,7 +950,7 @@ data "aws_iam_policy_document" "deploy" {
   statement {
     sid       = "ManageTheFunctionsLogGroups"
     actions   = ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:AssociateKmsKey", "logs:ListTagsForResource", "logs:TagResource", "logs:UntagResource"]
-    resources = flatten([for group in [local.upload_log_group, local.schedule_log_group] : ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]])
+    resources = flatten([for group in local.function_log_groups : ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]])
   }
   statement {
     sid = "ManageTheStagesScheduleQueuesTopicAlarmsDashboard"
@@ -1026,7 +1032,7 @@ data "aws_iam_policy_document" "plan" {
     resources = concat(local.stage_arns.models, [
       local.stage_arns.pipelines, local.stage_arns.rules, local.stage_arns.queues, local.stage_arns.topics,
       local.stage_arns.alarms, local.stage_arns.dashboard, local.stage_arns.functions,
-      ], flatten([for group in [local.upload_log_group, local.schedule_log_group] : [
+      ], flatten([for group in local.function_log_groups : [
         "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}",
         "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*",
     ]]))

@@ -72,18 +72,10 @@ class Config:
                 f"LOOKBACK_DAYS must be a whole number from 0 to {MAX_LOOKBACK_DAYS}, "
                 f"got {lookback!r}"
             )
-        try:
-            layout = partitions.Layout(
-                required("INPUT_DATA_URL"),
-                required("OUTPUT_DATA_URL"),
-                required("PARTITION_FORMAT"),
-            )
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
         return cls(
             pipeline_name=required("PIPELINE_NAME"),
             parameters=parameters,
-            layout=layout,
+            layout=function_environment.layout(env),
             kms_key_arn=env.get("KMS_KEY_ARN") or None,
             lookback_days=int(lookback),
         )

@@ -19,8 +19,14 @@ built in code, and:
   the invocation fails, the message becomes visible again after the queue's visibility
   timeout and, the queue being FIFO with one group, nothing behind it overtakes it. A burst
   of uploads drains at the pipeline's pace instead of starting hundreds of jobs;
-- ``StartPipelineExecution`` gets the SQS message id as ``ClientRequestToken``: a message
-  delivered twice (at-least-once) starts one execution.
+- each object has a marker (``<OutputDataUrl>/_runs/uploads/<key>.json``,
+  ``pipelines/partitions.py``) with its ETag and run: the same bytes are scored once (an
+  event delivered twice, the same file uploaded again), a new version of the object again,
+  and a failed run is retried by the next upload of the object. While a run on an earlier
+  version is going, the new version is held as above. The stage's run-outcome function
+  completes the marker when the run ends;
+- ``StartPipelineExecution``'s ``ClientRequestToken`` is made of the object's key, its ETag
+  and its marker as read: deliveries of one upload start one execution.
 
 An object uploaded into a day partition (``PARTITION_FORMAT``, e.g. ``dt=2026-11-01/``)
 starts nothing: the stage's schedule scores that day whole, once, with its marker, and a
@@ -49,6 +55,7 @@ from botocore.exceptions import ClientError
 
 from pipelines import function_environment, partitions
 from pipelines.function_environment import ConfigError
+from pipelines.s3_locations import parse_s3_uri
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -60,6 +67,7 @@ logger.setLevel(logging.INFO)
 
 # StartPipelineExecution: a ParameterValue is at most 1024 characters (botocore model).
 PARAMETER_VALUE_LIMIT = 1024
+KEY_LIMIT = 1024  # an S3 key, in UTF-8 bytes
 # Executions started longer ago than this are not counted as running: a run of this
 # pipeline never lasts that long (its jobs stop at 24 h), and the listing stays short.
 RUNNING_LOOKBACK = timedelta(hours=48)
@@ -79,6 +87,10 @@ class RunLimitReached(RuntimeError):
     """MAX_RUNNING executions are running: raised so the message is retried later."""
 
 
+class EarlierRunGoing(RuntimeError):
+    """A run on an earlier version of the object is going: retried later, in order."""
+
+
 class Refused(Exception):
     """This upload must not start a run; the reason names what is wrong with it."""
 
@@ -93,6 +105,7 @@ class Config:
     input_prefix: str
     max_running: int
     refused_queue_url: str
+    kms_key_arn: str | None = None  # the markers' encryption (the stage key)
     # day partitions under the input prefix (PARTITION_FORMAT): the schedule scores those
     partition: re.Pattern[str] | None = None
 
@@ -104,6 +117,8 @@ class Config:
             return function_environment.required(env, name)
 
         parameters = function_environment.pipeline_parameters(env)
+        if not parameters.get("OutputDataUrl", "").startswith("s3://"):
+            raise ConfigError("PIPELINE_PARAMETERS must hold OutputDataUrl (s3://...)")
         max_running = required("MAX_RUNNING")
         if not max_running.isdigit() or int(max_running) < 1:
             raise ConfigError(f"MAX_RUNNING must be a whole number >= 1, got {max_running!r}")
@@ -117,6 +132,7 @@ class Config:
             input_prefix=prefix,
             max_running=int(max_running),
             refused_queue_url=required("REFUSED_QUEUE_URL"),
+            kms_key_arn=env.get("KMS_KEY_ARN") or None,
             partition=_partition(env.get("PARTITION_FORMAT")),
         )
 
@@ -136,21 +152,53 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     s3 = boto3.client("s3", config=_RETRIES)
     sagemaker = boto3.client("sagemaker", config=_RETRIES)
     sqs = boto3.client("sqs", config=_RETRIES)
-    started = []
+    started: list[str] = []
+    skipped: list[str] = []
     for record in event.get("Records", []):
         try:
             with permanent_errors_refused():
-                uri = checked_object_uri(s3, config, record.get("body", ""))
+                uri, etag = checked_object(s3, config, record.get("body", ""))
                 relative = uri[len(f"s3://{config.input_bucket}/{config.input_prefix}") :]
                 if config.partition is not None and config.partition.match(relative):
                     # the schedule scores the whole day once (its marker): a run on this
                     # object too would score its rows twice
                     logger.info("left to the schedule: %s is in a day partition", uri)
                     continue
-                started.append(start_run(sagemaker, config, uri, record["messageId"]))
+                arn = score_once(s3, sagemaker, config, uri, relative, etag)
+                (started if arn else skipped).append(arn or uri)
         except Refused as refusal:
             refuse(sqs, config, record, str(refusal))
-    return {"started": started}
+    return {"started": started, "skipped": skipped}
+
+
+def score_once(
+    s3: S3Client, sagemaker: SageMakerClient, config: Config, uri: str, relative: str, etag: str
+) -> str | None:
+    """Start a run on the object unless these bytes were scored (None); its marker records it."""
+    output = config.parameters["OutputDataUrl"]
+    marker_uri = partitions.upload_marker_uri(output, relative)
+    marker_key = parse_s3_uri(marker_uri)[1].encode()
+    if len(marker_key) > KEY_LIMIT:
+        raise Refused(
+            f"the key is too long for the object's marker under {output}/{partitions.MARKERS}/: "
+            f"{len(marker_key)} bytes, an S3 key holds {KEY_LIMIT}; shorten the object's key"
+        )
+
+    def status(arn: str) -> tuple[str, str | None]:
+        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        return described["PipelineExecutionStatus"], described.get("FailureReason")
+
+    decision = partitions.decide_upload(s3, marker_uri, uri, etag, status, config.kms_key_arn)
+    logger.info("%s: %s", decision.action, decision.reason)
+    if decision.action == "skip":
+        return None
+    if decision.action == "wait":
+        raise EarlierRunGoing(f"{decision.reason}; the new version waits in the queue")
+    token = partitions.start_token(config.pipeline_name, relative, decision.state)
+    arn = start_run(sagemaker, config, uri, token)
+    marker = partitions.upload_started_marker(uri, etag, output, arn)
+    partitions.write_marker(s3, marker_uri, marker, config.kms_key_arn)
+    return arn
 
 
 @contextmanager
@@ -177,8 +225,8 @@ def is_transient(error: ClientError) -> bool:
     return status >= 500 or code in TRANSIENT_CODES
 
 
-def checked_object_uri(s3: S3Client, config: Config, body: str) -> str:
-    """The ``s3://`` URI of the one object this event announces, or ``Refused``."""
+def checked_object(s3: S3Client, config: Config, body: str) -> tuple[str, str]:
+    """The ``s3://`` URI and ETag of the one object this event announces, or ``Refused``."""
     try:
         detail = json.loads(body)["detail"]
         bucket, key = detail["bucket"]["name"], detail["object"]["key"]
@@ -192,7 +240,7 @@ def checked_object_uri(s3: S3Client, config: Config, body: str) -> str:
         )
     if key.endswith("/"):
         raise Refused(f"s3://{bucket}/{key} is a folder marker, not a file to score")
-    key = _existing_key(s3, bucket, key)
+    key, etag = _existing_key(s3, bucket, key)
     others = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=2).get("Contents", [])
     extending = [o["Key"] for o in others if o["Key"] != key]
     if extending:
@@ -206,24 +254,25 @@ def checked_object_uri(s3: S3Client, config: Config, body: str) -> str:
             f"the object's URI is {len(uri)} characters; "
             f"a pipeline parameter holds {PARAMETER_VALUE_LIMIT}"
         )
-    return uri
+    return uri, etag
 
 
-def _existing_key(s3: S3Client, bucket: str, key: str) -> str:
-    """``key`` if that object exists, else its URL-decoded form if that one does."""
+def _existing_key(s3: S3Client, bucket: str, key: str) -> tuple[str, str]:
+    """``key`` if that object exists, else its URL-decoded form if that one does; and its
+    ETag (what tells one version of the object from another)."""
     candidates = [key]
     decoded = urllib.parse.unquote_plus(key)
     if decoded != key:
         candidates.append(decoded)
     for candidate in candidates:
         try:
-            s3.head_object(Bucket=bucket, Key=candidate)
+            head = s3.head_object(Bucket=bucket, Key=candidate)
         except ClientError as error:
             # without s3:ListBucket on the key itself, S3 answers a missing object with 403
             if error.response.get("Error", {}).get("Code") in MISSING_CODES:
                 continue
             raise
-        return candidate
+        return candidate, str(head.get("ETag", "")).strip('"')
     raise Refused(
         f"s3://{bucket}/{key} does not exist or is not readable (deleted before its run?)"
     )
@@ -248,7 +297,7 @@ def running_executions(
     )
 
 
-def start_run(sagemaker: SageMakerClient, config: Config, uri: str, message_id: str) -> str:
+def start_run(sagemaker: SageMakerClient, config: Config, uri: str, token: str) -> str:
     """Start one execution on ``uri``, or raise ``RunLimitReached`` to retry later."""
     running = running_executions(sagemaker, config.pipeline_name)
     if running >= config.max_running:
@@ -261,7 +310,7 @@ def start_run(sagemaker: SageMakerClient, config: Config, uri: str, message_id: 
         PipelineName=config.pipeline_name,
         PipelineParameters=[{"Name": k, "Value": v} for k, v in sorted(parameters.items())],
         PipelineExecutionDescription=f"Run on upload of {uri}"[:3072],
-        ClientRequestToken=message_id,
+        ClientRequestToken=token,
     )
     arn = response["PipelineExecutionArn"]
     logger.info("started %s on %s", arn, uri)

@@ -74,6 +74,26 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the schedule's function must run build.py's zip as the stage's run-starter role, failures to the schedule's dead-letter queue"
   }
   assert {
+    condition     = aws_cloudwatch_event_target.outcome.arn == aws_lambda_function.outcome.arn && aws_lambda_permission.outcome.source_arn == aws_cloudwatch_event_rule.run_ended.arn && aws_lambda_permission.outcome.principal == "events.amazonaws.com"
+    error_message = "the run-ended rule must invoke the run-outcome function, and only it may"
+  }
+  assert {
+    condition = jsondecode(aws_cloudwatch_event_rule.run_ended.event_pattern) == {
+      source        = ["aws.sagemaker"]
+      "detail-type" = ["SageMaker Model Building Pipeline Execution Status Change"]
+      detail        = { pipelineArn = [aws_sagemaker_pipeline.batch.arn], currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped"] }
+    }
+    error_message = "the run-ended rule must match this stage's pipeline's executions that ended, and only those"
+  }
+  assert {
+    condition     = aws_lambda_function.outcome.handler == "record_run_outcome.handler" && aws_lambda_function.outcome.source_code_hash == filebase64sha256(var.schedule_starter_zip) && aws_lambda_function.outcome.role == var.upload_starter_role_arn && aws_lambda_function.outcome.dead_letter_config[0].target_arn == aws_sqs_queue.schedule_dlq.arn
+    error_message = "the run-outcome function must run from the schedule's zip as the run-starter role, failures to the dead-letter queue"
+  }
+  assert {
+    condition     = aws_lambda_function.outcome.environment[0].variables.INPUT_DATA_URL == var.input_data_url && aws_lambda_function.outcome.environment[0].variables.OUTPUT_DATA_URL == var.output_data_url && aws_lambda_function.outcome.environment[0].variables.PARTITION_FORMAT == var.partition_format
+    error_message = "the run-outcome function must find the markers where the starters write them"
+  }
+  assert {
     condition     = jsondecode(aws_s3_object.deployment_record.content) == { current = { model_name = var.model_name, model_package_arn = var.model_package_arn, source_model_package_arn = var.source_model_package_arn, model_version = var.model_version }, previous = null }
     error_message = "the deployment record must name the deployed model (build.py reads it as the next previous_model)"
   }

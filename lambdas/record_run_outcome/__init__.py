@@ -1,0 +1,1 @@
+"""The Lambda that completes a day's or an uploaded object's marker when its run ends."""

@@ -1,0 +1,111 @@
+"""Complete the marker of a day's or an uploaded object's run the moment the run ends.
+
+The stage's rule on SageMaker's "SageMaker Model Building Pipeline Execution Status Change"
+events (this stage's pipeline, ended: Succeeded, Failed or Stopped) invokes ``handler``. The
+run's parameters say which marker it belongs to (``pipelines/partitions.py``): a day's when
+its ``InputDataUrl`` is a day partition, an object's when it is an object under the input
+prefix. If that marker still says ``Executing`` with this run, it is rewritten with the
+outcome: the rows read, rejected and scored (from the run's Preprocess summaries), or the
+failure reason. Without this function a marker is completed at the next look at its day
+(the schedule, a backfill) or object (its next upload); uploads are not looked at again,
+so their markers would stay ``Executing``.
+
+SageMaker may send an event more than once, and a day may have been started again since:
+a marker already completed, or naming another run, is left alone; so is a run started by
+hand (no marker records it). An AWS error fails the invocation: Lambda retries it twice,
+then sends the event to the stage's alarmed dead-letter queue.
+
+Standard library, boto3 (the Lambda runtime's) and the ``pipelines`` modules the deployment
+zip carries (``lambdas/package.py``: it ships in the schedule function's zip).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from pipelines import function_environment, partitions
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+
+logger = logging.getLogger(__name__)
+logger.setLevel(logging.INFO)
+
+EVENT_SOURCE = "aws.sagemaker"
+EVENT_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
+_RETRIES = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
+
+
+class NotARunThatEnded(ValueError):
+    """The event is not a pipeline execution's status change: nothing is recorded."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The function's configuration, from the environment the stage template sets."""
+
+    layout: partitions.Layout
+    kms_key_arn: str | None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+        return cls(function_environment.layout(env), env.get("KMS_KEY_ARN") or None)
+
+
+def execution_of(event: Mapping[str, Any]) -> str:
+    """The ARN of the execution the event is about, or ``NotARunThatEnded``."""
+    if event.get("source") != EVENT_SOURCE or event.get("detail-type") != EVENT_TYPE:
+        raise NotARunThatEnded(
+            f"not a pipeline execution status change (source {event.get('source')!r}, "
+            f"detail-type {event.get('detail-type')!r})"
+        )
+    detail = event.get("detail")
+    arn = detail.get("pipelineExecutionArn") if isinstance(detail, Mapping) else None
+    if not isinstance(arn, str) or ":pipeline/" not in arn or "/execution/" not in arn:
+        raise NotARunThatEnded(f"detail.pipelineExecutionArn is not an execution ARN: {arn!r}")
+    return arn
+
+
+def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """EventBridge entry point: one execution's status change."""
+    config = Config.from_environment()
+    arn = execution_of(event)
+    s3 = boto3.client("s3", config=_RETRIES)
+    sagemaker = boto3.client("sagemaker", config=_RETRIES)
+    return record_outcome(s3, sagemaker, config, arn)
+
+
+def record_outcome(
+    s3: S3Client, sagemaker: SageMakerClient, config: Config, arn: str
+) -> dict[str, Any]:
+    """Complete the marker that names ``arn`` as its running execution, if there is one."""
+    pages = sagemaker.get_paginator("list_pipeline_parameters_for_execution").paginate(
+        PipelineExecutionArn=arn
+    )
+    parameters = {p["Name"]: p["Value"] for page in pages for p in page["PipelineParameters"]}
+    uri = partitions.marker_of_run(config.layout, parameters)
+    if uri is None:
+        logger.info("%s: no marker records it (input %s)", arn, parameters.get("InputDataUrl"))
+        return {"marker": None, "recorded": False}
+    marker, _ = partitions.read_marker_and_state(s3, uri)
+    if marker is None or marker.get("execution_arn") != arn:
+        named = marker.get("execution_arn") if marker else None
+        logger.info("%s: the marker %s names another run (%s), left alone", arn, uri, named)
+        return {"marker": uri, "recorded": False}
+
+    def status(execution: str) -> tuple[str, str | None]:
+        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution)
+        return described["PipelineExecutionStatus"], described.get("FailureReason")
+
+    marker, recorded = partitions.complete(s3, uri, marker, status, config.kms_key_arn)
+    logger.info("%s: %s is %s", arn, uri, marker["status"])
+    return {"marker": uri, "recorded": recorded, "status": marker["status"]}

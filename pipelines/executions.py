@@ -1,0 +1,39 @@
+"""A pipeline execution's statuses, and waiting until one has ended.
+
+Standard library only (and a SageMaker client passed in): the stage functions' zips carry it
+beside ``partitions.py``, so the CLIs, the smoke run and the functions share one loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import DescribePipelineExecutionResponseTypeDef
+
+# DescribePipelineExecution's PipelineExecutionStatus values (botocore's model)
+ENDED = frozenset({"Succeeded", "Failed", "Stopped"})
+RUNNING = frozenset({"Executing", "Stopping"})
+
+
+def wait_until_ended(
+    sagemaker: SageMakerClient,
+    arn: str,
+    poll_seconds: float,
+    *,
+    timeout_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DescribePipelineExecutionResponseTypeDef:
+    """DescribePipelineExecution's answer once the execution has ended; with
+    ``timeout_seconds``, the last answer when that has passed (its status still running)."""
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    while True:
+        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        if described["PipelineExecutionStatus"] in ENDED:
+            return described
+        if deadline is not None and time.monotonic() >= deadline:
+            return described
+        sleep(poll_seconds)
