@@ -54,6 +54,7 @@ demo: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python -m benchmarks.transform
 	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.local_stage
 
 # the dispatch Lambda's zip that infra/dev-account deploys (byte-identical on every build)
 lambda-package: $(STAMP)
