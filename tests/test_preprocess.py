@@ -544,3 +544,39 @@ def test_the_metric_line_writes_plain_decimals_and_leaves_out_what_is_not_finite
     parsed = json.loads(line)
     assert parsed.get("drift_score") == (None if score is None else float(score))
     assert parsed["rows_scored"] == 200_000 - rejected
+
+
+def test_nullable_and_required_numbers_are_checked_alike_on_every_path(workdir: Path) -> None:
+    """A required number skips the emptiness test (its pattern needs a digit); a nullable
+    one keeps it: empty or blank is null, anything else must still be a number."""
+    schema = {
+        "id_column": "id",
+        "features": [
+            {"name": "count", "type": "int"},
+            {"name": "score", "type": "float", "nullable": True},
+            {"name": "level", "type": "int", "nullable": True},
+        ],
+    }
+    (workdir / "schema" / "feature-schema.json").write_text(json.dumps(schema))
+    write(
+        workdir / "in" / "batch.csv",
+        "id,count,score,level\n"
+        "a, 7 ,1.5,2\n"
+        "b,8,,\n"
+        "c,9,  , 3\n"
+        "d,,1.0,1\n"
+        "e,  ,1.0,1\n"
+        "f,1,nan,1\n"
+        "g,1,2.5,x\n",
+    )
+    assert run(workdir) == 0
+    assert lines(workdir / "out" / "inference" / "batch.csv") == [
+        "a,7,1.5,2", "b,8,,", "c,9,,3",
+    ]  # fmt: skip
+    reasons = {r["id"]: r["reason"] for r in rejected(workdir / "out" / "rejected" / "batch.csv")}
+    assert reasons == {
+        "d": "missing value for 'count'",
+        "e": "missing value for 'count'",
+        "f": "'score': 'nan' is not a float",
+        "g": "'level': 'x' is not an int",
+    }

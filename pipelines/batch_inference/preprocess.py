@@ -229,13 +229,15 @@ def _record_text(values: list[str | None]) -> str:
 def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, pa.Array]:
     """Return (trimmed values, per-row validity) of one column; ``feature=None`` is the id."""
     trimmed = pc.utf8_trim_whitespace(values)
-    present = pc.greater(pc.utf8_length(trimmed), 0)
-    if feature is None:
-        valid = present
+    pattern = None if feature is None else _PATTERNS[feature.type]
+    nullable = feature is not None and feature.nullable
+    if pattern is not None and not nullable:
+        # the number patterns need a digit: an empty value fails them, no length test needed
+        valid = pc.match_substring_regex(trimmed, pattern)
     else:
-        pattern = _PATTERNS[feature.type]
+        present = pc.greater(pc.utf8_length(trimmed), 0)
         well_formed = present if pattern is None else pc.match_substring_regex(trimmed, pattern)
-        valid = pc.or_(well_formed, pc.invert(present)) if feature.nullable else well_formed
+        valid = pc.or_(well_formed, pc.invert(present)) if nullable else well_formed
     if feature is None or feature.type == "string":
         # a quoted line break would split the record in two for Batch Transform (one per line)
         breaks = pc.or_(pc.match_substring(trimmed, "\n"), pc.match_substring(trimmed, "\r"))
@@ -555,6 +557,8 @@ def _typed(feature: Feature | None, values: pa.Array) -> pa.Array:
     """Cast validated strings to the feature's type; empty nullable values become null."""
     if feature is None or feature.type == "string":
         return values
+    if not feature.nullable:  # validated: every value is a number
+        return pc.cast(values, _ARROW_TYPES[feature.type])
     empty = pc.equal(pc.utf8_length(values), 0)
     return pc.cast(
         pc.if_else(empty, pa.scalar(None, pa.string()), values), _ARROW_TYPES[feature.type]
