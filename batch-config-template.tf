@@ -632,10 +632,10 @@ resource "aws_cloudwatch_event_target" "schedule" {
   }
 }
 
-# When a run ends, its day's or uploaded object's marker is completed at once (rows read,
-# rejected, scored, or the failure): SageMaker's status change event -> rule -> function
-# (lambdas/record_run_outcome, shipped in the schedule function's zip). Without it a day's
-# marker is completed at the next look at the day, an upload's never.
+# When a run ends (any final status), its day's or uploaded object's marker is completed at
+# once (rows read, rejected, scored, or the failure): SageMaker's status change event -> rule
+# -> function (lambdas/record_run_outcome, shipped in the schedule function's zip). Without
+# it a day's marker is completed at the next look at the day, an upload's never.
 locals {
   outcome_function = "${local.name}-record-run-outcome"
 }
@@ -648,7 +648,7 @@ resource "aws_cloudwatch_event_rule" "run_ended" {
     "detail-type" = ["SageMaker Model Building Pipeline Execution Status Change"]
     detail = {
       pipelineArn                    = [aws_sagemaker_pipeline.batch.arn]
-      currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped"]
+      currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped", "CompletedWithFailures"]
     }
   })
 }

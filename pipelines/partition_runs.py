@@ -60,7 +60,7 @@ class DayResult:
 
     @property
     def failed(self) -> bool:
-        return self.action in ("Failed", "Stopped")
+        return self.action in ("Failed", "Stopped", "CompletedWithFailures")
 
 
 def layout_of(tfvars: dict[str, Any]) -> partitions.Layout:

@@ -17,8 +17,9 @@ applied to D. What happened to a day is one JSON marker,
 - ``Failed`` / ``Stopped``: the run's outcome and reason; the next trigger retries.
 
 An object scored on upload (outside the day partitions) has its own marker,
-``<OutputDataUrl>/_runs/uploads/<key under the input prefix>.json``, with the object's ETag:
-the same object (same key, same bytes) is scored once, a new version of it again.
+``<OutputDataUrl>/_runs/uploads/<key under the input prefix>.json``, with the upload's
+version (its S3 VersionId; its ETag in a bucket without versions): one upload is scored once
+however often its event is delivered, and each new upload of the key again.
 
 A run's marker is completed when the run ends (the stage's run-outcome function, on
 SageMaker's status change event) or, failing that, at the next look at the day or object.
@@ -186,14 +187,24 @@ def start_token(pipeline: str, partition: str, state: str) -> str:
     return hashlib.sha256(f"{pipeline}|{partition}|{state}".encode()).hexdigest()
 
 
-def write_marker(s3: S3Client, uri: str, marker: dict[str, Any], kms_key_id: str | None) -> None:
+def write_marker(
+    s3: S3Client,
+    uri: str,
+    marker: dict[str, Any],
+    kms_key_id: str | None,
+    if_match: str | None = None,
+) -> None:
+    """Write the marker; with ``if_match`` (the ETag it was read with) only if nobody has
+    written it since: S3 answers 412 PreconditionFailed otherwise."""
     bucket, key = parse_s3_uri(uri)
+    condition = {"IfMatch": f'"{if_match}"'} if if_match else {}
     s3.put_object(
         Bucket=bucket,
         Key=key,
         Body=(json.dumps({"format": MARKER_FORMAT, **marker}, indent=2) + "\n").encode(),
         ContentType="application/json",
         **sse_arguments(kms_key_id),
+        **condition,  # type: ignore[arg-type]
     )
 
 
@@ -255,16 +266,18 @@ def complete(
     marker: dict[str, Any],
     execution_status: Callable[[str], tuple[str, str | None]],
     kms_key_id: str | None,
+    if_match: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The marker at ``uri`` completed if its run has ended (written back), and whether it
-    was; a marker of a run still going, or of no run, is returned as it is."""
+    was; a marker of a run still going, or of no run, is returned as it is. ``if_match``:
+    write only if the marker is still the one read (else S3's 412 is raised)."""
     if marker.get("status") not in RUNNING or not marker.get("execution_arn"):
         return marker, False
     status, reason = execution_status(marker["execution_arn"])
     if status in RUNNING:
         return marker | {"status": status}, False
     ended = ended_marker(s3, marker, status, reason)
-    write_marker(s3, uri, ended, kms_key_id)
+    write_marker(s3, uri, ended, kms_key_id, if_match)
     return ended, True
 
 
@@ -392,14 +405,14 @@ UploadAction = Literal["start", "skip", "wait"]
 class UploadDecision:
     action: UploadAction
     reason: str
-    state: str = "none"  # what a start's token is made of: the marker's state, the ETag
+    state: str = "none"  # what a start's token is made of: the marker's state, the version
 
 
 def decide_upload(
     s3: S3Client,
     uri: str,
     object_uri: str,
-    etag: str,
+    version: str,
     execution_status: Callable[[str], tuple[str, str | None]],
     kms_key_id: str | None = None,
 ) -> UploadDecision:
@@ -413,24 +426,25 @@ def decide_upload(
         if completed:
             state = f"{state}|{marker['status']}"
         arn = marker.get("execution_arn")
-        same = marker.get("etag") == etag
+        same = marker.get("version") == version
         if marker["status"] in RUNNING and same:
             return UploadDecision("skip", f"{object_uri} is being scored by {arn}")
         if marker["status"] in RUNNING:
             return UploadDecision("wait", f"a run on an earlier {object_uri} is going: {arn}")
         if marker["status"] in DONE and same:
             rows = marker.get("rows_scored", 0)
-            return UploadDecision("skip", f"{object_uri} is already scored ({rows} rows) by {arn}")
+            done = f"{object_uri} (this upload) is already scored ({rows} rows) by {arn}"
+            return UploadDecision("skip", done)
     again = f" (the last run {marker['status'].lower()})" if marker else ""
-    return UploadDecision("start", f"scoring {object_uri}{again}", f"{state}|{etag}")
+    return UploadDecision("start", f"scoring {object_uri}{again}", f"{state}|{version}")
 
 
 def upload_started_marker(
-    object_uri: str, etag: str, output_data_url: str, execution_arn: str
+    object_uri: str, version: str, output_data_url: str, execution_arn: str
 ) -> dict[str, Any]:
     return {
         "object": object_uri,
-        "etag": etag,
+        "version": version,  # the upload: its VersionId (or ETag, in a bucket without versions)
         "input": object_uri,
         "output": output_data_url,  # as given: the pipeline joins it with "/"
         "status": "Executing",

@@ -24,7 +24,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import boto3
 import botocore.exceptions
@@ -40,9 +39,6 @@ from pipelines._cli import (
 )
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED
 from pipelines.files import check_writable, write_execution_record
-
-if TYPE_CHECKING:
-    pass
 
 
 def _parser() -> argparse.ArgumentParser:

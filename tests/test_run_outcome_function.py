@@ -158,13 +158,39 @@ def test_an_uploaded_objects_marker_is_completed_with_the_failure(
     assert "rows_read" not in marker
 
 
-def test_an_event_before_the_run_shows_as_ended_changes_nothing(stage: dict[str, Any]) -> None:
-    """The marker is completed from DescribePipelineExecution, not from the event: a run
-    still Executing there stays so (the next look at the day completes it)."""
-    arn = scheduled_day_run(stage)
+def test_an_event_newer_than_describe_records_the_events_status(stage: dict[str, Any]) -> None:
+    """DescribePipelineExecution may still say Executing when the end event arrives: the
+    event's status is recorded (nobody would look at an upload's marker again)."""
+    arn = scheduled_day_run(stage)  # moto's execution stays Executing
+    put_summary(stage, LAYOUT.output_uri(DAY), arn, read=2, rejected=1)
     answer = function.handler(ended(arn))
-    assert answer["recorded"] is False and answer["status"] == "Executing"
-    assert partitions.read_marker(stage["s3"], LAYOUT.marker_uri(DAY))["status"] == "Executing"  # type: ignore[index]
+    assert answer == {"marker": LAYOUT.marker_uri(DAY), "recorded": True, "status": "Succeeded"}
+    marker = partitions.read_marker(stage["s3"], LAYOUT.marker_uri(DAY))
+    assert marker is not None and (marker["status"], marker["rows_scored"]) == ("Succeeded", 1)
+
+
+def test_a_marker_written_since_it_was_read_is_not_overwritten(
+    stage: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end event of run 1 and a starter that completes run 1 and starts run 2 race: if
+    the starter writes between the function's read and its write, run 2's marker stands
+    (S3's conditional write), rather than run 1's outcome hiding run 2 for good."""
+    arn = scheduled_day_run(stage)
+    set_status(stage, arn, "Failed")
+    uri = LAYOUT.marker_uri(DAY)
+    newer = {**partitions.read_marker(stage["s3"], uri), "execution_arn": arn + "-2"}  # type: ignore[dict-item]
+    real_ended = partitions.ended_marker
+
+    def a_starter_writes_meanwhile(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        partitions.write_marker(stage["s3"], uri, newer, None)
+        return real_ended(*args, **kwargs)
+
+    monkeypatch.setattr(partitions, "ended_marker", a_starter_writes_meanwhile)
+    assert function.handler(ended(arn, "Failed")) == {"marker": uri, "recorded": False}
+    marker = partitions.read_marker(stage["s3"], uri)
+    assert marker is not None and (marker["status"], marker["execution_arn"]) == (
+        "Executing", arn + "-2",
+    )  # fmt: skip
 
 
 def test_runs_no_marker_names_are_left_alone(stage: dict[str, Any]) -> None:

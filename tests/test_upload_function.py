@@ -41,6 +41,8 @@ def stage(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The bucket, the pipeline, the refused-uploads queue and the function's environment."""
     s3 = boto3.client("s3")
     sandbox.create_bucket(aws, None, BUCKET)
+    # the stage bucket keeps versions (infra/target-account): an upload is its VersionId
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     sagemaker = boto3.client("sagemaker")
     create_empty_pipeline(sagemaker, PIPELINE)
     sqs = boto3.client("sqs")
@@ -292,7 +294,7 @@ def test_the_start_request_is_one_aws_accepts_and_one_per_upload(
     one execution (moto ignores tokens: the request is checked against botocore's model)."""
     name = ("k" * 900) + ".csv"  # long keys still fit a parameter value
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + name, Body=b"id,a\n1,2\n")
-    etag = stage["s3"].head_object(Bucket=BUCKET, Key=PREFIX + name)["ETag"].strip('"')
+    version = stage["s3"].head_object(Bucket=BUCKET, Key=PREFIX + name)["VersionId"]
     keep_executions_running(monkeypatch)
     sent = _recording_default_session()
     try:
@@ -306,7 +308,7 @@ def test_the_start_request_is_one_aws_accepts_and_one_per_upload(
     }
     (request,) = sent
     assert request.body["ClientRequestToken"] == partitions.start_token(
-        PIPELINE, name, f"{partitions.no_marker_state()}|{etag}"
+        PIPELINE, name, f"{partitions.no_marker_state()}|{version}"
     )
     assert problems(request) == []
 
@@ -323,7 +325,13 @@ def put_summary(stage: dict[str, Any], arn: str, read: int, rejected: int) -> No
     stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=json.dumps(body).encode())
 
 
-def test_the_same_bytes_are_scored_once_and_a_new_version_again(stage: dict[str, Any]) -> None:
+def test_an_upload_is_scored_once_and_each_new_upload_again(
+    stage: dict[str, Any], aws: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload is its S3 version: its event delivered again starts nothing; the same file
+    uploaded again is a new upload (under SSE-KMS an ETag is no content hash, so equal
+    bytes cannot be told from the ETag) and is scored again."""
+    keep_executions_running(monkeypatch)
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
     (first,) = function.handler(uploaded(PREFIX + "a.csv"))["started"]
     started = upload_marker(stage, "a.csv")
@@ -332,23 +340,39 @@ def test_the_same_bytes_are_scored_once_and_a_new_version_again(stage: dict[str,
         "Executing", first, f"s3://{BUCKET}/{PREFIX}a.csv",
     )  # fmt: skip
     put_summary(stage, first, read=3, rejected=1)
-    # the same bytes again (uploaded again, or the event delivered again): the run (moto's
-    # ended at once) is recorded on the way, nothing starts
+    _set_status(aws, first, "Succeeded")
+    # the event delivered again: the run that ended is recorded on the way, nothing starts
     again = function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
     assert again["started"] == [] and len(executions(stage)) == 1
     scored = upload_marker(stage, "a.csv")
     assert scored is not None
     assert (scored["status"], scored["rows_read"], scored["rows_rejected"]) == ("Succeeded", 3, 1)
-    assert scored["rows_scored"] == 2 and scored["etag"] == started["etag"]
-    # a new version of the object: scored again, its own marker state
-    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n7,8\n")
+    assert scored["rows_scored"] == 2 and scored["version"] == started["version"]
+    # the same bytes uploaded again: a new upload, scored again, its own marker state
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
     (second,) = function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))[
         "started"
     ]
     latest = upload_marker(stage, "a.csv")
     assert latest is not None and second != first and len(executions(stage)) == 2
     assert (latest["status"], latest["execution_arn"]) == ("Executing", second)
-    assert latest["etag"] != started["etag"]
+    assert latest["version"] != started["version"]
+
+
+def test_an_unusable_marker_refuses_the_upload_instead_of_holding_the_queue(
+    stage: dict[str, Any],
+) -> None:
+    """A marker at the object's key that is not this template's is never overwritten; the
+    upload is refused with why (retrying would hold every upload behind it for hours)."""
+    bucket, key = partitions.parse_s3_uri(
+        partitions.upload_marker_uri(PARAMETERS["OutputDataUrl"], "a.csv")
+    )
+    stage["s3"].put_object(Bucket=bucket, Key=key, Body=b'{"someone": "else"}')
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    assert function.handler(uploaded(PREFIX + "a.csv")) == {"started": [], "skipped": []}
+    ((_, why),) = refusals(stage)
+    assert why.startswith("the object's marker cannot be used: ValueError: ")
+    assert executions(stage) == []
 
 
 def test_a_new_version_waits_while_the_run_on_the_earlier_one_is_going(
@@ -470,3 +494,16 @@ def test_an_object_scored_again_after_its_marker_expired_gets_a_new_token(
         boto3.DEFAULT_SESSION = None
     first, second = (r.body["ClientRequestToken"] for r in sent)
     assert first != second and len(executions(stage)) == 2
+
+
+def test_a_run_that_ended_before_its_marker_was_written_is_recorded_by_the_starter(
+    stage: dict[str, Any],
+) -> None:
+    """A retried message whose run had already ended (its end event came while there was no
+    marker): the starter records the outcome right after writing the marker."""
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    (arn,) = function.handler(uploaded(PREFIX + "a.csv"))["started"]  # moto: ended at once
+    marker = upload_marker(stage, "a.csv")
+    assert marker is not None and (marker["status"], marker["execution_arn"]) == (
+        "Succeeded", arn,
+    )  # fmt: skip

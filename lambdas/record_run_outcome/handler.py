@@ -12,8 +12,11 @@ so their markers would stay ``Executing``.
 
 SageMaker may send an event more than once, and a day may have been started again since:
 a marker already completed, or naming another run, is left alone; so is a run started by
-hand (no marker records it). An AWS error fails the invocation: Lambda retries it twice,
-then sends the event to the stage's alarmed dead-letter queue.
+hand (no marker records it). The marker is written only if it is still the one read (S3's
+conditional write): a starter that wrote it meanwhile (a newer run) wins. The outcome is
+DescribePipelineExecution's; where that still says running, the event's status. An AWS
+error fails the invocation: Lambda retries it twice, then sends the event to the stage's
+alarmed dead-letter queue.
 
 Standard library, boto3 (the Lambda runtime's) and the ``pipelines`` modules the deployment
 zip carries (``lambdas/package.py``: it ships in the schedule function's zip).
@@ -29,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 
-from pipelines import function_environment, partitions
+from pipelines import executions, function_environment, partitions
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -61,8 +65,9 @@ class Config:
         return cls(function_environment.layout(env), env.get("KMS_KEY_ARN") or None)
 
 
-def execution_of(event: Mapping[str, Any]) -> str:
-    """The ARN of the execution the event is about, or ``NotARunThatEnded``."""
+def execution_of(event: Mapping[str, Any]) -> tuple[str, str]:
+    """The ARN of the execution the event is about and the status it reports, or
+    ``NotARunThatEnded``."""
     if event.get("source") != EVENT_SOURCE or event.get("detail-type") != EVENT_TYPE:
         raise NotARunThatEnded(
             f"not a pipeline execution status change (source {event.get('source')!r}, "
@@ -72,20 +77,21 @@ def execution_of(event: Mapping[str, Any]) -> str:
     arn = detail.get("pipelineExecutionArn") if isinstance(detail, Mapping) else None
     if not isinstance(arn, str) or ":pipeline/" not in arn or "/execution/" not in arn:
         raise NotARunThatEnded(f"detail.pipelineExecutionArn is not an execution ARN: {arn!r}")
-    return arn
+    status = detail.get("currentPipelineExecutionStatus")  # type: ignore[union-attr]
+    return arn, status if isinstance(status, str) else ""
 
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """EventBridge entry point: one execution's status change."""
     config = Config.from_environment()
-    arn = execution_of(event)
+    arn, reported = execution_of(event)
     s3 = boto3.client("s3", config=_RETRIES)
     sagemaker = boto3.client("sagemaker", config=_RETRIES)
-    return record_outcome(s3, sagemaker, config, arn)
+    return record_outcome(s3, sagemaker, config, arn, reported)
 
 
 def record_outcome(
-    s3: S3Client, sagemaker: SageMakerClient, config: Config, arn: str
+    s3: S3Client, sagemaker: SageMakerClient, config: Config, arn: str, reported: str = ""
 ) -> dict[str, Any]:
     """Complete the marker that names ``arn`` as its running execution, if there is one."""
     pages = sagemaker.get_paginator("list_pipeline_parameters_for_execution").paginate(
@@ -96,7 +102,7 @@ def record_outcome(
     if uri is None:
         logger.info("%s: no marker records it (input %s)", arn, parameters.get("InputDataUrl"))
         return {"marker": None, "recorded": False}
-    marker, _ = partitions.read_marker_and_state(s3, uri)
+    marker, etag = partitions.read_marker_and_state(s3, uri)
     if marker is None or marker.get("execution_arn") != arn:
         named = marker.get("execution_arn") if marker else None
         logger.info("%s: the marker %s names another run (%s), left alone", arn, uri, named)
@@ -104,8 +110,19 @@ def record_outcome(
 
     def status(execution: str) -> tuple[str, str | None]:
         described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution)
-        return described["PipelineExecutionStatus"], described.get("FailureReason")
+        current: str = described["PipelineExecutionStatus"]
+        if current in executions.RUNNING and reported in executions.ENDED:
+            current = reported  # the event is newer than what Describe shows yet
+        return current, described.get("FailureReason")
 
-    marker, recorded = partitions.complete(s3, uri, marker, status, config.kms_key_arn)
+    try:
+        marker, recorded = partitions.complete(
+            s3, uri, marker, status, config.kms_key_arn, if_match=etag
+        )
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "PreconditionFailed":
+            raise
+        logger.info("%s: the marker %s changed since it was read, left alone", arn, uri)
+        return {"marker": uri, "recorded": False}
     logger.info("%s: %s is %s", arn, uri, marker["status"])
     return {"marker": uri, "recorded": recorded, "status": marker["status"]}

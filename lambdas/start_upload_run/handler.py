@@ -20,13 +20,15 @@ built in code, and:
   timeout and, the queue being FIFO with one group, nothing behind it overtakes it. A burst
   of uploads drains at the pipeline's pace instead of starting hundreds of jobs;
 - each object has a marker (``<OutputDataUrl>/_runs/uploads/<key>.json``,
-  ``pipelines/partitions.py``) with its ETag and run: the same bytes are scored once (an
-  event delivered twice, the same file uploaded again), a new version of the object again,
-  and a failed run is retried by the next upload of the object. While a run on an earlier
-  version is going, the new version is held as above. The stage's run-outcome function
-  completes the marker when the run ends;
-- ``StartPipelineExecution``'s ``ClientRequestToken`` is made of the object's key, its ETag
-  and its marker as read: deliveries of one upload start one execution.
+  ``pipelines/partitions.py``) with the upload's version and run: one upload is scored
+  once however often its event is delivered, each new upload of the key again (the
+  version is S3's VersionId, as the stage bucket keeps versions; the ETag otherwise, which
+  under SSE-KMS is no content hash, so it is never used to call two uploads "the same
+  bytes"), and a failed run is retried by the next upload of the object. While a run on
+  an earlier upload is going, the new one is held as above. The stage's run-outcome
+  function completes the marker when the run ends;
+- ``StartPipelineExecution``'s ``ClientRequestToken`` is made of the object's key, the
+  upload's version and its marker as read: deliveries of one upload start one execution.
 
 An object uploaded into a day partition (``PARTITION_FORMAT``, e.g. ``dt=2026-11-01/``)
 starts nothing: the stage's schedule scores that day whole, once, with its marker, and a
@@ -157,14 +159,14 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     for record in event.get("Records", []):
         try:
             with permanent_errors_refused():
-                uri, etag = checked_object(s3, config, record.get("body", ""))
+                uri, version = checked_object(s3, config, record.get("body", ""))
                 relative = uri[len(f"s3://{config.input_bucket}/{config.input_prefix}") :]
                 if config.partition is not None and config.partition.match(relative):
                     # the schedule scores the whole day once (its marker): a run on this
                     # object too would score its rows twice
                     logger.info("left to the schedule: %s is in a day partition", uri)
                     continue
-                arn = score_once(s3, sagemaker, config, uri, relative, etag)
+                arn = score_once(s3, sagemaker, config, uri, relative, version)
                 (started if arn else skipped).append(arn or uri)
         except Refused as refusal:
             refuse(sqs, config, record, str(refusal))
@@ -172,9 +174,14 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
 
 
 def score_once(
-    s3: S3Client, sagemaker: SageMakerClient, config: Config, uri: str, relative: str, etag: str
+    s3: S3Client,
+    sagemaker: SageMakerClient,
+    config: Config,
+    uri: str,
+    relative: str,
+    version: str,
 ) -> str | None:
-    """Start a run on the object unless these bytes were scored (None); its marker records it."""
+    """Start a run on this upload unless it was scored (None); its marker records it."""
     output = config.parameters["OutputDataUrl"]
     marker_uri = partitions.upload_marker_uri(output, relative)
     marker_key = parse_s3_uri(marker_uri)[1].encode()
@@ -188,7 +195,7 @@ def score_once(
         described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
         return described["PipelineExecutionStatus"], described.get("FailureReason")
 
-    decision = partitions.decide_upload(s3, marker_uri, uri, etag, status, config.kms_key_arn)
+    decision = partitions.decide_upload(s3, marker_uri, uri, version, status, config.kms_key_arn)
     logger.info("%s: %s", decision.action, decision.reason)
     if decision.action == "skip":
         return None
@@ -196,8 +203,11 @@ def score_once(
         raise EarlierRunGoing(f"{decision.reason}; the new version waits in the queue")
     token = partitions.start_token(config.pipeline_name, relative, decision.state)
     arn = start_run(sagemaker, config, uri, token)
-    marker = partitions.upload_started_marker(uri, etag, output, arn)
+    marker = partitions.upload_started_marker(uri, version, output, arn)
     partitions.write_marker(s3, marker_uri, marker, config.kms_key_arn)
+    # a run that ended before its marker was written (a retried message) has had its end
+    # event already: record the outcome now, nobody else would
+    partitions.complete(s3, marker_uri, marker, status, config.kms_key_arn)
     return arn
 
 
@@ -207,10 +217,14 @@ def permanent_errors_refused() -> Iterator[None]:
 
     The queue is one FIFO group: a message that failed over and over would hold every upload
     behind it for upload_max_wait_hours and then reach the refused queue with no reason.
-    Throttling and 5xx faults are raised, so the message is simply retried.
+    Throttling and 5xx faults are raised, so the message is simply retried. So is a marker
+    that cannot be read or used (not this template's, broken): refused with why.
     """
     try:
         yield
+    except (ValueError, KeyError) as error:  # a marker that is not ours, or broken
+        reason = f"the object's marker cannot be used: {type(error).__name__}: {error}"
+        raise Refused(reason) from None
     except ClientError as error:
         if is_transient(error):
             raise
@@ -226,7 +240,8 @@ def is_transient(error: ClientError) -> bool:
 
 
 def checked_object(s3: S3Client, config: Config, body: str) -> tuple[str, str]:
-    """The ``s3://`` URI and ETag of the one object this event announces, or ``Refused``."""
+    """The ``s3://`` URI and version of the one object this event announces, or
+    ``Refused``."""
     try:
         detail = json.loads(body)["detail"]
         bucket, key = detail["bucket"]["name"], detail["object"]["key"]
@@ -240,7 +255,7 @@ def checked_object(s3: S3Client, config: Config, body: str) -> tuple[str, str]:
         )
     if key.endswith("/"):
         raise Refused(f"s3://{bucket}/{key} is a folder marker, not a file to score")
-    key, etag = _existing_key(s3, bucket, key)
+    key, version = _existing_key(s3, bucket, key)
     others = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=2).get("Contents", [])
     extending = [o["Key"] for o in others if o["Key"] != key]
     if extending:
@@ -254,12 +269,12 @@ def checked_object(s3: S3Client, config: Config, body: str) -> tuple[str, str]:
             f"the object's URI is {len(uri)} characters; "
             f"a pipeline parameter holds {PARAMETER_VALUE_LIMIT}"
         )
-    return uri, etag
+    return uri, version
 
 
 def _existing_key(s3: S3Client, bucket: str, key: str) -> tuple[str, str]:
-    """``key`` if that object exists, else its URL-decoded form if that one does; and its
-    ETag (what tells one version of the object from another)."""
+    """``key`` if that object exists, else its URL-decoded form if that one does; and the
+    upload's version: its VersionId, or its ETag where the bucket keeps no versions."""
     candidates = [key]
     decoded = urllib.parse.unquote_plus(key)
     if decoded != key:
@@ -272,7 +287,10 @@ def _existing_key(s3: S3Client, bucket: str, key: str) -> tuple[str, str]:
             if error.response.get("Error", {}).get("Code") in MISSING_CODES:
                 continue
             raise
-        return candidate, str(head.get("ETag", "")).strip('"')
+        version_id = head.get("VersionId")
+        if version_id and version_id != "null":
+            return candidate, version_id
+        return candidate, "etag:" + str(head.get("ETag", "")).strip('"')
     raise Refused(
         f"s3://{bucket}/{key} does not exist or is not readable (deleted before its run?)"
     )

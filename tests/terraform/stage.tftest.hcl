@@ -81,7 +81,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     condition = jsondecode(aws_cloudwatch_event_rule.run_ended.event_pattern) == {
       source        = ["aws.sagemaker"]
       "detail-type" = ["SageMaker Model Building Pipeline Execution Status Change"]
-      detail        = { pipelineArn = [aws_sagemaker_pipeline.batch.arn], currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped"] }
+      detail        = { pipelineArn = [aws_sagemaker_pipeline.batch.arn], currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped", "CompletedWithFailures"] }
     }
     error_message = "the run-ended rule must match this stage's pipeline's executions that ended, and only those"
   }
