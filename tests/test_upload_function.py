@@ -507,3 +507,26 @@ def test_a_run_that_ended_before_its_marker_was_written_is_recorded_by_the_start
     assert marker is not None and (marker["status"], marker["execution_arn"]) == (
         "Succeeded", arn,
     )  # fmt: skip
+
+
+def test_a_marker_that_cannot_be_written_says_the_run_started(
+    stage: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A marker write that retrying cannot cure (the role or the key refuses it) after the
+    start: the refusal (and its alarm) names the running execution, not just the error."""
+
+    def denied(*_: Any, **__: Any) -> None:  # what S3 answers a role without kms:GenerateDataKey
+        raise ClientError(
+            {"Error": {"Code": "AccessDenied", "Message": "not authorized"},
+             "ResponseMetadata": {"HTTPStatusCode": 403}},
+            "PutObject",
+        )  # fmt: skip
+
+    monkeypatch.setattr(partitions, "write_marker", denied)
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    assert function.handler(uploaded(PREFIX + "a.csv")) == {"started": [], "skipped": []}
+    ((_, why),) = refusals(stage)
+    (execution,) = stage["sagemaker"].list_pipeline_executions(PipelineName=PIPELINE)[
+        "PipelineExecutionSummaries"
+    ]
+    assert why.startswith(f"the run {execution['PipelineExecutionArn']} started, but its marker")

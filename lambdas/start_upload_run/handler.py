@@ -204,7 +204,16 @@ def score_once(
     token = partitions.start_token(config.pipeline_name, relative, decision.state)
     arn = start_run(sagemaker, config, uri, token)
     marker = partitions.upload_started_marker(uri, version, output, arn)
-    partitions.write_marker(s3, marker_uri, marker, config.kms_key_arn)
+    try:
+        partitions.write_marker(s3, marker_uri, marker, config.kms_key_arn)
+    except ClientError as error:
+        if is_transient(error):
+            raise  # retried: the same token gets the same execution back, then the marker
+        info = error.response.get("Error", {})
+        raise Refused(
+            f"the run {arn} started, but its marker {marker_uri} could not be written: "
+            f"{info.get('Code')}: {info.get('Message')}"
+        ) from None
     # a run that ended before its marker was written (a retried message) has had its end
     # event already: record the outcome now, nobody else would
     partitions.complete(s3, marker_uri, marker, status, config.kms_key_arn)
