@@ -515,12 +515,13 @@ def test_a_marker_that_cannot_be_written_says_the_run_started(
     """A marker write that retrying cannot cure (the role or the key refuses it) after the
     start: the refusal (and its alarm) names the running execution, not just the error."""
 
-    def denied(*_: Any, **__: Any) -> None:  # what S3 answers a role without kms:GenerateDataKey
-        raise ClientError(
-            {"Error": {"Code": "AccessDenied", "Message": "not authorized"},
-             "ResponseMetadata": {"HTTPStatusCode": 403}},
-            "PutObject",
-        )  # fmt: skip
+    answer: Any = {  # what S3 answers a role without kms:GenerateDataKey
+        "Error": {"Code": "AccessDenied", "Message": "not authorized"},
+        "ResponseMetadata": {"HTTPStatusCode": 403},
+    }
+
+    def denied(*_: Any, **__: Any) -> None:
+        raise ClientError(answer, "PutObject")
 
     monkeypatch.setattr(partitions, "write_marker", denied)
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
