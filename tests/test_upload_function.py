@@ -289,9 +289,8 @@ def test_the_start_request_is_one_aws_accepts_and_one_per_upload(
 ) -> None:
     """One upload delivered twice (two messages: EventBridge and SQS are at-least-once)
     starts one run: the second finds the object's marker naming the running execution. The
-    token is made of the key, the object's ETag and the marker's state, so two deliveries
-    that read the marker before either wrote it send the same token and SageMaker starts
-    one execution (moto ignores tokens: the request is checked against botocore's model)."""
+    token is made of the key, the upload's version and the marker's state (checked against
+    botocore's model here; two deliveries that read no marker: the next test)."""
     name = ("k" * 900) + ".csv"  # long keys still fit a parameter value
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + name, Body=b"id,a\n1,2\n")
     version = stage["s3"].head_object(Bucket=BUCKET, Key=PREFIX + name)["VersionId"]
@@ -311,6 +310,33 @@ def test_the_start_request_is_one_aws_accepts_and_one_per_upload(
         PIPELINE, name, f"{partitions.no_marker_state()}|{version}"
     )
     assert problems(request) == []
+
+
+def test_deliveries_that_read_no_marker_send_the_same_token(
+    stage: dict[str, Any], aws: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries of one upload that both read the object's marker before either wrote
+    it (here: the first's write is lost) send one token, so SageMaker starts one execution
+    (moto ignores tokens: the two requests are what is compared). A new upload of the key
+    then sends another."""
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    keep_executions_running(monkeypatch)
+    sent = _recording_default_session()
+    real_write = partitions.write_marker
+    try:
+        monkeypatch.setattr(partitions, "write_marker", lambda *_, **__: None)  # lost
+        function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
+        monkeypatch.setattr(partitions, "write_marker", real_write)
+        (second,) = function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))[
+            "started"
+        ]
+        _set_status(aws, second, "Succeeded")
+        stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+        function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
+    finally:
+        boto3.DEFAULT_SESSION = None
+    tokens = [r.body["ClientRequestToken"] for r in sent]
+    assert len(tokens) == 3 and tokens[0] == tokens[1] != tokens[2]
 
 
 def upload_marker(stage: dict[str, Any], name: str) -> dict[str, Any] | None:
