@@ -16,7 +16,7 @@ rows, then:
   input objects (``ShardedByS3Key``: one each) against one instance over the same two
   objects, both through the emulator. Target: at most 0.65x on this 2-core machine.
 
-Each line says ``met`` or ``not met``; the README records the numbers.
+Each line says ``met`` or ``NOT MET``; the README records the numbers.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def split_in_two(path: Path, workdir: Path) -> tuple[Path, Path]:
 
 
 def verdict(ratio: float, target: float) -> str:
-    return "met" if ratio <= target else "not met"
+    return "met" if ratio <= target else "NOT MET"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(results, indent=2))
     checks = [
         ("local Transform >= 0.8x in-process limit", results["local_vs_limit"] >= 0.8),
+        ("local Transform >= 0.7x in-process limit (#14)", results["local_vs_limit"] >= 0.7),
         (
             "sample handlers >= 5x toolkit defaults",
             results["sample_handlers_vs_toolkit_defaults"] >= 5,
