@@ -20,6 +20,17 @@ ENDED = frozenset({"Succeeded", "Failed", "Stopped", "CompletedWithFailures"})
 RUNNING = frozenset({"Executing", "Stopping"})
 
 
+def status_reader(sagemaker: SageMakerClient) -> Callable[[str], tuple[str, str | None]]:
+    """``arn`` -> (status, failure reason) from DescribePipelineExecution: what a day's or an
+    upload's marker is completed from (``partitions.complete``)."""
+
+    def status(arn: str) -> tuple[str, str | None]:
+        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        return described["PipelineExecutionStatus"], described.get("FailureReason")
+
+    return status
+
+
 def wait_until_ended(
     sagemaker: SageMakerClient,
     arn: str,

@@ -74,14 +74,6 @@ def layout_of(tfvars: dict[str, Any]) -> partitions.Layout:
         raise RunError(f"the stage's tfvars: {error}") from None
 
 
-def _sagemaker_status(sagemaker: SageMakerClient) -> Any:
-    def status(arn: str) -> tuple[str, str | None]:
-        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-        return described["PipelineExecutionStatus"], described.get("FailureReason")
-
-    return status
-
-
 def _local_status(arn: str) -> tuple[str, str | None]:
     # local runs end before their marker is left; an Executing one is a run that was cut off
     return "Failed", f"the local run {arn} ended without recording an outcome"
@@ -139,7 +131,7 @@ def _run_day(
     parameters: dict[str, str] | None,
 ) -> DayResult:
     kms = tfvars.get("kms_key_arn")
-    status = _local_status if sagemaker is None else _sagemaker_status(sagemaker)
+    status = _local_status if sagemaker is None else executions.status_reader(sagemaker)
     decision = partitions.decide(s3, layout, day, force, status, kms)
     marker_uri = layout.marker_uri(day)
     if decision.action == "skip":

@@ -108,12 +108,13 @@ def record_outcome(
         logger.info("%s: the marker %s names another run (%s), left alone", arn, uri, named)
         return {"marker": uri, "recorded": False}
 
+    described = executions.status_reader(sagemaker)
+
     def status(execution: str) -> tuple[str, str | None]:
-        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution)
-        current: str = described["PipelineExecutionStatus"]
+        current, reason = described(execution)
         if current in executions.RUNNING and reported in executions.ENDED:
             current = reported  # the event is newer than what Describe shows yet
-        return current, described.get("FailureReason")
+        return current, reason
 
     try:
         marker, recorded = partitions.complete(

@@ -55,7 +55,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from pipelines import function_environment, partitions
+from pipelines import executions, function_environment, partitions
 from pipelines.function_environment import ConfigError
 from pipelines.s3_locations import parse_s3_uri
 
@@ -190,11 +190,7 @@ def score_once(
             f"the key is too long for the object's marker under {output}/{partitions.MARKERS}/: "
             f"{len(marker_key)} bytes, an S3 key holds {KEY_LIMIT}; shorten the object's key"
         )
-
-    def status(arn: str) -> tuple[str, str | None]:
-        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-        return described["PipelineExecutionStatus"], described.get("FailureReason")
-
+    status = executions.status_reader(sagemaker)
     decision = partitions.decide_upload(s3, marker_uri, uri, version, status, config.kms_key_arn)
     logger.info("%s: %s", decision.action, decision.reason)
     if decision.action == "skip":
