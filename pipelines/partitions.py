@@ -105,7 +105,10 @@ class Layout:
         return f"{self.output_data_url.rstrip('/')}/{self.partition(day)}"
 
     def marker_uri(self, day: date) -> str:
-        return f"{self.output_data_url.rstrip('/')}/{MARKERS}/{self.partition(day)}.json"
+        return self.partition_marker_uri(self.partition(day))
+
+    def partition_marker_uri(self, partition: str) -> str:
+        return f"{self.output_data_url.rstrip('/')}/{MARKERS}/{partition}.json"
 
 
 # a CSV object this small is read to see whether it holds a row below its header
@@ -392,7 +395,7 @@ def marker_of_run(layout: Layout, parameters: dict[str, str]) -> str | None:
         return None
     relative = input_url[len(base) :]
     if partition_pattern(layout.partition_format).fullmatch(relative):
-        return f"{layout.output_data_url.rstrip('/')}/{MARKERS}/{relative.rstrip('/')}.json"
+        return layout.partition_marker_uri(relative.rstrip("/"))
     if relative.endswith("/") or "OutputDataUrl" not in parameters:
         return None
     return upload_marker_uri(parameters["OutputDataUrl"], relative)
@@ -416,10 +419,10 @@ def decide_upload(
     execution_status: Callable[[str], tuple[str, str | None]],
     kms_key_id: str | None = None,
 ) -> UploadDecision:
-    """What to do for an uploaded object whose marker is at ``uri``: start a run (new, a new
-    version, or the last run on these bytes failed), skip (these bytes were scored), or wait
-    (a run on an earlier version is still going: a second one now would race it for the
-    marker)."""
+    """What to do for an upload (``version``) whose object's marker is at ``uri``: start a
+    run (a new upload, or this upload's last run failed), skip (this upload is scored or
+    being scored), or wait (a run on an earlier upload is still going: a second one now
+    would race it for the marker)."""
     marker, state = read_marker_and_state(s3, uri)
     if marker is not None:
         marker, completed = complete(s3, uri, marker, execution_status, kms_key_id)
