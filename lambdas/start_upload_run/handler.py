@@ -222,8 +222,8 @@ def permanent_errors_refused() -> Iterator[None]:
 
     The queue is one FIFO group: a message that failed over and over would hold every upload
     behind it for upload_max_wait_hours and then reach the refused queue with no reason.
-    Throttling and 5xx faults are raised, so the message is simply retried. So is a marker
-    that cannot be read or used (not this template's, broken): refused with why.
+    Throttling and 5xx faults are raised, so the message is simply retried. A marker that
+    cannot be read or used (not this template's, broken) is refused too, with why.
     """
     try:
         yield
