@@ -5,10 +5,10 @@
 On the same generated rows (``id,30 features``, as ``Preprocess`` writes them) and the same
 sample model, it prints rows/s and ratios for:
 
-* **local Transform**: the local executor's record path (stream, split, ``InputFilter``,
+* **local Transform**: the local executor's path (stream, split, ``InputFilter``,
   ``MultiRecord`` batching under ``MaxPayloadInMB``, the handlers, ``JoinSource`` +
-  ``OutputFilter``, assembly), with the object store on local disk so S3 emulation does not
-  blur the measurement;
+  ``OutputFilter``, assembly; columnar for this plain CSV), with the object store on local
+  disk so S3 emulation does not blur the measurement;
 * **in-process limit**: read the CSV with pyarrow, ``predict_proba``, write ``id,score``: no
   batching machinery at all (target: local Transform >= 0.8x of it);
 * **SageMaker toolkit path**: per mini-batch, the ``sagemaker-inference`` toolkit's CSV
@@ -132,7 +132,9 @@ def mini_batches(source: Path, rows: int) -> list[bytes]:
     features = records.select_csv(lines, options.input_filter)
     return [
         records.to_payload(features[first:last])
-        for first, last in transform.request_ranges(features, options)
+        for first, last in transform.request_ranges(
+            transform.RecordBatch(lines, features, False).payload_sizes(), options
+        )
     ]
 
 

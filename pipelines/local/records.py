@@ -192,28 +192,29 @@ def join_csv(inputs: Lines, outputs: Lines) -> Lines:
 
 
 def join_select_csv(
-    inputs: Lines,
-    outputs: Lines,
-    selector: Selector,
-    quoted: bool | None = None,
-    first_fields: Lines | None = None,
+    inputs: Lines, outputs: Lines, selector: Selector, quoted: bool | None = None
 ) -> Lines:
-    """``OutputFilter`` over ``input,output`` records.
-
-    The usual ``$[0,-1]`` (the input's id, the output's last field) is taken straight from
-    both records instead of building the joined record, which is as long as the input.
-    ``first_fields`` are the inputs' first fields when the caller already has them.
-    """
+    """``OutputFilter`` over ``input,output`` records."""
     _check_counts(inputs, outputs)
     if quoted is None:
         quoted = any(b'"' in line for line in inputs)
     if selector.indices == (0, -1) and not quoted:
-        all_outputs = b"".join(outputs)  # one C-speed scan for quotes and commas, not per record
-        if b'"' not in all_outputs:
-            ids = first_fields if first_fields is not None else map(_FIRST, map(_PARTITION, inputs))
-            lasts = map(_THIRD, map(_RPARTITION, outputs)) if b"," in all_outputs else outputs
-            return list(map(_COMMA.join, zip(ids, lasts, strict=True)))
+        selected = join_first_and_last(list(map(_FIRST, map(_PARTITION, inputs))), outputs)
+        if selected is not None:
+            return selected
     return select_csv(join_csv(inputs, outputs), selector)
+
+
+def join_first_and_last(first_fields: Lines, outputs: Lines) -> Lines | None:
+    """``$[0,-1]`` over ``input,output`` from the inputs' first fields (unquoted) and the
+    outputs, without building the joined record, which is as long as the input; ``None``
+    when an output holds a quote (the exact path then)."""
+    _check_counts(first_fields, outputs)
+    all_outputs = b"".join(outputs)  # one C-speed scan for quotes and commas, not per record
+    if b'"' in all_outputs:
+        return None
+    lasts = map(_THIRD, map(_RPARTITION, outputs)) if b"," in all_outputs else outputs
+    return list(map(_COMMA.join, zip(first_fields, lasts, strict=True)))
 
 
 # ----------------------------------------------------------------------- JSON

@@ -4,7 +4,8 @@ Each input object is streamed, split into records (``SplitType``), filtered
 (``InputFilter``), packed into requests (``BatchStrategy``, ``MaxPayloadInMB``), served by
 the model exactly as the scikit-learn container would (``serving.ModelServer``), joined back
 to its input (``JoinSource``), filtered again (``OutputFilter``) and assembled
-(``AssembleWith``) into ``<S3OutputPath>/<input key relative to the prefix>.out``.
+(``AssembleWith``) into ``<S3OutputPath>/<input key relative to the prefix>.out``; plain
+CSV batches with a ``$[k:]`` filter take ``columnar``'s Arrow path, with the same bytes.
 ``InstanceCount`` N deals the objects to N worker processes, as SageMaker deals them to N
 instances. A request that makes the model raise fails the step with the position of the
 first record that fails on its own.
@@ -26,6 +27,7 @@ import boto3
 import botocore.exceptions
 import numpy as np
 
+from pipelines.local import columnar as columnar_path
 from pipelines.local import records, storage
 from pipelines.local.expressions import DefinitionError
 from pipelines.local.processing import StepFailed, instance_count, metric_lines_in
@@ -188,14 +190,15 @@ def _line_batches(chunks: Iterator[bytes]) -> Iterator[bytes]:
         yield carry
 
 
-def request_ranges(lines: records.Lines, options: TransformOptions) -> Iterator[tuple[int, int]]:
-    """``(first, last)`` record ranges, one per request, within the payload limit."""
-    count = len(lines)
+def request_ranges(sizes: np.ndarray, options: TransformOptions) -> Iterator[tuple[int, int]]:
+    """``(first, last)`` record ranges, one per request, within the payload limit.
+
+    ``sizes`` are the bytes each record adds to a request (itself and a newline)."""
+    count = len(sizes)
     if options.batch_strategy != "MultiRecord":
         yield from ((i, i + 1) for i in range(count))
         return
-    # payload bytes up to and including record i: its length plus a newline, summed
-    total = np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=count) + 1)
+    total = np.cumsum(sizes)  # payload bytes up to and including record i
     first = 0
     while first < count:
         spent = int(total[first - 1]) if first else 0
@@ -205,60 +208,101 @@ def request_ranges(lines: records.Lines, options: TransformOptions) -> Iterator[
         first = last
 
 
+class Batch(Protocol):
+    """A batch of whole records, as the requests and the join read it."""
+
+    # whether any record may hold a quote (the exact, slower CSV paths then)
+    quoted: bool
+
+    def __len__(self) -> int: ...
+
+    def payload_sizes(self) -> np.ndarray: ...
+
+    def payload(self, first: int, last: int) -> bytes: ...
+
+    def model_records(self, first: int, last: int) -> records.Lines: ...
+
+    def lines(self, first: int, last: int) -> records.Lines: ...
+
+    def first_fields(self, first: int, last: int) -> records.Lines | None: ...
+
+
 @dataclass
-class _Batch:
-    """A batch's records as read, what the model gets after ``InputFilter``, and any error."""
+class RecordBatch:
+    """A batch as lists of records: as read, and what the model gets after ``InputFilter``."""
 
     originals: records.Lines
     model_input: records.Lines
     quoted: bool
-    error: records.RecordError | None = None
-    first_fields: records.Lines | None = None
+    ids: records.Lines | None = None  # the records' first fields, when already split off
+
+    def __len__(self) -> int:
+        return len(self.originals)
+
+    def payload_sizes(self) -> np.ndarray:
+        count = len(self.model_input)
+        return np.fromiter(map(len, self.model_input), dtype=np.int64, count=count) + 1
+
+    def payload(self, first: int, last: int) -> bytes:
+        return records.to_payload(self.model_input[first:last])
+
+    def model_records(self, first: int, last: int) -> records.Lines:
+        return self.model_input[first:last]
+
+    def lines(self, first: int, last: int) -> records.Lines:
+        return self.originals[first:last]
+
+    def first_fields(self, first: int, last: int) -> records.Lines | None:
+        return self.ids[first:last] if self.ids is not None else None
 
 
 class RecordTransformer:
-    """Turns one object's records into output bytes for one loaded model."""
+    """Turns one object's records into output bytes for one loaded model.
 
-    def __init__(self, server: ModelServer, options: TransformOptions):
+    ``columnar`` (default on) serves plain CSV batches through ``columnar.LineTable``, which
+    gives the same bytes as the record path with far fewer Python objects per record."""
+
+    def __init__(self, server: ModelServer, options: TransformOptions, columnar: bool = True):
         self.server, self.options = server, options
         self._select = records.select_json if options.is_json else records.select_csv
         self._join = records.join_json if options.is_json else records.join_csv
+        self._drop = (
+            columnar_path.drops_leading_fields(options.input_filter)
+            if columnar and not options.is_json
+            else None
+        )
 
-    def prepare(self, data: bytes) -> _Batch:
-        """Split and filter a batch of whole lines."""
+    def prepare(self, data: bytes) -> Batch:
+        """Split and filter a batch of whole lines (raises ``RecordError`` for a bad record)."""
+        if self._drop is not None and (table := columnar_path.LineTable.of(data, self._drop)):
+            return table
         originals = records.split_lines(data)
         quoted = b'"' in data  # one C-speed scan instead of one per record
         selector = self.options.input_filter
-        try:
-            if self.options.is_json:
-                return _Batch(originals, records.select_json(originals, selector), quoted)
-            if selector.is_slice and selector.start == 1 and selector.stop is None and not quoted:
-                # the usual "drop the id": keep the ids too, the join needs them next
-                ids, features = records.split_first_field(originals)
-                return _Batch(originals, features, quoted, first_fields=ids)
-            return _Batch(originals, records.select_csv(originals, selector, quoted), quoted)
-        except records.RecordError as error:
-            return _Batch(originals, [], quoted, error)
+        if self.options.is_json:
+            return RecordBatch(originals, records.select_json(originals, selector), quoted)
+        if selector.is_slice and selector.start == 1 and selector.stop is None and not quoted:
+            # the usual "drop the id": keep the ids too, the join needs them next
+            ids, features = records.split_first_field(originals)
+            return RecordBatch(originals, features, quoted, ids)
+        return RecordBatch(originals, records.select_csv(originals, selector, quoted), quoted)
 
-    def run(self, batch: _Batch, source: str, offset: int) -> tuple[bytes, int, int]:
+    def run(self, batch: Batch, source: str, offset: int) -> tuple[bytes, int, int]:
         """Serve a prepared batch; return (output bytes, records in, records out)."""
         options = self.options
-        if batch.error is not None:
-            raise self._record_failure(source, offset, batch.error.line or 0, batch.error)
         pieces, produced = [], 0
-        for first, last in request_ranges(batch.model_input, options):
-            request = batch.model_input[first:last]
-            payload = records.to_payload(request)
+        for first, last in request_ranges(batch.payload_sizes(), options):
+            payload = batch.payload(first, last)
             if options.max_payload_bytes and len(payload) > options.max_payload_bytes:
                 raise StepFailed(
                     f"record {offset + first + 1} of {source} is {len(payload)} bytes, over "
                     f"MaxPayloadInMB ({options.max_payload_bytes // 2**20})"
                 )
-            response = self._invoke(payload, request, source, offset + first)
+            response = self._invoke(payload, batch, first, last, source, offset)
             output, count = self._assemble(response, batch, first, last, source, offset + first)
             produced += count
             pieces.append(output)
-        return b"".join(pieces), len(batch.originals), produced
+        return b"".join(pieces), len(batch), produced
 
     def whole(self, data: bytes) -> tuple[bytes, int, int]:
         """``SplitType=None``: the whole object is one request."""
@@ -267,52 +311,57 @@ class RecordTransformer:
             response += b"\n"
         return response, 1, 1
 
-    def _invoke(self, payload: bytes, request: records.Lines, source: str, offset: int) -> bytes:
+    def _invoke(
+        self, payload: bytes, batch: Batch, first: int, last: int, source: str, offset: int
+    ) -> bytes:
         options = self.options
         try:
             return self.server.invoke(payload, options.content_type, options.accept)
         except Exception as batch_error:
             # find the first record that fails alone, to report where the data is bad
-            for index, record in enumerate(request):
+            for index, record in enumerate(batch.model_records(first, last)):
                 try:
                     self.server.invoke(record + b"\n", options.content_type, options.accept)
                 except Exception as error:
-                    raise self._record_failure(source, offset, index, error) from None
+                    raise self.record_failure(source, offset + first, index, error) from None
             raise StepFailed(
-                f"records {offset + 1}-{offset + len(request)} of {source} fail together: "
+                f"records {offset + first + 1}-{offset + last} of {source} fail together: "
                 f"{type(batch_error).__name__}: {batch_error}"
             ) from None
 
     def _assemble(
-        self, response: bytes, batch: _Batch, first: int, last: int, source: str, offset: int
+        self, response: bytes, batch: Batch, first: int, last: int, source: str, offset: int
     ) -> tuple[bytes, int]:
         options = self.options
-        originals = batch.originals[first:last]
         if not (options.join_input or not options.output_filter.selects_all):
             if options.assemble_with == "Line" and response and not response.endswith(b"\n"):
                 response += b"\n"
-            return response, len(originals)
+            return response, last - first
         outputs = records.split_lines(response)
         try:
-            if options.join_input and not options.is_json:
+            selected = None
+            if options.join_input and options.output_filter.indices == (0, -1):
+                # the usual id + prediction, from the ids when the batch has them split off
+                ids = None if batch.quoted else batch.first_fields(first, last)
+                if ids is not None:
+                    selected = records.join_first_and_last(ids, outputs)
+            if selected is None and options.join_input and not options.is_json:
                 selected = records.join_select_csv(
-                    originals,
-                    outputs,
-                    options.output_filter,
-                    batch.quoted,
-                    batch.first_fields[first:last] if batch.first_fields is not None else None,
+                    batch.lines(first, last), outputs, options.output_filter, batch.quoted
                 )
-            else:
-                joined = self._join(originals, outputs) if options.join_input else outputs
+            elif selected is None:
+                joined = (
+                    self._join(batch.lines(first, last), outputs) if options.join_input else outputs
+                )
                 selected = self._select(joined, options.output_filter)
         except records.RecordError as error:
-            raise self._record_failure(source, offset, error.line or 0, error) from None
+            raise self.record_failure(source, offset, error.line or 0, error) from None
         if options.assemble_with == "Line":
             return records.to_payload(selected), len(selected)
         return b"".join(selected), len(selected)
 
     @staticmethod
-    def _record_failure(source: str, offset: int, index: int, error: Exception) -> StepFailed:
+    def record_failure(source: str, offset: int, index: int, error: Exception) -> StepFailed:
         return StepFailed(
             f"record {offset + index + 1} of {source}: {type(error).__name__}: {error}"
         )
@@ -326,6 +375,23 @@ class ObjectStore(Protocol):
     def upload_file(
         self, filename: str, bucket: str, key: str, /, ExtraArgs: dict[str, Any] | None = None
     ) -> None: ...
+
+
+def _one_ahead(prepare: Callable[[bytes], Batch], batches: Iterator[bytes]) -> Iterator[Batch]:
+    """``prepare(batch)`` for each batch, one batch ahead in a thread.
+
+    Reading, numpy and Arrow release the GIL, so the next batch is read and split while the
+    model answers the current one (1 000 000 rows: 2.8-3.0 s instead of 3.5-4.1 s)."""
+
+    def next_prepared() -> tuple[Batch] | None:
+        data = next(batches, None)
+        return None if data is None else (prepare(data),)
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="transform-read") as ahead:
+        future = ahead.submit(next_prepared)
+        while (prepared := future.result()) is not None:
+            future = ahead.submit(next_prepared)
+            yield prepared[0]
 
 
 def transform_object(
@@ -346,13 +412,17 @@ def transform_object(
             )
             sink.write(data)
         else:
-            for data in _line_batches(_chunks(body, options.compression)):
-                output, count_in, count_out = transformer.run(
-                    transformer.prepare(data), source, records_in
-                )
-                sink.write(output)
-                records_in += count_in
-                records_out += count_out
+            batches = _line_batches(_chunks(body, options.compression))
+            try:
+                for batch in _one_ahead(transformer.prepare, batches):
+                    output, count_in, count_out = transformer.run(batch, source, records_in)
+                    sink.write(output)
+                    records_in += count_in
+                    records_out += count_out
+            except records.RecordError as error:  # from preparing the batch after records_in
+                raise transformer.record_failure(
+                    source, records_in, error.line or 0, error
+                ) from None
     out_bucket, out_key = parse_s3_uri(output_uri)
     store.upload_file(
         sink.name, out_bucket, out_key, ExtraArgs=transfer_extra_args(options.kms_key_id)
