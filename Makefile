@@ -17,7 +17,7 @@ export CHECKPOINT_DISABLE := 1
 # e.g. make demo DEMO_ARGS="--yes --rows 1000000"
 DEMO_ARGS ?=
 
-.PHONY: install test demo lint benchmark lambda-package clean
+.PHONY: install test demo serve lint benchmark lambda-package clean
 
 install: $(STAMP) $(CHECKOV_STAMP)
 
@@ -50,11 +50,17 @@ test: $(STAMP) $(CHECKOV_STAMP) $(BROWSER)
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo $(DEMO_ARGS)
 
+# the stage's promoted model on http://127.0.0.1:8080 (make demo leaves each stage's copy)
+STAGE ?= preprod
+serve: $(STAMP)
+	$(BIN)/python -m pipelines.local.serve --stage $(STAGE)
+
 # speed and memory targets, as ratios against baselines measured in the same run
 benchmark: $(STAMP)
 	$(BIN)/python -m benchmarks.transform
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.local_stage
+	$(BIN)/python -m benchmarks.serving
 
 # the dispatch Lambda's zip that infra/dev-account deploys (byte-identical on every build)
 lambda-package: $(STAMP)

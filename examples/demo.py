@@ -12,7 +12,9 @@
    file's ``smoke_input``, scored by the deployed pipeline: ``pipelines/smoke_run.py``),
    then the *deployed* pipeline definition locally on generated input, then yesterday's
    partition as the stage's schedule scores it, twice: scored once, then skipped (its
-   marker says it was scored: ``pipelines/partition_runs.py``);
+   marker says it was scored: ``pipelines/partition_runs.py``); and serves the stage's model
+   on loopback (``pipelines/local/serve.py``), whose answer for one scored row must equal
+   the batch prediction;
 6. asks for the manual approval (``--yes`` answers it), then does the same for prod with the
    exact version preprod got;
 7. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
@@ -29,8 +31,10 @@ Any failure prints what failed and exits non-zero.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +51,7 @@ from examples.breast_cancer import data, model
 from pipelines import partition_runs, partitions, sdk, smoke_run
 from pipelines.batch_inference import quality
 from pipelines.files import write_execution_record
-from pipelines.local import executor, sandbox, storage
+from pipelines.local import executor, sandbox, serve, storage
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
 from pipelines.local.report import RunReport, write_report
 from promotion.stage_files import quality_gate
@@ -205,6 +209,42 @@ def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir:
 # rows of the generated input copied into yesterday's partition: the day's run shows the
 # exactly-once bookkeeping, not the throughput (the batch above does)
 DAY_ROWS = 1000
+
+
+def serve_one_row(
+    aws: Emulator, stage: str, tfvars: dict[str, Any], record: dict, workdir: Path
+) -> dict[str, str]:
+    """The stage's model served on loopback (``pipelines.local.serve``, left in
+    ``<workdir>/<stage>-model`` for ``make serve``), asked for the first row the batch run
+    scored: the two answers must be equal to 1e-12 (relative). Not to the last bit: numpy's
+    matrix product rounds one row and a block of rows differently (the sample model gives
+    0.9151678644432155 for a row alone, ...157 for the same row among four or more)."""
+    serve.copy_stage_model(
+        aws.account(stage), tfvars["model_name"], serve.model_copy(workdir, stage)
+    )
+    scored = record["Steps"][1]["Outcome"]["Objects"][0]
+    with Path(record["Counts"]["local_predictions"][0]).open("rb") as predictions:
+        row_id, batch = predictions.readline().rstrip(b"\n").split(b",")
+    bucket, key = utils.parse_s3_uri(scored["source"])
+    head = aws.client("s3", stage).get_object(Bucket=bucket, Key=key, Range="bytes=0-1048575")
+    first_id, features = head["Body"].read().split(b"\n", 1)[0].split(b",", 1)
+    if first_id != row_id:
+        raise DemoFailed(f"{stage}: the first prediction is for {row_id!r}, not {first_id!r}")
+    with serve.running_endpoint(stage, workdir) as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request(
+            "POST", "/invocations", features, {"Content-Type": "text/csv", "Accept": "text/csv"}
+        )
+        response = connection.getresponse()
+        served = response.read().strip()
+        connection.close()
+    if response.status != 200 or not math.isclose(float(served), float(batch), rel_tol=1e-12):
+        raise DemoFailed(
+            f"{stage}: the served model answered {response.status} {served!r} for row "
+            f"{row_id.decode()}, the batch run {batch!r}"
+        )
+    return {"id": row_id.decode(), "served": served.decode(), "batch": batch.decode(), "url": url}
 
 
 def score_day(
@@ -383,6 +423,10 @@ def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict
             report["stages"][stage] = {
                 "tfvars": tfvars,
                 "record": record,
+                "served": timer.run(
+                    f"{stage}: the promoted model served on loopback, asked for one scored row",
+                    partial(serve_one_row, aws, stage, tfvars, record, workdir),
+                ),
                 "baseline": promoted_baseline(aws, stage, tfvars, workdir / "baseline.json"),
                 "day": timer.run(
                     f"{stage}: yesterday's partition, as the schedule scores it (twice)",
@@ -461,6 +505,11 @@ def print_summary(report: dict[str, Any]) -> None:
         for uri, path in zip(counts["predictions"], counts["local_predictions"], strict=True):
             print(f"  predictions: {uri} (copy: {path})")
         print(f"  execution record: {record['RecordPath']}")
+        served = result["served"]
+        print(
+            f"  served on loopback: row {served['id']} -> {served['served']} (batch prediction "
+            f"{served['batch']}, equal to 1e-12); `make serve STAGE={stage}` serves it again"
+        )
         print(f"  run report: {record['Report']}")
         day = result["day"]
         marker = day["marker"]

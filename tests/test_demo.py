@@ -89,6 +89,11 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         expected = model.predict_proba(np.array([valid[i] for i in ids]))[:, 1]
         assert np.allclose([float(line[1]) for line in lines], expected, rtol=0, atol=1e-12)
         assert all(len(line) == 2 for line in lines)  # id and prediction, no feature leaks
+        # the same model served on loopback answers the first scored row as the batch did
+        served = result["served"]
+        assert [served["id"], served["batch"]] == lines[0]
+        assert float(served["served"]) == model.predict_proba([valid[served["id"]]])[0, 1]
+        assert (tmp_path / f"{stage}-model" / "environment.json").is_file()  # for make serve
         # the handlers' metric lines (PredictionCount, PredictionSum on AWS): every prediction
         # counted once, their sum the predictions' (6 decimals per request)
         predicted = counts["prediction_metrics"]
@@ -119,6 +124,7 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         in out
     )
     assert "re-deploy: same packages, nothing copied" in out
+    assert "`make serve STAGE=prod` serves it again" in out
     assert ": Succeeded, rows read 1000, rejected " in out and "; again: skipped" in out
     assert (
         f"  predictions: {report['stages']['prod']['record']['Counts']['rows_scored']} in " in out

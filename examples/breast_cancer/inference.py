@@ -9,6 +9,10 @@ With ``BATCH_METRICS_PIPELINE`` set (the pipeline's Transform step sets it to it
 name), ``predict_fn`` prints one JSON line per request: how many predictions and their sum.
 The job runs network-isolated; the stage's log metric filters turn these lines into
 ``PredictionCount`` and ``PredictionSum``, and the dashboard shows their ratio, the mean.
+
+A request the model cannot score raises ``RequestRefused``, the inference toolkit's
+``BaseInferenceToolkitError``: a real-time endpoint answers it with its 4xx status and the
+one-line reason instead of a 500 (Batch Transform fails the job with the reason either way).
 """
 
 from __future__ import annotations
@@ -22,9 +26,24 @@ import joblib
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from sagemaker_inference.errors import BaseInferenceToolkitError
 
 CSV = "text/csv"
 METRICS_PIPELINE = "BATCH_METRICS_PIPELINE"
+# Below this size, numpy's loadtxt parses faster than pyarrow's fixed cost per call (one row:
+# 0.01 ms against 0.45 ms; 100 rows: 0.55 against 1.5 ms): real-time requests are small.
+SMALL_BODY_BYTES = 128 * 2**10
+PLAIN_NUMBERS = b"0123456789.,eE+-\n"
+
+
+class RequestRefused(BaseInferenceToolkitError):
+    """A request this model cannot score: ``status`` and a one-line ``reason``."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(status, reason, reason)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def model_fn(model_dir: str) -> Any:
@@ -34,23 +53,41 @@ def model_fn(model_dir: str) -> Any:
 def input_fn(input_data: str | bytes, content_type: str) -> np.ndarray:
     """Headerless CSV of features -> a float64 matrix (a non-number fails the request)."""
     if content_type != CSV:
-        raise ValueError(f"unsupported content type {content_type!r}; send {CSV}")
+        raise RequestRefused(415, f"unsupported content type {content_type!r}; send {CSV}")
     data = input_data.encode("utf-8") if isinstance(input_data, str) else input_data
-    table = pacsv.read_csv(
-        io.BytesIO(data),
-        read_options=pacsv.ReadOptions(autogenerate_column_names=True),
-        parse_options=pacsv.ParseOptions(newlines_in_values=False),
-    )
+    if data and not data.endswith(b"\n"):
+        data += b"\n"  # pyarrow finds no row in one record without its newline ("1,2,3")
+    small = len(data) <= SMALL_BODY_BYTES and data.strip(b"\n")
+    if small and not data.translate(None, PLAIN_NUMBERS):
+        # plain decimal numbers only (no blanks, quotes, nan): both parsers read them alike
+        try:
+            return np.loadtxt(
+                io.BytesIO(data), delimiter=",", ndmin=2, dtype=np.float64, comments=None
+            )
+        except ValueError:
+            pass  # e.g. ragged rows or "1-2": pyarrow below names what is wrong
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+        )
+    except pa.ArrowInvalid as error:  # e.g. "CSV parse error: Expected 30 columns, got 29"
+        reason = str(error).splitlines()[0] if str(error) else "unreadable CSV"
+        raise RequestRefused(400, f"malformed CSV: {reason}") from None
     columns: list[np.ndarray] = []
     for column in table.columns:
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-            raise ValueError(f"non-numeric feature values in column {len(columns)}")
+            raise RequestRefused(400, f"non-numeric feature values in column {len(columns)}")
         columns.append(column.to_numpy().astype(np.float64, copy=False))
     return np.column_stack(columns)
 
 
 def predict_fn(data: np.ndarray, model: Any) -> np.ndarray:
     """The probability of the positive class (benign), one per row."""
+    expected = getattr(model, "n_features_in_", data.shape[1])
+    if data.shape[1] != expected:
+        raise RequestRefused(400, f"{data.shape[1]} feature columns, the model takes {expected}")
     scores = model.predict_proba(data)[:, 1]
     pipeline = os.environ.get(METRICS_PIPELINE)
     if pipeline:
@@ -73,7 +110,7 @@ def prediction_line(pipeline: str, predictions: np.ndarray) -> str:
 def output_fn(prediction: np.ndarray, accept: str) -> bytes:
     """One value per line, formatted by Arrow (shortest round-trip representation)."""
     if accept != CSV:
-        raise ValueError(f"unsupported accept type {accept!r}; ask for {CSV}")
+        raise RequestRefused(406, f"unsupported accept type {accept!r}; ask for {CSV}")
     sink = io.BytesIO()
     pacsv.write_csv(
         pa.table({"score": prediction}),

@@ -91,9 +91,12 @@ def package(model: TrainedModel, destination: Path) -> Path:
 
 
 def container_environment() -> dict[str, str]:
-    """What the scikit-learn serving container needs to find the handlers."""
+    """What the scikit-learn serving container needs to find the handlers, and the answer's
+    type for a request without ``Accept`` (the toolkit's default is JSON, which the handlers
+    do not write)."""
     return {
         "SAGEMAKER_PROGRAM": ENTRY_POINT,
         "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
     }

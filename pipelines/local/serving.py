@@ -119,6 +119,11 @@ class ModelServer:
 
     def invoke(self, payload: bytes, content_type: str, accept: str) -> bytes:
         """One request: the body as the container receives it, the response body back."""
+        return self.respond(payload, content_type, accept)[0]
+
+    def respond(self, payload: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        """One request: the response body and its content type (``accept`` unless the
+        handler returned ``(body, content type)``, as the container allows)."""
         data: Any = payload.decode("utf-8") if content_type in content_types.UTF8_TYPES else payload
         with self._container():
             if self.transform_fn is not None:
@@ -127,10 +132,11 @@ class ModelServer:
                 result = self.output_fn(
                     self.predict_fn(self.input_fn(data, content_type), self.model), accept
                 )
+        response_type = accept
         if isinstance(result, tuple):  # (body, content type), as handlers may return
-            result = result[0]
+            result, response_type = result[0], result[1]
         if isinstance(result, str):
-            return result.encode("utf-8")
+            return result.encode("utf-8"), response_type
         if isinstance(result, bytes | bytearray | memoryview):
-            return bytes(result)
+            return bytes(result), response_type
         raise TypeError(f"the model's output handler returned {type(result).__name__}, not bytes")

@@ -1,0 +1,246 @@
+"""Serve a stage's promoted model on loopback, behind SageMaker's container contract.
+
+    python -m pipelines.local.serve --stage preprod [--workdir build/demo] [--port 8080]
+    python -m pipelines.local.serve --stage prod --from-aws   # the stage account's model
+
+The model is the one the stage's batch Transform uses: ``make demo`` leaves each stage's copy
+in ``<workdir>/<stage>-model/`` (the promoted artifact, unpacked, and its container
+environment); ``--from-aws`` makes that copy first from the SageMaker Model named in
+``<workdir>/<stage>.tfvars.json`` (``build.py``'s output), with the current AWS credentials.
+It is served by gunicorn (the WSGI server SageMaker's scikit-learn container runs) with
+``invocations.InvocationsApp``: ``GET /ping``, ``POST /invocations``. The model is loaded once,
+before the workers start (one per vCPU by default, as the container's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from gunicorn.app.base import BaseApplication
+
+from pipelines.local import storage, transform
+from pipelines.local.invocations import DEFAULT_MAX_BODY_BYTES, InvocationsApp
+from pipelines.local.processing import StepFailed
+from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
+from pipelines.s3_locations import parse_s3_uri
+
+ENVIRONMENT_FILE = "environment.json"
+INVOCATION_TIMEOUT_SECONDS = 60  # a real-time endpoint's limit for one invocation
+
+
+class ServeError(Exception):
+    """Nothing to serve, or it cannot be served: the message says why and what to do."""
+
+
+def model_copy(workdir: Path, stage: str) -> Path:
+    return workdir / f"{stage}-model"
+
+
+def copy_stage_model(session: boto3.Session, model_name: str, destination: Path) -> Path:
+    """Unpack SageMaker Model ``model_name``'s artifact (its package's, for a package-based
+    model) and its container environment into ``destination``, replacing an older copy only
+    once the new one is complete."""
+    spec = transform.resolve_model(session.client("sagemaker"), model_name)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    try:
+        bucket, key = parse_s3_uri(spec.model_data_url)
+        archive = staging / "model.tar.gz"
+        storage.download(session.client("s3"), bucket, key, archive)
+        extract_artifact(archive, staging / "model")
+        archive.unlink()
+        (staging / ENVIRONMENT_FILE).write_text(json.dumps(spec.environment, indent=2) + "\n")
+        (staging / "source.json").write_text(
+            json.dumps({"model_name": model_name, "model_data_url": spec.model_data_url}) + "\n"
+        )
+        shutil.rmtree(destination, ignore_errors=True)
+        staging.rename(destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+def load_model_copy(copy: Path) -> ModelServer:
+    """The model server for a copy made by :func:`copy_stage_model`."""
+    environment_file = copy / ENVIRONMENT_FILE
+    if not environment_file.is_file():
+        raise ServeError(f"no model copy in {copy}")
+    try:
+        return ModelServer(copy / "model", json.loads(environment_file.read_text()))
+    except ModelLoadError as error:
+        raise ServeError(f"the model in {copy} cannot be served: {error}") from None
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn running one already-built WSGI app (gunicorn's documented custom-app way)."""
+
+    def __init__(self, app: InvocationsApp, options: dict[str, Any]):
+        self.app, self.options = app, options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> InvocationsApp:
+        return self.app
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail at once, in one line, where gunicorn would retry the bind for seconds."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ServeError(
+                f"cannot listen on {host}:{port} ({error.strerror}): choose another --port"
+            ) from None
+
+
+def serve(app: InvocationsApp, host: str, port: int, workers: int) -> None:
+    check_port_free(host, port)
+    GunicornServer(
+        app,
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "sync",
+            "timeout": INVOCATION_TIMEOUT_SECONDS,
+            "graceful_timeout": 5,
+            "loglevel": "warning",
+            "errorlog": "-",
+            "accesslog": None,
+            "limit_request_line": 8190,
+        },
+    ).run()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_endpoint(
+    stage: str, workdir: Path, workers: int = 1, extra: Sequence[str] = (), timeout: float = 60
+) -> Iterator[str]:
+    """This CLI in a child process on a free loopback port, serving ``stage``'s model copy;
+    yields its base URL once ``/ping`` answers, stops it afterwards (the demo, the tests and
+    the benchmark use it)."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "pipelines.local.serve", "--stage", stage, "--workdir", str(workdir),
+        "--port", str(port), "--workers", str(workers), *extra,
+    ]  # fmt: skip
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, stderr=log)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + timeout
+            while not _pings(port):
+                if process.poll() is not None:
+                    log.seek(0)
+                    raise ServeError(f"the server stopped: {log.read().strip()}")
+                if time.monotonic() > deadline:
+                    raise ServeError(f"the server did not answer {url}/ping in {timeout:.0f} s")
+                time.sleep(0.05)  # its workers are starting
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _pings(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/ping")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.local.serve", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--stage", required=True, help="e.g. preprod or prod")
+    parser.add_argument("--workdir", type=Path, default=Path("build/demo"))
+    parser.add_argument(
+        "--from-aws",
+        action="store_true",
+        help="first copy the stage's model from AWS (the model named in <stage>.tfvars.json)",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=DEFAULT_MAX_BODY_BYTES / 2**20,
+        help="payload limit (6 for instance endpoints, 4 for serverless ones)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    copy = model_copy(args.workdir, args.stage)
+    try:
+        if args.workers < 1 or not 0 < args.port < 65536 or args.max_body_mb <= 0:
+            raise ServeError("--workers, --port and --max-body-mb must be positive (port < 65536)")
+        if args.from_aws:
+            tfvars = args.workdir / f"{args.stage}.tfvars.json"
+            if not tfvars.is_file():
+                raise ServeError(
+                    f"no {tfvars}: build.py --stage {args.stage} --output {tfvars} writes it"
+                )
+            model_name = json.loads(tfvars.read_text())["model_name"]
+            try:
+                copy_stage_model(boto3.Session(), model_name, copy)
+            except (
+                StepFailed,
+                ModelLoadError,
+                OSError,
+                botocore.exceptions.BotoCoreError,
+                botocore.exceptions.ClientError,
+            ) as error:
+                raise ServeError(f"cannot copy model {model_name}: {error}") from None
+        elif not (copy / ENVIRONMENT_FILE).is_file():
+            raise ServeError(
+                f"no {args.stage} model in {copy}: run `make demo` first (it promotes the model "
+                f"and leaves each stage's copy there), or add --from-aws"
+            )
+        app = InvocationsApp(load_model_copy(copy), int(args.max_body_mb * 2**20))
+        print(
+            f"serving {args.stage}'s model ({copy}) on http://{args.host}:{args.port}: "
+            "GET /ping, POST /invocations",
+            file=sys.stderr,
+            flush=True,
+        )
+        serve(app, args.host, args.port, args.workers)
+    except ServeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Local serving: the promoted model behind SageMaker's container contract, on loopback.
+
+The server is the real CLI (``python -m pipelines.local.serve``, gunicorn, two workers) on
+a free port; its answers are checked against the model itself, its refusals for status and
+one-line reason, and that it goes on serving after each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import io
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from werkzeug.test import Client
+
+from examples.breast_cancer import data, model
+from pipelines.local import serve
+from pipelines.local.invocations import InvocationsApp
+from pipelines.local.serving import ModelServer, extract_artifact
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return model.package(model.train(), tmp_path_factory.mktemp("trained") / "model.tar.gz")
+
+
+@pytest.fixture(scope="module")
+def workdir(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A work folder holding preprod's model copy, as ``make demo`` leaves it."""
+    folder = tmp_path_factory.mktemp("demo")
+    copy = serve.model_copy(folder, "preprod")
+    extract_artifact(artifact, copy / "model")
+    (copy / serve.ENVIRONMENT_FILE).write_text(json.dumps(model.container_environment()))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def port(workdir: Path) -> Iterator[int]:
+    with serve.running_endpoint("preprod", workdir, workers=2) as url:
+        yield int(url.rsplit(":", 1)[1])
+
+
+def request(
+    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        # a refusal of a large body comes before the body is read: the server then closes
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
+
+
+CSV = {"Content-Type": "text/csv", "Accept": "text/csv"}
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """Feature rows (no id) as the Transform sends them: the demo's generated data."""
+    generated = data.generate(
+        tmp_path_factory.mktemp("rows") / "rows.csv", rows=200, malformed_fraction=0.0
+    )
+    lines = generated.path.read_bytes().splitlines()[1:]
+    return [line.split(b",", 1)[1] for line in lines]
+
+
+@pytest.fixture(scope="module")
+def trained(workdir: Path):
+    return joblib.load(serve.model_copy(workdir, "preprod") / "model" / "model.joblib")
+
+
+@pytest.mark.parametrize("rows", [1, 100])
+def test_answers_are_the_models_probabilities(port, features, trained, rows) -> None:
+    body = b"\n".join(features[:rows])  # no final newline, as clients often send
+    status, content_type, answer = request(port, "POST", "/invocations", body, CSV)
+    assert (status, content_type) == (200, "text/csv")
+    matrix = np.array([[float(v) for v in row.split(b",")] for row in features[:rows]])
+    expected = trained.predict_proba(matrix)[:, 1]
+    assert [float(v) for v in answer.split()] == list(expected)  # shortest round-trip repr
+
+
+def test_without_accept_the_models_default_answer_type_is_used(port, features) -> None:
+    status, content_type, answer = request(
+        port, "POST", "/invocations", features[0], {"Content-Type": "text/csv"}
+    )
+    assert (status, content_type) == (200, "text/csv") and float(answer) >= 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "reason"),
+    [
+        (
+            {"Content-Type": "application/json", "Accept": "text/csv"},
+            b"[1]",
+            415,
+            "unsupported content type 'application/json'; send text/csv",
+        ),
+        (
+            {"Content-Type": "text/csv", "Accept": "application/json"},
+            None,
+            406,
+            "unsupported accept type 'application/json'; ask for text/csv",
+        ),
+        ({"Accept": "text/csv"}, None, 415, "no Content-Type: say what the body is, e.g. text/csv"),
+        (
+            CSV,
+            b"1,2\n1,2,3\n",
+            400,
+            "malformed CSV: CSV parse error: Expected 2 columns, got 3: 1,2,3",
+        ),
+        (CSV, b"1,2,3\n", 400, "3 feature columns, the model takes 30"),
+        (CSV, b"1,x\n", 400, "non-numeric feature values in column 1"),
+        (CSV, b"", 400, "empty body: send one or more records"),
+        (CSV, b"\xff\xfe,1\n", 400, "the body is not UTF-8 text, as text/csv must be"),
+        (
+            CSV,
+            b"1," * (3 * 2**20) + b"1\n",
+            413,
+            "the body is 6291458 bytes, over the 6291456-byte payload limit: send fewer records "
+            "per request (or score them in batch)",
+        ),
+    ],
+    ids=[
+        "content type",
+        "accept",
+        "no content type",
+        "malformed",
+        "columns",
+        "not a number",
+        "empty",
+        "not utf-8",
+        "too large",
+    ],
+)
+def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(
+    port, features, headers, body, status, reason
+) -> None:
+    sent = features[0] if body is None else body
+    answer = request(port, "POST", "/invocations", sent, headers)
+    assert answer == (status, "text/plain; charset=utf-8", (reason + "\n").encode())
+    assert request(port, "POST", "/invocations", features[0], CSV)[0] == 200
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_a_length(port, features) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    chunks = iter([b"1," * 2**20] * 4)  # 8 MiB, sent without Content-Length
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # answered, then closed
+        connection.request("POST", "/invocations", body=chunks, headers=CSV, encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 413 and b"over the 6291456-byte payload limit" in response.read()
+    connection.close()
+    assert request(port, "POST", "/invocations", features[0], CSV)[0] == 200
+
+
+def test_ping_and_unknown_paths(port) -> None:
+    assert request(port, "GET", "/ping")[0] == 200
+    assert request(port, "GET", "/invocations")[:2] == (405, "text/plain; charset=utf-8")
+    assert (
+        request(port, "GET", "/predict")[2]
+        == b"no /predict: the container serves /ping and /invocations\n"
+    )
+
+
+FAILING_HANDLERS = """
+def model_fn(model_dir):
+    return None
+
+def input_fn(data, content_type):
+    print("decoding")  # goes to the server's log
+    raise RuntimeError("the feature store is down\\nsecond line")
+"""
+
+
+def test_an_unexpected_handler_failure_is_a_500_with_one_line(tmp_path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "inference.py").write_text(FAILING_HANDLERS)
+    log = io.StringIO()
+    app = InvocationsApp(ModelServer(tmp_path, {"SAGEMAKER_PROGRAM": "inference.py"}), log=log)
+    response = Client(app).post("/invocations", data=b"1\n", headers={"Content-Type": "text/csv"})
+    assert (response.status_code, response.data) == (
+        500,
+        b"RuntimeError: the feature store is down\n",
+    )
+    assert log.getvalue().splitlines() == [
+        "decoding",
+        "POST /invocations: 500 RuntimeError: the feature store is down",
+    ]
+
+
+def test_copy_stage_model_takes_the_stage_models_artifact_and_environment(
+    aws, artifact, tmp_path
+) -> None:
+    session = aws.account("preprod")
+    s3 = session.client("s3")
+    s3.create_bucket(
+        Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": session.region_name}
+    )
+    s3.upload_file(str(artifact), "artifacts", "models/v1/model.tar.gz")
+    session.client("sagemaker").create_model(
+        ModelName="breast-cancer-preprod-v1",
+        ExecutionRoleArn="arn:aws:iam::222222222222:role/exec",
+        PrimaryContainer={
+            "Image": "sklearn",
+            "ModelDataUrl": "s3://artifacts/models/v1/model.tar.gz",
+            "Environment": model.container_environment(),
+        },
+    )
+    copy = serve.copy_stage_model(session, "breast-cancer-preprod-v1", tmp_path / "preprod-model")
+    served = serve.load_model_copy(copy)
+    assert served.environment == model.container_environment()
+    body, content_type = served.respond(b"1," * 29 + b"1\n", "text/csv", "text/csv")
+    assert content_type == "text/csv" and 0 <= float(body) <= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preprod-model"]  # no staging left
+    # a model that cannot be read leaves the earlier copy as it was
+    with pytest.raises(Exception, match="cannot be described"):
+        serve.copy_stage_model(session, "no-such-model", copy)
+    assert serve.load_model_copy(copy).environment == model.container_environment()
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.local.serve", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, workdir) -> None:
+    missing = run_cli("--stage", "prod", "--workdir", str(tmp_path))
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        f"error: no prod model in {tmp_path}/prod-model: run `make demo` first (it promotes the "
+        "model and leaves each stage's copy there), or add --from-aws\n"
+    )
+    no_tfvars = run_cli("--stage", "prod", "--workdir", str(tmp_path), "--from-aws")
+    assert no_tfvars.returncode == 2 and no_tfvars.stderr.startswith(
+        f"error: no {tmp_path}/prod.tfvars.json"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = run_cli(
+            "--stage", "preprod", "--workdir", str(workdir), "--port", str(taken.getsockname()[1])
+        )
+    assert busy.returncode == 2
+    assert busy.stderr.splitlines()[-1].startswith("error: cannot listen on 127.0.0.1:")
+    assert busy.stderr.splitlines()[-1].endswith("choose another --port")
+    workers = run_cli("--stage", "preprod", "--workdir", str(workdir), "--workers", "0")
+    assert workers.returncode == 2 and workers.stderr.startswith("error: --workers")
+
+
+def test_the_sample_handlers_refusals_fail_a_transform_with_the_reason(workdir) -> None:
+    """The same refusals in Batch Transform: the job fails with the reason, not a status."""
+    copy = serve.load_model_copy(serve.model_copy(workdir, "preprod"))
+    with pytest.raises(Exception) as refused:
+        copy.invoke(b"1,2,3\n", "text/csv", "text/csv")
+    assert str(refused.value) == "3 feature columns, the model takes 30"
