@@ -337,6 +337,61 @@ variable "alarm_email" {
   default     = null
 }
 
+variable "endpoint" {
+  description = "Optional real-time endpoint serving the promoted model (null, or enabled = false: nothing is created). Instance-based with auto scaling (instance_type, min/max_instance_count, target_invocations_per_instance a minute), or serverless (serverless = { memory_size_in_mb, max_concurrency }); data capture of a sample of requests and answers to the stage bucket; alarm thresholds."
+  type = object({
+    enabled                         = optional(bool, true)
+    instance_type                   = optional(string, "ml.m5.large")
+    min_instance_count              = optional(number, 1)
+    max_instance_count              = optional(number, 2)
+    target_invocations_per_instance = optional(number, 100)
+    scale_in_cooldown_seconds       = optional(number, 300)
+    serverless = optional(object({
+      memory_size_in_mb = number
+      max_concurrency   = number
+    }))
+    data_capture = optional(object({
+      enabled             = optional(bool, true)
+      sampling_percentage = optional(number, 10)
+    }))
+    latency_p99_threshold_ms = optional(number, 1000)
+    alarm_on_no_invocations  = optional(bool, false)
+  })
+  default = null
+  validation {
+    condition     = var.endpoint == null ? true : can(regex("^ml\\.[a-z0-9]+\\.[a-z0-9]+$", var.endpoint.instance_type))
+    error_message = "endpoint.instance_type must be an instance type like ml.m5.large."
+  }
+  validation {
+    condition = var.endpoint == null ? true : (
+      floor(var.endpoint.min_instance_count) == var.endpoint.min_instance_count && var.endpoint.min_instance_count >= 1
+      && floor(var.endpoint.max_instance_count) == var.endpoint.max_instance_count && var.endpoint.max_instance_count >= var.endpoint.min_instance_count
+    )
+    error_message = "endpoint.min_instance_count must be a whole number >= 1 and max_instance_count a whole number >= it."
+  }
+  validation {
+    condition     = var.endpoint == null ? true : (var.endpoint.target_invocations_per_instance > 0 && var.endpoint.scale_in_cooldown_seconds >= 0 && var.endpoint.latency_p99_threshold_ms > 0)
+    error_message = "endpoint.target_invocations_per_instance and latency_p99_threshold_ms must be > 0, scale_in_cooldown_seconds >= 0."
+  }
+  validation {
+    # SageMaker Serverless Inference: 1024-6144 MB in 1 GB steps, 1-200 concurrent invocations
+    condition = try(var.endpoint.serverless, null) == null ? true : (
+      contains([1024, 2048, 3072, 4096, 5120, 6144], var.endpoint.serverless.memory_size_in_mb)
+      && floor(var.endpoint.serverless.max_concurrency) == var.endpoint.serverless.max_concurrency
+      && var.endpoint.serverless.max_concurrency >= 1 && var.endpoint.serverless.max_concurrency <= 200
+    )
+    error_message = "endpoint.serverless needs memory_size_in_mb of 1024, 2048, 3072, 4096, 5120 or 6144 and a whole max_concurrency from 1 to 200."
+  }
+  validation {
+    condition     = try(var.endpoint.data_capture, null) == null ? true : (var.endpoint.data_capture.sampling_percentage >= 1 && var.endpoint.data_capture.sampling_percentage <= 100 && floor(var.endpoint.data_capture.sampling_percentage) == var.endpoint.data_capture.sampling_percentage)
+    error_message = "endpoint.data_capture.sampling_percentage must be a whole number from 1 to 100."
+  }
+  validation {
+    condition     = var.endpoint == null ? true : !(var.endpoint.serverless != null && try(var.endpoint.data_capture.enabled, false))
+    error_message = "endpoint.data_capture is not available for serverless endpoints (AWS: Serverless Inference does not support data capture); remove one of the two."
+  }
+}
+
 # ----------------------------------------------------------------------------- resources
 
 locals {
@@ -1144,8 +1199,250 @@ resource "aws_cloudwatch_dashboard" "batch" {
           ]
         }
       },
-    ] : [])
+    ] : [], local.endpoint_widgets)
   })
+}
+
+# ------------------------------------------------------------ real-time endpoint (optional)
+
+# The promoted model online too: the same SageMaker Model the pipeline's Transform uses, so
+# batch and real time always serve the same version. Off unless the stage file's endpoint
+# block says otherwise (null or enabled = false: nothing below is created).
+locals {
+  endpoint            = try(var.endpoint.enabled, false) ? var.endpoint : null
+  endpoint_serverless = try(local.endpoint.serverless, null) != null
+  endpoint_name       = "${local.name}-realtime"
+  endpoint_variant    = "AllTraffic"
+  endpoint_dimensions = { EndpointName = local.endpoint_name, VariantName = local.endpoint_variant }
+  data_capture        = try(local.endpoint.data_capture.enabled, false) ? local.endpoint.data_capture : null
+  endpoint_canary = (local.endpoint_serverless ? { type = "CAPACITY_PERCENT", value = 10 }
+  : try(local.endpoint.min_instance_count, 1) >= 2 ? { type = "INSTANCE_COUNT", value = 1 } : null)
+  # Rollback during a deployment: SageMaker watches these and, in alarm, shifts traffic back
+  # to the old fleet. Missing data is not breaching (no traffic is not a failure here).
+  endpoint_alarms = local.endpoint == null ? {} : merge(
+    {
+      errors = {
+        description = "The ${local.endpoint_name} endpoint answered with 5XX errors (its model failed requests)."
+        metric      = "Invocation5XXErrors"
+        statistic   = "Sum"
+        extended    = null
+        threshold   = 0
+        comparison  = "GreaterThanThreshold"
+        period      = 60
+        periods     = 2
+        missing     = "notBreaching"
+      }
+      latency = {
+        description = "The ${local.endpoint_name} endpoint's model latency p99 is over ${local.endpoint.latency_p99_threshold_ms} ms."
+        metric      = "ModelLatency" # microseconds
+        statistic   = null
+        extended    = "p99"
+        threshold   = local.endpoint.latency_p99_threshold_ms * 1000
+        comparison  = "GreaterThanThreshold"
+        period      = 300
+        periods     = 1
+        missing     = "notBreaching"
+      }
+    },
+    local.endpoint.alarm_on_no_invocations ? {
+      no_invocations = {
+        description = "The ${local.endpoint_name} endpoint had no invocation for an hour."
+        metric      = "Invocations"
+        statistic   = "Sum"
+        extended    = null
+        threshold   = 1
+        comparison  = "LessThanThreshold"
+        period      = 3600
+        periods     = 1
+        missing     = "breaching" # no traffic publishes no datapoint at all
+      }
+    } : {},
+  )
+}
+
+# Configurations cannot change: each version or setting is a new one, named by version and
+# a digest of what it holds, created before the endpoint moves to it; the one it replaces
+# is deleted only after the endpoint's update succeeded (a rolled-back update fails the
+# apply and keeps it). Keyed by name, not create_before_destroy, which Terraform would
+# extend to the models it depends on: a model replaced under the same name would then be
+# created twice and deleted once.
+locals {
+  endpoint_configs = local.endpoint == null ? {} : {
+    "${local.name}-v${var.model_version}-${substr(sha256(jsonencode([var.model_name, local.endpoint, var.kms_key_arn, var.artifacts_bucket])), 0, 8)}" = local.endpoint
+  }
+}
+
+resource "aws_sagemaker_endpoint_configuration" "realtime" {
+  for_each = local.endpoint_configs
+  name     = each.key
+  # the instances' storage volume, with the stage's key when it has one (as the jobs'
+  # volumes); serverless endpoints take no key (AWS manages their storage)
+  kms_key_arn = local.endpoint_serverless ? null : var.kms_key_arn
+
+  production_variants {
+    variant_name           = local.endpoint_variant
+    model_name             = aws_sagemaker_model.batch[var.model_name].name
+    instance_type          = local.endpoint_serverless ? null : local.endpoint.instance_type
+    initial_instance_count = local.endpoint_serverless ? null : local.endpoint.min_instance_count
+    dynamic "serverless_config" {
+      for_each = local.endpoint_serverless ? [local.endpoint.serverless] : []
+      content {
+        memory_size_in_mb = serverless_config.value.memory_size_in_mb
+        max_concurrency   = serverless_config.value.max_concurrency
+      }
+    }
+  }
+
+  dynamic "data_capture_config" {
+    for_each = local.data_capture == null ? [] : [local.data_capture]
+    content {
+      enable_capture              = true
+      initial_sampling_percentage = data_capture_config.value.sampling_percentage
+      destination_s3_uri          = "s3://${var.artifacts_bucket}/${var.project_name}/data-capture/${var.environment}"
+      kms_key_id                  = var.kms_key_arn # null: the bucket's default encryption
+      capture_options {
+        capture_mode = "Input"
+      }
+      capture_options {
+        capture_mode = "Output"
+      }
+      capture_content_type_header {
+        csv_content_types = ["text/csv"]
+      }
+    }
+  }
+
+}
+
+resource "aws_cloudwatch_metric_alarm" "endpoint" {
+  for_each            = local.endpoint_alarms
+  alarm_name          = "${local.name}-endpoint-${replace(each.key, "_", "-")}"
+  alarm_description   = each.value.description
+  namespace           = "AWS/SageMaker"
+  metric_name         = each.value.metric
+  dimensions          = local.endpoint_dimensions
+  statistic           = each.value.statistic
+  extended_statistic  = each.value.extended
+  period              = each.value.period
+  evaluation_periods  = each.value.periods
+  threshold           = each.value.threshold
+  comparison_operator = each.value.comparison
+  treat_missing_data  = each.value.missing
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+resource "aws_sagemaker_endpoint" "realtime" {
+  count                = local.endpoint == null ? 0 : 1
+  name                 = local.endpoint_name
+  endpoint_config_name = one(values(aws_sagemaker_endpoint_configuration.realtime)).name
+
+  # A new version reaches the endpoint blue/green: SageMaker starts the new fleet, gives a
+  # canary (one instance, or 10 % of a serverless endpoint's capacity) the traffic for 5
+  # minutes, then all of it, and keeps the old fleet 5 more minutes; if the errors or latency
+  # alarm fires meanwhile, all traffic goes back to the old fleet and the update fails (so
+  # does the apply). A canary may be at most half the new fleet: a one-instance endpoint
+  # shifts all at once and is watched for the same 5 minutes.
+  deployment_config {
+    blue_green_update_policy {
+      traffic_routing_configuration {
+        type                     = local.endpoint_canary == null ? "ALL_AT_ONCE" : "CANARY"
+        wait_interval_in_seconds = 300
+        dynamic "canary_size" {
+          for_each = local.endpoint_canary == null ? [] : [local.endpoint_canary]
+          content {
+            type  = canary_size.value.type
+            value = canary_size.value.value
+          }
+        }
+      }
+      termination_wait_in_seconds          = 300
+      maximum_execution_timeout_in_seconds = 3600
+    }
+    auto_rollback_configuration {
+      alarms {
+        alarm_name = aws_cloudwatch_metric_alarm.endpoint["errors"].alarm_name
+      }
+      alarms {
+        alarm_name = aws_cloudwatch_metric_alarm.endpoint["latency"].alarm_name
+      }
+    }
+  }
+}
+
+# Instance-based endpoints scale on invocations per instance (SageMaker's predefined metric,
+# a minute's invocations divided by the instances); serverless ones scale by themselves, and
+# a fleet whose min and max counts are equal does not scale.
+resource "aws_appautoscaling_target" "endpoint" {
+  count              = local.endpoint == null || local.endpoint_serverless ? 0 : (local.endpoint.max_instance_count > local.endpoint.min_instance_count ? 1 : 0)
+  service_namespace  = "sagemaker"
+  resource_id        = "endpoint/${aws_sagemaker_endpoint.realtime[0].name}/variant/${local.endpoint_variant}"
+  scalable_dimension = "sagemaker:variant:DesiredInstanceCount"
+  min_capacity       = local.endpoint.min_instance_count
+  max_capacity       = local.endpoint.max_instance_count
+}
+
+resource "aws_appautoscaling_policy" "endpoint" {
+  count              = length(aws_appautoscaling_target.endpoint)
+  name               = "${local.name}-endpoint-invocations-per-instance"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.endpoint[0].service_namespace
+  resource_id        = aws_appautoscaling_target.endpoint[0].resource_id
+  scalable_dimension = aws_appautoscaling_target.endpoint[0].scalable_dimension
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = local.endpoint.target_invocations_per_instance
+    scale_in_cooldown  = local.endpoint.scale_in_cooldown_seconds
+    scale_out_cooldown = 60
+    predefined_metric_specification {
+      predefined_metric_type = "SageMakerVariantInvocationsPerInstance"
+    }
+  }
+}
+
+locals {
+  endpoint_widgets = [for widget in [
+    {
+      type = "metric", x = 0, y = 36, width = 12, height = 6
+      properties = {
+        title   = "Endpoint ${local.endpoint_name}: invocations and errors"
+        region  = var.region
+        stat    = "Sum"
+        period  = 60
+        metrics = [for m in ["Invocations", "Invocation4XXErrors", "Invocation5XXErrors"] : ["AWS/SageMaker", m, "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant]]
+      }
+    },
+    {
+      type = "metric", x = 12, y = 36, width = 12, height = 6
+      properties = {
+        title  = "Endpoint ${local.endpoint_name}: model latency (ms)"
+        region = var.region
+        period = 60
+        metrics = [
+          ["AWS/SageMaker", "ModelLatency", "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant, { id = "p50", stat = "p50", visible = false }],
+          ["AWS/SageMaker", "ModelLatency", "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant, { id = "p99", stat = "p99", visible = false }],
+          [{ id = "p50ms", expression = "p50 / 1000", label = "p50" }],
+          [{ id = "p99ms", expression = "p99 / 1000", label = "p99" }],
+        ]
+        annotations = { horizontal = [{ label = "alarm", value = try(local.endpoint.latency_p99_threshold_ms, 0) }] }
+      }
+    },
+    {
+      type = "metric", x = 0, y = 42, width = 24, height = 6
+      properties = {
+        # no metric counts a variant's instances; each instance publishes CPUUtilization once a
+        # minute, so its sample count per minute is the number of instances in service
+        title  = local.endpoint_serverless ? "Endpoint ${local.endpoint_name}: serverless concurrency in use" : "Endpoint ${local.endpoint_name}: instances in service (CPUUtilization samples a minute)"
+        region = var.region
+        period = 60
+        metrics = local.endpoint_serverless ? [
+          ["AWS/SageMaker", "ServerlessConcurrentExecutionsUtilization", "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant, { stat = "Maximum", label = "concurrency used" }],
+          ] : [
+          ["/aws/sagemaker/Endpoints", "CPUUtilization", "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant, { stat = "SampleCount", label = "instances" }],
+        ]
+      }
+    },
+  ] : widget if local.endpoint != null]
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -1172,4 +1469,12 @@ output "upload_function_arn" {
 
 output "dashboard_name" {
   value = aws_cloudwatch_dashboard.batch.dashboard_name
+}
+
+output "endpoint_name" {
+  value = one(aws_sagemaker_endpoint.realtime[*].name)
+}
+
+output "endpoint_config_name" {
+  value = one(keys(aws_sagemaker_endpoint_configuration.realtime))
 }

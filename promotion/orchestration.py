@@ -97,6 +97,13 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
             for name in ("processing_instance_type", "transform_instance_type")
         },
     )
+    endpoint = request.stage_config.get("endpoint") or {}
+    if endpoint.get("enabled", True) and endpoint and not endpoint.get("serverless"):
+        # an instance endpoint's volume gets the stage's key too (batch-config-template.tf)
+        refusal = refusal or batch_pipeline.volume_key_refusal(
+            settings.kms_key_arn,
+            {"endpoint.instance_type": endpoint.get("instance_type", "ml.m5.large")},
+        )
     if refusal:
         raise UsageError(f"stage config: {refusal}")
     check_bucket(clients.target_s3, settings.artifacts_bucket)

@@ -26,10 +26,12 @@ from promotion.errors import UsageError
 class Setting:
     """One settable variable: its Terraform type, whether null is allowed, and its rule."""
 
-    terraform_type: str  # "string", "number" or "bool"
+    terraform_type: str  # "string", "number", "bool" or "object"
     rule: str = ""  # what a valid value looks like, for the error
     valid: Callable[[Any], bool] = lambda value: True
     nullable: bool = False
+    # an object's own check: why a value is wrong (naming the field), or None
+    problem: Callable[[Any], str | None] | None = None
 
 
 def _matches(pattern: str) -> Callable[[Any], bool]:
@@ -42,6 +44,88 @@ def _whole(low: int, high: int | None = None) -> Callable[[Any], bool]:
 
 _INSTANCE = _matches(r"ml\.[a-z0-9]+\.[a-z0-9]+")
 _S3_URI = _matches(r"s3://[^/]+(/.*)?")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The endpoint block's fields: (rule, check); the template's optional() defaults fill the rest.
+_ENDPOINT_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "enabled": ("true or false", lambda v: isinstance(v, bool)),
+    "instance_type": (
+        "an instance type like ml.m5.large",
+        lambda v: isinstance(v, str) and _INSTANCE(v),
+    ),
+    "min_instance_count": ("a whole number >= 1", lambda v: _is_number(v) and _whole(1)(v)),
+    "max_instance_count": ("a whole number >= 1", lambda v: _is_number(v) and _whole(1)(v)),
+    "target_invocations_per_instance": ("a number > 0", lambda v: _is_number(v) and v > 0),
+    "scale_in_cooldown_seconds": ("a whole number >= 0", lambda v: _is_number(v) and _whole(0)(v)),
+    "latency_p99_threshold_ms": ("a number > 0", lambda v: _is_number(v) and v > 0),
+    "alarm_on_no_invocations": ("true or false", lambda v: isinstance(v, bool)),
+    "serverless": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+    "data_capture": ("an object or null", lambda v: v is None or isinstance(v, dict)),
+}
+_SERVERLESS_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "memory_size_in_mb": (
+        "1024, 2048, 3072, 4096, 5120 or 6144",
+        lambda v: _is_number(v) and v in (1024, 2048, 3072, 4096, 5120, 6144),
+    ),
+    "max_concurrency": (
+        "a whole number from 1 to 200",
+        lambda v: _is_number(v) and _whole(1, 200)(v),
+    ),
+}
+_CAPTURE_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "enabled": ("true or false", lambda v: isinstance(v, bool)),
+    "sampling_percentage": (
+        "a whole number from 1 to 100",
+        lambda v: _is_number(v) and _whole(1, 100)(v),
+    ),
+}
+
+
+def _fields_problem(
+    path: str, value: dict[str, Any], fields: dict[str, tuple[str, Callable[[Any], bool]]]
+) -> str | None:
+    for key, item in value.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(fields)}"
+            return f"{path} has no field {key!r}; {hint}"
+        rule, valid = fields[key]
+        if not valid(item):
+            return f"{path}.{key} must be {rule}, got {item!r}"
+    return None
+
+
+def endpoint_problem(value: Any) -> str | None:
+    """Why the stage file's ``endpoint`` block is wrong (the template's validations), or None."""
+    if not isinstance(value, dict):
+        return f"endpoint must be an object (or null), got {value!r}"
+    problem = _fields_problem("endpoint", value, _ENDPOINT_FIELDS)
+    if problem is None and value.get("serverless") is not None:
+        serverless = value["serverless"]
+        missing = [k for k in _SERVERLESS_FIELDS if k not in serverless]
+        problem = _fields_problem("endpoint.serverless", serverless, _SERVERLESS_FIELDS) or (
+            f"endpoint.serverless needs {' and '.join(missing)}" if missing else None
+        )
+    if problem is None and value.get("data_capture") is not None:
+        problem = _fields_problem("endpoint.data_capture", value["data_capture"], _CAPTURE_FIELDS)
+    capture = value.get("data_capture")
+    serverless_capture = (
+        value.get("serverless") and capture is not None and capture.get("enabled", True)
+    )
+    if problem is None and serverless_capture:
+        problem = (
+            "endpoint.data_capture is not available for serverless endpoints (AWS: Serverless "
+            "Inference does not support data capture); remove one of the two"
+        )
+    low, high = value.get("min_instance_count", 1), value.get("max_instance_count", 2)
+    if problem is None and high < low:
+        problem = f"endpoint.max_instance_count ({high}) must be >= min_instance_count ({low})"
+    return problem
+
 
 SETTINGS: dict[str, Setting] = {
     "environment": Setting("string", "preprod or prod", _matches("preprod|prod")),
@@ -84,6 +168,9 @@ SETTINGS: dict[str, Setting] = {
     ),
     "input_data_url": Setting("string", "an s3:// URI", _S3_URI),
     "output_data_url": Setting("string", "an s3:// URI", _S3_URI),
+    "endpoint": Setting(
+        "object", "an endpoint block, or null", nullable=True, problem=endpoint_problem
+    ),
 }
 
 _PYTHON_TYPES: dict[str, Callable[[Any], bool]] = {
@@ -94,6 +181,7 @@ _PYTHON_TYPES: dict[str, Callable[[Any], bool]] = {
         isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     ),
     "bool": lambda value: isinstance(value, bool),
+    "object": lambda value: isinstance(value, dict),
 }
 
 
@@ -104,7 +192,10 @@ def check_setting(name: str, value: Any) -> str | None:
         return None if setting.nullable else f"{name} must be {setting.rule}, not null"
     if not _PYTHON_TYPES[setting.terraform_type](value):
         kind = {"string": "a string", "number": "a number", "bool": "true or false"}
+        kind["object"] = "an object"
         return f"{name} must be {kind[setting.terraform_type]} ({setting.rule}), got {value!r}"
+    if setting.problem is not None:
+        return setting.problem(value)
     if not setting.valid(value):
         return f"{name} must be {setting.rule}, got {value!r}"
     return None

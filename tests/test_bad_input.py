@@ -85,6 +85,28 @@ CONFIG_CASES = [
     ({"environment": "staging"}, "environment must be preprod or prod, got 'staging'"),
     ({"transform_instance_count": float("inf")}, "Infinity is not JSON (Terraform refuses it)"),
     ({"upload_max_running": float("nan")}, "NaN is not JSON (Terraform refuses it)"),
+    ({"endpoint": True}, "endpoint must be an object (an endpoint block, or null), got True"),
+    (
+        {"endpoint": {"instance_typ": "ml.m5.large"}},
+        "endpoint has no field 'instance_typ'; did you mean 'instance_type'?",
+    ),
+    (
+        {"endpoint": {"min_instance_count": 3}},
+        "endpoint.max_instance_count (2) must be >= min_instance_count (3)",
+    ),
+    (
+        {"endpoint": {"serverless": {"memory_size_in_mb": 2000, "max_concurrency": 5}}},
+        "endpoint.serverless.memory_size_in_mb must be 1024, 2048, 3072, 4096, 5120 or 6144, "
+        "got 2000",
+    ),
+    (
+        {"endpoint": {"serverless": {"memory_size_in_mb": 2048}}},
+        "endpoint.serverless needs max_concurrency",
+    ),
+    (
+        {"endpoint": {"data_capture": {"sampling_percentage": 0}}},
+        "endpoint.data_capture.sampling_percentage must be a whole number from 1 to 100, got 0",
+    ),
 ]
 
 

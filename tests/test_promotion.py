@@ -589,7 +589,11 @@ def test_bad_stage_config(
 
 @pytest.mark.parametrize(
     ("setting", "instance_type"),
-    [("processing_instance_type", "ml.g5.xlarge"), ("transform_instance_type", "ml.r5d.large")],
+    [
+        ("processing_instance_type", "ml.g5.xlarge"),
+        ("transform_instance_type", "ml.r5d.large"),
+        ("endpoint.instance_type", "ml.g4dn.xlarge"),  # the endpoint's volume has the key too
+    ],
 )
 def test_local_nvme_instance_types_are_refused_when_volumes_are_encrypted(
     aws: Emulator, dev: DevRegistry, tmp_path: Path, capsys, setting: str, instance_type: str
@@ -600,7 +604,10 @@ def test_local_nvme_instance_types_are_refused_when_volumes_are_encrypted(
     dev.register("Approved")
     config = json.loads((REPO / "prod-config.tfvars.json").read_text())
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({**config, setting: instance_type}))
+    change: dict[str, object] = {setting: instance_type}
+    if setting.startswith("endpoint."):
+        change = {"endpoint": {"instance_type": instance_type}}
+    path.write_text(json.dumps({**config, **change}))
     objects = bucket_keys(aws, "prod", stage_bucket("prod"))
     assert run_build(tmp_path, "--config", str(path), stage="prod") == 2
     error = one_line_error(capsys)

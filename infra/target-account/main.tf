@@ -144,6 +144,12 @@ variable "log_retention_days" {
   }
 }
 
+variable "create_endpoint_scaling_role" {
+  description = "Create the account's service-linked role AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint, which auto scaling of the stage's optional real-time endpoint needs (one per account: false when it exists already). The deploy role makes no IAM roles."
+  type        = bool
+  default     = false
+}
+
 variable "manage_job_log_groups" {
   description = "Create the account-wide /aws/sagemaker/{ProcessingJobs,TransformJobs} log groups with retention and the key. If SageMaker already created them (any earlier job), import them (README) or set false."
   type        = bool
@@ -401,6 +407,11 @@ data "aws_iam_policy_document" "sagemaker_trust" {
   }
 }
 
+resource "aws_iam_service_linked_role" "endpoint_scaling" {
+  count            = var.create_endpoint_scaling_role ? 1 : 0
+  aws_service_name = "sagemaker.application-autoscaling.amazonaws.com"
+}
+
 resource "aws_iam_role" "execution" {
   name               = "${local.name}-sagemaker-execution"
   description        = "Runs ${local.name}'s batch-inference pipeline, its jobs and its model."
@@ -442,6 +453,18 @@ data "aws_iam_policy_document" "execution" {
       variable = "kms:GrantIsForAWSResource"
       values   = ["true"]
     }
+  }
+  statement {
+    # the optional endpoint's data capture (batch-config-template.tf's destination)
+    sid       = "WriteEndpointDataCapture"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${local.bucket_arn}/${var.project_name}/data-capture/*"]
+  }
+  statement {
+    # the optional endpoint's container logs: SageMaker creates its group with this role
+    sid       = "WriteEndpointLogs"
+    actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/Endpoints/${local.name}-realtime", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/Endpoints/${local.name}-realtime:*"]
   }
   statement {
     sid       = "WriteJobLogs"
@@ -767,13 +790,17 @@ locals {
     alarms    = "${format(local.arn_prefix, "cloudwatch")}:alarm:${local.name}-*"
     functions = "${format(local.arn_prefix, "lambda")}:function:${local.name}-*"
     dashboard = "arn:${local.partition}:cloudwatch::${local.account}:dashboard/${local.name}-*"
+    # the optional real-time endpoint (batch-config-template.tf): <project>-<env>-realtime and
+    # its configurations <project>-<env>-v<version>-<suffix>
+    endpoints        = distinct([for n in [local.name, lower(local.name)] : "${format(local.arn_prefix, "sagemaker")}:endpoint/${n}-realtime"])
+    endpoint_configs = distinct([for n in [local.name, lower(local.name)] : "${format(local.arn_prefix, "sagemaker")}:endpoint-config/${n}-v*"])
   }
 }
 
 # What build.py (promotion) and `terraform apply` of batch-config-template.tf do, on this
 # stage's names only.
 data "aws_iam_policy_document" "deploy" {
-  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages has no resource type; a new event source mapping has no ARN (limited by lambda:FunctionArn)
+  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages has no resource type; a new event source mapping has no ARN (limited by lambda:FunctionArn); scalable targets have no ARN before they exist (limited by application-autoscaling:service-namespace)
   statement {
     sid       = "ReadTheSsmContract"
     actions   = ["ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameters"]
@@ -868,6 +895,45 @@ data "aws_iam_policy_document" "deploy" {
       "sagemaker:AddTags", "sagemaker:ListTags", "sagemaker:DeleteTags",
     ]
     resources = concat(local.stage_arns.models, [local.stage_arns.pipelines])
+  }
+  statement {
+    # the optional real-time endpoint: its configurations, the endpoint, blue/green updates
+    # (UpdateEndpoint), and what Application Auto Scaling checks its caller may do
+    sid = "DeployTheStagesEndpoint"
+    actions = [
+      "sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig", "sagemaker:DeleteEndpointConfig",
+      "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint",
+      "sagemaker:UpdateEndpointWeightsAndCapacities", "sagemaker:AddTags", "sagemaker:ListTags", "sagemaker:DeleteTags",
+    ]
+    resources = concat(local.stage_arns.endpoints, local.stage_arns.endpoint_configs)
+  }
+  statement {
+    # an endpoint configuration with the stage key: SageMaker makes a grant for the instances
+    sid       = "EncryptTheEndpointsVolume"
+    actions   = ["kms:CreateGrant"]
+    resources = [aws_kms_key.stage.arn]
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
+  }
+  statement {
+    # scalable targets have no ARN before they exist (and an opaque one after): the
+    # condition keeps the role to SageMaker variants
+    sid       = "ScaleTheStagesEndpoint"
+    actions   = ["application-autoscaling:RegisterScalableTarget", "application-autoscaling:DeregisterScalableTarget", "application-autoscaling:PutScalingPolicy", "application-autoscaling:DeleteScalingPolicy"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "application-autoscaling:service-namespace"
+      values   = ["sagemaker"]
+    }
+  }
+  statement {
+    sid       = "ReadAndTagTheScaling" # reads have no resource type; tags ride on the target
+    actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies", "application-autoscaling:ListTagsForResource", "application-autoscaling:TagResource", "application-autoscaling:UntagResource"]
+    resources = ["*"]
   }
   statement {
     sid       = "SmokeRunTheDeployedPipeline" # pipelines/smoke_run.py, after the apply
@@ -984,7 +1050,7 @@ resource "aws_iam_role" "plan" {
 }
 
 data "aws_iam_policy_document" "plan" {
-  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages and logs:DescribeLogGroups have no narrower resource
+  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages, logs:DescribeLogGroups and application-autoscaling's Describe calls have no narrower resource
   statement {
     sid       = "ReadTheSsmContract"
     actions   = ["ssm:GetParametersByPath", "ssm:GetParameter", "ssm:GetParameters"]
@@ -1041,6 +1107,16 @@ data "aws_iam_policy_document" "plan" {
     sid       = "RefreshTheMetricFilters"
     actions   = ["logs:DescribeMetricFilters"]
     resources = [for group in concat(local.job_log_groups, [local.schedule_log_group]) : "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]
+  }
+  statement {
+    sid       = "RefreshTheEndpoint"
+    actions   = ["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"]
+    resources = concat(local.stage_arns.endpoints, local.stage_arns.endpoint_configs)
+  }
+  statement {
+    sid       = "RefreshTheEndpointScaling" # no resource type
+    actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies", "application-autoscaling:ListTagsForResource"]
+    resources = ["*"]
   }
   statement {
     sid       = "RefreshTheUploadEventSource"

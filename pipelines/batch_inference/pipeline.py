@@ -376,7 +376,7 @@ def volume_key_refusal(kms_key_id: str | None, instance_types: Mapping[str, obje
         if isinstance(instance_type, str) and not sdk.instance_supports_kms(instance_type):
             return (
                 f"{setting} {instance_type} has local NVMe storage, which SageMaker encrypts "
-                "itself and refuses a volume KMS key for, and this stage encrypts job volumes "
+                "itself and refuses a volume KMS key for, and this stage encrypts its volumes "
                 "with its key: choose a type without local storage (e.g. ml.m5.xlarge)"
             )
     return None

@@ -377,10 +377,212 @@ run "every_name_fits_for_the_longest_project_name" {
   }
 }
 
+run "endpoint_names_fit_for_the_longest_project_name" {
+  command = plan
+  variables {
+    project_name  = "abcdefghij-abcdefghij-abcdefghij"
+    model_version = 99999
+    endpoint      = {}
+  }
+  assert {
+    condition     = length(aws_sagemaker_endpoint.realtime[0].name) <= 63 && alltrue([for name in keys(aws_sagemaker_endpoint_configuration.realtime) : length(name) <= 63])
+    error_message = "endpoint and endpoint configuration names are 63 characters at most"
+  }
+}
+
 run "rejects_a_project_name_whose_names_would_not_fit" {
   command = plan
   variables {
     project_name = "abcdefghij-abcdefghij-abcdefghijk"
   }
   expect_failures = [var.project_name]
+}
+
+# ----------------------------------------------------------------- the optional endpoint
+
+run "no_endpoint_unless_asked" {
+  command = plan
+  variables {
+    endpoint = { enabled = false }
+  }
+  assert {
+    condition     = length(aws_sagemaker_endpoint.realtime) == 0 && length(aws_sagemaker_endpoint_configuration.realtime) == 0 && length(aws_appautoscaling_target.endpoint) == 0 && length(aws_cloudwatch_metric_alarm.endpoint) == 0
+    error_message = "an endpoint with enabled = false (or none) must create nothing"
+  }
+  assert {
+    condition     = !strcontains(aws_cloudwatch_dashboard.batch.dashboard_body, "AWS/SageMaker")
+    error_message = "no endpoint, no endpoint widgets"
+  }
+}
+
+run "instance_endpoint_serves_the_promoted_model_and_scales" {
+  command = apply
+  variables {
+    kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
+    endpoint = {
+      instance_type                   = "ml.c5.large"
+      min_instance_count              = 2
+      max_instance_count              = 4
+      target_invocations_per_instance = 50
+      data_capture                    = { sampling_percentage = 20 }
+      latency_p99_threshold_ms        = 250
+    }
+  }
+  assert {
+    condition = (
+      one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).model_name == aws_sagemaker_model.batch[var.model_name].name
+      && one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).variant_name == "AllTraffic"
+      && one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).instance_type == "ml.c5.large"
+      && one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).initial_instance_count == 2
+      && length(one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).serverless_config) == 0
+    )
+    error_message = "the endpoint must serve the batch pipeline's model (the promoted version) on the stage's instances"
+  }
+  assert {
+    condition     = one(values(aws_sagemaker_endpoint_configuration.realtime)).kms_key_arn == var.kms_key_arn && one(one(values(aws_sagemaker_endpoint_configuration.realtime)).data_capture_config).kms_key_id == var.kms_key_arn
+    error_message = "the endpoint's volume and its captured data must use the stage's key"
+  }
+  assert {
+    condition = (
+      one(one(values(aws_sagemaker_endpoint_configuration.realtime)).data_capture_config).destination_s3_uri == "s3://${var.artifacts_bucket}/${var.project_name}/data-capture/${var.environment}"
+      && one(one(values(aws_sagemaker_endpoint_configuration.realtime)).data_capture_config).initial_sampling_percentage == 20
+      && toset([for o in one(one(values(aws_sagemaker_endpoint_configuration.realtime)).data_capture_config).capture_options : o.capture_mode]) == toset(["Input", "Output"])
+    )
+    error_message = "data capture must sample requests and answers into the stage bucket under the project's prefix"
+  }
+  assert {
+    condition     = aws_sagemaker_endpoint.realtime[0].endpoint_config_name == one(values(aws_sagemaker_endpoint_configuration.realtime)).name && aws_sagemaker_endpoint.realtime[0].name == "${var.project_name}-${var.environment}-realtime"
+    error_message = "the endpoint must use the stage's configuration, under the stage's name"
+  }
+  assert {
+    condition = (
+      one(one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).blue_green_update_policy).traffic_routing_configuration).type == "CANARY"
+      && one(one(one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).blue_green_update_policy).traffic_routing_configuration).canary_size).type == "INSTANCE_COUNT"
+      && one(one(one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).blue_green_update_policy).traffic_routing_configuration).canary_size).value == 1
+      && toset([for a in one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).auto_rollback_configuration).alarms : a.alarm_name]) == toset([aws_cloudwatch_metric_alarm.endpoint["errors"].alarm_name, aws_cloudwatch_metric_alarm.endpoint["latency"].alarm_name])
+    )
+    error_message = "a new version must reach the endpoint blue/green through a one-instance canary, rolled back on the errors and latency alarms"
+  }
+  assert {
+    condition = (
+      aws_appautoscaling_target.endpoint[0].resource_id == "endpoint/${aws_sagemaker_endpoint.realtime[0].name}/variant/AllTraffic"
+      && aws_appautoscaling_target.endpoint[0].scalable_dimension == "sagemaker:variant:DesiredInstanceCount"
+      && aws_appautoscaling_target.endpoint[0].min_capacity == 2 && aws_appautoscaling_target.endpoint[0].max_capacity == 4
+      && aws_appautoscaling_policy.endpoint[0].resource_id == aws_appautoscaling_target.endpoint[0].resource_id
+      && one(aws_appautoscaling_policy.endpoint[0].target_tracking_scaling_policy_configuration).target_value == 50
+      && one(one(aws_appautoscaling_policy.endpoint[0].target_tracking_scaling_policy_configuration).predefined_metric_specification).predefined_metric_type == "SageMakerVariantInvocationsPerInstance"
+    )
+    error_message = "the endpoint's variant must scale between its counts on invocations per instance"
+  }
+  assert {
+    condition     = alltrue([for a in aws_cloudwatch_metric_alarm.endpoint : a.namespace == "AWS/SageMaker" && length(a.dimensions) == 2 && a.dimensions["EndpointName"] == aws_sagemaker_endpoint.realtime[0].name && a.dimensions["VariantName"] == "AllTraffic" && a.alarm_actions == toset([aws_sns_topic.alarms.arn])])
+    error_message = "the endpoint's alarms must watch its variant and notify the stage's topic"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.endpoint["errors"].metric_name == "Invocation5XXErrors" && aws_cloudwatch_metric_alarm.endpoint["latency"].metric_name == "ModelLatency" && aws_cloudwatch_metric_alarm.endpoint["latency"].extended_statistic == "p99" && aws_cloudwatch_metric_alarm.endpoint["latency"].threshold == 250000 && !contains(keys(aws_cloudwatch_metric_alarm.endpoint), "no_invocations")
+    error_message = "5XX errors and a p99 model latency over the threshold (ModelLatency is in microseconds) must alarm; no zero-invocation alarm unless asked"
+  }
+  assert {
+    condition     = length([for w in jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets : w if strcontains(w.properties.title, "Endpoint ${aws_sagemaker_endpoint.realtime[0].name}")]) == 3
+    error_message = "the dashboard must show the endpoint's invocations and errors, latency and instances"
+  }
+  assert {
+    condition     = output.endpoint_name == aws_sagemaker_endpoint.realtime[0].name
+    error_message = "the endpoint's name is an output"
+  }
+  assert {
+    condition     = startswith(one(keys(aws_sagemaker_endpoint_configuration.realtime)), "${var.project_name}-${var.environment}-v${var.model_version}-")
+    error_message = "the configuration is named by the stage and version (and a digest of its settings)"
+  }
+}
+
+run "a_new_setting_is_a_new_configuration" {
+  command = apply
+  variables {
+    kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
+    endpoint    = { instance_type = "ml.c5.xlarge", min_instance_count = 2, max_instance_count = 4, target_invocations_per_instance = 50, data_capture = { sampling_percentage = 20 }, latency_p99_threshold_ms = 250 }
+  }
+  assert {
+    condition     = output.endpoint_config_name != run.instance_endpoint_serves_the_promoted_model_and_scales.endpoint_config_name && startswith(output.endpoint_config_name, "${var.project_name}-${var.environment}-v${var.model_version}-")
+    error_message = "another instance type must make another configuration (configurations are immutable)"
+  }
+}
+
+run "serverless_endpoint_has_no_scaling_key_nor_capture" {
+  command = apply
+  variables {
+    kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
+    endpoint = {
+      serverless              = { memory_size_in_mb = 2048, max_concurrency = 5 }
+      alarm_on_no_invocations = true
+    }
+  }
+  assert {
+    condition = (
+      one(one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).serverless_config).memory_size_in_mb == 2048
+      && one(one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).serverless_config).max_concurrency == 5
+      && one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).instance_type == null
+      && one(values(aws_sagemaker_endpoint_configuration.realtime)).kms_key_arn == null
+      && length(one(values(aws_sagemaker_endpoint_configuration.realtime)).data_capture_config) == 0
+    )
+    error_message = "a serverless endpoint has a memory size and concurrency, no instance type, no key and no data capture (AWS supports neither)"
+  }
+  assert {
+    condition     = length(aws_appautoscaling_target.endpoint) == 0 && length(aws_appautoscaling_policy.endpoint) == 0
+    error_message = "serverless endpoints scale by themselves: no scaling resources"
+  }
+  assert {
+    condition     = one(one(one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).blue_green_update_policy).traffic_routing_configuration).canary_size).type == "CAPACITY_PERCENT"
+    error_message = "a serverless endpoint's canary is a share of its capacity"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.endpoint["no_invocations"].comparison_operator == "LessThanThreshold" && aws_cloudwatch_metric_alarm.endpoint["no_invocations"].treat_missing_data == "breaching"
+    error_message = "asked for, an endpoint without invocations alarms (no traffic publishes no datapoint)"
+  }
+}
+
+run "one_instance_endpoint_shifts_all_at_once" {
+  command = plan
+  variables {
+    endpoint = { min_instance_count = 1 }
+  }
+  assert {
+    condition     = one(one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).blue_green_update_policy).traffic_routing_configuration).type == "ALL_AT_ONCE" && length(one(one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).blue_green_update_policy).traffic_routing_configuration).canary_size) == 0
+    error_message = "a canary may be at most half the new fleet: one instance shifts all at once (and is watched)"
+  }
+}
+
+run "a_fixed_fleet_does_not_scale" {
+  command = plan
+  variables {
+    endpoint = { min_instance_count = 2, max_instance_count = 2 }
+  }
+  assert {
+    condition     = length(aws_appautoscaling_target.endpoint) == 0 && length(aws_appautoscaling_policy.endpoint) == 0 && length(aws_sagemaker_endpoint.realtime) == 1
+    error_message = "min = max: a fixed fleet, no scaling resources"
+  }
+}
+
+run "rejects_data_capture_on_a_serverless_endpoint" {
+  command = plan
+  variables {
+    endpoint = { serverless = { memory_size_in_mb = 2048, max_concurrency = 5 }, data_capture = {} }
+  }
+  expect_failures = [var.endpoint]
+}
+
+run "rejects_a_serverless_memory_size_aws_does_not_offer" {
+  command = plan
+  variables {
+    endpoint = { serverless = { memory_size_in_mb = 2000, max_concurrency = 5 } }
+  }
+  expect_failures = [var.endpoint]
+}
+
+run "rejects_fewer_max_than_min_instances" {
+  command = plan
+  variables {
+    endpoint = { min_instance_count = 3, max_instance_count = 2 }
+  }
+  expect_failures = [var.endpoint]
 }
