@@ -1268,7 +1268,11 @@ locals {
 # created twice and deleted once.
 locals {
   endpoint_configs = local.endpoint == null ? {} : {
-    "${local.name}-v${var.model_version}-${substr(sha256(jsonencode([var.model_name, local.endpoint, var.kms_key_arn, var.artifacts_bucket])), 0, 8)}" = local.endpoint
+    # only what the configuration holds: an alarm or scaling setting changes no fleet
+    "${local.name}-v${var.model_version}-${substr(sha256(jsonencode([
+      var.model_name, var.kms_key_arn, var.artifacts_bucket, local.endpoint_serverless ? null : local.endpoint.instance_type,
+      local.endpoint_serverless ? null : local.endpoint.min_instance_count, local.endpoint.serverless, local.data_capture,
+    ])), 0, 8)}" = local.endpoint
   }
 }
 

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import io
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -113,7 +114,19 @@ def test_without_accept_the_models_default_answer_type_is_used(port, features) -
             406,
             "unsupported accept type 'application/json'; ask for text/csv",
         ),
-        ({"Accept": "text/csv"}, None, 415, "no Content-Type: say what the body is, e.g. text/csv"),
+        # as the containers: no header means JSON; parameters reach the handler as sent
+        (
+            {"Accept": "text/csv"},
+            None,
+            415,
+            "unsupported content type 'application/json'; send text/csv",
+        ),
+        (
+            {"Content-Type": "text/csv; charset=utf-8", "Accept": "text/csv"},
+            None,
+            415,
+            "unsupported content type 'text/csv; charset=utf-8'; send text/csv",
+        ),
         (
             CSV,
             b"1,2\n1,2,3\n",
@@ -136,6 +149,7 @@ def test_without_accept_the_models_default_answer_type_is_used(port, features) -
         "content type",
         "accept",
         "no content type",
+        "parameters",
         "malformed",
         "columns",
         "not a number",
@@ -268,3 +282,35 @@ def test_the_sample_handlers_refusals_fail_a_transform_with_the_reason(workdir) 
     with pytest.raises(Exception) as refused:
         copy.invoke(b"1,2,3\n", "text/csv", "text/csv")
     assert str(refused.value) == "3 feature columns, the model takes 30"
+
+
+DEFAULT_HANDLERS = """
+import os, joblib
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+
+def test_the_toolkit_defaults_refuse_a_content_type_with_415_and_an_accept_with_406(
+    workdir: Path, tmp_path: Path
+) -> None:
+    """The defaults' own UnsupportedFormatError: from decoding 415, from encoding 406."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(serve.model_copy(workdir, "preprod") / "model", model_dir)
+    (model_dir / "code" / "inference.py").write_text(DEFAULT_HANDLERS)
+    defaults = ModelServer(model_dir, {"SAGEMAKER_PROGRAM": "inference.py"})
+    client = Client(InvocationsApp(defaults, log=io.StringIO()))
+    rows = b"\n".join([b"1," * 29 + b"1"] * 2) + b"\n"
+    unread = client.post("/invocations", data=rows, headers={"Content-Type": "text/x-unknown"})
+    assert unread.status_code == 415 and unread.data.startswith(b"Content-Type text/x-unknown")
+    unwritten = client.post(
+        "/invocations", data=rows, headers={"Content-Type": "text/csv", "Accept": "text/x-unknown"}
+    )
+    assert (unwritten.status_code, unwritten.data) == (
+        406, b"Accept text/x-unknown is not supported by this model\n",
+    )  # fmt: skip
+    assert (
+        client.post("/invocations", data=rows, headers={"Content-Type": "text/csv"}).status_code
+        == 200
+    )

@@ -931,6 +931,12 @@ data "aws_iam_policy_document" "deploy" {
     }
   }
   statement {
+    # target tracking's own alarms, which Application Auto Scaling names after the variant
+    sid       = "TheScalingPolicysAlarms"
+    actions   = ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"]
+    resources = [for n in distinct([local.name, lower(local.name)]) : "${format(local.arn_prefix, "cloudwatch")}:alarm:TargetTracking-endpoint/${n}-realtime/*"]
+  }
+  statement {
     sid       = "ReadAndTagTheScaling" # reads have no resource type; tags ride on the target
     actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies", "application-autoscaling:ListTagsForResource", "application-autoscaling:TagResource", "application-autoscaling:UntagResource"]
     resources = ["*"]

@@ -1,15 +1,17 @@
 """SageMaker's inference container contract over HTTP (WSGI), for one loaded model.
 
 ``GET /ping`` answers 200 (the model is loaded before the app exists); ``POST /invocations``
-hands the body, ``Content-Type`` and ``Accept`` to the model's handlers
-(``serving.ModelServer``) and returns their answer. Errors follow the containers: a handler
-that raises the inference toolkit's ``BaseInferenceToolkitError`` answers with its status
-and message, the toolkit's ``UnsupportedFormatError`` (what its default decoder and encoder
-raise) with 415, anything else with 500. Before a handler runs, the app refuses what would
-not reach one on AWS: a body over the payload limit (413; 6 MB for instance endpoints) and
-an empty body (400). Every error body is one line of text and the server keeps serving.
-What the handlers print goes to the log, as a container's standard output goes to
-CloudWatch.
+hands the body, ``Content-Type`` (as sent; JSON when absent, as the containers assume) and
+``Accept`` to the model's handlers (``serving.ModelServer``) and returns their answer.
+Errors follow the inference toolkit's contract (the MMS-based containers): a handler that
+raises ``BaseInferenceToolkitError`` answers with its status and message, the toolkit's
+``UnsupportedFormatError`` (what its default decoder and encoder raise) with 415 from
+decoding and 406 from encoding, anything else with 500. SageMaker's single-model
+scikit-learn container (``sagemaker-containers``) answers 500 for any exception of a handler
+of your own: see the README. Before a handler runs, the app refuses what would not reach
+one on AWS: a body over the payload limit (413; 6 MB for instance endpoints) and an empty
+body (400). Every error body is one line of text and the server keeps serving. What the
+handlers print goes to the log, as a container's standard output goes to CloudWatch.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from typing import Any, TextIO
 
 from sagemaker_inference.errors import BaseInferenceToolkitError, UnsupportedFormatError
 
-from pipelines.local.serving import ModelServer
+from pipelines.local.serving import ModelServer, NotAcceptable
 
 DEFAULT_MAX_BODY_BYTES = 6 * 2**20  # InvokeEndpoint's payload limit for instance endpoints
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 TOOLKIT_DEFAULT_ACCEPT = "application/json"  # the inference toolkit's, when nothing is set
+DEFAULT_CONTENT_TYPE = "application/json"  # what the containers assume without the header
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -73,13 +76,8 @@ class InvocationsApp:
             return self._answer(start_response, refused.status, body, "text/plain; charset=utf-8")
 
     def _invoke(self, environ: dict[str, Any]) -> tuple[bytes, str]:
-        # parameters such as "; charset=utf-8" are dropped: handlers compare the bare type
-        content_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip()
-        if not content_type:
-            raise Refused(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                "no Content-Type: say what the body is, e.g. text/csv",
-            )
+        # as the containers: the header as sent (parameters and all), JSON when there is none
+        content_type = (environ.get("CONTENT_TYPE") or "").strip() or DEFAULT_CONTENT_TYPE
         accept = (environ.get("HTTP_ACCEPT") or "").strip()
         if not accept or accept == "*/*":
             accept = self.default_accept
@@ -88,10 +86,14 @@ class InvocationsApp:
             return self.server.respond(body, content_type, accept)
         except BaseInferenceToolkitError as error:
             raise Refused(error.status_code, _one_line(str(error.message))) from None
+        except NotAcceptable:
+            raise Refused(
+                HTTPStatus.NOT_ACCEPTABLE, f"Accept {accept} is not supported by this model"
+            ) from None
         except UnsupportedFormatError:
             raise Refused(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                f"Content-Type {content_type} or Accept {accept} is not supported by this model",
+                f"Content-Type {content_type} is not supported by this model",
             ) from None
         except UnicodeDecodeError:
             raise Refused(

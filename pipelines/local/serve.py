@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import math
 import os
 import shutil
 import socket
@@ -163,7 +164,11 @@ def running_endpoint(
             yield url
         finally:
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # never leave a server behind
+                process.kill()
+                process.wait()
 
 
 def _pings(port: int) -> bool:
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     copy = model_copy(args.workdir, args.stage)
     try:
-        if args.workers < 1 or not 0 < args.port < 65536 or args.max_body_mb <= 0:
+        if args.workers < 1 or not 0 < args.port < 65536 or not 0 < args.max_body_mb < math.inf:
             raise ServeError("--workers, --port and --max-body-mb must be positive (port < 65536)")
         if args.from_aws:
             tfvars = args.workdir / f"{args.stage}.tfvars.json"
@@ -212,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise ServeError(
                     f"no {tfvars}: build.py --stage {args.stage} --output {tfvars} writes it"
                 )
-            model_name = json.loads(tfvars.read_text())["model_name"]
+            try:
+                model_name = json.loads(tfvars.read_text())["model_name"]
+            except (ValueError, KeyError, TypeError):
+                raise ServeError(f"{tfvars} names no model_name: write it with build.py") from None
             try:
                 copy_stage_model(boto3.Session(), model_name, copy)
             except (

@@ -23,8 +23,14 @@ from typing import Any
 
 import numpy as np
 from sagemaker_inference import content_types, decoder, encoder
+from sagemaker_inference.errors import UnsupportedFormatError
 
 from pipelines.environment import overridden
+
+
+class NotAcceptable(Exception):
+    """``output_fn`` cannot write the ``Accept`` type (the toolkit's ``UnsupportedFormatError``
+    raised while encoding): the container answers 406, not 415."""
 
 
 class ModelLoadError(Exception):
@@ -129,9 +135,11 @@ class ModelServer:
             if self.transform_fn is not None:
                 result = self.transform_fn(self.model, data, content_type, accept)
             else:
-                result = self.output_fn(
-                    self.predict_fn(self.input_fn(data, content_type), self.model), accept
-                )
+                prediction = self.predict_fn(self.input_fn(data, content_type), self.model)
+                try:
+                    result = self.output_fn(prediction, accept)
+                except UnsupportedFormatError as error:  # the answer's type, not the request's
+                    raise NotAcceptable(str(error)) from error
         response_type = accept
         if isinstance(result, tuple):  # (body, content type), as handlers may return
             result, response_type = result[0], result[1]

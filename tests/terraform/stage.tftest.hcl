@@ -508,6 +508,26 @@ run "a_new_setting_is_a_new_configuration" {
   }
 }
 
+run "an_alarm_or_scaling_setting_keeps_the_configuration" {
+  command = apply
+  variables {
+    kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
+    endpoint = {
+      instance_type                   = "ml.c5.large"
+      min_instance_count              = 2
+      max_instance_count              = 6
+      target_invocations_per_instance = 80
+      data_capture                    = { sampling_percentage = 20 }
+      latency_p99_threshold_ms        = 500
+      alarm_on_no_invocations         = true
+    }
+  }
+  assert {
+    condition     = output.endpoint_config_name == run.instance_endpoint_serves_the_promoted_model_and_scales.endpoint_config_name
+    error_message = "alarms and scaling are not in the configuration: changing them must not redeploy the fleet"
+  }
+}
+
 run "serverless_endpoint_has_no_scaling_key_nor_capture" {
   command = apply
   variables {
