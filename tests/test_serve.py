@@ -65,6 +65,7 @@ def request(
 
 
 CSV = {"Content-Type": "text/csv", "Accept": "text/csv"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +315,52 @@ def test_the_toolkit_defaults_refuse_a_content_type_with_415_and_an_accept_with_
         client.post("/invocations", data=rows, headers={"Content-Type": "text/csv"}).status_code
         == 200
     )
+
+
+def test_under_sagemaker_containers_the_sample_handlers_answer_refusals_with_their_status(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SageMaker's scikit-learn container answers any handler exception with 500; there the
+    sample handlers pass the refusal on and ``output_fn`` returns the container's response
+    with the status. ``sagemaker-containers`` cannot be installed here (it pins an old
+    stack), so its ``worker.Response`` is a stand-in with the same signature on Flask's."""
+    import importlib.util
+    import types
+
+    import flask
+
+    class Response(flask.Response):  # sagemaker_containers/_worker.py's signature
+        def __init__(self, response=None, accept=None, status=200, headers=None, mimetype=None):
+            super().__init__(response, status, headers, mimetype)
+
+    worker = types.ModuleType("sagemaker_containers.beta.framework.worker")
+    worker.Response = Response  # type: ignore[attr-defined]
+    for name in ("sagemaker_containers", "sagemaker_containers.beta"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    framework = types.ModuleType("sagemaker_containers.beta.framework")
+    framework.worker = worker  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sagemaker_containers.beta.framework", framework)
+    monkeypatch.setitem(sys.modules, "sagemaker_containers.beta.framework.worker", worker)
+    spec = importlib.util.spec_from_file_location(
+        "inference_in_the_container", REPO / "examples" / "breast_cancer" / "inference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    handlers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(handlers)
+    trained = joblib.load(serve.model_copy(workdir, "preprod") / "model" / "model.joblib")
+
+    def answer(body: str, content_type: str = "text/csv", accept: str = "text/csv"):
+        data = handlers.input_fn(body, content_type)
+        return handlers.output_fn(handlers.predict_fn(data, trained), accept)
+
+    for body, content_type, accept, status, reason in [
+        ("1,2\n1,2,3\n", "text/csv", "text/csv", 400, "malformed CSV: CSV parse error"),
+        ("1,2,3\n", "text/csv", "text/csv", 400, "3 feature columns, the model takes 30"),
+        ("[1]", "application/json", "text/csv", 415, "unsupported content type"),
+        ("1," * 29 + "1\n", "text/csv", "application/json", 406, "unsupported accept type"),
+    ]:
+        response = answer(body, content_type, accept)
+        assert isinstance(response, Response) and response.status_code == status
+        assert response.get_data(as_text=True).startswith(reason)
+        assert response.get_data(as_text=True).count("\n") == 1
+    assert float(answer("1," * 29 + "1\n")) >= 0  # a good request is the plain answer
