@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import http.client
 import json
 import sys
 import time
@@ -58,16 +57,15 @@ def prepare(workdir: Path) -> dict[int, bytes]:
 
 def _invoke(port: int, payload: bytes) -> tuple[float, int]:
     started = time.perf_counter()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    try:
-        connection.request(
-            "POST", "/invocations", payload, {"Content-Type": "text/csv", "Accept": "text/csv"}
-        )
-        response = connection.getresponse()
-        response.read()
-    finally:
-        connection.close()
-    return time.perf_counter() - started, response.status
+    status, _, _ = serve.request(
+        port,
+        "POST",
+        "/invocations",
+        payload,
+        {"Content-Type": "text/csv", "Accept": "text/csv"},
+        60,
+    )
+    return time.perf_counter() - started, status
 
 
 def load(port: int, payload: bytes, concurrency: int, seconds: float) -> dict[str, float]:
@@ -105,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     payloads = prepare(args.workdir)
     results: dict[str, dict[str, dict[str, float]]] = {}
     for name in ("sample", "defaults"):
-        with serve.running_endpoint(name, args.workdir, workers=2) as url:
-            port = int(url.rsplit(":", 1)[1])
+        with serve.running_endpoint(name, args.workdir, workers=2) as port:
             for rows, payload in payloads.items():
                 for concurrency in CONCURRENCY:
                     cell = f"{rows} row(s), concurrency {concurrency}"

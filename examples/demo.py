@@ -31,7 +31,6 @@ Any failure prints what failed and exits non-zero.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import logging
 import math
@@ -230,21 +229,21 @@ def serve_one_row(
     first_id, features = head["Body"].read().split(b"\n", 1)[0].split(b",", 1)
     if first_id != row_id:
         raise DemoFailed(f"{stage}: the first prediction is for {row_id!r}, not {first_id!r}")
-    with serve.running_endpoint(stage, workdir) as url:
-        host, port = url.removeprefix("http://").split(":")
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        connection.request(
-            "POST", "/invocations", features, {"Content-Type": "text/csv", "Accept": "text/csv"}
+    with serve.running_endpoint(stage, workdir) as port:
+        status, _, answer = serve.request(
+            port,
+            "POST",
+            "/invocations",
+            features,
+            {"Content-Type": "text/csv", "Accept": "text/csv"},
         )
-        response = connection.getresponse()
-        served = response.read().strip()
-        connection.close()
-    if response.status != 200 or not math.isclose(float(served), float(batch), rel_tol=1e-12):
+    served = answer.strip()
+    if status != 200 or not math.isclose(float(served), float(batch), rel_tol=1e-12):
         raise DemoFailed(
-            f"{stage}: the served model answered {response.status} {served!r} for row "
+            f"{stage}: the served model answered {status} {served!r} for row "
             f"{row_id.decode()}, the batch run {batch!r}"
         )
-    return {"id": row_id.decode(), "served": served.decode(), "batch": batch.decode(), "url": url}
+    return {"id": row_id.decode(), "served": served.decode(), "batch": batch.decode()}
 
 
 def score_day(

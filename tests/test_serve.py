@@ -46,22 +46,11 @@ def workdir(artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def port(workdir: Path) -> Iterator[int]:
-    with serve.running_endpoint("preprod", workdir, workers=2) as url:
-        yield int(url.rsplit(":", 1)[1])
+    with serve.running_endpoint("preprod", workdir, workers=2) as served_on:
+        yield served_on
 
 
-def request(
-    port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None
-) -> tuple[int, str, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        # a refusal of a large body comes before the body is read: the server then closes
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.getheader("Content-Type") or "", response.read()
-    finally:
-        connection.close()
+request = serve.request
 
 
 CSV = {"Content-Type": "text/csv", "Accept": "text/csv"}

@@ -140,10 +140,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextlib.contextmanager
 def running_endpoint(
     stage: str, workdir: Path, workers: int = 1, extra: Sequence[str] = (), timeout: float = 60
-) -> Iterator[str]:
+) -> Iterator[int]:
     """This CLI in a child process on a free loopback port, serving ``stage``'s model copy;
-    yields its base URL once ``/ping`` answers, stops it afterwards (the demo, the tests and
-    the benchmark use it)."""
+    yields the port once ``/ping`` answers, stops it afterwards (the demo, the tests and the
+    benchmark use it)."""
     port = free_port()
     command = [
         sys.executable, "-m", "pipelines.local.serve", "--stage", stage, "--workdir", str(workdir),
@@ -152,16 +152,15 @@ def running_endpoint(
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command, stderr=log)
         try:
-            url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + timeout
             while not _pings(port):
                 if process.poll() is not None:
                     log.seek(0)
                     raise ServeError(f"the server stopped: {log.read().strip()}")
                 if time.monotonic() > deadline:
-                    raise ServeError(f"the server did not answer {url}/ping in {timeout:.0f} s")
+                    raise ServeError(f"the server did not answer /ping in {timeout:.0f} s")
                 time.sleep(0.05)  # its workers are starting
-            yield url
+            yield port
         finally:
             process.terminate()
             try:
@@ -171,15 +170,31 @@ def running_endpoint(
                 process.wait()
 
 
-def _pings(port: int) -> bool:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, str, bytes]:
+    """One request to a server on loopback ``port``: (status, Content-Type, body). A server
+    may refuse a large body before reading it and close: its answer is still read."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("GET", "/ping")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
     finally:
         connection.close()
+
+
+def _pings(port: int) -> bool:
+    try:
+        return request(port, "GET", "/ping", timeout=5)[0] == 200
+    except OSError:
+        return False
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
