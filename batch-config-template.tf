@@ -104,6 +104,15 @@ variable "previous_model" {
   default = null
 }
 
+variable "image_repository_arns" {
+  description = "The ECR repositories the stage's execution role may pull from: the promoted model's images, the kept model's and the Preprocess step's (written by build.py)."
+  type        = list(string)
+  validation {
+    condition     = length(var.image_repository_arns) > 0 && alltrue([for arn in var.image_repository_arns : can(regex("^arn:aws[a-z-]*:ecr:[a-z0-9-]+:[0-9]{12}:repository/[a-z0-9][a-z0-9._/-]*$", arn))])
+    error_message = "image_repository_arns must be ECR repository ARNs; build.py writes them from the package's images."
+  }
+}
+
 variable "artifacts_bucket" {
   description = "The stage's artifact bucket (from SSM)."
   type        = string
@@ -525,6 +534,25 @@ locals {
   }
 }
 
+# The execution role pulls exactly the images this stage runs (build.py names their
+# repositories: the promoted and the kept model's, the Preprocess step's). The role's
+# permissions boundary (infra/target-account) caps whatever a policy here could grant at the
+# role's base rights plus image pulls, so the deploy role's iam:PutRolePolicy on this one role
+# cannot widen it.
+resource "aws_iam_role_policy" "pull_images" {
+  name = "pull-the-stages-images"
+  role = regex("[^/]+$", var.sagemaker_role_arn)
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid      = "PullTheStagesImages"
+      Effect   = "Allow"
+      Action   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+      Resource = var.image_repository_arns
+    }]
+  })
+}
+
 resource "aws_sagemaker_model" "batch" {
   for_each                 = local.models
   name                     = each.key
@@ -534,6 +562,8 @@ resource "aws_sagemaker_model" "batch" {
   primary_container {
     model_package_name = each.value.model_package_arn
   }
+  # SageMaker checks at CreateModel that the role can pull the image
+  depends_on = [aws_iam_role_policy.pull_images]
 
   dynamic "vpc_config" {
     for_each = length(var.subnet_ids) > 0 ? [1] : []

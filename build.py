@@ -58,6 +58,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of minutes") from None
+    if not 0 <= value <= 720:  # nan fails both comparisons
+        raise argparse.ArgumentTypeError("give 0 to 720 minutes")
+    return value
+
+
 # IAM's role ARN: partition, 12-digit account, path and name of IAM's allowed characters
 _ROLE_ARN = re.compile(r"arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
 
@@ -98,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
         "--feature-schema",
         type=Path,
         default=REPO / "pipelines" / "batch_inference" / "feature-schema.json",
+    )
+    parser.add_argument(
+        "--image-wait-minutes",
+        type=_minutes,
+        default=30.0,
+        help="how long to wait for ECR to replicate the package's dev images to the stage",
     )
     parser.add_argument("--project-name", default=env("SAGEMAKER_PROJECT_NAME"))
     parser.add_argument("--project-id", default=env("SAGEMAKER_PROJECT_ID"))
@@ -190,9 +206,11 @@ def _clients(args: argparse.Namespace) -> utils.Clients:
     return utils.Clients(
         source_sagemaker=source.client("sagemaker", endpoint_url=endpoint, config=config),
         source_s3=source.client("s3", endpoint_url=endpoint, config=config),
+        source_ecr=source.client("ecr", endpoint_url=endpoint, config=config),
         target_sagemaker=target.client("sagemaker", endpoint_url=endpoint, config=config),
         target_s3=target.client("s3", endpoint_url=endpoint, config=config),
         target_ssm=target.client("ssm", endpoint_url=endpoint, config=config),
+        target_ecr=target.client("ecr", endpoint_url=endpoint, config=config),
     )
 
 
@@ -219,6 +237,7 @@ def _request(args: argparse.Namespace) -> utils.PromotionRequest:
         feature_schema=args.feature_schema,
         dry_run=args.dry_run,
         plan_only=args.plan_only,
+        image_wait_seconds=args.image_wait_minutes * 60,
     )
 
 
@@ -238,6 +257,7 @@ def _summary(result: utils.PromotionResult, request: utils.PromotionRequest, out
                 f"{request.group!r}"
             )
             lines += [f"          {plan.source_uri} -> {plan.target_uri}" for plan in result.copies]
+            lines += [f"image:    {plan.registered} -> {plan.target}" for plan in result.images]
         lines.append(f"would write {output} (dry run: nothing changed)")
         return "\n".join(lines)
     if request.plan_only:
@@ -247,6 +267,7 @@ def _summary(result: utils.PromotionResult, request: utils.PromotionRequest, out
     lines += [
         f"target:   {result.target_package_arn} {action}",
         f"copied:   {len(result.copied)} object(s)" + ("" if result.reused else f", {size} bytes"),
+        *(f"image:    {plan.registered} -> {plan.target}" for plan in result.images),
         f"pipeline: {result.tfvars['pipeline_name']} "
         f"(s3://{result.tfvars['artifacts_bucket']}/{result.tfvars['pipeline_definition_s3_key']})",
         f"model:    {result.tfvars['model_name']}",

@@ -63,6 +63,14 @@ class Unreachable(PromotionError):
     exit_code = 12
 
 
+class NotRunnable(PromotionError):
+    exit_code = 13
+
+
+class ImageNotReady(PromotionError):
+    exit_code = 14
+
+
 _ACCESS_DENIED_CODES = {
     "AccessDenied",
     "AccessDeniedException",
@@ -76,7 +84,15 @@ _ACCESS_DENIED_CODES = {
 }
 
 
-_NOT_FOUND_CODES = {"ResourceNotFound", "NoSuchKey", "NoSuchBucket", "404", "NotFound"}
+_NOT_FOUND_CODES = {
+    "ResourceNotFound",
+    "NoSuchKey",
+    "NoSuchBucket",
+    "404",
+    "NotFound",
+    "RepositoryNotFoundException",
+    "ImageNotFoundException",
+}
 
 
 def error_code(error: ClientError) -> str:

@@ -15,14 +15,24 @@ from promotion.artifacts import (
     plan_copies,
     target_uri,
 )
-from promotion.errors import UsageError
+from promotion.errors import NotRunnable, UsageError
+from promotion.images import (
+    DEFAULT_WAIT_SECONDS,
+    ImagePlan,
+    plan_images,
+    repository_arns,
+    retarget,
+    wait_until_replicated,
+)
 from promotion.names import account_of, check_group_name, model_name
+from promotion.runnable import check_runnable, framework_image_refusal
 from promotion.source import resolve_source_package
 from promotion.stage import (
     StageSettings,
     check_bucket,
     find_promoted_package,
     previous_model,
+    previous_specification,
     read_stage_settings,
 )
 from promotion.stage_files import publish_stage_files
@@ -35,6 +45,7 @@ from promotion.target_package import (
 )
 
 if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef, TagTypeDef
@@ -47,9 +58,11 @@ class Clients:
 
     source_sagemaker: SageMakerClient
     source_s3: S3Client
+    source_ecr: ECRClient
     target_sagemaker: SageMakerClient
     target_s3: S3Client
     target_ssm: SSMClient
+    target_ecr: ECRClient
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,8 @@ class PromotionRequest:
     dry_run: bool = False
     # write the tfvars a deployment would apply, but nothing to AWS (the plan before a gate)
     plan_only: bool = False
+    # how long to wait for ECR to replicate the package's dev-registry images to the stage
+    image_wait_seconds: float = DEFAULT_WAIT_SECONDS
 
 
 @dataclass
@@ -78,6 +93,9 @@ class PromotionResult:
     copied: list[str] = field(default_factory=list)
     tfvars: dict[str, Any] = field(default_factory=dict)
     previous_model: dict | None = None
+    images: list[ImagePlan] = field(default_factory=list)
+    # what the stage's execution role may pull: this version's, the kept one's, Preprocess's
+    image_repository_arns: list[str] = field(default_factory=list)
 
 
 def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
@@ -106,10 +124,12 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         )
     if refusal:
         raise UsageError(f"stage config: {refusal}")
+    check_runnable(source, request.stage_config)
     check_bucket(clients.target_s3, settings.artifacts_bucket)
     existing = find_promoted_package(
         clients.target_sagemaker, request.group, source["ModelPackageArn"]
     )
+    images = [] if existing else locate_images(clients, request, source, settings)
     version = int(source["ModelPackageVersion"])
     # read before any write, so an unreadable deployment record changes nothing
     previous = previous_model(
@@ -128,10 +148,19 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         )
     )
     result = PromotionResult(
-        source=source, settings=settings, copies=copies, previous_model=previous
+        source=source, settings=settings, copies=copies, previous_model=previous, images=images
     )
     if existing:
         result.target_package_arn, result.reused = existing["ModelPackageArn"], True
+    result.image_repository_arns = repository_arns(
+        [
+            existing["InferenceSpecification"]
+            if existing
+            else retarget(source["InferenceSpecification"], images),
+            previous_specification(clients.target_sagemaker, previous),
+        ],
+        batch_pipeline.sklearn_image_uri(request.region),  # the Preprocess step's
+    )
     if request.dry_run:
         return result
     if request.plan_only:
@@ -143,6 +172,8 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         return result
 
     if not existing:
+        # before any write: an image that never arrives leaves nothing behind
+        wait_until_replicated(clients.target_ecr, images, request.image_wait_seconds)
         result.copied = copy_artifacts(
             clients.source_s3, clients.target_s3, copies, settings.kms_key_arn
         )
@@ -161,7 +192,9 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
             clients.target_sagemaker,
             request.group,
             source,
-            rewrite_inference_specification(source["InferenceSpecification"], moved),
+            retarget(
+                rewrite_inference_specification(source["InferenceSpecification"], moved), images
+            ),
             promotion_metadata(source),
             tags,
             quality={
@@ -173,6 +206,30 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         result.target_package_arn = package["ModelPackageArn"]
     result.tfvars = publish_stage_files(clients.target_s3, request, settings, result)
     return result
+
+
+def locate_images(
+    clients: Clients,
+    request: PromotionRequest,
+    source: DescribeModelPackageOutputTypeDef,
+    settings: StageSettings,
+) -> list[ImagePlan]:
+    """Where each of the package's images comes from and what the stage will run (reads
+    only); refuses a SageMaker framework build the stage's instances cannot run."""
+    images = plan_images(
+        source["InferenceSpecification"],
+        clients.source_ecr,
+        clients.target_ecr,
+        dev_account=account_of(source["ModelPackageArn"]),
+        stage_account=account_of(settings.sagemaker_role_arn),
+        region=request.region,
+    )
+    refusal = framework_image_refusal(
+        [plan.source.tag for plan in images if plan.source.is_sagemakers], request.stage_config
+    )
+    if refusal:
+        raise NotRunnable(f"{source['ModelPackageArn']}: {refusal}")
+    return images
 
 
 def pending_package_arn(request: PromotionRequest, settings: StageSettings, version: int) -> str:

@@ -153,3 +153,19 @@ def previous_model(
             f"the deployment record s3://{bucket}/{key} is not what batch-config-template.tf "
             "writes; restore it from its previous version (the bucket is versioned) or delete it"
         ) from None
+
+
+def previous_specification(sagemaker: SageMakerClient, previous: dict | None) -> dict | None:
+    """The inference specification of the kept model's package (its images stay pullable
+    while runs started before this deployment finish), or None."""
+    if not previous or not previous.get("model_package_arn"):
+        return None
+    arn = previous["model_package_arn"]
+    with aws_errors(f"reading the kept model's package {arn}"):
+        try:
+            package = sagemaker.describe_model_package(ModelPackageName=arn)
+        except ClientError as error:
+            if is_not_found(error):
+                return None
+            raise
+    return dict(package.get("InferenceSpecification") or {})

@@ -240,4 +240,5 @@ def publish_stage_files(
         "partition_format": request.stage_config.get("partition_format") or DEFAULT_FORMAT,
         "feature_schema_url": code.schema_url,
         "baseline_url": code.baseline_url,
+        "image_repository_arns": result.image_repository_arns,
     }

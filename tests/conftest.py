@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pipelines.local.emulator import Emulator, environment, running_emulator
 from tests.terraform_cli import terraform
+
+if TYPE_CHECKING:  # the registry helpers load build.py: only where a test asks for them
+    from tests.registry import DevRegistry
 
 __all__ = ["terraform"]  # the fixture lives with the code that runs terraform
 
@@ -25,6 +29,22 @@ def aws(aws_server: Emulator) -> Iterator[Emulator]:
     aws_server.reset()
     with environment(aws_server.environment()):
         yield aws_server
+
+
+@pytest.fixture
+def dev(aws: Emulator) -> DevRegistry:
+    """The dev account's registry and artifact bucket, empty."""
+    from tests.registry import DevRegistry
+
+    return DevRegistry(aws)
+
+
+@pytest.fixture
+def preprod(aws: Emulator) -> dict:
+    """The pre-prod account's base resources, as infra/ makes them; its SSM parameters."""
+    from tests.registry import create_stage
+
+    return create_stage(aws, "preprod")
 
 
 class NetworkBlocked(AssertionError):

@@ -12,6 +12,8 @@ ours, so neither is covered here.
 from __future__ import annotations
 
 import fnmatch
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -70,6 +72,14 @@ def required_permissions(
             needed.append(("s3:GetObject", _s3_arn(source["Bucket"], source["Key"])))
         return needed
     prefix = f"arn:aws:{service}:{region}:{account}"
+    if service == "ecr":
+        repository = params.get("repositoryName")
+        if not repository:  # GetAuthorizationToken, DescribeRegistry: no resource type
+            return [(f"ecr:{operation}", "*")]
+        registry = params.get("registryId") or account
+        return [
+            (f"ecr:{operation}", f"{prefix.rsplit(':', 1)[0]}:{registry}:repository/{repository}")
+        ]
     if service == "ssm":
         name = params.get("Path") or params.get("Name") or ""
         return [(f"ssm:{operation}", f"{prefix}:parameter{name}")]
@@ -91,6 +101,33 @@ def required_permissions(
             arn = f"{prefix}:model-package-group/{group}"
         return [(f"sagemaker:{operation}", arn or "*")]
     return [(f"{service}:{operation}", "*")]
+
+
+def image_pulls(uris: Iterable[str]) -> CallRecorder:
+    """The calls a ``docker pull`` of each image makes (SageMaker pulls a job's and a
+    model's images as the execution role): the registry token, the manifest, the layers."""
+    from pipelines.image_uris import ImageUri
+
+    pulls = CallRecorder()
+    for uri in uris:
+        image = ImageUri.parse(uri)
+        repository = {"registryId": image.account, "repositoryName": image.repository}
+        pulls.calls += [
+            ("ecr", "GetAuthorizationToken", {}),
+            ("ecr", "BatchGetImage", {**repository, "imageIds": [image.image_id]}),
+            ("ecr", "BatchCheckLayerAvailability", repository),
+            ("ecr", "GetDownloadUrlForLayer", repository),
+        ]
+    return pulls
+
+
+def policy_document(document: object) -> dict[str, Any]:
+    """An IAM policy as a dict: boto3 decodes the URL-encoded JSON that IAM returns (the
+    type stubs also allow the raw string)."""
+    if isinstance(document, str):
+        return json.loads(unquote(document))
+    assert isinstance(document, dict)
+    return document
 
 
 def _matches(patterns: str | list[str], value: str, case_sensitive: bool) -> bool:

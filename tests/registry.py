@@ -6,6 +6,8 @@ These helpers stand in for what a data scientist (dev registry) and the ``infra/
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import tarfile
@@ -20,7 +22,7 @@ import pytest
 
 import build
 from pipelines.local import sandbox
-from pipelines.local.emulator import Emulator, role_arn
+from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, role_arn
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.literals import ModelApprovalStatusType
@@ -69,10 +71,12 @@ class DevRegistry:
         body: bytes | None = None,
         metadata: dict[str, str] | None = None,
         quality: dict[str, Any] | None = None,
+        specification: dict[str, Any] | None = None,
     ) -> str:
         """Register a package; by default one container with a fresh model.tar.gz.
 
-        ``quality``: ``ModelMetrics`` / ``DriftCheckBaselines`` to register as they are."""
+        ``quality``: ``ModelMetrics`` / ``DriftCheckBaselines`` to register as they are;
+        ``specification``: fields of the InferenceSpecification to set instead."""
         if containers is None:
             number = len(self.versions()) + 1
             url = self.put_artifact(
@@ -94,6 +98,7 @@ class DevRegistry:
                 "SupportedContentTypes": ["text/csv"],
                 "SupportedResponseMIMETypes": ["text/csv"],
                 "SupportedTransformInstanceTypes": ["ml.m5.xlarge"],
+                **(specification or {}),
             },
         }
         if metadata:
@@ -109,6 +114,74 @@ class DevRegistry:
             ModelPackageGroupName=self.group
         )
         return [s for page in pages for s in page["ModelPackageSummaryList"]]
+
+
+def push_image(aws: Emulator, account: str, repository: str, tag: str, layer: str) -> str:
+    """``docker push`` of a one-layer image to ``account``'s ECR; returns its URI by tag.
+
+    ``layer`` makes the content: ECR names an image by the digest of its manifest."""
+    ecr = aws.client("ecr", account)
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=repository)
+    ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=image_manifest(layer))
+    registry = ecr.describe_registry()["registryId"]
+    return f"{registry}.dkr.ecr.{REGION}.amazonaws.com/{repository}:{tag}"
+
+
+def image_manifest(layer: str) -> str:
+    digest = "sha256:" + hashlib.sha256(layer.encode()).hexdigest()
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "size": 2,
+                "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest(),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": len(layer),
+                    "digest": digest,
+                }
+            ],
+        }
+    )
+
+
+def replicate_images_to(
+    aws: Emulator, *stages: str, prefixes: tuple[str, ...] = (PROJECT,)
+) -> None:
+    """The dev registry's replication rule, as infra/dev-account makes it."""
+    aws.client("ecr", "dev").put_replication_configuration(
+        replicationConfiguration={
+            "rules": [
+                {
+                    "destinations": [
+                        {"region": REGION, "registryId": ACCOUNTS[stage]} for stage in stages
+                    ],
+                    "repositoryFilters": [
+                        {"filter": prefix, "filterType": "PREFIX_MATCH"} for prefix in prefixes
+                    ],
+                }
+            ]
+        }
+    )
+
+
+def replicate(aws: Emulator, uri: str, stage: str) -> None:
+    """What ECR's replication does after a push (moto stores the rule but copies nothing):
+    the same manifest, under the same repository and tag, in the stage's registry."""
+    source = aws.client("ecr", "dev")
+    repository, _, tag = uri.split("/", 1)[1].rpartition(":")
+    (image,) = source.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}])[
+        "images"
+    ]
+    target = aws.client("ecr", stage)
+    with contextlib.suppress(target.exceptions.RepositoryAlreadyExistsException):
+        target.create_repository(repositoryName=repository)
+    target.put_image(repositoryName=repository, imageTag=tag, imageManifest=image["imageManifest"])
 
 
 def create_stage(aws: Emulator, stage: str, project: str = PROJECT, **options) -> dict[str, str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.parse
 import uuid
 from datetime import date
 from pathlib import Path
@@ -27,9 +26,20 @@ import utils
 from lambdas.package import build_zip
 from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, role_arn
-from tests.iam_calls import CallRecorder, missing_permissions
+from tests.iam_calls import CallRecorder, image_pulls, missing_permissions, policy_document
 from tests.provider_requests import refused_requests
-from tests.registry import GROUP, PROJECT, DevRegistry, create_stage, run_build
+from tests.registry import (
+    GROUP,
+    PROJECT,
+    DevRegistry,
+    create_stage,
+    model_tarball,
+    push_image,
+    replicate,
+    replicate_images_to,
+    run_build,
+    target_packages,
+)
 from tests.terraform_cli import (
     REPO,
     in_account,
@@ -164,7 +174,11 @@ def test_target_account_infra_is_what_build_py_reads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     dev = DevRegistry(aws)
-    source = dev.register("Approved")
+    # served by the team's own image: in the dev registry, replicated to the stage
+    replicate_images_to(aws, "preprod")
+    image = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="serving image")
+    url = dev.put_artifact("training/run-1/output/model.tar.gz", model_tarball(b"model"))
+    source = dev.register("Approved", [{"Image": image, "ModelDataUrl": url}])
     module = local_root(REPO / "infra" / "target-account" / "main.tf", tmp_path / "target")
     write_vars(
         module,
@@ -195,6 +209,15 @@ def test_target_account_infra_is_what_build_py_reads(
         s3.put_object(Bucket=bucket, Key=f"{PROJECT}/batch-inference/input/x.csv", Body=b"1")
     s3.delete_bucket_policy(Bucket=bucket)
 
+    # the registry lets the dev account replicate the project's repositories, no others
+    registry = json.loads(aws.client("ecr", "preprod").get_registry_policy()["policyText"])
+    (replication,) = registry["Statement"]
+    assert replication["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNTS['dev']}:root"}
+    assert sorted(_list(replication)) == ["ecr:CreateRepository", "ecr:ReplicateImage"]
+    stage_repositories = f"arn:aws:ecr:{REGION}:{ACCOUNTS['preprod']}:repository/{PROJECT}*"
+    assert _resources(replication) == [stage_repositories]
+    replicate(aws, image, "preprod")  # what ECR does once that policy lets it
+
     # build.py runs against exactly what Terraform made
     assert run_build(tmp_path, stage="preprod") == 0
     tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
@@ -224,7 +247,7 @@ def test_target_account_infra_is_what_build_py_reads(
     region, account = REGION, ACCOUNTS["preprod"]
     assert missing_permissions(build_calls["target"], deploy_policy, region, account) == []
     assert missing_permissions(build_calls["target"], {"Statement": []}, region, account)
-    assert iam_writes(deploy_policy) == []
+    assert_the_execution_role_is_capped_by_its_boundary(aws, deploy_policy, tfvars)
     passed = {
         r for s in deploy_policy["Statement"] if "iam:PassRole" in _list(s) for r in _resources(s)
     }
@@ -327,13 +350,61 @@ def test_target_account_infra_is_what_build_py_reads(
     )
 
 
-def policy_document(document: object) -> dict[str, Any]:
-    """An IAM policy as a dict: boto3 decodes the URL-encoded JSON that IAM returns (the
-    type stubs also allow the raw string)."""
-    if isinstance(document, str):
-        return json.loads(urllib.parse.unquote(document))
-    assert isinstance(document, dict)
-    return document
+def assert_the_execution_role_is_capped_by_its_boundary(
+    aws: Emulator, deploy_policy: dict, tfvars: dict
+) -> None:
+    """The deploy role's one IAM write: the execution role's inline policies, only while the
+    role's permissions boundary holds; the boundary is the role's own policy plus image
+    pulls, fits IAM's size limit, and allows every pull the stage's jobs and model make."""
+    iam = aws.client("iam", "preprod")
+    execution = f"{PROJECT}-preprod-sagemaker-execution"
+    boundary_arn = iam.get_role(RoleName=execution)["Role"]["PermissionsBoundary"][
+        "PermissionsBoundaryArn"
+    ]
+    assert sorted(iam_writes(deploy_policy)) == ["iam:DeleteRolePolicy", "iam:PutRolePolicy"]
+    (writes,) = [s for s in deploy_policy["Statement"] if "iam:PutRolePolicy" in _list(s)]
+    assert _resources(writes) == [role_arn("preprod", execution)]
+    assert writes["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": boundary_arn}}
+    version = iam.get_policy(PolicyArn=boundary_arn)["Policy"]["DefaultVersionId"]
+    boundary = policy_document(
+        iam.get_policy_version(PolicyArn=boundary_arn, VersionId=version)["PolicyVersion"][
+            "Document"
+        ]
+    )
+    base = policy_document(
+        iam.get_role_policy(RoleName=execution, PolicyName="batch-inference")["PolicyDocument"]
+    )
+    extra = [s for s in boundary["Statement"] if s not in base["Statement"]]
+    assert len(boundary["Statement"]) == len(base["Statement"]) + len(extra)
+    assert [(s["Sid"], sorted(_list(s)), _resources(s)) for s in extra] == [
+        (
+            "PullImagesInTheRegion",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            [f"arn:aws:ecr:{REGION}:*:repository/*"],
+        )
+    ]
+    # IAM's limit for a managed policy: 6,144 characters, white space not counted
+    assert len(json.dumps(boundary, separators=(",", ":"))) <= 6144
+    # what the jobs and the model pull: the boundary lets them, the base has the token call
+    (package,) = target_packages(aws)
+    s3 = aws.client("s3", "preprod")
+    definition = s3.get_object(
+        Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"]
+    )["Body"].read()
+    jobs = {
+        step["Arguments"]["AppSpecification"]["ImageUri"]
+        for step in json.loads(definition)["Steps"]
+        if step["Type"] == "Processing"
+    }
+    models = {c["Image"] for c in package["InferenceSpecification"]["Containers"]}
+    assert len(models) == 1 and next(iter(models)).startswith(f"{ACCOUNTS['preprod']}.dkr.ecr")
+    pulls = image_pulls(sorted(jobs | models))
+    assert missing_permissions(pulls, boundary, REGION, ACCOUNTS["preprod"]) == []
+    assert missing_permissions(pulls, base, REGION, ACCOUNTS["preprod"]) == sorted(
+        f"ecr:{action} on {repository} (ecr.{action})"
+        for repository in tfvars["image_repository_arns"]
+        for action in ("BatchCheckLayerAvailability", "BatchGetImage", "GetDownloadUrlForLayer")
+    )  # the stage template grants those (tests/terraform/stage.tftest.hcl)
 
 
 def _list(statement: dict) -> list[str]:
@@ -469,7 +540,24 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
     # TLS-only bucket policy is lifted first: the emulator speaks plain HTTP)
     aws.client("s3", "dev").delete_bucket_policy(Bucket=dev.bucket)
     create_stage(aws, "preprod")
+    # a model served by the team's image: the registry replicates its repository to both
+    # stages, and build.py reads the rule and the image's digest with this role
+    (replication,) = aws.client("ecr", "dev").describe_registry()["replicationConfiguration"][
+        "rules"
+    ]
+    assert replication == {
+        "destinations": [
+            {"region": REGION, "registryId": ACCOUNTS[stage]} for stage in ("preprod", "prod")
+        ],
+        "repositoryFilters": [{"filter": PROJECT, "filterType": "PREFIX_MATCH"}],
+    }
+    image = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="serving image")
+    url = dev.put_artifact("training/run-2/output/model.tar.gz", model_tarball(b"model 2"))
+    dev.register("Approved", [{"Image": image, "ModelDataUrl": url}])
+    replicate(aws, image, "preprod")
     assert run_build(tmp_path, stage="preprod") == 0
+    operations = {operation for _, operation, _ in build_calls["source"].calls}
+    assert {"DescribeRegistry", "DescribeImages"} <= operations
     read_policy = policy_document(
         aws.client("iam", "dev").get_role_policy(
             RoleName=f"{PROJECT}-registry-read", PolicyName="registry-read"

@@ -35,16 +35,6 @@ from tests.registry import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def dev(aws: Emulator) -> DevRegistry:
-    return DevRegistry(aws)
-
-
-@pytest.fixture
-def preprod(aws: Emulator) -> dict:
-    return create_stage(aws, "preprod")
-
-
 def tfvars(tmp_path: Path, stage: str = "preprod") -> dict:
     return json.loads((tmp_path / f"{stage}.tfvars.json").read_text())
 
@@ -227,18 +217,17 @@ def test_multi_container_package_with_prefix_sources(
     aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
 ) -> None:
     first = dev.put_artifact("pipeline/preprocessor/model.tar.gz", b"preprocessor bytes")
-    dev.put_artifact("pipeline/estimator/uncompressed/model.joblib", b"estimator")
-    dev.put_artifact("pipeline/estimator/uncompressed/code/inference.py", b"def model_fn(d): ...")
+    second = dev.put_artifact("pipeline/estimator/model.tar.gz", b"estimator bytes")
+    dev.put_artifact("pipeline/estimator/extra/vocabulary.txt", b"words")
+    dev.put_artifact("pipeline/estimator/extra/code/inference.py", b"def model_fn(d): ...")
     containers = [
         {"Image": IMAGE, "ModelDataUrl": first, "Environment": {"STEP": "1"}},
         {
             "Image": IMAGE + "-two",
-            "ModelDataSource": {
-                "S3DataSource": {
-                    "S3Uri": f"s3://{DEV_BUCKET}/pipeline/estimator/uncompressed/",
-                    "S3DataType": "S3Prefix",
-                    "CompressionType": "None",
-                }
+            "ModelDataUrl": second,
+            "AdditionalS3DataSource": {
+                "S3Uri": f"s3://{DEV_BUCKET}/pipeline/estimator/extra/",
+                "S3DataType": "S3Prefix",
             },
             "Environment": {"STEP": "2"},
         },
@@ -250,11 +239,12 @@ def test_multi_container_package_with_prefix_sources(
     assert (one["Environment"], two["Environment"]) == ({"STEP": "1"}, {"STEP": "2"})
     assert two["Image"] == IMAGE + "-two"
     assert object_bytes(aws, "preprod", one["ModelDataUrl"]) == b"preprocessor bytes"
-    prefix = two["ModelDataSource"]["S3DataSource"]["S3Uri"]
+    assert object_bytes(aws, "preprod", two["ModelDataUrl"]) == b"estimator bytes"
+    prefix = two["AdditionalS3DataSource"]["S3Uri"]
     assert prefix.startswith(
         f"s3://{stage_bucket('preprod')}/{PROJECT}/model-artifacts/{GROUP}/v1/"
     )
-    assert object_bytes(aws, "preprod", prefix + "model.joblib") == b"estimator"
+    assert object_bytes(aws, "preprod", prefix + "vocabulary.txt") == b"words"
     assert object_bytes(aws, "preprod", prefix + "code/inference.py") == b"def model_fn(d): ..."
 
 
@@ -827,7 +817,7 @@ def test_failed_target_package_is_deleted_and_reported() -> None:
 def counting_clients(aws: Emulator) -> tuple[utils.Clients, Counter]:
     calls: Counter = Counter()
 
-    def counted(account: str, service: Literal["s3", "sagemaker", "ssm"]) -> Any:
+    def counted(account: str, service: Literal["ecr", "s3", "sagemaker", "ssm"]) -> Any:
         made = aws.account(account).client(
             service, endpoint_url=aws.endpoint_url, config=CLIENT_CONFIG
         )
@@ -843,9 +833,11 @@ def counting_clients(aws: Emulator) -> tuple[utils.Clients, Counter]:
     clients = utils.Clients(
         source_sagemaker=counted("dev", "sagemaker"),
         source_s3=counted("dev", "s3"),
+        source_ecr=counted("dev", "ecr"),
         target_sagemaker=counted("preprod", "sagemaker"),
         target_s3=counted("preprod", "s3"),
         target_ssm=counted("preprod", "ssm"),
+        target_ecr=counted("preprod", "ecr"),
     )
     return clients, calls
 

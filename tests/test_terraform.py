@@ -19,11 +19,12 @@ import pytest
 
 import utils
 from examples.breast_cancer.inference import prediction_line
-from pipelines.local.emulator import Emulator
+from pipelines.local.emulator import ACCOUNTS, REGION, Emulator
 from pipelines.local.executor import job_name
 from pipelines.local.transform import resolve_model
 from tests import metric_filters
 from tests.dashboard_series import search_matches, series, undocumented
+from tests.iam_calls import image_pulls, missing_permissions, policy_document
 from tests.metric_filters import metric_value
 from tests.provider_requests import (
     Request,
@@ -175,7 +176,7 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "30 passed, 0 failed" in result.stdout
+    assert "33 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
@@ -506,9 +507,13 @@ def test_apply_plan_destroy_against_the_emulator(
         assert functions == []
     assert_dashboard_shows_the_stage(aws, stage, values)
     assert_quality_metrics_read_the_printed_line(aws, stage, values, tmp_path)
-    # deploying writes no IAM: the roles are the base infrastructure's
+    # deploying writes one IAM policy, the execution role's image pulls (the roles are the
+    # base infrastructure's): every pull its jobs and model make, nothing else
     state = json.loads(tf("show", "-json").stdout)["values"]["root_module"]["resources"]
-    assert [r["address"] for r in state if r["type"].startswith("aws_iam_")] == []
+    assert [r["address"] for r in state if r["type"].startswith("aws_iam_")] == [
+        "aws_iam_role_policy.pull_images"
+    ]
+    assert_the_stage_may_pull_what_it_runs(aws, stage, values)
     assert unexpected_drift(planned_changes(tf), EMULATOR_DRIFT) == {}
 
     # A stage deployed before the alarms became one resource holds them at their old
@@ -588,6 +593,43 @@ def test_apply_plan_destroy_against_the_emulator(
     assert events.list_rules(NamePrefix=rule)["Rules"] == []
     assert sagemaker.list_pipelines()["PipelineSummaries"] == []
     assert sagemaker.list_models()["Models"] == []
+
+
+def assert_the_stage_may_pull_what_it_runs(aws: Emulator, stage: str, values: dict) -> None:
+    """The pulls of the deployed model's images and the pipeline's processing image, as
+    the execution role (the token call is the base infrastructure's), are granted by the
+    policy the template wrote; and nothing else is."""
+    sagemaker = aws.client("sagemaker", stage)
+    model = sagemaker.describe_model(ModelName=values["model_name"])
+    package = sagemaker.describe_model_package(
+        ModelPackageName=model["PrimaryContainer"]["ModelPackageName"]
+    )
+    definition = json.loads(  # what build.py uploaded and the pipeline was made from
+        aws.client("s3", stage)
+        .get_object(Bucket=values["artifacts_bucket"], Key=values["pipeline_definition_s3_key"])[
+            "Body"
+        ]
+        .read()
+    )
+    images = {c["Image"] for c in package["InferenceSpecification"]["Containers"]} | {
+        step["Arguments"]["AppSpecification"]["ImageUri"]
+        for step in definition["Steps"]
+        if step["Type"] == "Processing"
+    }
+    role = values["sagemaker_role_arn"].rsplit("/", 1)[1]
+    policy = policy_document(
+        aws.client("iam", stage).get_role_policy(
+            RoleName=role, PolicyName="pull-the-stages-images"
+        )["PolicyDocument"]
+    )
+    pulls = image_pulls(sorted(images))
+    token = {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}
+    granted = {"Statement": [*policy["Statement"], token]}
+    account = ACCOUNTS[stage]
+    assert missing_permissions(pulls, granted, REGION, account) == []
+    assert missing_permissions(pulls, {"Statement": [token]}, REGION, account)
+    (statement,) = policy["Statement"]
+    assert sorted(statement["Resource"]) == sorted(values["image_repository_arns"])
 
 
 def test_the_request_check_refuses_what_aws_refuses() -> None:

@@ -5,6 +5,7 @@
 #   else;
 # - read access to the model artifacts for the target accounts' deploy roles, so build.py's
 #   server-side copy works (a KMS grant per role, and a bucket-policy statement);
+# - ECR replication of the model images' repositories to the stage accounts;
 # - the EventBridge rule on "SageMaker Model Package State Change" filtered to this project's
 #   group and to Approved, whose target is the dispatch Lambda (lambdas/dispatch_deploy): it
 #   starts the deploy workflow with the approved version. Events it cannot deliver, and
@@ -112,6 +113,22 @@ variable "target_deploy_role_arns" {
   }
 }
 
+variable "image_repository_prefixes" {
+  description = "Name prefixes of this account's ECR repositories that hold the images models are served with: replicated to the stages, read by build.py. Default: the project name."
+  type        = list(string)
+  default     = null
+  validation {
+    condition     = var.image_repository_prefixes == null ? true : length(var.image_repository_prefixes) > 0 && alltrue([for p in var.image_repository_prefixes : can(regex("^[a-z0-9][a-z0-9._/-]*$", p))])
+    error_message = "image_repository_prefixes must be ECR repository name prefixes (lower case)."
+  }
+}
+
+variable "replicate_images" {
+  description = "Replicate those repositories to each stage account (the accounts of target_deploy_role_arns) in this region. A registry has one replication configuration per region: set false when yours is managed elsewhere, and add a rule with these destinations there."
+  type        = bool
+  default     = true
+}
+
 variable "dispatch_lambda_zip" {
   description = "The dispatch Lambda's package, built by `make lambda-package` (python -m lambdas.package)."
   type        = string
@@ -147,11 +164,14 @@ locals {
   name          = "${var.project_name}-dev"
   function_name = "${var.project_name}-dispatch-deploy"
   # SageMaker may lower-case names in ARNs and IAM compares ARNs case-sensitively: both forms
-  group_names   = distinct([var.model_package_group_name, lower(var.model_package_group_name)])
-  group_arns    = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package-group/${g}"]
-  packages_arns = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package/${g}/*"]
-  artifacts_arn = "arn:${local.partition}:s3:::${var.model_artifacts_bucket}"
-  artifact_arns = [for prefix in var.model_artifact_prefixes : "${local.artifacts_arn}/${prefix}*"]
+  group_names        = distinct([var.model_package_group_name, lower(var.model_package_group_name)])
+  group_arns         = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package-group/${g}"]
+  packages_arns      = [for g in local.group_names : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model-package/${g}/*"]
+  artifacts_arn      = "arn:${local.partition}:s3:::${var.model_artifacts_bucket}"
+  artifact_arns      = [for prefix in var.model_artifact_prefixes : "${local.artifacts_arn}/${prefix}*"]
+  image_prefixes     = coalesce(var.image_repository_prefixes, [var.project_name])
+  image_repositories = [for p in local.image_prefixes : "arn:${local.partition}:ecr:${var.region}:${local.account}:repository/${p}*"]
+  stage_accounts     = distinct([for arn in var.target_deploy_role_arns : split(":", arn)[4]])
   # the stages' deploy jobs and their plan jobs (deploy.yml plans prod before its gate)
   github_subject = [for environment in ["preprod", "prod", "preprod-plan", "prod-plan"] : "repo:${var.github_repository}:environment:${environment}"]
 }
@@ -275,7 +295,7 @@ resource "aws_iam_role" "registry_read" {
 }
 
 data "aws_iam_policy_document" "registry_read" {
-  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages has no resource type
+  #checkov:skip=CKV_AWS_356:sagemaker:ListModelPackages and ecr:DescribeRegistry have no resource type
   statement {
     sid       = "ReadTheGroupAndItsPackages"
     actions   = ["sagemaker:DescribeModelPackageGroup", "sagemaker:DescribeModelPackage", "sagemaker:ListTags"]
@@ -302,6 +322,16 @@ data "aws_iam_policy_document" "registry_read" {
       values   = [for prefix in var.model_artifact_prefixes : "${prefix}*"]
     }
   }
+  statement {
+    sid       = "ResolveImageTags" # build.py pins each image by the digest its tag names
+    actions   = ["ecr:DescribeImages"]
+    resources = local.image_repositories
+  }
+  statement {
+    sid       = "ReadTheReplicationRule" # build.py checks the stage gets the image at all
+    actions   = ["ecr:DescribeRegistry"]
+    resources = ["*"] # DescribeRegistry has no resource type
+  }
   dynamic "statement" {
     for_each = var.model_artifacts_kms_key_arn == null ? [] : [var.model_artifacts_kms_key_arn]
     content {
@@ -316,6 +346,34 @@ resource "aws_iam_role_policy" "registry_read" {
   name   = "registry-read"
   role   = aws_iam_role.registry_read.id
   policy = data.aws_iam_policy_document.registry_read.json
+}
+
+# ----------------------------------------------------------------------------- images
+# A model served by the team's own image: ECR copies each push to a repository under the
+# prefixes into every stage's registry (whose policy, from infra/target-account, lets this
+# account replicate), and build.py names the stage's copy by digest. The stages then run
+# their own copy: no later push, lifecycle rule or deletion here changes or removes it.
+
+resource "aws_ecr_replication_configuration" "to_stages" {
+  count = var.replicate_images ? 1 : 0
+  replication_configuration {
+    rule {
+      dynamic "destination" {
+        for_each = local.stage_accounts
+        content {
+          region      = var.region
+          registry_id = destination.value
+        }
+      }
+      dynamic "repository_filter" {
+        for_each = local.image_prefixes
+        content {
+          filter      = repository_filter.value
+          filter_type = "PREFIX_MATCH"
+        }
+      }
+    }
+  }
 }
 
 # ----------------------------------------------------------------------------- cross-account read

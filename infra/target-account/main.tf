@@ -150,6 +150,22 @@ variable "create_endpoint_scaling_role" {
   default     = false
 }
 
+variable "image_repository_prefixes" {
+  description = "Name prefixes of the dev account's ECR repositories whose images the stage runs (what infra/dev-account replicates here). Default: the project name."
+  type        = list(string)
+  default     = null
+  validation {
+    condition     = var.image_repository_prefixes == null ? true : length(var.image_repository_prefixes) > 0 && alltrue([for p in var.image_repository_prefixes : can(regex("^[a-z0-9][a-z0-9._/-]*$", p))])
+    error_message = "image_repository_prefixes must be ECR repository name prefixes (lower case)."
+  }
+}
+
+variable "accept_image_replication" {
+  description = "Let the dev account's ECR replicate those repositories into this registry (aws_ecr_registry_policy). A registry has one policy per region: set false when yours is managed elsewhere, and grant the dev account ecr:CreateRepository and ecr:ReplicateImage there."
+  type        = bool
+  default     = true
+}
+
 variable "manage_job_log_groups" {
   description = "Create the account-wide /aws/sagemaker/{ProcessingJobs,TransformJobs} log groups with retention and the key. If SageMaker already created them (any earlier job), import them (README) or set false."
   type        = bool
@@ -161,12 +177,6 @@ variable "manage_job_log_groups" {
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
-# The account SageMaker's scikit-learn images live in differs by region: the provider's table
-# (no API call) gives this region's, the same one the SDK puts into the pipeline definition.
-data "aws_sagemaker_prebuilt_ecr_image" "sklearn" {
-  repository_name = "sagemaker-scikit-learn"
-}
-
 locals {
   account   = data.aws_caller_identity.current.account_id
   partition = data.aws_partition.current.partition
@@ -174,13 +184,17 @@ locals {
   root      = "arn:${local.partition}:iam::${local.account}:root"
   # bucket layout (utils.py): <project>/model-artifacts, <project>/code, <project>/pipelines,
   # <project>/batch-inference/{input,output}
-  bucket_arn       = "arn:${local.partition}:s3:::${local.name}-artifacts-${local.account}"
-  project_objects  = "${local.bucket_arn}/${var.project_name}/*"
-  output_prefix    = "${var.project_name}/batch-inference/output/"
-  ssm_prefix       = "/${var.project_name}/${var.environment}"
-  job_log_groups   = ["/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TransformJobs"]
-  state_bucket_arn = "arn:${local.partition}:s3:::${local.name}-tfstate-${local.account}"
-  github_sub       = "repo:${var.github_repository}:environment:${var.environment}"
+  bucket_arn          = "arn:${local.partition}:s3:::${local.name}-artifacts-${local.account}"
+  project_objects     = "${local.bucket_arn}/${var.project_name}/*"
+  output_prefix       = "${var.project_name}/batch-inference/output/"
+  ssm_prefix          = "/${var.project_name}/${var.environment}"
+  job_log_groups      = ["/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TransformJobs"]
+  state_bucket_arn    = "arn:${local.partition}:s3:::${local.name}-tfstate-${local.account}"
+  github_sub          = "repo:${var.github_repository}:environment:${var.environment}"
+  execution_role_name = "${local.name}-sagemaker-execution"
+  execution_role_arn  = "arn:${local.partition}:iam::${local.account}:role/${local.execution_role_name}"
+  # the stage's copies of the dev images (replication keeps their repository names)
+  image_repositories = [for p in coalesce(var.image_repository_prefixes, [var.project_name]) : "arn:${local.partition}:ecr:${var.region}:${local.account}:repository/${p}*"]
 }
 
 # ----------------------------------------------------------------------------- key
@@ -413,9 +427,10 @@ resource "aws_iam_service_linked_role" "endpoint_scaling" {
 }
 
 resource "aws_iam_role" "execution" {
-  name               = "${local.name}-sagemaker-execution"
-  description        = "Runs ${local.name}'s batch-inference pipeline, its jobs and its model."
-  assume_role_policy = data.aws_iam_policy_document.sagemaker_trust.json
+  name                 = local.execution_role_name
+  description          = "Runs ${local.name}'s batch-inference pipeline, its jobs and its model."
+  assume_role_policy   = data.aws_iam_policy_document.sagemaker_trust.json
+  permissions_boundary = aws_iam_policy.execution_boundary.arn
 }
 
 data "aws_iam_policy_document" "execution" {
@@ -487,11 +502,6 @@ data "aws_iam_policy_document" "execution" {
     resources = ["*"] # the token call has no resource type
   }
   statement {
-    sid       = "PullTheScikitLearnImage"
-    actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
-    resources = ["arn:${local.partition}:ecr:${var.region}:${data.aws_sagemaker_prebuilt_ecr_image.sklearn.registry_id}:repository/sagemaker-scikit-learn"]
-  }
-  statement {
     sid = "RunThePipelinesJobs"
     actions = [
       "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
@@ -511,7 +521,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "PassItselfToTheJobs"
     actions   = ["iam:PassRole"]
-    resources = [aws_iam_role.execution.arn]
+    resources = [local.execution_role_arn] # by name: the role's boundary holds this document
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"
@@ -564,6 +574,48 @@ resource "aws_iam_role_policy" "execution" {
   name   = "batch-inference"
   role   = aws_iam_role.execution.id
   policy = data.aws_iam_policy_document.execution.json
+}
+
+# Which images the role pulls is the stage template's to say (aws_iam_role_policy.pull_images:
+# exactly the promoted packages' repositories and the Preprocess step's, which build.py
+# names), so the deploy role may write that one policy on this one role. The boundary keeps
+# that from widening anything: whatever a policy on the role says, it can do no more than
+# its own policy above plus pulling images in the stage's region.
+data "aws_iam_policy_document" "execution_boundary" {
+  #checkov:skip=CKV_AWS_356:a boundary grants nothing; the role's policies name the exact repositories
+  #checkov:skip=CKV_AWS_111:a boundary grants nothing; the role's policies name the exact repositories
+  source_policy_documents = [data.aws_iam_policy_document.execution.json]
+  statement {
+    sid       = "PullImagesInTheRegion"
+    actions   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+    resources = ["arn:${local.partition}:ecr:${var.region}:*:repository/*"]
+  }
+}
+
+resource "aws_iam_policy" "execution_boundary" {
+  name        = "${local.name}-sagemaker-execution-boundary"
+  description = "The most ${local.name}'s execution role may do: its batch-inference policy plus pulling images in ${var.region}."
+  policy      = data.aws_iam_policy_document.execution_boundary.json
+}
+
+# ----------------------------------------------------------------------------- images
+# The dev account's ECR replicates the repositories under image_repository_prefixes into this
+# registry (infra/dev-account), so the stage runs its own copy of each promoted image.
+data "aws_iam_policy_document" "registry" {
+  statement {
+    sid       = "ReplicationFromTheDevAccount"
+    actions   = ["ecr:CreateRepository", "ecr:ReplicateImage"]
+    resources = local.image_repositories
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:${local.partition}:iam::${var.dev_account_id}:root"]
+    }
+  }
+}
+
+resource "aws_ecr_registry_policy" "replication" {
+  count  = var.accept_image_replication ? 1 : 0
+  policy = data.aws_iam_policy_document.registry.json
 }
 
 # ----------------------------------------------------------------------------- service roles
@@ -946,6 +998,29 @@ data "aws_iam_policy_document" "deploy" {
     actions   = ["sagemaker:StartPipelineExecution", "sagemaker:DescribePipelineExecution", "sagemaker:StopPipelineExecution"]
     resources = [local.stage_arns.pipelines] # <project>-<env>-*: its executions too
   }
+  statement {
+    # build.py waits until the stage's copy of each promoted dev image is here, by digest
+    sid       = "FindTheReplicatedImages"
+    actions   = ["ecr:DescribeImages"]
+    resources = local.image_repositories
+  }
+  statement {
+    # the stage template's image pulls (aws_iam_role_policy.pull_images): on the execution
+    # role only, and only while the boundary that caps any such policy is in place
+    sid       = "GrantTheExecutionRoleItsImages"
+    actions   = ["iam:PutRolePolicy", "iam:DeleteRolePolicy"]
+    resources = [aws_iam_role.execution.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PermissionsBoundary"
+      values   = [aws_iam_policy.execution_boundary.arn]
+    }
+  }
+  statement {
+    sid       = "ReadTheExecutionRolesPolicies" # how the provider reads that policy back
+    actions   = ["iam:GetRolePolicy"]
+    resources = [aws_iam_role.execution.arn]
+  }
   # One statement per PassRole grant, not a dynamic block: each names its role and the one
   # service it may go to, so a reviewer reads every grant whole, under its own Sid.
   statement {
@@ -1123,6 +1198,11 @@ data "aws_iam_policy_document" "plan" {
     sid       = "RefreshTheEndpointScaling" # no resource type
     actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies", "application-autoscaling:ListTagsForResource"]
     resources = ["*"]
+  }
+  statement {
+    sid       = "RefreshTheImagePullsAndFindImages"
+    actions   = ["iam:GetRolePolicy", "ecr:DescribeImages"]
+    resources = concat([aws_iam_role.execution.arn], local.image_repositories)
   }
   statement {
     sid       = "RefreshTheUploadEventSource"

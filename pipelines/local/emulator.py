@@ -28,6 +28,7 @@ from pipelines.environment import overridden
 
 if TYPE_CHECKING:  # the stubs are a development dependency only
     from mypy_boto3_cloudwatch import CloudWatchClient
+    from mypy_boto3_ecr import ECRClient
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_kms import KMSClient
@@ -77,6 +78,8 @@ class Emulator:
     def client(
         self, service: Literal["cloudwatch"], account: str | None = None
     ) -> CloudWatchClient: ...
+    @overload
+    def client(self, service: Literal["ecr"], account: str | None = None) -> ECRClient: ...
     @overload
     def client(
         self, service: Literal["events"], account: str | None = None

@@ -135,6 +135,40 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
   }
 }
 
+run "the_execution_role_pulls_exactly_the_stages_images" {
+  command = apply
+
+  assert {
+    condition     = aws_iam_role_policy.pull_images.role == regex("[^/]+$", var.sagemaker_role_arn)
+    error_message = "the pull policy must be on the stage's execution role"
+  }
+  assert {
+    condition = jsonencode(jsondecode(aws_iam_role_policy.pull_images.policy).Statement) == jsonencode([{
+      Action   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+      Effect   = "Allow"
+      Resource = var.image_repository_arns
+      Sid      = "PullTheStagesImages"
+    }])
+    error_message = "the execution role must pull from exactly build.py's repositories, nothing else"
+  }
+}
+
+run "rejects_an_image_repository_that_is_not_an_ecr_arn" {
+  command = plan
+  variables {
+    image_repository_arns = ["arn:aws:ecr:eu-west-1:111111111111:repository/*"]
+  }
+  expect_failures = [var.image_repository_arns]
+}
+
+run "rejects_no_image_repository" {
+  command = plan
+  variables {
+    image_repository_arns = []
+  }
+  expect_failures = [var.image_repository_arns]
+}
+
 run "rejects_an_unknown_gate_mode" {
   command = plan
   variables {

@@ -1,0 +1,399 @@
+"""The package's images reach the stage pinned by digest, and what the stage cannot run is
+refused at promotion (build.py against the emulator: ECR in the dev and stage accounts).
+
+moto keeps the dev registry's replication rule but copies nothing, so ``replicate`` does
+what ECR does after a push; everything else is the real ECR API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import build
+import utils
+from pipelines.image_uris import ImageUri, local_refusal, sagemaker_image_accounts
+from pipelines.local.emulator import ACCOUNTS, REGION, Emulator
+from promotion import images
+from promotion.runnable import package_refusal
+from tests.registry import (
+    IMAGE,
+    PROJECT,
+    DevRegistry,
+    bucket_keys,
+    model_tarball,
+    one_line_error,
+    push_image,
+    replicate,
+    replicate_images_to,
+    run_build,
+    stage_bucket,
+    target_packages,
+)
+
+SKLEARN_REPOSITORY = f"arn:aws:ecr:{REGION}:141502667606:repository/sagemaker-scikit-learn"
+
+
+def tfvars(tmp_path: Path) -> dict[str, Any]:
+    return json.loads((tmp_path / "preprod.tfvars.json").read_text())
+
+
+def register_image(dev: DevRegistry, image: str, **spec: Any) -> str:
+    url = dev.put_artifact("training/custom/model.tar.gz", model_tarball(b"custom"))
+    containers = [{"Image": image, "ModelDataUrl": url}]
+    return dev.register("Approved", containers=containers, **spec)
+
+
+def nothing_written(aws: Emulator) -> bool:
+    """No package in the stage's registry and no object in its bucket."""
+    return target_packages(aws) == [] and bucket_keys(aws, "preprod", stage_bucket("preprod")) == []
+
+
+def digest_of(aws: Emulator, account: str, uri: str) -> str:
+    image = ImageUri.parse(uri)
+    (detail,) = aws.client("ecr", account).describe_images(
+        repositoryName=image.repository, imageIds=[image.image_id]
+    )["imageDetails"]
+    return detail["imageDigest"]
+
+
+# ------------------------------------------------------------------ dev images, replicated
+
+
+def test_a_dev_image_runs_from_the_stages_registry_pinned_by_digest(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys
+) -> None:
+    replicate_images_to(aws, "preprod", "prod")
+    uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="first build")
+    register_image(dev, uri)
+    replicate(aws, uri, "preprod")
+    digest = digest_of(aws, "dev", uri)
+    pinned = f"{ACCOUNTS['preprod']}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}/serving@{digest}"
+    assert run_build(tmp_path, "--dry-run") == 0
+    assert f"image:    {uri} -> {pinned}" in capsys.readouterr().out
+    assert run_build(tmp_path) == 0
+
+    (package,) = target_packages(aws)
+    (container,) = package["InferenceSpecification"]["Containers"]
+    assert container["Image"] == pinned
+    assert digest_of(aws, "preprod", pinned) == digest  # the stage's own copy
+    assert tfvars(tmp_path)["image_repository_arns"] == sorted(
+        [f"arn:aws:ecr:{REGION}:{ACCOUNTS['preprod']}:repository/{PROJECT}/serving",
+         SKLEARN_REPOSITORY]
+    )  # fmt: skip
+    assert f"image:    {uri} -> {pinned}" in capsys.readouterr().out
+
+    # the tag is pushed again in dev: what the stage runs does not change
+    push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="second build")
+    assert digest_of(aws, "dev", uri) != digest
+    assert run_build(tmp_path) == 0
+    (again,) = target_packages(aws)
+    assert again["InferenceSpecification"]["Containers"][0]["Image"] == pinned
+
+
+def test_promotion_waits_for_replication(
+    aws: Emulator,
+    dev: DevRegistry,
+    preprod: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image is not in the stage's registry at the first look and arrives while
+    build.py polls: the package is made once it is there."""
+    replicate_images_to(aws, "preprod")
+    uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
+    register_image(dev, uri)
+    looks: list[bool] = []
+    real_clients = build._clients
+
+    def replicated_after_the_first_look(args: argparse.Namespace) -> utils.Clients:
+        clients = real_clients(args)
+
+        def looked(http_response: Any, parsed: dict, **_: Any) -> None:
+            looks.append("imageDetails" in parsed)
+            if len(looks) == 1:
+                replicate(aws, uri, "preprod")  # ECR finishes between two polls
+
+        clients.target_ecr.meta.events.register("after-call.ecr.DescribeImages", looked)
+        return clients
+
+    monkeypatch.setattr(build, "_clients", replicated_after_the_first_look)
+    monkeypatch.setattr(images, "POLL_SECONDS", 0.0)
+    assert run_build(tmp_path) == 0
+    assert looks == [False, True]
+    (package,) = target_packages(aws)
+    assert package["InferenceSpecification"]["Containers"][0]["Image"].startswith(
+        f"{ACCOUNTS['preprod']}.dkr.ecr."
+    )
+
+
+def test_an_image_that_never_arrives_leaves_nothing_behind(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys
+) -> None:
+    replicate_images_to(aws, "preprod")
+    uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
+    register_image(dev, uri)
+    assert run_build(tmp_path, "--image-wait-minutes", "0") == 14
+    error = one_line_error(capsys)
+    assert "has not reached the stage's registry after 0 min" in error
+    assert "push the tag again" in error
+    assert nothing_written(aws)
+    # a plan does not wait: it names the copy the deployment will wait for
+    assert run_build(tmp_path, "--plan-only") == 0
+    stage_copy = f"arn:aws:ecr:{REGION}:{ACCOUNTS['preprod']}:repository/{PROJECT}/serving"
+    assert stage_copy in tfvars(tmp_path)["image_repository_arns"]
+    assert nothing_written(aws)
+
+
+def test_a_repository_the_dev_registry_does_not_replicate_is_refused_at_once(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys
+) -> None:
+    replicate_images_to(aws, "prod")  # another stage only
+    uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
+    register_image(dev, uri)
+    assert run_build(tmp_path) == 14
+    error = one_line_error(capsys)
+    assert f"does not replicate repository '{PROJECT}/serving' to account" in error
+    assert "image_repository_prefixes" in error
+    replicate_images_to(aws, "preprod", prefixes=("other/",))
+    assert run_build(tmp_path) == 14
+    assert nothing_written(aws)
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        (f"{PROJECT}/serving:v2", "does not exist in the dev registry (ImageNotFoundException)"),
+        (f"{PROJECT}/absent:v1", "does not exist in the dev registry (RepositoryNotFound"),
+    ],
+)
+def test_a_tag_that_does_not_resolve_is_refused(
+    aws: Emulator,
+    dev: DevRegistry,
+    preprod: dict,
+    tmp_path: Path,
+    capsys,
+    image: str,
+    expected: str,
+) -> None:
+    replicate_images_to(aws, "preprod")
+    push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
+    register_image(dev, f"{ACCOUNTS['dev']}.dkr.ecr.{REGION}.amazonaws.com/{image}")
+    assert run_build(tmp_path) == 13
+    assert expected in one_line_error(capsys)
+    assert nothing_written(aws)
+
+
+def test_an_image_already_in_the_stages_registry_is_pinned_there(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
+) -> None:
+    uri = push_image(aws, "preprod", f"{PROJECT}/serving", "stable", layer="stage build")
+    register_image(dev, uri)
+    assert run_build(tmp_path) == 0
+    (package,) = target_packages(aws)
+    image = package["InferenceSpecification"]["Containers"][0]["Image"]
+    assert image == uri.replace(":stable", "@" + digest_of(aws, "preprod", uri))
+
+
+def test_sagemakers_images_stay_where_they_are(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
+) -> None:
+    dev.register("Approved")
+    assert run_build(tmp_path) == 0
+    (package,) = target_packages(aws)
+    assert package["InferenceSpecification"]["Containers"][0]["Image"] == IMAGE
+    assert tfvars(tmp_path)["image_repository_arns"] == [SKLEARN_REPOSITORY]
+
+
+def test_the_kept_models_repositories_stay_pullable(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
+) -> None:
+    """Runs started before a deployment still transform with the kept model: its image's
+    repository stays in the execution role's grant while the new version's joins it."""
+    replicate_images_to(aws, "preprod")
+    first = push_image(aws, "dev", f"{PROJECT}/first", "v1", layer="one")
+    register_image(dev, first)
+    replicate(aws, first, "preprod")
+    assert run_build(tmp_path) == 0
+    # the deployment's record of what it runs, as the template writes it
+    values = tfvars(tmp_path)
+    aws.client("s3", "preprod").put_object(
+        Bucket=stage_bucket("preprod"),
+        Key=f"{PROJECT}/deployments/preprod/deployed-model.json",
+        Body=json.dumps(
+            {
+                "current": {
+                    name: values[name]
+                    for name in ("model_name", "model_package_arn", "source_model_package_arn")
+                }
+                | {"model_version": 1},
+                "previous": None,
+            }
+        ).encode(),
+    )
+    second = push_image(aws, "dev", f"{PROJECT}/second", "v1", layer="two")
+    register_image(dev, second)
+    replicate(aws, second, "preprod")
+    assert run_build(tmp_path) == 0
+    stage = ACCOUNTS["preprod"]
+    assert tfvars(tmp_path)["image_repository_arns"] == sorted(
+        [
+            f"arn:aws:ecr:{REGION}:{stage}:repository/{PROJECT}/{name}"
+            for name in ("first", "second")
+        ]
+        + [SKLEARN_REPOSITORY]
+    )
+
+
+# ------------------------------------------------------------------ refused at promotion
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("python:3.11", "is not in a private ECR registry"),
+        (
+            f"444444444444.dkr.ecr.{REGION}.amazonaws.com/shared/serving:v1",
+            "is in account 444444444444, which is neither the dev account",
+        ),
+        (
+            f"{ACCOUNTS['dev']}.dkr.ecr.us-east-1.amazonaws.com/{PROJECT}/serving:v1",
+            f"is in us-east-1, but the stage runs in {REGION}",
+        ),
+    ],
+)
+def test_an_image_the_stage_cannot_pull_is_refused(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys, image, expected
+) -> None:
+    register_image(dev, image)
+    assert run_build(tmp_path) == 13
+    assert expected in one_line_error(capsys)
+    assert nothing_written(aws)
+
+
+GPU_IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.1.0-gpu-py310"
+
+
+@pytest.mark.parametrize(
+    ("image", "spec", "config", "expected"),
+    [
+        (GPU_IMAGE, {}, {}, "is a GPU build, but transform_instance_type is ml.m5.xlarge"),
+        (
+            IMAGE,
+            {"SupportedTransformInstanceTypes": ["ml.g5.xlarge"]},
+            {},
+            "transform_instance_type ml.m5.xlarge is not among the package's "
+            "SupportedTransformInstanceTypes (ml.g5.xlarge)",
+        ),
+        (
+            IMAGE,
+            {"SupportedContentTypes": ["application/json"]},
+            {},
+            "SupportedContentTypes are application/json, but the pipeline's BatchTransform "
+            "sends text/csv",
+        ),
+        (
+            IMAGE,
+            {"SupportedResponseMIMETypes": ["application/json"]},
+            {},
+            "BatchTransform asks for text/csv",
+        ),
+        (
+            IMAGE,
+            {"SupportedRealtimeInferenceInstanceTypes": ["ml.c5.large"]},
+            {"endpoint": {"instance_type": "ml.m5.large"}},
+            "endpoint.instance_type ml.m5.large is not among the package's "
+            "SupportedRealtimeInferenceInstanceTypes",
+        ),
+        (
+            GPU_IMAGE,
+            {"SupportedTransformInstanceTypes": ["ml.g5.xlarge"]},
+            {
+                "transform_instance_type": "ml.g5.xlarge",
+                "endpoint": {"serverless": {"memory_size_in_mb": 2048, "max_concurrency": 5}},
+            },
+            "needs an accelerator, which a serverless endpoint does not have",
+        ),
+    ],
+)
+def test_a_package_batch_transform_cannot_run_is_refused(
+    aws: Emulator,
+    dev: DevRegistry,
+    preprod: dict,
+    tmp_path: Path,
+    capsys,
+    image: str,
+    spec: dict,
+    config: dict,
+    expected: str,
+) -> None:
+    url = dev.put_artifact("training/custom/model.tar.gz", model_tarball(b"custom"))
+    dev.register("Approved", [{"Image": image, "ModelDataUrl": url}], specification=spec)
+    stage_file = json.loads((build.REPO / "pre-prod-config.tfvars.json").read_text())
+    (tmp_path / "stage.json").write_text(json.dumps({**stage_file, **config}))
+    assert run_build(tmp_path, "--config", str(tmp_path / "stage.json")) == 13
+    assert expected in one_line_error(capsys)
+    assert nothing_written(aws)
+
+
+def test_model_data_batch_transform_cannot_read_is_refused() -> None:
+    """AWS: "you cannot use ModelDataSource in conjunction with SageMaker batch transform"
+    (ContainerDefinition.ModelDataSource); and a package without containers."""
+    source = {"S3DataSource": {"S3Uri": "s3://b/model/", "S3DataType": "S3Prefix"}}
+    package = {"InferenceSpecification": {"Containers": [{"Image": IMAGE}, {
+        "Image": IMAGE, "ModelDataSource": source
+    }]}}  # fmt: skip
+    refusal = package_refusal(package, {"transform_instance_type": "ml.m5.xlarge"})
+    assert refusal and refusal.startswith("container 2 gives its model data as ModelDataSource")
+    assert "inference containers" in (package_refusal({}, {}) or "")
+    assert (
+        package_refusal({"InferenceSpecification": {"Containers": [{"Image": IMAGE}]}}, {}) is None
+    )
+
+
+# ------------------------------------------------------------------ the parts
+
+
+def test_image_uris_parse_and_print_back() -> None:
+    uri = f"{ACCOUNTS['dev']}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}/serving:v1.2_rc-3"
+    image = ImageUri.parse(uri)
+    assert (image.account, image.region, image.repository, image.tag) == (
+        ACCOUNTS["dev"], REGION, f"{PROJECT}/serving", "v1.2_rc-3",
+    )  # fmt: skip
+    assert str(image) == uri
+    digest = "sha256:" + "ab" * 32
+    pinned = image.pinned(ACCOUNTS["prod"], digest)
+    assert (
+        str(pinned)
+        == f"{ACCOUNTS['prod']}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}/serving@{digest}"
+    )
+    assert pinned.image_id == {"imageDigest": digest}
+    assert ImageUri.parse(str(pinned)) == pinned
+    china = ImageUri.parse("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/models/x:1")
+    assert china.repository_arn == "arn:aws-cn:ecr:cn-north-1:123456789012:repository/models/x"
+    assert ImageUri.parse(f"{ACCOUNTS['dev']}.dkr.ecr.{REGION}.amazonaws.com/x").tag == "latest"
+    for bad in ("python:3.11", "public.ecr.aws/x/y:1", "1.dkr.ecr.eu-west-1.amazonaws.com/x:1"):
+        with pytest.raises(ValueError, match="not in a private ECR registry"):
+            ImageUri.parse(bad)
+
+
+def test_sagemakers_image_accounts_come_from_the_sdks_tables() -> None:
+    accounts = sagemaker_image_accounts()
+    # scikit-learn's account differs by region; the DLCs' is one account in most regions
+    assert {"141502667606", "683313688378", "763104351884"} <= accounts
+    assert ACCOUNTS["dev"] not in accounts and len(accounts) > 100
+
+
+def test_local_mode_stands_in_only_for_the_scikit_learn_container() -> None:
+    assert local_refusal(IMAGE) is None
+    for image in (
+        GPU_IMAGE,
+        f"{ACCOUNTS['preprod']}.dkr.ecr.{REGION}.amazonaws.com/sagemaker-scikit-learn:1",
+        "python:3.11",
+    ):
+        refusal = local_refusal(image)
+        assert refusal and refusal.startswith(f"local mode cannot run image {image}:")
