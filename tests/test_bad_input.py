@@ -32,6 +32,7 @@ from promotion.errors import UsageError
 from tests import test_local_executor, test_preprocess
 from tests.registry import (
     GROUP,
+    IMAGE,
     PROJECT,
     DevRegistry,
     bucket_keys,
@@ -601,7 +602,7 @@ def create_scorer(aws: Emulator, artifact_url: str | None = None) -> None:
         ModelName="scorer",
         ExecutionRoleArn="arn:aws:iam::123456789012:role/exec",
         PrimaryContainer={
-            "Image": "sklearn",
+            "Image": IMAGE,
             "ModelDataUrl": artifact_url or test_local_executor.model_artifact(s3, [2.0, 10.0]),
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
         },

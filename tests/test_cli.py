@@ -10,6 +10,7 @@ import pytest
 from pipelines import get_pipeline_definition, run_pipeline
 from pipelines.local import sandbox
 from pipelines.local.emulator import Emulator
+from tests.registry import IMAGE
 
 MODULE = "pipelines.batch_inference.pipeline"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerPipelineRole"
@@ -172,10 +173,16 @@ def test_run_pipeline_reports_aws_errors_in_one_line(aws: Emulator, capsys) -> N
     assert aws.client("sagemaker").list_pipelines()["PipelineSummaries"] == []
 
 
+CUSTOM_IMAGE = "222222222222.dkr.ecr.eu-west-1.amazonaws.com/churn/serving@sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize("image", [IMAGE, CUSTOM_IMAGE])
 def test_run_pipeline_local_executes_the_real_definition(
-    aws: Emulator, tmp_path: Path, capsys
+    aws: Emulator, tmp_path: Path, capsys, image: str
 ) -> None:
-    """--local: the definition get_pipeline builds, run here against the emulator."""
+    """--local: the definition get_pipeline builds, run here against the emulator. A model
+    served by another image than the scikit-learn container's: Preprocess still runs, and
+    the Transform step says local mode cannot stand in for that container."""
     from examples.breast_cancer import data, model
 
     s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
@@ -194,7 +201,7 @@ def test_run_pipeline_local_executes_the_real_definition(
         ModelName="m-1",
         ExecutionRoleArn=ROLE,
         PrimaryContainer={
-            "Image": "sklearn",
+            "Image": image,
             "ModelDataUrl": "s3://artifacts/models/model.tar.gz",
             "Environment": model.container_environment(),
         },
@@ -211,8 +218,18 @@ def test_run_pipeline_local_executes_the_real_definition(
             str(record_path),
         ]
     )
-    assert code == 0, capsys.readouterr().err
     record = json.loads(record_path.read_text())
+    if image == CUSTOM_IMAGE:
+        assert code == 3
+        assert [s["StepStatus"] for s in record["Steps"]] == ["Succeeded", "Failed"]
+        assert record["Steps"][1]["FailureReason"] == (
+            f"model 'm-1': local mode cannot run image {CUSTOM_IMAGE}: it stands in only for "
+            "SageMaker's scikit-learn container (Python handlers in the model's code/); this "
+            "model runs on SageMaker, deploy the stage to AWS to score with it"
+        )
+        assert "local mode cannot run image" in capsys.readouterr().err
+        return
+    assert code == 0, capsys.readouterr().err
     assert [s["StepStatus"] for s in record["Steps"]] == ["Succeeded", "Succeeded"]
     (output,) = record["Steps"][1]["Outcome"]["Objects"]
     execution_id = record["PipelineExecutionArn"].rsplit("/", 1)[-1]

@@ -17,6 +17,7 @@ import pytest
 
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator
+from tests.registry import IMAGE
 
 BUCKET = "local-mode"
 
@@ -99,7 +100,7 @@ def model(aws: Emulator, s3) -> str:
         ModelName="scorer",
         ExecutionRoleArn="arn:aws:iam::123456789012:role/exec",
         PrimaryContainer={
-            "Image": "sklearn",
+            "Image": IMAGE,
             "ModelDataUrl": url,
             "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
         },
@@ -279,7 +280,7 @@ def test_model_from_a_model_package(aws, s3, tmp_path) -> None:
         InferenceSpecification={
             "Containers": [
                 {
-                    "Image": "sklearn",
+                    "Image": IMAGE,
                     "ModelDataUrl": url,
                     "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
                 }
@@ -352,7 +353,7 @@ def test_missing_model_handler_and_unsupported_options_fail_clearly(aws, s3, tmp
     aws.client("sagemaker").create_model(
         ModelName="scorer",
         ExecutionRoleArn="arn:aws:iam::123456789012:role/exec",
-        PrimaryContainer={"Image": "x", "ModelDataUrl": url},
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": url},
     )
     put(s3, "in/x.csv", b"1,2\n")
     record = run(aws, transform_definition(), tmp_path)

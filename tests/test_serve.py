@@ -27,6 +27,7 @@ from examples.breast_cancer import data, model
 from pipelines.local import serve
 from pipelines.local.invocations import InvocationsApp
 from pipelines.local.serving import ModelServer, extract_artifact
+from tests.registry import IMAGE
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +217,7 @@ def test_copy_stage_model_takes_the_stage_models_artifact_and_environment(
         ModelName="breast-cancer-preprod-v1",
         ExecutionRoleArn="arn:aws:iam::222222222222:role/exec",
         PrimaryContainer={
-            "Image": "sklearn",
+            "Image": IMAGE,
             "ModelDataUrl": "s3://artifacts/models/v1/model.tar.gz",
             "Environment": model.container_environment(),
         },

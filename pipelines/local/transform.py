@@ -27,6 +27,7 @@ import boto3
 import botocore.exceptions
 import numpy as np
 
+from pipelines.image_uris import local_refusal
 from pipelines.local import columnar as columnar_path
 from pipelines.local import records, storage
 from pipelines.local.expressions import DefinitionError
@@ -139,7 +140,7 @@ def resolve_model(sagemaker: SageMakerClient, model_name: str) -> ModelSpec:
         raise DefinitionError("local mode serves single-container models only")
     container = containers[0]
     environment = dict(container.get("Environment") or {})
-    url = container.get("ModelDataUrl")
+    url, image = container.get("ModelDataUrl"), container.get("Image")
     if container.get("ModelPackageName"):
         package = sagemaker.describe_model_package(ModelPackageName=container["ModelPackageName"])
         (package_container, *others) = package["InferenceSpecification"]["Containers"]
@@ -147,6 +148,10 @@ def resolve_model(sagemaker: SageMakerClient, model_name: str) -> ModelSpec:
             raise DefinitionError("local mode serves single-container model packages only")
         environment = {**(package_container.get("Environment") or {}), **environment}
         url = url or package_container.get("ModelDataUrl")
+        image = image or package_container.get("Image")
+    refusal = local_refusal(image)
+    if refusal:
+        raise StepFailed(f"model {model_name!r}: {refusal}")
     if not url:
         raise StepFailed(f"model {model_name!r} has no ModelDataUrl to load")
     return ModelSpec(url, environment)
