@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 # forms SageMaker accepts for a model's image (ECR's own name rules for repository and tag)
 _ECR_URI = re.compile(
     r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.(?P<domain>amazonaws\.com(?:\.cn)?)/"
-    r"(?P<repository>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?P<repository>[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*)"
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))?"
 )
 
@@ -68,7 +69,8 @@ class ImageUri:
 
     @property
     def partition(self) -> str:
-        return "aws-cn" if self.domain.endswith(".cn") else "aws"
+        """The region's partition (``aws-cn``, ``aws-us-gov``, ...), from botocore's table."""
+        return _partition(self.region)
 
     @property
     def repository_arn(self) -> str:
@@ -87,6 +89,17 @@ class ImageUri:
     def is_sagemakers(self) -> bool:
         """In one of the accounts SageMaker publishes its framework images from."""
         return self.account in sagemaker_image_accounts()
+
+
+@cache
+def _partition(region: str) -> str:
+    import botocore.exceptions
+    import botocore.session
+
+    try:
+        return botocore.session.get_session().get_partition_for_region(region)
+    except botocore.exceptions.UnknownRegionError:  # newer than botocore: the commercial one
+        return "aws"
 
 
 def _walk(node: Any, repository: str | None = None) -> Iterator[tuple[str, dict[str, str]]]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -52,8 +53,22 @@ def parse_image(uri: str) -> ImageUri:
         raise NotRunnable(str(error)) from None
 
 
-def resolve_digest(ecr: ECRClient, image: ImageUri, registry: str) -> str:
-    """The digest ``image``'s tag names now (or its digest, once seen to exist)."""
+def resolve_digest(
+    ecr: ECRClient,
+    image: ImageUri,
+    registry: str,
+    registered_digest: str | None = None,
+    registered_at: datetime | None = None,
+) -> str:
+    """The digest of the image the package was approved with.
+
+    A digest in the URI, or the container's ``ImageDigest``, is that image (seen to exist).
+    Otherwise the tag is read now, and refused if what it names was pushed after the package
+    was registered: every stage promoted from the package (pre-prod, then prod after its
+    gate) must run the same image, whatever is pushed in between.
+    """
+    if registered_digest and not image.digest:
+        image = replace(image, tag=None, digest=registered_digest)
     with aws_errors(f"reading image {image} in the {registry} registry"):
         try:
             details = ecr.describe_images(
@@ -71,7 +86,21 @@ def resolve_digest(ecr: ECRClient, image: ImageUri, registry: str) -> str:
             raise
     if not details:
         raise NotRunnable(f"image {image} does not exist in the {registry} registry; push it")
-    return details[0]["imageDigest"]
+    detail = details[0]
+    if image.tag and registered_at and tag_moved_since(detail, registered_at):
+        raise NotRunnable(
+            f"tag {image.tag!r} of {image.repository} was pushed again after the package was "
+            f"registered ({registered_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC): it no "
+            "longer names the image that was approved; register a new version, or register "
+            "the image by digest"
+        )
+    return detail["imageDigest"]
+
+
+def tag_moved_since(detail: Mapping[str, Any], registered_at: datetime | None) -> bool:
+    """Whether the image a tag names now was pushed after ``registered_at``."""
+    pushed = detail.get("imagePushedAt")
+    return bool(registered_at and isinstance(pushed, datetime) and pushed > registered_at)
 
 
 def check_replication(ecr: ECRClient, image: ImageUri, stage_account: str, region: str) -> None:
@@ -101,9 +130,17 @@ def plan_images(
     dev_account: str,
     stage_account: str,
     region: str,
+    registered_at: datetime | None = None,
 ) -> list[ImagePlan]:
-    """Where each image of the package comes from and what the target package will name."""
+    """Where each image of the package comes from and what the target package will name.
+
+    ``registered_at``: the package's ``CreationTime`` (a tag pushed after it is refused)."""
     plans = []
+    registered = {
+        c["Image"]: c["ImageDigest"]
+        for c in spec.get("Containers", [])
+        if c.get("Image") and c.get("ImageDigest")
+    }
     for uri in container_images(spec):
         image = parse_image(uri)
         if image.region != region:
@@ -114,13 +151,13 @@ def plan_images(
         if image.is_sagemakers:
             plans.append(ImagePlan(uri, image, image, replicated=False))
         elif image.account == stage_account:
-            digest = resolve_digest(target_ecr, image, "stage")
+            digest = resolve_digest(target_ecr, image, "stage", registered.get(uri), registered_at)
             plans.append(
                 ImagePlan(uri, image, image.pinned(stage_account, digest), replicated=False)
             )
         elif image.account == dev_account:
             check_replication(source_ecr, image, stage_account, region)
-            digest = resolve_digest(source_ecr, image, "dev")
+            digest = resolve_digest(source_ecr, image, "dev", registered.get(uri), registered_at)
             plans.append(
                 ImagePlan(uri, image, image.pinned(stage_account, digest), replicated=True)
             )
@@ -151,8 +188,9 @@ def wait_until_replicated(
             raise ImageNotReady(
                 f"image {waiting[0]} has not reached the stage's registry after "
                 f"{timeout_seconds / 60:.0f} min; ECR replicates only pushes made after the dev "
-                "registry's rule existed: push the tag again (or start a replication backfill) "
-                "and re-run"
+                "registry's rule and the stage's registry policy (infra/target-account "
+                "accept_image_replication) existed: push the image again (or start a "
+                "replication backfill) and re-run"
             )
         time.sleep(poll_seconds)
 

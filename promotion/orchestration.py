@@ -223,6 +223,7 @@ def locate_images(
         dev_account=account_of(source["ModelPackageArn"]),
         stage_account=account_of(settings.sagemaker_role_arn),
         region=request.region,
+        registered_at=source.get("CreationTime"),
     )
     refusal = framework_image_refusal(
         [plan.source.tag for plan in images if plan.source.is_sagemakers], request.stage_config

@@ -34,7 +34,8 @@ def device_refusal(tag: str | None, instance_type: str, where: str) -> str | Non
     if _GPU_TAG.search(tag) and not _GPU_FAMILIES.match(instance_type):
         return (
             f"image tag {tag!r} is a GPU build, but {where} is {instance_type}, which has no "
-            "GPU; use an ml.g*/ml.p* instance type or the image's CPU build"
+            "GPU; use a GPU type (ml.p3.*: the others have local NVMe, which a stage with a "
+            "volume key refuses) or the image's CPU build"
         )
     if _NEURON_TAG.search(tag) and not _NEURON_FAMILIES.match(instance_type):
         return (

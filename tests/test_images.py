@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ import utils
 from pipelines.image_uris import ImageUri, local_refusal, sagemaker_image_accounts
 from pipelines.local.emulator import ACCOUNTS, REGION, Emulator
 from promotion import images
+from promotion.images import tag_moved_since
 from promotion.runnable import package_refusal
 from tests.registry import (
     IMAGE,
     PROJECT,
     DevRegistry,
     bucket_keys,
+    create_stage,
     model_tarball,
     one_line_error,
     push_image,
@@ -35,6 +38,8 @@ from tests.registry import (
     target_packages,
 )
 
+# replicated before build.py runs: a copy that is missing fails at once, not in 30 minutes
+NO_WAIT = ("--image-wait-minutes", "0")
 SKLEARN_REPOSITORY = f"arn:aws:ecr:{REGION}:141502667606:repository/sagemaker-scikit-learn"
 
 
@@ -75,7 +80,7 @@ def test_a_dev_image_runs_from_the_stages_registry_pinned_by_digest(
     pinned = f"{ACCOUNTS['preprod']}.dkr.ecr.{REGION}.amazonaws.com/{PROJECT}/serving@{digest}"
     assert run_build(tmp_path, "--dry-run") == 0
     assert f"image:    {uri} -> {pinned}" in capsys.readouterr().out
-    assert run_build(tmp_path) == 0
+    assert run_build(tmp_path, *NO_WAIT) == 0
 
     (package,) = target_packages(aws)
     (container,) = package["InferenceSpecification"]["Containers"]
@@ -88,11 +93,66 @@ def test_a_dev_image_runs_from_the_stages_registry_pinned_by_digest(
     assert f"image:    {uri} -> {pinned}" in capsys.readouterr().out
 
     # the tag is pushed again in dev: what the stage runs does not change
+    first = tfvars(tmp_path)
     push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="second build")
     assert digest_of(aws, "dev", uri) != digest
-    assert run_build(tmp_path) == 0
+    assert run_build(tmp_path, *NO_WAIT) == 0
     (again,) = target_packages(aws)
     assert again["InferenceSpecification"]["Containers"][0]["Image"] == pinned
+    assert tfvars(tmp_path)["image_repository_arns"] == first["image_repository_arns"]
+
+
+def test_every_stage_runs_the_image_the_package_was_registered_with(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
+) -> None:
+    """Pre-prod is promoted, the tag is pushed again in dev, then prod is promoted after
+    its gate: prod runs the digest the package recorded (ImageDigest), as pre-prod does."""
+    create_stage(aws, "prod")
+    replicate_images_to(aws, "preprod", "prod")
+    uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="approved build")
+    # a second tag keeps the approved image in moto, which deletes an image whose last tag
+    # moves (ECR keeps it, untagged)
+    release = push_image(aws, "dev", f"{PROJECT}/serving", "release-1", layer="approved build")
+    approved = digest_of(aws, "dev", uri)
+    for stage in ("preprod", "prod"):
+        replicate(aws, uri, stage)  # ECR copies each push to every destination
+        replicate(aws, release, stage)
+    url = dev.put_artifact("training/custom/model.tar.gz", model_tarball(b"custom"))
+    dev.register("Approved", [{"Image": uri, "ImageDigest": approved, "ModelDataUrl": url}])
+    assert run_build(tmp_path, "--image-wait-minutes", "0", stage="preprod") == 0
+    push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="a later build")
+    for stage in ("preprod", "prod"):
+        replicate(aws, uri, stage)
+    assert digest_of(aws, "dev", uri) != approved
+    assert run_build(tmp_path, "--image-wait-minutes", "0", stage="prod") == 0
+    for stage in ("preprod", "prod"):
+        (package,) = target_packages(aws, stage)
+        (container,) = package["InferenceSpecification"]["Containers"]
+        assert container["Image"].endswith(f"/{PROJECT}/serving@{approved}")
+        assert container["Image"].startswith(ACCOUNTS[stage])
+
+
+def test_a_registered_digest_that_is_gone_is_refused(
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys
+) -> None:
+    replicate_images_to(aws, "preprod")
+    uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
+    url = dev.put_artifact("training/custom/model.tar.gz", model_tarball(b"custom"))
+    gone = "sha256:" + "f" * 64
+    dev.register("Approved", [{"Image": uri, "ImageDigest": gone, "ModelDataUrl": url}])
+    assert run_build(tmp_path) == 13
+    assert f"serving@{gone} does not exist in the dev registry" in one_line_error(capsys)
+    assert nothing_written(aws)
+
+
+def test_a_tag_pushed_after_registration_no_longer_names_the_approved_image() -> None:
+    """Without a recorded digest, the tag is read at promotion: an image it names that was
+    pushed after the package's CreationTime is not the one approved (refused, exit 13)."""
+    registered = datetime(2026, 11, 1, 12, 0, 0, 500000, tzinfo=UTC)
+    assert tag_moved_since({"imagePushedAt": registered + timedelta(seconds=1)}, registered)
+    assert not tag_moved_since({"imagePushedAt": registered - timedelta(hours=2)}, registered)
+    assert not tag_moved_since({"imagePushedAt": registered + timedelta(seconds=1)}, None)
+    assert not tag_moved_since({}, registered)
 
 
 def test_promotion_waits_for_replication(
@@ -123,7 +183,7 @@ def test_promotion_waits_for_replication(
 
     monkeypatch.setattr(build, "_clients", replicated_after_the_first_look)
     monkeypatch.setattr(images, "POLL_SECONDS", 0.0)
-    assert run_build(tmp_path) == 0
+    assert run_build(tmp_path, "--image-wait-minutes", "1") == 0  # two looks, no sleep
     assert looks == [False, True]
     (package,) = target_packages(aws)
     assert package["InferenceSpecification"]["Containers"][0]["Image"].startswith(
@@ -140,7 +200,7 @@ def test_an_image_that_never_arrives_leaves_nothing_behind(
     assert run_build(tmp_path, "--image-wait-minutes", "0") == 14
     error = one_line_error(capsys)
     assert "has not reached the stage's registry after 0 min" in error
-    assert "push the tag again" in error
+    assert "push the image again" in error and "accept_image_replication" in error
     assert nothing_written(aws)
     # a plan does not wait: it names the copy the deployment will wait for
     assert run_build(tmp_path, "--plan-only") == 0
@@ -193,7 +253,7 @@ def test_an_image_already_in_the_stages_registry_is_pinned_there(
 ) -> None:
     uri = push_image(aws, "preprod", f"{PROJECT}/serving", "stable", layer="stage build")
     register_image(dev, uri)
-    assert run_build(tmp_path) == 0
+    assert run_build(tmp_path, *NO_WAIT) == 0
     (package,) = target_packages(aws)
     image = package["InferenceSpecification"]["Containers"][0]["Image"]
     assert image == uri.replace(":stable", "@" + digest_of(aws, "preprod", uri))
@@ -203,7 +263,7 @@ def test_sagemakers_images_stay_where_they_are(
     aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
 ) -> None:
     dev.register("Approved")
-    assert run_build(tmp_path) == 0
+    assert run_build(tmp_path, *NO_WAIT) == 0
     (package,) = target_packages(aws)
     assert package["InferenceSpecification"]["Containers"][0]["Image"] == IMAGE
     assert tfvars(tmp_path)["image_repository_arns"] == [SKLEARN_REPOSITORY]
@@ -218,7 +278,7 @@ def test_the_kept_models_repositories_stay_pullable(
     first = push_image(aws, "dev", f"{PROJECT}/first", "v1", layer="one")
     register_image(dev, first)
     replicate(aws, first, "preprod")
-    assert run_build(tmp_path) == 0
+    assert run_build(tmp_path, *NO_WAIT) == 0
     # the deployment's record of what it runs, as the template writes it
     values = tfvars(tmp_path)
     aws.client("s3", "preprod").put_object(
@@ -238,7 +298,7 @@ def test_the_kept_models_repositories_stay_pullable(
     second = push_image(aws, "dev", f"{PROJECT}/second", "v1", layer="two")
     register_image(dev, second)
     replicate(aws, second, "preprod")
-    assert run_build(tmp_path) == 0
+    assert run_build(tmp_path, *NO_WAIT) == 0
     stage = ACCOUNTS["preprod"]
     assert tfvars(tmp_path)["image_repository_arns"] == sorted(
         [
@@ -311,9 +371,9 @@ GPU_IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.1.
         ),
         (
             GPU_IMAGE,
-            {"SupportedTransformInstanceTypes": ["ml.g5.xlarge"]},
+            {"SupportedTransformInstanceTypes": ["ml.p3.2xlarge"]},
             {
-                "transform_instance_type": "ml.g5.xlarge",
+                "transform_instance_type": "ml.p3.2xlarge",
                 "endpoint": {"serverless": {"memory_size_in_mb": 2048, "max_concurrency": 5}},
             },
             "needs an accelerator, which a serverless endpoint does not have",
@@ -375,6 +435,10 @@ def test_image_uris_parse_and_print_back() -> None:
     assert ImageUri.parse(str(pinned)) == pinned
     china = ImageUri.parse("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/models/x:1")
     assert china.repository_arn == "arn:aws-cn:ecr:cn-north-1:123456789012:repository/models/x"
+    gov = ImageUri.parse("123456789012.dkr.ecr.us-gov-west-1.amazonaws.com/a__b--c/d:1")
+    assert (
+        gov.repository_arn == "arn:aws-us-gov:ecr:us-gov-west-1:123456789012:repository/a__b--c/d"
+    )
     assert ImageUri.parse(f"{ACCOUNTS['dev']}.dkr.ecr.{REGION}.amazonaws.com/x").tag == "latest"
     for bad in ("python:3.11", "public.ecr.aws/x/y:1", "1.dkr.ecr.eu-west-1.amazonaws.com/x:1"):
         with pytest.raises(ValueError, match="not in a private ECR registry"):
@@ -397,3 +461,11 @@ def test_local_mode_stands_in_only_for_the_scikit_learn_container() -> None:
     ):
         refusal = local_refusal(image)
         assert refusal and refusal.startswith(f"local mode cannot run image {image}:")
+
+
+@pytest.mark.parametrize("minutes", ["nan", "-1", "721", "soon"])
+def test_a_bad_image_wait_is_one_line_and_exit_2(tmp_path: Path, capsys, minutes: str) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse's, before any AWS call
+        run_build(tmp_path, "--image-wait-minutes", minutes)
+    assert exited.value.code == 2
+    assert "--image-wait-minutes" in one_line_error(capsys)

@@ -298,11 +298,7 @@ def test_target_account_infra_is_what_build_py_reads(
         == f"repo:{REPOSITORY}:environment:preprod-plan"
     )
     assert_the_schedule_function_may_do_what_it_does(aws, iam, tfvars, monkeypatch)
-    execution = policy_document(
-        iam.get_role_policy(
-            RoleName=f"{PROJECT}-preprod-sagemaker-execution", PolicyName="batch-inference"
-        )["PolicyDocument"]
-    )
+    execution = execution_base_policy(aws)
     granted = {s["Sid"]: s for s in execution["Statement"]}
     assert granted["WriteRunOutputs"]["Resource"].endswith(f"/{PROJECT}/batch-inference/output/*")
     # subnets given -> network interfaces, in those subnets and security groups only
@@ -350,6 +346,24 @@ def test_target_account_infra_is_what_build_py_reads(
     )
 
 
+def managed_policy(aws: Emulator, arn: str) -> dict[str, Any]:
+    iam = aws.client("iam", "preprod")
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    return policy_document(
+        iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    )
+
+
+def execution_base_policy(aws: Emulator) -> dict[str, Any]:
+    """The execution role's own rights: its one attached managed policy."""
+    iam = aws.client("iam", "preprod")
+    (attached,) = iam.list_attached_role_policies(
+        RoleName=f"{PROJECT}-preprod-sagemaker-execution"
+    )["AttachedPolicies"]
+    assert attached["PolicyName"] == f"{PROJECT}-preprod-batch-inference"
+    return managed_policy(aws, attached["PolicyArn"])
+
+
 def assert_the_execution_role_is_capped_by_its_boundary(
     aws: Emulator, deploy_policy: dict, tfvars: dict
 ) -> None:
@@ -365,15 +379,10 @@ def assert_the_execution_role_is_capped_by_its_boundary(
     (writes,) = [s for s in deploy_policy["Statement"] if "iam:PutRolePolicy" in _list(s)]
     assert _resources(writes) == [role_arn("preprod", execution)]
     assert writes["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": boundary_arn}}
-    version = iam.get_policy(PolicyArn=boundary_arn)["Policy"]["DefaultVersionId"]
-    boundary = policy_document(
-        iam.get_policy_version(PolicyArn=boundary_arn, VersionId=version)["PolicyVersion"][
-            "Document"
-        ]
-    )
-    base = policy_document(
-        iam.get_role_policy(RoleName=execution, PolicyName="batch-inference")["PolicyDocument"]
-    )
+    boundary = managed_policy(aws, boundary_arn)
+    base = execution_base_policy(aws)
+    # no inline policy from base infra: the deploy role's PutRolePolicy could overwrite it
+    assert iam.list_role_policies(RoleName=execution)["PolicyNames"] == []
     extra = [s for s in boundary["Statement"] if s not in base["Statement"]]
     assert len(boundary["Statement"]) == len(base["Statement"]) + len(extra)
     assert [(s["Sid"], sorted(_list(s)), _resources(s)) for s in extra] == [

@@ -570,10 +570,18 @@ data "aws_iam_policy_document" "execution" {
   }
 }
 
-resource "aws_iam_role_policy" "execution" {
-  name   = "batch-inference"
-  role   = aws_iam_role.execution.id
-  policy = data.aws_iam_policy_document.execution.json
+# A managed policy, not an inline one: the deploy role writes the role's inline image-pull
+# policy (and IAM cannot limit that right to one policy name), so the base rights live where
+# it cannot overwrite or delete them.
+resource "aws_iam_policy" "execution" {
+  name        = "${local.name}-batch-inference"
+  description = "What ${local.name}'s execution role does besides pulling images."
+  policy      = data.aws_iam_policy_document.execution.json
+}
+
+resource "aws_iam_role_policy_attachment" "execution" {
+  role       = aws_iam_role.execution.name
+  policy_arn = aws_iam_policy.execution.arn
 }
 
 # Which images the role pulls is the stage template's to say (aws_iam_role_policy.pull_images:
@@ -999,10 +1007,11 @@ data "aws_iam_policy_document" "deploy" {
     resources = [local.stage_arns.pipelines] # <project>-<env>-*: its executions too
   }
   statement {
-    # build.py waits until the stage's copy of each promoted dev image is here, by digest
-    sid       = "FindTheReplicatedImages"
+    # build.py pins the package's images of this registry by digest, and waits until the
+    # replicated copies of the dev images are here (image metadata only)
+    sid       = "FindTheStagesImages"
     actions   = ["ecr:DescribeImages"]
-    resources = local.image_repositories
+    resources = ["arn:${local.partition}:ecr:${var.region}:${local.account}:repository/*"]
   }
   statement {
     # the stage template's image pulls (aws_iam_role_policy.pull_images): on the execution
@@ -1202,7 +1211,7 @@ data "aws_iam_policy_document" "plan" {
   statement {
     sid       = "RefreshTheImagePullsAndFindImages"
     actions   = ["iam:GetRolePolicy", "ecr:DescribeImages"]
-    resources = concat([aws_iam_role.execution.arn], local.image_repositories)
+    resources = [aws_iam_role.execution.arn, "arn:${local.partition}:ecr:${var.region}:${local.account}:repository/*"]
   }
   statement {
     sid       = "RefreshTheUploadEventSource"
