@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from pipelines.image_uris import ImageUri, NotAnEcrImage
-from promotion.errors import ImageNotReady, NotRunnable, aws_errors, is_not_found
+from promotion.errors import ImageNotReady, NotRunnable, aws_errors, error_code, is_not_found
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -69,24 +69,12 @@ def resolve_digest(
     """
     if registered_digest and not image.digest:
         image = replace(image, tag=None, digest=registered_digest)
-    with aws_errors(f"reading image {image} in the {registry} registry"):
-        try:
-            details = ecr.describe_images(
-                registryId=image.account,
-                repositoryName=image.repository,
-                imageIds=[image.image_id],
-            )["imageDetails"]
-        except ClientError as error:
-            if is_not_found(error):
-                raise NotRunnable(
-                    f"image {image} does not exist in the {registry} registry "
-                    f"({error.response['Error']['Code']}); push it, or register the package "
-                    "with a tag or digest that exists"
-                ) from None
-            raise
-    if not details:
-        raise NotRunnable(f"image {image} does not exist in the {registry} registry; push it")
-    detail = details[0]
+    detail = _describe(ecr, image, f"reading image {image} in the {registry} registry")
+    if isinstance(detail, str):
+        raise NotRunnable(
+            f"image {image} does not exist in the {registry} registry ({detail}); push it, "
+            "or register the package with a tag or digest that exists"
+        )
     if image.tag and registered_at and tag_moved_since(detail, registered_at):
         raise NotRunnable(
             f"tag {image.tag!r} of {image.repository} was pushed again after the package was "
@@ -196,18 +184,26 @@ def wait_until_replicated(
 
 
 def _present(ecr: ECRClient, image: ImageUri) -> bool:
-    with aws_errors(f"looking for image {image} in the stage's registry"):
+    # the repository itself appears with the first replicated image
+    found = _describe(ecr, image, f"looking for image {image} in the stage's registry")
+    return not isinstance(found, str)
+
+
+def _describe(ecr: ECRClient, image: ImageUri, action: str) -> dict[str, Any] | str:
+    """ECR's details of ``image``; when it (or its repository) does not exist, ECR's error
+    code saying which."""
+    with aws_errors(action):
         try:
-            ecr.describe_images(
+            details = ecr.describe_images(
                 registryId=image.account,
                 repositoryName=image.repository,
                 imageIds=[image.image_id],
-            )
+            )["imageDetails"]
         except ClientError as error:
-            if is_not_found(error):  # the repository itself appears with the first image
-                return False
+            if is_not_found(error):
+                return error_code(error)
             raise
-    return True
+    return dict(details[0]) if details else "ImageNotFoundException"
 
 
 def retarget(spec: Mapping[str, Any], plans: Iterable[ImagePlan]) -> dict[str, Any]:

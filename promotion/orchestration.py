@@ -25,7 +25,7 @@ from promotion.images import (
     wait_until_replicated,
 )
 from promotion.names import account_of, check_group_name, model_name
-from promotion.runnable import check_runnable, framework_image_refusal
+from promotion.runnable import check_runnable, framework_image_refusal, model_instance_types
 from promotion.source import resolve_source_package
 from promotion.stage import (
     StageSettings,
@@ -108,20 +108,14 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
     settings = read_stage_settings(clients.target_ssm, request.project_name, request.stage)
     from pipelines.batch_inference import pipeline as batch_pipeline
 
+    # every volume the stage's jobs and endpoint get is encrypted with its key
     refusal = batch_pipeline.volume_key_refusal(
         settings.kms_key_arn,
         {
-            name: request.stage_config.get(name)
-            for name in ("processing_instance_type", "transform_instance_type")
+            "processing_instance_type": request.stage_config.get("processing_instance_type"),
+            **dict(model_instance_types(request.stage_config)),
         },
     )
-    endpoint = request.stage_config.get("endpoint") or {}
-    if endpoint.get("enabled", True) and endpoint and not endpoint.get("serverless"):
-        # an instance endpoint's volume gets the stage's key too (batch-config-template.tf)
-        refusal = refusal or batch_pipeline.volume_key_refusal(
-            settings.kms_key_arn,
-            {"endpoint.instance_type": endpoint.get("instance_type", "ml.m5.large")},
-        )
     if refusal:
         raise UsageError(f"stage config: {refusal}")
     check_runnable(source, request.stage_config)

@@ -45,9 +45,9 @@ def device_refusal(tag: str | None, instance_type: str, where: str) -> str | Non
     return None
 
 
-def _instance_settings(stage_config: Mapping[str, Any]) -> list[tuple[str, str]]:
+def model_instance_types(stage_config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(setting, instance type)`` of what runs the model: the BatchTransform step and an
-    instance-backed endpoint."""
+    instance-backed endpoint (the template's default type when the block names none)."""
     settings = [("transform_instance_type", stage_config.get("transform_instance_type"))]
     endpoint = stage_config.get("endpoint") or {}
     if endpoint and endpoint.get("enabled", True) and not endpoint.get("serverless"):
@@ -60,7 +60,7 @@ def framework_image_refusal(tags: list[str | None], stage_config: Mapping[str, A
     endpoint = stage_config.get("endpoint") or {}
     serverless = endpoint.get("enabled", True) and endpoint.get("serverless")
     for tag in tags:
-        for setting, instance_type in _instance_settings(stage_config):
+        for setting, instance_type in model_instance_types(stage_config):
             refusal = device_refusal(tag, instance_type, setting)
             if refusal:
                 return refusal
@@ -104,7 +104,7 @@ def package_refusal(package: Mapping[str, Any], stage_config: Mapping[str, Any])
         "transform_instance_type": "SupportedTransformInstanceTypes",
         "endpoint.instance_type": "SupportedRealtimeInferenceInstanceTypes",
     }
-    for setting, instance_type in _instance_settings(stage_config):
+    for setting, instance_type in model_instance_types(stage_config):
         field = fields[setting]
         declared = spec.get(field) or []
         if declared and instance_type not in declared:

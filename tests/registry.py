@@ -120,12 +120,16 @@ def push_image(aws: Emulator, account: str, repository: str, tag: str, layer: st
     """``docker push`` of a one-layer image to ``account``'s ECR; returns its URI by tag.
 
     ``layer`` makes the content: ECR names an image by the digest of its manifest."""
+    put_manifest(aws, account, repository, tag, image_manifest(layer))
+    return f"{ACCOUNTS[account]}.dkr.ecr.{REGION}.amazonaws.com/{repository}:{tag}"
+
+
+def put_manifest(aws: Emulator, account: str, repository: str, tag: str, manifest: str) -> None:
+    """The manifest under ``tag`` in ``account``'s repository, made on the first push."""
     ecr = aws.client("ecr", account)
     with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
         ecr.create_repository(repositoryName=repository)
-    ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=image_manifest(layer))
-    registry = ecr.describe_registry()["registryId"]
-    return f"{registry}.dkr.ecr.{REGION}.amazonaws.com/{repository}:{tag}"
+    ecr.put_image(repositoryName=repository, imageTag=tag, imageManifest=manifest)
 
 
 def image_manifest(layer: str) -> str:
@@ -178,10 +182,25 @@ def replicate(aws: Emulator, uri: str, stage: str) -> None:
     (image,) = source.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}])[
         "images"
     ]
-    target = aws.client("ecr", stage)
-    with contextlib.suppress(target.exceptions.RepositoryAlreadyExistsException):
-        target.create_repository(repositoryName=repository)
-    target.put_image(repositoryName=repository, imageTag=tag, imageManifest=image["imageManifest"])
+    put_manifest(aws, stage, repository, tag, image["imageManifest"])
+
+
+def pulled_images(aws: Emulator, stage: str, package: Any, tfvars: dict[str, Any]) -> list[str]:
+    """The images the stage's execution role pulls: the package's containers' (the model)
+    and the Processing steps' of the definition build.py uploaded (the jobs)."""
+    definition = json.loads(
+        aws.client("s3", stage)
+        .get_object(Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"])[
+            "Body"
+        ]
+        .read()
+    )
+    jobs = {
+        step["Arguments"]["AppSpecification"]["ImageUri"]
+        for step in definition["Steps"]
+        if step["Type"] == "Processing"
+    }
+    return sorted(jobs | {c["Image"] for c in package["InferenceSpecification"]["Containers"]})
 
 
 def create_stage(aws: Emulator, stage: str, project: str = PROJECT, **options) -> dict[str, str]:

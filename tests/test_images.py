@@ -38,7 +38,8 @@ from tests.registry import (
     target_packages,
 )
 
-# replicated before build.py runs: a copy that is missing fails at once, not in 30 minutes
+# no wait for replication: where the copy is there already or the promotion must fail, a
+# regression fails at once instead of after 30 minutes
 NO_WAIT = ("--image-wait-minutes", "0")
 SKLEARN_REPOSITORY = f"arn:aws:ecr:{REGION}:141502667606:repository/sagemaker-scikit-learn"
 
@@ -47,10 +48,11 @@ def tfvars(tmp_path: Path) -> dict[str, Any]:
     return json.loads((tmp_path / "preprod.tfvars.json").read_text())
 
 
-def register_image(dev: DevRegistry, image: str, **spec: Any) -> str:
+def register_image(dev: DevRegistry, image: str, digest: str | None = None, **options: Any) -> str:
+    """An Approved package served by ``image`` (``digest``: its recorded ImageDigest)."""
     url = dev.put_artifact("training/custom/model.tar.gz", model_tarball(b"custom"))
-    containers = [{"Image": image, "ModelDataUrl": url}]
-    return dev.register("Approved", containers=containers, **spec)
+    container = {"Image": image, "ModelDataUrl": url, **({"ImageDigest": digest} if digest else {})}
+    return dev.register("Approved", containers=[container], **options)
 
 
 def nothing_written(aws: Emulator) -> bool:
@@ -117,14 +119,13 @@ def test_every_stage_runs_the_image_the_package_was_registered_with(
     for stage in ("preprod", "prod"):
         replicate(aws, uri, stage)  # ECR copies each push to every destination
         replicate(aws, release, stage)
-    url = dev.put_artifact("training/custom/model.tar.gz", model_tarball(b"custom"))
-    dev.register("Approved", [{"Image": uri, "ImageDigest": approved, "ModelDataUrl": url}])
-    assert run_build(tmp_path, "--image-wait-minutes", "0", stage="preprod") == 0
+    register_image(dev, uri, digest=approved)
+    assert run_build(tmp_path, *NO_WAIT, stage="preprod") == 0
     push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="a later build")
     for stage in ("preprod", "prod"):
         replicate(aws, uri, stage)
     assert digest_of(aws, "dev", uri) != approved
-    assert run_build(tmp_path, "--image-wait-minutes", "0", stage="prod") == 0
+    assert run_build(tmp_path, *NO_WAIT, stage="prod") == 0
     for stage in ("preprod", "prod"):
         (package,) = target_packages(aws, stage)
         (container,) = package["InferenceSpecification"]["Containers"]
@@ -137,10 +138,9 @@ def test_a_registered_digest_that_is_gone_is_refused(
 ) -> None:
     replicate_images_to(aws, "preprod")
     uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
-    url = dev.put_artifact("training/custom/model.tar.gz", model_tarball(b"custom"))
     gone = "sha256:" + "f" * 64
-    dev.register("Approved", [{"Image": uri, "ImageDigest": gone, "ModelDataUrl": url}])
-    assert run_build(tmp_path) == 13
+    register_image(dev, uri, digest=gone)
+    assert run_build(tmp_path, *NO_WAIT) == 13
     assert f"serving@{gone} does not exist in the dev registry" in one_line_error(capsys)
     assert nothing_written(aws)
 
@@ -197,7 +197,7 @@ def test_an_image_that_never_arrives_leaves_nothing_behind(
     replicate_images_to(aws, "preprod")
     uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
     register_image(dev, uri)
-    assert run_build(tmp_path, "--image-wait-minutes", "0") == 14
+    assert run_build(tmp_path, *NO_WAIT) == 14
     error = one_line_error(capsys)
     assert "has not reached the stage's registry after 0 min" in error
     assert "push the image again" in error and "accept_image_replication" in error
@@ -215,12 +215,12 @@ def test_a_repository_the_dev_registry_does_not_replicate_is_refused_at_once(
     replicate_images_to(aws, "prod")  # another stage only
     uri = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
     register_image(dev, uri)
-    assert run_build(tmp_path) == 14
+    assert run_build(tmp_path, *NO_WAIT) == 14
     error = one_line_error(capsys)
     assert f"does not replicate repository '{PROJECT}/serving' to account" in error
     assert "image_repository_prefixes" in error
     replicate_images_to(aws, "preprod", prefixes=("other/",))
-    assert run_build(tmp_path) == 14
+    assert run_build(tmp_path, *NO_WAIT) == 14
     assert nothing_written(aws)
 
 
@@ -243,7 +243,7 @@ def test_a_tag_that_does_not_resolve_is_refused(
     replicate_images_to(aws, "preprod")
     push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="build")
     register_image(dev, f"{ACCOUNTS['dev']}.dkr.ecr.{REGION}.amazonaws.com/{image}")
-    assert run_build(tmp_path) == 13
+    assert run_build(tmp_path, *NO_WAIT) == 13
     assert expected in one_line_error(capsys)
     assert nothing_written(aws)
 
@@ -330,7 +330,7 @@ def test_an_image_the_stage_cannot_pull_is_refused(
     aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, capsys, image, expected
 ) -> None:
     register_image(dev, image)
-    assert run_build(tmp_path) == 13
+    assert run_build(tmp_path, *NO_WAIT) == 13
     assert expected in one_line_error(capsys)
     assert nothing_written(aws)
 
@@ -391,11 +391,10 @@ def test_a_package_batch_transform_cannot_run_is_refused(
     config: dict,
     expected: str,
 ) -> None:
-    url = dev.put_artifact("training/custom/model.tar.gz", model_tarball(b"custom"))
-    dev.register("Approved", [{"Image": image, "ModelDataUrl": url}], specification=spec)
+    register_image(dev, image, specification=spec)
     stage_file = json.loads((build.REPO / "pre-prod-config.tfvars.json").read_text())
     (tmp_path / "stage.json").write_text(json.dumps({**stage_file, **config}))
-    assert run_build(tmp_path, "--config", str(tmp_path / "stage.json")) == 13
+    assert run_build(tmp_path, "--config", str(tmp_path / "stage.json"), *NO_WAIT) == 13
     assert expected in one_line_error(capsys)
     assert nothing_written(aws)
 

@@ -34,6 +34,7 @@ from tests.registry import (
     DevRegistry,
     create_stage,
     model_tarball,
+    pulled_images,
     push_image,
     replicate,
     replicate_images_to,
@@ -396,18 +397,9 @@ def assert_the_execution_role_is_capped_by_its_boundary(
     assert len(json.dumps(boundary, separators=(",", ":"))) <= 6144
     # what the jobs and the model pull: the boundary lets them, the base has the token call
     (package,) = target_packages(aws)
-    s3 = aws.client("s3", "preprod")
-    definition = s3.get_object(
-        Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"]
-    )["Body"].read()
-    jobs = {
-        step["Arguments"]["AppSpecification"]["ImageUri"]
-        for step in json.loads(definition)["Steps"]
-        if step["Type"] == "Processing"
-    }
-    models = {c["Image"] for c in package["InferenceSpecification"]["Containers"]}
-    assert len(models) == 1 and next(iter(models)).startswith(f"{ACCOUNTS['preprod']}.dkr.ecr")
-    pulls = image_pulls(sorted(jobs | models))
+    (model,) = {c["Image"] for c in package["InferenceSpecification"]["Containers"]}
+    assert model.startswith(f"{ACCOUNTS['preprod']}.dkr.ecr")
+    pulls = image_pulls(pulled_images(aws, "preprod", package, tfvars))
     assert missing_permissions(pulls, boundary, REGION, ACCOUNTS["preprod"]) == []
     assert missing_permissions(pulls, base, REGION, ACCOUNTS["preprod"]) == sorted(
         f"ecr:{action} on {repository} (ecr.{action})"

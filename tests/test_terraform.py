@@ -33,7 +33,7 @@ from tests.provider_requests import (
     refused_requests,
     rest_request_bodies,
 )
-from tests.registry import PROJECT, DevRegistry, create_stage, run_build
+from tests.registry import PROJECT, DevRegistry, create_stage, pulled_images, run_build
 from tests.terraform_cli import (
     CHECKOV,
     REPO,
@@ -604,25 +604,13 @@ def assert_the_stage_may_pull_what_it_runs(aws: Emulator, stage: str, values: di
     package = sagemaker.describe_model_package(
         ModelPackageName=model["PrimaryContainer"]["ModelPackageName"]
     )
-    definition = json.loads(  # what build.py uploaded and the pipeline was made from
-        aws.client("s3", stage)
-        .get_object(Bucket=values["artifacts_bucket"], Key=values["pipeline_definition_s3_key"])[
-            "Body"
-        ]
-        .read()
-    )
-    images = {c["Image"] for c in package["InferenceSpecification"]["Containers"]} | {
-        step["Arguments"]["AppSpecification"]["ImageUri"]
-        for step in definition["Steps"]
-        if step["Type"] == "Processing"
-    }
     role = values["sagemaker_role_arn"].rsplit("/", 1)[1]
     policy = policy_document(
         aws.client("iam", stage).get_role_policy(
             RoleName=role, PolicyName="pull-the-stages-images"
         )["PolicyDocument"]
     )
-    pulls = image_pulls(sorted(images))
+    pulls = image_pulls(pulled_images(aws, stage, package, values))
     token = {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}
     granted = {"Statement": [*policy["Statement"], token]}
     account = ACCOUNTS[stage]
