@@ -9,6 +9,14 @@ PIP_VERSION := 26.3
 # checkov pins an older boto3 than the project, so it gets a venv (and a lock) of its own
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha256sum requirements-checkov.lock 2>/dev/null | cut -c1-16)
+# the runtime twin of SageMaker's scikit-learn 1.9-0 image: its packages at its versions, on
+# its Python (3.12), for local mode's Preprocess, BatchTransform and serving (README)
+TWIN_LOCK := requirements-sklearn-1.9-0.lock
+TWIN_VENV := .venv-sklearn-1.9-0
+TWIN_STAMP := $(TWIN_VENV)/.installed-$(shell sha256sum $(TWIN_LOCK) 2>/dev/null | cut -c1-16)
+# the first Python 3.12 that runs: on PATH, else pyenv's (a pyenv shim may exist and fail)
+TWIN_PYTHON ?= $(shell for c in python3.12 $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.12*/bin/python3.12 2>/dev/null); do $$c -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v $$c; break; }; done)
+TWIN_PIP_VERSION := $(shell sed -n 's/^pip==//p' $(TWIN_LOCK))
 
 # Terraform installs providers from the local mirror only (see terraform.tfrc); never from ~.
 export TF_CLI_CONFIG_FILE := $(CURDIR)/terraform.tfrc
@@ -17,9 +25,11 @@ export CHECKPOINT_DISABLE := 1
 # e.g. make demo DEMO_ARGS="--yes --rows 1000000"
 DEMO_ARGS ?=
 
-.PHONY: install test demo serve lint benchmark lambda-package clean
+.PHONY: install twin test demo serve lint benchmark lambda-package clean
 
-install: $(STAMP) $(CHECKOV_STAMP)
+install: $(STAMP) $(CHECKOV_STAMP) $(TWIN_STAMP)
+
+twin: $(TWIN_STAMP)
 
 $(STAMP): requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required: run make PYTHON=python3.11 ...")'
@@ -36,6 +46,15 @@ $(CHECKOV_STAMP): requirements-checkov.lock
 	@rm -f $(CHECKOV_VENV)/.installed-*
 	@touch $@
 
+$(TWIN_STAMP): $(TWIN_LOCK)
+	@test -n "$(TWIN_PYTHON)" || { echo "the scikit-learn image's runtime twin needs Python 3.12 (the image's): install it, or run make TWIN_PYTHON=/path/to/python3.12 ..." >&2; exit 2; }
+	@test -x $(TWIN_VENV)/bin/python || $(TWIN_PYTHON) -m venv $(TWIN_VENV)
+	$(TWIN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(TWIN_PIP_VERSION)
+	$(TWIN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --requirement $(TWIN_LOCK)
+	sed -i 's/collections\.Mapping/collections.abc.Mapping/g' $$($(TWIN_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/sagemaker_containers/_mapping.py
+	@rm -f $(TWIN_VENV)/.installed-*
+	@touch $@
+
 # the run report's browser test: Debian's chromium and chromedriver (no browser download)
 BROWSER := /usr/bin/chromedriver
 SUDO := $(shell test "$$(id -u)" = 0 || echo sudo)
@@ -44,19 +63,19 @@ $(BROWSER):
 	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
 	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver)
 
-test: $(STAMP) $(CHECKOV_STAMP) $(BROWSER)
+test: $(STAMP) $(CHECKOV_STAMP) $(TWIN_STAMP) $(BROWSER)
 	$(BIN)/python -m pytest
 
-demo: $(STAMP)
+demo: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m examples.demo $(DEMO_ARGS)
 
 # the stage's promoted model on http://127.0.0.1:8080 (make demo leaves each stage's copy)
 STAGE ?= preprod
-serve: $(STAMP)
+serve: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m pipelines.local.serve --stage $(STAGE)
 
 # speed and memory targets, as ratios against baselines measured in the same run
-benchmark: $(STAMP)
+benchmark: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m benchmarks.transform
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.local_stage
@@ -73,4 +92,4 @@ lint: $(STAMP)
 	PRE_COMMIT_HOME=$(CURDIR)/.cache/pre-commit $(BIN)/pre-commit run --all-files
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) build .cache .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(TWIN_VENV) build .cache .pytest_cache .ruff_cache .mypy_cache

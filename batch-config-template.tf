@@ -561,6 +561,13 @@ resource "aws_sagemaker_model" "batch" {
 
   primary_container {
     model_package_name = each.value.model_package_arn
+    # Network isolation leaves pip no index: the scikit-learn image's start-up install of
+    # the model's code/ must build with the image's own setuptools, not in an isolated
+    # build environment it cannot download (pip reads this variable inverted: false = off).
+    # pipelines/stage_model.py holds the same map (a test keeps them equal).
+    environment = {
+      PIP_NO_BUILD_ISOLATION = "false"
+    }
   }
   # SageMaker checks at CreateModel that the role can pull the image
   depends_on = [aws_iam_role_policy.pull_images]

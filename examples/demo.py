@@ -53,6 +53,7 @@ from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox, serve, storage
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
 from pipelines.local.report import RunReport, write_report
+from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 from promotion.stage_files import quality_gate
 
 if TYPE_CHECKING:
@@ -160,7 +161,12 @@ def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) ->
     client.create_model(
         ModelName=tfvars["model_name"],
         ExecutionRoleArn=tfvars["sagemaker_role_arn"],
-        Containers=[{"ModelPackageName": tfvars["model_package_arn"]}],
+        Containers=[
+            {
+                "ModelPackageName": tfvars["model_package_arn"],
+                "Environment": STAGE_MODEL_ENVIRONMENT,
+            }
+        ],
         EnableNetworkIsolation=True,
     )
 

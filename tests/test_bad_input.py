@@ -28,6 +28,7 @@ import utils
 from pipelines.batch_inference import preprocess
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, role_arn
+from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 from promotion.errors import UsageError
 from tests import test_local_executor, test_preprocess
 from tests.registry import (
@@ -604,7 +605,7 @@ def create_scorer(aws: Emulator, artifact_url: str | None = None) -> None:
         PrimaryContainer={
             "Image": IMAGE,
             "ModelDataUrl": artifact_url or test_local_executor.model_artifact(s3, [2.0, 10.0]),
-            "Environment": {"SAGEMAKER_PROGRAM": "inference.py"},
+            "Environment": {**test_local_executor.HANDLERS, **STAGE_MODEL_ENVIRONMENT},
         },
     )
     test_local_executor.put(s3, "in/x.csv", b"a,1,2\n")

@@ -10,6 +10,7 @@ import pytest
 from pipelines import get_pipeline_definition, run_pipeline
 from pipelines.local import sandbox
 from pipelines.local.emulator import Emulator
+from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 from tests.registry import IMAGE
 
 MODULE = "pipelines.batch_inference.pipeline"
@@ -203,7 +204,7 @@ def test_run_pipeline_local_executes_the_real_definition(
         PrimaryContainer={
             "Image": image,
             "ModelDataUrl": "s3://artifacts/models/model.tar.gz",
-            "Environment": model.container_environment(),
+            "Environment": {**model.container_environment(), **STAGE_MODEL_ENVIRONMENT},
         },
     )
     record_path = tmp_path / "record.json"

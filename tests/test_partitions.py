@@ -16,6 +16,7 @@ from examples.breast_cancer import data, model
 from pipelines import partitions, run_pipeline
 from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, Emulator
+from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 from tests.provider_requests import problems
 from tests.registry import (
     IMAGE,
@@ -92,7 +93,10 @@ def stage(aws: Emulator, tmp_path: Path) -> dict[str, Any]:
     sagemaker.create_model(
         ModelName=tfvars["model_name"],
         ExecutionRoleArn=tfvars["sagemaker_role_arn"],
-        PrimaryContainer={"ModelPackageName": tfvars["model_package_arn"]},
+        PrimaryContainer={
+            "ModelPackageName": tfvars["model_package_arn"],
+            "Environment": STAGE_MODEL_ENVIRONMENT,
+        },
     )
     create_deployed_pipeline(aws, tfvars)
     return {"tfvars": tfvars, "path": path}

@@ -1,31 +1,37 @@
 """Serving handlers for the sample model, as SageMaker's scikit-learn container calls them.
 
-``input_fn`` and ``output_fn`` replace the container's defaults because those are slow on
-large batches: the default CSV decoder (``np.genfromtxt``) parses about 12x slower than
-pyarrow, and the default encoder formats every value through ``np.savetxt``. The same file
-runs inside SageMaker's container, so this makes real Batch Transform cheaper per row too.
+One ``transform_fn`` (the container's alternative to ``input_fn``/``predict_fn``/
+``output_fn``) because it sees the request's ``Content-Type`` **and** ``Accept`` before any
+work: a request the model cannot answer is refused before it is parsed or scored, so a
+refused request never counts in the prediction metrics. The CSV is parsed with numpy (small
+bodies) or pyarrow (the default decoder, ``np.genfromtxt``, is about 12x slower on Batch
+Transform's 6 MB requests) and the scores are written by Arrow; the answer is typed
+``text/csv`` (a bare body would be sent as Flask's ``text/html``).
 
 With ``BATCH_METRICS_PIPELINE`` set (the pipeline's Transform step sets it to its pipeline's
-name), ``predict_fn`` prints one JSON line per request: how many predictions and their sum.
-The job runs network-isolated; the stage's log metric filters turn these lines into
+name), each scored request prints one JSON line: how many predictions and their sum. The job
+runs network-isolated; the stage's log metric filters turn these lines into
 ``PredictionCount`` and ``PredictionSum``, and the dashboard shows their ratio, the mean.
 
-A request the model cannot score is refused with a 4xx status and a one-line reason, not a
-500 (which would count as the endpoint's 5XX errors, fire its alarm and roll a healthy
-version back). How depends on the server: SageMaker's scikit-learn container serves through
-``sagemaker-containers``, which answers any exception of these handlers with 500, so there
-the refusal travels as a ``Refusal`` value through ``predict_fn`` and ``output_fn`` returns
-the container's ``worker.Response`` with the status; elsewhere (the inference toolkit's
-servers, local mode) the handlers raise ``RequestRefused``, the toolkit's
-``BaseInferenceToolkitError``. Batch Transform fails the job with the reason either way.
+A request the model cannot score gets a 4xx status and a one-line reason, never a 500
+(which would count as the endpoint's 5XX errors, fire its alarm and roll a healthy version
+back), and the reason is printed to the container's log. How the status gets out depends on
+the server: SageMaker's scikit-learn container serves single models through
+``sagemaker-containers``, which answers any exception of a handler with 500, so there the
+handler returns the container's ``worker.Response`` with the status; its multi-model server
+(``SAGEMAKER_MULTI_MODEL``) and the inference toolkit's servers answer the toolkit's
+``BaseInferenceToolkitError`` with its status (and cannot send a Flask response), so there
+the handler raises ``RequestRefused``. Batch Transform fails the job with the reason either
+way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
-from typing import Any, NamedTuple
+from typing import Any
 
 import joblib
 import numpy as np
@@ -40,6 +46,7 @@ except ImportError:
 
 CSV = "text/csv"
 METRICS_PIPELINE = "BATCH_METRICS_PIPELINE"
+MULTI_MODEL = "SAGEMAKER_MULTI_MODEL"  # the scikit-learn image serves with MMS when set
 # Below this size, numpy's loadtxt parses faster than pyarrow's fixed cost per call (one row:
 # 0.01 ms against 0.45 ms; 100 rows: 0.55 against 1.5 ms): real-time requests are small.
 SMALL_BODY_BYTES = 128 * 2**10
@@ -51,53 +58,73 @@ class RequestRefused(BaseInferenceToolkitError):
 
     def __init__(self, status: int, reason: str):
         super().__init__(status, reason, reason)
+        self.status, self.reason = status, reason
 
     def __str__(self) -> str:
-        return self.message
-
-
-class Refusal(NamedTuple):
-    """The same, as a value: what the handlers pass on under ``sagemaker-containers``."""
-
-    status: int
-    reason: str
-
-
-def refuse(status: int, reason: str) -> Refusal:
-    """A ``Refusal`` to return where the container would turn an exception into a 500;
-    raises ``RequestRefused`` everywhere else."""
-    if container_worker is None:
-        raise RequestRefused(status, reason)
-    return Refusal(status, reason)
-
-
-def refusal_response(refusal: Refusal) -> Any:
-    """The container's response for a refusal: its status and the reason as one line."""
-    return container_worker.Response(
-        response=refusal.reason + "\n", status=refusal.status, mimetype="text/plain"
-    )
+        return self.reason
 
 
 def model_fn(model_dir: str) -> Any:
     return joblib.load(os.path.join(model_dir, "model.joblib"))
 
 
-def input_fn(input_data: str | bytes, content_type: str) -> np.ndarray | Refusal:
-    """Headerless CSV of features -> a float64 matrix (a non-number refuses the request)."""
-    if content_type != CSV:
-        return refuse(415, f"unsupported content type {content_type!r}; send {CSV}")
-    data = input_data.encode("utf-8") if isinstance(input_data, str) else input_data
-    if data and not data.endswith(b"\n"):
+def transform_fn(model: Any, request_body: str | bytes, content_type: str, accept: str) -> Any:
+    """Headerless CSV of features -> one probability of the positive class (benign) per row,
+    as ``text/csv``; a request it cannot score is refused (see the module's docstring)."""
+    try:
+        if content_type != CSV:
+            raise RequestRefused(415, f"unsupported content type {content_type!r}; send {CSV}")
+        if accept != CSV:
+            raise RequestRefused(406, f"unsupported accept type {accept!r}; ask for {CSV}")
+        features = parse_features(request_body)
+        expected = getattr(model, "n_features_in_", features.shape[1])
+        if features.shape[1] != expected:
+            raise RequestRefused(
+                400, f"{features.shape[1]} feature columns, the model takes {expected}"
+            )
+    except RequestRefused as refused:
+        print(f"request refused ({refused.status}): {refused.reason}", flush=True)
+        if container_worker is None or os.environ.get(MULTI_MODEL):
+            raise
+        return container_worker.Response(
+            response=refused.reason + "\n", status=refused.status, mimetype="text/plain"
+        )
+    scores = model.predict_proba(features)[:, 1]
+    pipeline = os.environ.get(METRICS_PIPELINE)
+    if pipeline:
+        print(prediction_line(pipeline, scores), flush=True)
+    body = encode_scores(scores)
+    if container_worker is None or os.environ.get(MULTI_MODEL):
+        return body, CSV
+    # exactly text/csv (a mimetype would get "; charset=utf-8"): what data capture matches
+    return container_worker.Response(response=body, headers={"Content-Type": CSV})
+
+
+def parse_features(request_body: str | bytes) -> np.ndarray:
+    """Headerless CSV -> a float64 matrix of finite numbers; ``RequestRefused`` (400) for
+    anything else (``1e999`` is a number, but not a finite one)."""
+    data = request_body.encode("utf-8") if isinstance(request_body, str) else request_body
+    if not data.strip(b"\r\n"):
+        raise RequestRefused(400, "empty body: send one or more records")
+    if not data.endswith(b"\n"):
         data += b"\n"  # pyarrow finds no row in one record without its newline ("1,2,3")
-    small = len(data) <= SMALL_BODY_BYTES and data.strip(b"\n")
-    if small and not data.translate(None, PLAIN_NUMBERS):
+    features = None
+    if len(data) <= SMALL_BODY_BYTES and not data.translate(None, PLAIN_NUMBERS):
         # plain decimal numbers only (no blanks, quotes, nan): both parsers read them alike
-        try:
-            return np.loadtxt(
+        with contextlib.suppress(ValueError):  # e.g. ragged rows: pyarrow names what is wrong
+            features = np.loadtxt(
                 io.BytesIO(data), delimiter=",", ndmin=2, dtype=np.float64, comments=None
             )
-        except ValueError:
-            pass  # e.g. ragged rows or "1-2": pyarrow below names what is wrong
+    if features is None:
+        features = _read_csv(data)
+    finite = np.isfinite(features).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0]) + 1
+        raise RequestRefused(400, f"row {row} has a feature value that is not a finite number")
+    return features
+
+
+def _read_csv(data: bytes) -> np.ndarray:
     try:
         table = pacsv.read_csv(
             io.BytesIO(data),
@@ -106,27 +133,24 @@ def input_fn(input_data: str | bytes, content_type: str) -> np.ndarray | Refusal
         )
     except pa.ArrowInvalid as error:  # e.g. "CSV parse error: Expected 30 columns, got 29"
         reason = str(error).splitlines()[0] if str(error) else "unreadable CSV"
-        return refuse(400, f"malformed CSV: {reason}")
+        raise RequestRefused(400, f"malformed CSV: {reason}") from None
     columns: list[np.ndarray] = []
     for column in table.columns:
         if not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
-            return refuse(400, f"non-numeric feature values in column {len(columns)}")
+            raise RequestRefused(400, f"non-numeric feature values in column {len(columns)}")
         columns.append(column.to_numpy().astype(np.float64, copy=False))
     return np.column_stack(columns)
 
 
-def predict_fn(data: np.ndarray | Refusal, model: Any) -> np.ndarray | Refusal:
-    """The probability of the positive class (benign), one per row."""
-    if isinstance(data, Refusal):
-        return data
-    expected = getattr(model, "n_features_in_", data.shape[1])
-    if data.shape[1] != expected:
-        return refuse(400, f"{data.shape[1]} feature columns, the model takes {expected}")
-    scores = model.predict_proba(data)[:, 1]
-    pipeline = os.environ.get(METRICS_PIPELINE)
-    if pipeline:
-        print(prediction_line(pipeline, scores), flush=True)
-    return scores
+def encode_scores(scores: np.ndarray) -> bytes:
+    """One value per line, formatted by Arrow (shortest round-trip representation)."""
+    sink = io.BytesIO()
+    pacsv.write_csv(
+        pa.table({"score": scores}),
+        sink,
+        write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
+    )
+    return sink.getvalue()
 
 
 def prediction_line(pipeline: str, predictions: np.ndarray) -> str:
@@ -139,18 +163,3 @@ def prediction_line(pipeline: str, predictions: np.ndarray) -> str:
         :-1
     ]
     return f'{head},"count":{finite.size},"sum":{total}}}'
-
-
-def output_fn(prediction: np.ndarray | Refusal, accept: str) -> Any:
-    """One value per line, formatted by Arrow (shortest round-trip representation)."""
-    if isinstance(prediction, Refusal):
-        return refusal_response(prediction)
-    if accept != CSV:
-        return refusal_response(refuse(406, f"unsupported accept type {accept!r}; ask for {CSV}"))
-    sink = io.BytesIO()
-    pacsv.write_csv(
-        pa.table({"score": prediction}),
-        sink,
-        write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
-    )
-    return sink.getvalue()

@@ -4,13 +4,22 @@ A scikit-learn ``Pipeline`` (scaler + logistic regression), so the scaling fitte
 training data travels inside the artifact and the batch is never re-fitted. Its data-quality
 baseline (the training features' statistics and the holdout's predictions) is written beside
 it and registered as the package's ``DriftCheckBaselines``.
+
+:func:`build` trains in the runtime twin of the image that serves the model (its
+scikit-learn, numpy and joblib): a model pickled by another scikit-learn than the one that
+unpickles it warns on every worker (``InconsistentVersionWarning``) and may not load at all
+after the next change. ``python -m examples.breast_cancer.model --output DIR`` is what it runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +34,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pipelines.batch_inference import quality
+from pipelines.local import twin
 
 INFERENCE_SCRIPT = Path(__file__).with_name("inference.py")
 ENTRY_POINT = "inference.py"
@@ -100,3 +110,63 @@ def container_environment() -> dict[str, str]:
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
         "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
     }
+
+
+@dataclass(frozen=True)
+class Built:
+    """What :func:`build` leaves: the artifact, its baseline, and how it was made."""
+
+    archive: Path
+    baseline: Path
+    holdout_accuracy: float
+    versions: dict[str, str]
+
+
+ARCHIVE, BASELINE, SUMMARY = "model.tar.gz", "baseline.json", "training.json"
+
+
+def build(destination: Path, seed: int = 0) -> Built:
+    """Train, package and baseline the sample model in the image's runtime twin, into
+    ``destination`` (``model.tar.gz``, ``baseline.json``)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    environment = {**os.environ, "PYTHONPATH": str(twin.REPOSITORY), "PYTHONNOUSERSITE": "1"}
+    environment.pop("PYTHONHOME", None)
+    finished = subprocess.run(
+        [str(twin.python()), "-m", "examples.breast_cancer.model", "--output", str(destination),
+         "--seed", str(seed)],
+        cwd=twin.REPOSITORY, env=environment, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if finished.returncode:
+        raise RuntimeError(f"training in the runtime twin failed: {finished.stderr.strip()}")
+    summary = json.loads((destination / SUMMARY).read_text())
+    return Built(
+        destination / ARCHIVE,
+        destination / BASELINE,
+        float(summary["holdout_accuracy"]),
+        dict(summary["versions"]),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="train and package the sample model here")
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    import sklearn
+
+    trained = train(args.seed)
+    package(trained, args.output / ARCHIVE)
+    write_baseline(trained, args.output / BASELINE)
+    versions = {
+        "python": ".".join(map(str, sys.version_info[:3])),
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "joblib": joblib.__version__,
+    }
+    summary = {"holdout_accuracy": trained.holdout_accuracy, "versions": versions}
+    (args.output / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,16 +19,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from sagemaker_inference.errors import BaseInferenceToolkitError, UnsupportedFormatError
 
-from pipelines.local.serving import ModelServer, NotAcceptable
+from pipelines.local.container import ContainerRefusal
+from pipelines.local.serving import NotAcceptable
 
 DEFAULT_MAX_BODY_BYTES = 6 * 2**20  # InvokeEndpoint's payload limit for instance endpoints
-DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
-TOOLKIT_DEFAULT_ACCEPT = "application/json"  # the inference toolkit's, when nothing is set
-DEFAULT_CONTENT_TYPE = "application/json"  # what the containers assume without the header
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -41,19 +39,35 @@ class Refused(Exception):
         self.status, self.reason = status, reason
 
 
+class Backend(Protocol):
+    """What answers the invocations: the real container (``container.Container``) or the
+    in-process imitation (``serving.ModelServer``)."""
+
+    def respond(self, payload: bytes, content_type: str, accept: str) -> tuple[bytes, str]: ...
+
+    def invoke(self, payload: bytes, content_type: str, accept: str) -> bytes: ...
+
+    def take_printed(self) -> list[str]: ...
+
+
+class Answered(Exception):
+    """The container answered with another status than 200: passed on as it is."""
+
+    def __init__(self, refusal: ContainerRefusal):
+        super().__init__(str(refusal))
+        self.refusal = refusal
+
+
 class InvocationsApp:
     """The WSGI application: ``/ping`` and ``/invocations`` for ``server``'s model."""
 
     def __init__(
         self,
-        server: ModelServer,
+        server: Backend,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         log: TextIO = sys.stderr,
     ):
         self.server, self.max_body_bytes, self.log = server, max_body_bytes, log
-        self.default_accept = server.environment.get(DEFAULT_ACCEPT_VARIABLE) or (
-            TOOLKIT_DEFAULT_ACCEPT
-        )
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")
@@ -70,20 +84,24 @@ class InvocationsApp:
             raise Refused(
                 HTTPStatus.NOT_FOUND, f"no {path}: the container serves /ping and /invocations"
             )
+        except Answered as answered:
+            refusal = answered.refusal
+            print(f"{method} {path}: {refusal}", file=self.log)
+            return self._answer(start_response, refusal.status, refusal.body, refusal.content_type)
         except Refused as refused:
             print(f"{method} {path}: {int(refused.status)} {refused.reason}", file=self.log)
             body = (refused.reason + "\n").encode()
             return self._answer(start_response, refused.status, body, "text/plain; charset=utf-8")
 
     def _invoke(self, environ: dict[str, Any]) -> tuple[bytes, str]:
-        # as the containers: the header as sent (parameters and all), JSON when there is none
-        content_type = (environ.get("CONTENT_TYPE") or "").strip() or DEFAULT_CONTENT_TYPE
+        # the headers as sent (parameters and all); the server applies its defaults
+        content_type = (environ.get("CONTENT_TYPE") or "").strip()
         accept = (environ.get("HTTP_ACCEPT") or "").strip()
-        if not accept or accept == "*/*":
-            accept = self.default_accept
         body = self._body(environ)
         try:
             return self.server.respond(body, content_type, accept)
+        except ContainerRefusal as refusal:
+            raise Answered(refusal) from None
         except BaseInferenceToolkitError as error:
             raise Refused(error.status_code, _one_line(str(error.message))) from None
         except NotAcceptable:
@@ -94,10 +112,6 @@ class InvocationsApp:
             raise Refused(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                 f"Content-Type {content_type} is not supported by this model",
-            ) from None
-        except UnicodeDecodeError:
-            raise Refused(
-                HTTPStatus.BAD_REQUEST, f"the body is not UTF-8 text, as {content_type} must be"
             ) from None
         except Exception as error:  # the container's 500: the handler failed on this request
             raise Refused(

@@ -7,9 +7,12 @@ The model is the one the stage's batch Transform uses: ``make demo`` leaves each
 in ``<workdir>/<stage>-model/`` (the promoted artifact, unpacked, and its container
 environment); ``--from-aws`` makes that copy first from the SageMaker Model named in
 ``<workdir>/<stage>.tfvars.json`` (``build.py``'s output), with the current AWS credentials.
-It is served by gunicorn (the WSGI server SageMaker's scikit-learn container runs) with
-``invocations.InvocationsApp``: ``GET /ping``, ``POST /invocations``. The model is loaded once,
-before the workers start (one per vCPU by default, as the container's default).
+It is served by the scikit-learn image's real serving stack in its runtime twin
+(``container.Container``: the module install with no index, gunicorn with gevent workers,
+sagemaker-containers' worker), on a private loopback port, behind a front
+(``invocations.InvocationsApp`` on gunicorn) that does what InvokeEndpoint does before a
+request reaches the container: the 6 MB payload limit. The container's log is this
+process's. ``LOCAL_SERVING=in-process`` serves the model in the front's own process instead.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ import boto3
 import botocore.exceptions
 from gunicorn.app.base import BaseApplication
 
-from pipelines.local import storage, transform
-from pipelines.local.invocations import DEFAULT_MAX_BODY_BYTES, InvocationsApp
+from pipelines.local import storage, transform, twin
+from pipelines.local.container import Container, ContainerFailed
+from pipelines.local.invocations import DEFAULT_MAX_BODY_BYTES, Backend, InvocationsApp
 from pipelines.local.processing import StepFailed
 from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
 from pipelines.s3_locations import parse_s3_uri
@@ -76,14 +80,19 @@ def copy_stage_model(session: boto3.Session, model_name: str, destination: Path)
     return destination
 
 
-def load_model_copy(copy: Path) -> ModelServer:
-    """The model server for a copy made by :func:`copy_stage_model`."""
+def load_model_copy(copy: Path, workers: int = 1) -> Backend:
+    """The copy made by :func:`copy_stage_model`, served: its container started with
+    ``workers`` gunicorn workers (stop it with ``.stop()``), or ``LOCAL_SERVING=in-process``
+    loaded here."""
     environment_file = copy / ENVIRONMENT_FILE
     if not environment_file.is_file():
         raise ServeError(f"no model copy in {copy}")
+    environment = json.loads(environment_file.read_text())
     try:
-        return ModelServer(copy / "model", json.loads(environment_file.read_text()))
-    except ModelLoadError as error:
+        if transform.serving_mode() == "in-process":
+            return ModelServer(copy / "model", environment)
+        return Container(copy / "model", environment, workers=workers, log_to_terminal=True).start()
+    except (ModelLoadError, ContainerFailed, twin.TwinMissing) as error:
         raise ServeError(f"the model in {copy} cannot be served: {error}") from None
 
 
@@ -251,14 +260,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"no {args.stage} model in {copy}: run `make demo` first (it promotes the model "
                 f"and leaves each stage's copy there), or add --from-aws"
             )
-        app = InvocationsApp(load_model_copy(copy), int(args.max_body_mb * 2**20))
-        print(
-            f"serving {args.stage}'s model ({copy}) on http://{args.host}:{args.port}: "
-            "GET /ping, POST /invocations",
-            file=sys.stderr,
-            flush=True,
-        )
-        serve(app, args.host, args.port, args.workers)
+        check_port_free(args.host, args.port)
+        backend = load_model_copy(copy, args.workers)
+        try:
+            app = InvocationsApp(backend, int(args.max_body_mb * 2**20))
+            print(
+                f"serving {args.stage}'s model ({copy}) on http://{args.host}:{args.port}: "
+                "GET /ping, POST /invocations",
+                file=sys.stderr,
+                flush=True,
+            )
+            serve(app, args.host, args.port, args.workers)
+        finally:
+            transform.stop(backend)
     except ServeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

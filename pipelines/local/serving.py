@@ -27,6 +27,8 @@ from sagemaker_inference.errors import UnsupportedFormatError
 
 from pipelines.environment import overridden
 
+DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+
 
 class NotAcceptable(Exception):
     """``output_fn`` cannot write the ``Accept`` type (the toolkit's ``UnsupportedFormatError``
@@ -79,6 +81,12 @@ class ModelServer:
                 )
             self.model = model_fn(str(model_dir))
         self.transform_fn = getattr(module, "transform_fn", None)
+        handlers = [getattr(module, name, None) for name in ("input_fn", "predict_fn", "output_fn")]
+        if self.transform_fn is not None and any(handlers):
+            raise ModelLoadError(  # the container refuses the same script at its first request
+                "the model's entry point defines transform_fn and input_fn/predict_fn/output_fn: "
+                "the scikit-learn container takes one or the other"
+            )
         self.input_fn = getattr(module, "input_fn", default_input_fn)
         self.predict_fn = getattr(module, "predict_fn", default_predict_fn)
         self.output_fn = getattr(module, "output_fn", default_output_fn)
@@ -129,8 +137,17 @@ class ModelServer:
 
     def respond(self, payload: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         """One request: the response body and its content type (``accept`` unless the
-        handler returned ``(body, content type)``, as the container allows)."""
-        data: Any = payload.decode("utf-8") if content_type in content_types.UTF8_TYPES else payload
+        handler returned ``(body, content type)``, as the container allows).
+
+        As the container's request object: no ``Content-Type`` is JSON; no ``Accept`` (or
+        ``*/*``) is ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, else JSON; a text body is decoded
+        from UTF-8 with replacement characters for bytes that are not (werkzeug's way)."""
+        content_type = content_type or content_types.JSON
+        if not accept or accept == content_types.ANY:
+            accept = self.environment.get(DEFAULT_ACCEPT_VARIABLE) or content_types.JSON
+        data: Any = payload
+        if content_type in content_types.UTF8_TYPES:
+            data = payload.decode("utf-8", errors="replace")
         with self._container():
             if self.transform_fn is not None:
                 result = self.transform_fn(self.model, data, content_type, accept)

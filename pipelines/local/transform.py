@@ -2,20 +2,27 @@
 
 Each input object is streamed, split into records (``SplitType``), filtered
 (``InputFilter``), packed into requests (``BatchStrategy``, ``MaxPayloadInMB``), served by
-the model exactly as the scikit-learn container would (``serving.ModelServer``), joined back
+the model's container (``container.Container``: the scikit-learn image's real serving stack
+in its runtime twin, over HTTP, as SageMaker sends Transform's mini-batches), joined back
 to its input (``JoinSource``), filtered again (``OutputFilter``) and assembled
 (``AssembleWith``) into ``<S3OutputPath>/<input key relative to the prefix>.out``; plain
 CSV batches with a ``$[k:]`` filter take ``columnar``'s Arrow path, with the same bytes.
 ``InstanceCount`` N deals the objects to N worker processes, as SageMaker deals them to N
 instances. A request that makes the model raise fails the step with the position of the
 first record that fails on its own.
+
+``LOCAL_SERVING=in-process`` serves the model in this process instead
+(``serving.ModelServer``), a faster imitation that ``tests/test_container_contract.py``
+holds to the container's statuses, bodies, content types and printed lines.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import gzip
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -29,8 +36,10 @@ import numpy as np
 
 from pipelines.image_uris import local_refusal
 from pipelines.local import columnar as columnar_path
-from pipelines.local import records, storage
+from pipelines.local import records, storage, twin
+from pipelines.local.container import Container, ContainerFailed, ContainerRefusal
 from pipelines.local.expressions import DefinitionError
+from pipelines.local.invocations import Backend
 from pipelines.local.processing import StepFailed, instance_count, metric_lines_in
 from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
 from pipelines.s3_locations import parse_s3_uri, transfer_extra_args
@@ -40,6 +49,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 READ_CHUNK = 8 * 2**20
+SERVING_VARIABLE = "LOCAL_SERVING"  # "container" (the default) or "in-process"
 DEFAULT_PAYLOAD_MB = 6
 JSON_TYPES = {"application/json", "application/jsonlines", "application/x-jsonlines"}
 
@@ -157,7 +167,34 @@ def resolve_model(sagemaker: SageMakerClient, model_name: str) -> ModelSpec:
     return ModelSpec(url, environment)
 
 
-def load_model(s3: S3Client, spec: ModelSpec, work_dir: Path) -> ModelServer:
+def serving_mode() -> str:
+    """``container`` (the image's real serving stack) unless ``LOCAL_SERVING=in-process``."""
+    mode = os.environ.get(SERVING_VARIABLE) or "container"
+    if mode not in ("container", "in-process"):
+        raise DefinitionError(f"{SERVING_VARIABLE}={mode}: use container or in-process")
+    return mode
+
+
+def serve_model(model_dir: Path, environment: dict[str, str], work_dir: Path) -> Backend:
+    """The unpacked model served as the local mode's ``LOCAL_SERVING`` says: its container
+    started (the caller stops it: :func:`stop`), or loaded in this process."""
+    if serving_mode() == "in-process":
+        try:
+            return ModelServer(model_dir, environment)
+        except ModelLoadError as error:
+            raise StepFailed(str(error)) from None
+    try:
+        return Container(model_dir, environment, work_dir=work_dir / "container").start()
+    except (ContainerFailed, twin.TwinMissing) as error:
+        raise StepFailed(f"the model's container did not start: {error}") from None
+
+
+def stop(server: Backend) -> None:
+    if isinstance(server, Container):
+        server.stop()
+
+
+def load_model(s3: S3Client, spec: ModelSpec, work_dir: Path) -> Backend:
     bucket, key = parse_s3_uri(spec.model_data_url)
     archive = work_dir / "model.tar.gz"
     try:
@@ -166,9 +203,10 @@ def load_model(s3: S3Client, spec: ModelSpec, work_dir: Path) -> ModelServer:
         code = error.response.get("Error", {}).get("Code")
         raise StepFailed(f"model artifact {spec.model_data_url} cannot be read ({code})") from None
     try:
-        return ModelServer(extract_artifact(archive, work_dir / "model"), spec.environment)
+        model_dir = extract_artifact(archive, work_dir / "model")
     except ModelLoadError as error:
         raise StepFailed(str(error)) from None
+    return serve_model(model_dir, spec.environment, work_dir)
 
 
 # ----------------------------------------------------------------------- one object
@@ -267,7 +305,7 @@ class RecordTransformer:
     ``columnar`` (default on) serves plain CSV batches through ``columnar.LineTable``, which
     gives the same bytes as the record path with far fewer Python objects per record."""
 
-    def __init__(self, server: ModelServer, options: TransformOptions, columnar: bool = True):
+    def __init__(self, server: Backend, options: TransformOptions, columnar: bool = True):
         self.server, self.options = server, options
         self._select = records.select_json if options.is_json else records.select_csv
         self._join = records.join_json if options.is_json else records.join_csv
@@ -367,9 +405,13 @@ class RecordTransformer:
 
     @staticmethod
     def record_failure(source: str, offset: int, index: int, error: Exception) -> StepFailed:
-        return StepFailed(
-            f"record {offset + index + 1} of {source}: {type(error).__name__}: {error}"
+        # the container's answer says what it is itself (the handler's error, or the status)
+        said = (
+            str(error)
+            if isinstance(error, ContainerRefusal)
+            else f"{type(error).__name__}: {error}"
         )
+        return StepFailed(f"record {offset + index + 1} of {source}: {said}")
 
 
 class ObjectStore(Protocol):
@@ -482,8 +524,12 @@ def _worker_run(
     """One instance: load the model once, transform its share of the objects."""
     s3 = credentials.session().client("s3")
     root = Path(work_dir)
-    transformer = RecordTransformer(load_model(s3, spec, root), options)
-    return [transform_object(s3, transformer, bucket, key, root) for bucket, key in objects]
+    server = load_model(s3, spec, root)
+    try:
+        transformer = RecordTransformer(server, options)
+        return [transform_object(s3, transformer, bucket, key, root) for bucket, key in objects]
+    finally:
+        stop(server)
 
 
 def run_transform(
@@ -513,10 +559,13 @@ def run_transform(
     shares = [objects[i::count] for i in range(count)]
     results: list[ObjectResult] = []
     if count == 1:
-        transformer = RecordTransformer(load_model(s3, spec, work_dir), options)
-        for bucket, key in objects:
-            results.append(transform_object(s3, transformer, bucket, key, work_dir))
-            _log_object(log, results[-1])
+        server = load_model(s3, spec, work_dir)
+        with contextlib.ExitStack() as stack:
+            stack.callback(stop, server)
+            transformer = RecordTransformer(server, options)
+            for bucket, key in objects:
+                results.append(transform_object(s3, transformer, bucket, key, work_dir))
+                _log_object(log, results[-1])
     else:
         context = multiprocessing.get_context("spawn")  # no fork: the caller may run threads
         with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
