@@ -246,6 +246,7 @@ def _summary(result: utils.PromotionResult, request: utils.PromotionRequest, out
     size = sum(plan.size for plan in result.copies)
     lines = [
         f"source:   {source['ModelPackageArn']} (version {source['ModelPackageVersion']})",
+        *(f"warning:  {warning}" for warning in result.warnings),
     ]
     if request.dry_run:
         if result.reused:

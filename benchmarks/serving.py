@@ -27,6 +27,7 @@ import numpy as np
 from examples.breast_cancer import data, model
 from pipelines.local import serve
 from pipelines.local.serving import extract_artifact
+from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 
 CONCURRENCY = (1, 8, 32)
 PAYLOAD_ROWS = (1, 100)
@@ -43,11 +44,12 @@ def model_fn(model_dir):
 
 def prepare(workdir: Path) -> dict[int, bytes]:
     """Two model copies (sample handlers, toolkit defaults) and the payloads."""
-    archive = model.package(model.train(), workdir / "model.tar.gz")
+    archive = model.build(workdir / "trained").archive
     for name in ("sample", "defaults"):
         copy = serve.model_copy(workdir, name)
         extract_artifact(archive, copy / "model")
-        (copy / serve.ENVIRONMENT_FILE).write_text(json.dumps(model.container_environment()))
+        environment = {**model.container_environment(), **STAGE_MODEL_ENVIRONMENT}
+        (copy / serve.ENVIRONMENT_FILE).write_text(json.dumps(environment))
     entry = serve.model_copy(workdir, "defaults") / "model" / "code" / model.ENTRY_POINT
     entry.write_text(DEFAULT_HANDLERS)
     generated = data.generate(workdir / "rows.csv", rows=max(PAYLOAD_ROWS), malformed_fraction=0)

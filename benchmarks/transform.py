@@ -13,9 +13,14 @@ sample model, it prints rows/s and ratios for:
   batching machinery at all (target: local Transform >= 0.8x of it);
 * **SageMaker toolkit path**: per mini-batch, the ``sagemaker-inference`` toolkit's CSV
   decoder, the model, its CSV encoder (what the scikit-learn container does by default);
-* **sample handlers vs toolkit defaults**: ``input_fn`` + ``output_fn`` of
-  ``examples/breast_cancer/inference.py`` against the defaults on the same mini-batches
-  (target >= 5x);
+* **sample handlers vs toolkit defaults**: the sample's CSV parse and encode
+  (``examples/breast_cancer/inference.py``: ``parse_features``, ``encode_scores``) against
+  the defaults on the same mini-batches (target >= 5x);
+* **the real serving stack**: the scikit-learn image's (``pipelines.local.container``, the
+  runtime twin: sagemaker-containers, gunicorn with gevent workers) answering the same 6 MB
+  mini-batches over HTTP, one worker with one request at a time (rows/s per worker, against
+  the in-process limit), and two workers with two requests at a time; and the local
+  Transform through it (the default) against the in-process option;
 * **peak memory** of the local Transform at a quarter of the rows and at all of them (target:
   flat, it streams).
 
@@ -31,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +44,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from examples.breast_cancer import data, model
+from examples.breast_cancer import data, inference, model
 from pipelines.local import records, transform
+from pipelines.local.container import Container
 from pipelines.local.serving import (
     ModelServer,
     default_input_fn,
     default_output_fn,
     extract_artifact,
 )
+from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 
 PIPELINE_TRANSFORM = {
     "TransformInput": {
@@ -92,14 +100,43 @@ def prepare(workdir: Path, rows: int) -> tuple[Path, ModelServer]:
             while chunk := reader.read(2**24):
                 writer.write(chunk)
         raw.unlink()
-    archive = model.package(model.train(), workdir / "model.tar.gz")
-    server = ModelServer(
-        extract_artifact(archive, workdir / "model"), model.container_environment()
-    )
+    built = model.build(workdir / "trained")
+    server = ModelServer(extract_artifact(built.archive, workdir / "model"), environment())
     return source, server
 
 
-def local_transform(source: Path, server: ModelServer, workdir: Path) -> float:
+def environment() -> dict[str, str]:
+    """The sample's container environment as the stage's model has it."""
+    return {**model.container_environment(), **STAGE_MODEL_ENVIRONMENT}
+
+
+def serving_stack(batches: list[bytes], server: ModelServer, workers: int) -> float:
+    """Seconds for the image's serving stack to answer ``batches`` (``workers`` gunicorn
+    workers, as many requests at a time); the start is not timed."""
+    with Container(server.model_dir, environment(), workers=workers) as container:
+        for _ in range(workers):  # each worker loads the model on its first request
+            container.request("POST", "/invocations", batches[0], CSV_HEADERS)
+
+        def send(payload: bytes) -> None:
+            status, _, _ = container.request("POST", "/invocations", payload, CSV_HEADERS)
+            assert status == 200, status
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(send, batches))
+        return time.perf_counter() - started
+
+
+def local_transform_container(source: Path, server: ModelServer, workdir: Path) -> float:
+    """The local Transform as local mode runs it by default: through the container."""
+    with Container(server.model_dir, environment(), workers=1) as container:
+        return local_transform(source, container, workdir)
+
+
+CSV_HEADERS = {"Content-Type": "text/csv", "Accept": "text/csv"}
+
+
+def local_transform(source: Path, server: Any, workdir: Path) -> float:
     options = transform.TransformOptions.from_arguments(PIPELINE_TRANSFORM)
     runner = transform.RecordTransformer(server, options)
     started = time.perf_counter()
@@ -149,8 +186,8 @@ def toolkit_path(batches: list[bytes], server: ModelServer) -> float:
 def handlers(batches: list[bytes], server: ModelServer, sample: bool) -> float:
     """Decode + encode only (the model is the same on both sides)."""
     scores = [np.random.default_rng(0).random(payload.count(b"\n")) for payload in batches]
-    decode = server.input_fn if sample else default_input_fn
-    encode = server.output_fn if sample else default_output_fn
+    decode = (lambda body, _: inference.parse_features(body)) if sample else default_input_fn
+    encode = (lambda values, _: inference.encode_scores(values)) if sample else default_output_fn
     started = time.perf_counter()
     for payload, values in zip(batches, scores, strict=True):
         decode(payload.decode(), "text/csv")
@@ -191,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--toolkit-rows", type=int, default=100_000)
+    parser.add_argument("--stack-rows", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3, help="best of N for the main timings")
     parser.add_argument("--workdir", type=Path, default=Path("build/benchmarks"))
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
@@ -210,6 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     toolkit = toolkit_path(batches, server)
     sample_handlers = handlers(batches, server, sample=True)
     default_handlers = handlers(batches, server, sample=False)
+    stack_batches = mini_batches(source, min(args.stack_rows, args.rows))
+    stack_rows = sum(payload.count(b"\n") for payload in stack_batches)
+    one_worker = min(serving_stack(stack_batches, server, 1) for _ in range(args.repeat))
+    two_workers = min(serving_stack(stack_batches, server, 2) for _ in range(args.repeat))
+    through_container = min(
+        local_transform_container(source, server, args.workdir) for _ in range(args.repeat)
+    )
     quarter = max(args.rows // 4, 1)
     prepare(args.workdir, quarter)  # the probes then only read: generating rows is not measured
     memory_quarter = peak_memory_mib(quarter, args.workdir)
@@ -224,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         "local_vs_limit": round(limit / local, 3),
         "local_vs_toolkit_path": round(rate / (toolkit_rows / toolkit), 2),
         "sample_handlers_vs_toolkit_defaults": round(default_handlers / sample_handlers, 2),
+        "serving_stack_rows_per_s_one_worker": round(stack_rows / one_worker),
+        "serving_stack_rows_per_s_two_workers": round(stack_rows / two_workers),
+        "serving_stack_one_worker_vs_limit": round(limit / args.rows * stack_rows / one_worker, 3),
+        "local_transform_through_container_rows_per_s": round(args.rows / through_container),
+        "local_transform_container_vs_in_process": round(local / through_container, 3),
         "peak_rss_mib": {
             f"{quarter} rows": round(memory_quarter),
             f"{args.rows} rows": round(memory_full),

@@ -47,7 +47,7 @@ import numpy as np
 import build
 import utils
 from examples.breast_cancer import data, model
-from pipelines import partition_runs, partitions, sdk, smoke_run
+from pipelines import check_model, partition_runs, partitions, sdk, smoke_run
 from pipelines.batch_inference import quality
 from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox, serve, storage
@@ -59,6 +59,7 @@ from promotion.stage_files import quality_gate
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
 
+REPO = Path(__file__).resolve().parents[1]
 PROJECT = "breast-cancer"
 GROUP = "breast-cancer-classifier"
 
@@ -86,14 +87,13 @@ class Timer:
 
 
 def register_model(aws: Emulator, bucket: str, workdir: Path) -> tuple[str, float]:
-    """Train, upload and register the sample model (pending), then approve it."""
-    trained = model.train()
-    archive = model.package(trained, workdir / "model.tar.gz")
+    """Train the sample model in the image's runtime twin, upload and register it (pending),
+    then approve it."""
+    trained = model.build(workdir / "trained")
     output = f"training/{PROJECT}/{int(time.time())}/output"
     key = f"{output}/model.tar.gz"
-    aws.client("s3", "dev").upload_file(str(archive), bucket, key)
-    baseline = model.write_baseline(trained, workdir / "baseline.json")
-    aws.client("s3", "dev").upload_file(str(baseline), bucket, f"{output}/baseline.json")
+    aws.client("s3", "dev").upload_file(str(trained.archive), bucket, key)
+    aws.client("s3", "dev").upload_file(str(trained.baseline), bucket, f"{output}/baseline.json")
     image = sdk.image_uris.retrieve(
         framework="sklearn", region=aws.region, version="1.9-0", py_version="py3",
         instance_type="ml.m5.xlarge",
@@ -109,6 +109,9 @@ def register_model(aws: Emulator, bucket: str, workdir: Path) -> tuple[str, floa
                     "Image": image,
                     "ModelDataUrl": f"s3://{bucket}/{key}",
                     "Environment": model.container_environment(),
+                    # what it was trained with: build.py warns when the image holds another
+                    "Framework": "SKLEARN",
+                    "FrameworkVersion": trained.versions["scikit-learn"],
                 }
             ],
             "SupportedContentTypes": ["text/csv"],
@@ -148,6 +151,12 @@ def deploy(stage: str, workdir: Path, version: int | None = None) -> dict[str, A
     if code != 0:
         raise DemoFailed(f"build.py --stage {stage} failed with exit code {code}")
     return json.loads(output.read_text())
+
+
+def smoke_source(tfvars: dict[str, Any]) -> Path:
+    """The stage file's smoke input, else the preprod one (prod has none): rows to check the
+    model with before the stage's model is created."""
+    return REPO / (tfvars.get("smoke_input") or "examples/breast_cancer/smoke-input.csv")
 
 
 def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) -> None:
@@ -406,6 +415,12 @@ def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict
                 f"build.py --stage {stage}", partial(deploy, stage, workdir, version)
             )
             version = tfvars["model_version"]
+            checked = timer.run(
+                f"{stage}: the promoted model in its container's runtime twin (check_model)",
+                partial(check_model.check, tfvars, aws.account(stage), smoke_source(tfvars)),
+            )
+            print(f"    {checked.line()}", flush=True)
+            report.setdefault("checked", {})[stage] = checked
             create_sagemaker_model(aws, stage, tfvars)
             if tfvars.get("smoke_input"):
                 smoke = timer.run(
@@ -533,6 +548,8 @@ def print_summary(report: dict[str, Any]) -> None:
                 f"{stage} drifted batch: scored, gate warn: drift score "
                 f"{drifted['metric']['drift_score']:.4f} over the limit (an alarm on AWS)"
             )
+    for stage, checked in report.get("checked", {}).items():
+        print(f"{stage} check_model (before the stage's model is created): {checked.line()}")
     for stage, smoke in report.get("smoke", {}).items():
         print(
             f"{stage} smoke run (what the prod reviewer sees): {smoke.execution_arn} "

@@ -27,11 +27,12 @@ _ECR_URI = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@(?P<digest>sha256:[0-9a-f]{64}))?"
 )
 
-# The images local mode stands in for: SageMaker's scikit-learn container, whose Python
-# handler contract (model_fn/input_fn/predict_fn/output_fn, SAGEMAKER_PROGRAM) and defaults
-# pipelines/local/serving.py reproduces. Other framework images share the handler names but
-# not the defaults nor the libraries, so they are not guessed at.
+# The images local mode stands in for: SageMaker's scikit-learn container at the version of
+# its runtime twin (pipelines/local/twin.py: the image's packages, its serving stack). Other
+# framework images share the handler names but not the defaults nor the libraries, and
+# another scikit-learn version has other libraries: neither is guessed at.
 LOCAL_REPOSITORIES = frozenset({"sagemaker-scikit-learn"})
+LOCAL_IMAGE_VERSION = "1.9-0"  # twin.IMAGE_VERSION (a test holds them equal)
 
 
 class NotAnEcrImage(ValueError):
@@ -140,7 +141,13 @@ def local_refusal(uri: str | None) -> str | None:
     except NotAnEcrImage:
         image = None
     if image and image.is_sagemakers and image.repository in LOCAL_REPOSITORIES:
-        return None
+        if image.tag is None or image.tag.startswith(f"{LOCAL_IMAGE_VERSION}-"):
+            return None  # (by digest: the version cannot be read from the URI)
+        return (
+            f"local mode cannot run image {uri}: its runtime twin is the scikit-learn "
+            f"{LOCAL_IMAGE_VERSION} image's (make twin); score this model on SageMaker, or "
+            f"move it to {LOCAL_IMAGE_VERSION}"
+        )
     return (
         f"local mode cannot run image {uri}: it stands in only for SageMaker's scikit-learn "
         "container (Python handlers in the model's code/); this model runs on SageMaker, "

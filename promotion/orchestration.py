@@ -25,7 +25,12 @@ from promotion.images import (
     wait_until_replicated,
 )
 from promotion.names import account_of, check_group_name, model_name
-from promotion.runnable import check_runnable, framework_image_refusal, model_instance_types
+from promotion.runnable import (
+    check_runnable,
+    framework_image_refusal,
+    framework_version_warnings,
+    model_instance_types,
+)
 from promotion.source import resolve_source_package
 from promotion.stage import (
     StageSettings,
@@ -94,6 +99,8 @@ class PromotionResult:
     tfvars: dict[str, Any] = field(default_factory=dict)
     previous_model: dict | None = None
     images: list[ImagePlan] = field(default_factory=list)
+    # what may not run as declared, said but not refused (runnable.framework_version_warnings)
+    warnings: list[str] = field(default_factory=list)
     # what the stage's execution role may pull: this version's, the kept one's, Preprocess's
     image_repository_arns: list[str] = field(default_factory=list)
 
@@ -142,7 +149,12 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         )
     )
     result = PromotionResult(
-        source=source, settings=settings, copies=copies, previous_model=previous, images=images
+        source=source,
+        settings=settings,
+        copies=copies,
+        previous_model=previous,
+        images=images,
+        warnings=framework_version_warnings(source),
     )
     if existing:
         result.target_package_arn, result.reused = existing["ModelPackageArn"], True

@@ -115,6 +115,38 @@ def package_refusal(package: Mapping[str, Any], stage_config: Mapping[str, Any])
     return None
 
 
+# SageMaker's scikit-learn image "<major>.<minor>-<n>-cpu-py3" holds scikit-learn
+# <major>.<minor>.<n> (1.9-0: 1.9.0; aws/deep-learning-containers docker/sklearn/1.9-0)
+_SKLEARN_TAG = re.compile(r"(\d+)\.(\d+)-(\d+)(?:-|$)")
+
+
+def framework_version_warnings(package: Mapping[str, Any]) -> list[str]:
+    """Where a container's declared ``FrameworkVersion`` and the scikit-learn its SageMaker
+    image holds disagree: a model pickled by one scikit-learn and unpickled by another warns
+    on every worker and may not load at all. Knowable only for SageMaker's scikit-learn
+    image by tag and a package that declares its version; a warning, since the declaration
+    is free text (``python -m pipelines.check_model`` runs the model to be sure)."""
+    found = []
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or []
+    for number, container in enumerate(containers, start=1):
+        declared = str(container.get("FrameworkVersion") or "")
+        framework = str(container.get("Framework") or "SKLEARN").upper()
+        image = str(container.get("Image") or "")
+        repository, _, tag = image.rpartition("/")[2].partition(":")
+        match = _SKLEARN_TAG.match(tag) if repository == "sagemaker-scikit-learn" else None
+        if not (declared and match and framework in ("SKLEARN", "SCIKIT-LEARN")):
+            continue
+        holds = ".".join(match.groups())
+        if declared.replace("-", ".") != holds:
+            found.append(
+                f"container {number} declares FrameworkVersion {declared}, but its image "
+                f"{image.rpartition('/')[2]} holds scikit-learn {holds}: a model pickled by "
+                f"another scikit-learn may not load there; train it with {holds} (check with "
+                "python -m pipelines.check_model before deploying)"
+            )
+    return found
+
+
 def check_runnable(package: Mapping[str, Any], stage_config: Mapping[str, Any]) -> None:
     """``package_refusal`` as the promotion's one-line error."""
     refusal = package_refusal(package, stage_config)

@@ -196,7 +196,7 @@ def test_run_pipeline_local_executes_the_real_definition(
     )
     generated = data.generate(tmp_path / "input.csv", rows=500, malformed_fraction=0.02)
     s3.upload_file(str(generated.path), "artifacts", "batch-inference/input/day-1.csv")
-    archive = model.package(model.train(), tmp_path / "model.tar.gz")
+    archive = model.build(tmp_path / "trained").archive
     s3.upload_file(str(archive), "artifacts", "models/model.tar.gz")
     sagemaker.create_model(
         ModelName="m-1",

@@ -405,7 +405,7 @@ def processing_definition(count: int = 2) -> dict:
                         }
                     },
                     "AppSpecification": {
-                        "ImageUri": "sklearn",
+                        "ImageUri": IMAGE,
                         "ContainerEntrypoint": ["python3", "/opt/ml/processing/input/code/prep.py"],
                         "ContainerArguments": [
                             "--data",

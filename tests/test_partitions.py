@@ -73,7 +73,7 @@ def stage(aws: Emulator, tmp_path: Path) -> dict[str, Any]:
     """Preprod promoted by build.py with the sample model, its Model and pipeline created
     as the apply creates them (the local executor resolves the Model to its package)."""
     create_stage(aws, "preprod")
-    artifact = model.package(model.train(), tmp_path / "model.tar.gz")
+    artifact = model.build(tmp_path / "trained").archive
     registry = DevRegistry(aws)
     url = registry.put_artifact("training/run-1/output/model.tar.gz", artifact.read_bytes())
     registry.register(

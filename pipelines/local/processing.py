@@ -1,6 +1,11 @@
 """Run a Processing step here: inputs from S3 into a tree shaped like ``/opt/ml``, the script
 in one subprocess per instance, outputs back to S3 (what ``EndOfJob`` uploads do).
 
+The script runs in the runtime twin of the step's image (``twin``: SageMaker's scikit-learn
+image's Python and packages at its versions), so a script that needs another numpy, pandas
+or pyarrow than the image has fails here as it would on SageMaker; other images are refused
+(``image_uris.local_refusal``).
+
 Sharding follows SageMaker's ``ShardedByS3Key``: the sorted objects are dealt to the
 instances in turn, so instance ``i`` of ``n`` gets objects ``i, i+n, i+2n, ...``.
 """
@@ -11,14 +16,14 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.local import storage
+from pipelines.image_uris import local_refusal
+from pipelines.local import storage, twin
 from pipelines.local.expressions import DefinitionError
 
 if TYPE_CHECKING:
@@ -80,6 +85,13 @@ def run_processing(
     prepare each instance, run them side by side, upload their outputs."""
     count = instance_count(arguments["ProcessingResources"]["ClusterConfig"])
     entrypoint = _python_entrypoint(arguments["AppSpecification"])
+    refusal = local_refusal(arguments["AppSpecification"].get("ImageUri"))
+    if refusal:
+        raise StepFailed(refusal)
+    try:
+        interpreter = str(twin.python())
+    except twin.TwinMissing as error:
+        raise StepFailed(str(error)) from None
     hosts = host_names(count)
     roots = {host: (work_dir / host).resolve() for host in hosts}  # the script runs from its root
     outputs = arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
@@ -98,7 +110,8 @@ def run_processing(
     log(f"    inputs downloaded in {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
     processes = {
-        host: _start_instance(arguments, entrypoint, roots[host], host, hosts) for host in hosts
+        host: _start_instance(arguments, interpreter, entrypoint, roots[host], host, hosts)
+        for host in hosts
     }
     failures = [
         failure
@@ -170,18 +183,25 @@ def _python_entrypoint(app: dict[str, Any]) -> list[str]:
 
 
 def _start_instance(
-    arguments: dict[str, Any], command: list[str], root: Path, host: str, hosts: list[str]
+    arguments: dict[str, Any],
+    interpreter: str,
+    command: list[str],
+    root: Path,
+    host: str,
+    hosts: list[str],
 ) -> tuple[subprocess.Popen, Any]:
-    """Start one instance's script with this interpreter, its paths mapped under ``root``."""
+    """Start one instance's script with the image's interpreter, its paths under ``root``."""
+    inherited = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     environment = {
-        **os.environ,
+        **inherited,
+        "PYTHONNOUSERSITE": "1",
         **(arguments.get("Environment") or {}),
         "SM_CURRENT_HOST": host,
         "SM_HOSTS": json.dumps(hosts),
     }
     log_file = (root / "job.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, *(_map_argument(root, a) for a in command[1:])],
+        [interpreter, *(_map_argument(root, a) for a in command[1:])],
         cwd=root,
         env=environment,
         stdout=log_file,
