@@ -59,7 +59,6 @@ from promotion.stage_files import quality_gate
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
 
-REPO = Path(__file__).resolve().parents[1]
 PROJECT = "breast-cancer"
 GROUP = "breast-cancer-classifier"
 
@@ -89,7 +88,7 @@ class Timer:
 def register_model(aws: Emulator, bucket: str, workdir: Path) -> tuple[str, float]:
     """Train the sample model in the image's runtime twin, upload and register it (pending),
     then approve it."""
-    trained = model.build(workdir / "trained")
+    trained = model.build(workdir)  # model.tar.gz, baseline.json (the run reports read it)
     output = f"training/{PROJECT}/{int(time.time())}/output"
     key = f"{output}/model.tar.gz"
     aws.client("s3", "dev").upload_file(str(trained.archive), bucket, key)
@@ -151,12 +150,6 @@ def deploy(stage: str, workdir: Path, version: int | None = None) -> dict[str, A
     if code != 0:
         raise DemoFailed(f"build.py --stage {stage} failed with exit code {code}")
     return json.loads(output.read_text())
-
-
-def smoke_source(tfvars: dict[str, Any]) -> Path:
-    """The stage file's smoke input, else the preprod one (prod has none): rows to check the
-    model with before the stage's model is created."""
-    return REPO / (tfvars.get("smoke_input") or "examples/breast_cancer/smoke-input.csv")
 
 
 def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) -> None:
@@ -417,7 +410,9 @@ def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict
             version = tfvars["model_version"]
             checked = timer.run(
                 f"{stage}: the promoted model in its container's runtime twin (check_model)",
-                partial(check_model.check, tfvars, aws.account(stage), smoke_source(tfvars)),
+                partial(
+                    check_model.check, tfvars, aws.account(stage), check_model.stage_input(tfvars)
+                ),
             )
             print(f"    {checked.line()}", flush=True)
             report.setdefault("checked", {})[stage] = checked

@@ -220,6 +220,11 @@ def check(
     return CheckResult(arn, image.rsplit("/", 1)[-1], True, "", seconds, answered, warnings)
 
 
+def stage_input(tfvars: dict[str, Any]) -> Path | None:
+    """The stage file's ``smoke_input`` (a file in this repository), if it names one."""
+    return REPO / tfvars["smoke_input"] if tfvars.get("smoke_input") else None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.check_model", description=__doc__.splitlines()[0]
@@ -237,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         tfvars = load_tfvars(args.tfvars)
-        source = args.input or (REPO / tfvars["smoke_input"] if tfvars.get("smoke_input") else None)
+        source = args.input or stage_input(tfvars)
         if source is not None and not source.is_file():
             raise CheckFailed(f"input {source} is not a file", USAGE_ERROR)
         result = check(tfvars, boto3.Session(), source, args.allow_version_skew)

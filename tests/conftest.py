@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from examples.breast_cancer import model
 from pipelines.local.emulator import Emulator, environment, running_emulator
 from tests.terraform_cli import terraform
 
@@ -21,6 +22,13 @@ __all__ = ["terraform"]  # the fixture lives with the code that runs terraform
 def aws_server() -> Iterator[Emulator]:
     with running_emulator() as emulator:
         yield emulator
+
+
+@pytest.fixture(scope="session")
+def built_model(tmp_path_factory: pytest.TempPathFactory) -> model.Built:
+    """The sample model trained and packaged once, in the image's runtime twin (read only:
+    a test that changes the artifact writes its own copy)."""
+    return model.build(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture

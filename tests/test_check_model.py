@@ -21,9 +21,9 @@ from tests.registry import IMAGE, DevRegistry, create_stage, run_build
 SMOKE = Path(__file__).resolve().parents[1] / "examples" / "breast_cancer" / "smoke-input.csv"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> model.Built:
-    return model.build(tmp_path_factory.mktemp("trained"))
+@pytest.fixture
+def built(built_model: model.Built) -> model.Built:
+    return built_model
 
 
 def rewritten(archive: Path, changes: dict[str, bytes]) -> bytes:

@@ -179,7 +179,7 @@ CUSTOM_IMAGE = "222222222222.dkr.ecr.eu-west-1.amazonaws.com/churn/serving@sha25
 
 @pytest.mark.parametrize("image", [IMAGE, CUSTOM_IMAGE])
 def test_run_pipeline_local_executes_the_real_definition(
-    aws: Emulator, tmp_path: Path, capsys, image: str
+    aws: Emulator, tmp_path: Path, capsys, image: str, built_model
 ) -> None:
     """--local: the definition get_pipeline builds, run here against the emulator. A model
     served by another image than the scikit-learn container's: Preprocess still runs, and
@@ -196,7 +196,7 @@ def test_run_pipeline_local_executes_the_real_definition(
     )
     generated = data.generate(tmp_path / "input.csv", rows=500, malformed_fraction=0.02)
     s3.upload_file(str(generated.path), "artifacts", "batch-inference/input/day-1.csv")
-    archive = model.build(tmp_path / "trained").archive
+    archive = built_model.archive
     s3.upload_file(str(archive), "artifacts", "models/model.tar.gz")
     sagemaker.create_model(
         ModelName="m-1",

@@ -35,8 +35,8 @@ CSV = {"Content-Type": "text/csv", "Accept": "text/csv"}
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> model.Built:
-    return model.build(tmp_path_factory.mktemp("trained"))
+def built(built_model: model.Built) -> model.Built:
+    return built_model
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,11 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
     assert smoke.status == "Succeeded" and smoke.passed
     assert (smoke.rows_in, smoke.rows_rejected, smoke.rows_scored) == (40, 2, 38)
     assert set(report["smoke"]) == {"preprod"}  # prod names no smoke input
+    # the model was checked in its image's runtime twin before each stage's model existed
+    checked = report["checked"]
+    assert checked["preprod"].checked and checked["preprod"].rows == 38  # the smoke rows
+    assert checked["prod"].checked and checked["prod"].rows == 0  # no smoke input: start only
+    assert checked["preprod"].warnings == checked["prod"].warnings == []
     with tarfile.open(tmp_path / "model.tar.gz") as archive:
         archive.extract("model.joblib", tmp_path / "model", filter="data")
     model = joblib.load(tmp_path / "model" / "model.joblib")

@@ -69,11 +69,11 @@ def test_a_day_has_its_input_and_output_partition_and_a_marker() -> None:
 
 
 @pytest.fixture
-def stage(aws: Emulator, tmp_path: Path) -> dict[str, Any]:
+def stage(aws: Emulator, tmp_path: Path, built_model: model.Built) -> dict[str, Any]:
     """Preprod promoted by build.py with the sample model, its Model and pipeline created
     as the apply creates them (the local executor resolves the Model to its package)."""
     create_stage(aws, "preprod")
-    artifact = model.build(tmp_path / "trained").archive
+    artifact = built_model.archive
     registry = DevRegistry(aws)
     url = registry.put_artifact("training/run-1/output/model.tar.gz", artifact.read_bytes())
     registry.register(

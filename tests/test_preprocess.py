@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from pipelines.batch_inference import preprocess, quality
+from pipelines.local import twin
 
 SCRIPT = Path(preprocess.__file__)
 SCHEMA = {
@@ -278,7 +279,7 @@ def test_runs_as_a_script_the_way_the_processing_container_calls_it(workdir: Pat
     write(workdir / "in" / "a.csv", "id,age,income,segment\ns,5,0.5,b\n")
     result = subprocess.run(
         [
-            sys.executable,
+            str(twin.python()),  # the Processing image's interpreter and packages
             str(SCRIPT),
             "--input-dir",
             str(workdir / "in"),
@@ -323,7 +324,7 @@ def _peak_rss_mib(workdir: Path, rows: int) -> tuple[float, dict]:
         "print([l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1])\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+        [str(twin.python()), "-c", code], capture_output=True, text=True, timeout=600, check=True
     )
     peak_kib = int(result.stdout.strip().splitlines()[-1])
     return peak_kib / 1024, summary(workdir)

@@ -24,7 +24,7 @@ import pytest
 from werkzeug.test import Client
 
 from examples.breast_cancer import data, model
-from pipelines.local import serve, transform
+from pipelines.local import serve
 from pipelines.local.container import ContainerRefusal
 from pipelines.local.invocations import InvocationsApp
 from pipelines.local.serving import ModelServer, extract_artifact
@@ -33,8 +33,8 @@ from tests.registry import IMAGE
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return model.build(tmp_path_factory.mktemp("trained")).archive
+def artifact(built_model: model.Built) -> Path:
+    return built_model.archive
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_copy_stage_model_takes_the_stage_models_artifact_and_environment(
     try:
         body, content_type = served.respond(b"1," * 29 + b"1\n", "text/csv", "text/csv")
     finally:
-        transform.stop(served)
+        served.stop()
     assert content_type == "text/csv" and 0 <= float(body) <= 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preprod-model"]  # no staging left
     # a model that cannot be read leaves the earlier copy as it was
@@ -282,7 +282,7 @@ def test_the_sample_handlers_refusals_fail_a_transform_with_the_reason(workdir) 
         with pytest.raises(ContainerRefusal) as refused:
             served.invoke(b"1,2,3\n", "text/csv", "text/csv")
     finally:
-        transform.stop(served)
+        served.stop()
     assert str(refused.value) == "HTTP 400: 3 feature columns, the model takes 30"
 
 

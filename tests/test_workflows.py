@@ -44,6 +44,7 @@ DEPLOY_PATHS = {
     "pre-prod-config.tfvars.json",
     "prod-config.tfvars.json",
     "requirements.lock",
+    "requirements-sklearn-1.9-0.lock",  # check_model runs in the runtime twin
     ".github/workflows/deploy.yml",
 }
 REPOSITORY_VARIABLES = {

@@ -64,6 +64,12 @@ class RequestRefused(BaseInferenceToolkitError):
         return self.reason
 
 
+def single_model_container() -> bool:
+    """Whether ``sagemaker-containers`` serves this model (the scikit-learn image's single-model
+    server): it sends a handler's ``worker.Response`` as it is and any exception as a 500."""
+    return container_worker is not None and not os.environ.get(MULTI_MODEL)
+
+
 def model_fn(model_dir: str) -> Any:
     return joblib.load(os.path.join(model_dir, "model.joblib"))
 
@@ -84,7 +90,7 @@ def transform_fn(model: Any, request_body: str | bytes, content_type: str, accep
             )
     except RequestRefused as refused:
         print(f"request refused ({refused.status}): {refused.reason}", flush=True)
-        if container_worker is None or os.environ.get(MULTI_MODEL):
+        if not single_model_container():
             raise
         return container_worker.Response(
             response=refused.reason + "\n", status=refused.status, mimetype="text/plain"
@@ -94,7 +100,7 @@ def transform_fn(model: Any, request_body: str | bytes, content_type: str, accep
     if pipeline:
         print(prediction_line(pipeline, scores), flush=True)
     body = encode_scores(scores)
-    if container_worker is None or os.environ.get(MULTI_MODEL):
+    if not single_model_container():
         return body, CSV
     # exactly text/csv (a mimetype would get "; charset=utf-8"): what data capture matches
     return container_worker.Response(response=body, headers={"Content-Type": CSV})

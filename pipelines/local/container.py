@@ -20,13 +20,13 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from pipelines.local import twin
 
@@ -94,7 +94,10 @@ class Container:
         self.opt_ml = self.root / "opt" / "ml"
         self.model_dir = self.opt_ml / "model"
         if model_dir.resolve() != self.model_dir.resolve():
-            shutil.copytree(model_dir, self.model_dir, dirs_exist_ok=True)
+            # the unpacked artifact is the container's /opt/ml/model (no copy of a large model;
+            # the module install works on its own copy of code/, in /opt/ml/code)
+            self.model_dir.parent.mkdir(parents=True, exist_ok=True)
+            self.model_dir.symlink_to(model_dir.resolve(), target_is_directory=True)
         self.environment = environment
         self.workers = workers
         self.log_to_terminal = log_to_terminal  # make serve: the log as CloudWatch would show it
@@ -193,26 +196,21 @@ class Container:
             return None
 
     def stop(self) -> None:
-        """Stop the container: only in the process that started it (a forked child, e.g. a
-        gunicorn worker in front of it, leaves it running when it exits)."""
+        """Stop the container at once, as a job's end or an endpoint's replacement does, with
+        every process it started (its own session); only in the process that started it (a
+        forked child, e.g. a gunicorn worker in front of it, leaves it running when it exits).
+        No graceful shutdown: nothing is in flight when a caller stops it, and gunicorn's with
+        gevent workers takes two seconds, which every local Transform would pay."""
         if os.getpid() != self._owner:
             return
         if self._connection is not None:
             self._connection.close()
             self._connection = None
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, 15)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, 9)
-                process.wait()
         if process is not None:
-            with contextlib.suppress(ProcessLookupError):  # workers left by a killed master
-                os.killpg(process.pid, 9)
+            with contextlib.suppress(ProcessLookupError):  # the launcher and all it started
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     def close(self) -> None:
         self.stop()
@@ -339,15 +337,5 @@ class Container:
     def invoke(self, payload: bytes, content_type: str, accept: str) -> bytes:
         return self.respond(payload, content_type, accept)[0]
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
     def __repr__(self) -> str:
         return f"Container({self.model_dir}, port={self.port})"
-
-
-def serve_forever(container: Container) -> Any:
-    """Wait for the container's process (``make serve``): it serves until stopped."""
-    assert container._process is not None
-    return container._process.wait()

@@ -49,6 +49,8 @@ class Backend(Protocol):
 
     def take_printed(self) -> list[str]: ...
 
+    def stop(self) -> None: ...
+
 
 class Answered(Exception):
     """The container answered with another status than 200: passed on as it is."""

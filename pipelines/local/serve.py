@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             serve(app, args.host, args.port, args.workers)
         finally:
-            transform.stop(backend)
+            backend.stop()
     except ServeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,12 +1,16 @@
-"""Load a model artifact and answer requests the way SageMaker's scikit-learn container does.
+"""The in-process option of local serving: a model's handlers called in this process, the way
+SageMaker's scikit-learn container calls them (``LOCAL_SERVING=in-process``).
 
-The container imports the entry point named by ``SAGEMAKER_PROGRAM`` from the artifact's
-``code/`` folder and calls, per request, ``input_fn`` -> ``predict_fn`` -> ``output_fn``
-(or ``transform_fn`` instead of all three) on the model from ``model_fn``. Missing handlers
-fall back to the container's defaults, which use the ``sagemaker-inference`` toolkit's
-decoder and encoder; there is no default ``model_fn`` (the container has none either).
-The handlers see the container's environment (the model's and the job's variables) while
-they run, and what they print is kept (``take_printed``): on AWS it is the job's log.
+Local mode serves models in the image's real serving stack by default (``container``); this
+imitation starts faster and is held to it, request kind by request kind, by
+``tests/test_container_contract.py``. It imports the entry point named by
+``SAGEMAKER_PROGRAM`` from the artifact's ``code/`` folder and calls, per request,
+``input_fn`` -> ``predict_fn`` -> ``output_fn`` (or ``transform_fn`` instead of all three) on
+the model from ``model_fn``. Missing handlers fall back to defaults with the
+``sagemaker-inference`` toolkit's decoder and encoder; there is no default ``model_fn`` (the
+container has none either). The handlers see the container's environment (the model's and
+the job's variables) while they run, and what they print is kept (``take_printed``): on AWS
+it is the job's log.
 """
 
 from __future__ import annotations
@@ -125,6 +129,9 @@ class ModelServer:
                 yield
         finally:
             self._printed.extend(printed.getvalue().splitlines())
+
+    def stop(self) -> None:
+        """Nothing to stop: the model lives in this process (a container's ``stop`` ends it)."""
 
     def take_printed(self) -> list[str]:
         """The lines the handlers printed since the last call (what the job's log holds)."""

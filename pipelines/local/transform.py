@@ -19,7 +19,6 @@ holds to the container's statuses, bodies, content types and printed lines.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import gzip
 import multiprocessing
 import os
@@ -177,7 +176,7 @@ def serving_mode() -> str:
 
 def serve_model(model_dir: Path, environment: dict[str, str], work_dir: Path) -> Backend:
     """The unpacked model served as the local mode's ``LOCAL_SERVING`` says: its container
-    started (the caller stops it: :func:`stop`), or loaded in this process."""
+    started, or loaded in this process (the caller calls ``stop()`` either way)."""
     if serving_mode() == "in-process":
         try:
             return ModelServer(model_dir, environment)
@@ -187,11 +186,6 @@ def serve_model(model_dir: Path, environment: dict[str, str], work_dir: Path) ->
         return Container(model_dir, environment, work_dir=work_dir / "container").start()
     except (ContainerFailed, twin.TwinMissing) as error:
         raise StepFailed(f"the model's container did not start: {error}") from None
-
-
-def stop(server: Backend) -> None:
-    if isinstance(server, Container):
-        server.stop()
 
 
 def load_model(s3: S3Client, spec: ModelSpec, work_dir: Path) -> Backend:
@@ -529,7 +523,7 @@ def _worker_run(
         transformer = RecordTransformer(server, options)
         return [transform_object(s3, transformer, bucket, key, root) for bucket, key in objects]
     finally:
-        stop(server)
+        server.stop()
 
 
 def run_transform(
@@ -560,12 +554,13 @@ def run_transform(
     results: list[ObjectResult] = []
     if count == 1:
         server = load_model(s3, spec, work_dir)
-        with contextlib.ExitStack() as stack:
-            stack.callback(stop, server)
+        try:
             transformer = RecordTransformer(server, options)
             for bucket, key in objects:
                 results.append(transform_object(s3, transformer, bucket, key, work_dir))
                 _log_object(log, results[-1])
+        finally:
+            server.stop()
     else:
         context = multiprocessing.get_context("spawn")  # no fork: the caller may run threads
         with concurrent.futures.ProcessPoolExecutor(count, mp_context=context) as pool:
