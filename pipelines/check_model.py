@@ -25,7 +25,6 @@ Exit codes: 0 checked (or not checkable here, said on stderr); 2 bad arguments o
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -36,9 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import botocore.exceptions
 
-from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
+from pipelines import smoke_run
+from pipelines.exit_codes import (
+    EXECUTION_FAILED,
+    REPORTED,
+    USAGE_ERROR,
+    CommandFailed,
+    report_failure,
+)
 from pipelines.image_uris import local_refusal
 from pipelines.local import storage, twin
 from pipelines.local.container import Container, ContainerFailed, ContainerRefusal
@@ -53,12 +58,8 @@ MAX_PAYLOAD_BYTES = 6 * 2**20  # the pipeline's MaxPayloadInMB
 VERSION_WARNING = "InconsistentVersionWarning"
 
 
-class CheckFailed(Exception):
+class CheckFailed(CommandFailed):
     """The model cannot be checked or did not pass; ``exit_code`` says which."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -82,16 +83,10 @@ class CheckResult:
 
 
 def load_tfvars(path: Path) -> dict[str, Any]:
-    try:
-        tfvars = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckFailed(f"{path} does not exist: run build.py first", USAGE_ERROR) from None
-    except json.JSONDecodeError as error:
-        raise CheckFailed(f"{path} is not JSON: {error.msg}", USAGE_ERROR) from None
-    if not isinstance(tfvars, dict) or not tfvars.get("model_package_arn"):
-        raise CheckFailed(
-            f"{path} names no model_package_arn: is it build.py's output?", USAGE_ERROR
-        )
+    """build.py's output for the stage (the smoke run's checks), naming the promoted package."""
+    tfvars = smoke_run.load_tfvars(path, smoke_input=False)
+    if not tfvars.get("model_package_arn"):
+        raise CheckFailed(f"{path} lacks model_package_arn: is it build.py's output?", USAGE_ERROR)
     return tfvars
 
 
@@ -246,15 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         if source is not None and not source.is_file():
             raise CheckFailed(f"input {source} is not a file", USAGE_ERROR)
         result = check(tfvars, boto3.Session(), source, args.allow_version_skew)
-    except CheckFailed as error:
-        print(f"check_model: {error}", file=sys.stderr)
-        return error.exit_code
-    except ValueError as error:  # an S3 URI in the tfvars that is not one
-        print(f"check_model: {args.tfvars}: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        print(f"check_model: AWS error: {error}", file=sys.stderr)
-        return AWS_ERROR
+    except REPORTED as error:
+        return report_failure("check_model", args.tfvars, error)
     for warning in result.warnings:
         print(f"check_model: warning: {warning}", file=sys.stderr)
     print(f"check_model: {result.line()}", file=sys.stdout if result.checked else sys.stderr)

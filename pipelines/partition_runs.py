@@ -35,18 +35,14 @@ import boto3
 import botocore.exceptions
 
 from pipelines import executions, partitions, smoke_run
-from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
+from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR, CommandFailed
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 
-class RunError(Exception):
-    """The days cannot be run as asked; ``exit_code`` says why."""
-
-    def __init__(self, message: str, exit_code: int = USAGE_ERROR) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+class RunError(CommandFailed):
+    """The days cannot be run as asked; ``exit_code`` says why (usage by default)."""
 
 
 @dataclass

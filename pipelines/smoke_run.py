@@ -34,7 +34,13 @@ import boto3
 import botocore.exceptions
 
 from pipelines import executions, partitions
-from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
+from pipelines.exit_codes import (
+    EXECUTION_FAILED,
+    REPORTED,
+    USAGE_ERROR,
+    CommandFailed,
+    report_failure,
+)
 from pipelines.s3_locations import content_key, parse_s3_uri, sse_arguments
 
 if TYPE_CHECKING:
@@ -44,12 +50,8 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[1]
 
 
-class SmokeError(Exception):
+class SmokeError(CommandFailed):
     """The smoke run cannot start or did not pass; ``exit_code`` says which."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -305,15 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             poll_seconds=args.poll_seconds,
             work_dir=args.work_dir,
         )
-    except SmokeError as error:
-        print(f"smoke_run: {error}", file=sys.stderr)
-        return error.exit_code
-    except ValueError as error:  # an S3 URI in the tfvars that is not one
-        print(f"smoke_run: {args.tfvars}: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-        print(f"smoke_run: AWS error: {error}", file=sys.stderr)
-        return AWS_ERROR
+    except REPORTED as error:
+        return report_failure("smoke_run", args.tfvars, error)
     stage = tfvars.get("environment", "stage")
     report = result.markdown(stage)
     print(report)

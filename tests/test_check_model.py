@@ -40,12 +40,15 @@ def rewritten(archive: Path, changes: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def promote(aws: Emulator, tmp_path: Path, body: bytes, image: str | None = None) -> dict[str, Any]:
-    """The package registered in dev with the sample's environment, promoted by build.py."""
+def promote(
+    aws: Emulator, tmp_path: Path, body: bytes, image: str | None = None, **declared: str
+) -> dict[str, Any]:
+    """The package registered in dev with the sample's environment (and ``declared``
+    container fields), promoted by build.py."""
     create_stage(aws, "preprod")
     registry = DevRegistry(aws)
     url = registry.put_artifact("training/run-1/output/model.tar.gz", body)
-    container = {"ModelDataUrl": url, "Environment": model.container_environment()}
+    container = {"ModelDataUrl": url, "Environment": model.container_environment(), **declared}
     container["Image"] = image or IMAGE
     registry.register("Approved", containers=[container])
     assert run_build(tmp_path) == 0
@@ -58,6 +61,8 @@ def test_the_sample_model_starts_and_scores_the_smoke_input(aws, built, tmp_path
     # the 40 rows but the two Preprocess quarantines ("n/a"), as the pipeline scores them
     assert result.checked and result.rows == 38 and result.warnings == []
     assert result.image == "sagemaker-scikit-learn:1.9-0-cpu-py3"
+    args = ["--tfvars", str(tmp_path / "preprod.tfvars.json"), "--input", str(tmp_path / "no.csv")]
+    assert check_model.main(args) == 2
 
 
 def test_a_model_that_needs_a_package_index_is_refused(aws, built, tmp_path, capsys) -> None:
@@ -120,6 +125,20 @@ def test_a_model_pickled_by_another_scikit_learn_is_refused_unless_allowed(
     assert allowed.checked and allowed.warnings
 
 
+def test_promotion_says_when_the_declared_scikit_learn_is_not_the_images(
+    aws, built, tmp_path, capsys
+) -> None:
+    """Knowable from the package alone: build.py warns (and promotes); check_model proves."""
+    promote(
+        aws, tmp_path, built.archive.read_bytes(), Framework="SKLEARN", FrameworkVersion="1.8.2"
+    )
+    out = capsys.readouterr().out
+    assert (
+        "warning:  container 1 declares FrameworkVersion 1.8.2, but its image "
+        "sagemaker-scikit-learn:1.9-0-cpu-py3 holds scikit-learn 1.9.0"
+    ) in out
+
+
 def test_a_model_of_another_image_is_not_checked_and_says_so(aws, built, tmp_path) -> None:
     image = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.5-cpu-py311"
     tfvars = promote(aws, tmp_path, built.archive.read_bytes(), image=image)
@@ -134,5 +153,5 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys) -> None:
         f"check_model: {tmp_path / 'none.json'} does not exist: run build.py first\n"
     )
     (tmp_path / "t.json").write_text('{"model_package_arn": "arn"}')
-    assert check_model.main(["--tfvars", str(tmp_path / "t.json"), "--input", "nope.csv"]) == 2
-    assert "input nope.csv is not a file" in capsys.readouterr().err
+    assert check_model.main(["--tfvars", str(tmp_path / "t.json")]) == 2
+    assert "lacks pipeline_name, artifacts_bucket" in capsys.readouterr().err

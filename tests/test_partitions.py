@@ -28,6 +28,15 @@ from tests.registry import (
 )
 from tests.test_smoke_run import recorded
 
+
+@pytest.fixture(autouse=True)
+def in_process_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What is tested here is days and their markers, not serving: the sample model is served
+    in process (LOCAL_SERVING's option, which tests/test_container_contract.py holds to the
+    image's real stack request kind by request kind), which saves a container start (about 4
+    s) per day run. The smoke run, the demo and the executor's tests use the real stack."""
+    monkeypatch.setenv("LOCAL_SERVING", "in-process")
+
 DAY_1, DAY_2, DAY_3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
 
 
