@@ -37,6 +37,7 @@ def in_process_model(monkeypatch: pytest.MonkeyPatch) -> None:
     s) per day run. The smoke run, the demo and the executor's tests use the real stack."""
     monkeypatch.setenv("LOCAL_SERVING", "in-process")
 
+
 DAY_1, DAY_2, DAY_3 = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
 
 
