@@ -52,14 +52,6 @@ class Backend(Protocol):
     def stop(self) -> None: ...
 
 
-class Answered(Exception):
-    """The container answered with another status than 200: passed on as it is."""
-
-    def __init__(self, refusal: ContainerRefusal):
-        super().__init__(str(refusal))
-        self.refusal = refusal
-
-
 class InvocationsApp:
     """The WSGI application: ``/ping`` and ``/invocations`` for ``server``'s model."""
 
@@ -86,8 +78,7 @@ class InvocationsApp:
             raise Refused(
                 HTTPStatus.NOT_FOUND, f"no {path}: the container serves /ping and /invocations"
             )
-        except Answered as answered:
-            refusal = answered.refusal
+        except ContainerRefusal as refusal:  # the container's own answer, passed on as it is
             print(f"{method} {path}: {refusal}", file=self.log)
             return self._answer(start_response, refusal.status, refusal.body, refusal.content_type)
         except Refused as refused:
@@ -102,8 +93,8 @@ class InvocationsApp:
         body = self._body(environ)
         try:
             return self.server.respond(body, content_type, accept)
-        except ContainerRefusal as refusal:
-            raise Answered(refusal) from None
+        except ContainerRefusal:
+            raise
         except BaseInferenceToolkitError as error:
             raise Refused(error.status_code, _one_line(str(error.message))) from None
         except NotAcceptable:
