@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from pipelines.local import twin
 
@@ -58,6 +59,27 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, str, bytes]:
+    """One request to a server on loopback ``port`` on a new connection: (status,
+    Content-Type, body). A server may refuse a large body before reading it and close: its
+    answer is still read."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read()
+    finally:
+        connection.close()
 
 
 def container_variables(environment: dict[str, str], opt_ml: Path) -> dict[str, str]:
@@ -284,14 +306,8 @@ class Container:
         headers: dict[str, str] | None = None,
         timeout: float = INVOCATION_TIMEOUT_SECONDS,
     ) -> tuple[int, str, bytes]:
-        """One request on a new connection: (status, Content-Type, body)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.getheader("Content-Type") or "", response.read()
-        finally:
-            connection.close()
+        """One request to this container on a new connection: (status, Content-Type, body)."""
+        return request(self.port, method, path, body, headers, timeout)
 
     def respond(self, payload: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
         """One invocation, as Batch Transform sends it (one kept-alive connection):

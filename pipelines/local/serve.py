@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import json
 import math
 import os
@@ -38,7 +37,7 @@ import botocore.exceptions
 from gunicorn.app.base import BaseApplication
 
 from pipelines.local import storage, transform, twin
-from pipelines.local.container import Container, ContainerFailed
+from pipelines.local.container import Container, ContainerFailed, free_port, request
 from pipelines.local.invocations import DEFAULT_MAX_BODY_BYTES, Backend, InvocationsApp
 from pipelines.local.processing import StepFailed
 from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
@@ -140,12 +139,6 @@ def serve(app: InvocationsApp, host: str, port: int, workers: int) -> None:
     ).run()
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def running_endpoint(
     stage: str, workdir: Path, workers: int = 1, extra: Sequence[str] = (), timeout: float = 60
@@ -177,26 +170,6 @@ def running_endpoint(
             except subprocess.TimeoutExpired:  # never leave a server behind
                 process.kill()
                 process.wait()
-
-
-def request(
-    port: int,
-    method: str,
-    path: str,
-    body: Any = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = 30,
-) -> tuple[int, str, bytes]:
-    """One request to a server on loopback ``port``: (status, Content-Type, body). A server
-    may refuse a large body before reading it and close: its answer is still read."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.getheader("Content-Type") or "", response.read()
-    finally:
-        connection.close()
 
 
 def _pings(port: int) -> bool:
