@@ -104,6 +104,29 @@ variable "previous_model" {
   default = null
 }
 
+variable "endpoint_config_in_service" {
+  description = "The endpoint configuration the endpoint serves now (build.py reads it from the deployment record): kept until the endpoint serves the new one."
+  type = object({
+    name = string
+    spec = object({
+      model_name             = string
+      model_package_arn      = string
+      model_version          = number
+      kms_key_arn            = string
+      instance_type          = string
+      initial_instance_count = number
+      serverless = object({
+        memory_size_in_mb = number
+        max_concurrency   = number
+      })
+      capture_percentage  = number
+      capture_destination = string
+      capture_kms_key_arn = string
+    })
+  })
+  default = null
+}
+
 variable "image_repository_arns" {
   description = "The ECR repositories the stage's execution role may pull from: the promoted model's images, the kept model's and the Preprocess step's (written by build.py)."
   type        = list(string)
@@ -347,7 +370,7 @@ variable "alarm_email" {
 }
 
 variable "endpoint" {
-  description = "Optional real-time endpoint serving the promoted model (null, or enabled = false: nothing is created). Instance-based with auto scaling (instance_type, min/max_instance_count, target_invocations_per_instance a minute), or serverless (serverless = { memory_size_in_mb, max_concurrency }); data capture of a sample of requests and answers to the stage bucket; alarm thresholds."
+  description = "Optional real-time endpoint serving the promoted model (null, or enabled = false: nothing is created). Instance-based with auto scaling (instance_type, min/max_instance_count, target_invocations_per_instance a minute), or serverless (serverless = { memory_size_in_mb, max_concurrency, without_network_isolation = true }: AWS runs serverless models without network isolation or VPC); data capture of a sample of requests and answers to the stage bucket; alarm thresholds."
   type = object({
     enabled                         = optional(bool, true)
     instance_type                   = optional(string, "ml.m5.large")
@@ -358,6 +381,9 @@ variable "endpoint" {
     serverless = optional(object({
       memory_size_in_mb = number
       max_concurrency   = number
+      # AWS's Serverless Inference supports neither network isolation nor a VPC: the stage
+      # file must say it accepts a serverless endpoint whose container can reach the network
+      without_network_isolation = optional(bool, false)
     }))
     data_capture = optional(object({
       enabled             = optional(bool, true)
@@ -390,6 +416,10 @@ variable "endpoint" {
       && var.endpoint.serverless.max_concurrency >= 1 && var.endpoint.serverless.max_concurrency <= 200
     )
     error_message = "endpoint.serverless needs memory_size_in_mb of 1024, 2048, 3072, 4096, 5120 or 6144 and a whole max_concurrency from 1 to 200."
+  }
+  validation {
+    condition     = try(var.endpoint.serverless, null) == null ? true : var.endpoint.serverless.without_network_isolation
+    error_message = "endpoint.serverless runs without network isolation and outside the stage's VPC (AWS: Serverless Inference supports neither): set endpoint.serverless.without_network_isolation = true to accept that its container can reach the network, or use an instance-based endpoint (remove serverless)."
   }
   validation {
     condition     = try(var.endpoint.data_capture, null) == null ? true : (var.endpoint.data_capture.sampling_percentage >= 1 && var.endpoint.data_capture.sampling_percentage <= 100 && floor(var.endpoint.data_capture.sampling_percentage) == var.endpoint.data_capture.sampling_percentage)
@@ -593,10 +623,19 @@ resource "aws_s3_object" "deployment_record" {
   key          = "${var.project_name}/deployments/${var.environment}/deployed-model.json"
   content_type = "application/json"
   content = jsonencode({
-    current  = local.deployed_model
+    current  = merge(local.deployed_model, { endpoint_config = local.endpoint == null ? null : { name = local.endpoint_config_name, spec = local.endpoint_config_spec } })
     previous = var.previous_model
   })
   kms_key_id = var.kms_key_arn
+
+  # written last: only a deployment that got everything it claims (the endpoint serving the
+  # new version among it) may become the next promotion's previous_model
+  depends_on = [
+    aws_sagemaker_pipeline.batch, aws_cloudwatch_event_target.schedule, aws_cloudwatch_event_target.outcome,
+    aws_cloudwatch_event_target.upload_queue, aws_lambda_event_source_mapping.uploads,
+    aws_sagemaker_endpoint.realtime, aws_appautoscaling_policy.endpoint, aws_cloudwatch_metric_alarm.stage,
+    aws_cloudwatch_metric_alarm.endpoint, aws_cloudwatch_log_metric_filter.quality, aws_cloudwatch_dashboard.batch,
+  ]
 }
 
 resource "aws_sagemaker_pipeline" "batch" {
@@ -1248,6 +1287,7 @@ resource "aws_cloudwatch_dashboard" "batch" {
 locals {
   endpoint            = try(var.endpoint.enabled, false) ? var.endpoint : null
   endpoint_serverless = try(local.endpoint.serverless, null) != null
+  # what the endpoint serves: the batch model, or its serverless twin (below)
   endpoint_name       = "${local.name}-realtime"
   endpoint_variant    = "AllTraffic"
   endpoint_dimensions = { EndpointName = local.endpoint_name, VariantName = local.endpoint_variant }
@@ -1298,19 +1338,37 @@ locals {
 }
 
 # Configurations cannot change: each version or setting is a new one, named by version and
-# a digest of what it holds, created before the endpoint moves to it; the one it replaces
-# is deleted only after the endpoint's update succeeded (a rolled-back update fails the
-# apply and keeps it). Keyed by name, not create_before_destroy, which Terraform would
-# extend to the models it depends on: a model replaced under the same name would then be
-# created twice and deleted once.
+# a digest of what it holds, created before the endpoint moves to it. Terraform deletes an
+# instance it no longer has before it updates what used it, so the configuration the
+# endpoint serves now (the deployment record's, which build.py passes on) stays in the map
+# until the endpoint serves the new one: a rolled-back update (the endpoint's postcondition
+# fails the apply) keeps it, and the next deployment deletes it. Keyed by name, not
+# create_before_destroy, which Terraform would extend to the models it depends on: a model
+# replaced under the same name would then be created twice and deleted once.
 locals {
-  endpoint_configs = local.endpoint == null ? {} : {
-    # only what the configuration holds: an alarm or scaling setting changes no fleet
-    "${local.name}-v${var.model_version}-${substr(sha256(jsonencode([
-      var.model_name, var.kms_key_arn, var.artifacts_bucket, local.endpoint_serverless ? null : local.endpoint.instance_type,
-      local.endpoint_serverless ? null : local.endpoint.min_instance_count, local.endpoint.serverless, local.data_capture,
-    ])), 0, 8)}" = local.endpoint
+  # everything a configuration holds: the deployment record keeps it, so the next apply can
+  # keep the configuration exactly as it is
+  endpoint_config_spec = local.endpoint == null ? null : {
+    model_name             = local.endpoint_serverless ? local.serverless_model_name : var.model_name
+    model_package_arn      = var.model_package_arn
+    model_version          = var.model_version
+    kms_key_arn            = local.endpoint_serverless ? null : var.kms_key_arn
+    instance_type          = local.endpoint_serverless ? null : local.endpoint.instance_type
+    initial_instance_count = local.endpoint_serverless ? null : local.endpoint.min_instance_count
+    serverless             = local.endpoint_serverless ? { memory_size_in_mb = local.endpoint.serverless.memory_size_in_mb, max_concurrency = local.endpoint.serverless.max_concurrency } : null
+    capture_percentage     = try(local.data_capture.sampling_percentage, null)
+    capture_destination    = "s3://${var.artifacts_bucket}/${var.project_name}/data-capture/${var.environment}"
+    capture_kms_key_arn    = var.kms_key_arn # null: the bucket's default encryption
   }
+  # only what the configuration holds: an alarm or scaling setting changes no fleet
+  endpoint_config_name = local.endpoint == null ? null : "${local.name}-v${var.model_version}-${substr(sha256(jsonencode([
+    var.model_name, var.kms_key_arn, var.artifacts_bucket, local.endpoint_serverless ? null : local.endpoint.instance_type,
+    local.endpoint_serverless ? null : local.endpoint.min_instance_count, local.endpoint.serverless, local.data_capture,
+  ])), 0, 8)}"
+  endpoint_configs = local.endpoint == null ? {} : merge(
+    var.endpoint_config_in_service == null ? {} : { (var.endpoint_config_in_service.name) = var.endpoint_config_in_service.spec },
+    { (local.endpoint_config_name) = local.endpoint_config_spec },
+  )
 }
 
 resource "aws_sagemaker_endpoint_configuration" "realtime" {
@@ -1318,15 +1376,15 @@ resource "aws_sagemaker_endpoint_configuration" "realtime" {
   name     = each.key
   # the instances' storage volume, with the stage's key when it has one (as the jobs'
   # volumes); serverless endpoints take no key (AWS manages their storage)
-  kms_key_arn = local.endpoint_serverless ? null : var.kms_key_arn
+  kms_key_arn = each.value.kms_key_arn
 
   production_variants {
     variant_name           = local.endpoint_variant
-    model_name             = aws_sagemaker_model.batch[var.model_name].name
-    instance_type          = local.endpoint_serverless ? null : local.endpoint.instance_type
-    initial_instance_count = local.endpoint_serverless ? null : local.endpoint.min_instance_count
+    model_name             = each.value.model_name
+    instance_type          = each.value.instance_type
+    initial_instance_count = each.value.initial_instance_count
     dynamic "serverless_config" {
-      for_each = local.endpoint_serverless ? [local.endpoint.serverless] : []
+      for_each = each.value.serverless == null ? [] : [each.value.serverless]
       content {
         memory_size_in_mb = serverless_config.value.memory_size_in_mb
         max_concurrency   = serverless_config.value.max_concurrency
@@ -1335,12 +1393,12 @@ resource "aws_sagemaker_endpoint_configuration" "realtime" {
   }
 
   dynamic "data_capture_config" {
-    for_each = local.data_capture == null ? [] : [local.data_capture]
+    for_each = each.value.capture_percentage == null ? [] : [each.value]
     content {
       enable_capture              = true
-      initial_sampling_percentage = data_capture_config.value.sampling_percentage
-      destination_s3_uri          = "s3://${var.artifacts_bucket}/${var.project_name}/data-capture/${var.environment}"
-      kms_key_id                  = var.kms_key_arn # null: the bucket's default encryption
+      initial_sampling_percentage = data_capture_config.value.capture_percentage
+      destination_s3_uri          = data_capture_config.value.capture_destination
+      kms_key_id                  = data_capture_config.value.capture_kms_key_arn
       capture_options {
         capture_mode = "Input"
       }
@@ -1353,6 +1411,46 @@ resource "aws_sagemaker_endpoint_configuration" "realtime" {
     }
   }
 
+  # CreateEndpointConfig checks that the model exists
+  depends_on = [aws_sagemaker_model.batch, aws_sagemaker_model.serverless]
+}
+
+# AWS's Serverless Inference runs neither network-isolated nor in a VPC (its feature
+# exclusions), so the batch model, which is both, cannot serve it: a serverless endpoint gets
+# a model of the same package without them, <group>-<env>-s<version> (inside the deploy
+# role's model/<group>-<env>-* scope, as long as the batch model's name). Keyed by name like
+# the batch models, so a new version's model exists before the endpoint moves off the old.
+locals {
+  serverless_model_name = "${trimsuffix(var.model_name, "-v${var.model_version}")}-s${var.model_version}"
+}
+
+resource "aws_sagemaker_model" "serverless" {
+  # the promoted version's, and the one the configuration in service runs, if serverless
+  for_each                 = { for spec in values(local.endpoint_configs) : spec.model_name => spec if spec.serverless != null }
+  name                     = each.key
+  execution_role_arn       = var.sagemaker_role_arn
+  enable_network_isolation = false
+
+  primary_container {
+    model_package_name = each.value.model_package_arn
+    environment = {
+      PIP_NO_BUILD_ISOLATION = "false" # as the batch model's
+    }
+  }
+  depends_on = [aws_iam_role_policy.pull_images]
+
+  tags = {
+    "model-version"     = tostring(each.value.model_version)
+    "network-isolation" = "off: serverless endpoint"
+  }
+}
+
+# An instance-based endpoint cannot become serverless (nor back) by UpdateEndpoint: AWS
+# refuses the conversion. Switching replaces the endpoint (deleted, then created: it does
+# not serve in between).
+resource "terraform_data" "endpoint_kind" {
+  count = local.endpoint == null ? 0 : 1
+  input = local.endpoint_serverless ? "serverless" : "instances"
 }
 
 resource "aws_cloudwatch_metric_alarm" "endpoint" {
@@ -1376,7 +1474,19 @@ resource "aws_cloudwatch_metric_alarm" "endpoint" {
 resource "aws_sagemaker_endpoint" "realtime" {
   count                = local.endpoint == null ? 0 : 1
   name                 = local.endpoint_name
-  endpoint_config_name = one(values(aws_sagemaker_endpoint_configuration.realtime)).name
+  endpoint_config_name = aws_sagemaker_endpoint_configuration.realtime[local.endpoint_config_name].name
+
+  lifecycle {
+    replace_triggered_by = [terraform_data.endpoint_kind]
+    # A blue/green update SageMaker rolled back (alarm, failed canary) leaves the endpoint
+    # InService on its old configuration: the provider's waiter succeeds and reads the old
+    # name back. Failing here stops the apply before the old configuration (and model) it
+    # still serves are deleted, and before the deployment record claims the new version.
+    postcondition {
+      condition     = self.endpoint_config_name == aws_sagemaker_endpoint_configuration.realtime[local.endpoint_config_name].name
+      error_message = "The endpoint ${local.endpoint_name} still serves ${self.endpoint_config_name}, not the new ${aws_sagemaker_endpoint_configuration.realtime[local.endpoint_config_name].name}: SageMaker rolled the update back (its alarms or canary). Nothing older was deleted; read the reason with: aws sagemaker describe-endpoint --endpoint-name ${local.endpoint_name} --query FailureReason"
+    }
+  }
 
   # A new version reaches the endpoint blue/green: SageMaker starts the new fleet, gives a
   # canary (one instance, or 10 % of a serverless endpoint's capacity) the traffic for 5
@@ -1517,5 +1627,6 @@ output "endpoint_name" {
 }
 
 output "endpoint_config_name" {
-  value = one(keys(aws_sagemaker_endpoint_configuration.realtime))
+  description = "The configuration this deployment puts the endpoint on (null without an endpoint)."
+  value       = local.endpoint_config_name
 }

@@ -35,8 +35,8 @@ from promotion.source import resolve_source_package
 from promotion.stage import (
     StageSettings,
     check_bucket,
+    deployed_state,
     find_promoted_package,
-    previous_model,
     previous_specification,
     read_stage_settings,
 )
@@ -98,6 +98,8 @@ class PromotionResult:
     copied: list[str] = field(default_factory=list)
     tfvars: dict[str, Any] = field(default_factory=dict)
     previous_model: dict | None = None
+    # the endpoint configuration the stage's endpoint serves (the deployment record's)
+    endpoint_config_in_service: dict | None = None
     images: list[ImagePlan] = field(default_factory=list)
     # what may not run as declared, said but not refused (runnable.framework_version_warnings)
     warnings: list[str] = field(default_factory=list)
@@ -133,13 +135,14 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
     images = [] if existing else locate_images(clients, request, source, settings)
     version = int(source["ModelPackageVersion"])
     # read before any write, so an unreadable deployment record changes nothing
-    previous = previous_model(
+    deployed = deployed_state(
         clients.target_s3,
         settings.artifacts_bucket,
         request.project_name,
         request.stage,
         model_name(request.group, request.stage, version),
     )
+    previous = deployed.previous_model
     prefix = artifact_prefix(request.project_name, request.group, version)
     copies = (
         []
@@ -153,6 +156,7 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         settings=settings,
         copies=copies,
         previous_model=previous,
+        endpoint_config_in_service=deployed.endpoint_config,
         images=images,
         warnings=framework_version_warnings(source),
     )

@@ -127,14 +127,26 @@ def deployment_record_key(project: str, stage: str) -> str:
     return f"{project}/deployments/{stage}/deployed-model.json"
 
 
-def previous_model(
-    s3: S3Client, bucket: str, project: str, stage: str, model_name: str
-) -> dict | None:
-    """The model the stage ran before this promotion, which the next deploy must keep.
+@dataclass(frozen=True)
+class DeployedState:
+    """What the stage's deployment record says this promotion must keep."""
 
-    A run started before the deploy names that model in its ``BatchTransform`` step, so the
-    template keeps it until the deployment after next. Re-deploying the same version keeps
-    the one kept last time. None on a first deployment.
+    # the model the stage ran before this promotion (runs started with it may still need it)
+    previous_model: dict | None
+    # the endpoint configuration the endpoint serves now, kept until the new one serves
+    endpoint_config: dict | None
+
+
+def deployed_state(
+    s3: S3Client, bucket: str, project: str, stage: str, model_name: str
+) -> DeployedState:
+    """What this promotion must keep of the stage's current deployment.
+
+    A run started before the deploy names the previous model in its ``BatchTransform`` step,
+    so the template keeps it until the deployment after next; re-deploying the same version
+    keeps the one kept last time. The endpoint's current configuration is kept until the
+    endpoint serves the new one (a rolled-back update leaves it there). Nothing on a first
+    deployment.
     """
     key = deployment_record_key(project, stage)
     with aws_errors(f"reading the deployment record s3://{bucket}/{key}"):
@@ -142,13 +154,17 @@ def previous_model(
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as error:
             if is_not_found(error):
-                return None
+                return DeployedState(None, None)
             raise
     try:
         record = json.loads(body)
-        current = record["current"]
-        return current if current["model_name"] != model_name else record.get("previous")
-    except (ValueError, KeyError, TypeError):
+        current = dict(record["current"])
+        endpoint_config = current.pop("endpoint_config", None)
+        previous = current if current["model_name"] != model_name else record.get("previous")
+        if previous is not None:
+            previous = {k: v for k, v in previous.items() if k != "endpoint_config"}
+        return DeployedState(previous, endpoint_config)
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise StageNotReady(
             f"the deployment record s3://{bucket}/{key} is not what batch-config-template.tf "
             "writes; restore it from its previous version (the bucket is versioned) or delete it"

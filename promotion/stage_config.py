@@ -75,7 +75,10 @@ _SERVERLESS_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
         "a whole number from 1 to 200",
         lambda v: _is_number(v) and _whole(1, 200)(v),
     ),
+    "without_network_isolation": ("true or false", lambda v: isinstance(v, bool)),
 }
+# the template's serverless fields that have a default (optional() there)
+_SERVERLESS_OPTIONAL = {"without_network_isolation"}
 _CAPTURE_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "enabled": ("true or false", lambda v: isinstance(v, bool)),
     "sampling_percentage": (
@@ -106,10 +109,20 @@ def endpoint_problem(value: Any) -> str | None:
     problem = _fields_problem("endpoint", value, _ENDPOINT_FIELDS)
     if problem is None and value.get("serverless") is not None:
         serverless = value["serverless"]
-        missing = [k for k in _SERVERLESS_FIELDS if k not in serverless]
+        missing = [
+            k for k in _SERVERLESS_FIELDS if k not in serverless and k not in _SERVERLESS_OPTIONAL
+        ]
         problem = _fields_problem("endpoint.serverless", serverless, _SERVERLESS_FIELDS) or (
             f"endpoint.serverless needs {' and '.join(missing)}" if missing else None
         )
+        if problem is None and serverless.get("without_network_isolation") is not True:
+            problem = (
+                "endpoint.serverless runs without network isolation and outside the stage's VPC "
+                "(AWS: Serverless Inference supports neither): set "
+                "endpoint.serverless.without_network_isolation = true to accept that its "
+                "container can reach the network, or use an instance-based endpoint (remove "
+                "serverless)"
+            )
     if problem is None and value.get("data_capture") is not None:
         problem = _fields_problem("endpoint.data_capture", value["data_capture"], _CAPTURE_FIELDS)
     capture = value.get("data_capture")

@@ -225,6 +225,7 @@ def publish_stage_files(
         "model_version": version,
         "model_name": name,
         "previous_model": result.previous_model,
+        "endpoint_config_in_service": result.endpoint_config_in_service,
         "artifacts_bucket": settings.artifacts_bucket,
         "sagemaker_role_arn": settings.sagemaker_role_arn,
         "start_pipeline_role_arn": settings.start_pipeline_role_arn,

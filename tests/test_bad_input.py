@@ -106,6 +106,12 @@ CONFIG_CASES = [
         "endpoint.serverless needs max_concurrency",
     ),
     (
+        {"endpoint": {"serverless": {"memory_size_in_mb": 2048, "max_concurrency": 5}}},
+        "endpoint.serverless runs without network isolation and outside the stage's VPC (AWS: "
+        "Serverless Inference supports neither): set endpoint.serverless."
+        "without_network_isolation = true",
+    ),
+    (
         {"endpoint": {"data_capture": {"sampling_percentage": 0}}},
         "endpoint.data_capture.sampling_percentage must be a whole number from 1 to 100, got 0",
     ),

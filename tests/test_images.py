@@ -374,7 +374,13 @@ GPU_IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.1.
             {"SupportedTransformInstanceTypes": ["ml.p3.2xlarge"]},
             {
                 "transform_instance_type": "ml.p3.2xlarge",
-                "endpoint": {"serverless": {"memory_size_in_mb": 2048, "max_concurrency": 5}},
+                "endpoint": {
+                    "serverless": {
+                        "memory_size_in_mb": 2048,
+                        "max_concurrency": 5,
+                        "without_network_isolation": True,
+                    }
+                },
             },
             "needs an accelerator, which a serverless endpoint does not have",
         ),

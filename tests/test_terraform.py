@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 
 import utils
 from examples.breast_cancer.inference import prediction_line
-from pipelines.local.emulator import ACCOUNTS, REGION, Emulator
+from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, environment
 from pipelines.local.executor import job_name
 from pipelines.local.transform import resolve_model
 from tests import metric_filters
@@ -34,6 +35,7 @@ from tests.provider_requests import (
     rest_request_bodies,
 )
 from tests.registry import PROJECT, DevRegistry, create_stage, pulled_images, run_build
+from tests.rollback_proxy import rolled_back_updates
 from tests.terraform_cli import (
     CHECKOV,
     REPO,
@@ -176,7 +178,7 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "33 passed, 0 failed" in result.stdout
+    assert "35 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
@@ -640,13 +642,33 @@ def test_the_request_check_refuses_what_aws_refuses() -> None:
     assert problems(Request("events", "PutRule", {"Name": "r" * 64, "State": "ENABLED"})) == []
 
 
+def apply_failing(terraform: str, aws: Emulator, module: Path) -> str:
+    """``terraform apply`` in the stage account that must fail: its error output."""
+    variables = {**aws.credential_variables("preprod"), "TF_LOG_PROVIDER": "DEBUG"}
+    variables["TF_LOG_PATH"] = str(module / "provider.log")
+    with environment(variables):
+        result = run_terraform(
+            terraform, module, "apply", "-auto-approve", "-var-file=stage.tfvars.json"
+        )
+    assert result.returncode != 0, result.stdout
+    return " ".join((result.stdout + result.stderr).split())  # Terraform wraps its messages
+
+
 def test_the_real_time_endpoint_against_the_emulator(
     aws: Emulator, terraform: str, tmp_path: Path
 ) -> None:
     """The optional endpoint applied by the provider: its configuration serves the promoted
     model with data capture, the endpoint rolls back on its alarms; every request is checked
-    against AWS's model. moto has no UpdateEndpoint, so the blue/green
-    update of a later version is proven by the mock-provider test and the request model only."""
+    against AWS's model. moto has no UpdateEndpoint: a later version's update is proven by
+    the mock-provider test and the request model, and a rolled-back one through a proxy that
+    answers it as AWS does after a rollback (tests/rollback_proxy.py)."""
+    with ExitStack() as stack:
+        check_the_real_time_endpoint(aws, terraform, tmp_path, stack)
+
+
+def check_the_real_time_endpoint(
+    aws: Emulator, terraform: str, tmp_path: Path, stack: ExitStack
+) -> None:
     values = promoted_tfvars(aws, "preprod", tmp_path)
     # a fixed fleet (min = max): no scalable target, which this emulator cannot keep (moto
     # 5.2.5 lacks Application Auto Scaling's ListTagsForResource, which the provider calls
@@ -661,6 +683,10 @@ def test_the_real_time_endpoint_against_the_emulator(
     (module / "stage.tfvars.json").write_text(json.dumps(values))
     tf = in_account(terraform, aws, "preprod", module)
     tf("init")
+    # SageMaker through a proxy that adds what AWS keeps and moto does not (the endpoint's
+    # deployment configuration) and answers a later update as rolled back
+    proxy = stack.enter_context(rolled_back_updates(aws.endpoint_url, ACCOUNTS["preprod"]))
+    stack.enter_context(environment({"AWS_ENDPOINT_URL_SAGEMAKER": proxy.url}))
     tf("apply", "-auto-approve", "-var-file=stage.tfvars.json")
 
     sagemaker = aws.client("sagemaker", "preprod")
@@ -710,6 +736,25 @@ def test_the_real_time_endpoint_against_the_emulator(
     assert {d["Name"]: d["Value"] for d in latency["Dimensions"]} == {
         "EndpointName": name, "VariantName": "AllTraffic",
     }  # fmt: skip
+
+    # Version 2's blue/green update, rolled back by SageMaker (tests/rollback_proxy.py): the
+    # apply fails, the endpoint keeps serving version 1 from a configuration and model that
+    # still exist, and the deployment record still names version 1.
+    record_key = f"{PROJECT}/deployments/preprod/deployed-model.json"
+    s3 = aws.client("s3", "preprod")
+    before = s3.get_object(Bucket=values["artifacts_bucket"], Key=record_key)["Body"].read()
+    DevRegistry(aws, create=False).register("Approved")
+    second = {**promote_next("preprod", tmp_path), "endpoint": values["endpoint"]}
+    (module / "stage.tfvars.json").write_text(json.dumps(second))
+    rolled_back = apply_failing(terraform, aws, module)
+    assert proxy.rolled_back == [name]
+    old_config = endpoint["EndpointConfigName"]
+    assert f"The endpoint {name} still serves {old_config}, not the new" in rolled_back
+    assert "SageMaker rolled the update back" in rolled_back
+    assert sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"] == old_config
+    assert sagemaker.describe_endpoint_config(EndpointConfigName=old_config)
+    assert sagemaker.describe_model(ModelName=values["model_name"])
+    assert s3.get_object(Bucket=values["artifacts_bucket"], Key=record_key)["Body"].read() == before
 
     tf("destroy", "-auto-approve", "-var-file=stage.tfvars.json")
     assert refused_requests(module / "provider.log") == []

@@ -94,7 +94,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the run-outcome function must find the markers where the starters write them"
   }
   assert {
-    condition     = jsondecode(aws_s3_object.deployment_record.content) == { current = { model_name = var.model_name, model_package_arn = var.model_package_arn, source_model_package_arn = var.source_model_package_arn, model_version = var.model_version }, previous = null }
+    condition     = jsondecode(aws_s3_object.deployment_record.content) == { current = { model_name = var.model_name, model_package_arn = var.model_package_arn, source_model_package_arn = var.source_model_package_arn, model_version = var.model_version, endpoint_config = null }, previous = null }
     error_message = "the deployment record must name the deployed model (build.py reads it as the next previous_model)"
   }
   assert {
@@ -530,6 +530,40 @@ run "instance_endpoint_serves_the_promoted_model_and_scales" {
   }
 }
 
+run "the_configuration_in_service_is_kept_until_the_endpoint_serves_the_new_one" {
+  command = apply
+  variables {
+    kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
+    endpoint    = { instance_type = "ml.c5.xlarge", min_instance_count = 2, max_instance_count = 4, target_invocations_per_instance = 50, data_capture = { sampling_percentage = 20 }, latency_p99_threshold_ms = 250 }
+    # what the deployment record of the run before says (build.py passes it on)
+    endpoint_config_in_service = {
+      name = run.instance_endpoint_serves_the_promoted_model_and_scales.endpoint_config_name
+      spec = {
+        model_name         = var.model_name, model_package_arn = var.model_package_arn, model_version = var.model_version
+        kms_key_arn        = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111", instance_type = "ml.c5.large", initial_instance_count = 2, serverless = null
+        capture_percentage = 20, capture_destination = "s3://${var.artifacts_bucket}/${var.project_name}/data-capture/${var.environment}", capture_kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
+      }
+    }
+  }
+  assert {
+    condition = (
+      length(aws_sagemaker_endpoint_configuration.realtime) == 2
+      && contains(keys(aws_sagemaker_endpoint_configuration.realtime), run.instance_endpoint_serves_the_promoted_model_and_scales.endpoint_config_name)
+      && aws_sagemaker_endpoint.realtime[0].endpoint_config_name == output.endpoint_config_name
+      && output.endpoint_config_name != run.instance_endpoint_serves_the_promoted_model_and_scales.endpoint_config_name
+    )
+    error_message = "the configuration the endpoint serves stays (unchanged) beside the new one the endpoint moves to"
+  }
+  assert {
+    condition     = one(aws_sagemaker_endpoint_configuration.realtime[run.instance_endpoint_serves_the_promoted_model_and_scales.endpoint_config_name].production_variants).instance_type == "ml.c5.large" && one(aws_sagemaker_endpoint_configuration.realtime[output.endpoint_config_name].production_variants).instance_type == "ml.c5.xlarge"
+    error_message = "each configuration holds its own settings: the one in service exactly as it was created"
+  }
+  assert {
+    condition     = jsondecode(aws_s3_object.deployment_record.content).current.endpoint_config.name == output.endpoint_config_name
+    error_message = "the record names the configuration this deployment serves, for the next one to keep"
+  }
+}
+
 run "a_new_setting_is_a_new_configuration" {
   command = apply
   variables {
@@ -567,9 +601,23 @@ run "serverless_endpoint_has_no_scaling_key_nor_capture" {
   variables {
     kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
     endpoint = {
-      serverless              = { memory_size_in_mb = 2048, max_concurrency = 5 }
+      serverless              = { memory_size_in_mb = 2048, max_concurrency = 5, without_network_isolation = true }
       alarm_on_no_invocations = true
     }
+  }
+  assert {
+    condition = (
+      one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).model_name == "${trimsuffix(var.model_name, "-v${var.model_version}")}-s${var.model_version}"
+      && one(values(aws_sagemaker_model.serverless)).enable_network_isolation == false
+      && length(one(values(aws_sagemaker_model.serverless)).vpc_config) == 0
+      && one(one(values(aws_sagemaker_model.serverless)).primary_container).model_package_name == aws_sagemaker_model.batch[var.model_name].primary_container[0].model_package_name
+      && aws_sagemaker_model.batch[var.model_name].enable_network_isolation == true
+    )
+    error_message = "a serverless endpoint serves the same package through a model without network isolation or VPC (AWS runs serverless models with neither); the batch model stays isolated"
+  }
+  assert {
+    condition     = terraform_data.endpoint_kind[0].input == "serverless"
+    error_message = "the endpoint's kind is what replaces it when it changes (AWS does not convert an endpoint between instances and serverless)"
   }
   assert {
     condition = (
@@ -601,6 +649,10 @@ run "one_instance_endpoint_shifts_all_at_once" {
     endpoint = { min_instance_count = 1 }
   }
   assert {
+    condition     = length(aws_sagemaker_model.serverless) == 0 && one(one(values(aws_sagemaker_endpoint_configuration.realtime)).production_variants).model_name == var.model_name
+    error_message = "an instance-based endpoint serves the isolated batch model; no serverless model"
+  }
+  assert {
     condition     = one(one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).blue_green_update_policy).traffic_routing_configuration).type == "ALL_AT_ONCE" && length(one(one(one(aws_sagemaker_endpoint.realtime[0].deployment_config).blue_green_update_policy).traffic_routing_configuration).canary_size) == 0
     error_message = "a canary may be at most half the new fleet: one instance shifts all at once (and is watched)"
   }
@@ -617,10 +669,18 @@ run "a_fixed_fleet_does_not_scale" {
   }
 }
 
+run "rejects_a_serverless_endpoint_unless_it_may_run_without_isolation" {
+  command = plan
+  variables {
+    endpoint = { serverless = { memory_size_in_mb = 2048, max_concurrency = 5 } }
+  }
+  expect_failures = [var.endpoint]
+}
+
 run "rejects_data_capture_on_a_serverless_endpoint" {
   command = plan
   variables {
-    endpoint = { serverless = { memory_size_in_mb = 2048, max_concurrency = 5 }, data_capture = {} }
+    endpoint = { serverless = { memory_size_in_mb = 2048, max_concurrency = 5, without_network_isolation = true }, data_capture = {} }
   }
   expect_failures = [var.endpoint]
 }
@@ -628,7 +688,7 @@ run "rejects_data_capture_on_a_serverless_endpoint" {
 run "rejects_a_serverless_memory_size_aws_does_not_offer" {
   command = plan
   variables {
-    endpoint = { serverless = { memory_size_in_mb = 2000, max_concurrency = 5 } }
+    endpoint = { serverless = { memory_size_in_mb = 2000, max_concurrency = 5, without_network_isolation = true } }
   }
   expect_failures = [var.endpoint]
 }
