@@ -9,6 +9,7 @@ Both are planned again after apply (no unexpected drift) and destroyed.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import uuid
 from datetime import date
@@ -249,6 +250,7 @@ def test_target_account_infra_is_what_build_py_reads(
     assert missing_permissions(build_calls["target"], deploy_policy, region, account) == []
     assert missing_permissions(build_calls["target"], {"Statement": []}, region, account)
     assert_the_execution_role_is_capped_by_its_boundary(aws, deploy_policy, tfvars)
+    assert event_stream_exits(deploy_policy) == []
     passed = {
         r for s in deploy_policy["Statement"] if "iam:PassRole" in _list(s) for r in _resources(s)
     }
@@ -436,6 +438,70 @@ def iam_writes(policy: dict) -> list[str]:
         for action in _list(statement)
         if is_write(action)
     ]
+
+
+# what a rule or subscription the deploy role makes may carry out of the stage, by action:
+# the condition key that must bound it and the values it may take (fnmatch patterns)
+EVENT_EXITS = {
+    "events:PutRule": ("events:source", {"aws.sagemaker", "aws.s3"}),
+    "events:PutTargets": ("events:TargetArn", {"arn:aws:lambda:*:function:*", "arn:aws:sqs:*"}),
+    "sns:Subscribe": ("sns:Protocol", {"email"}),
+}
+
+
+def event_stream_exits(policy: dict) -> list[str]:
+    """Grants through which the account's events could leave the stage: a rule on any source,
+    a target outside the stage's functions and queues, a subscription other than email."""
+    exits = []
+    for statement in policy["Statement"]:
+        if statement.get("Effect", "Allow") != "Allow":
+            continue
+        for action in _list(statement):
+            for guarded, (key, allowed) in EVENT_EXITS.items():
+                if not fnmatch.fnmatchcase(guarded, action):
+                    continue
+                values = [
+                    value
+                    for test, keys in statement.get("Condition", {}).items()
+                    if not test.startswith("Null")
+                    for name, given in keys.items()
+                    if name == key
+                    for value in ([given] if isinstance(given, str) else given)
+                ]
+                if not values or not all(
+                    any(fnmatch.fnmatchcase(v, pattern) for pattern in allowed) for v in values
+                ):
+                    exits.append(f"{statement.get('Sid', '?')}: {guarded} without {key} bound")
+    return exits
+
+
+def test_the_event_exit_check_is_not_vacuous() -> None:
+    """What the deploy role had before the second AWS review: rules, targets and
+    subscriptions on the stage's names, any source, any target, any protocol."""
+    before = {
+        "Statement": [
+            {
+                "Sid": "ManageTheStage",
+                "Effect": "Allow",
+                "Action": ["events:PutRule", "events:PutTargets", "sns:Subscribe"],
+                "Resource": "*",
+            }
+        ]
+    }
+    assert len(event_stream_exits(before)) == 3
+    wildcard = {"Statement": [{"Sid": "W", "Action": "events:Put*", "Resource": "*"}]}
+    assert len(event_stream_exits(wildcard)) == 2
+    outside = {
+        "Statement": [
+            {
+                "Sid": "T",
+                "Action": "events:PutTargets",
+                "Resource": "*",
+                "Condition": {"ForAllValues:ArnLike": {"events:TargetArn": "arn:aws:sns:*"}},
+            }
+        ]
+    }
+    assert event_stream_exits(outside) == ["T: events:PutTargets without events:TargetArn bound"]
 
 
 def test_the_iam_write_check_is_not_vacuous() -> None:

@@ -634,6 +634,8 @@ resource "aws_ecr_registry_policy" "replication" {
 
 locals {
   stage_pipelines = "${format(local.arn_prefix, "sagemaker")}:pipeline/${local.name}-*"
+  # Application Auto Scaling names a target by a generated id, not the endpoint's name
+  scalable_targets = "${format(local.arn_prefix, "application-autoscaling")}:scalable-target/*"
   # what batch-config-template.tf creates for run on upload
   upload_queue          = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-uploads.fifo"
   refused_uploads_queue = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-refused-uploads.fifo"
@@ -846,10 +848,13 @@ locals {
     pipelines = local.stage_pipelines
     rules     = "${format(local.arn_prefix, "events")}:rule/${local.name}-*"
     queues    = "${format(local.arn_prefix, "sqs")}:${local.name}-*"
-    topics    = "${format(local.arn_prefix, "sns")}:${local.name}-*"
-    alarms    = "${format(local.arn_prefix, "cloudwatch")}:alarm:${local.name}-*"
-    functions = "${format(local.arn_prefix, "lambda")}:function:${local.name}-*"
-    dashboard = "arn:${local.partition}:cloudwatch::${local.account}:dashboard/${local.name}-*"
+    # the queues rules deliver to (batch-config-template.tf): run on upload, and the rules'
+    # dead-letter queue (whether IAM counts a target's DeadLetterConfig is not documented)
+    rule_queues = [local.upload_queue, local.schedule_dlq]
+    topics      = "${format(local.arn_prefix, "sns")}:${local.name}-*"
+    alarms      = "${format(local.arn_prefix, "cloudwatch")}:alarm:${local.name}-*"
+    functions   = "${format(local.arn_prefix, "lambda")}:function:${local.name}-*"
+    dashboard   = "arn:${local.partition}:cloudwatch::${local.account}:dashboard/${local.name}-*"
     # the optional real-time endpoint (batch-config-template.tf): <project>-<env>-realtime and
     # its configurations <project>-<env>-v<version>-<suffix>
     endpoints        = distinct([for n in [local.name, lower(local.name)] : "${format(local.arn_prefix, "sagemaker")}:endpoint/${n}-realtime"])
@@ -997,9 +1002,14 @@ data "aws_iam_policy_document" "deploy" {
     resources = [for n in distinct([local.name, lower(local.name)]) : "${format(local.arn_prefix, "cloudwatch")}:alarm:TargetTracking-endpoint/${n}-realtime/*"]
   }
   statement {
-    sid       = "ReadAndTagTheScaling" # reads have no resource type; tags ride on the target
-    actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies", "application-autoscaling:ListTagsForResource", "application-autoscaling:TagResource", "application-autoscaling:UntagResource"]
+    sid       = "ReadTheScaling" # no resource type
+    actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies"]
     resources = ["*"]
+  }
+  statement {
+    sid       = "TagTheScalableTargets" # the provider's default tags ride on the target
+    actions   = ["application-autoscaling:ListTagsForResource", "application-autoscaling:TagResource", "application-autoscaling:UntagResource"]
+    resources = [local.scalable_targets]
   }
   statement {
     sid       = "SmokeRunTheDeployedPipeline" # pipelines/smoke_run.py, after the apply
@@ -1108,15 +1118,62 @@ data "aws_iam_policy_document" "deploy" {
     actions   = ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy", "logs:AssociateKmsKey", "logs:ListTagsForResource", "logs:TagResource", "logs:UntagResource"]
     resources = flatten([for group in local.function_log_groups : ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:${group}:*"]])
   }
+  # The stage's rules match SageMaker's and S3's events only and deliver only to the stage's
+  # functions and upload queue (encrypted with the stage key, which no other account may use):
+  # the role cannot route the account's event stream anywhere else.
+  statement {
+    # a schedule has no pattern (no events:source): ForAllValues holds for it
+    sid       = "PutTheStagesRulesOnSageMakerAndS3Events"
+    actions   = ["events:PutRule"]
+    resources = [local.stage_arns.rules]
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "events:source"
+      values   = ["aws.sagemaker", "aws.s3"]
+    }
+  }
+  statement {
+    sid       = "TargetTheStagesFunctionsAndUploadQueueOnly"
+    actions   = ["events:PutTargets"]
+    resources = [local.stage_arns.rules]
+    condition {
+      test     = "ForAllValues:ArnLike"
+      variable = "events:TargetArn"
+      values   = concat([local.stage_arns.functions], local.stage_arns.rule_queues)
+    }
+    condition {
+      test     = "Null"
+      variable = "events:TargetArn"
+      values   = ["false"]
+    }
+  }
+  statement {
+    # the alarm email's subscription (alarm_email): neither action has a resource type in
+    # IAM's action reference, so a statement on the topic does not cover them
+    sid       = "ReadAndRemoveTheAlarmEmailSubscription"
+    actions   = ["sns:GetSubscriptionAttributes", "sns:Unsubscribe"]
+    resources = ["*"]
+  }
+  statement {
+    # alarm notifications by email only, which the address's owner must confirm
+    sid       = "SubscribeTheAlarmEmail"
+    actions   = ["sns:Subscribe"]
+    resources = [local.stage_arns.topics]
+    condition {
+      test     = "StringEquals"
+      variable = "sns:Protocol"
+      values   = ["email"]
+    }
+  }
   statement {
     sid = "ManageTheStagesScheduleQueuesTopicAlarmsDashboard"
     actions = [
-      "events:PutRule", "events:DeleteRule", "events:DescribeRule", "events:PutTargets", "events:RemoveTargets",
+      "events:DeleteRule", "events:DescribeRule", "events:RemoveTargets",
       "events:ListTargetsByRule", "events:ListTagsForResource", "events:TagResource", "events:UntagResource",
       "sqs:CreateQueue", "sqs:DeleteQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:ListQueueTags",
       "sqs:TagQueue", "sqs:UntagQueue",
-      "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:Subscribe",
-      "sns:Unsubscribe", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource", "sns:TagResource", "sns:UntagResource",
+      "sns:CreateTopic", "sns:DeleteTopic", "sns:GetTopicAttributes", "sns:SetTopicAttributes",
+      "sns:ListTagsForResource", "sns:TagResource", "sns:UntagResource",
       "cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource",
       "cloudwatch:TagResource", "cloudwatch:UntagResource",
       "cloudwatch:PutDashboard", "cloudwatch:GetDashboard", "cloudwatch:DeleteDashboards",
@@ -1179,7 +1236,7 @@ data "aws_iam_policy_document" "plan" {
       "sagemaker:DescribeModel", "sagemaker:DescribePipeline", "sagemaker:ListTags",
       "events:DescribeRule", "events:ListTargetsByRule", "events:ListTagsForResource",
       "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueueTags",
-      "sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource",
+      "sns:GetTopicAttributes", "sns:ListTagsForResource",
       "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource", "cloudwatch:GetDashboard",
       "lambda:GetFunction", "lambda:GetFunctionConfiguration", "lambda:ListVersionsByFunction",
       "lambda:GetFunctionCodeSigningConfig", "lambda:ListTags", "lambda:GetPolicy",
@@ -1205,7 +1262,18 @@ data "aws_iam_policy_document" "plan" {
   }
   statement {
     sid       = "RefreshTheEndpointScaling" # no resource type
-    actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies", "application-autoscaling:ListTagsForResource"]
+    actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "RefreshTheScalableTargetsTags"
+    actions   = ["application-autoscaling:ListTagsForResource"]
+    resources = [local.scalable_targets]
+  }
+  statement {
+    # no resource type (IAM's action reference): a statement on the topic does not cover it
+    sid       = "RefreshTheAlarmEmailSubscription"
+    actions   = ["sns:GetSubscriptionAttributes"]
     resources = ["*"]
   }
   statement {
