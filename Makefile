@@ -9,6 +9,10 @@ PIP_VERSION := 26.3
 # checkov pins an older boto3 than the project, so it gets a venv (and a lock) of its own
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha256sum requirements-checkov.lock 2>/dev/null | cut -c1-16)
+# parliament and cloudsplaining, the IAM checkers of the apply tests (tests/iam_review.py):
+# their own venv and lock too (checkov's pins an older cloudsplaining)
+IAM_VENV := .venv-iam
+IAM_STAMP := $(IAM_VENV)/.installed-$(shell sha256sum requirements-iam.lock 2>/dev/null | cut -c1-16)
 # the runtime twin of SageMaker's scikit-learn 1.9-0 image: its packages at its versions, on
 # its Python (3.12), for local mode's Preprocess, BatchTransform and serving (README)
 TWIN_LOCK := requirements-sklearn-1.9-0.lock
@@ -27,7 +31,7 @@ DEMO_ARGS ?=
 
 .PHONY: install twin test demo serve lint benchmark lambda-package clean
 
-install: $(STAMP) $(CHECKOV_STAMP) $(TWIN_STAMP)
+install: $(STAMP) $(CHECKOV_STAMP) $(IAM_STAMP) $(TWIN_STAMP)
 
 twin: $(TWIN_STAMP)
 
@@ -44,6 +48,13 @@ $(CHECKOV_STAMP): requirements-checkov.lock
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --requirement requirements-checkov.lock
 	@rm -f $(CHECKOV_VENV)/.installed-*
+	@touch $@
+
+$(IAM_STAMP): requirements-iam.lock
+	@test -x $(IAM_VENV)/bin/python || $(PYTHON) -m venv $(IAM_VENV)
+	$(IAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(IAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --requirement requirements-iam.lock
+	@rm -f $(IAM_VENV)/.installed-*
 	@touch $@
 
 $(TWIN_STAMP): $(TWIN_LOCK)
@@ -63,7 +74,7 @@ $(BROWSER):
 	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver \
 	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver)
 
-test: $(STAMP) $(CHECKOV_STAMP) $(TWIN_STAMP) $(BROWSER)
+test: $(STAMP) $(CHECKOV_STAMP) $(IAM_STAMP) $(TWIN_STAMP) $(BROWSER)
 	$(BIN)/python -m pytest
 
 demo: $(STAMP) $(TWIN_STAMP)
@@ -92,4 +103,4 @@ lint: $(STAMP)
 	PRE_COMMIT_HOME=$(CURDIR)/.cache/pre-commit $(BIN)/pre-commit run --all-files
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) $(TWIN_VENV) build .cache .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(IAM_VENV) $(TWIN_VENV) build .cache .pytest_cache .ruff_cache .mypy_cache

@@ -27,6 +27,7 @@ import utils
 from lambdas.package import build_zip
 from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, role_arn
+from tests import iam_review
 from tests.iam_calls import CallRecorder, image_pulls, missing_permissions, policy_document
 from tests.provider_requests import refused_requests
 from tests.registry import (
@@ -202,6 +203,7 @@ def test_target_account_infra_is_what_build_py_reads(
     tf = in_account(terraform, aws, "preprod", module)
     tf("init")
     tf("apply", "-auto-approve")
+    iam_review.check(tf, "target-account", "preprod")  # parliament's and cloudsplaining's view
     outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
 
     # The emulator speaks plain HTTP, which the TLS-only bucket policy refuses, as it should;
@@ -561,6 +563,7 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
     tf = in_account(terraform, aws, "dev", module)
     tf("init")
     tf("apply", "-auto-approve")
+    iam_review.check(tf, "dev-account", "dev")  # parliament's and cloudsplaining's view
     outputs = {k: v["value"] for k, v in json.loads(tf("output", "-json").stdout).items()}
 
     events = aws.client("events", "dev")

@@ -23,7 +23,7 @@ from examples.breast_cancer.inference import prediction_line
 from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, environment
 from pipelines.local.executor import job_name
 from pipelines.local.transform import resolve_model
-from tests import metric_filters
+from tests import iam_review, metric_filters
 from tests.dashboard_series import search_matches, series, undocumented
 from tests.iam_calls import image_pulls, missing_permissions, policy_document
 from tests.metric_filters import metric_value
@@ -440,6 +440,7 @@ def test_apply_plan_destroy_against_the_emulator(
 
     tf("init")
     tf("apply", "-auto-approve", "-var-file=stage.tfvars.json")
+    iam_review.check(tf, "stage", stage)  # parliament's and cloudsplaining's view
 
     events, sagemaker = aws.client("events", stage), aws.client("sagemaker", stage)
     rule = f"{PROJECT}-{stage}-batch-inference"
