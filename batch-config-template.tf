@@ -157,7 +157,7 @@ variable "upload_starter_role_arn" {
 }
 
 variable "kms_key_arn" {
-  description = "The stage's KMS key (from SSM); null creates a key for this stage's queues and topic."
+  description = "The stage's KMS key (from SSM; infra/target-account always writes one). Null creates a key for this stage's queues, topic and function log groups, which needs kms:CreateKey: only for a stage whose base is not infra/target-account, applied by a principal that may create keys (infra/'s deploy role may not)."
   type        = string
   default     = null
 }
@@ -536,12 +536,13 @@ resource "aws_kms_key" "fallback" {
         Resource  = "*"
       },
       {
-        Sid       = "LogsEncryptTheUploadFunctionsLogGroup"
+        # every log group the template encrypts with local.kms_key_arn: its three functions'
+        Sid       = "LogsEncryptTheFunctionsLogGroups"
         Effect    = "Allow"
         Principal = { Service = "logs.${var.region}.amazonaws.com" }
         Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
         Resource  = "*"
-        Condition = { ArnLike = { "kms:EncryptionContext:aws:logs:arn" = "arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${local.upload_function}" } }
+        Condition = { ArnLike = { "kms:EncryptionContext:aws:logs:arn" = [for f in [local.schedule_function, local.outcome_function, local.upload_function] : "arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${f}"] } }
       },
     ]
   })

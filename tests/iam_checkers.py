@@ -150,15 +150,35 @@ def run_parliament(document: dict[str, Any]) -> list[dict[str, str]]:
     parliament.override_config(
         Path(parliament.__file__).parent / "community_auditors" / "config_override.yaml"
     )
-    analysed = parliament.analyze_policy_string(
-        _parliament_text(policy, statements),
-        ignore_private_auditors=True,
-        # they judge what a policy lets its holder do; a trust policy's holder is the role
-        include_community_auditors=document["type"] != "trust",
-        config=parliament.config,
-    )
-    allow = [i for i, s in enumerate(statements) if s.get("Effect") == "Allow"] or [-1]
+
+    def analyse(judged: list[dict[str, Any]]) -> Any:
+        return parliament.analyze_policy_string(
+            _parliament_text(policy, judged),
+            ignore_private_auditors=True,
+            # they judge what a policy lets its holder do; a trust policy's holder is the role
+            include_community_auditors=document["type"] != "trust",
+            config=parliament.config,
+        )
+
+    # parliament 1.6.4 raises on some condition types of its own database (ArrayOfARN, e.g.
+    # events:TargetArn): such a statement is judged without its Condition, and the condition
+    # it could not read is a finding of its own
     findings = []
+    judged = list(statements)
+    for i, statement in enumerate(statements):
+        try:
+            analyse([statement])
+        except Exception as error:  # any crash of the checker is reported
+            judged[i] = {k: v for k, v in statement.items() if k != "Condition"}
+            conditions = ", ".join(
+                f"{test} on {', '.join(sorted(keys))}"
+                for test, keys in sorted((statement.get("Condition") or {}).items())
+            )
+            name = statement_name(statement, i)
+            detail = f"parliament raised {error!r}; judged without its Condition"
+            findings.append(_finding("parliament", "CANNOT_READ", key, name, conditions, detail))
+    analysed = analyse(judged)
+    allow = [i for i, s in enumerate(statements) if s.get("Effect") == "Allow"] or [-1]
     for raw in analysed.findings:
         found = parliament.enhance_finding(raw)
         if is_finding_filtered(found):  # the CLI's default: LOW and above, config's ignores

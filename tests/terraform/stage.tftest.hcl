@@ -5,6 +5,9 @@ mock_provider "aws" {
   mock_data "aws_caller_identity" {
     defaults = { account_id = "222222222222" }
   }
+  mock_data "aws_partition" {
+    defaults = { partition = "aws" }
+  }
   mock_resource "aws_sagemaker_pipeline" {
     defaults = { arn = "arn:aws:sagemaker:eu-west-1:222222222222:pipeline/mock" }
   }
@@ -132,6 +135,20 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
   assert {
     condition     = aws_cloudwatch_metric_alarm.stage["drift"].threshold == var.max_drift_score && aws_cloudwatch_metric_alarm.stage["rejected_rows"].threshold == var.max_rejected_fraction && aws_cloudwatch_metric_alarm.stage["drift"].dimensions.PipelineName == var.pipeline_name
     error_message = "the quality alarms must hold the stage's gate limits, for this pipeline"
+  }
+}
+
+run "the_fallback_key_admits_every_log_group_it_encrypts" {
+  command = apply
+  variables {
+    kms_key_arn = null
+  }
+  assert {
+    condition = alltrue([
+      for g in concat([aws_cloudwatch_log_group.schedule_function, aws_cloudwatch_log_group.outcome_function], aws_cloudwatch_log_group.upload_function[*]) :
+      g.kms_key_id == aws_kms_key.fallback[0].arn && contains(flatten([for st in jsondecode(aws_kms_key.fallback[0].policy).Statement : st.Condition.ArnLike["kms:EncryptionContext:aws:logs:arn"] if try(st.Principal.Service, "") == "logs.${var.region}.amazonaws.com"]), "arn:aws:logs:${var.region}:222222222222:log-group:${g.name}")
+    ])
+    error_message = "CloudWatch Logs must be able to use the fallback key for every function log group encrypted with it (AWS refuses to associate the key otherwise)"
   }
 }
 
