@@ -105,8 +105,9 @@ def check_replication(ecr: ECRClient, image: ImageUri, stage_account: str, regio
     raise ImageNotReady(
         f"the dev registry does not replicate repository {image.repository!r} to account "
         f"{stage_account} in {region}; in infra/dev-account list the stage's deploy role in "
-        "target_deploy_role_arns and the repository under image_repository_prefixes "
-        "(replicate_images = true), apply it and push the image again"
+        "target_deploy_role_arns and the repository under image_repository_prefixes, set "
+        "replicate_images = true (and accept_image_replication = true in the stage's "
+        "infra/target-account), apply both and push the image again"
     )
 
 
@@ -177,7 +178,7 @@ def wait_until_replicated(
                 f"image {waiting[0]} has not reached the stage's registry after "
                 f"{timeout_seconds / 60:.0f} min; ECR replicates only pushes made after the dev "
                 "registry's rule and the stage's registry policy (infra/target-account "
-                "accept_image_replication) existed: push the image again (or start a "
+                "accept_image_replication = true) existed: push the image again (or start a "
                 "replication backfill) and re-run"
             )
         time.sleep(poll_seconds)

@@ -40,7 +40,7 @@ from promotion.stage import (
     previous_specification,
     read_stage_settings,
 )
-from promotion.stage_files import publish_stage_files
+from promotion.stage_files import StageLocations, publish_stage_files
 from promotion.target_package import (
     create_target_package,
     ensure_group,
@@ -128,6 +128,11 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
     if refusal:
         raise UsageError(f"stage config: {refusal}")
     check_runnable(source, request.stage_config)
+    outside = StageLocations.of(request, settings.artifacts_bucket).outside_iam(
+        request.project_name, request.stage, settings.artifacts_bucket
+    )
+    if outside:
+        raise UsageError(f"stage config: {outside}")
     check_bucket(clients.target_s3, settings.artifacts_bucket)
     existing = find_promoted_package(
         clients.target_sagemaker, request.group, source["ModelPackageArn"]

@@ -80,6 +80,33 @@ class StageLocations:
             output_data_url=config.get("output_data_url") or f"{data_root}/output",
         )
 
+    def outside_iam(self, project: str, stage: str, bucket: str) -> str | None:
+        """Why a location the stage file sets is beyond what infra/target-account's roles
+        may use (they are scoped to the project's names and prefixes), or None.
+
+        The emulator does not evaluate IAM, and on AWS such a stage would fail with
+        AccessDenied only after promotion, at the apply or the first run.
+        """
+        own = f"s3://{bucket}/{project}/"
+        outputs = f"{own}batch-inference/output/"
+        for name, url, scope, may in (
+            ("input_data_url", self.input_data_url, own, "read"),
+            ("output_data_url", self.output_data_url, outputs, "write"),
+        ):
+            if not url.rstrip("/").startswith(scope.rstrip("/")):
+                return (
+                    f"{name} {url} is outside what infra/target-account lets the stage's "
+                    f"execution role {may} ({scope}); use a location under it, or remove "
+                    f"{name} for the default"
+                )
+        if not self.pipeline_name.startswith(f"{project}-{stage}-"):
+            return (
+                f"pipeline_name {self.pipeline_name!r} must start with '{project}-{stage}-': "
+                "infra/target-account's deploy role may create only those pipelines; rename "
+                "it, or remove pipeline_name for the default"
+            )
+        return None
+
 
 @dataclass(frozen=True)
 class StageCode:

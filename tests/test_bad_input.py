@@ -139,6 +139,62 @@ def test_a_bad_stage_config_is_refused_before_any_aws_call(
     assert_nothing_made(aws, stage_ready, tmp_path)
 
 
+# what the stage file may set but infra/target-account's roles may not use (issue #27 M6)
+OUTSIDE_IAM_CASES = {
+    "input in another bucket": (
+        {"input_data_url": "s3://data-lake/churn/in/"},
+        "input_data_url s3://data-lake/churn/in/ is outside what infra/target-account lets the "
+        "stage's execution role read (s3://{bucket}/churn/)",
+    ),
+    "input beside the project": (
+        {"input_data_url": "s3://{bucket}/other-team/in/"},
+        "input_data_url s3://{bucket}/other-team/in/ is outside",
+    ),
+    "output beside the outputs": (
+        {"output_data_url": "s3://{bucket}/churn/predictions"},
+        "output_data_url s3://{bucket}/churn/predictions is outside what infra/target-account "
+        "lets the stage's execution role write (s3://{bucket}/churn/batch-inference/output/)",
+    ),
+    "another pipeline name": (
+        {"pipeline_name": "nightly-scoring"},
+        "pipeline_name 'nightly-scoring' must start with 'churn-preprod-': infra/target-account's "
+        "deploy role may create only those pipelines",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTSIDE_IAM_CASES))
+def test_a_location_beyond_the_stage_roles_is_refused_before_anything_is_made(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys, case: str
+) -> None:
+    """AWS would refuse it with AccessDenied at the apply or the first run, after promotion;
+    the emulator evaluates no IAM, so build.py checks the scope itself."""
+    bucket = stage_bucket("preprod")
+    change, message = OUTSIDE_IAM_CASES[case]
+    config = tmp_path / "config.json"
+    settings = {k: v.format(bucket=bucket) for k, v in change.items()}
+    config.write_text(json.dumps({**BASE_CONFIG, **settings}))
+    assert run_build(tmp_path, "--config", str(config)) == 2
+    error = one_line_error(capsys)
+    assert error.startswith("build.py: stage config: "), error
+    assert message.format(bucket=bucket) in error
+    assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+def test_locations_inside_the_stage_roles_are_accepted(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path
+) -> None:
+    bucket = stage_bucket("preprod")
+    config = tmp_path / "config.json"
+    inside = {
+        "input_data_url": f"s3://{bucket}/churn/landing/",
+        "output_data_url": f"s3://{bucket}/churn/batch-inference/output/scores",
+        "pipeline_name": "churn-preprod-nightly",
+    }
+    config.write_text(json.dumps({**BASE_CONFIG, **inside}))
+    assert run_build(tmp_path, "--config", str(config), "--dry-run") == 0
+
+
 @pytest.mark.parametrize("name", ["max_drift_score", "transform_instance_count"])
 def test_a_number_too_large_for_a_float_is_refused_not_read_as_infinite(
     tmp_path: Path, name: str

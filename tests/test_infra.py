@@ -192,6 +192,8 @@ def test_target_account_infra_is_what_build_py_reads(
             "model_package_group_name": GROUP,
             "github_repository": REPOSITORY,
             "dev_account_id": ACCOUNTS["dev"],
+            "accept_image_replication": True,  # the team's own image below
+            "plan_role": True,  # prod's by default: the same role, checked here in preprod
             "dev_artifacts_bucket": dev.bucket,
             "dev_model_artifact_prefixes": ["training/"],
             "subnet_ids": ["subnet-0a", "subnet-0b"],
@@ -557,6 +559,7 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
             "model_artifacts_kms_key_arn": key,
             "manage_model_artifacts_bucket_policy": True,
             "target_deploy_role_arns": deploy_roles,
+            "replicate_images": True,  # the team's own image below
             "dispatch_lambda_zip": str(package),
         },
     )
@@ -602,6 +605,20 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
     trust_policy = policy_document(trust["AssumeRolePolicyDocument"])
     by_sid = {s.get("Sid"): s for s in trust_policy["Statement"]}
     assert sorted(by_sid["TargetDeployRoles"]["Principal"]["AWS"]) == sorted(deploy_roles)
+    # only environments the workflows use (and the docs protect): GitHub would create any
+    # other on first reference, without branch rules, open to every branch
+    github = [s for s in trust_policy["Statement"] if "Federated" in s.get("Principal", {})]
+    subjects = [
+        subject
+        for s in github
+        for keys in s["Condition"].values()
+        for k, v in keys.items()
+        if k.endswith(":sub")
+        for subject in ([v] if isinstance(v, str) else v)
+    ]
+    assert sorted(subjects) == [
+        f"repo:{REPOSITORY}:environment:{e}" for e in ("preprod", "prod", "prod-plan")
+    ]
     grants = aws.client("kms", "dev").list_grants(KeyId=key)["Grants"]
     assert sorted(g["GranteePrincipal"] for g in grants) == sorted(deploy_roles)
     assert all(sorted(g["Operations"]) == ["Decrypt", "DescribeKey"] for g in grants)

@@ -124,9 +124,9 @@ variable "image_repository_prefixes" {
 }
 
 variable "replicate_images" {
-  description = "Replicate those repositories to each stage account (the accounts of target_deploy_role_arns) in this region. A registry has one replication configuration per region: set false when yours is managed elsewhere, and add a rule with these destinations there."
+  description = "Replicate those repositories to each stage account (the accounts of target_deploy_role_arns) in this region, for models served by the team's own images (the sample's AWS image needs none). A registry has one replication configuration per region, which this replaces: leave false when the account's is managed elsewhere, and add a rule with these destinations there."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "dispatch_lambda_zip" {
@@ -172,8 +172,9 @@ locals {
   image_prefixes     = coalesce(var.image_repository_prefixes, [var.project_name])
   image_repositories = [for p in local.image_prefixes : "arn:${local.partition}:ecr:${var.region}:${local.account}:repository/${p}*"]
   stage_accounts     = distinct([for arn in var.target_deploy_role_arns : split(":", arn)[4]])
-  # the stages' deploy jobs and their plan jobs (deploy.yml plans prod before its gate)
-  github_subject = [for environment in ["preprod", "prod", "preprod-plan", "prod-plan"] : "repo:${var.github_repository}:environment:${environment}"]
+  # the stages' deploy jobs and prod's plan job (deploy.yml plans prod before its gate); no
+  # other environment: GitHub creates a referenced one without branch rules, open to any branch
+  github_subject = [for environment in ["preprod", "prod", "prod-plan"] : "repo:${var.github_repository}:environment:${environment}"]
 }
 
 # ----------------------------------------------------------------------------- key

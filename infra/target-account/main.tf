@@ -144,6 +144,12 @@ variable "log_retention_days" {
   }
 }
 
+variable "plan_role" {
+  description = "Create the read-only role that the GitHub environment <environment>-plan may assume (deploy.yml plans prod there before its approval). Default: prod only; a role trusted by an environment nobody creates would be open to any branch, as GitHub creates a referenced environment without branch rules."
+  type        = bool
+  default     = null
+}
+
 variable "create_endpoint_scaling_role" {
   description = "Create the account's service-linked role AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint, which auto scaling of the stage's optional real-time endpoint needs (one per account: false when it exists already). The deploy role makes no IAM roles."
   type        = bool
@@ -161,13 +167,13 @@ variable "image_repository_prefixes" {
 }
 
 variable "accept_image_replication" {
-  description = "Let the dev account's ECR replicate those repositories into this registry (aws_ecr_registry_policy). A registry has one policy per region: set false when yours is managed elsewhere, and grant the dev account ecr:CreateRepository and ecr:ReplicateImage there."
+  description = "Let the dev account's ECR replicate those repositories into this registry (aws_ecr_registry_policy), for models served by the team's own images (the sample's AWS image needs none). A registry has one policy per region, which this replaces: leave false when the account's is managed elsewhere, and grant the dev account ecr:CreateRepository and ecr:ReplicateImage there."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "manage_job_log_groups" {
-  description = "Create the account-wide /aws/sagemaker/{ProcessingJobs,TransformJobs} log groups with retention and the key. If SageMaker already created them (any earlier job), import them (README) or set false."
+  description = "Create the account-wide /aws/sagemaker/{ProcessingJobs,TransformJobs} log groups with retention and the key (the stage's metric filters need them before the first job). If SageMaker already created them (any earlier job), import them (docs/deploying-to-aws.md) or set false. Destroying this root leaves them, with their logs (other workloads' too)."
   type        = bool
   default     = true
 }
@@ -178,6 +184,7 @@ data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
 locals {
+  plan_role = coalesce(var.plan_role, var.environment == "prod")
   account   = data.aws_caller_identity.current.account_id
   partition = data.aws_partition.current.partition
   name      = "${var.project_name}-${var.environment}"
@@ -397,11 +404,14 @@ resource "aws_s3_bucket_notification" "artifacts" {
 
 # ----------------------------------------------------------------------------- logs
 
+# Account-wide: every SageMaker job of the account logs there, so a destroy of this root
+# forgets them instead of deleting them (and the logs of other workloads with them).
 resource "aws_cloudwatch_log_group" "jobs" {
   for_each          = var.manage_job_log_groups ? toset(local.job_log_groups) : toset([])
   name              = each.value
   retention_in_days = var.log_retention_days
   kms_key_id        = aws_kms_key.stage.arn
+  skip_destroy      = true
 }
 
 # ----------------------------------------------------------------------------- execution role
@@ -1190,6 +1200,7 @@ data "aws_iam_policy_document" "deploy" {
 # the prod reviewer reads the plan before approving. Reads only: it cannot change anything
 # the deploy role can, so an ungated environment holding it gates nothing away.
 resource "aws_iam_role" "plan" {
+  count                = local.plan_role ? 1 : 0
   name                 = "${local.name}-plan"
   description          = "Assumed by ${var.github_repository}'s plan job (environment ${var.environment}-plan): reads only."
   assume_role_policy   = data.aws_iam_policy_document.github_trust["plan"].json
@@ -1289,8 +1300,9 @@ data "aws_iam_policy_document" "plan" {
 }
 
 resource "aws_iam_role_policy" "plan" {
+  count  = local.plan_role ? 1 : 0
   name   = "plan-${var.environment}"
-  role   = aws_iam_role.plan.id
+  role   = aws_iam_role.plan[0].id
   policy = data.aws_iam_policy_document.plan.json
 }
 
@@ -1321,7 +1333,7 @@ output "deploy_role_arn" {
 
 output "plan_role_arn" {
   description = "Store as the variable AWS_DEPLOY_ROLE_ARN of the GitHub environment <environment>-plan (reads only)."
-  value       = aws_iam_role.plan.arn
+  value       = try(aws_iam_role.plan[0].arn, null)
 }
 
 output "terraform_state_bucket" {
