@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import hcl2
 import pytest
 import yaml
 
@@ -336,6 +337,44 @@ def test_permissions_are_empty_and_id_token_only_on_the_deploy_jobs(
     ]
 
 
+def test_terraform_gets_a_fresh_session_as_long_as_its_longest_step(
+    stage_job: dict[str, Any],
+) -> None:
+    """build.py may use most of an hour waiting for image replication, and the endpoint's
+    blue/green update may run longer than an hour: Terraform re-assumes the deploy role
+    first, for as long as the update may take and the role allows."""
+    init_index, _ = step(stage_job, runs("terraform init"), "runs terraform init")
+    build_index, _ = step(stage_job, runs("python build.py"), "runs build.py")
+    action = "aws-actions/configure-aws-credentials"
+    between = [s for s in stage_job["steps"][build_index:init_index] if uses(action)(s)]
+    assert len(between) == 1, "fresh credentials between build.py and terraform"
+    (fresh,) = between
+    assert fresh["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    asked = int(fresh["with"]["role-duration-seconds"])
+    template = hcl2.loads((REPO / "batch-config-template.tf").read_text())
+    endpoint = next(
+        spec
+        for block in template["resource"]
+        for name, spec in block.get('"aws_sagemaker_endpoint"', {}).items()
+    )
+    policy = endpoint["deployment_config"][0]["blue_green_update_policy"][0]
+    routing = policy["traffic_routing_configuration"][0]
+    longest_update = (
+        policy["maximum_execution_timeout_in_seconds"]
+        + policy["termination_wait_in_seconds"]
+        + routing["wait_interval_in_seconds"]
+    )
+    assert asked > longest_update
+    role = hcl2.loads((REPO / "infra" / "target-account" / "main.tf").read_text())
+    deploy_role = next(
+        spec
+        for block in role["resource"]
+        for name, spec in block.get('"aws_iam_role"', {}).items()
+        if name == '"deploy"'
+    )
+    assert deploy_role["max_session_duration"] >= asked, "IAM refuses a longer session"
+
+
 def test_every_job_has_a_timeout() -> None:
     checked = 0
     for path in WORKFLOW_FILES:
@@ -421,10 +460,10 @@ def test_the_validation_script(
 def test_two_oidc_roles_dev_credentials_only_for_build_py(stage_job: dict[str, Any]) -> None:
     action = "aws-actions/configure-aws-credentials"
     configured = [(i, s) for i, s in enumerate(stage_job["steps"]) if uses(action)(s)]
-    # the third: the stage's role again, fresh, for the smoke run (test above)
-    assert len(configured) == 3
-    (dev_index, dev), (stage_index, stage), (_, again) = configured
-    assert again["with"]["role-to-assume"] == stage["with"]["role-to-assume"]
+    # then the stage's role again, fresh: for Terraform and for the smoke run (tests below)
+    assert len(configured) == 4
+    (dev_index, dev), (stage_index, stage), *again = configured
+    assert {a["with"]["role-to-assume"] for _, a in again} == {stage["with"]["role-to-assume"]}
     assert dev["with"]["role-to-assume"] == "${{ vars.AWS_REGISTRY_READ_ROLE_ARN }}"
     assert dev["with"]["output-credentials"] is True
     assert dev["with"]["output-env-credentials"] is False, "dev credentials stay out of env"

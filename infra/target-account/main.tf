@@ -845,7 +845,9 @@ resource "aws_iam_role" "deploy" {
   name                 = "${local.name}-deploy"
   description          = "Assumed by ${var.github_repository}'s deploy workflow (environment ${var.environment})."
   assume_role_policy   = data.aws_iam_policy_document.github_trust["deploy"].json
-  max_session_duration = 3600
+  # deploy-stage.yml asks for 2 h before Terraform: an endpoint's blue/green update may run
+  # over an hour (its maximum_execution_timeout_in_seconds plus the canary and kept fleet)
+  max_session_duration = 7200
 }
 
 locals {
