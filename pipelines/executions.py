@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.type_defs import DescribePipelineExecutionResponseTypeDef
 
-# DescribePipelineExecution's PipelineExecutionStatus values (botocore's model); a pipeline
-# whose steps may fail without failing it ends CompletedWithFailures
+# DescribePipelineExecution's PipelineExecutionStatus values (botocore's model, 1.44:
+# CompletedWithFailures is one, for a pipeline whose steps may fail without failing it;
+# tests/test_shared_helpers.py compares them)
 ENDED = frozenset({"Succeeded", "Failed", "Stopped", "CompletedWithFailures"})
 RUNNING = frozenset({"Executing", "Stopping"})
 

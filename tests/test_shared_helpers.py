@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import botocore.session
 import pytest
 
+from pipelines import executions
 from pipelines.files import write_execution_record, write_json_atomically
 from pipelines.s3_locations import parse_s3_object_uri, parse_s3_uri, sse_arguments
 
@@ -63,3 +66,16 @@ def test_execution_records_keep_their_order_and_write_times_as_text(tmp_path: Pa
     )
     assert list(json.loads(path.read_text())) == ["Status", "Start"]
     assert json.loads(path.read_text())["Start"] == "2026-11-28 00:00:00+00:00"
+
+
+def test_execution_statuses_are_exactly_botocores() -> None:
+    """A status AWS never sends would match no event; one it sends and we lack would leave a
+    run forever unfinished. (The second AWS review took CompletedWithFailures for the first:
+    botocore 1.43's model lacks it, the pinned 1.44's has it.)"""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    statuses = set(model.shape_for("PipelineExecutionStatus").enum)
+    assert statuses == executions.ENDED | executions.RUNNING
+    assert not executions.ENDED & executions.RUNNING
+    template = (Path(__file__).resolve().parents[1] / "batch-config-template.tf").read_text()
+    (pattern,) = re.findall(r"currentPipelineExecutionStatus = (\[[^\]]*\])", template)
+    assert set(json.loads(pattern)) == executions.ENDED
