@@ -72,6 +72,10 @@ def framework_image_refusal(tags: list[str | None], stage_config: Mapping[str, A
     return None
 
 
+# a package container's data sources build.py does not copy into the stage
+_UNCOPIED_DATA = ("AdditionalModelDataSources", "AdditionalS3DataSource")
+
+
 def package_refusal(package: Mapping[str, Any], stage_config: Mapping[str, Any]) -> str | None:
     """Why the stage cannot run ``package`` (a DescribeModelPackage answer), or None."""
     spec = package.get("InferenceSpecification")
@@ -88,6 +92,15 @@ def package_refusal(package: Mapping[str, Any], stage_config: Mapping[str, Any])
                 f"container {number} gives its model data as ModelDataSource, which SageMaker "
                 "Batch Transform cannot use; register the model as a model.tar.gz in "
                 "ModelDataUrl"
+            )
+        extra = [f for f in _UNCOPIED_DATA if container.get(f)]
+        if extra:
+            # build.py copies ModelDataUrl into the stage; these would still name the dev
+            # account's S3, which the stage's roles cannot read
+            return (
+                f"container {number} lists {' and '.join(extra)}, which build.py does not copy "
+                "into the stage (the stage could not read them); put that data into the "
+                "model.tar.gz of ModelDataUrl and register the model again"
             )
     for field, direction in (
         ("SupportedContentTypes", "sends"),

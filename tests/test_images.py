@@ -415,6 +415,19 @@ def test_model_data_batch_transform_cannot_read_is_refused() -> None:
     refusal = package_refusal(package, {"transform_instance_type": "ml.m5.xlarge"})
     assert refusal and refusal.startswith("container 2 gives its model data as ModelDataSource")
     assert "inference containers" in (package_refusal({}, {}) or "")
+    channel = {"ChannelName": "vocab", "S3DataSource": source["S3DataSource"]}
+    extra = {"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"}
+    for field, value in (
+        ("AdditionalModelDataSources", [channel]),
+        ("AdditionalS3DataSource", {"S3DataType": "S3Object", "S3Uri": "s3://b/x"}),
+    ):
+        spec = {"InferenceSpecification": {"Containers": [{**extra, field: value}]}}
+        refusal = package_refusal(spec, {})
+        assert refusal == (
+            f"container 1 lists {field}, which build.py does not copy into the stage (the "
+            "stage could not read them); put that data into the model.tar.gz of ModelDataUrl "
+            "and register the model again"
+        )
     assert (
         package_refusal({"InferenceSpecification": {"Containers": [{"Image": IMAGE}]}}, {}) is None
     )
