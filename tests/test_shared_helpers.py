@@ -8,6 +8,7 @@ from pathlib import Path
 
 import botocore.session
 import pytest
+from botocore.model import StringShape
 
 from pipelines import executions
 from pipelines.files import write_execution_record, write_json_atomically
@@ -73,7 +74,9 @@ def test_execution_statuses_are_exactly_botocores() -> None:
     run forever unfinished. (The second AWS review took CompletedWithFailures for the first:
     botocore 1.43's model lacks it, the pinned 1.44's has it.)"""
     model = botocore.session.get_session().get_service_model("sagemaker")
-    statuses = set(model.shape_for("PipelineExecutionStatus").enum)
+    shape = model.shape_for("PipelineExecutionStatus")
+    assert isinstance(shape, StringShape)
+    statuses = set(shape.enum)
     assert statuses == executions.ENDED | executions.RUNNING
     assert not executions.ENDED & executions.RUNNING
     template = (Path(__file__).resolve().parents[1] / "batch-config-template.tf").read_text()
