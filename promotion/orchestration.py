@@ -211,7 +211,6 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
                 rewrite_inference_specification(source["InferenceSpecification"], moved), images
             ),
             promotion_metadata(source),
-            tags,
             quality={
                 field: rewrite_s3_uris(source[field], moved)  # type: ignore[literal-required]
                 for field in METRICS_FIELDS

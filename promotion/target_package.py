@@ -85,7 +85,6 @@ def create_target_package(
     source: DescribeModelPackageOutputTypeDef,
     inference_specification: Mapping[str, Any],
     metadata: dict[str, str],
-    tags: Sequence[TagTypeDef],
     poll_seconds: float = 5.0,
     timeout_seconds: float = 1800.0,
     quality: Mapping[str, Any] | None = None,
@@ -106,7 +105,8 @@ def create_target_package(
             InferenceSpecification=cast("InferenceSpecificationTypeDef", inference_specification),
             ModelApprovalStatus="Approved",
             CustomerMetadataProperties=metadata,
-            Tags=tags,
+            # no Tags: a versioned package "uses the tags associated with the model group"
+            # and "you cannot supply a tag argument" (CreateModelPackage API reference)
             # one token per promotion attempt: a retried request never makes two packages
             ClientToken=str(uuid.uuid4()),
             **_copied_fields(source),

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.client import BaseClient
 from botocore.stub import Stubber
 
 import build
@@ -303,7 +304,7 @@ def test_prod_gets_its_own_copy_and_kms_encryption(
 
 
 def test_environment_variables_from_the_workflow_are_defaults(
-    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path
+    aws: Emulator, dev: DevRegistry, preprod: dict, tmp_path: Path, monkeypatch
 ) -> None:
     dev.register("Approved")
     variables = {
@@ -313,6 +314,14 @@ def test_environment_variables_from_the_workflow_are_defaults(
         "AWS_DEV_ACCOUNT_NUMBER": ACCOUNTS["dev"],
         "AWS_PREPROD_ACCOUNT_NUMBER": ACCOUNTS["preprod"],
     }
+    sent: list[tuple[str, dict]] = []  # every request build.py makes, as botocore sends it
+    make_api_call = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def recorded(client: BaseClient, name: str, params: dict) -> Any:
+        sent.append((name, params))
+        return make_api_call(client, name, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recorded)
     with environment(variables):
         code = build.main(
             [
@@ -330,16 +339,15 @@ def test_environment_variables_from_the_workflow_are_defaults(
     values = tfvars(tmp_path)
     assert values["project_id"] == "p-12345"
     (package,) = target_packages(aws)
-    # (moto's ListTags cannot parse versioned package ARNs; Search reads the same tags)
-    found = aws.client("sagemaker", "preprod").search(
-        Resource="ModelPackage",
-        SearchExpression={
-            "Filters": [
-                {"Name": "Tags.sagemaker:project-id", "Operator": "Equals", "Value": "p-12345"}
-            ]
-        },
-    )["Results"]
-    assert [r["ModelPackage"]["ModelPackageArn"] for r in found] == [package["ModelPackageArn"]]
+    sagemaker = aws.client("sagemaker", "preprod")
+    group = sagemaker.describe_model_package_group(ModelPackageGroupName=GROUP)
+    tags = sagemaker.list_tags(ResourceArn=group["ModelPackageGroupArn"])["Tags"]
+    assert {"Key": "sagemaker:project-id", "Value": "p-12345"} in tags
+    # the versioned package takes the group's tags and may carry none of its own (AWS's
+    # CreateModelPackage reference: "you cannot supply a tag argument")
+    (created,) = [params for name, params in sent if name == "CreateModelPackage"]
+    assert created["ModelPackageGroupName"] == GROUP and "Tags" not in created
+    assert package["ModelPackageArn"]
 
 
 def test_dry_run_changes_nothing(
