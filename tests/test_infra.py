@@ -307,6 +307,12 @@ def test_target_account_infra_is_what_build_py_reads(
     assert_the_schedule_function_may_do_what_it_does(aws, iam, tfvars, monkeypatch)
     execution = execution_base_policy(aws)
     granted = {s["Sid"]: s for s in execution["Statement"]}
+    # the pipeline's Processing job only isolated and in the stage's subnets (issue #27 L2)
+    (starts,) = [s for s in granted.values() if "sagemaker:CreateProcessingJob" in _list(s)]
+    assert starts["Condition"]["Bool"] == {"sagemaker:NetworkIsolation": "true"}
+    assert sorted(starts["Condition"]["ForAllValues:StringEquals"]["sagemaker:VpcSubnets"]) == [
+        "subnet-0a", "subnet-0b",
+    ]  # fmt: skip
     assert granted["WriteRunOutputs"]["Resource"].endswith(f"/{PROJECT}/batch-inference/output/*")
     # subnets given -> network interfaces, in those subnets and security groups only
     ec2 = f"arn:aws:ec2:{REGION}:{ACCOUNTS['preprod']}"

@@ -530,6 +530,16 @@ def test_failing_script_fails_the_step_with_its_stderr_and_stops(
     assert keys(s3, "reports/") == []
 
 
+def test_the_execution_names_the_account_its_jobs_act_in(aws, s3, model, tmp_path) -> None:
+    """As on AWS: the stage's account in the pipeline's and the execution's ARNs."""
+    put(s3, "in/part-1.csv", CSV_INPUT)
+    account = aws.session().client("sts").get_caller_identity()["Account"]
+    record = run(aws, transform_definition(), tmp_path)
+    assert record["PipelineArn"].split(":")[4] == account
+    assert record["PipelineExecutionArn"].startswith(record["PipelineArn"] + "/execution/")
+    assert account != executor.UNKNOWN_ACCOUNT
+
+
 def test_a_relative_work_dir_works(
     aws, s3, model, processing_inputs, tmp_path, monkeypatch
 ) -> None:

@@ -511,10 +511,32 @@ data "aws_iam_policy_document" "execution" {
     actions   = ["ecr:GetAuthorizationToken"]
     resources = ["*"] # the token call has no resource type
   }
+  # The pipeline's Processing job runs network-isolated (pipelines/batch_inference), and in
+  # the stage's subnets when it has some: the role cannot start one that is not. (A
+  # Transform job's isolation is its model's, set by the stage template: CreateTransformJob
+  # has no such condition key.)
+  statement {
+    sid       = "StartIsolatedProcessingJobs"
+    actions   = ["sagemaker:CreateProcessingJob"]
+    resources = ["arn:${local.partition}:sagemaker:${var.region}:${local.account}:processing-job/*"]
+    condition {
+      test     = "Bool"
+      variable = "sagemaker:NetworkIsolation"
+      values   = ["true"]
+    }
+    dynamic "condition" {
+      for_each = length(var.subnet_ids) > 0 ? [1] : []
+      content {
+        test     = "ForAllValues:StringEquals"
+        variable = "sagemaker:VpcSubnets"
+        values   = var.subnet_ids
+      }
+    }
+  }
   statement {
     sid = "RunThePipelinesJobs"
     actions = [
-      "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
+      "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
       "sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob",
       "sagemaker:AddTags", "sagemaker:ListTags",
     ]
@@ -842,9 +864,9 @@ data "aws_iam_policy_document" "github_trust" {
 }
 
 resource "aws_iam_role" "deploy" {
-  name                 = "${local.name}-deploy"
-  description          = "Assumed by ${var.github_repository}'s deploy workflow (environment ${var.environment})."
-  assume_role_policy   = data.aws_iam_policy_document.github_trust["deploy"].json
+  name               = "${local.name}-deploy"
+  description        = "Assumed by ${var.github_repository}'s deploy workflow (environment ${var.environment})."
+  assume_role_policy = data.aws_iam_policy_document.github_trust["deploy"].json
   # deploy-stage.yml asks for 2 h before Terraform: an endpoint's blue/green update may run
   # over an hour (its maximum_execution_timeout_in_seconds plus the canary and kept fleet)
   max_session_duration = 7200

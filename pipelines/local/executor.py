@@ -38,7 +38,16 @@ from pipelines.s3_locations import parse_s3_object_uri
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-LOCAL_ACCOUNT = "000000000000"
+# the account named in ARNs when the session's account cannot be read (no credentials)
+UNKNOWN_ACCOUNT = "000000000000"
+
+
+def _account_of(session: boto3.Session) -> str:
+    """The account the jobs act in (the stage's, as on AWS), for the execution's ARNs."""
+    try:
+        return str(session.client("sts").get_caller_identity()["Account"])
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+        return UNKNOWN_ACCOUNT
 
 
 def new_execution_id() -> str:
@@ -71,7 +80,8 @@ def execute(
     session = session or boto3.Session()
     region = session.region_name
     execution_id = execution_id or new_execution_id()
-    pipeline_arn = f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:pipeline/{pipeline_name.lower()}"
+    account = _account_of(session)
+    pipeline_arn = f"arn:aws:sagemaker:{region}:{account}:pipeline/{pipeline_name.lower()}"
     record: dict[str, Any] = {
         "PipelineArn": pipeline_arn,
         "PipelineExecutionArn": f"{pipeline_arn}/execution/{execution_id}",
