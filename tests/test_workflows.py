@@ -521,7 +521,7 @@ def test_terraform_init_plan_summary_apply(stage_job: dict[str, Any]) -> None:
     plan_index, plan = step(stage_job, runs("terraform plan"), "runs terraform plan")
     assert '-var-file="build/$STAGE.tfvars.json" -out=tfplan' in plan["run"]
     assert "-input=false" in plan["run"]
-    show_index, show = step(stage_job, runs("terraform show"), "shows the plan")
+    show_index, show = step(stage_job, runs("terraform show -no-color"), "shows the plan")
     assert "terraform show -no-color tfplan" in show["run"]
     assert '>>"$GITHUB_STEP_SUMMARY"' in show["run"] and show["run"].count("```") == 2
     apply_index, apply = step(stage_job, runs("terraform apply"), "applies")
@@ -536,6 +536,68 @@ def test_terraform_init_plan_summary_apply(stage_job: dict[str, Any]) -> None:
         assert "-chdir" not in terraform_step["run"]
     assert "TF_CLI_CONFIG_FILE" not in json.dumps(stage_job["env"])
     assert [p.name for p in REPO.glob("*.tf")] == ["batch-config-template.tf"]
+
+
+def plan_json(changes: dict[str, list[str]]) -> str:
+    """``terraform show -json`` of a plan, as much of it as the changes step reads."""
+    resource_changes = [
+        {"address": address, "change": {"actions": actions, "after": {"x": 1}}}
+        for address, actions in changes.items()
+    ]
+    return json.dumps({"format_version": "1.2", "resource_changes": resource_changes})
+
+
+def run_changes_step(
+    script: str, tmp_path: Path, plan: str, reviewed: str
+) -> subprocess.CompletedProcess:
+    """The step's own script, with a stand-in ``terraform`` that prints ``plan``."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (tmp_path / "plan.json").write_text(plan)
+    terraform = fake / "terraform"
+    terraform.write_text(f'#!/bin/sh\ncat "{tmp_path / "plan.json"}"\n')
+    terraform.chmod(0o755)
+    output = tmp_path / "github_output"
+    output.write_text("")
+    env = {
+        "PATH": f"{fake}:{os.environ['PATH']}",
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_OUTPUT": str(output),
+        "REVIEWED": reviewed,
+    }
+    return subprocess.run(
+        [shutil.which("bash") or "/bin/bash", "-e", "-o", "pipefail", "-c", script],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_prod_applies_only_a_plan_that_changes_what_the_approver_read(
+    deploy: dict[str, Any], stage_job: dict[str, Any], tmp_path: Path
+) -> None:
+    """The prod plan job hands the digest of its changes to the gated job, which stops
+    before applying a plan whose changes differ (state or inputs moved in between)."""
+    prod = deploy["jobs"]["prod"]
+    assert prod["with"]["reviewed_changes"] == "${{ needs.prod-plan.outputs.plan_changes }}"
+    assert "prod-plan" in prod["needs"]
+    index, changes = step(stage_job, lambda s: s.get("id") == "changes", "digests the plan")
+    apply_index, _ = step(stage_job, runs("terraform apply"), "applies")
+    assert index < apply_index and "if" not in changes, "runs in the plan job too"
+    assert changes["env"]["REVIEWED"] == "${{ inputs.reviewed_changes }}"
+    assert stage_job["outputs"]["plan_changes"] == "${{ steps.changes.outputs.digest }}"
+
+    approved = {'aws_sagemaker_model.batch["m-v2"]': ["create"], "aws_s3_object.r": ["update"]}
+    first = run_changes_step(changes["run"], tmp_path, plan_json(approved), "")
+    assert first.returncode == 0, first.stderr
+    digest = (tmp_path / "github_output").read_text().strip().removeprefix("digest=")
+    assert re.fullmatch(r"[0-9a-f]{64}", digest)
+    # the same changes in another order, plus resources with nothing to do: the same plan
+    same = {"aws_s3_object.r": ["update"], "x.y": ["no-op"], **approved}
+    assert run_changes_step(changes["run"], tmp_path, plan_json(same), digest).returncode == 0
+    moved = {**approved, 'aws_sagemaker_model.batch["m-v1"]': ["delete"]}
+    refused = run_changes_step(changes["run"], tmp_path, plan_json(moved), digest)
+    assert refused.returncode == 1
+    assert "::error::this plan changes other resources than the plan approved" in refused.stdout
+    assert 'delete aws_sagemaker_model.batch["m-v1"]' in refused.stdout
 
 
 # ----------------------------------------------------------------------------- every workflow
