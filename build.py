@@ -211,6 +211,7 @@ def _clients(args: argparse.Namespace) -> utils.Clients:
         target_s3=target.client("s3", endpoint_url=endpoint, config=config),
         target_ssm=target.client("ssm", endpoint_url=endpoint, config=config),
         target_ecr=target.client("ecr", endpoint_url=endpoint, config=config),
+        target_iam=target.client("iam", endpoint_url=endpoint, config=config),
     )
 
 

@@ -64,6 +64,7 @@ from promotion.source import (
     resolve_source_package,
 )
 from promotion.stage import (
+    ENDPOINT_SCALING_ROLE,
     SSM_LISTS,
     SSM_OPTIONAL,
     SSM_REQUIRED,
@@ -93,6 +94,7 @@ from promotion.target_package import (
 
 __all__ = [
     "COPY_CONFIG",
+    "ENDPOINT_SCALING_ROLE",
     "PROMOTED_DESCRIPTION",
     "SETTINGS",
     "SOURCE_METADATA_KEY",

@@ -92,6 +92,7 @@ _NOT_FOUND_CODES = {
     "NotFound",
     "RepositoryNotFoundException",
     "ImageNotFoundException",
+    "NoSuchEntity",  # IAM
 }
 
 

@@ -35,6 +35,7 @@ from promotion.source import resolve_source_package
 from promotion.stage import (
     StageSettings,
     check_bucket,
+    check_endpoint_scaling_role,
     deployed_state,
     find_promoted_package,
     previous_specification,
@@ -51,6 +52,7 @@ from promotion.target_package import (
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_iam import IAMClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef, TagTypeDef
@@ -68,6 +70,7 @@ class Clients:
     target_s3: S3Client
     target_ssm: SSMClient
     target_ecr: ECRClient
+    target_iam: IAMClient
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
     if outside:
         raise UsageError(f"stage config: {outside}")
     check_bucket(clients.target_s3, settings.artifacts_bucket)
+    check_endpoint_scaling_role(clients.target_iam, request.stage_config)
     existing = find_promoted_package(
         clients.target_sagemaker, request.group, source["ModelPackageArn"]
     )

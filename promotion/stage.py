@@ -12,6 +12,7 @@ from promotion.errors import StageNotReady, aws_errors, is_not_found
 from promotion.target_package import PROMOTED_DESCRIPTION, SOURCE_METADATA_KEY
 
 if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef
@@ -185,3 +186,34 @@ def previous_specification(sagemaker: SageMakerClient, previous: dict | None) ->
                 return None
             raise
     return dict(package.get("InferenceSpecification") or {})
+
+
+# what Application Auto Scaling acts as for SageMaker endpoints: one per account, which the
+# deploy role may not create (infra/target-account's create_endpoint_scaling_role does)
+ENDPOINT_SCALING_ROLE = "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+
+
+def check_endpoint_scaling_role(iam: IAMClient, stage_config: dict[str, Any]) -> None:
+    """Refuse an auto-scaled endpoint in an account without the service-linked role it needs.
+
+    Registering the first scalable target would create that role, which the deploy role may
+    not (it writes no IAM roles): the apply would fail with AccessDenied after promotion.
+    """
+    endpoint = stage_config.get("endpoint")
+    if not endpoint or not endpoint.get("enabled", True) or endpoint.get("serverless"):
+        return  # no endpoint, or one that scales by itself
+    if endpoint.get("max_instance_count", 2) <= endpoint.get("min_instance_count", 1):
+        return  # a fixed fleet registers no scalable target
+    with aws_errors(f"looking for the endpoint scaling role {ENDPOINT_SCALING_ROLE}"):
+        try:
+            iam.get_role(RoleName=ENDPOINT_SCALING_ROLE)
+            return
+        except ClientError as error:
+            if not is_not_found(error):
+                raise
+    raise StageNotReady(
+        f"the endpoint scales (max_instance_count > min_instance_count), which needs the "
+        f"account's service-linked role {ENDPOINT_SCALING_ROLE}; it does not exist: apply "
+        "infra/target-account with create_endpoint_scaling_role = true (once per account), or "
+        "set endpoint.max_instance_count to min_instance_count"
+    )

@@ -35,6 +35,12 @@ S3_ACTIONS = {
 }
 BUCKET_OPERATIONS = {"HeadBucket", "ListObjectsV2", "ListObjects"}  # authorised on the bucket
 NEEDS_NO_PERMISSION = {("sts", "GetCallerIdentity")}
+# the path of the service-linked roles build.py looks for (IAM authorises on the full ARN)
+ROLE_PATHS = {
+    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint": (
+        "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+    ),
+}
 
 
 @dataclass
@@ -71,6 +77,9 @@ def required_permissions(
         if source:
             needed.append(("s3:GetObject", _s3_arn(source["Bucket"], source["Key"])))
         return needed
+    if service == "iam" and operation == "GetRole":  # IAM ARNs have no region, roles a path
+        name = params["RoleName"]
+        return [("iam:GetRole", f"arn:aws:iam::{account}:role/{ROLE_PATHS.get(name, '')}{name}")]
     prefix = f"arn:aws:{service}:{region}:{account}"
     if service == "ecr":
         repository = params.get("repositoryName")

@@ -195,6 +195,38 @@ def test_locations_inside_the_stage_roles_are_accepted(
     assert run_build(tmp_path, "--config", str(config), "--dry-run") == 0
 
 
+def test_a_scaled_endpoint_needs_the_accounts_scaling_role(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys
+) -> None:
+    """The first scalable target would create that service-linked role, which the deploy
+    role may not (it writes no IAM roles): refused before anything is made, then accepted
+    once the account has it (infra/target-account's create_endpoint_scaling_role)."""
+    config = tmp_path / "config.json"
+    scaled = {"endpoint": {"min_instance_count": 1, "max_instance_count": 3}}
+    config.write_text(json.dumps({**BASE_CONFIG, **scaled}))
+    assert run_build(tmp_path, "--config", str(config)) == 8
+    error = one_line_error(capsys)
+    assert (
+        "needs the account's service-linked role "
+        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint; it does not exist: apply "
+        "infra/target-account with create_endpoint_scaling_role = true" in error
+    )
+    assert_nothing_made(aws, stage_ready, tmp_path)
+    # the name and path AWS gives it (moto's CreateServiceLinkedRole names it otherwise)
+    aws.client("iam", "preprod").create_role(
+        Path="/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/",
+        RoleName="AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )
+    assert run_build(tmp_path, "--config", str(config), "--dry-run") == 0
+    fixed = {"endpoint": {"min_instance_count": 2, "max_instance_count": 2}}
+    config.write_text(json.dumps({**BASE_CONFIG, **fixed}))
+    aws.client("iam", "preprod").delete_role(
+        RoleName="AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+    )
+    assert run_build(tmp_path, "--config", str(config), "--dry-run") == 0  # a fixed fleet
+
+
 @pytest.mark.parametrize("name", ["max_drift_score", "transform_instance_count"])
 def test_a_number_too_large_for_a_float_is_refused_not_read_as_infinite(
     tmp_path: Path, name: str

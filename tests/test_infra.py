@@ -295,6 +295,10 @@ def test_target_account_infra_is_what_build_py_reads(
     assert run_build(tmp_path, "--plan-only", stage="preprod") == 0
     assert build_calls["target"].calls
     assert missing_permissions(build_calls["target"], plan_policy, region, account) == []
+    # with an auto-scaled endpoint, build.py also looks for the account's scaling role
+    scaling = CallRecorder([("iam", "GetRole", {"RoleName": utils.ENDPOINT_SCALING_ROLE})])
+    for checked in (deploy_policy, plan_policy):
+        assert missing_permissions(scaling, checked, region, account) == []
     plan_trust = policy_document(
         iam.get_role(RoleName=f"{PROJECT}-preprod-plan")["Role"]["AssumeRolePolicyDocument"]
     )

@@ -825,7 +825,7 @@ def test_failed_target_package_is_deleted_and_reported() -> None:
 def counting_clients(aws: Emulator) -> tuple[utils.Clients, Counter]:
     calls: Counter = Counter()
 
-    def counted(account: str, service: Literal["ecr", "s3", "sagemaker", "ssm"]) -> Any:
+    def counted(account: str, service: Literal["ecr", "iam", "s3", "sagemaker", "ssm"]) -> Any:
         made = aws.account(account).client(
             service, endpoint_url=aws.endpoint_url, config=CLIENT_CONFIG
         )
@@ -846,6 +846,7 @@ def counting_clients(aws: Emulator) -> tuple[utils.Clients, Counter]:
         target_s3=counted("preprod", "s3"),
         target_ssm=counted("preprod", "ssm"),
         target_ecr=counted("preprod", "ecr"),
+        target_iam=counted("preprod", "iam"),
     )
     return clients, calls
 

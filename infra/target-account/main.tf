@@ -668,6 +668,8 @@ locals {
   stage_pipelines = "${format(local.arn_prefix, "sagemaker")}:pipeline/${local.name}-*"
   # Application Auto Scaling names a target by a generated id, not the endpoint's name
   scalable_targets = "${format(local.arn_prefix, "application-autoscaling")}:scalable-target/*"
+  # the account's service-linked role endpoint auto scaling acts as (promotion/stage.py)
+  endpoint_scaling_role = "arn:${local.partition}:iam::${local.account}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
   # what batch-config-template.tf creates for run on upload
   upload_queue          = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-uploads.fifo"
   refused_uploads_queue = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-refused-uploads.fifo"
@@ -1036,6 +1038,12 @@ data "aws_iam_policy_document" "deploy" {
     resources = [for n in distinct([local.name, lower(local.name)]) : "${format(local.arn_prefix, "cloudwatch")}:alarm:TargetTracking-endpoint/${n}-realtime/*"]
   }
   statement {
+    # build.py checks that the account's endpoint scaling role exists before an apply needs it
+    sid       = "FindTheEndpointScalingRole"
+    actions   = ["iam:GetRole"]
+    resources = [local.endpoint_scaling_role]
+  }
+  statement {
     sid       = "ReadTheScaling" # no resource type
     actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies"]
     resources = ["*"]
@@ -1299,6 +1307,11 @@ data "aws_iam_policy_document" "plan" {
     sid       = "RefreshTheEndpointScaling" # no resource type
     actions   = ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DescribeScalingPolicies"]
     resources = ["*"]
+  }
+  statement {
+    sid       = "FindTheEndpointScalingRole" # build.py --plan-only checks it too
+    actions   = ["iam:GetRole"]
+    resources = [local.endpoint_scaling_role]
   }
   statement {
     sid       = "RefreshTheScalableTargetsTags"
