@@ -548,6 +548,17 @@ resource "aws_kms_key" "fallback" {
   })
 }
 
+# Every model's container environment. Network isolation leaves pip no index: the
+# scikit-learn image's start-up install of the model's code/ must build with the image's own
+# setuptools, not in an isolated build environment it cannot download (pip reads this
+# variable inverted: false = off). pipelines/stage_model.py holds the same map (a test keeps
+# them equal).
+locals {
+  stage_model_environment = {
+    PIP_NO_BUILD_ISOLATION = "false"
+  }
+}
+
 # One model per version, keyed by name: the promoted one, and the one deployed before it. A
 # run started before this deployment names the previous model and may still be running its
 # Preprocess step; its BatchTransform needs that model, so it is deleted only by the
@@ -592,13 +603,7 @@ resource "aws_sagemaker_model" "batch" {
 
   primary_container {
     model_package_name = each.value.model_package_arn
-    # Network isolation leaves pip no index: the scikit-learn image's start-up install of
-    # the model's code/ must build with the image's own setuptools, not in an isolated
-    # build environment it cannot download (pip reads this variable inverted: false = off).
-    # pipelines/stage_model.py holds the same map (a test keeps them equal).
-    environment = {
-      PIP_NO_BUILD_ISOLATION = "false"
-    }
+    environment        = local.stage_model_environment
   }
   # SageMaker checks at CreateModel that the role can pull the image
   depends_on = [aws_iam_role_policy.pull_images]
@@ -1434,9 +1439,7 @@ resource "aws_sagemaker_model" "serverless" {
 
   primary_container {
     model_package_name = each.value.model_package_arn
-    environment = {
-      PIP_NO_BUILD_ISOLATION = "false" # as the batch model's
-    }
+    environment        = local.stage_model_environment
   }
   depends_on = [aws_iam_role_policy.pull_images]
 

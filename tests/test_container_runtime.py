@@ -58,15 +58,22 @@ def test_the_installed_twin_is_the_lock_on_the_images_python() -> None:
 def test_the_stage_template_gives_its_models_the_stage_model_environment() -> None:
     with (REPO / "batch-config-template.tf").open() as handle:
         template = hcl2.load(handle)
-    (model,) = [
-        block['"aws_sagemaker_model"']['"batch"']
+    models = {
+        name.strip('"'): spec
         for block in template["resource"]
-        if '"aws_sagemaker_model"' in block
+        for name, spec in block.get('"aws_sagemaker_model"', {}).items()
+    }
+    assert set(models) == {"batch", "serverless"}
+    assert models["batch"]["enable_network_isolation"] is True
+    for model in models.values():  # the serverless model's container is the batch model's
+        (container,) = model["primary_container"]
+        assert container["environment"] == "${local.stage_model_environment}"
+    (environment,) = [
+        block["stage_model_environment"]
+        for block in template["locals"]
+        if "stage_model_environment" in block
     ]
-    assert model["enable_network_isolation"] is True
-    (container,) = model["primary_container"]
-    environment = {name: value.strip('"') for name, value in container["environment"].items()}
-    assert environment == STAGE_MODEL_ENVIRONMENT
+    assert {k: v.strip('"') for k, v in environment.items()} == STAGE_MODEL_ENVIRONMENT
 
 
 def test_the_launcher_binds_gunicorn_to_loopback_and_leaves_other_commands() -> None:
