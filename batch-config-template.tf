@@ -1431,6 +1431,7 @@ locals {
 }
 
 resource "aws_sagemaker_model" "serverless" {
+  #checkov:skip=CKV_AWS_370:Serverless Inference runs no network-isolated model (AWS's feature exclusions); only created when the stage file sets endpoint.serverless.without_network_isolation = true
   # the promoted version's, and the one the configuration in service runs, if serverless
   for_each                 = { for spec in values(local.endpoint_configs) : spec.model_name => spec if spec.serverless != null }
   name                     = each.key

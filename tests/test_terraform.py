@@ -140,6 +140,7 @@ def test_tfvars_keys_are_exactly_the_declared_variables(
 # variables build.py computes; a stage file may set none of them
 COMPUTED_WITH_DEFAULTS = {"project_id", "previous_model", "kms_key_arn", "subnet_ids"}
 COMPUTED_WITH_DEFAULTS |= {"security_group_ids", "upload_starter_zip", "baseline_url"}
+COMPUTED_WITH_DEFAULTS |= {"endpoint_config_in_service"}  # from the deployment record
 
 
 def test_the_stage_file_settings_are_the_templates_tunable_variables() -> None:
