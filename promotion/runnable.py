@@ -72,8 +72,9 @@ def framework_image_refusal(tags: list[str | None], stage_config: Mapping[str, A
     return None
 
 
-# a package container's data sources build.py does not copy into the stage
-_UNCOPIED_DATA = ("AdditionalModelDataSources", "AdditionalS3DataSource")
+# a package container's data sources build.py does not copy into the stage (it copies
+# ModelDataUrl, ModelDataSource's S3 source and AdditionalS3DataSource: promotion/artifacts.py)
+_UNCOPIED_DATA = ("AdditionalModelDataSources",)
 
 
 def package_refusal(package: Mapping[str, Any], stage_config: Mapping[str, Any]) -> str | None:

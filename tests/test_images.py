@@ -417,17 +417,20 @@ def test_model_data_batch_transform_cannot_read_is_refused() -> None:
     assert "inference containers" in (package_refusal({}, {}) or "")
     channel = {"ChannelName": "vocab", "S3DataSource": source["S3DataSource"]}
     extra = {"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"}
-    for field, value in (
-        ("AdditionalModelDataSources", [channel]),
-        ("AdditionalS3DataSource", {"S3DataType": "S3Object", "S3Uri": "s3://b/x"}),
-    ):
-        spec = {"InferenceSpecification": {"Containers": [{**extra, field: value}]}}
-        refusal = package_refusal(spec, {})
-        assert refusal == (
-            f"container 1 lists {field}, which build.py does not copy into the stage (the "
-            "stage could not read them); put that data into the model.tar.gz of ModelDataUrl "
-            "and register the model again"
-        )
+    spec = {"InferenceSpecification": {"Containers": [
+        {**extra, "AdditionalModelDataSources": [channel]}
+    ]}}  # fmt: skip
+    assert package_refusal(spec, {}) == (
+        "container 1 lists AdditionalModelDataSources, which build.py does not copy into the "
+        "stage (the stage could not read them); put that data into the model.tar.gz of "
+        "ModelDataUrl and register the model again"
+    )
+    # AdditionalS3DataSource is copied (tests/test_promotion.py): not refused
+    copied: dict[str, Any] = {
+        **extra,
+        "AdditionalS3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/x/"},
+    }
+    assert package_refusal({"InferenceSpecification": {"Containers": [copied]}}, {}) is None
     assert (
         package_refusal({"InferenceSpecification": {"Containers": [{"Image": IMAGE}]}}, {}) is None
     )
