@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from promotion.stage import ENDPOINT_SCALING_ROLE
+
 # S3 operations -> the IAM action AWS checks (the rest are named like their operation)
 S3_ACTIONS = {
     "HeadObject": "s3:GetObject",
@@ -37,9 +39,7 @@ BUCKET_OPERATIONS = {"HeadBucket", "ListObjectsV2", "ListObjects"}  # authorised
 NEEDS_NO_PERMISSION = {("sts", "GetCallerIdentity")}
 # the path of the service-linked roles build.py looks for (IAM authorises on the full ARN)
 ROLE_PATHS = {
-    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint": (
-        "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
-    ),
+    ENDPOINT_SCALING_ROLE: "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/",
 }
 
 
