@@ -475,7 +475,8 @@ CSV_CASES = {
         "not UTF-8 text",
     ),
     "binary file": CsvCase(
-        {"bin.csv": bytes(range(256)) * 4}, {"bin.csv": (4, 0, 4, True)}, "not UTF-8 text"
+        # 5 lines, none a header (its first "names" include an empty one)
+        {"bin.csv": bytes(range(256)) * 4}, {"bin.csv": (5, 0, 5, True)}, "not UTF-8 text"
     ),
     "no header": CsvCase(
         {"nh.csv": GOOD + b"c,32,3.5,z\n"},
@@ -514,6 +515,53 @@ CSV_CASES = {
         {"ni.csv": b"age,income,segment\n30,1.5,x\n"},
         {"ni.csv": (1, 0, 1, True)},
         "its header lacks the id column 'id' (missing: 'id')",
+    ),
+    # second round (#28): a float that overflows passed as inf and failed the day's Transform
+    "a float that overflows": CsvCase(
+        {"o.csv": HEADER + b"a,30,1e999,x\nb,30,-1e999,x\nc,30,1e-999,x\n" + GOOD},
+        {"o.csv": (5, 3, 2, False)},
+        "'income': '1e999' is out of a float's range (it reads as inf)",
+    ),
+    "digits past a float's range": CsvCase(
+        {"d.csv": HEADER + b"a,30," + b"9" * 400 + b",x\n" + GOOD},
+        {"d.csv": (3, 2, 1, False)},
+        "is out of a float's range",
+    ),
+    # the int pattern took "+1", pyarrow's cast refused it, and the whole file went aside
+    "a plus sign in an int column": CsvCase(
+        {"p.csv": HEADER + b"a,+30,1.5,x\nb,-0,+2.5,\nc,0000000000000000000031,1,x\n" + GOOD},
+        {"p.csv": (5, 5, 0, False)},
+    ),
+    "an int too large for 64 bits": CsvCase(
+        {"i.csv": HEADER + b"a,9223372036854775808,1.5,x\n" + GOOD},
+        {"i.csv": (3, 2, 1, False)},
+        "'age': '9223372036854775808' is not an int",
+    ),
+    # a column named twice was resolved silently, first one wins
+    "a feature named twice in the header": CsvCase(
+        {"t.csv": b"id,age,income,segment,age\na,30,1.5,x,31\nb,31,2.5,,32\n"},
+        {"t.csv": (2, 0, 2, True)},
+        "its header names 'age' more than once; keep one column of each name",
+    ),
+    "the id named twice in the header": CsvCase(
+        {"t.csv": b"id,id,age,income,segment\na,b,30,1.5,x\n", "good.csv": HEADER + GOOD},
+        {"t.csv": (1, 0, 1, True), "good.csv": (2, 2, 0, False)},
+        "its header names 'id' more than once",
+    ),
+    "an ignored column named twice": CsvCase(
+        {"t.csv": b"id,age,income,segment,note,note\na,30,1.5,x,n,m\n"},
+        {"t.csv": (1, 1, 0, False)},
+    ),
+    # a headerless file whose first record holds no number was counted one record short
+    "no header, the first record without a number": CsvCase(
+        {"nh.csv": b"a,,,x\nb,31,2.5,\n"},
+        {"nh.csv": (2, 0, 2, True)},
+        "its first line is not a header naming the schema's columns",
+    ),
+    "no header, semicolons": CsvCase(
+        {"nh.csv": b"a;30;1.5;x\nb;31;2.5;\n"},
+        {"nh.csv": (2, 0, 2, True)},
+        "the file looks ';'-delimited",
     ),
 }
 
@@ -609,6 +657,38 @@ def test_every_csv_record_is_written_rejected_or_kept_whole(
     assert document["rows_read"] == document["rows_written"] + document["rows_rejected"]
     if case.reason:
         assert any(case.reason in text for text in notes + reasons), (notes, reasons)
+
+
+def test_numbers_reach_the_model_finite_and_as_cast(tmp_path: Path) -> None:
+    """What the Transform is given: "+30" as 30, no infinity, the overflowing row rejected
+    with its record for replay (#28: one ``1e999`` failed the whole day's Transform)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "n.csv").write_bytes(HEADER + b"a,+30,+1.5,x\nb,31,1E999,\n")
+    assert run_preprocess(tmp_path) == 0
+    out = tmp_path / "out"
+    assert (out / "inference" / "n.csv").read_text() == "a,30,1.5,x\n"
+    (row,) = csv.DictReader((out / "rejected" / "n.csv").open(newline=""))
+    assert row == {
+        "id": "b",
+        "reason": "'income': '1E999' is out of a float's range (it reads as inf)",
+        "record": "b,31,1E999,",
+    }
+
+
+def test_a_value_the_cast_refuses_rejects_its_row_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The net under the patterns: were one ever to accept what pyarrow's cast refuses (here,
+    underscores), that row is rejected and the rest of the file scored, never quarantined."""
+    monkeypatch.setitem(preprocess._PATTERNS, "int", r"^[0-9_]{1,18}$")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "u.csv").write_bytes(HEADER + b"a,1_000,1.5,x\n" + GOOD)
+    assert run_preprocess(tmp_path) == 0
+    summary = json.loads((tmp_path / "out" / "summary" / "algo-1.json").read_text())
+    assert (summary["rows_read"], summary["rows_written"], summary["rows_rejected"]) == (3, 2, 1)
+    assert summary["rejected_by_reason"] == {"wrong_type": 1}
+    (row,) = csv.DictReader((tmp_path / "out" / "rejected" / "u.csv").open(newline=""))
+    assert row["reason"] == "'age': '1_000' is not an int"
 
 
 def test_a_record_longer_than_the_largest_block_sends_the_file_whole(

@@ -94,7 +94,7 @@ _LINE_BREAK = "[\r\n]"
 _NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _PATTERNS = {
     "float": _NUMBER,
-    "int": r"^[+-]?[0-9]{1,18}$",
+    "int": r"^[+-]?0*[0-9]{1,18}$",  # 18 digits always fit an int64 (leading zeros aside)
     "string": None,
 }
 _ARROW_TYPES = {"float": pa.float64(), "int": pa.int64(), "string": pa.string()}
@@ -227,7 +227,11 @@ def _record_text(values: list[str | None]) -> str:
 
 
 def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Return (trimmed values, per-row validity) of one column; ``feature=None`` is the id."""
+    """Return (values, per-row validity) of one column; ``feature=None`` is the id.
+
+    The values are typed (numbers cast, empty nullable values null): a row is valid only if
+    every one of its values both matches its pattern and casts to a finite number, so the
+    pattern and the cast can never disagree about a row."""
     trimmed = pc.utf8_trim_whitespace(values)
     pattern = None if feature is None else _PATTERNS[feature.type]
     nullable = feature is not None and feature.nullable
@@ -238,11 +242,58 @@ def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, 
         present = pc.greater(pc.utf8_length(trimmed), 0)
         well_formed = present if pattern is None else pc.match_substring_regex(trimmed, pattern)
         valid = pc.or_(well_formed, pc.invert(present)) if nullable else well_formed
+    valid = pc.fill_null(valid, False)
     if feature is None or feature.type == "string":
         # a quoted line break would split the record in two for Batch Transform (one per line)
         breaks = pc.or_(pc.match_substring(trimmed, "\n"), pc.match_substring(trimmed, "\r"))
-        valid = pc.and_(valid, pc.invert(breaks))
-    return trimmed, pc.fill_null(valid, False)
+        return trimmed, pc.and_(valid, pc.invert(breaks))
+    return _cast_numbers(feature, trimmed, valid)
+
+
+def _cast_numbers(
+    feature: Feature, trimmed: pa.Array, valid: pa.Array
+) -> tuple[pa.Array, pa.Array]:
+    """Cast a number column's well-formed values; a value that does not cast, or casts to
+    an infinite float (``1e999``), makes its row invalid, never the whole file unreadable."""
+    empty = pc.equal(pc.utf8_length(trimmed), 0)
+    text = pc.if_else(pc.and_(valid, pc.invert(empty)), trimmed, pa.scalar(None, pa.string()))
+    if feature.type == "int":  # the pattern allows "+1"; pyarrow's integer cast does not
+        text = pc.replace_substring_regex(text, r"^\+", "")
+    target = _ARROW_TYPES[feature.type]
+    try:
+        typed = pc.cast(text, target)
+    except pa.ArrowInvalid:  # one value the cast refuses: find it, value by value
+        typed = pa.array([_cast_one(value, target) for value in text.to_pylist()], target)
+        valid = pc.and_(valid, pc.or_(pc.is_null(text), pc.is_valid(typed)))
+    if feature.type == "float":
+        valid = pc.and_(valid, pc.fill_null(pc.is_finite(typed), True))
+    return typed, pc.fill_null(valid, False)
+
+
+def _cast_one(value: str | None, target: pa.DataType) -> Any:
+    """One value cast as the column's cast would, or None when it cannot be."""
+    try:
+        return pc.cast(pa.array([value], pa.string()), target)[0].as_py()
+    except pa.ArrowInvalid:
+        return None
+
+
+def _value_problem(feature: Feature, value: str) -> str | None:
+    """Why one present, trimmed value is not a valid ``feature`` value, or None: the row-level
+    reason for what ``_check_column`` decided for the whole column."""
+    pattern = _PATTERNS[feature.type]
+    article = "an" if feature.type == "int" else "a"
+    if pattern is not None and not re.match(pattern, value):
+        return f"{feature.name!r}: {value!r} is not {article} {feature.type}"
+    if feature.type == "string":
+        return None
+    number = value[1:] if feature.type == "int" and value.startswith("+") else value
+    cast = _cast_one(number, _ARROW_TYPES[feature.type])
+    if cast is None:
+        return f"{feature.name!r}: {value!r} is not {article} {feature.type}"
+    if feature.type == "float" and not math.isfinite(cast):
+        return f"{feature.name!r}: {value!r} is out of a float's range (it reads as {cast})"
+    return None
 
 
 def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> tuple[str, str]:
@@ -262,7 +313,6 @@ def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> tu
                 return "missing_column", f"column {feature.name!r} is missing from the file"
             continue
         value = (row.get(feature.name) or "").strip()
-        pattern = _PATTERNS[feature.type]
         if re.search(_LINE_BREAK, value):
             return "line_break", (
                 f"{feature.name!r} holds a line break (Transform reads one record per line)"
@@ -270,9 +320,8 @@ def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> tu
         if not value:
             if not feature.nullable:
                 return "missing_value", f"missing value for {feature.name!r}"
-        elif pattern is not None and not re.match(pattern, value):
-            article = "an" if feature.type == "int" else "a"
-            return "wrong_type", f"{feature.name!r}: {value!r} is not {article} {feature.type}"
+        elif problem := _value_problem(feature, value):
+            return "wrong_type", problem
     return "other", "invalid row"
 
 
@@ -305,7 +354,13 @@ def process_file(
     if header is None:
         return FileSummary(file=relative.as_posix(), note="empty file (no header)")
     if schema.id_column not in header:
-        return _quarantine(path, relative, schema, output_dir, _header_problem(path, schema))
+        reason, is_header = _header_problem(path, schema)
+        return _quarantine(path, relative, schema, output_dir, reason, is_header)
+    repeated = sorted({name for name in header if name in schema.columns} - _once(header))
+    if repeated:  # which of the two the model should get cannot be known
+        shown = ", ".join(repr(name) for name in repeated)
+        reason = f"its header names {shown} more than once; keep one column of each name"
+        return _quarantine(path, relative, schema, output_dir, reason, True)
     # Blocks are cut at line breaks without parsing quotes (fast); a quoted line break that a
     # block boundary falls after makes pyarrow stop, and the file is read again parsing them.
     quoted_breaks = False
@@ -332,35 +387,50 @@ def process_file(
                 reason = "not UTF-8 text (an invalid byte after the first lines)"
             else:
                 reason = f"unreadable CSV: {message}"
-            return _quarantine(path, relative, schema, output_dir, reason)
+            return _quarantine(path, relative, schema, output_dir, reason, True)
         if drift is not None and attempt is not None:
             drift.merge(attempt)
         return summary
 
 
-def _header_problem(path: Path, schema: Schema) -> str:
-    """Why a header without the id column is not the schema's, as precisely as can be said."""
+def _once(names: list[str]) -> set[str]:
+    """The names that appear exactly once."""
+    return {name for name in names if names.count(name) == 1}
+
+
+def _header_problem(path: Path, schema: Schema) -> tuple[str, bool]:
+    """Why a header without the id column is not the schema's, as precisely as can be said,
+    and whether the first line is a header at all (else it is a record, counted as one)."""
     with path.open("r", encoding="utf-8-sig", newline="", errors="replace") as handle:
         first = handle.readline()
     for delimiter in (";", "\t", "|"):
         if delimiter in first and "," not in first:
             shown = {"\t": "tab"}.get(delimiter, repr(delimiter))
-            return f"the file looks {shown}-delimited; the schema's columns must be comma-separated"
+            return (
+                f"the file looks {shown}-delimited; the schema's columns must be comma-separated",
+                _looks_like_a_header(first.encode()),
+            )
     names = {name.strip() for name in next(csv.reader([first]), [])}
     if not names & set(schema.columns):
         return (
             f"its first line is not a header naming the schema's columns (expected "
             f"{schema.id_column!r}, {schema.features[0].name!r}, ...)"
-        )
+        ), _looks_like_a_header(first.encode())
     lacking = [c for c in schema.columns if c not in names]
     shown = ", ".join(repr(c) for c in lacking[:5]) + (", ..." if len(lacking) > 5 else "")
-    return f"its header lacks the id column {schema.id_column!r} (missing: {shown})"
+    return f"its header lacks the id column {schema.id_column!r} (missing: {shown})", True
 
 
 def _quarantine(
-    path: Path, relative: Path, schema: Schema, output_dir: Path, reason: str
+    path: Path,
+    relative: Path,
+    schema: Schema,
+    output_dir: Path,
+    reason: str,
+    is_header: bool | None = None,
 ) -> FileSummary:
-    """Copy the file byte for byte to rejected/whole-files/; count its records as rejected."""
+    """Copy the file byte for byte to rejected/whole-files/; count its records as rejected
+    (the first line too unless it is a header: ``is_header``, or guessed when unknown)."""
     target = output_dir / "rejected" / WHOLE_FILES / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
@@ -371,7 +441,9 @@ def _quarantine(
             if line.strip():
                 lines += 1
                 first = line if first is None else first
-    records = lines - 1 if first is not None and _looks_like_a_header(first) else lines
+    if first is not None and is_header is None:
+        is_header = _looks_like_a_header(first)
+    records = lines - 1 if first is not None and is_header else lines
     summary = FileSummary(
         file=relative.as_posix(),
         rows_read=records,
@@ -383,9 +455,12 @@ def _quarantine(
 
 
 def _looks_like_a_header(line: bytes) -> bool:
-    """Column names, not values: no field of the line is a number (any usual delimiter)."""
-    fields = re.split(r"[,;\t|]", line.decode("utf-8", errors="replace"))
-    return not any(re.match(_NUMBER, field.strip().strip('"')) for field in fields)
+    """Column names, not values: every field of the line (any usual delimiter) is present,
+    none is a number, and no two are the same."""
+    text = line.decode("utf-8", errors="replace").strip("\ufeff\r\n")
+    fields = [field.strip().strip('"') for field in re.split(r"[,;\t|]", text)]
+    numbers = any(re.match(_NUMBER, field) for field in fields)
+    return all(fields) and not numbers and len(set(fields)) == len(fields)
 
 
 def _read_rows(
@@ -503,15 +578,14 @@ def _split_batch(
         if name in missing:
             if feature is None or not feature.nullable:
                 valid = pa.array([False] * rows)
-            columns[name] = pa.nulls(rows, pa.string())
+            columns[name] = pa.nulls(
+                rows, _ARROW_TYPES["string" if feature is None else feature.type]
+            )
             continue
         columns[name], ok = _check_column(feature, batch.column(name))
         valid = pc.and_(valid, ok)
     typed = pa.table(
-        {
-            name: _typed(feature, pc.filter(columns[name], valid))
-            for feature, name in zip((None, *schema.features), schema.columns, strict=True)
-        },
+        {name: pc.filter(columns[name], valid) for name in schema.columns},
         schema=_output_schema(schema),
     )
     invalid = batch.filter(pc.invert(valid)).to_pylist() if typed.num_rows < rows else []
@@ -550,18 +624,6 @@ def _output_schema(schema: Schema) -> pa.Schema:
     return pa.schema(
         [pa.field(schema.id_column, pa.string())]
         + [pa.field(f.name, _ARROW_TYPES[f.type]) for f in schema.features]
-    )
-
-
-def _typed(feature: Feature | None, values: pa.Array) -> pa.Array:
-    """Cast validated strings to the feature's type; empty nullable values become null."""
-    if feature is None or feature.type == "string":
-        return values
-    if not feature.nullable:  # validated: every value is a number
-        return pc.cast(values, _ARROW_TYPES[feature.type])
-    empty = pc.equal(pc.utf8_length(values), 0)
-    return pc.cast(
-        pc.if_else(empty, pa.scalar(None, pa.string()), values), _ARROW_TYPES[feature.type]
     )
 
 
