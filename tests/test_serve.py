@@ -128,10 +128,20 @@ def test_without_accept_the_models_default_answer_type_is_used(port, features) -
             "malformed CSV: CSV parse error: Expected 2 columns, got 3: 1,2,3",
         ),
         (CSV, b"1,2,3\n", 400, "3 feature columns, the model takes 30"),
-        (CSV, b"1,x\n", 400, "non-numeric feature values in column 1"),
+        (
+            CSV,
+            b"1,x\n",
+            400,
+            "row 1, column 2: 'x' is not a number: send a finite number in every column",
+        ),
         (CSV, b"", 400, "empty body: send one or more records"),
         # decoded with replacement characters, as werkzeug does: not numbers
-        (CSV, b"\xff\xfe,1\n", 400, "non-numeric feature values in column 0"),
+        (
+            CSV,
+            b"\xff\xfe,1\n",
+            400,
+            "row 1, column 1: '\ufffd\ufffd' is not a number: send a finite number in every column",
+        ),
         (
             CSV,
             b"1," * (3 * 2**20) + b"1\n",
