@@ -1,7 +1,8 @@
 """A pipeline execution's statuses, and waiting until one has ended.
 
-Standard library only (and a SageMaker client passed in): the stage functions' zips carry it
-beside ``partitions.py``, so the CLIs, the smoke run and the functions share one loop.
+Standard library and botocore only (and a SageMaker client passed in): the stage functions'
+zips carry it beside ``partitions.py``, so the CLIs, the smoke run and the functions share
+one loop.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
@@ -21,12 +24,29 @@ ENDED = frozenset({"Succeeded", "Failed", "Stopped", "CompletedWithFailures"})
 RUNNING = frozenset({"Executing", "Stopping"})
 
 
+# what DescribePipelineExecution answers for an execution it does not know: ResourceNotFound
+# (its documented error), ValidationException (an ARN it cannot read; moto's answer too)
+UNKNOWN_EXECUTION_CODES = frozenset({"ResourceNotFound", "ValidationException"})
+
+
 def status_reader(sagemaker: SageMakerClient) -> Callable[[str], tuple[str, str | None]]:
     """``arn`` -> (status, failure reason) from DescribePipelineExecution: what a day's or an
-    upload's marker is completed from (``partitions.complete``)."""
+    upload's marker is completed from (``partitions.complete``).
+
+    An execution SageMaker does not know (deleted with its pipeline, or never one) is
+    ``Failed`` with why: it will never end, and its marker would hold the day forever."""
 
     def status(arn: str) -> tuple[str, str | None]:
-        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        try:
+            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        except ClientError as error:
+            info = error.response.get("Error", {})
+            if info.get("Code") not in UNKNOWN_EXECUTION_CODES:
+                raise
+            return "Failed", (
+                f"SageMaker does not know the execution {arn} ({info.get('Code')}: "
+                f"{info.get('Message')}); recorded as failed so that it can be started again"
+            )
         return described["PipelineExecutionStatus"], described.get("FailureReason")
 
     return status

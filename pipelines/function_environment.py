@@ -5,6 +5,7 @@ naming it, so the invocation fails with the fix in its message rather than a Key
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 from pipelines import partitions
@@ -46,3 +47,16 @@ def layout(env: Mapping[str, str]) -> partitions.Layout:
         raise
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+UNBOUNDED = 10**9  # no upper bound: more than nine digits never passes ``whole_number``
+
+
+def whole_number(env: Mapping[str, str], name: str, least: int, most: int) -> int:
+    """``name`` as a whole number from ``least`` to ``most``: ASCII digits only (``str.isdigit``
+    takes ``²``, which ``int`` refuses), so a bad value is a ``ConfigError`` naming it."""
+    value = required(env, name)
+    if not re.fullmatch(r"[0-9]{1,9}", value) or not least <= int(value) <= most:
+        bound = f"from {least} to {most}" if most < UNBOUNDED else f">= {least}"
+        raise ConfigError(f"{name} must be a whole number {bound}, got {value!r}")
+    return int(value)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipelines.executions import RUNNING
+from pipelines.executions import ENDED, RUNNING
 from pipelines.s3_locations import parse_s3_uri, sse_arguments
 
 if TYPE_CHECKING:
@@ -70,13 +70,43 @@ def check_format(pattern: str) -> str | None:
 
 def partition_pattern(pattern: str) -> re.Pattern[str]:
     """What a day's partition folder looks like under the input prefix (``dt=2026-11-01/``
-    for ``dt=%Y-%m-%d``): uploads into one are left to the schedule."""
+    for ``dt=%Y-%m-%d``): uploads into one are left to the schedule. The digits are
+    captured as groups ``Y``, ``m`` and ``d`` (ASCII only: ``\\d`` would take any Unicode
+    digit, which no partition this module writes holds)."""
     problem = check_format(pattern)
     if problem:
         raise ValueError(f"partition_format: {problem}")
-    digits = {"%Y": r"\d{4}", "%m": r"\d{2}", "%d": r"\d{2}"}
+    digits = {"%Y": "(?P<Y>[0-9]{4})", "%m": "(?P<m>[0-9]{2})", "%d": "(?P<d>[0-9]{2})"}
     parts = re.split(r"(%[Ymd])", pattern)
     return re.compile("".join(digits.get(p, re.escape(p)) for p in parts) + "/")
+
+
+def format_partition(pattern: str, day: date) -> str:
+    """``pattern`` applied to ``day``, the year always four digits (``dt=0999-01-02``).
+
+    Not ``strftime``: glibc's ``%Y`` writes year 999 as ``999``, which no partition pattern
+    (four digits) recognises, so its run's marker would never be completed."""
+    values = {"%Y": f"{day.year:04d}", "%m": f"{day.month:02d}", "%d": f"{day.day:02d}"}
+    return re.sub(r"%[Ymd]", lambda found: values[found.group(0)], pattern)
+
+
+def partition_day(pattern: re.Pattern[str], relative: str) -> date | None:
+    """The day of the partition ``relative`` (a key under the input prefix) starts with, or
+    None when it is not in a day partition; ``ValueError`` when its folder is shaped like one
+    but names no date (``dt=2026-02-30/``): the schedule never builds that folder."""
+    found = pattern.match(relative)
+    if found is None:
+        return None
+    year, month, day = (int(found.group(name)) for name in ("Y", "m", "d"))
+    try:
+        return date(year, month, day)
+    except ValueError:
+        folder = found.group(0)
+        raise ValueError(
+            f"{folder} is shaped like a day partition but {year:04d}-{month:02d}-{day:02d} is "
+            "no date, so no schedule or backfill ever reads it: move the file to a real "
+            "day's folder"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -95,7 +125,7 @@ class Layout:
         parse_s3_uri(self.output_data_url)
 
     def partition(self, day: date) -> str:
-        return day.strftime(self.partition_format)
+        return format_partition(self.partition_format, day)
 
     def input_uri(self, day: date) -> str:
         return f"{self.input_data_url.rstrip('/')}/{self.partition(day)}/"
@@ -111,13 +141,13 @@ class Layout:
         return f"{self.output_data_url.rstrip('/')}/{MARKERS}/{partition}.json"
 
 
-# a CSV object this small is read to see whether it holds a row below its header
-SMALL_OBJECT = 64 * 1024
+# how much of a CSV object is read at a time while looking for its first row
+READ_CHUNK = 8 * 1024
 
 
 def has_data(s3: S3Client, input_uri: str) -> bool:
     """Whether the partition holds a ``.csv`` object (what Preprocess reads) with a row
-    below its header. Only objects under 64 KiB are read: a larger one holds rows."""
+    below its header. Each object is read only as far as its first row."""
     return inspect_input(s3, input_uri)[0]
 
 
@@ -133,17 +163,37 @@ def inspect_input(s3: S3Client, input_uri: str) -> tuple[bool, str]:
         for item in page.get("Contents", []):
             size = item.get("Size", 0)
             digest.update(f"{item['Key']}\0{size}\0{item.get('ETag', '')}\n".encode())
-            found = found or _holds_rows(s3, bucket, item["Key"], size)
+            found = found or holds_rows(s3, bucket, item["Key"], size)
     return found, digest.hexdigest()
 
 
-def _holds_rows(s3: S3Client, bucket: str, key: str, size: int) -> bool:
+def holds_rows(s3: S3Client, bucket: str, key: str, size: int | None = None) -> bool:
+    """Whether the object is a ``.csv`` with a row below its header: a second non-blank
+    line. Streamed and stopped there, so a large file costs a few KB and a large file with
+    no row (a 70 KiB header, or blank lines) is no data, as Preprocess would find it."""
     if not key.lower().endswith(".csv") or size == 0:
         return False
-    if size >= SMALL_OBJECT:
-        return True
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return sum(1 for line in body.splitlines() if line.strip()) > 1
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        return _second_line_found(iter(lambda: body.read(READ_CHUNK), b""))
+    finally:
+        body.close()  # the rest is never downloaded
+
+
+def _second_line_found(chunks: Iterable[bytes]) -> bool:
+    """Whether the bytes hold two non-blank lines (``\\n``, ``\\r\\n`` or ``\\r`` ends a
+    line), decided without keeping more than one chunk."""
+    lines = 0  # non-blank lines begun so far
+    counted = False  # whether the current line is one of them
+    for chunk in chunks:
+        for index, piece in enumerate(chunk.replace(b"\r", b"\n").split(b"\n")):
+            if index:
+                counted = False  # a line ended in this chunk: the piece begins another
+            if not counted and piece.strip():
+                lines, counted = lines + 1, True
+                if lines == 2:
+                    return True
+    return False
 
 
 def read_marker(s3: S3Client, uri: str) -> dict[str, Any] | None:
@@ -170,7 +220,30 @@ def read_marker_and_state(s3: S3Client, uri: str) -> tuple[dict[str, Any] | None
         marker = None
     if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
         raise ValueError(f"{uri} is not a {MARKER_FORMAT} marker: move it away or fix it")
+    problem = _marker_problem(marker)
+    if problem:
+        raise ValueError(f"{uri} is a broken {MARKER_FORMAT} marker ({problem}): fix or delete it")
     return marker, str(response.get("ETag", "")).strip('"') or "unknown"
+
+
+# every status a marker can hold: SageMaker's (executions) and a day without data's
+STATUSES = RUNNING | ENDED | {"Empty"}
+
+
+def _marker_problem(marker: dict[str, Any]) -> str | None:
+    """What makes a marker in our format unusable (a status that is no string, an execution
+    that is no ARN): decided once at the read, so a bad marker is one day's error and never
+    a TypeError deep in the decision that stops the other days."""
+    status = marker.get("status")
+    if not isinstance(status, str) or status not in STATUSES:
+        return f"status {status!r} is not one of {', '.join(sorted(STATUSES))}"
+    arn = marker.get("execution_arn")
+    if arn is not None and not isinstance(arn, str):
+        return f"execution_arn {arn!r} is not an ARN"
+    for field in ("output", "version"):
+        if field in marker and not isinstance(marker[field], str):
+            return f"{field} {marker[field]!r} is not a string"
+    return None
 
 
 def no_marker_state() -> str:
@@ -273,10 +346,18 @@ def complete(
 ) -> tuple[dict[str, Any], bool]:
     """The marker at ``uri`` completed if its run has ended (written back), and whether it
     was; a marker of a run still going, or of no run, is returned as it is. ``if_match``:
-    write only if the marker is still the one read (else S3's 412 is raised)."""
-    if marker.get("status") not in RUNNING or not marker.get("execution_arn"):
+    write only if the marker is still the one read (else S3's 412 is raised).
+
+    A running marker that names no execution is completed as failed: nothing will ever end
+    it, and its day or object would otherwise be held for good."""
+    if marker.get("status") not in RUNNING:
         return marker, False
-    status, reason = execution_status(marker["execution_arn"])
+    arn = marker.get("execution_arn")
+    if arn:
+        status, reason = execution_status(arn)
+    else:
+        status = "Failed"
+        reason = "the marker said Executing but named no execution; recorded as failed"
     if status in RUNNING:
         return marker | {"status": status}, False
     ended = ended_marker(s3, marker, status, reason)
@@ -313,6 +394,7 @@ def decide(
     uri = layout.marker_uri(day)
     marker, state = read_marker_and_state(s3, uri)
     previous = marker.get("status") if marker else None
+    completed = False
     if marker is not None:
         marker, completed = complete(s3, uri, marker, execution_status, kms_key_id)
         if marker["status"] in RUNNING:
@@ -334,11 +416,7 @@ def decide(
             return Decision(day, "skip", f"{scored}; its input holds no data now", previous)
         reason = f"no CSV object with data under {layout.input_uri(day)}"
         return Decision(day, "empty", reason, previous)
-    retry = (
-        f" (the last run {marker['status'].lower()})"
-        if marker and marker.get("execution_arn")
-        else ""
-    )
+    retry = _last_run(marker, completed) if marker and marker["status"] in ENDED else ""
     reason = f"scoring {layout.input_uri(day)}{retry}"
     return Decision(day, "start", reason, previous, f"{state}|{fingerprint}")
 
@@ -424,6 +502,7 @@ def decide_upload(
     being scored), or wait (a run on an earlier upload is still going: a second one now
     would race it for the marker)."""
     marker, state = read_marker_and_state(s3, uri)
+    completed = False
     if marker is not None:
         marker, completed = complete(s3, uri, marker, execution_status, kms_key_id)
         if completed:
@@ -438,8 +517,17 @@ def decide_upload(
             rows = marker.get("rows_scored", 0)
             done = f"{object_uri} (this upload) is already scored ({rows} rows) by {arn}"
             return UploadDecision("skip", done)
-    again = f" (the last run {marker['status'].lower()})" if marker else ""
+        if marker["status"] == "Empty" and same:  # an upload never changes: no row, ever
+            return UploadDecision("skip", f"{object_uri} (this upload) holds no row to score")
+    again = _last_run(marker, completed) if marker and marker["status"] in ENDED else ""
     return UploadDecision("start", f"scoring {object_uri}{again}", f"{state}|{version}")
+
+
+def _last_run(marker: dict[str, Any], completed_now: bool) -> str:
+    """`` (the last run failed)``, with the reason when this look found it out (an
+    execution SageMaker no longer knows, say): the line that starts the next run says why."""
+    reason = marker.get("failure_reason") if completed_now else None
+    return f" (the last run {marker['status'].lower()}{f': {reason}' if reason else ''})"
 
 
 def upload_started_marker(
@@ -453,4 +541,22 @@ def upload_started_marker(
         "status": "Executing",
         "execution_arn": execution_arn,
         "started": now(),
+    }
+
+
+def upload_empty_marker(object_uri: str, version: str, output_data_url: str) -> dict[str, Any]:
+    """An upload without a row below its header: the day's ``Empty`` (zero rows, no run,
+    no alarm); a run would fail (Preprocess reads no row, the Transform gets no input)."""
+    return {
+        "object": object_uri,
+        "version": version,
+        "input": object_uri,
+        "output": output_data_url,
+        "status": "Empty",
+        "execution_arn": None,
+        "started": None,
+        "finished": now(),
+        "rows_read": 0,
+        "rows_rejected": 0,
+        "rows_scored": 0,
     }

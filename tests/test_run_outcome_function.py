@@ -220,6 +220,9 @@ def test_runs_no_marker_names_are_left_alone(stage: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("event", "message"),
     [
+        ([], "not a pipeline execution status change: a list, no object"),
+        ("text", "not a pipeline execution status change: a str, no object"),
+        (None, "not a pipeline execution status change: a NoneType, no object"),
         ({"source": "aws.events", "detail-type": "Scheduled Event"}, "not a pipeline execution"),
         (
             {"source": function.EVENT_SOURCE, "detail-type": function.EVENT_TYPE, "detail": {}},

@@ -8,6 +8,7 @@ zero rows; what is checked is the days, the start requests and the markers.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -34,6 +35,7 @@ PIPELINE = "churn-preprod-batch-inference"
 PARAMETERS = {"ModelName": "churn-models-preprod-v3", "ProcessingInstanceCount": "1"}
 EVENT_ID = "89d1a02d-5ec7-412e-82f5-13505f849b41"
 LAYOUT = partitions.Layout(INPUT, OUTPUT)
+EXECUTION = f"arn:aws:sagemaker:eu-west-1:123456789012:pipeline/{PIPELINE}/execution/x"
 
 
 @pytest.fixture
@@ -209,8 +211,76 @@ def test_a_day_that_cannot_be_handled_does_not_stop_the_others(
 
 
 @pytest.mark.parametrize(
+    "marker",
+    [
+        {"status": ["Executing"], "execution_arn": None},
+        {"status": {"Executing": 1}, "execution_arn": None},
+        {"status": 7, "execution_arn": "arn:aws:sagemaker:eu-west-1:1:pipeline/p/execution/x"},
+        {
+            "status": "Bogus",
+            "execution_arn": "arn:aws:sagemaker:eu-west-1:1:pipeline/p/execution/x",
+        },
+        {"status": "Failed", "execution_arn": ["arn"]},
+    ],
+    ids=["status-list", "status-object", "status-number", "status-unknown", "arn-list"],
+)
+def test_a_broken_marker_in_our_format_is_that_days_error_not_the_others(
+    stage: dict, sent: list[Request], marker: dict
+) -> None:
+    """Our format, a status or execution that cannot be one: the 1st and 3rd are still
+    handled, the invocation then fails naming the 2nd and what is wrong; the marker is kept."""
+    s3 = stage["s3"]
+    for day in (1, 2, 3):
+        put_day(s3, date(2026, 11, day), "a.csv", b"record_id\nr1\n")
+    bucket, key = partitions.parse_s3_uri(LAYOUT.marker_uri(date(2026, 11, 2)))
+    body = json.dumps({"format": partitions.MARKER_FORMAT, **marker}).encode()
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    with pytest.raises(function.DaysNotHandled, match=r"^2026-11-02: ValueError: .* broken .*"):
+        function.handler(scheduled("2026-11-04T01:00:00Z"))
+    assert len(starts(sent)) == 2
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+
+
+@pytest.mark.parametrize(
+    ("execution_arn", "why"),
+    [
+        (
+            f"arn:aws:sagemaker:eu-west-1:123456789012:pipeline/{PIPELINE}/execution/gone",
+            "SageMaker does not know the execution",
+        ),
+        (None, "the marker said Executing but named no execution"),
+        ("", "the marker said Executing but named no execution"),
+    ],
+    ids=["unknown-execution", "no-execution", "empty-execution"],
+)
+def test_an_executing_marker_of_no_known_run_does_not_hold_its_day(
+    stage: dict, sent: list[Request], capsys, execution_arn: str | None, why: str
+) -> None:
+    """Nothing will ever end a run SageMaker does not know (or a marker naming none): the
+    day is started again, the line that starts it saying why."""
+    s3 = stage["s3"]
+    day = date(2026, 11, 3)
+    put_day(s3, day, "a.csv", b"record_id\nr1\n")
+    stuck = partitions.started_marker(LAYOUT, day, "x") | {"execution_arn": execution_arn}
+    partitions.write_marker(s3, LAYOUT.marker_uri(day), stuck, None)
+    answer = function.handler(scheduled("2026-11-04T01:00:00Z"))
+    assert answer["2026-11-03"]["action"] == "started"
+    assert len(starts(sent)) == 1
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("2026-11-03")]
+    assert "(the last run failed: " in line and why in line
+    marker = partitions.read_marker(s3, LAYOUT.marker_uri(day))
+    assert marker is not None and marker["execution_arn"] == answer["2026-11-03"]["execution_arn"]
+
+
+@pytest.mark.parametrize(
     ("event", "message"),
     [
+        ([], "not a scheduled event: a list, no object"),
+        ("text", "not a scheduled event: a str, no object"),
+        (None, "not a scheduled event: a NoneType, no object"),
+        (scheduled("0001-01-01T01:00:00Z"), "leaves no 3 whole days before it (before year 1)"),
+        (scheduled("0001-01-03T23:00:00Z"), "leaves no 3 whole days before it"),
+        (scheduled("0001-01-01T00:30:00+01:00"), "is before year 1 in UTC"),
         ({**scheduled("2026-11-03T01:00:00Z"), "source": "aws.s3"}, "not a scheduled event"),
         ({**scheduled("2026-11-03T01:00:00Z"), "time": "yesterday"}, "is not an ISO 8601"),
         ({**scheduled("2026-11-03T01:00:00Z"), "time": "2026-11-03T01:00:00"}, "no time zone"),
@@ -221,7 +291,7 @@ def test_an_event_that_is_not_the_schedules_starts_nothing(
     stage: dict, sent: list[Request], event: dict, message: str
 ) -> None:
     put_day(stage["s3"], date(2026, 11, 3), "a.csv", b"record_id\nr1\n")
-    with pytest.raises(function.NotAScheduledEvent, match=message):
+    with pytest.raises(function.NotAScheduledEvent, match=re.escape(message)):
         function.handler(event)
     assert starts(sent) == []
 
@@ -231,6 +301,10 @@ def test_an_event_that_is_not_the_schedules_starts_nothing(
     [
         ("LOOKBACK_DAYS", "40", "LOOKBACK_DAYS must be a whole number from 0 to 31"),
         ("LOOKBACK_DAYS", "-1", "LOOKBACK_DAYS must be a whole number"),
+        ("LOOKBACK_DAYS", "\u00b2", "LOOKBACK_DAYS must be a whole number from 0 to 31, got '"),
+        ("LOOKBACK_DAYS", "1\u00b2", "LOOKBACK_DAYS must be a whole number from 0 to 31"),
+        ("LOOKBACK_DAYS", "\u0663", "LOOKBACK_DAYS must be a whole number from 0 to 31"),
+        ("LOOKBACK_DAYS", "9" * 5000, "LOOKBACK_DAYS must be a whole number from 0 to 31"),
         ("PARTITION_FORMAT", "dt=%Y", "partition_format: 'dt=%Y' must hold each of"),
         ("PIPELINE_PARAMETERS", "[]", "PIPELINE_PARAMETERS must be a JSON object of strings"),
         ("OUTPUT_DATA_URL", "", "OUTPUT_DATA_URL is required"),

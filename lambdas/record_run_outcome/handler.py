@@ -65,9 +65,13 @@ class Config:
         return cls(function_environment.layout(env), env.get("KMS_KEY_ARN") or None)
 
 
-def execution_of(event: Mapping[str, Any]) -> tuple[str, str]:
+def execution_of(event: Any) -> tuple[str, str]:
     """The ARN of the execution the event is about and the status it reports, or
     ``NotARunThatEnded``."""
+    if not isinstance(event, Mapping):
+        raise NotARunThatEnded(
+            f"not a pipeline execution status change: a {type(event).__name__}, no object"
+        )
     if event.get("source") != EVENT_SOURCE or event.get("detail-type") != EVENT_TYPE:
         raise NotARunThatEnded(
             f"not a pipeline execution status change (source {event.get('source')!r}, "

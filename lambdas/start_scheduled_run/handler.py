@@ -34,7 +34,7 @@ from typing import Any
 import boto3
 
 from pipelines import function_environment, partition_runs, partitions
-from pipelines.function_environment import ConfigError
+from pipelines.function_environment import ConfigError as ConfigError  # tests, callers
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -66,18 +66,13 @@ class Config:
             return function_environment.required(env, name)
 
         parameters = function_environment.pipeline_parameters(env)
-        lookback = required("LOOKBACK_DAYS")
-        if not lookback.isdigit() or int(lookback) > MAX_LOOKBACK_DAYS:
-            raise ConfigError(
-                f"LOOKBACK_DAYS must be a whole number from 0 to {MAX_LOOKBACK_DAYS}, "
-                f"got {lookback!r}"
-            )
+        lookback = function_environment.whole_number(env, "LOOKBACK_DAYS", 0, MAX_LOOKBACK_DAYS)
         return cls(
             pipeline_name=required("PIPELINE_NAME"),
             parameters=parameters,
             layout=function_environment.layout(env),
             kms_key_arn=env.get("KMS_KEY_ARN") or None,
-            lookback_days=int(lookback),
+            lookback_days=lookback,
         )
 
     def tfvars(self) -> dict[str, Any]:
@@ -91,8 +86,10 @@ class Config:
         }
 
 
-def scheduled_day(event: Mapping[str, Any]) -> tuple[date, str]:
+def scheduled_day(event: Any) -> tuple[date, str]:
     """The scheduled event's day (UTC) and id, or ``NotAScheduledEvent``."""
+    if not isinstance(event, Mapping):
+        raise NotAScheduledEvent(f"not a scheduled event: a {type(event).__name__}, no object")
     if event.get("source") != EVENT_SOURCE or event.get("detail-type") != EVENT_TYPE:
         raise NotAScheduledEvent(
             f"not a scheduled event (source {event.get('source')!r}, "
@@ -107,7 +104,21 @@ def scheduled_day(event: Mapping[str, Any]) -> tuple[date, str]:
         raise NotAScheduledEvent(f"time {when!r} is not an ISO 8601 time") from None
     if moment.tzinfo is None:
         raise NotAScheduledEvent(f"time {when!r} has no time zone")
-    return moment.astimezone(UTC).date(), event_id
+    try:
+        return moment.astimezone(UTC).date(), event_id
+    except OverflowError:  # 0001-01-01T00:30+01:00 is in year 0 in UTC
+        raise NotAScheduledEvent(f"time {when!r} is before year 1 in UTC") from None
+
+
+def window(day: date, lookback_days: int) -> list[date]:
+    """The ``lookback_days + 1`` days before ``day``, oldest first; ``NotAScheduledEvent``
+    when they would start before 0001-01-01 (no schedule fires then)."""
+    if day.toordinal() - (lookback_days + 1) < date.min.toordinal():
+        raise NotAScheduledEvent(
+            f"the scheduled day {day} leaves no {lookback_days + 1} whole days before it "
+            "(before year 1): not a real schedule's event"
+        )
+    return [day - timedelta(days=n) for n in range(lookback_days + 1, 0, -1)]
 
 
 class DaysNotHandled(RuntimeError):
@@ -120,7 +131,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     ``LOOKBACK_DAYS`` days before that, oldest first."""
     config = Config.from_environment()
     day, _ = scheduled_day(event)
-    days = [day - timedelta(days=n) for n in range(config.lookback_days + 1, 0, -1)]
+    days = window(day, config.lookback_days)
     results = partition_runs.run_days(
         config.tfvars(),
         boto3.Session(),
