@@ -9,7 +9,7 @@ executions finish the moment they start.
 from __future__ import annotations
 
 import json
-import urllib.parse
+import re
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -164,12 +164,85 @@ def test_an_upload_into_a_day_partition_is_left_to_the_schedule(
     assert refusals(stage) == []
 
 
-def test_a_url_encoded_key_in_the_event_finds_the_object(stage: dict[str, Any]) -> None:
-    """Whichever way S3 spells a key in the event, the run reads the object that exists."""
-    key = PREFIX + "daily export é.csv"
+@pytest.mark.parametrize(
+    "name",
+    ["dt=2026-02-30/batch.csv", "dt=2026-13-45/batch.csv", "dt=0000-01-01/nested/part-0.csv"],
+)
+def test_an_upload_into_a_folder_shaped_like_an_impossible_day_is_refused(
+    stage: dict[str, Any], name: str
+) -> None:
+    """No schedule or backfill ever builds dt=2026-02-30/: left to the schedule, the file
+    would never be scored and nobody told. Refused, with why, as other refusals are."""
+    key = PREFIX + name
     stage["s3"].put_object(Bucket=BUCKET, Key=key, Body=b"id,a\n1,2\n")
-    function.handler(uploaded(urllib.parse.quote_plus(key, safe="/")))
-    assert executions(stage) == [{**PARAMETERS, "InputDataUrl": f"s3://{BUCKET}/{key}"}]
+    assert function.handler(uploaded(key)) == {"started": [], "skipped": []}
+    assert executions(stage) == []
+    ((_, why),) = refusals(stage)
+    folder = name.split("/")[0]
+    assert why.startswith(f"{folder}/ is shaped like a day partition but ")
+    assert why.endswith("move the file to a real day's folder")
+
+
+def delivered(stage: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Each object uploaded and its event as the emulator's S3 sends it to EventBridge and a
+    rule on the default bus puts it on a FIFO queue (the template's route): name -> the SQS
+    event the function gets for it."""
+    s3, sqs, events = stage["s3"], stage["sqs"], boto3.client("events")
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    queue = sqs.create_queue(
+        QueueName="uploads.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+    pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
+    events.put_rule(Name="uploads", EventPattern=json.dumps(pattern))
+    events.put_targets(
+        Rule="uploads",
+        Targets=[{"Id": "q", "Arn": arn["QueueArn"], "SqsParameters": {"MessageGroupId": "u"}}],
+    )
+    found = {}
+    for name in names:
+        s3.put_object(Bucket=BUCKET, Key=PREFIX + name, Body=b"id,a\n1,2\n")
+        (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        record = {"messageId": message["MessageId"], "body": message["Body"]}
+        found[name] = {"Records": [record]}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("present", "gone", "announced", "scored", "refused"),
+    [
+        # both spellings present: each event scores exactly its own object, once
+        (["a b.csv", "a+b.csv"], [], ["a b.csv", "a+b.csv"], ["a b.csv", "a+b.csv"], ""),
+        # a+b.csv deleted before its run: never a run on a b.csv, which it is not
+        (["a b.csv", "a+b.csv"], ["a+b.csv"], ["a+b.csv"], [], "does not exist"),
+        (["xA.csv", "x%41.csv"], ["x%41.csv"], ["x%41.csv"], [], "(the key URL-decoded) exists"),
+    ],
+    ids=["both-present", "plus-gone", "percent-gone"],
+)
+def test_a_key_is_read_as_eventbridge_spells_it_never_as_another_object(
+    stage: dict[str, Any],
+    present: list[str],
+    gone: list[str],
+    announced: list[str],
+    scored: list[str],
+    refused: str,
+) -> None:
+    """S3's notifications to SQS/SNS/Lambda URL-encode keys (a b.csv as a+b.csv); its
+    EventBridge events carry the key itself. Guessing the decoded form too made the event of
+    one object run on another (scored twice, the other never)."""
+    events = delivered(stage, present)
+    for name in gone:
+        stage["s3"].delete_object(Bucket=BUCKET, Key=PREFIX + name)
+    for name in announced:
+        function.handler(events[name])
+    inputs = sorted(e["InputDataUrl"] for e in executions(stage))
+    assert inputs == sorted(f"s3://{BUCKET}/{PREFIX}{name}" for name in scored)
+    reasons = [why for _, why in refusals(stage)]
+    assert (reasons == []) if not refused else (len(reasons) == 1 and refused in reasons[0])
 
 
 @pytest.mark.parametrize(
@@ -203,11 +276,77 @@ def test_a_key_other_objects_extend_is_refused_not_run_over_them(stage: dict[str
     assert f"s3://{BUCKET}/{PREFIX}a.csv.bak starts with the uploaded key" in why
 
 
-def test_an_event_that_is_not_an_upload_is_refused(stage: dict[str, Any]) -> None:
-    event = {"Records": [{"messageId": "5c0f8ef2-2a8a-4d2a-9a4c-2a1b3c4d5e6f", "body": "{}"}]}
-    function.handler(event)
-    ((body, why),) = refusals(stage)
-    assert body == {} and "not an S3 Object Created event" in why
+@pytest.mark.parametrize(
+    ("body", "kept"),
+    [
+        ("{}", {}),
+        ({"detail": {"bucket": {"name": BUCKET}}}, {"detail": {"bucket": {"name": BUCKET}}}),
+        (None, {}),
+        (["a list"], ["a list"]),
+    ],
+    ids=["empty-object", "body-not-a-string", "no-body", "list-body"],
+)
+def test_an_event_that_is_not_an_upload_is_refused(
+    stage: dict[str, Any], body: Any, kept: Any
+) -> None:
+    """A message whose body is no S3 event (or no string at all) goes to the refused queue,
+    kept as JSON, instead of a send that botocore rejects."""
+    event = {"Records": [{"messageId": "5c0f8ef2-2a8a-4d2a-9a4c-2a1b3c4d5e6f", "body": body}]}
+    assert function.handler(event) == {"started": [], "skipped": []}
+    ((refused, why),) = refusals(stage)
+    assert refused == kept and "not an S3 Object Created event" in why
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ([], "not an SQS event (a JSON object with a Records list), got list: nothing started"),
+        ("text", "got str: nothing started"),
+        (None, "got NoneType: nothing started"),
+        ({}, "got an object without Records: nothing started"),
+        ({"Records": "x"}, "got Records as a str: nothing started"),
+        ({"Records": ["x"]}, "record 0 of the event is not an SQS message (no messageId)"),
+        ({"Records": [{"body": "{}"}]}, "record 0 of the event is not an SQS message"),
+        ({"Records": [{"messageId": 7, "body": "{}"}]}, "record 0 of the event is not"),
+    ],
+)
+def test_an_invocation_that_is_not_an_sqs_event_is_one_line(
+    stage: dict[str, Any], event: Any, message: str
+) -> None:
+    """Nothing to move to the refused queue (there is no message): one line, nothing done."""
+    with pytest.raises(function.NotAnSqsEvent, match=re.escape(message)) as raised:
+        function.handler(event)
+    assert "\n" not in str(raised.value)
+    assert executions(stage) == [] and refusals(stage) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("header.csv", b"id,a\n"),
+        ("header-and-blank-lines.csv", b"id,a\r\n\r\n   \n\t\n"),
+        ("large-header.csv", b"id," + b"c" * 70 * 1024 + b"\n"),
+        ("large-blank.csv", b"id,a\n" + b"\n" * 70 * 1024),
+        ("not-a-csv.parquet", b"id,a\n1,2\n"),
+    ],
+)
+def test_an_upload_without_a_row_is_recorded_empty_and_starts_no_run(
+    stage: dict[str, Any], name: str, body: bytes
+) -> None:
+    """A run on it could only fail (Preprocess reads no row, the Transform gets no input):
+    as a day without data, its marker says Empty (zero rows), no run, nothing refused; its
+    event delivered again changes nothing."""
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + name, Body=body)
+    assert function.handler(uploaded(PREFIX + name)) == {
+        "started": [],
+        "skipped": [f"s3://{BUCKET}/{PREFIX}{name}"],
+    }
+    marker = upload_marker(stage, name)
+    assert marker is not None
+    assert (marker["status"], marker["execution_arn"], marker["rows_read"]) == ("Empty", None, 0)
+    again = function.handler(uploaded(PREFIX + name, message_id=str(uuid.uuid4())))
+    assert again["started"] == [] and upload_marker(stage, name) == marker
+    assert executions(stage) == [] and refusals(stage) == []
 
 
 def test_an_error_retrying_cannot_cure_is_refused_not_retried_for_hours(
@@ -461,6 +600,10 @@ def test_a_uri_longer_than_a_parameter_value_is_refused(stage: dict[str, Any]) -
     [
         ("PIPELINE_NAME", "", "PIPELINE_NAME is required"),
         ("MAX_RUNNING", "0", "MAX_RUNNING must be a whole number >= 1"),
+        ("MAX_RUNNING", "\u00b2", "MAX_RUNNING must be a whole number >= 1, got '\u00b2'"),
+        ("MAX_RUNNING", "1\u00b2", "MAX_RUNNING must be a whole number >= 1"),
+        ("MAX_RUNNING", "\u0663", "MAX_RUNNING must be a whole number >= 1"),  # Arabic-Indic 3
+        ("MAX_RUNNING", "9" * 5000, "MAX_RUNNING must be a whole number >= 1"),
         ("PIPELINE_PARAMETERS", "[1]", "PIPELINE_PARAMETERS must be a JSON object of strings"),
         ("INPUT_PREFIX", "churn/input", "INPUT_PREFIX must end with '/'"),
         ("PARTITION_FORMAT", "dt=%Y", "partition_format: 'dt=%Y' must hold each of"),

@@ -10,11 +10,17 @@ which does not escape what it inserts (a key with ``"`` breaks the JSON). Here t
 built in code, and:
 
 - the object is checked before a run starts: folder markers (``key/``), objects outside the
-  input prefix, objects that no longer exist, and keys that other objects extend (the
-  Processing input is an S3 *prefix*: ``a.csv`` would also read ``a.csv.bak``) are
-  **refused**: the message goes to the refused-uploads queue, whose alarm tells a human;
-- a key as the event spells it and, if that object does not exist, its URL-decoded form are
-  both tried, so spaces and non-ASCII work whichever way S3 writes them into the event;
+  input prefix, objects that no longer exist, keys that other objects extend (the
+  Processing input is an S3 *prefix*: ``a.csv`` would also read ``a.csv.bak``) and folders
+  shaped like a day partition that name no date (``dt=2026-02-30/``: no schedule ever reads
+  them) are **refused**: the message goes to the refused-uploads queue, whose alarm tells a
+  human; so is a message that is not an S3 event;
+- the key is read exactly as S3's EventBridge events spell it: the key itself, unencoded
+  (S3's *notifications* to SQS, SNS and Lambda URL-encode it, ``a b.csv`` as ``a+b.csv``;
+  its EventBridge events do not). Never also its URL-decoded form: with ``a b.csv`` and
+  ``a+b.csv`` both present, a guess would score one object twice and the other never;
+- an object without a row below its header (a header alone, or not a ``.csv``) starts no
+  run, which could only fail: its marker records it ``Empty``, as a day without data;
 - while ``MAX_RUNNING`` executions of the pipeline are Executing, the message is **held**:
   the invocation fails, the message becomes visible again after the queue's visibility
   timeout and, the queue being FIFO with one group, nothing behind it overtakes it. A burst
@@ -97,6 +103,11 @@ class Refused(Exception):
     """This upload must not start a run; the reason names what is wrong with it."""
 
 
+class NotAnSqsEvent(ValueError):
+    """The invocation is not an SQS event of messages (a hand-sent or broken event): nothing
+    is started, and nothing can be moved to the refused queue (there is no message)."""
+
+
 @dataclass(frozen=True)
 class Config:
     """The function's configuration, from the environment the stage template sets."""
@@ -121,9 +132,9 @@ class Config:
         parameters = function_environment.pipeline_parameters(env)
         if not parameters.get("OutputDataUrl", "").startswith("s3://"):
             raise ConfigError("PIPELINE_PARAMETERS must hold OutputDataUrl (s3://...)")
-        max_running = required("MAX_RUNNING")
-        if not max_running.isdigit() or int(max_running) < 1:
-            raise ConfigError(f"MAX_RUNNING must be a whole number >= 1, got {max_running!r}")
+        max_running = function_environment.whole_number(
+            env, "MAX_RUNNING", 1, function_environment.UNBOUNDED
+        )
         prefix = required("INPUT_PREFIX")
         if not prefix.endswith("/"):
             raise ConfigError(f"INPUT_PREFIX must end with '/', got {prefix!r}")
@@ -132,7 +143,7 @@ class Config:
             parameters=parameters,
             input_bucket=required("INPUT_BUCKET"),
             input_prefix=prefix,
-            max_running=int(max_running),
+            max_running=max_running,
             refused_queue_url=required("REFUSED_QUEUE_URL"),
             kms_key_arn=env.get("KMS_KEY_ARN") or None,
             partition=_partition(env.get("PARTITION_FORMAT")),
@@ -151,17 +162,18 @@ def _partition(pattern: str | None) -> re.Pattern[str] | None:
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """SQS event source entry point: one record per invocation (batch size 1)."""
     config = Config.from_environment()
+    records = sqs_messages(event)
     s3 = boto3.client("s3", config=_RETRIES)
     sagemaker = boto3.client("sagemaker", config=_RETRIES)
     sqs = boto3.client("sqs", config=_RETRIES)
     started: list[str] = []
     skipped: list[str] = []
-    for record in event.get("Records", []):
+    for record in records:
         try:
             with permanent_errors_refused():
-                uri, version = checked_object(s3, config, record.get("body", ""))
+                uri, version = checked_object(s3, config, record.get("body"))
                 relative = uri[len(f"s3://{config.input_bucket}/{config.input_prefix}") :]
-                if config.partition is not None and config.partition.match(relative):
+                if in_day_partition(config, relative):
                     # the schedule scores the whole day once (its marker): a run on this
                     # object too would score its rows twice
                     logger.info("left to the schedule: %s is in a day partition", uri)
@@ -171,6 +183,41 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         except Refused as refusal:
             refuse(sqs, config, record, str(refusal))
     return {"started": started, "skipped": skipped}
+
+
+def sqs_messages(event: Any) -> list[Mapping[str, Any]]:
+    """The event's SQS messages, or ``NotAnSqsEvent`` (one line) when it holds anything else:
+    every record must be an object with a ``messageId`` (what a refusal is keyed by)."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        got = (
+            type(event).__name__
+            if not isinstance(event, Mapping)
+            else "an object without Records"
+            if records is None
+            else f"Records as a {type(records).__name__}"
+        )
+        raise NotAnSqsEvent(
+            f"not an SQS event (a JSON object with a Records list), got {got}: nothing started"
+        )
+    for index, record in enumerate(records):
+        message_id = record.get("messageId") if isinstance(record, Mapping) else None
+        if not isinstance(message_id, str) or not message_id:
+            raise NotAnSqsEvent(
+                f"record {index} of the event is not an SQS message (no messageId): nothing started"
+            )
+    return records
+
+
+def in_day_partition(config: Config, relative: str) -> bool:
+    """Whether the object is in a day partition (left to the schedule); ``Refused`` when its
+    folder is shaped like one but names no date: nothing would ever score it."""
+    if config.partition is None:
+        return False
+    try:
+        return partitions.partition_day(config.partition, relative) is not None
+    except ValueError as error:
+        raise Refused(str(error)) from None
 
 
 def score_once(
@@ -197,6 +244,13 @@ def score_once(
         return None
     if decision.action == "wait":
         raise EarlierRunGoing(f"{decision.reason}; the new version waits in the queue")
+    bucket, key = parse_s3_uri(uri)
+    if not partitions.holds_rows(s3, bucket, key):
+        # a run could only fail (Preprocess reads no row, the Transform gets no input)
+        empty = partitions.upload_empty_marker(uri, version, output)
+        partitions.write_marker(s3, marker_uri, empty, config.kms_key_arn)
+        logger.info("empty: %s holds no CSV row below a header; no run", uri)
+        return None
     token = partitions.start_token(config.pipeline_name, relative, decision.state)
     arn = start_run(sagemaker, config, uri, token)
     marker = partitions.upload_started_marker(uri, version, output, arn)
@@ -244,7 +298,7 @@ def is_transient(error: ClientError) -> bool:
     return status >= 500 or code in TRANSIENT_CODES
 
 
-def checked_object(s3: S3Client, config: Config, body: str) -> tuple[str, str]:
+def checked_object(s3: S3Client, config: Config, body: Any) -> tuple[str, str]:
     """The ``s3://`` URI and version of the one object this event announces, or
     ``Refused``."""
     try:
@@ -260,7 +314,7 @@ def checked_object(s3: S3Client, config: Config, body: str) -> tuple[str, str]:
         )
     if key.endswith("/"):
         raise Refused(f"s3://{bucket}/{key} is a folder marker, not a file to score")
-    key, version = _existing_key(s3, bucket, key)
+    version = _existing_version(s3, bucket, key)
     others = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=2).get("Contents", [])
     extending = [o["Key"] for o in others if o["Key"] != key]
     if extending:
@@ -277,28 +331,38 @@ def checked_object(s3: S3Client, config: Config, body: str) -> tuple[str, str]:
     return uri, version
 
 
-def _existing_key(s3: S3Client, bucket: str, key: str) -> tuple[str, str]:
-    """``key`` if that object exists, else its URL-decoded form if that one does; and the
-    upload's version: its VersionId, or its ETag where the bucket keeps no versions."""
-    candidates = [key]
-    decoded = urllib.parse.unquote_plus(key)
-    if decoded != key:
-        candidates.append(decoded)
-    for candidate in candidates:
-        try:
-            head = s3.head_object(Bucket=bucket, Key=candidate)
-        except ClientError as error:
-            # without s3:ListBucket on the key itself, S3 answers a missing object with 403
-            if error.response.get("Error", {}).get("Code") in MISSING_CODES:
-                continue
-            raise
-        version_id = head.get("VersionId")
-        if version_id and version_id != "null":
-            return candidate, version_id
-        return candidate, "etag:" + str(head.get("ETag", "")).strip('"')
-    raise Refused(
-        f"s3://{bucket}/{key} does not exist or is not readable (deleted before its run?)"
-    )
+def _existing_version(s3: S3Client, bucket: str, key: str) -> str:
+    """The upload's version of ``key``, spelled as S3's EventBridge event spells it (the key
+    itself, never URL-decoded): its VersionId, or its ETag where the bucket keeps no
+    versions. ``Refused`` when it does not exist, saying so if its URL-decoded form does
+    (which would mean S3 encoded the key after all: unproven until a real account runs)."""
+    head = _head(s3, bucket, key)
+    if head is None:
+        decoded = urllib.parse.unquote_plus(key)
+        hint = (
+            f"; s3://{bucket}/{decoded} (the key URL-decoded) exists, but EventBridge events "
+            "carry keys unencoded, so this event is not that object's"
+            if decoded != key and _head(s3, bucket, decoded) is not None
+            else ""
+        )
+        raise Refused(
+            f"s3://{bucket}/{key} does not exist or is not readable (deleted before its run?){hint}"
+        )
+    version_id = head.get("VersionId")
+    if version_id and version_id != "null":
+        return version_id
+    return "etag:" + str(head.get("ETag", "")).strip('"')
+
+
+def _head(s3: S3Client, bucket: str, key: str) -> Mapping[str, Any] | None:
+    """HeadObject's answer, or None when the object is missing."""
+    try:
+        return s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        # without s3:ListBucket on the key itself, S3 answers a missing object with 403
+        if error.response.get("Error", {}).get("Code") in MISSING_CODES:
+            return None
+        raise
 
 
 def running_executions(
@@ -343,9 +407,11 @@ def start_run(sagemaker: SageMakerClient, config: Config, uri: str, token: str) 
 def refuse(sqs: SQSClient, config: Config, record: Mapping[str, Any], reason: str) -> None:
     """Move the message to the refused-uploads queue, the reason as an attribute."""
     logger.warning("refused upload: %s", reason)
+    body = record.get("body")
     sqs.send_message(
         QueueUrl=config.refused_queue_url,
-        MessageBody=record.get("body") or "{}",
+        # kept whole for a redrive; a body that is no string (a hand-sent event) as JSON
+        MessageBody=body if isinstance(body, str) and body else json.dumps(body or {}, default=str),
         MessageGroupId=REFUSED_GROUP,
         MessageDeduplicationId=record["messageId"],
         MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1024]}},
