@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.parse
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,7 +79,9 @@ class Request:
 
 @dataclass
 class GitHub:
-    """What the server received, and what it answers next."""
+    """What the server received, and what it answers next: ``respond`` sets the answer to a
+    dispatch (POST); a GET of a workflow's runs lists ``runs``, to which each accepted
+    dispatch adds one, titled as deploy.yml's run-name renders it for a pinned version."""
 
     url: str = ""
     requests: list[Request] = field(default_factory=list)
@@ -87,11 +90,16 @@ class GitHub:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     release: threading.Event = field(default_factory=threading.Event)
+    runs: list[dict[str, Any]] = field(default_factory=list)
 
     def respond(self, status: int, body: Any = b"", **headers: str) -> None:
         self.status = status
         self.body = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.headers = headers
+
+    @property
+    def dispatches(self) -> list[Request]:
+        return [r for r in self.requests if r.method == "POST"]
 
 
 def _request_handler(github: GitHub) -> type[BaseHTTPRequestHandler]:
@@ -103,15 +111,24 @@ def _request_handler(github: GitHub) -> type[BaseHTTPRequestHandler]:
             )
             if github.delay:
                 github.release.wait(github.delay)
+            status, headers, body = github.status, github.headers, github.body
+            if self.command == "GET" and urllib.parse.urlsplit(self.path).path.endswith("/runs"):
+                listed = {"total_count": len(github.runs), "workflow_runs": github.runs}
+                status, headers, body = 200, {}, json.dumps(listed).encode()
+            elif status < 300:
+                version = json.loads(raw)["inputs"]["model_version"]
+                github.runs.append(
+                    {"display_title": f"deploy model version {version} (workflow_dispatch)"}
+                )
             try:
-                self.send_response(github.status)
-                for name, value in github.headers.items():
+                self.send_response(status)
+                for name, value in headers.items():
                     self.send_header(name, value)
-                if github.body:
+                if body:
                     self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(github.body)))
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(github.body)
+                self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting (the timeout test): nobody to answer
 
@@ -205,7 +222,7 @@ def test_approved_event_dispatches_the_deploy_workflow_once(
         "workflow": "deploy.yml",
         "ref": "main",
     }
-    [request] = configured.requests
+    [request] = configured.dispatches
     assert request.method == "POST"
     assert request.path == DISPATCH_PATH
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -242,7 +259,7 @@ def test_workflow_ref_and_api_path_come_from_the_environment(
         "workflow": "promote.yaml",
         "ref": "release/2026-11",
     }
-    [request] = configured.requests
+    [request] = configured.dispatches
     assert request.path == f"/api/v3/repos/{REPOSITORY}/actions/workflows/promote.yaml/dispatches"
     assert request.body["ref"] == "release/2026-11"
     assert request.body["inputs"]["model_version"] == "12"
@@ -262,7 +279,7 @@ def test_token_as_the_whole_secret_or_in_a_json_object(configured: GitHub, secre
 
     assert handler(approved_event(), None)["dispatched"] is True
 
-    [request] = configured.requests
+    [request] = configured.dispatches
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
 
 
@@ -327,6 +344,98 @@ def test_other_events_are_ignored_without_reading_the_secret_or_calling_github(
     assert [r.levelno for r in caplog.records if r.name == LOGGER] == [logging.INFO]
 
 
+def _replayed() -> dict[str, Any]:
+    return {**approved_event(), "replay-name": "approvals-archive-replay-1"}
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (_replayed(), "a replay ('approvals-archive-replay-1') of an approval"),
+        ({**approved_event(), "account": "222222222222"}, "names account '111111111111'"),
+        ({**approved_event(), "region": "us-east-1"}, "names region 'eu-west-1', the event "),
+        (
+            approved_event(ModelPackageArn=ARN.replace("/churn-models/", "/fraud-models/")),
+            "names group 'fraud-models', the event 'churn-models'",
+        ),
+        (approved_event(ModelPackageArn=ARN.replace("/3", "/4")), "names version '4'"),
+        (
+            approved_event(ModelPackageArn=ARN.replace("model-package/", "model-package-group/")),
+            "is not a package version",
+        ),
+        ({**approved_event(), "time": "yesterday"}, "time 'yesterday' is not an ISO 8601"),
+    ],
+    ids=["replay", "account", "region", "group", "version", "group-arn", "time"],
+)
+def test_an_approval_that_does_not_add_up_is_refused_with_one_warning(
+    lambda_env: pytest.MonkeyPatch,
+    no_network: list,
+    caplog: pytest.LogCaptureFixture,
+    event: dict[str, Any],
+    reason: str,
+) -> None:
+    """The ARN is what gets deployed: one naming another account, region, group or version
+    than its event, or an archived event replayed, deploys nothing."""
+    caplog.set_level(logging.DEBUG)
+
+    result = handler(event, None)
+
+    assert result["dispatched"] is False and reason in result["reason"]
+    assert no_network == []  # neither Secrets Manager nor GitHub was contacted
+    [record] = [r for r in caplog.records if r.name == LOGGER]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == f"Refused event '{event['id']}': {result['reason']}"
+
+
+@pytest.mark.parametrize(
+    ("earlier", "deliveries", "dispatched"),
+    [
+        ([], 2, 1),  # EventBridge delivered the approval twice
+        ([], 3, 1),
+        (["deploy model version 3 (workflow_dispatch)"], 1, 0),  # already asked by hand
+        (["deploy model version 2 (workflow_dispatch)"], 2, 1),  # another version's run
+    ],
+    ids=["twice", "three-times", "by-hand-already", "other-version"],
+)
+def test_an_approval_delivered_again_is_not_dispatched_again(
+    configured: GitHub, earlier: list[str], deliveries: int, dispatched: int
+) -> None:
+    """Before dispatching, the workflow's runs since the event are listed: a run for this
+    version means it was dispatched already (GitHub lists a run as its run-name renders)."""
+    store_secret(TOKEN)
+    configured.runs.extend({"display_title": title} for title in earlier)
+
+    results = [handler(approved_event(), None) for _ in range(deliveries)]
+
+    assert len(configured.dispatches) == dispatched
+    assert [r["dispatched"] for r in results] == [True] * dispatched + [False] * (
+        deliveries - dispatched
+    )
+    assert all(r["reason"] == "already dispatched" for r in results if not r["dispatched"])
+    listing = [r for r in configured.requests if r.method == "GET"]
+    assert len(listing) == deliveries
+    path, _, query = listing[0].path.partition("?")
+    assert path == DISPATCH_PATH.replace("/dispatches", "/runs")
+    assert urllib.parse.parse_qs(query) == {
+        "event": ["workflow_dispatch"],
+        "created": [">=2026-11-27T09:55:00Z"],  # the event's time, less clock skew
+        "per_page": ["100"],
+    }
+    assert listing[0].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_the_run_title_looked_for_is_the_deploy_workflows_run_name() -> None:
+    """deploy.yml's run-name renders a pinned workflow_dispatch as the handler's RUN_TITLE."""
+    import lambdas.dispatch_deploy.handler as dispatch
+
+    workflow = (REPO / ".github" / "workflows" / "deploy.yml").read_text()
+    run_name = workflow.split("run-name:", 1)[1].split("\non:", 1)[0]
+    assert run_name.split()[:2] == [">-", "deploy"]
+    assert "format('model version {0}', inputs.model_version" in run_name
+    assert run_name.strip().endswith("(${{ github.event_name }})")
+    assert dispatch.RUN_TITLE == "deploy model version {version} (workflow_dispatch)"
+
+
 # --- failures fail the invocation ---------------------------------------------------------
 
 
@@ -365,7 +474,7 @@ def test_github_error_raises_one_line_dispatch_error_without_the_token(
     assert f"workflow deploy.yml in {REPOSITORY}" in message
     assert "\n" not in message
     assert TOKEN not in message
-    assert len(configured.requests) == 1  # the retry is Lambda's, not a loop in the handler
+    assert len(configured.dispatches) == 1  # the retry is Lambda's, not a loop in the handler
     assert handler_lines(caplog) == []  # no "Dispatched" line for a failure
     assert_token_hidden(caplog, capsys)
 
@@ -408,7 +517,7 @@ def test_redirect_is_not_followed_with_the_token(configured: GitHub) -> None:
         handler(approved_event(), None)
 
     assert raised.value.status == 302
-    assert [r.path for r in configured.requests] == [DISPATCH_PATH]
+    assert [r.path for r in configured.dispatches] == [DISPATCH_PATH]
 
 
 def test_unreachable_api_raises_dispatch_error(

@@ -13,6 +13,17 @@ on a ref we choose, with inputs that the workflow declares and GitHub validates,
 fine-grained token needs only ``actions: write`` on this one repository. If the Lambda's
 secret leaks, the worst it can do is re-run workflows, not change what they run.
 
+The event is cross-checked before anything is read or sent: the package ARN's account,
+region, group and version must be the event's (``account``, ``region``, ``detail``), else it
+is **refused** (one warning line, nothing dispatched). EventBridge delivers at least once,
+and an archive can replay old events (they carry ``replay-name``): a replay is refused, and
+before dispatching, the workflow's runs are listed (``GET .../workflows/{workflow}/runs``,
+``event=workflow_dispatch``, created since the event): a run for this version there means
+this approval was dispatched already, so nothing is sent again. No new infrastructure (the
+token's ``actions: write`` includes reading runs); what it cannot close is two deliveries
+handled at the same moment, before GitHub lists the first run (seconds): that needs a
+conditional store (a DynamoDB item per event id, or a FIFO queue deduplicating on it).
+
 Failures raise ``DispatchError`` so the invocation fails: Lambda's asynchronous invocation
 retries it and then hands the event to the function's failure destination (dead-letter
 queue), where an approval that did not deploy stays visible. The token never appears in a
@@ -37,6 +48,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -57,6 +69,15 @@ DEFAULT_WORKFLOW_FILE = "deploy.yml"
 DEFAULT_REF = "main"
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+# runs created this long before the event still count as its dispatch (clocks differ)
+CLOCK_SKEW = timedelta(minutes=5)
+# the deploy workflow's run-name for a pinned version (.github/workflows/deploy.yml)
+RUN_TITLE = "deploy model version {version} (workflow_dispatch)"
+# arn:<partition>:sagemaker:<region>:<account>:model-package/<group>/<version>
+_PACKAGE_ARN = re.compile(
+    r"arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):"
+    r"model-package/(?P<group>[A-Za-z0-9-]{1,63})/(?P<version>[0-9]+)"
+)
 
 # GitHub owners are letters, digits and hyphens; repository names add '.' and '_'.
 _REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/[A-Za-z0-9._-]+")
@@ -78,6 +99,11 @@ class DispatchError(RuntimeError):
 
 class IgnoredEvent(Exception):
     """The event is not an approval of this model package group; the reason says why."""
+
+
+class RefusedEvent(IgnoredEvent):
+    """The event claims an approval of this group but does not add up (its ARN names another
+    account, region, group or version) or is a replay: refused, logged as a warning."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +213,7 @@ class Approval:
 
     version: int
     package_arn: str
+    time: datetime | None = None  # when the event happened: its dispatch is looked for since
 
 
 def approval_from_event(event: Mapping[str, Any], group_name: str) -> Approval:
@@ -218,7 +245,46 @@ def approval_from_event(event: Mapping[str, Any], group_name: str) -> Approval:
     package_arn = detail.get("ModelPackageArn")
     if not isinstance(package_arn, str) or not package_arn.startswith("arn:"):
         raise IgnoredEvent(f"model package ARN {_short(package_arn)} is not an ARN")
-    return Approval(version=version, package_arn=package_arn)
+    _cross_check(event, group_name, version, package_arn)
+    return Approval(version=version, package_arn=package_arn, time=_event_time(event))
+
+
+def _cross_check(event: Mapping[str, Any], group: str, version: int, package_arn: str) -> None:
+    """``RefusedEvent`` unless the ARN is this event's package: its account and region the
+    event's, its group and version the detail's (SageMaker writes the group lower-case in
+    ARNs); and unless the event is delivered live, not replayed from an archive."""
+    if "replay-name" in event:
+        raise RefusedEvent(
+            f"a replay ({_short(event['replay-name'])}) of an approval: an approval deploys "
+            "once, when it happens; to deploy that version now, run the workflow by hand"
+        )
+    found = _PACKAGE_ARN.fullmatch(package_arn)
+    if found is None:
+        raise RefusedEvent(f"model package ARN {_short(package_arn)} is not a package version")
+    expected = {
+        "account": (found["account"], event.get("account")),
+        "region": (found["region"], event.get("region")),
+        "group": (found["group"].lower(), group.lower()),
+        "version": (found["version"], str(version)),
+    }
+    for name, (in_arn, in_event) in expected.items():
+        if in_arn != in_event:
+            raise RefusedEvent(
+                f"model package ARN {_short(package_arn)} names {name} {in_arn!r}, the event "
+                f"{_short(in_event)}: not dispatched"
+            )
+
+
+def _event_time(event: Mapping[str, Any]) -> datetime:
+    """The event's time (UTC): since when its dispatch would be listed."""
+    when = event.get("time")
+    try:
+        moment = datetime.fromisoformat(when.replace("Z", "+00:00"))  # type: ignore[union-attr]
+    except (AttributeError, ValueError):  # no string, or no time
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise RefusedEvent(f"the event's time {_short(when)} is not an ISO 8601 time")
+    return moment.astimezone(UTC)
 
 
 def _short(value: object) -> str:
@@ -273,6 +339,54 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def already_dispatched(config: Config, token: str, approval: Approval) -> bool:
+    """Whether a run of the workflow for this version was dispatched since the event (less
+    ``CLOCK_SKEW``): this event's earlier delivery, or the same version asked by hand. An
+    answer that is not GitHub's list of runs is a ``DispatchError`` (never a blind send)."""
+    if approval.time is None:
+        return False
+    since = (approval.time - CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%SZ")
+    query = urllib.parse.urlencode(
+        {"event": "workflow_dispatch", "created": f">={since}", "per_page": "100"}
+    )
+    url = config.dispatch_url.removesuffix("/dispatches") + f"/runs?{query}"
+    target = f"listing runs of workflow {config.workflow_file} in {config.repository}"
+    request = urllib.request.Request(url, method="GET")  # noqa: S310 - scheme checked in _api_url
+    body = _call(config, token, request, target)
+    try:
+        runs = json.loads(body)["workflow_runs"]
+        titles = {run.get("display_title") for run in runs}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise DispatchError(f"GitHub's answer {target} is not a list of runs") from None
+    return RUN_TITLE.format(version=approval.version) in titles
+
+
+def _call(config: Config, token: str, request: urllib.request.Request, target: str) -> bytes:
+    """Send ``request`` with the token; GitHub's answer, or ``DispatchError`` (scrubbed)."""
+    for name, value in {
+        "Accept": "application/vnd.github+json",
+        "Authorization": f"Bearer {token}",
+        "X-GitHub-Api-Version": GITHUB_API_VERSION,
+        "User-Agent": USER_AGENT,
+    }.items():
+        request.add_header(name, value)
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=config.timeout_seconds) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as err:
+        message = _github_message(err, token)
+        detail = f": {message}" if message else ""
+        raise DispatchError(
+            _scrub(f"GitHub answered HTTP {err.code}{detail} ({target})", token),
+            status=err.code,
+        ) from None
+    except (OSError, http.client.HTTPException) as err:
+        reason = err.reason if isinstance(err, urllib.error.URLError) else err
+        message = f"could not reach GitHub at {config.api_url} ({reason}) {target}"
+        raise DispatchError(_scrub(message, token)) from None
+
+
 def dispatch_workflow(config: Config, token: str, approval: Approval) -> None:
     """POST the workflow_dispatch; ``DispatchError`` unless GitHub answers 2xx."""
     body = {
@@ -286,30 +400,10 @@ def dispatch_workflow(config: Config, token: str, approval: Approval) -> None:
         config.dispatch_url,
         data=json.dumps(body).encode("utf-8"),
         method="POST",
-        headers={
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {token}",
-            "X-GitHub-Api-Version": GITHUB_API_VERSION,
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-        },
+        headers={"Content-Type": "application/json"},
     )
-    target = f"workflow {config.workflow_file} in {config.repository}"
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(request, timeout=config.timeout_seconds) as response:
-            response.read()
-    except urllib.error.HTTPError as err:
-        message = _github_message(err, token)
-        detail = f": {message}" if message else ""
-        raise DispatchError(
-            _scrub(f"GitHub answered HTTP {err.code}{detail} (dispatching {target})", token),
-            status=err.code,
-        ) from None
-    except (OSError, http.client.HTTPException) as err:
-        reason = err.reason if isinstance(err, urllib.error.URLError) else err
-        message = f"could not reach GitHub at {config.api_url} ({reason}) dispatching {target}"
-        raise DispatchError(_scrub(message, token)) from None
+    target = f"dispatching workflow {config.workflow_file} in {config.repository}"
+    _call(config, token, request, target)
 
 
 def _github_message(err: urllib.error.HTTPError, token: str) -> str:
@@ -348,9 +442,29 @@ def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
         approval = approval_from_event(event, config.model_package_group_name)
     except IgnoredEvent as ignored:
         event_id = event.get("id") if isinstance(event, Mapping) else None
-        logger.info("Ignored event %s: %s", _short(event_id), ignored)
+        refused = isinstance(ignored, RefusedEvent)
+        logger.log(
+            logging.WARNING if refused else logging.INFO,
+            "%s event %s: %s",
+            "Refused" if refused else "Ignored",
+            _short(event_id),
+            ignored,
+        )
         return {"dispatched": False, "reason": str(ignored)}
     token = read_token(config.token_secret_id)
+    if already_dispatched(config, token, approval):
+        logger.info(
+            "Not dispatched again: %s already has a run for %s version %d since event %s",
+            config.workflow_file,
+            config.model_package_group_name,
+            approval.version,
+            _short(event.get("id")),
+        )
+        return {
+            "dispatched": False,
+            "reason": "already dispatched",
+            "model_version": approval.version,
+        }
     dispatch_workflow(config, token, approval)
     logger.info(
         "Dispatched %s on %s in %s for %s version %d",
