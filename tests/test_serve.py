@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -181,6 +182,49 @@ def test_a_chunked_body_over_the_limit_is_refused_without_a_length(port, feature
     assert response.status == 413 and b"over the 6291456-byte payload limit" in response.read()
     connection.close()
     assert request(port, "POST", "/invocations", features[0], CSV)[0] == 200
+
+
+ROW = b"1," * 29 + b"1\n"
+INVOCATION_HEAD = (
+    b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nAccept: text/csv\r\n"
+)
+# (first part sent at once, the rest sent later): what a slow client holds a connection with
+SLOW_CLIENTS = {
+    "nothing sent yet": (b"", INVOCATION_HEAD + b"Content-Length: 60\r\n\r\n" + ROW),
+    "half the headers": (
+        INVOCATION_HEAD[:30],
+        INVOCATION_HEAD[30:] + b"Content-Length: 60\r\n\r\n" + ROW,
+    ),
+    "half the body": (INVOCATION_HEAD + b"Content-Length: 60\r\n\r\n" + ROW[:30], ROW[30:]),
+    "chunked, half a chunk": (
+        INVOCATION_HEAD + b"Transfer-Encoding: chunked\r\n\r\n3c\r\n" + ROW[:30],
+        ROW[30:] + b"\r\n0\r\n\r\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", SLOW_CLIENTS)
+def test_slow_clients_hold_a_connection_not_the_server(port, kind) -> None:
+    """More slow clients than workers: /ping and another client are answered meanwhile, and
+    each slow client gets its own answer once its request is whole (read whole first, as the
+    image's nginx and InvokeEndpoint do)."""
+    first, rest = SLOW_CLIENTS[kind]
+    slow = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    try:
+        for client in slow:
+            client.sendall(first)
+        time.sleep(0.3)  # they are connected and (partly) sent: a worker would be waiting now
+        started = time.monotonic()
+        assert request(port, "GET", "/ping", timeout=5)[0] == 200
+        assert request(port, "POST", "/invocations", ROW, CSV, timeout=5)[:2] == (200, "text/csv")
+        assert time.monotonic() - started < 3
+        for client in slow:
+            client.sendall(rest)
+            answer = client.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    finally:
+        for client in slow:
+            client.close()
 
 
 def test_ping_and_unknown_paths(port) -> None:

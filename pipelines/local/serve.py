@@ -10,15 +10,24 @@ environment); ``--from-aws`` makes that copy first from the SageMaker Model name
 It is served by the scikit-learn image's real serving stack in its runtime twin
 (``container.Container``: the module install with no index, gunicorn with gevent workers,
 sagemaker-containers' worker), on a private loopback port, behind a front
-(``invocations.InvocationsApp`` on gunicorn) that does what InvokeEndpoint does before a
-request reaches the container: the 6 MB payload limit. The container's log is this
-process's. ``LOCAL_SERVING=in-process`` serves the model in the front's own process instead.
+(``invocations.InvocationsApp``) that does what InvokeEndpoint does before a request reaches
+the container: the 6 MB payload limit. The container's log is this process's.
+``LOCAL_SERVING=in-process`` serves the model in the front's own process instead.
+
+The front reads each request whole on an event loop (gunicorn's asyncio worker) before the
+model sees it, as the image's nginx buffers a body before its gunicorn does and as
+InvokeEndpoint takes the whole payload before it calls the container: a client that sends
+its body slowly, or not at all, holds a connection, not a worker, and ``/ping`` and the
+other clients are answered meanwhile. A body that stops arriving for
+``INVOCATION_TIMEOUT_SECONDS`` is dropped (nginx's ``client_body_timeout``: 60 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
+import io
 import json
 import math
 import os
@@ -28,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +104,95 @@ def load_model_copy(copy: Path, workers: int = 1) -> Backend:
         raise ServeError(f"the model in {copy} cannot be served: {error}") from None
 
 
-class GunicornServer(BaseApplication):
-    """gunicorn running one already-built WSGI app (gunicorn's documented custom-app way)."""
+Message = dict[str, Any]
 
-    def __init__(self, app: InvocationsApp, options: dict[str, Any]):
+
+class BufferingFront:
+    """The ASGI front of ``app``: each request's body is read whole on the event loop, then
+    ``app`` answers it; ``/invocations`` in a thread, one at a time per worker process (the
+    backend is one model over one connection, as with the synchronous workers before), every
+    other path at once (``/ping`` never waits for a model or a client)."""
+
+    def __init__(self, app: InvocationsApp):
+        self.app = app
+        self._backend = asyncio.Lock()  # bound to the worker's loop at its first use
+
+    async def __call__(
+        self,
+        scope: Message,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":  # no lifespan (it is off) and no websockets
+            return
+        environ = self._environ(scope)
+        body = await self._body(environ, receive)
+        if body is None:  # the client left, or its body stopped arriving: nobody to answer
+            return
+        environ["wsgi.input"] = io.BytesIO(body)
+        if environ["PATH_INFO"] == "/invocations" and environ["REQUEST_METHOD"] == "POST":
+            async with self._backend:
+                status, headers, content = await asyncio.to_thread(self._answer, environ)
+        else:
+            status, headers, content = self._answer(environ)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _body(
+        self, environ: dict[str, Any], receive: Callable[[], Awaitable[Message]]
+    ) -> bytes | None:
+        """The whole body; at most one read past the payload limit (the app refuses it with
+        413 and gunicorn closes a connection whose body was not read to its end); ``None``
+        when the client left or its body stopped arriving (gunicorn's ``timeout``)."""
+        limit = self.app.max_body_bytes
+        declared = environ.get("CONTENT_LENGTH", "")
+        if declared.isdigit() and int(declared) > limit:
+            return b""  # refused on its length alone, as before
+        body = bytearray()
+        while len(body) <= limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        return bytes(body)
+
+    @staticmethod
+    def _environ(scope: Message) -> dict[str, Any]:
+        """The WSGI environment of the request (what ``InvocationsApp`` reads)."""
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": scope["method"],
+            "PATH_INFO": scope["path"],
+            "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+            "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+            "wsgi.url_scheme": scope.get("scheme", "http"),
+        }
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").upper().replace("-", "_")
+            value = raw_value.decode("latin-1")
+            key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def _answer(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+            started[:] = [status, headers]
+
+        content = b"".join(self.app(environ, start_response))
+        status, headers = started
+        encoded = [
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+        ]
+        return int(status.split(" ", 1)[0]), encoded, content
+
+
+class GunicornServer(BaseApplication):
+    """gunicorn running one already-built application (gunicorn's documented custom-app way)."""
+
+    def __init__(self, app: BufferingFront, options: dict[str, Any]):
         self.app, self.options = app, options
         super().__init__()
 
@@ -106,7 +200,7 @@ class GunicornServer(BaseApplication):
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> InvocationsApp:
+    def load(self) -> BufferingFront:
         return self.app
 
 
@@ -124,12 +218,14 @@ def check_port_free(host: str, port: int) -> None:
 def serve(app: InvocationsApp, host: str, port: int, workers: int) -> None:
     check_port_free(host, port)
     GunicornServer(
-        app,
+        BufferingFront(app),
         {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "worker_class": "sync",
-            "timeout": INVOCATION_TIMEOUT_SECONDS,
+            "worker_class": "asgi",  # asyncio: a slow client holds a connection, not a worker
+            "asgi_lifespan": "off",
+            "asgi_loop": "asyncio",
+            "timeout": INVOCATION_TIMEOUT_SECONDS,  # also how long a body may stop arriving
             "graceful_timeout": 5,
             "loglevel": "warning",
             "errorlog": "-",
