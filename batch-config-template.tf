@@ -222,6 +222,10 @@ variable "output_data_url" {
     condition     = can(regex("^s3://", var.output_data_url))
     error_message = "output_data_url must be an s3:// URI."
   }
+  validation {
+    condition     = !startswith("${trimsuffix(var.output_data_url, "/")}/", "${trimsuffix(var.input_data_url, "/")}/")
+    error_message = "output_data_url must not be inside input_data_url: a run would read earlier runs' outputs as input."
+  }
 }
 
 variable "feature_schema_url" {
@@ -234,8 +238,10 @@ variable "schedule_expression" {
   type        = string
   default     = "rate(1 day)"
   validation {
-    condition     = can(regex("^rate\\(([1-9][0-9]*) (minute|minutes|hour|hours|day|days)\\)$", var.schedule_expression)) || can(regex("^cron\\(\\S+ \\S+ \\S+ \\S+ \\S+ \\S+\\)$", var.schedule_expression))
-    error_message = "schedule_expression must be rate(N unit) or cron(6 fields)."
+    # EventBridge's rules: the unit singular for 1, plural above; a "?" in exactly one of
+    # day-of-month and day-of-week (build.py checks each cron field's values too)
+    condition     = can(regex("^rate\\((1 (minute|hour|day)|[1-9][0-9]+ (minutes|hours|days)|[2-9] (minutes|hours|days))\\)$", var.schedule_expression)) || can(regex("^cron\\(\\S+ \\S+ (\\? \\S+ [^?\\s]+|[^?\\s]+ \\S+ \\?) \\S+\\)$", var.schedule_expression))
+    error_message = "schedule_expression must be rate(N unit), the unit singular for 1 and plural above, or cron(6 fields) with '?' in exactly one of day-of-month and day-of-week."
   }
 }
 
@@ -458,8 +464,6 @@ locals {
   input_prefix = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[1]
   # prefixes compared and matched as folders: "p/data" and "p/data/" are the same input, and
   # neither contains "p/data-out/"
-  input_folder  = "${trimsuffix(var.input_data_url, "/")}/"
-  output_folder = "${trimsuffix(var.output_data_url, "/")}/"
   pipeline_parameters = {
     ModelName               = aws_sagemaker_model.batch[var.model_name].name
     InputDataUrl            = var.input_data_url
@@ -871,11 +875,11 @@ locals {
 resource "aws_cloudwatch_event_rule" "upload" {
   count = var.run_on_upload ? 1 : 0
   lifecycle {
-    # an empty prefix, or outputs written under the input prefix, would start a run for every
-    # output a run writes: a loop
+    # an empty prefix would start a run for every object written to the bucket, its outputs
+    # included: a loop (outputs under the input prefix: output_data_url's validation)
     precondition {
-      condition     = trimsuffix(local.input_prefix, "/") != "" && !startswith(local.output_folder, local.input_folder)
-      error_message = "run_on_upload needs input_data_url to be a prefix inside its bucket (not the bucket root) that output_data_url is not under."
+      condition     = trimsuffix(local.input_prefix, "/") != ""
+      error_message = "run_on_upload needs input_data_url to be a prefix inside its bucket, not the bucket root."
     }
   }
   name        = "${local.name}-on-upload"

@@ -131,11 +131,12 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
     if refusal:
         raise UsageError(f"stage config: {refusal}")
     check_runnable(source, request.stage_config)
-    outside = StageLocations.of(request, settings.artifacts_bucket).outside_iam(
-        request.project_name, request.stage, settings.artifacts_bucket
+    locations = StageLocations.of(request, settings.artifacts_bucket)
+    refusal = locations.overlap(bool(request.stage_config.get("run_on_upload"))) or (
+        locations.outside_iam(request.project_name, request.stage, settings.artifacts_bucket)
     )
-    if outside:
-        raise UsageError(f"stage config: {outside}")
+    if refusal:
+        raise UsageError(f"stage config: {refusal}")
     check_bucket(clients.target_s3, settings.artifacts_bucket)
     check_endpoint_scaling_role(clients.target_iam, request.stage_config)
     existing = find_promoted_package(

@@ -140,15 +140,76 @@ def endpoint_problem(value: Any) -> str | None:
     return problem
 
 
+# EventBridge's schedule expressions (docs: "Using cron and rate expressions to schedule
+# rules"): a rate's unit is singular for 1 and plural above; a cron has six fields and a "?"
+# in exactly one of day-of-month and day-of-week. Each cron field: (name, characters, range).
+_RATE = re.compile(r"rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|hour|day)(?P<plural>s?)\)")
+_CRON_FIELDS = (
+    ("minutes", r"[0-9,*/-]+", (0, 59)),
+    ("hours", r"[0-9,*/-]+", (0, 23)),
+    ("day-of-month", r"[0-9,*?/LW-]+", (1, 31)),
+    ("month", r"[0-9A-Za-z,*/-]+", (1, 12)),
+    ("day-of-week", r"[0-9A-Za-z,*?L#-]+", (1, 7)),
+    ("year", r"[0-9,*/-]+", (1970, 2199)),
+)
+
+
+def schedule_problem(value: str) -> str | None:
+    """Why EventBridge would refuse ``value`` as a rule's schedule, or None (checked here so
+    the apply cannot fail after the package was promoted)."""
+    rate = _RATE.fullmatch(value)
+    if rate:
+        one = rate["value"] == "1"
+        if one == bool(rate["plural"]):
+            unit = rate["unit"] + ("" if one else "s")
+            return (
+                f"schedule_expression {value!r}: EventBridge wants the unit singular for 1 "
+                f"and plural above, e.g. rate({rate['value']} {unit})"
+            )
+        return None
+    cron = re.fullmatch(r"cron\((.*)\)", value)
+    if not cron:
+        return f"schedule_expression must be rate(N unit) or cron(6 fields), got {value!r}"
+    fields = cron[1].split()
+    if len(fields) != 6:
+        return (
+            f"schedule_expression {value!r} has {len(fields)} cron fields; EventBridge wants 6: "
+            "minutes hours day-of-month month day-of-week year, e.g. cron(0 2 * * ? *)"
+        )
+    for text, (name, characters, (low, high)) in zip(fields, _CRON_FIELDS, strict=True):
+        numbers = [int(n) for n in re.findall(r"[0-9]+", text.split("#")[0].split("/")[0])]
+        if not re.fullmatch(characters, text) or any(not low <= n <= high for n in numbers):
+            return (
+                f"schedule_expression {value!r}: its {name} field {text!r} is not "
+                f"{low}-{high} with EventBridge's wildcards"
+            )
+    if (fields[2] == "?") == (fields[4] == "?"):
+        return (
+            f"schedule_expression {value!r}: EventBridge wants '?' in exactly one of "
+            "day-of-month and day-of-week, e.g. cron(0 2 * * ? *)"
+        )
+    return None
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def smoke_input_problem(value: str, repo: Path = REPO) -> str | None:
+    """Why ``value`` is not a CSV file of this repository the smoke run can upload, or None."""
+    path = (repo / value).resolve()
+    if not value.lower().endswith(".csv") or Path(value).is_absolute():
+        return f"smoke_input must be a repository-relative path to a .csv file, got {value!r}"
+    if not path.is_relative_to(repo.resolve()):
+        return f"smoke_input {value!r} points outside the repository; use a path inside it"
+    if not path.is_file():
+        return f"smoke_input {value!r} is not a file in the repository ({path})"
+    return None
+
+
 SETTINGS: dict[str, Setting] = {
     "environment": Setting("string", "preprod or prod", _matches("preprod|prod")),
     "schedule_expression": Setting(
-        "string",
-        "rate(N unit) or cron(6 fields)",
-        lambda v: bool(
-            re.fullmatch(r"rate\(([1-9][0-9]*) (minute|minutes|hour|hours|day|days)\)", v)
-            or re.fullmatch(r"cron\(\S+ \S+ \S+ \S+ \S+ \S+\)", v)
-        ),
+        "string", "rate(N unit) or cron(6 fields)", problem=schedule_problem
     ),
     "processing_instance_type": Setting("string", "an instance type like ml.m5.xlarge", _INSTANCE),
     "processing_instance_count": Setting("number", "a whole number >= 1", _whole(1)),
@@ -160,8 +221,8 @@ SETTINGS: dict[str, Setting] = {
     "smoke_input": Setting(
         "string",
         "a repository-relative path to a .csv file, or null",
-        _matches(r"[^/].*\.csv"),
         nullable=True,
+        problem=smoke_input_problem,
     ),
     "alarm_email": Setting(
         "string", "an email address, or null", _matches(r"[^@\s]+@[^@\s]+"), nullable=True
@@ -222,13 +283,34 @@ def _not_json(constant: str) -> Any:
     raise _NotJson(constant)
 
 
+class _Repeated(Exception):
+    """A key given twice in one object: Python's json keeps the last, Terraform refuses it."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise _Repeated(", ".join(repr(key) for key in repeated))
+    return dict(pairs)
+
+
 def load_stage_config(path: Path, stage: str) -> dict[str, Any]:
     """The stage file's settings, every key known and every value valid, or a UsageError."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+        document = json.loads(
+            path.read_text(encoding="utf-8"),
+            parse_constant=_not_json,
+            object_pairs_hook=_unique_keys,
+        )
     except _NotJson as error:
         raise UsageError(
             f"stage config {path}: {error} is not JSON (Terraform refuses it); write a number"
+        ) from None
+    except _Repeated as error:
+        raise UsageError(
+            f"stage config {path}: {error} is given more than once (which one counts cannot "
+            "be known; Terraform refuses it); keep one"
         ) from None
     except FileNotFoundError:
         raise UsageError(f"stage config {path} does not exist; pass --config") from None

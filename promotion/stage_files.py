@@ -80,6 +80,25 @@ class StageLocations:
             output_data_url=config.get("output_data_url") or f"{data_root}/output",
         )
 
+    def overlap(self, run_on_upload: bool) -> str | None:
+        """Why the input and output locations would feed a run its own outputs, or None (the
+        template refuses the same: ``output_data_url``'s validation, the upload rule's
+        precondition)."""
+        input_folder = f"{self.input_data_url.rstrip('/')}/"
+        if f"{self.output_data_url.rstrip('/')}/".startswith(input_folder):
+            return (
+                f"output_data_url {self.output_data_url} is inside input_data_url "
+                f"{self.input_data_url}: a run would read earlier runs' outputs as input; "
+                "use separate prefixes"
+            )
+        if run_on_upload and input_folder.removeprefix("s3://").count("/") < 2:
+            return (
+                f"run_on_upload needs input_data_url to be a prefix inside its bucket, not "
+                f"the bucket root ({self.input_data_url}): every object written to the "
+                "bucket would start a run"
+            )
+        return None
+
     def outside_iam(self, project: str, stage: str, bucket: str) -> str | None:
         """Why a location the stage file sets is beyond what infra/target-account's roles
         may use (they are scoped to the project's names and prefixes), or None.

@@ -29,7 +29,9 @@ from pipelines.batch_inference import preprocess
 from pipelines.local import executor, sandbox
 from pipelines.local.emulator import Emulator, role_arn
 from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from promotion import stage_config
 from promotion.errors import UsageError
+from promotion.stage_files import StageLocations
 from tests import test_local_executor, test_preprocess
 from tests.registry import (
     GROUP,
@@ -118,6 +120,35 @@ CONFIG_CASES = [
 ]
 
 
+# second round (#28): what EventBridge's PutRule refuses, and a smoke input the smoke run cannot
+# upload, passed build.py and failed later (the apply, the deploy's smoke run)
+CONFIG_CASES_2 = [
+    (
+        {"schedule_expression": "rate(1 days)"},
+        "EventBridge wants the unit singular for 1 and plural above, e.g. rate(1 day)",
+    ),
+    ({"schedule_expression": "rate(5 day)"}, "e.g. rate(5 days)"),
+    (
+        {"schedule_expression": "cron(0 2 * * * *)"},
+        "EventBridge wants '?' in exactly one of day-of-month and day-of-week",
+    ),
+    ({"schedule_expression": "cron(0 2 ? * ? *)"}, "'?' in exactly one of day-of-month"),
+    ({"schedule_expression": "cron(0 2 * * ?)"}, "has 5 cron fields; EventBridge wants 6"),
+    ({"schedule_expression": "cron(0 25 * * ? *)"}, "its hours field '25' is not 0-23"),
+    ({"schedule_expression": "cron(0 2 * * ? 1969)"}, "its year field '1969' is not 1970-2199"),
+    ({"schedule_expression": "cron(0 2 * * ?; *)"}, "its day-of-week field '?;' is not 1-7"),
+    (
+        {"smoke_input": "examples/breast_cancer/missing.csv"},
+        "smoke_input 'examples/breast_cancer/missing.csv' is not a file in the repository",
+    ),
+    (
+        {"smoke_input": "../../etc/hosts.csv"},
+        "smoke_input '../../etc/hosts.csv' points outside the repository",
+    ),
+    ({"smoke_input": "examples/breast_cancer"}, "a repository-relative path to a .csv file"),
+]
+
+
 @pytest.mark.parametrize("mode", ["", "--dry-run", "--plan-only"])
 @pytest.mark.parametrize(("change", "message"), CONFIG_CASES)
 def test_a_bad_stage_config_is_refused_before_any_aws_call(
@@ -137,6 +168,29 @@ def test_a_bad_stage_config_is_refused_before_any_aws_call(
     assert message in error
     assert not (tmp_path / "preprod.tfvars.json").exists()
     assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+@pytest.mark.parametrize(("change", "message"), CONFIG_CASES_2)
+def test_what_aws_or_the_smoke_run_would_refuse_is_refused_offline(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys, change: dict, message: str
+) -> None:
+    test_a_bad_stage_config_is_refused_before_any_aws_call(
+        aws, stage_ready, tmp_path, capsys, "", change, message
+    )
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "rate(1 day)", "rate(1 minute)", "rate(5 minutes)", "rate(12 hours)", "rate(30 days)",
+        "cron(0 2 * * ? *)", "cron(0 18 ? * MON-FRI *)", "cron(0/15 * * * ? *)",
+        "cron(0 0 L * ? *)", "cron(0 8 ? * 6#3 *)", "cron(0 0 1 JAN,JUL ? 2027-2030)",
+        "cron(15 10 ? * 6L 2026)", "cron(0 9 3W * ? *)",
+    ],
+)  # fmt: skip
+def test_every_schedule_eventbridge_documents_passes(expression: str) -> None:
+    """The examples of EventBridge's "cron and rate expressions" page pass the offline check."""
+    assert stage_config.schedule_problem(expression) is None
 
 
 # what the stage file may set but infra/target-account's roles may not use (issue #27 M6)
@@ -161,6 +215,84 @@ OUTSIDE_IAM_CASES = {
         "deploy role may create only those pipelines",
     ),
 }
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"environment": "preprod", "max_rejected_fraction": 0.1, '
+            '"max_rejected_fraction": 0.9}',
+            "'max_rejected_fraction' is given more than once",
+        ),
+        (
+            '{"environment": "preprod", "endpoint": {"instance_type": "ml.m5.large", '
+            '"instance_type": "ml.c5.large"}}',
+            "'instance_type' is given more than once",
+        ),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_resolved_silently(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys, text: str, message: str
+) -> None:
+    """Python's json keeps the last of two equal keys (0.1 then 0.9 gave 0.9, #28)."""
+    config = tmp_path / "config.json"
+    config.write_text(text)
+    assert run_build(tmp_path, "--config", str(config)) == 2
+    error = one_line_error(capsys)
+    assert error.startswith(f"build.py: stage config {config}: "), error
+    assert message in error
+    assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+# input and output that would feed a run its own outputs (#28): the template refuses them at
+# the apply, after promotion; input == output made a forced day read its previous outputs
+OVERLAP_CASES = {
+    "output equal to the input": (
+        {
+            "input_data_url": "s3://{bucket}/churn/batch-inference/output/",
+            "output_data_url": "s3://{bucket}/churn/batch-inference/output",
+            "run_on_upload": False,
+        },
+        "output_data_url s3://{bucket}/churn/batch-inference/output is inside input_data_url",
+    ),
+    "output under the input": (
+        {"input_data_url": "s3://{bucket}/churn/", "run_on_upload": False},
+        "output_data_url s3://{bucket}/churn/batch-inference/output is inside input_data_url "
+        "s3://{bucket}/churn/: a run would read earlier runs' outputs as input",
+    ),
+    "the default output under the input, on upload": (
+        {"input_data_url": "s3://{bucket}/churn/batch-inference"},
+        "is inside input_data_url s3://{bucket}/churn/batch-inference",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(OVERLAP_CASES))
+def test_input_and_output_that_overlap_are_refused_before_anything_is_made(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys, case: str
+) -> None:
+    bucket = stage_bucket("preprod")
+    change, message = OVERLAP_CASES[case]
+    config = tmp_path / "config.json"
+    settings = {k: v.format(bucket=bucket) if isinstance(v, str) else v for k, v in change.items()}
+    config.write_text(json.dumps({**BASE_CONFIG, **settings}))
+    assert run_build(tmp_path, "--config", str(config)) == 2
+    error = one_line_error(capsys)
+    assert error.startswith("build.py: stage config: "), error
+    assert message.format(bucket=bucket) in error
+    assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+def test_upload_runs_need_an_input_prefix_not_the_bucket_root() -> None:
+    """The stage's own bucket root is outside its roles anyway; a data-lake bucket's root
+    would be the same loop (every object written starts a run)."""
+    locations = StageLocations("p-preprod-x", "s3://lake/", "s3://out/p/batch-inference")
+    problem = locations.overlap(run_on_upload=True)
+    assert problem is not None and problem.startswith(
+        "run_on_upload needs input_data_url to be a prefix inside its bucket, not the bucket root"
+    )
+    assert locations.overlap(run_on_upload=False) is None
 
 
 @pytest.mark.parametrize("case", list(OUTSIDE_IAM_CASES))
@@ -476,7 +608,9 @@ CSV_CASES = {
     ),
     "binary file": CsvCase(
         # 5 lines, none a header (its first "names" include an empty one)
-        {"bin.csv": bytes(range(256)) * 4}, {"bin.csv": (5, 0, 5, True)}, "not UTF-8 text"
+        {"bin.csv": bytes(range(256)) * 4},
+        {"bin.csv": (5, 0, 5, True)},
+        "not UTF-8 text",
     ),
     "no header": CsvCase(
         {"nh.csv": GOOD + b"c,32,3.5,z\n"},

@@ -310,32 +310,42 @@ run "the_previous_model_is_kept_for_runs_in_flight" {
   }
 }
 
-run "upload_trigger_refuses_outputs_under_the_input_prefix" {
+run "refuses_outputs_under_the_input_prefix" {
   command = plan
   variables {
     run_on_upload   = true
     input_data_url  = "s3://stage-bucket/churn/batch-inference/"
     output_data_url = "s3://stage-bucket/churn/batch-inference/output"
   }
-  expect_failures = [aws_cloudwatch_event_rule.upload]
+  expect_failures = [var.output_data_url]
 }
 
-run "upload_trigger_refuses_outputs_under_the_input_prefix_whatever_the_slashes" {
+run "refuses_outputs_under_the_input_prefix_whatever_the_slashes_even_without_upload_runs" {
   command = plan
   variables {
-    run_on_upload   = true
+    run_on_upload   = false
     input_data_url  = "s3://stage-bucket/churn/data/"
     output_data_url = "s3://stage-bucket/churn/data"
   }
-  expect_failures = [aws_cloudwatch_event_rule.upload]
+  expect_failures = [var.output_data_url]
 }
 
-run "upload_trigger_refuses_outputs_under_an_input_prefix_without_slash" {
+run "refuses_outputs_under_an_input_prefix_without_slash" {
   command = plan
   variables {
     run_on_upload   = true
     input_data_url  = "s3://stage-bucket/churn/data"
     output_data_url = "s3://stage-bucket/churn/data/output"
+  }
+  expect_failures = [var.output_data_url]
+}
+
+run "upload_trigger_refuses_the_bucket_root" {
+  command = plan
+  variables {
+    run_on_upload   = true
+    input_data_url  = "s3://landing-bucket"
+    output_data_url = "s3://stage-bucket/churn/batch-inference/output"
   }
   expect_failures = [aws_cloudwatch_event_rule.upload]
 }
@@ -398,6 +408,33 @@ run "rejects_a_bad_schedule" {
     schedule_expression = "every day"
   }
   expect_failures = [var.schedule_expression]
+}
+
+run "rejects_a_rate_whose_unit_eventbridge_refuses" {
+  command = plan
+  variables {
+    schedule_expression = "rate(1 days)"
+  }
+  expect_failures = [var.schedule_expression]
+}
+
+run "rejects_a_cron_without_a_question_mark" {
+  command = plan
+  variables {
+    schedule_expression = "cron(0 2 * * * *)"
+  }
+  expect_failures = [var.schedule_expression]
+}
+
+run "accepts_eventbridges_schedules" {
+  command = plan
+  variables {
+    schedule_expression = "cron(0 18 ? * MON-FRI *)"
+  }
+  assert {
+    condition     = aws_cloudwatch_event_rule.schedule.schedule_expression == "cron(0 18 ? * MON-FRI *)"
+    error_message = "a valid cron with '?' in day-of-month must pass"
+  }
 }
 
 run "rejects_an_unknown_environment" {
