@@ -7,6 +7,7 @@ one-line reason, and that it goes on serving after each.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import io
@@ -225,6 +226,34 @@ def test_slow_clients_hold_a_connection_not_the_server(port, kind) -> None:
     finally:
         for client in slow:
             client.close()
+
+
+def test_a_body_that_stops_arriving_gets_408_with_one_line() -> None:
+    """gunicorn's asyncio worker reports a body that stopped arriving for its ``timeout`` as a
+    disconnect; the front answers 408 (nginx's ``client_body_timeout``), never a 5xx."""
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": []}
+    front = serve.BufferingFront(InvocationsApp(ModelServer.__new__(ModelServer)))
+    asyncio.run(front(scope, receive, send))
+    line = b"the body stopped arriving for 60 s: send it whole\n"
+    assert sent == [
+        {
+            "type": "http.response.start",
+            "status": 408,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(line)).encode()),
+            ],
+        },
+        {"type": "http.response.body", "body": line},
+    ]
 
 
 def test_ping_and_unknown_paths(port) -> None:

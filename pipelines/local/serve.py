@@ -127,13 +127,19 @@ class BufferingFront:
             return
         environ = self._environ(scope)
         body = await self._body(environ, receive)
-        if body is None:  # the client left, or its body stopped arriving: nobody to answer
-            return
-        environ["wsgi.input"] = io.BytesIO(body)
-        if environ["PATH_INFO"] == "/invocations" and environ["REQUEST_METHOD"] == "POST":
+        if body is None:  # the client left (nothing is sent then), or its body stopped arriving
+            line = f"the body stopped arriving for {INVOCATION_TIMEOUT_SECONDS} s: send it whole\n"
+            content, status = line.encode(), 408
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(content)).encode()),
+            ]
+        elif environ["PATH_INFO"] == "/invocations" and environ["REQUEST_METHOD"] == "POST":
+            environ["wsgi.input"] = io.BytesIO(body)
             async with self._backend:
                 status, headers, content = await asyncio.to_thread(self._answer, environ)
         else:
+            environ["wsgi.input"] = io.BytesIO(body)
             status, headers, content = self._answer(environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
