@@ -247,7 +247,7 @@ def test_a_key_given_twice_is_refused_not_resolved_silently(
 
 # input and output that would feed a run its own outputs (#28): the template refuses them at
 # the apply, after promotion; input == output made a forced day read its previous outputs
-OVERLAP_CASES = {
+OVERLAP_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "output equal to the input": (
         {
             "input_data_url": "s3://{bucket}/churn/batch-inference/output/",
