@@ -30,7 +30,7 @@ from botocore.config import Config
 
 import utils
 from lambdas import package
-from pipelines.aws_sessions import assumed_session
+from pipelines import aws_sessions
 from pipelines.files import check_writable, write_json_atomically
 
 REPO = Path(__file__).resolve().parent
@@ -160,13 +160,13 @@ def _session(
     region: str, endpoint_url: str | None, role_arn: str | None, profile: str | None, name: str
 ) -> boto3.Session:
     """A session for one account: a profile, an assumed role, or the default chain."""
-    base = boto3.Session(profile_name=profile, region_name=region)
+    base = aws_sessions.session(region, profile)
     _account_of(base, endpoint_url, name.rsplit("-", 1)[-1])  # source or target
     if not role_arn:
         return base
     sts = base.client("sts", endpoint_url=endpoint_url, config=utils.client_config())
     with utils.aws_errors(f"assuming role {role_arn}"):
-        return assumed_session(sts, role_arn, name, region)
+        return aws_sessions.assumed_session(sts, role_arn, name, region)
 
 
 def _check_account(
@@ -215,6 +215,41 @@ def _clients(args: argparse.Namespace) -> utils.Clients:
     )
 
 
+# the stage template's and infra/'s rule for project_name (tests/test_bad_input.py compares):
+# it names the SSM parameters /<project>/<stage>/..., S3 prefixes and SageMaker resources
+PROJECT_NAME = re.compile(r"[a-z0-9][a-z0-9-]{1,30}[a-z0-9]")
+
+
+def _check_project_name(name: str) -> None:
+    if not PROJECT_NAME.fullmatch(name):
+        raise utils.UsageError(
+            f"project name {name!r} (--project-name or SAGEMAKER_PROJECT_NAME) must be 3-32 "
+            "lowercase letters, digits and hyphens, starting and ending with a letter or digit: "
+            "the stage's base infrastructure and template accept no other"
+        )
+
+
+def _check_feature_schema(path: Path) -> None:
+    """Refuse a schema Preprocess cannot load (every run of the stage would exit 2), by
+    Preprocess's own rules."""
+    if path.is_dir():
+        raise utils.UsageError(
+            f"--feature-schema {path} is a directory: pass the schema's JSON file, e.g. "
+            f"{path / 'feature-schema.json'}"
+        )
+    if not path.is_file():
+        raise utils.UsageError(f"--feature-schema {path} does not exist: pass the schema's file")
+    from pipelines.batch_inference import preprocess  # pyarrow: only when a schema is checked
+
+    try:
+        preprocess.Schema.load(path)
+    except preprocess.UsageError as error:
+        raise utils.UsageError(
+            f"--feature-schema: {error}; Preprocess could not load it, so every run of the "
+            "stage would fail"
+        ) from None
+
+
 def _request(args: argparse.Namespace) -> utils.PromotionRequest:
     for value, how in (
         (args.region, "pass --region or set AWS_REGION"),
@@ -223,8 +258,8 @@ def _request(args: argparse.Namespace) -> utils.PromotionRequest:
     ):
         if not value:
             raise utils.UsageError(f"missing setting: {how}")
-    if not args.feature_schema.is_file():
-        raise utils.UsageError(f"feature schema {args.feature_schema} does not exist")
+    _check_project_name(args.project_name)
+    _check_feature_schema(args.feature_schema)
     config_path = args.config or REPO / STAGE_CONFIGS[args.stage]
     return utils.PromotionRequest(
         stage=args.stage,
@@ -313,9 +348,25 @@ def _write_output(output: Path, tfvars: dict, plan_only: bool) -> None:
         raise utils.UsageError(f"--output: {error}; {done}, re-run") from None
 
 
+def _check_aws_settings(endpoint_url: str | None) -> None:
+    """What botocore would fail on with a traceback, before any client (the SDK's
+    import-time one included) exists."""
+    try:
+        aws_sessions.check_environment()
+        if endpoint_url != os.environ.get("AWS_ENDPOINT_URL"):
+            aws_sessions.check_endpoint_url(endpoint_url, "--endpoint-url")
+    except aws_sessions.AwsSettingError as error:
+        raise utils.UsageError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     output = args.output or Path("build") / f"{args.stage}.tfvars.json"
+    try:
+        _check_aws_settings(args.endpoint_url)
+    except utils.UsageError as error:
+        print(f"build.py: {error}", file=sys.stderr)
+        return error.exit_code
     from pipelines import sdk  # the SDK loads only once the arguments are known to be valid
 
     sdk.quiet_sdk_logging()

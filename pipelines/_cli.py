@@ -1,7 +1,9 @@
 """What the pipeline CLIs share: loading a pipeline module and validating ``--kwargs``.
 
 Errors are ``CliError``: the CLIs print them as one line and exit with code 2, before
-anything is written or sent.
+anything is written or sent. The SageMaker SDK is imported only once ``check_environment``
+has passed: importing it builds a client, which a bad ``AWS_MAX_ATTEMPTS`` or
+``AWS_ENDPOINT_URL`` turns into a traceback.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pipelines import sdk
+from pipelines import aws_sessions
 from pipelines.exit_codes import USAGE_ERROR
 
 __all__ = [
     "USAGE_ERROR",
     "CliError",
     "build_pipeline",
+    "check_environment",
     "check_kwargs",
     "load_get_pipeline",
     "parse_json_option",
@@ -29,8 +32,17 @@ class CliError(Exception):
     """A usage error: bad module, bad or incomplete ``--kwargs``."""
 
 
+def check_environment() -> None:
+    """The AWS settings of the environment botocore would fail on, as a ``CliError``."""
+    try:
+        aws_sessions.check_environment()
+    except aws_sessions.AwsSettingError as error:
+        raise CliError(str(error)) from None
+
+
 def load_get_pipeline(module_name: str) -> Callable[..., Any]:
     """Import ``module_name`` and return its ``get_pipeline`` function."""
+    check_environment()  # the module imports the SDK, which builds a client
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
@@ -38,6 +50,8 @@ def load_get_pipeline(module_name: str) -> Callable[..., Any]:
             f"--module-name {module_name!r}: cannot import {error.name!r}; "
             "use a dotted path such as pipelines.batch_inference.pipeline"
         ) from None
+    from pipelines import sdk
+
     sdk.quiet_sdk_logging()  # after the import: the SDK sets its loggers up while importing
     get_pipeline = getattr(module, "get_pipeline", None)
     if not callable(get_pipeline):

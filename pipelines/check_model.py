@@ -36,7 +36,7 @@ from typing import Any
 
 import boto3
 
-from pipelines import smoke_run
+from pipelines import aws_sessions, smoke_run
 from pipelines.exit_codes import (
     EXECUTION_FAILED,
     REPORTED,
@@ -236,11 +236,14 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        aws_sessions.check_environment()  # AWS_MAX_ATTEMPTS, AWS_ENDPOINT_URL: first
         tfvars = load_tfvars(args.tfvars)
         source = args.input or stage_input(tfvars)
         if source is not None and not source.is_file():
             raise CheckFailed(f"input {source} is not a file", USAGE_ERROR)
-        result = check(tfvars, boto3.Session(), source, args.allow_version_skew)
+        result = check(tfvars, aws_sessions.session(), source, args.allow_version_skew)
+    except aws_sessions.AwsSettingError as error:
+        return report_failure("check_model", args.tfvars, CommandFailed(str(error)))
     except REPORTED as error:
         return report_failure("check_model", args.tfvars, error)
     for warning in result.warnings:

@@ -15,7 +15,8 @@
         [--parameters '{...}'] [--execution-record build/execution.json]
 
 Credentials and endpoint come from the usual boto3 chain (``AWS_ENDPOINT_URL`` points it at
-an emulator).
+an emulator); every client, the SDK's included, has the project's retry policy
+(``pipelines.aws_sessions``), and ``--wait`` polls through a failed status read.
 """
 
 from __future__ import annotations
@@ -24,21 +25,25 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import boto3
 import botocore.exceptions
 
-from pipelines import executions, sdk
+from pipelines import aws_sessions, smoke_run
 from pipelines._cli import (
     USAGE_ERROR,
     CliError,
     build_pipeline,
+    check_environment,
     check_kwargs,
     load_get_pipeline,
     parse_json_option,
 )
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED
 from pipelines.files import check_writable, write_execution_record
+
+if TYPE_CHECKING:  # imported by main once the environment is checked (see pipelines._cli)
+    from pipelines import sdk
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,11 +82,18 @@ PARTITION_OPTIONS = ("--stage", "--tfvars", "--date")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:  # before any client exists, in every mode: botocore would fail with a traceback
+        check_environment()
+    except CliError as error:
+        print(f"run_pipeline: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
     if any(a.split("=", 1)[0] in PARTITION_OPTIONS for a in argv):
         from pipelines import partition_runs  # days of a deployed stage (backfill)
 
         return partition_runs.main(argv)
     args = _parser().parse_args(argv)
+    from pipelines import sdk
+
     try:
         kwargs = parse_json_option("--kwargs", args.kwargs, dict)
         tags = _check_tags(parse_json_option("--tags", args.tags, list))
@@ -97,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         check_kwargs(get_pipeline, kwargs, provided=("sagemaker_session",))
         region = kwargs.get("region")
         with sdk.quiet_environment(region):
-            session = sdk.PipelineSession(
-                boto_session=boto3.Session(region_name=region),
+            session = sdk.PipelineSession(  # the policy reaches every client the SDK makes
+                boto_session=aws_sessions.session(region),
                 default_bucket=kwargs.get("default_bucket"),
             )
         pipeline = build_pipeline(get_pipeline, {**kwargs, "sagemaker_session": session})
@@ -113,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"execution: {execution.arn}")
         if not args.wait:
             return 0
-        status = executions.wait_until_ended(
-            session.sagemaker_client, execution.arn, args.poll_seconds
+        followed = smoke_run.follow(
+            session.sagemaker_client, execution.arn, args.poll_seconds, program="run_pipeline"
         )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
         print(f"run_pipeline: AWS error: {error}", file=sys.stderr)
@@ -123,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         reason = str(error).strip().splitlines()[0]
         print(
             f"run_pipeline: AWS error: role {args.role_arn} was refused: {reason}", file=sys.stderr
+        )
+        return AWS_ERROR
+    status = followed.described
+    if followed.error is not None or status is None:
+        print(
+            f"run_pipeline: could not read the status of {execution.arn} ({followed.error}); "
+            f"{smoke_run.follow_hint(execution.arn)}",
+            file=sys.stderr,
         )
         return AWS_ERROR
     print(f"status: {status['PipelineExecutionStatus']}")
@@ -141,7 +161,10 @@ def _run_locally(pipeline: sdk.Pipeline, parameters: dict, args: argparse.Namesp
     from pipelines.local import executor
 
     record = executor.execute(
-        json.loads(pipeline.definition()), parameters, pipeline_name=pipeline.name
+        json.loads(pipeline.definition()),
+        parameters,
+        pipeline_name=pipeline.name,
+        session=aws_sessions.session(),
     )
     if args.execution_record:
         write_execution_record(args.execution_record, record)

@@ -9,13 +9,16 @@ on the small input the stage file names (``smoke_input``, a file in this reposit
 input is uploaded under ``<project>/batch-inference/smoke/<sha256>/`` (content-addressed,
 so a re-run reuses it), the execution is started and polled until it ends or the timeout
 passes (then it is stopped), and the rows in / rejected / scored are read back from what
-the run wrote: the Preprocess summaries and the prediction files.
+the run wrote: the Preprocess summaries and the prediction files. Every client has the
+project's retry policy (``pipelines.aws_sessions``); a poll that still fails is polled
+through until the deadline, never a reason to stop the run.
 
 ``--local`` runs the deployed definition with the local executor instead of SageMaker (the
 emulator's SageMaker does not run jobs): ``make demo`` and the tests use it.
 
 Exit codes: 0 the run succeeded with scored rows; 2 bad arguments or stage inputs; 3 the
-run failed, scored nothing, or timed out; 1 an AWS error.
+run failed, scored nothing, or timed out; 1 an AWS error (or the run's status could not
+be read: it was left running, and the line says how to follow it).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import botocore.exceptions
 
 from pipelines import executions, partitions
 from pipelines.exit_codes import (
+    AWS_ERROR,
     EXECUTION_FAILED,
     REPORTED,
     USAGE_ERROR,
@@ -46,6 +50,7 @@ from pipelines.s3_locations import content_key, parse_s3_uri, sse_arguments
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import DescribePipelineExecutionResponseTypeDef
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,6 +124,16 @@ def load_tfvars(path: Path, smoke_input: bool = True) -> dict[str, Any]:
         tfvars = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SmokeError(f"{path} does not exist: run build.py first", USAGE_ERROR) from None
+    except IsADirectoryError:
+        raise SmokeError(
+            f"{path} is a directory: pass build.py's output file, e.g. "
+            f"{path / 'preprod.tfvars.json'}",
+            USAGE_ERROR,
+        ) from None
+    except UnicodeDecodeError as error:
+        raise SmokeError(f"{path} is not UTF-8 text ({error.reason})", USAGE_ERROR) from None
+    except OSError as error:
+        raise SmokeError(f"{path} cannot be read: {error.strerror}", USAGE_ERROR) from None
     except json.JSONDecodeError as error:
         raise SmokeError(f"{path} is not JSON: {error.msg}", USAGE_ERROR) from None
     if not isinstance(tfvars, dict):
@@ -160,6 +175,76 @@ def upload_smoke_input(s3: S3Client, tfvars: dict[str, Any], repo: Path = REPO) 
     return f"s3://{tfvars['artifacts_bucket']}/{key.rsplit('/', 1)[0]}/"
 
 
+# a poll that failed for one of these may succeed at the next one: keep polling
+_TRANSIENT = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
+_THROTTLING = ("Throttl", "SlowDown", "TooManyRequests", "RequestLimitExceeded")
+UNKNOWN = "StatusUnknown"  # the run's status could not be read: it was left running
+MAX_FAILED_POLLS = 10  # without a deadline, polls failing in a row before giving up
+
+
+def transient(error: Exception) -> bool:
+    """Whether a failed AWS call may succeed when made again: throttling, a 5xx, the
+    network; not a refusal (access denied, an unknown execution, bad credentials)."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        return status >= 500 or any(word in code for word in _THROTTLING)
+    return isinstance(error, _TRANSIENT)
+
+
+@dataclass
+class Followed:
+    """What watching a run saw: its last answer, and why the watch gave up if it did."""
+
+    described: DescribePipelineExecutionResponseTypeDef | None
+    error: Exception | None = None  # the poll failure the watch gave up on
+
+    @property
+    def status(self) -> str:
+        return self.described["PipelineExecutionStatus"] if self.described else UNKNOWN
+
+
+def follow_hint(arn: str) -> str:
+    return (
+        f"it was not stopped and may still be running: follow it with `aws sagemaker "
+        f"describe-pipeline-execution --pipeline-execution-arn {arn}` or in SageMaker Studio"
+    )
+
+
+def follow(
+    sagemaker: SageMakerClient,
+    arn: str,
+    poll_seconds: float,
+    timeout_seconds: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    program: str = "smoke run",
+) -> Followed:
+    """Poll DescribePipelineExecution until the run ends or ``timeout_seconds`` pass.
+
+    A failed poll (each already retried by the client's policy) is never the run's end: a
+    transient one is polled through until the deadline (or, without one,
+    ``MAX_FAILED_POLLS`` in a row); a refusal ends the watch at once. Either way the
+    caller gets the error and the last answer, and the run goes on."""
+    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+    followed, failed = Followed(None), 0
+    while True:
+        try:
+            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+            failed += 1
+            followed.error = error
+            if not transient(error) or (deadline is None and failed >= MAX_FAILED_POLLS):
+                return followed
+            print(f"{program}: could not read {arn}'s status ({error}); polling on", flush=True)
+        else:
+            followed, failed = Followed(described), 0
+            if described["PipelineExecutionStatus"] in executions.ENDED:
+                return followed
+        if deadline is not None and time.monotonic() >= deadline:
+            return followed
+        sleep(poll_seconds)
+
+
 def run_on_sagemaker(
     sagemaker: SageMakerClient,
     tfvars: dict[str, Any],
@@ -168,7 +253,10 @@ def run_on_sagemaker(
     poll_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[str, str, str | None]:
-    """Start the deployed pipeline and wait for it, at most ``timeout_seconds``."""
+    """Start the deployed pipeline and wait for it, at most ``timeout_seconds``.
+
+    A run still executing at the deadline is stopped (it would cost instance hours for a
+    verdict nobody waits for); a run whose status cannot be read is never stopped."""
     arn = sagemaker.start_pipeline_execution(
         PipelineName=tfvars["pipeline_name"],
         PipelineExecutionDisplayName=f"smoke-v{tfvars.get('model_version', 0)}",
@@ -177,18 +265,15 @@ def run_on_sagemaker(
         ClientRequestToken=str(uuid.uuid4()),
     )["PipelineExecutionArn"]
     print(f"smoke run: started {arn}", flush=True)
-    try:
-        described = executions.wait_until_ended(
-            sagemaker, arn, poll_seconds, timeout_seconds=timeout_seconds, sleep=sleep
-        )
-        status = described["PipelineExecutionStatus"]
-        if status in executions.ENDED:
-            return arn, status, described.get("FailureReason")
-        minutes = timeout_seconds / 60
-        return arn, "TimedOut", f"still {status} after {minutes:g} min; {_stop(sagemaker, arn)}"
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
-        _stop(sagemaker, arn)  # nobody watches it any more: it would still cost instance hours
-        raise
+    followed = follow(sagemaker, arn, poll_seconds, timeout_seconds, sleep)
+    status, described = followed.status, followed.described
+    if described is not None and status in executions.ENDED:
+        return arn, status, described.get("FailureReason")
+    if followed.error is not None:
+        reason = f"could not read the run's status ({followed.error}); {follow_hint(arn)}"
+        return arn, UNKNOWN, reason
+    minutes = timeout_seconds / 60
+    return arn, "TimedOut", f"still {status} after {minutes:g} min; {_stop(sagemaker, arn)}"
 
 
 def _stop(sagemaker: SageMakerClient, arn: str) -> str:
@@ -294,19 +379,25 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the CLI's clients (the stage functions' zips import this module and make their own)
+    from pipelines import aws_sessions
+
     args = _parser().parse_args(argv)
     try:
+        aws_sessions.check_environment()  # AWS_MAX_ATTEMPTS, AWS_ENDPOINT_URL: first
         if args.timeout_minutes <= 0 or args.poll_seconds <= 0:
             raise SmokeError("--timeout-minutes and --poll-seconds must be positive", USAGE_ERROR)
         tfvars = load_tfvars(args.tfvars)
         result = smoke_run(
             tfvars,
-            boto3.Session(),
+            aws_sessions.session(),
             local=args.local,
             timeout_seconds=args.timeout_minutes * 60,
             poll_seconds=args.poll_seconds,
             work_dir=args.work_dir,
         )
+    except aws_sessions.AwsSettingError as error:
+        return report_failure("smoke_run", args.tfvars, CommandFailed(str(error)))
     except REPORTED as error:
         return report_failure("smoke_run", args.tfvars, error)
     stage = tfvars.get("environment", "stage")
@@ -315,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         with args.summary.open("a", encoding="utf-8") as summary:
             summary.write(report + "\n")
+    if result.status == UNKNOWN:
+        print(f"smoke_run: {stage} smoke run: {result.failure_reason}", file=sys.stderr)
+        return AWS_ERROR
     if not result.passed:
         reason = result.failure_reason or f"the run ended {result.status}"
         print(f"smoke_run: {stage} smoke run did not pass: {reason}", file=sys.stderr)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from pipelines import aws_sessions
 
 
 # One class per exit code (README, Exit codes), like click's exceptions: a script tells the
@@ -139,13 +140,7 @@ def one_line(message: str) -> str:
 
 
 def client_config() -> Config:
-    """Adaptive retries, so throttling slows a deploy down instead of failing it.
-
-    ``AWS_MAX_ATTEMPTS`` still wins when set (tests keep it low against the emulator).
-    """
-    return Config(
-        connect_timeout=10,
-        read_timeout=60,
-        retries={"mode": "adaptive", "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "10"))},
-        user_agent_extra="sagemaker-batch-mlops",
-    )
+    """The project's one retry policy (``pipelines.aws_sessions``): adaptive retries, so
+    throttling slows a deploy down instead of failing it; ``AWS_MAX_ATTEMPTS`` wins when set
+    (tests keep it low against the emulator)."""
+    return aws_sessions.client_config()

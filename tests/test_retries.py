@@ -1,0 +1,252 @@
+"""One retry policy for every AWS client (pipelines/aws_sessions.py), proven through a proxy
+that injects AWS's transient failures in front of the emulator (tests/fault_proxy.py):
+throttling, 5xx and connection resets on 30 % of the requests, seeded. The CLIs hold, and
+the smoke run never stops a healthy run because a status poll failed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import moto.sagemaker.models
+import pytest
+
+from pipelines import run_pipeline, smoke_run
+from pipelines.local import sandbox
+from pipelines.local.emulator import ACCOUNTS, Emulator
+from tests.fault_proxy import FaultProxy, faulty
+from tests.registry import (
+    DevRegistry,
+    create_deployed_pipeline,
+    create_stage,
+    keep_executions_running,
+    run_build,
+)
+
+DESCRIBE = "SageMaker.DescribePipelineExecution"
+STOP = "SageMaker.StopPipelineExecution"
+MODULE = "pipelines.batch_inference.pipeline"
+
+
+@pytest.fixture
+def through(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., FaultProxy]]:
+    """``through(seed=..., rate=...)``: every client of this process goes through a fault
+    proxy, with the policy's own attempts (AWS_MAX_ATTEMPTS unset, as on a runner)."""
+    opened: list[AbstractContextManager[FaultProxy]] = []
+
+    def open_proxy(seed: int = 28, rate: float = 0.3, attempts: str | None = None) -> FaultProxy:
+        context = faulty(aws.endpoint_url, rate=rate, seed=seed)
+        proxy = context.__enter__()
+        opened.append(context)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        if attempts is None:
+            monkeypatch.delenv("AWS_MAX_ATTEMPTS")
+        else:
+            monkeypatch.setenv("AWS_MAX_ATTEMPTS", attempts)
+        return proxy
+
+    yield open_proxy
+    for context in reversed(opened):
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def deployed(aws: Emulator, tmp_path: Path) -> dict[str, Any]:
+    """Preprod promoted (without faults) and its pipeline created, as the apply leaves them."""
+    create_stage(aws, "preprod")
+    DevRegistry(aws).register("Approved")
+    assert run_build(tmp_path) == 0
+    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
+    create_deployed_pipeline(aws, tfvars)
+    return tfvars
+
+
+def _as_preprod(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in aws.credential_variables("preprod").items():
+        monkeypatch.setenv(name, value)
+
+
+# ------------------------------------------------------------- the CLIs at 30 % faults
+
+
+def _run_pipeline(aws: Emulator, tmp_path: Path, _: pytest.MonkeyPatch) -> Callable[[], int]:
+    role = aws.client("iam").create_role(
+        RoleName="SageMakerPipelineRole",
+        AssumeRolePolicyDocument=json.dumps(sandbox.SAGEMAKER_TRUST),
+    )["Role"]["Arn"]
+    kwargs = {"region": aws.region, "role": role, "default_bucket": "b", "model_name": "m"}
+    return lambda: run_pipeline.main(
+        ["--module-name", MODULE, "--role-arn", role, "--kwargs", json.dumps(kwargs),
+         "--wait", "--poll-seconds", "0.01"]
+    )  # fmt: skip
+
+
+def _smoke_run(aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """moto runs no job, so a fault-free smoke run succeeds and scores no rows (exit 3, that
+    line); what the faults must not change is that verdict."""
+    create_stage(aws, "preprod")
+    DevRegistry(aws).register("Approved")
+    assert run_build(tmp_path) == 0
+    tfvars = tmp_path / "preprod.tfvars.json"
+    create_deployed_pipeline(aws, json.loads(tfvars.read_text()))
+    _as_preprod(aws, monkeypatch)
+
+    def run() -> int:
+        code = smoke_run.main(["--tfvars", str(tfvars), "--poll-seconds", "0.01"])
+        return 0 if code == smoke_run.EXECUTION_FAILED else code
+
+    return run
+
+
+# CLI -> its setup (without faults), returning one run of it: 0 when it held
+CLI_CASES: dict[str, Callable[[Emulator, Path, pytest.MonkeyPatch], Callable[[], int]]] = {
+    "run_pipeline --wait": _run_pipeline,
+    "smoke_run": _smoke_run,
+}
+# seeds whose faults include three in a row within the first requests: one call of each run
+# loses three attempts, which botocore's default (standard, 3 attempts) gives up on
+SEEDS = (7, 113)
+
+
+@pytest.mark.parametrize("cli", list(CLI_CASES))
+def test_the_clis_hold_at_30_percent_transient_faults(
+    aws: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    cli: str,
+) -> None:
+    run = CLI_CASES[cli](aws, tmp_path, monkeypatch)
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS")  # the policy's own attempts, as on a runner
+    injected: Counter[str] = Counter()
+    for seed in SEEDS:
+        capsys.readouterr()
+        with faulty(aws.endpoint_url, rate=0.3, seed=seed) as proxy:
+            monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+            started = time.monotonic()
+            code = run()
+        err = capsys.readouterr().err.strip()
+        assert code == 0, f"{cli}, seed {seed}: {err}; faults: {proxy.log}"
+        assert STOP not in proxy.operations
+        assert proxy.longest_streak >= 3, "the seed no longer makes a call lose 3 attempts"
+        if cli == "smoke_run":
+            assert err.endswith("the run succeeded but scored no rows"), err
+        injected += proxy.injected
+        seconds = time.monotonic() - started
+        print(
+            f"{cli} seed {seed}: {proxy.requests} requests, {dict(proxy.injected)}, {seconds:.1f} s"
+        )
+    assert set(injected) == {"throttle", "5xx", "reset"}, injected
+
+
+# ------------------------------------------------------- a poll that fails is not the end
+
+
+def _finish_after(polls: int, arn: Callable[[], str]) -> Callable[[float], None]:
+    """A ``sleep`` for the wait that lets the run end (in the emulator) after ``polls``."""
+    slept: list[float] = []
+
+    def sleep(_: float) -> None:
+        slept.append(_)
+        if len(slept) == polls:
+            for backend in moto.sagemaker.models.sagemaker_backends[ACCOUNTS["preprod"]].values():
+                for pipeline in backend.pipelines.values():
+                    execution = pipeline.pipeline_executions.get(arn())
+                    if execution:
+                        execution.pipeline_execution_status = "Succeeded"
+
+    return sleep
+
+
+def _started(aws: Emulator, name: str) -> str:
+    listing = aws.client("sagemaker", "preprod").list_pipeline_executions(PipelineName=name)
+    return listing["PipelineExecutionSummaries"][0]["PipelineExecutionArn"]
+
+
+@pytest.mark.parametrize(
+    ("outage", "timeout", "status", "reason"),
+    [
+        # the first poll exhausts its attempts, the next ones read the run: it ends well
+        (3, 3600, "Succeeded", None),
+        # every poll fails until the deadline: the run is left running, and said so
+        (10**6, 0.5, "StatusUnknown", "it was not stopped and may still be running"),
+    ],
+)
+def test_a_failed_status_poll_never_stops_the_run(
+    aws: Emulator,
+    deployed: dict[str, Any],
+    through: Callable[..., FaultProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    outage: int,
+    timeout: float,
+    status: str,
+    reason: str | None,
+) -> None:
+    keep_executions_running(monkeypatch)
+    proxy = through(rate=0.0, attempts="3")
+    proxy.outages[DESCRIBE] = outage
+    session = aws.account("preprod")
+    sagemaker = session.client("sagemaker")  # the emulator's session: the project's policy
+    arn, got, why = smoke_run.run_on_sagemaker(
+        sagemaker,
+        deployed,
+        smoke_run.schedule_parameters(deployed, "s3://b/smoke/"),
+        timeout_seconds=timeout,
+        poll_seconds=0.01,
+        sleep=_finish_after(2, lambda: _started(aws, deployed["pipeline_name"])),
+    )
+    assert got == status, why
+    assert STOP not in proxy.operations
+    assert proxy.operations.count(DESCRIBE) >= 3
+    if reason:
+        assert why is not None and reason in why
+        assert f"--pipeline-execution-arn {arn}" in why
+
+
+def test_smoke_run_that_cannot_read_its_run_says_how_to_follow_it(
+    aws: Emulator,
+    deployed: dict[str, Any],
+    through: Callable[..., FaultProxy],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _as_preprod(aws, monkeypatch)
+    proxy = through(rate=0.0, attempts="1")
+    proxy.outages[DESCRIBE] = 10**6
+    code = smoke_run.main(
+        ["--tfvars", str(tmp_path / "preprod.tfvars.json"), "--poll-seconds", "0.01",
+         "--timeout-minutes", "0.005"]
+    )  # fmt: skip
+    assert code == smoke_run.AWS_ERROR
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("smoke_run: preprod smoke run: could not read the run's status (")
+    assert "it was not stopped and may still be running: follow it with `aws sagemaker " in line
+    assert STOP not in proxy.operations
+
+
+def test_run_pipeline_wait_gives_up_on_polls_not_on_the_run(
+    aws: Emulator, through: Callable[..., FaultProxy], capsys: pytest.CaptureFixture[str]
+) -> None:
+    role = aws.client("iam").create_role(
+        RoleName="SageMakerPipelineRole",
+        AssumeRolePolicyDocument=json.dumps(sandbox.SAGEMAKER_TRUST),
+    )["Role"]["Arn"]
+    proxy = through(rate=0.0, attempts="1")
+    proxy.outages[DESCRIBE] = 10**6
+    kwargs = {"region": aws.region, "role": role, "default_bucket": "b", "model_name": "m"}
+    code = run_pipeline.main(
+        ["--module-name", MODULE, "--role-arn", role, "--kwargs", json.dumps(kwargs),
+         "--wait", "--poll-seconds", "0"]
+    )  # fmt: skip
+    assert code == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("run_pipeline: could not read the status of arn:aws:sagemaker:")
+    assert line.endswith("or in SageMaker Studio")
+    assert proxy.operations.count(DESCRIBE) == smoke_run.MAX_FAILED_POLLS
+    assert STOP not in proxy.operations
