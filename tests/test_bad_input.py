@@ -364,7 +364,8 @@ def test_a_number_too_large_for_a_float_is_refused_not_read_as_infinite(
     tmp_path: Path, name: str
 ) -> None:
     config = tmp_path / "config.json"
-    config.write_text(json.dumps(BASE_CONFIG)[:-1] + f', "{name}": 1e999}}')
+    others = {key: value for key, value in BASE_CONFIG.items() if key != name}
+    config.write_text(json.dumps(others)[:-1] + f', "{name}": 1e999}}')
     with pytest.raises(UsageError, match=rf"stage config .*: {name} must be a number \("):
         utils.load_stage_config(config, "preprod")
 
