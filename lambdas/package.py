@@ -31,7 +31,14 @@ OUTCOME_ENTRY = "record_run_outcome.py"  # its Lambda handler: record_run_outcom
 # what the stage functions' handlers import besides the standard library and boto3
 UPLOAD_MODULES = tuple(
     f"pipelines/{name}.py"
-    for name in ("__init__", "executions", "function_environment", "partitions", "s3_locations")
+    for name in (
+        "__init__",
+        "aws_sessions",
+        "executions",
+        "function_environment",
+        "partitions",
+        "s3_locations",
+    )
 )
 SCHEDULE_MODULES = (
     *UPLOAD_MODULES,

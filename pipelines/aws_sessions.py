@@ -12,11 +12,13 @@ Standard library, botocore and boto3 only: the stage functions' zips can carry i
 
 from __future__ import annotations
 
+import functools
 import os
 import urllib.parse
 from typing import TYPE_CHECKING, Final
 
 import boto3
+import botocore.loaders
 import botocore.session
 from botocore.config import Config
 
@@ -99,6 +101,8 @@ def session(
     checked first: a bad setting is an ``AwsSettingError``, not a traceback)."""
     check_environment()
     core = botocore.session.Session()
+    # the service models, read once per process (a function makes sessions per invocation)
+    core.register_component("data_loader", _models())
     core.set_default_client_config(client_config())
     return boto3.Session(
         profile_name=profile,
@@ -108,6 +112,12 @@ def session(
         region_name=region,
         botocore_session=core,
     )
+
+
+@functools.cache
+def _models() -> botocore.loaders.Loader:
+    """One loader of botocore's data for every session: read-only, it caches what it reads."""
+    return botocore.loaders.create_loader()
 
 
 def assumed_session(

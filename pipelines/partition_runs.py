@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import botocore.exceptions
 
-from pipelines import executions, partitions, smoke_run
+from pipelines import aws_sessions, executions, partitions, smoke_run
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR, CommandFailed
 
 if TYPE_CHECKING:
@@ -106,7 +106,8 @@ def run_days(
                 work_dir, parameters,
             )  # fmt: skip
         except (ValueError, KeyError, botocore.exceptions.ClientError,
-                botocore.exceptions.BotoCoreError) as error:  # fmt: skip
+                botocore.exceptions.BotoCoreError,
+                executions.StatusUnreadable) as error:  # fmt: skip
             kind = "usage" if isinstance(error, ValueError) else "aws"
             result = DayResult(day, "error", f"{type(error).__name__}: {error}", error_kind=kind)
         results.append(report(result, tfvars, metric_lines))
@@ -200,8 +201,15 @@ def _start(
 
 
 def _wait(sagemaker: SageMakerClient, arn: str, poll_seconds: float) -> tuple[str, str | None]:
-    described = executions.wait_until_ended(sagemaker, arn, poll_seconds)
-    return described["PipelineExecutionStatus"], described.get("FailureReason")
+    """The run's end; ``StatusUnreadable`` when its status could not be read (the run goes
+    on, and its marker stays Executing until the run-outcome function or a later trigger
+    completes it)."""
+    followed = executions.follow(sagemaker, arn, poll_seconds, program="run_pipeline")
+    if followed.error is not None or followed.described is None:
+        raise executions.StatusUnreadable(
+            f"could not read the status of {arn} ({followed.error}); {executions.follow_hint(arn)}"
+        )
+    return followed.status, followed.described.get("FailureReason")
 
 
 def _run_locally(
@@ -271,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             raise RunError(str(error), error.exit_code) from None
         results = run_days(
             tfvars,
-            boto3.Session(),
+            aws_sessions.session(),
             days,
             force=args.force,
             wait=args.wait,

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import botocore.exceptions
 
-from pipelines import aws_sessions, smoke_run
+from pipelines import aws_sessions, executions
 from pipelines._cli import (
     USAGE_ERROR,
     CliError,
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"execution: {execution.arn}")
         if not args.wait:
             return 0
-        followed = smoke_run.follow(
+        followed = executions.follow(
             session.sagemaker_client, execution.arn, args.poll_seconds, program="run_pipeline"
         )
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if followed.error is not None or status is None:
         print(
             f"run_pipeline: could not read the status of {execution.arn} ({followed.error}); "
-            f"{smoke_run.follow_hint(execution.arn)}",
+            f"{executions.follow_hint(execution.arn)}",
             file=sys.stderr,
         )
         return AWS_ERROR

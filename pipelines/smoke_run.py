@@ -50,7 +50,6 @@ from pipelines.s3_locations import content_key, parse_s3_uri, sse_arguments
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
-    from mypy_boto3_sagemaker.type_defs import DescribePipelineExecutionResponseTypeDef
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,76 +174,6 @@ def upload_smoke_input(s3: S3Client, tfvars: dict[str, Any], repo: Path = REPO) 
     return f"s3://{tfvars['artifacts_bucket']}/{key.rsplit('/', 1)[0]}/"
 
 
-# a poll that failed for one of these may succeed at the next one: keep polling
-_TRANSIENT = (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
-_THROTTLING = ("Throttl", "SlowDown", "TooManyRequests", "RequestLimitExceeded")
-UNKNOWN = "StatusUnknown"  # the run's status could not be read: it was left running
-MAX_FAILED_POLLS = 10  # without a deadline, polls failing in a row before giving up
-
-
-def transient(error: Exception) -> bool:
-    """Whether a failed AWS call may succeed when made again: throttling, a 5xx, the
-    network; not a refusal (access denied, an unknown execution, bad credentials)."""
-    if isinstance(error, botocore.exceptions.ClientError):
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        return status >= 500 or any(word in code for word in _THROTTLING)
-    return isinstance(error, _TRANSIENT)
-
-
-@dataclass
-class Followed:
-    """What watching a run saw: its last answer, and why the watch gave up if it did."""
-
-    described: DescribePipelineExecutionResponseTypeDef | None
-    error: Exception | None = None  # the poll failure the watch gave up on
-
-    @property
-    def status(self) -> str:
-        return self.described["PipelineExecutionStatus"] if self.described else UNKNOWN
-
-
-def follow_hint(arn: str) -> str:
-    return (
-        f"it was not stopped and may still be running: follow it with `aws sagemaker "
-        f"describe-pipeline-execution --pipeline-execution-arn {arn}` or in SageMaker Studio"
-    )
-
-
-def follow(
-    sagemaker: SageMakerClient,
-    arn: str,
-    poll_seconds: float,
-    timeout_seconds: float | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    program: str = "smoke run",
-) -> Followed:
-    """Poll DescribePipelineExecution until the run ends or ``timeout_seconds`` pass.
-
-    A failed poll (each already retried by the client's policy) is never the run's end: a
-    transient one is polled through until the deadline (or, without one,
-    ``MAX_FAILED_POLLS`` in a row); a refusal ends the watch at once. Either way the
-    caller gets the error and the last answer, and the run goes on."""
-    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    followed, failed = Followed(None), 0
-    while True:
-        try:
-            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
-            failed += 1
-            followed.error = error
-            if not transient(error) or (deadline is None and failed >= MAX_FAILED_POLLS):
-                return followed
-            print(f"{program}: could not read {arn}'s status ({error}); polling on", flush=True)
-        else:
-            followed, failed = Followed(described), 0
-            if described["PipelineExecutionStatus"] in executions.ENDED:
-                return followed
-        if deadline is not None and time.monotonic() >= deadline:
-            return followed
-        sleep(poll_seconds)
-
-
 def run_on_sagemaker(
     sagemaker: SageMakerClient,
     tfvars: dict[str, Any],
@@ -265,13 +194,15 @@ def run_on_sagemaker(
         ClientRequestToken=str(uuid.uuid4()),
     )["PipelineExecutionArn"]
     print(f"smoke run: started {arn}", flush=True)
-    followed = follow(sagemaker, arn, poll_seconds, timeout_seconds, sleep)
+    followed = executions.follow(sagemaker, arn, poll_seconds, timeout_seconds, sleep)
     status, described = followed.status, followed.described
     if described is not None and status in executions.ENDED:
         return arn, status, described.get("FailureReason")
     if followed.error is not None:
-        reason = f"could not read the run's status ({followed.error}); {follow_hint(arn)}"
-        return arn, UNKNOWN, reason
+        reason = (
+            f"could not read the run's status ({followed.error}); {executions.follow_hint(arn)}"
+        )
+        return arn, executions.UNKNOWN, reason
     minutes = timeout_seconds / 60
     return arn, "TimedOut", f"still {status} after {minutes:g} min; {_stop(sagemaker, arn)}"
 
@@ -406,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.summary:
         with args.summary.open("a", encoding="utf-8") as summary:
             summary.write(report + "\n")
-    if result.status == UNKNOWN:
+    if result.status == executions.UNKNOWN:
         print(f"smoke_run: {stage} smoke run: {result.failure_reason}", file=sys.stderr)
         return AWS_ERROR
     if not result.passed:

@@ -98,7 +98,7 @@ def assert_the_schedule_function_may_do_what_it_does(
     from lambdas.record_run_outcome import handler as outcome
     from lambdas.start_scheduled_run import handler as schedule
     from lambdas.start_upload_run import handler as upload
-    from pipelines import partitions
+    from pipelines import aws_sessions, partitions
     from tests.registry import create_deployed_pipeline
 
     create_deployed_pipeline(aws, tfvars)
@@ -120,8 +120,8 @@ def assert_the_schedule_function_may_do_what_it_does(
         return recorder.watch(real_client(service, endpoint_url=aws.endpoint_url, **kwargs))
 
     monkeypatch.setattr(session, "client", watched_client)
-    monkeypatch.setattr(schedule.boto3, "Session", lambda: session)
-    monkeypatch.setattr(outcome.boto3, "client", watched_client)
+    # the three functions' sessions are the project's (one retry policy): this one, watched
+    monkeypatch.setattr(aws_sessions, "session", lambda *_, **__: session)
     input_bucket, input_prefix = partitions.parse_s3_uri(tfvars["input_data_url"])
     for name, value in {
         "PIPELINE_NAME": tfvars["pipeline_name"],

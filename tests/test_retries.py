@@ -10,15 +10,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import moto.sagemaker.models
 import pytest
 
-from pipelines import run_pipeline, smoke_run
+from pipelines import executions, partition_runs, run_pipeline, smoke_run
+from pipelines.exit_codes import AWS_ERROR
 from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, Emulator
+from pipelines.s3_locations import parse_s3_uri
 from tests.fault_proxy import FaultProxy, faulty
 from tests.registry import (
     DevRegistry,
@@ -103,10 +106,32 @@ def _smoke_run(aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     return run
 
 
+DAY = "2026-11-01"
+
+
+def _backfill(aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
+    """A day with input, scored again by each run (``--force``) and awaited; moto runs no
+    job, so the day ends Succeeded with no summaries: what the faults must not change."""
+    create_stage(aws, "preprod")
+    DevRegistry(aws).register("Approved")
+    assert run_build(tmp_path) == 0
+    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
+    create_deployed_pipeline(aws, tfvars)
+    layout = partition_runs.layout_of(tfvars)
+    bucket, key = parse_s3_uri(layout.input_uri(date.fromisoformat(DAY)))
+    aws.client("s3", "preprod").put_object(Bucket=bucket, Key=f"{key}a.csv", Body=b"id,x\n1,2\n")
+    _as_preprod(aws, monkeypatch)
+    return lambda: run_pipeline.main(
+        ["--tfvars", str(tmp_path / "preprod.tfvars.json"), "--date", DAY, "--force", "--wait",
+         "--poll-seconds", "0.01"]
+    )  # fmt: skip
+
+
 # CLI -> its setup (without faults), returning one run of it: 0 when it held
 CLI_CASES: dict[str, Callable[[Emulator, Path, pytest.MonkeyPatch], Callable[[], int]]] = {
     "run_pipeline --wait": _run_pipeline,
     "smoke_run": _smoke_run,
+    "run_pipeline --tfvars (backfill)": _backfill,
 }
 # seeds whose faults include three in a row within the first requests: one call of each run
 # loses three attempts, which botocore's default (standard, 3 attempts) gives up on
@@ -248,5 +273,32 @@ def test_run_pipeline_wait_gives_up_on_polls_not_on_the_run(
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("run_pipeline: could not read the status of arn:aws:sagemaker:")
     assert line.endswith("or in SageMaker Studio")
-    assert proxy.operations.count(DESCRIBE) == smoke_run.MAX_FAILED_POLLS
+    assert proxy.operations.count(DESCRIBE) == executions.MAX_FAILED_POLLS
+    assert STOP not in proxy.operations
+
+
+def test_a_backfill_that_cannot_read_its_run_leaves_the_day_to_it(
+    aws: Emulator,
+    tmp_path: Path,
+    through: Callable[..., FaultProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--wait`` gives up on the polls, not on the run: the day's marker stays Executing
+    (the run-outcome function or a later trigger completes it), nothing is stopped."""
+    run = _backfill(aws, tmp_path, monkeypatch)
+    keep_executions_running(monkeypatch)
+    proxy = through(rate=0.0, attempts="1")
+    proxy.outages[DESCRIBE] = 10**6
+    assert run() == AWS_ERROR
+    output = capsys.readouterr()
+    assert "it was not stopped and may still be running: follow it with `aws sagemaker" in (
+        output.out + output.err
+    )
+    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
+    bucket, key = parse_s3_uri(partition_runs.layout_of(tfvars).marker_uri(date.fromisoformat(DAY)))
+    body = aws.client("s3", "preprod").get_object(Bucket=bucket, Key=key)["Body"].read()
+    marker = json.loads(body)
+    assert marker["status"] == "Executing"
+    assert proxy.operations.count(DESCRIBE) == executions.MAX_FAILED_POLLS
     assert STOP not in proxy.operations

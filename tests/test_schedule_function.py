@@ -84,7 +84,7 @@ def starts(sent: list[Request]) -> list[Request]:
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
     """Every SageMaker request the function's clients send, for botocore's model check."""
     requests: list[Request] = []
-    real_session = boto3.Session
+    real_session = function.aws_sessions.session
 
     def recording_session(*args: Any, **kwargs: Any) -> boto3.Session:
         session = real_session(*args, **kwargs)
@@ -95,7 +95,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
         session.events.register("before-parameter-build.sagemaker", record)
         return session
 
-    monkeypatch.setattr(function.boto3, "Session", recording_session)
+    monkeypatch.setattr(function.aws_sessions, "session", recording_session)
     return requests
 
 

@@ -407,19 +407,22 @@ def test_uploads_wait_while_the_cap_of_runs_is_executing(
     assert len(executions(stage)) == 3
 
 
-def _recording_default_session() -> list[Request]:
-    """StartPipelineExecution requests the handler's clients send (a fresh default session:
-    the hook sees the handler's clients); reset with ``boto3.DEFAULT_SESSION = None``."""
+def _recording_sessions(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
+    """StartPipelineExecution requests the handler's clients send (its sessions are the
+    project's, ``aws_sessions.session``: the hook is registered on each one it makes)."""
     sent: list[Request] = []
+    real_session = function.aws_sessions.session
 
     def record(params: dict, model: Any, **_: Any) -> None:
         if model.name == "StartPipelineExecution":
             sent.append(Request("sagemaker", model.name, dict(params)))
 
-    boto3.DEFAULT_SESSION = None
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    boto3.DEFAULT_SESSION.events.register("before-parameter-build.sagemaker", record)
+    def recording_session(*args: Any, **kwargs: Any) -> boto3.Session:
+        session = real_session(*args, **kwargs)
+        session.events.register("before-parameter-build.sagemaker", record)
+        return session
+
+    monkeypatch.setattr(function.aws_sessions, "session", recording_session)
     return sent
 
 
@@ -434,12 +437,9 @@ def test_the_start_request_is_one_aws_accepts_and_one_per_upload(
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + name, Body=b"id,a\n1,2\n")
     version = stage["s3"].head_object(Bucket=BUCKET, Key=PREFIX + name)["VersionId"]
     keep_executions_running(monkeypatch)
-    sent = _recording_default_session()
-    try:
-        first = function.handler(uploaded(PREFIX + name, message_id=str(uuid.uuid4())))
-        again = function.handler(uploaded(PREFIX + name, message_id=str(uuid.uuid4())))
-    finally:
-        boto3.DEFAULT_SESSION = None
+    sent = _recording_sessions(monkeypatch)
+    first = function.handler(uploaded(PREFIX + name, message_id=str(uuid.uuid4())))
+    again = function.handler(uploaded(PREFIX + name, message_id=str(uuid.uuid4())))
     assert len(first["started"]) == 1 and again == {
         "started": [],
         "skipped": [f"s3://{BUCKET}/{PREFIX}{name}"],
@@ -460,20 +460,17 @@ def test_deliveries_that_read_no_marker_send_the_same_token(
     then sends another."""
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
     keep_executions_running(monkeypatch)
-    sent = _recording_default_session()
+    sent = _recording_sessions(monkeypatch)
     real_write = partitions.write_marker
-    try:
-        monkeypatch.setattr(partitions, "write_marker", lambda *_, **__: None)  # lost
-        function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
-        monkeypatch.setattr(partitions, "write_marker", real_write)
-        (second,) = function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))[
-            "started"
-        ]
-        _set_status(aws, second, "Succeeded")
-        stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
-        function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
-    finally:
-        boto3.DEFAULT_SESSION = None
+    monkeypatch.setattr(partitions, "write_marker", lambda *_, **__: None)  # lost
+    function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
+    monkeypatch.setattr(partitions, "write_marker", real_write)
+    (second,) = function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))[
+        "started"
+    ]
+    _set_status(aws, second, "Succeeded")
+    stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
+    function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
     tokens = [r.body["ClientRequestToken"] for r in sent]
     assert len(tokens) == 3 and tokens[0] == tokens[1] != tokens[2]
 
@@ -644,23 +641,20 @@ def test_an_object_scored_again_after_its_marker_expired_gets_a_new_token(
     again a month later read no marker, as the first upload did: the token must differ
     (SageMaker could answer the first token with the first, long-gone execution)."""
     stage["s3"].put_object(Bucket=BUCKET, Key=PREFIX + "a.csv", Body=b"id,a\n1,2\n")
-    sent = _recording_default_session()
-    try:
-        function.handler(uploaded(PREFIX + "a.csv"))
-        bucket, key = partitions.parse_s3_uri(
-            partitions.upload_marker_uri(PARAMETERS["OutputDataUrl"], "a.csv")
-        )
-        stage["s3"].delete_object(Bucket=bucket, Key=key)  # expired
+    sent = _recording_sessions(monkeypatch)
+    function.handler(uploaded(PREFIX + "a.csv"))
+    bucket, key = partitions.parse_s3_uri(
+        partitions.upload_marker_uri(PARAMETERS["OutputDataUrl"], "a.csv")
+    )
+    stage["s3"].delete_object(Bucket=bucket, Key=key)  # expired
 
-        class Later(datetime):
-            @classmethod
-            def now(cls, tz: Any = None) -> Later:
-                return cls(2027, 1, 5, 3, 0, tzinfo=tz)
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Later:
+            return cls(2027, 1, 5, 3, 0, tzinfo=tz)
 
-        monkeypatch.setattr(partitions, "datetime", Later)
-        function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
-    finally:
-        boto3.DEFAULT_SESSION = None
+    monkeypatch.setattr(partitions, "datetime", Later)
+    function.handler(uploaded(PREFIX + "a.csv", message_id=str(uuid.uuid4())))
     first, second = (r.body["ClientRequestToken"] for r in sent)
     assert first != second and len(executions(stage)) == 2
 

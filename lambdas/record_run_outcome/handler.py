@@ -30,11 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from pipelines import executions, function_environment, partitions
+from pipelines import aws_sessions, executions, function_environment, partitions
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -45,7 +43,6 @@ logger.setLevel(logging.INFO)
 
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
-_RETRIES = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
 
 
 class NotARunThatEnded(ValueError):
@@ -89,8 +86,9 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """EventBridge entry point: one execution's status change."""
     config = Config.from_environment()
     arn, reported = execution_of(event)
-    s3 = boto3.client("s3", config=_RETRIES)
-    sagemaker = boto3.client("sagemaker", config=_RETRIES)
+    session = aws_sessions.session()  # the project's one retry policy
+    s3 = session.client("s3")
+    sagemaker = session.client("sagemaker")
     return record_outcome(s3, sagemaker, config, arn, reported)
 
 

@@ -31,9 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import boto3
-
-from pipelines import function_environment, partition_runs, partitions
+from pipelines import aws_sessions, function_environment, partition_runs, partitions
 from pipelines.function_environment import ConfigError as ConfigError  # tests, callers
 
 logger = logging.getLogger(__name__)
@@ -134,7 +132,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     days = window(day, config.lookback_days)
     results = partition_runs.run_days(
         config.tfvars(),
-        boto3.Session(),
+        aws_sessions.session(),  # the project's one retry policy
         days,
         parameters=config.parameters,
         metric_lines=True,

@@ -57,11 +57,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from pipelines import executions, function_environment, partitions
+from pipelines import aws_sessions, executions, function_environment, partitions
 from pipelines.function_environment import ConfigError
 from pipelines.s3_locations import parse_s3_uri
 
@@ -88,7 +86,6 @@ TRANSIENT_CODES = frozenset(
         "ServiceUnavailable", "InternalError", "InternalFailure",
     }
 )  # fmt: skip
-_RETRIES = BotoConfig(retries={"mode": "standard", "max_attempts": 5})
 
 
 class RunLimitReached(RuntimeError):
@@ -163,9 +160,10 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """SQS event source entry point: one record per invocation (batch size 1)."""
     config = Config.from_environment()
     records = sqs_messages(event)
-    s3 = boto3.client("s3", config=_RETRIES)
-    sagemaker = boto3.client("sagemaker", config=_RETRIES)
-    sqs = boto3.client("sqs", config=_RETRIES)
+    session = aws_sessions.session()  # the project's one retry policy
+    s3 = session.client("s3")
+    sagemaker = session.client("sagemaker")
+    sqs = session.client("sqs")
     started: list[str] = []
     skipped: list[str] = []
     for record in records:

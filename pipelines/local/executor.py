@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import botocore.exceptions
 
+from pipelines import aws_sessions
 from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
 from pipelines.files import check_writable, write_execution_record
 from pipelines.local import expressions
@@ -77,7 +78,7 @@ def execute(
     clients honour ``AWS_ENDPOINT_URL``, which points them at the emulator. ``work_dir`` is
     the caller's to keep; without it the jobs work in a temporary folder removed at the end.
     """
-    session = session or boto3.Session()
+    session = session or aws_sessions.session()
     region = session.region_name
     execution_id = execution_id or new_execution_id()
     account = _account_of(session)
