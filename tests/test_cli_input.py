@@ -147,6 +147,22 @@ def test_tfvars_naming_a_directory_is_one_line_and_exit_2(
     assert no_network == []
 
 
+@pytest.mark.parametrize("cli", ["smoke_run", "check_model"])
+@pytest.mark.parametrize("summary", ["a directory", "under a file"])
+def test_a_summary_that_cannot_be_written_is_refused_before_the_run(
+    tmp_path: Path, no_network: list, capsys: pytest.CaptureFixture[str], cli: str, summary: str
+) -> None:
+    """The report was written after the run, whose verdict a traceback then lost."""
+    main, _, prefix = TFVARS_CLIS[cli]
+    (tmp_path / "file").write_text("")
+    path = tmp_path if summary == "a directory" else tmp_path / "file" / "summary.md"
+    assert main(["--tfvars", str(tmp_path / "preprod.tfvars.json"), "--summary", str(path)]) == 2
+    line = one_line_error(capsys)
+    assert line.startswith(f"{prefix}--summary: "), line
+    assert ("is a directory; name a file" if summary == "a directory" else "cannot write") in line
+    assert no_network == []
+
+
 # ------------------------------------------------ build.py: the schema and the project
 
 
