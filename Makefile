@@ -29,7 +29,7 @@ export CHECKPOINT_DISABLE := 1
 # e.g. make demo DEMO_ARGS="--yes --rows 1000000"
 DEMO_ARGS ?=
 
-.PHONY: install twin test demo serve lint benchmark lambda-package clean
+.PHONY: install twin test demo serve lint benchmark lambda-package aws-acceptance clean
 
 install: $(STAMP) $(CHECKOV_STAMP) $(IAM_STAMP) $(TWIN_STAMP)
 
@@ -91,6 +91,12 @@ benchmark: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.local_stage
 	$(BIN)/python -m benchmarks.serving
+
+# the acceptance run in two sandbox accounts (#35, being built; docs/deploying-to-aws.md,
+# section 8), e.g. make aws-acceptance ACCEPTANCE_ARGS="--dev-profile d --stage-profile s ..."
+ACCEPTANCE_ARGS ?=
+aws-acceptance: $(STAMP) $(TWIN_STAMP)
+	$(BIN)/python -m acceptance $(ACCEPTANCE_ARGS)
 
 # the dispatch Lambda's zip that infra/dev-account deploys (byte-identical on every build)
 lambda-package: $(STAMP)

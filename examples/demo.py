@@ -46,9 +46,8 @@ import numpy as np
 
 import build
 import utils
-from examples.breast_cancer import data, model
-from pipelines import check_model, partition_runs, partitions, sdk, smoke_run
-from pipelines.batch_inference import quality
+from examples.breast_cancer import data, registration
+from pipelines import check_model, partition_runs, partitions, smoke_run
 from pipelines.files import write_execution_record
 from pipelines.local import executor, sandbox, serve, storage
 from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
@@ -88,49 +87,17 @@ class Timer:
 def register_model(aws: Emulator, bucket: str, workdir: Path) -> tuple[str, float]:
     """Train the sample model in the image's runtime twin, upload and register it (pending),
     then approve it."""
-    trained = model.build(workdir)  # model.tar.gz, baseline.json (the run reports read it)
-    output = f"training/{PROJECT}/{int(time.time())}/output"
-    key = f"{output}/model.tar.gz"
-    aws.client("s3", "dev").upload_file(str(trained.archive), bucket, key)
-    aws.client("s3", "dev").upload_file(str(trained.baseline), bucket, f"{output}/baseline.json")
-    image = sdk.image_uris.retrieve(
-        framework="sklearn", region=aws.region, version="1.9-0", py_version="py3",
-        instance_type="ml.m5.xlarge",
-    )  # fmt: skip
-    registry = aws.client("sagemaker", "dev")
-    arn = registry.create_model_package(
-        ModelPackageGroupName=GROUP,
-        ModelPackageDescription="scaler + logistic regression",
-        ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={
-            "Containers": [
-                {
-                    "Image": image,
-                    "ModelDataUrl": f"s3://{bucket}/{key}",
-                    "Environment": model.container_environment(),
-                    # what it was trained with: build.py warns when the image holds another
-                    "Framework": "SKLEARN",
-                    "FrameworkVersion": trained.versions["scikit-learn"],
-                }
-            ],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
-            "SupportedTransformInstanceTypes": ["ml.m5.xlarge"],
-        },
-        CustomerMetadataProperties={"holdout_accuracy": f"{trained.holdout_accuracy:.4f}"},
-        DriftCheckBaselines={
-            "ModelDataQuality": {
-                "Statistics": {
-                    "ContentType": quality.CONTENT_TYPE,
-                    "S3Uri": f"s3://{bucket}/{output}/baseline.json",
-                }
-            }
-        },
-    )["ModelPackageArn"]
-    registry.update_model_package(
-        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="demo approval"
+    registered = registration.register(
+        aws.client("sagemaker", "dev"),
+        aws.client("s3", "dev"),
+        bucket=bucket,
+        output_prefix=f"training/{PROJECT}/{int(time.time())}/output",
+        group=GROUP,
+        region=aws.region,
+        workdir=workdir,
+        approval="demo approval",
     )
-    return arn, trained.holdout_accuracy
+    return registered.package_arn, registered.holdout_accuracy
 
 
 def deploy(stage: str, workdir: Path, version: int | None = None) -> dict[str, Any]:

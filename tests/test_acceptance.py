@@ -1,15 +1,23 @@
-"""The acceptance run's parts (#35): the catalogue of unproven claims, the plan stated before a
-run, and the report. The flow and the command come next; nothing here runs a check."""
+"""The acceptance run (#35, being built): the catalogue of unproven claims, the plan stated
+before a run, the report, and the command against the emulator, where no unproven claim is
+ever passed and the accounts are given back as they were."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from acceptance import __main__ as acceptance_main
 from acceptance import catalogue, plan, report
+from examples.breast_cancer import model, registration
+from pipelines.local.emulator import Emulator
+from tests.provider_requests import Request, problems
+from tests.registry import DevRegistry, bucket_keys, one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "deploying-to-aws.md"
@@ -91,3 +99,187 @@ def test_a_bad_price_is_refused_with_the_form_to_use(text: str) -> None:
     ):
         plan.parse_price(text)
     assert plan.parse_price("ml.m5.xlarge=0.23") == ("ml.m5.xlarge", 0.23)
+
+
+# ------------------------------------------------------- the command, against the emulator
+
+
+@pytest.fixture
+def command(
+    aws: Emulator,
+    dev: DevRegistry,
+    built_model: model.Built,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., int]:
+    """``python -m acceptance`` with a profile per account (the emulator's keys in a
+    credentials file, as a team's would be), the dev registry's bucket, the session's
+    trained sample; ``command(*extra)`` runs it, ``--yes`` unless told otherwise."""
+    lines = []
+    for name in ("dev", "preprod"):
+        keys = aws.credential_variables(name)
+        lines += [
+            f"[{name}]",
+            f"aws_access_key_id = {keys['AWS_ACCESS_KEY_ID']}",
+            f"aws_secret_access_key = {keys['AWS_SECRET_ACCESS_KEY']}",
+            f"aws_session_token = {keys['AWS_SESSION_TOKEN']}",
+        ]
+    (tmp_path / "credentials").write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setattr(registration.model, "build", lambda _: built_model)
+    base = ["--dev-profile", "dev", "--stage-profile", "preprod", "--region", aws.region,
+            "--dev-bucket", dev.bucket, "--project-name", "acc-test",
+            "--output", str(tmp_path / "out")]  # fmt: skip
+
+    def run(*extra: str, yes: bool = True) -> int:
+        return acceptance_main.main([*base, *extra, *(["--yes"] if yes else [])])
+
+    return run
+
+
+def _left(aws: Emulator, dev: DevRegistry) -> tuple[list[str], list[str]]:
+    """The dev account's model package groups and bucket keys."""
+    groups = aws.client("sagemaker", "dev").list_model_package_groups()
+    return [g["ModelPackageGroupName"] for g in groups["ModelPackageGroupSummaryList"]], sorted(
+        bucket_keys(aws, "dev", dev.bucket)
+    )
+
+
+def test_nothing_starts_without_yes_and_the_plan_comes_first(
+    aws: Emulator, dev: DevRegistry, command: Callable[..., int], capsys
+) -> None:
+    before = _left(aws, dev)
+    assert command(yes=False) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("expected time: about ") and "ml.m5.xlarge: " in out
+    assert err == "acceptance: nothing started: read the plan above, then add --yes\n"
+    assert _left(aws, dev) == before
+
+
+@pytest.mark.parametrize(
+    "case", ["name in use", "one account twice", "no dev bucket", "no such profile"]
+)
+def test_a_run_that_could_touch_what_it_did_not_make_is_refused(
+    aws: Emulator, dev: DevRegistry, command: Callable[..., int], capsys, case: str
+) -> None:
+    extra: list[str] = []
+    if case == "name in use":
+        aws.client("sagemaker", "dev").create_model_package_group(
+            ModelPackageGroupName="acc-test-models"
+        )
+        message = "project name 'acc-test' is in use (model package group acc-test-models in"
+    elif case == "one account twice":
+        extra = ["--stage-profile", "dev"]
+        message = "--dev-profile and --stage-profile are both account 111111111111"
+    elif case == "no dev bucket":
+        extra = ["--dev-bucket", "no-such-bucket"]
+        message = "--dev-bucket no-such-bucket cannot be reached in the dev account"
+    else:
+        extra = ["--dev-profile", "nope"]
+        message = "acceptance: --dev-profile nope: no such profile in your AWS config files"
+    before = _left(aws, dev)
+    assert command(*extra) == 2
+    assert message in one_line_error(capsys)
+    assert _left(aws, dev) == before
+
+
+# moto implements neither DeleteModelPackage nor DeleteModelPackageGroup (it answers 500): the
+# teardown's SageMaker calls are recorded and held to botocore's model instead, and the run
+# says what it could not remove (exit 3), as it would on AWS
+NOT_IN_MOTO = ("model package arn:aws:sagemaker:", "model package group acc-test-models")
+
+
+def _deletes(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
+    """The SageMaker Delete* requests of the command's sessions."""
+    sent: list[Request] = []
+    real_session = acceptance_main.aws_sessions.session
+
+    def record(params: dict, model: Any, **_: Any) -> None:
+        if model.name.startswith("Delete"):
+            sent.append(Request("sagemaker", model.name, dict(params)))
+
+    def recording_session(*args: Any, **kwargs: Any) -> Any:
+        session = real_session(*args, **kwargs)
+        session.events.register("before-parameter-build.sagemaker", record)
+        return session
+
+    monkeypatch.setattr(acceptance_main.aws_sessions, "session", recording_session)
+    return sent
+
+
+def _not_removed(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("acceptance: not removed: ")]
+
+
+def test_a_run_reports_every_check_and_gives_the_accounts_back(
+    aws: Emulator,
+    dev: DevRegistry,
+    command: Callable[..., int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+) -> None:
+    _, keys_before = _left(aws, dev)
+    deletes = _deletes(monkeypatch)
+    assert command() == 3  # only what moto cannot delete is left
+    document = json.loads((tmp_path / "out" / "acceptance.json").read_text())
+    verdicts = {c["check"]: c for c in document["checks"]}
+    assert list(verdicts) == [check.id for check in catalogue.CHECKS]
+    digest = verdicts.pop("image-digest-at-registration")
+    # the emulator answered, but an unproven claim is not the emulator's to settle
+    assert digest["status"] == "needs-real-account"
+    assert digest["evidence"].startswith("DescribeModelPackage arn:aws:sagemaker:")
+    assert {c["status"] for c in verdicts.values()} == {"skipped"}
+    assert all("its step is not built yet" in c["evidence"] for c in verdicts.values())
+    assert document["run"]["emulator"] is True and document["counts"]["passed"] == 0
+    assert "| image-digest-at-registration |" in (tmp_path / "out" / "acceptance.md").read_text()
+    assert _left(aws, dev)[1] == keys_before  # the uploads: removed
+    left = _not_removed(capsys.readouterr().err)
+    assert [line.split(": ", 2)[2].startswith(NOT_IN_MOTO) for line in left] == [True, True]
+    # the package before its group (AWS deletes only an empty group), each request valid
+    assert [r.operation for r in deletes] == ["DeleteModelPackage", "DeleteModelPackageGroup"]
+    assert [p for r in deletes for p in problems(r)] == []
+
+
+def test_keep_leaves_what_the_run_made_and_lists_it(
+    aws: Emulator, dev: DevRegistry, command: Callable[..., int], capsys
+) -> None:
+    groups_before, keys_before = _left(aws, dev)
+    assert command("--keep") == 0
+    groups, keys = _left(aws, dev)
+    assert sorted(set(groups) - set(groups_before)) == ["acc-test-models"]
+    assert sorted(set(keys) - set(keys_before)) == [
+        "training/acc-test/output/baseline.json",
+        "training/acc-test/output/model.tar.gz",
+    ]
+    err = capsys.readouterr().err
+    assert "acceptance: kept model package group acc-test-models" in err
+    assert _not_removed(err) == []
+
+
+def test_a_run_that_fails_midway_still_removes_what_it_made(
+    aws: Emulator,
+    dev: DevRegistry,
+    command: Callable[..., int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+) -> None:
+    """The group is made and one artifact uploaded, then the registration fails."""
+    _, keys_before = _left(aws, dev)
+
+    def failing(sagemaker: Any, s3: Any, **kwargs: Any) -> Any:
+        s3.put_object(Bucket=kwargs["bucket"], Key=kwargs["output_prefix"] + "/model.tar.gz")
+        raise RuntimeError("training in the runtime twin failed: out of memory")
+
+    monkeypatch.setattr(registration, "register", failing)
+    assert command() == 3
+    err = capsys.readouterr().err
+    assert "acceptance: the run stopped: RuntimeError: training in the runtime twin failed" in err
+    assert _left(aws, dev)[1] == keys_before
+    assert [line.split(": ", 2)[2].startswith(NOT_IN_MOTO[1]) for line in _not_removed(err)] == [
+        True
+    ]
+    document = json.loads((tmp_path / "out" / "acceptance.json").read_text())
+    assert {c["status"] for c in document["checks"]} == {"skipped"}
+    assert all("the run stopped" in c["evidence"] for c in document["checks"])

@@ -1,0 +1,146 @@
+"""``python -m acceptance``: the acceptance run in two sandbox accounts (#35, being built).
+
+    python -m acceptance --dev-profile DEV --stage-profile STAGE --region eu-west-1 \\
+        --dev-bucket <infra/dev-account's artifacts bucket> [--project-name acc-xxxx] \\
+        [--price ml.m5.xlarge=0.23 ...] [--output build/acceptance] [--keep] [--yes]
+
+Prints the plan (time, instance-minutes, cost of the priced types) and stops unless ``--yes``;
+refuses a project name in use in either account. Then runs the steps built so far (see
+``flow.STEPS_BUILT``), always tears down what it made (``--keep`` leaves it and lists it), and
+writes ``acceptance.json`` and ``acceptance.md``: each check passed or failed with the evidence
+read, or skipped saying why (its step is not built yet, or did not run).
+
+Exit codes: 0 no check failed; 1 a check failed or AWS refused a call of the run; 2 bad
+arguments or a refused start (nothing made); 3 the teardown left something (listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import urllib.parse
+from pathlib import Path
+from typing import NoReturn
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from acceptance import plan, report
+from acceptance.flow import STEPS_BUILT, Refused, Run
+from pipelines import aws_sessions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"acceptance: error: {message}\n")
+
+
+def _price(text: str) -> tuple[str, float]:
+    try:
+        return plan.parse_price(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m acceptance", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--dev-profile", required=True, help="AWS profile of the sandbox dev account"
+    )
+    parser.add_argument("--stage-profile", required=True, help="... of the sandbox stage account")
+    parser.add_argument("--region", required=True)
+    parser.add_argument("--dev-bucket", required=True, help="infra/dev-account's artifacts bucket")
+    parser.add_argument(
+        "--project-name",
+        default=f"acc-{secrets.token_hex(3)}",
+        help="a throwaway project name (default: acc-<6 random hex>)",
+    )
+    parser.add_argument("--config", type=Path, default=REPO / "pre-prod-config.tfvars.json")
+    parser.add_argument("--price", type=_price, action="append", default=[], metavar="TYPE=USD")
+    parser.add_argument("--output", type=Path, default=Path("build") / "acceptance")
+    parser.add_argument("--keep", action="store_true", help="leave what the run made")
+    parser.add_argument("--yes", action="store_true", help="start (after reading the plan)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        stage_config = json.loads(args.config.read_text(encoding="utf-8"))
+        sessions = [
+            aws_sessions.session(args.region, profile)
+            for profile in (args.dev_profile, args.stage_profile)
+        ]
+        for option, profile in (
+            ("--dev-profile", args.dev_profile),
+            ("--stage-profile", args.stage_profile),
+        ):
+            if profile not in sessions[0].available_profiles:
+                raise ValueError(
+                    f"{option} {profile}: no such profile in your AWS config files "
+                    "(aws configure list-profiles)"
+                )
+    except (OSError, ValueError) as error:
+        print(f"acceptance: {error}", file=sys.stderr)
+        return 2
+    except BotoCoreError as error:  # an unknown profile
+        print(f"acceptance: {error}", file=sys.stderr)
+        return 2
+    print(plan.plan(stage_config).statement(dict(args.price)))
+    if not args.yes:
+        print("acceptance: nothing started: read the plan above, then add --yes", file=sys.stderr)
+        return 2
+    run = Run(
+        sessions[0], sessions[1], args.project_name, args.dev_bucket, args.output,
+        emulator=_on_loopback(os.environ.get("AWS_ENDPOINT_URL")),
+    )  # fmt: skip
+    try:
+        dev, stage = run.preflight()
+    except Refused as error:
+        print(f"acceptance: {error}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as error:
+        print(f"acceptance: AWS error before the run: {error}", file=sys.stderr)
+        return 1
+    failure = None
+    try:
+        print(f"acceptance: {args.project_name}: dev {dev}, stage {stage}", flush=True)
+        run.register()
+    except (ClientError, BotoCoreError, RuntimeError) as error:
+        failure = f"{type(error).__name__}: {error}"
+        print(f"acceptance: the run stopped: {failure}", file=sys.stderr)
+    finally:
+        if args.keep:
+            left = [what for what, _ in run.made.items]
+            for what in left:
+                print(f"acceptance: kept {what}", file=sys.stderr)
+        else:
+            left = run.made.teardown()
+            for what in left:
+                print(f"acceptance: not removed: {what}", file=sys.stderr)
+    why = failure and f"not run: the run stopped ({failure})"
+    verdicts = report.complete(
+        run.verdicts, why or f"not run: its step is not built yet (built: {', '.join(STEPS_BUILT)})"
+    )
+    details = {"project": args.project_name, "dev_account": dev, "stage_account": stage,
+               "region": args.region, "emulator": run.emulator, "kept": args.keep}  # fmt: skip
+    paths = report.write(verdicts, details, args.output)
+    print(f"acceptance: report {paths[1]} ({paths[0]})")
+    if left and not args.keep:
+        return 3
+    return 1 if failure or any(v.status == "failed" for v in verdicts) else 0
+
+
+def _on_loopback(endpoint_url: str | None) -> bool:
+    """Whether AWS is an emulator on this machine (``make test``): then no unproven claim is
+    settled, whatever it answers."""
+    host = urllib.parse.urlsplit(endpoint_url or "").hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

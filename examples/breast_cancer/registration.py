@@ -1,0 +1,82 @@
+"""Register the sample model in a dev registry as a training pipeline would: trained in the
+image's runtime twin, its artifact and baseline uploaded, a package pending approval, then
+approved. ``make demo`` does it against the emulator, the acceptance run in a sandbox dev
+account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from examples.breast_cancer import model
+from pipelines import sdk
+from pipelines.batch_inference import quality
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
+
+
+@dataclass(frozen=True)
+class Registered:
+    package_arn: str
+    holdout_accuracy: float
+    keys: tuple[str, ...]  # what was uploaded to the bucket
+
+
+def register(
+    sagemaker: SageMakerClient,
+    s3: S3Client,
+    *,
+    bucket: str,
+    output_prefix: str,
+    group: str,
+    region: str,
+    workdir: Path,
+    approval: str,
+) -> Registered:
+    """Train, upload under ``s3://bucket/output_prefix/``, register in ``group`` (pending),
+    then approve with ``approval`` as the reason (a data scientist's click)."""
+    trained = model.build(workdir)  # model.tar.gz, baseline.json
+    output = output_prefix.rstrip("/")
+    keys = (f"{output}/model.tar.gz", f"{output}/baseline.json")
+    s3.upload_file(str(trained.archive), bucket, keys[0])
+    s3.upload_file(str(trained.baseline), bucket, keys[1])
+    image = sdk.image_uris.retrieve(
+        framework="sklearn", region=region, version="1.9-0", py_version="py3",
+        instance_type="ml.m5.xlarge",
+    )  # fmt: skip
+    arn = sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        ModelPackageDescription="scaler + logistic regression",
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": image,
+                    "ModelDataUrl": f"s3://{bucket}/{keys[0]}",
+                    "Environment": model.container_environment(),
+                    # what it was trained with: build.py warns when the image holds another
+                    "Framework": "SKLEARN",
+                    "FrameworkVersion": trained.versions["scikit-learn"],
+                }
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+            "SupportedTransformInstanceTypes": ["ml.m5.xlarge"],
+        },
+        CustomerMetadataProperties={"holdout_accuracy": f"{trained.holdout_accuracy:.4f}"},
+        DriftCheckBaselines={
+            "ModelDataQuality": {
+                "Statistics": {
+                    "ContentType": quality.CONTENT_TYPE,
+                    "S3Uri": f"s3://{bucket}/{keys[1]}",
+                }
+            }
+        },
+    )["ModelPackageArn"]
+    sagemaker.update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription=approval
+    )
+    return Registered(arn, trained.holdout_accuracy, keys)
