@@ -116,8 +116,9 @@ def session(
 
 @functools.cache
 def _models() -> botocore.loaders.Loader:
-    """One loader of botocore's data for every session: read-only, it caches what it reads."""
-    return botocore.loaders.create_loader()
+    """One loader of botocore's data for every session: read-only, it caches what it reads
+    (from the same places a session's own loader reads, ``AWS_DATA_PATH`` included)."""
+    return botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
 
 
 def assumed_session(
