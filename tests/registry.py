@@ -273,6 +273,17 @@ def create_deployed_pipeline(aws: Emulator, tfvars: dict[str, Any], stage: str =
     )
 
 
+def deploy_preprod(aws: Emulator, folder: Path) -> dict[str, Any]:
+    """Preprod promoted by build.py (its tfvars in ``folder``) and its pipeline created, as
+    the apply leaves them; the tfvars."""
+    create_stage(aws, "preprod")
+    DevRegistry(aws).register("Approved")
+    assert run_build(folder) == 0
+    tfvars = json.loads((folder / "preprod.tfvars.json").read_text())
+    create_deployed_pipeline(aws, tfvars)
+    return tfvars
+
+
 def create_empty_pipeline(sagemaker: Any, name: str) -> None:
     """A pipeline with no steps: what the stage functions start, where only the requests
     and the executions' records matter (moto runs no step)."""

@@ -24,11 +24,8 @@ from pipelines.local.emulator import ACCOUNTS, Emulator
 from pipelines.s3_locations import parse_s3_uri
 from tests.fault_proxy import FaultProxy, faulty
 from tests.registry import (
-    DevRegistry,
-    create_deployed_pipeline,
-    create_stage,
+    deploy_preprod,
     keep_executions_running,
-    run_build,
 )
 
 DESCRIBE = "SageMaker.DescribePipelineExecution"
@@ -61,12 +58,7 @@ def through(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable
 @pytest.fixture
 def deployed(aws: Emulator, tmp_path: Path) -> dict[str, Any]:
     """Preprod promoted (without faults) and its pipeline created, as the apply leaves them."""
-    create_stage(aws, "preprod")
-    DevRegistry(aws).register("Approved")
-    assert run_build(tmp_path) == 0
-    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
-    create_deployed_pipeline(aws, tfvars)
-    return tfvars
+    return deploy_preprod(aws, tmp_path)
 
 
 def _as_preprod(aws: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,11 +84,8 @@ def _run_pipeline(aws: Emulator, tmp_path: Path, _: pytest.MonkeyPatch) -> Calla
 def _smoke_run(aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     """moto runs no job, so a fault-free smoke run succeeds and scores no rows (exit 3, that
     line); what the faults must not change is that verdict."""
-    create_stage(aws, "preprod")
-    DevRegistry(aws).register("Approved")
-    assert run_build(tmp_path) == 0
+    deploy_preprod(aws, tmp_path)
     tfvars = tmp_path / "preprod.tfvars.json"
-    create_deployed_pipeline(aws, json.loads(tfvars.read_text()))
     _as_preprod(aws, monkeypatch)
 
     def run() -> int:
@@ -112,11 +101,7 @@ DAY = "2026-11-01"
 def _backfill(aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
     """A day with input, scored again by each run (``--force``) and awaited; moto runs no
     job, so the day ends Succeeded with no summaries: what the faults must not change."""
-    create_stage(aws, "preprod")
-    DevRegistry(aws).register("Approved")
-    assert run_build(tmp_path) == 0
-    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
-    create_deployed_pipeline(aws, tfvars)
+    tfvars = deploy_preprod(aws, tmp_path)
     layout = partition_runs.layout_of(tfvars)
     bucket, key = parse_s3_uri(layout.input_uri(date.fromisoformat(DAY)))
     aws.client("s3", "preprod").put_object(Bucket=bucket, Key=f"{key}a.csv", Body=b"id,x\n1,2\n")

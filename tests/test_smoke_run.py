@@ -16,23 +16,15 @@ from pipelines.local import sandbox
 from pipelines.local.emulator import ACCOUNTS, Emulator
 from tests.provider_requests import Request, problems
 from tests.registry import (
-    DevRegistry,
-    create_deployed_pipeline,
-    create_stage,
+    deploy_preprod,
     keep_executions_running,
-    run_build,
 )
 
 
 @pytest.fixture
 def deployed(aws: Emulator, tmp_path: Path) -> dict[str, Any]:
     """Preprod promoted by build.py and its pipeline created, as the apply leaves them."""
-    create_stage(aws, "preprod")
-    DevRegistry(aws).register("Approved")
-    assert run_build(tmp_path) == 0
-    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
-    create_deployed_pipeline(aws, tfvars)
-    return tfvars
+    return deploy_preprod(aws, tmp_path)
 
 
 def recorded(session: boto3.Session) -> list[Request]:
