@@ -44,7 +44,7 @@ from pipelines.exit_codes import (
     CommandFailed,
     report_failure,
 )
-from pipelines.files import check_writable
+from pipelines.files import check_writable_option
 from pipelines.image_uris import local_refusal
 from pipelines.local import storage, twin
 from pipelines.local.container import Container, ContainerFailed, ContainerRefusal
@@ -238,11 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         aws_sessions.check_environment()  # AWS_MAX_ATTEMPTS, AWS_ENDPOINT_URL: first
-        if args.summary:  # before the check, whose result would be lost
-            try:
-                check_writable(args.summary)
-            except ValueError as error:
-                raise CheckFailed(f"--summary: {error}", USAGE_ERROR) from None
+        if args.summary:
+            check_writable_option("--summary", args.summary)
         tfvars = load_tfvars(args.tfvars)
         source = args.input or stage_input(tfvars)
         if source is not None and not source.is_file():

@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipelines.exit_codes import USAGE_ERROR, CommandFailed
+
 
 def check_writable(path: Path) -> None:
     """Raise a one-line ``ValueError`` now if ``path`` could not be written later.
@@ -33,6 +35,15 @@ def check_writable(path: Path) -> None:
         os.unlink(probe)
     except OSError as error:
         raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def check_writable_option(option: str, path: Path) -> None:
+    """:func:`check_writable` for a CLI's option, as the one line and exit 2 the pipeline CLIs
+    print (``CommandFailed``): before the work whose report would be lost."""
+    try:
+        check_writable(path)
+    except ValueError as error:
+        raise CommandFailed(f"{option}: {error}", USAGE_ERROR) from None
 
 
 def write_text_atomically(path: Path, text: str) -> None:

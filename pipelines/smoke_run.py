@@ -312,16 +312,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # the CLI's own modules (the stage functions' zips import this module, not these)
     from pipelines import aws_sessions
-    from pipelines.files import check_writable
+    from pipelines.files import check_writable_option
 
     args = _parser().parse_args(argv)
     try:
         aws_sessions.check_environment()  # AWS_MAX_ATTEMPTS, AWS_ENDPOINT_URL: first
-        if args.summary:  # before the run, whose report would be lost
-            try:
-                check_writable(args.summary)
-            except ValueError as error:
-                raise SmokeError(f"--summary: {error}", USAGE_ERROR) from None
+        if args.summary:
+            check_writable_option("--summary", args.summary)
         if args.timeout_minutes <= 0 or args.poll_seconds <= 0:
             raise SmokeError("--timeout-minutes and --poll-seconds must be positive", USAGE_ERROR)
         tfvars = load_tfvars(args.tfvars)
