@@ -421,12 +421,9 @@ def decide(
     return Decision(day, "start", reason, previous, f"{state}|{fingerprint}")
 
 
-def empty_marker(layout: Layout, day: date) -> dict[str, Any]:
+def _no_run() -> dict[str, Any]:
+    """What an ``Empty`` marker (a day's or an upload's) says of the run it did not start."""
     return {
-        "partition": layout.partition(day),
-        "date": day.isoformat(),
-        "input": layout.input_uri(day),
-        "output": layout.output_uri(day),
         "status": "Empty",
         "execution_arn": None,
         "started": None,
@@ -434,6 +431,16 @@ def empty_marker(layout: Layout, day: date) -> dict[str, Any]:
         "rows_read": 0,
         "rows_rejected": 0,
         "rows_scored": 0,
+    }
+
+
+def empty_marker(layout: Layout, day: date) -> dict[str, Any]:
+    return {
+        "partition": layout.partition(day),
+        "date": day.isoformat(),
+        "input": layout.input_uri(day),
+        "output": layout.output_uri(day),
+        **_no_run(),
     }
 
 
@@ -552,11 +559,5 @@ def upload_empty_marker(object_uri: str, version: str, output_data_url: str) -> 
         "version": version,
         "input": object_uri,
         "output": output_data_url,
-        "status": "Empty",
-        "execution_arn": None,
-        "started": None,
-        "finished": now(),
-        "rows_read": 0,
-        "rows_rejected": 0,
-        "rows_scored": 0,
+        **_no_run(),
     }
