@@ -17,7 +17,6 @@ arguments or a refused start (nothing made); 3 the teardown left something (list
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import sys
@@ -30,6 +29,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from acceptance import plan, report
 from acceptance.flow import STEPS_BUILT, Refused, Run
 from pipelines import aws_sessions
+from promotion.errors import UsageError
+from promotion.stage_config import load_stage_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        stage_config = json.loads(args.config.read_text(encoding="utf-8"))
+        # the stage account plays preprod; the file checked as build.py checks it
+        stage_config = load_stage_config(args.config, "preprod")
         sessions = [
             aws_sessions.session(args.region, profile)
             for profile in (args.dev_profile, args.stage_profile)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{option} {profile}: no such profile in your AWS config files "
                     "(aws configure list-profiles)"
                 )
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, UsageError) as error:
         print(f"acceptance: {error}", file=sys.stderr)
         return 2
     except BotoCoreError as error:  # an unknown profile

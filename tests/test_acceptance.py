@@ -156,6 +156,15 @@ def test_nothing_starts_without_yes_and_the_plan_comes_first(
     assert _left(aws, dev) == before
 
 
+def test_a_stage_file_build_py_would_refuse_is_refused_first(
+    command: Callable[..., int], tmp_path: Path, capsys
+) -> None:
+    config = tmp_path / "stage.json"
+    config.write_text(json.dumps({"environment": "preprod", "transform_instance_cont": 2}))
+    assert command("--config", str(config), yes=False) == 2
+    assert "unknown setting 'transform_instance_cont'; did you mean" in one_line_error(capsys)
+
+
 @pytest.mark.parametrize(
     "case", ["name in use", "one account twice", "no dev bucket", "no such profile"]
 )
