@@ -93,10 +93,11 @@ benchmark: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m benchmarks.serving
 
 # the acceptance run in two sandbox accounts (#35, being built; docs/deploying-to-aws.md,
-# section 8), e.g. make aws-acceptance ACCEPTANCE_ARGS="--dev-profile d --stage-profile s ..."
+# section 8), e.g. make aws-acceptance ACCEPTANCE_ARGS="--dev-profile d --stage-profile s ...";
+# Terraform installs the provider from its registry there (a real run), not from the mirror
 ACCEPTANCE_ARGS ?=
 aws-acceptance: $(STAMP) $(TWIN_STAMP)
-	$(BIN)/python -m acceptance $(ACCEPTANCE_ARGS)
+	env -u TF_CLI_CONFIG_FILE $(BIN)/python -m acceptance $(ACCEPTANCE_ARGS)
 
 # the dispatch Lambda's zip that infra/dev-account deploys (byte-identical on every build)
 lambda-package: $(STAMP)

@@ -1,24 +1,26 @@
 """``python -m acceptance``: the acceptance run in two sandbox accounts (#35, being built).
 
     python -m acceptance --dev-profile DEV --stage-profile STAGE --region eu-west-1 \\
-        --dev-bucket <infra/dev-account's artifacts bucket> [--project-name acc-xxxx] \\
+        --dev-bucket <a dev bucket> --project-name acc-1 \\
         [--price ml.m5.xlarge=0.23 ...] [--output build/acceptance] [--keep] [--yes]
 
-Prints the plan (time, instance-minutes, cost of the priced types) and stops unless ``--yes``;
-refuses a project name in use in either account. Then runs the steps built so far (see
-``flow.STEPS_BUILT``), always tears down what it made (``--keep`` leaves it and lists it), and
-writes ``acceptance.json`` and ``acceptance.md``: each check passed or failed with the evidence
-read, or skipped saying why (its step is not built yet, or did not run).
+Prints the plan (time, instance-minutes, cost of the priced types) and stops unless ``--yes``.
+The stage account must hold the project's base (``infra/target-account`` applied with that
+``project_name`` as ``preprod``); the run refuses a project whose group, pipelines or bucket
+prefix exist already. Then runs the steps built so far (``flow.STEPS_BUILT``: the sample
+registered twice, ``build.py``, the stage template applied, version 2 over it), always tears
+down what it made (``--keep`` leaves it and lists it), and writes ``acceptance.json`` and
+``acceptance.md``: each check passed or failed with the evidence read, or skipped saying why.
 
-Exit codes: 0 no check failed; 1 a check failed or AWS refused a call of the run; 2 bad
-arguments or a refused start (nothing made); 3 the teardown left something (listed).
+Exit codes: 0 no check failed; 1 a check failed or the run stopped (AWS, build.py or
+Terraform refused); 2 bad arguments or a refused start (nothing made); 3 the teardown left
+something (listed).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import urllib.parse
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from acceptance import plan, report
+from acceptance import deploy, plan, report
 from acceptance.flow import STEPS_BUILT, Refused, Run
 from pipelines import aws_sessions
 from promotion.errors import UsageError
@@ -57,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dev-bucket", required=True, help="infra/dev-account's artifacts bucket")
     parser.add_argument(
         "--project-name",
-        default=f"acc-{secrets.token_hex(3)}",
-        help="a throwaway project name (default: acc-<6 random hex>)",
+        required=True,
+        help="the throwaway project whose base (infra/target-account, as preprod) you applied",
     )
     parser.add_argument("--config", type=Path, default=REPO / "pre-prod-config.tfvars.json")
     parser.add_argument("--price", type=_price, action="append", default=[], metavar="TYPE=USD")
@@ -97,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         print("acceptance: nothing started: read the plan above, then add --yes", file=sys.stderr)
         return 2
     run = Run(
-        sessions[0], sessions[1], args.project_name, args.dev_bucket, args.output,
+        sessions[0], sessions[1], args.project_name, args.dev_bucket, args.output.resolve(),
         emulator=_on_loopback(os.environ.get("AWS_ENDPOINT_URL")),
+        profiles=(args.dev_profile, args.stage_profile),
     )  # fmt: skip
     try:
-        dev, stage = run.preflight()
+        (dev, stage), found = run.preflight()
     except Refused as error:
         print(f"acceptance: {error}", file=sys.stderr)
         return 2
@@ -111,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     failure = None
     try:
         print(f"acceptance: {args.project_name}: dev {dev}, stage {stage}", flush=True)
-        run.register()
+        _steps(run, stage_config, found)
     except (ClientError, BotoCoreError, RuntimeError) as error:
         failure = f"{type(error).__name__}: {error}"
         print(f"acceptance: the run stopped: {failure}", file=sys.stderr)
@@ -135,6 +138,23 @@ def main(argv: list[str] | None = None) -> int:
     if left and not args.keep:
         return 3
     return 1 if failure or any(v.status == "failed" for v in verdicts) else 0
+
+
+def _steps(run: Run, stage_config: dict, found: dict[str, str]) -> None:
+    """The flow's steps in order, each printed as it starts (the run takes an hour or two)."""
+    config = deploy.stage_config(run, stage_config)
+    for step, call in (
+        ("base: the deploy role's boundary", lambda: deploy.permissions_boundary(run)),
+        ("register: the sample, version 1", run.register),
+    ):
+        print(f"acceptance: {step}", flush=True)
+        call()
+    print("acceptance: promote: build.py", flush=True)
+    tfvars = deploy.promote(run, config, found)
+    print("acceptance: apply: the stage template", flush=True)
+    root = deploy.apply(run, tfvars)
+    print("acceptance: redeploy: version 2 registered, promoted, applied", flush=True)
+    deploy.redeploy(run, config, found, root)
 
 
 def _on_loopback(endpoint_url: str | None) -> bool:

@@ -2,9 +2,11 @@
 
 Every resource a step makes is recorded with how to remove it *before* the next call, so the
 teardown (in reverse order, also after a failure or Ctrl-C; skipped with ``--keep``, which
-prints what is left) gives the accounts back as they were. Built so far: the preflight (two
-distinct accounts, the project name unused in both, the dev bucket there) and the ``register``
-step; the next steps of #35 add to ``STEPS_BUILT``.
+prints what is left) gives the accounts back as they were, apart from the stage's base
+(``infra/target-account`` applied for the project beforehand, as the docs say). The preflight
+refuses two profiles of one account, a stage without that base, a project name with a
+group, pipeline or bucket prefix already there, and an unreachable dev bucket. The steps
+built so far are ``STEPS_BUILT``; the deployment's are in ``acceptance.deploy``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from acceptance.report import Verdict
 
 if TYPE_CHECKING:
     import boto3
 
-STEPS_BUILT = ("register", "teardown")
+STEPS_BUILT = ("base", "register", "promote", "apply", "redeploy", "teardown")
+STAGE = "preprod"  # the stage account plays preprod (its base is applied as preprod)
+# infra/target-account writes these for build.py; without them there is no base to run on
+BASE_PARAMETERS = ("artifacts-bucket", "sagemaker-role-arn", "upload-starter-role-arn")
 MISSING = ("ValidationException", "ResourceNotFound")
 
 
@@ -46,7 +51,7 @@ class Made:
             what, remove = self.items.pop()
             try:
                 remove()
-            except (ClientError, BotoCoreError) as error:
+            except Exception as error:  # any: the teardown goes on, and says what it left
                 left.append(f"{what}: {error}")
         return left
 
@@ -61,12 +66,17 @@ class Run:
     dev_bucket: str
     workdir: Path
     emulator: bool = False  # moto answers: the unproven claims are not its to settle
+    profiles: tuple[str, str] = ("", "")  # dev's and stage's, for build.py
     made: Made = field(default_factory=Made)
     verdicts: list[Verdict] = field(default_factory=list)
 
     @property
     def group(self) -> str:
         return f"{self.project}-models"
+
+    def settle(self, status: str) -> str:
+        """A verdict's status: what the run observed, unless the emulator answered."""
+        return "needs-real-account" if self.emulator else status
 
     def accounts(self) -> tuple[str, str]:
         """The dev and stage account ids; ``Refused`` when they are the same account."""
@@ -81,35 +91,61 @@ class Run:
             )
         return dev, stage
 
-    def in_use(self) -> list[str]:
-        """What of another project with this name already exists (read-only calls)."""
+    def base(self) -> dict[str, str]:
+        """The stage account's base as ``build.py`` reads it; ``Refused`` when missing."""
+        ssm = self.stage.client("ssm")
+        prefix = f"/{self.project}/{STAGE}/"
+        found = {
+            parameter["Name"].removeprefix(prefix): parameter["Value"]
+            for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=prefix)
+            for parameter in page["Parameters"]
+        }
+        missing = [name for name in BASE_PARAMETERS if name not in found]
+        if missing:
+            raise Refused(
+                f"the stage account has no base for project {self.project!r} (SSM {prefix}"
+                f"{missing[0]} is missing): apply infra/target-account there with "
+                f'project_name = "{self.project}" and environment = "{STAGE}" first '
+                "(docs/deploying-to-aws.md, section 8)"
+            )
+        return found
+
+    def in_use(self, bucket: str) -> list[str]:
+        """What of another run or project with this name exists (read-only calls): the
+        teardown removes the project's group, pipelines and bucket prefix whole."""
         found = []
-        sagemaker = self.dev.client("sagemaker")
-        try:
-            sagemaker.describe_model_package_group(ModelPackageGroupName=self.group)
-            found.append(f"model package group {self.group} in the dev account")
-        except ClientError as error:
-            # a group that does not exist: ValidationException (SageMaker's, and moto's)
-            if error.response.get("Error", {}).get("Code") not in MISSING:
-                raise
+        for where, session in (("dev", self.dev), ("stage", self.stage)):
+            try:
+                session.client("sagemaker").describe_model_package_group(
+                    ModelPackageGroupName=self.group
+                )
+                found.append(f"model package group {self.group} in the {where} account")
+            except ClientError as error:
+                # a group that does not exist: ValidationException (SageMaker's, and moto's)
+                if error.response.get("Error", {}).get("Code") not in MISSING:
+                    raise
         pipelines = self.stage.client("sagemaker").list_pipelines(
             PipelineNamePrefix=f"{self.project}-"
         )["PipelineSummaries"]
         found += [f"pipeline {p['PipelineName']} in the stage account" for p in pipelines]
-        parameters = self.stage.client("ssm").get_parameters_by_path(
-            Path=f"/{self.project}/", Recursive=True, MaxResults=1
-        )["Parameters"]
-        found += [f"SSM parameters under /{self.project}/ in the stage account"] * bool(parameters)
+        listed = self.stage.client("s3").list_object_versions(
+            Bucket=bucket, Prefix=f"{self.project}/", MaxKeys=1
+        )
+        if listed.get("Versions") or listed.get("DeleteMarkers"):
+            found.append(f"objects under s3://{bucket}/{self.project}/ in the stage account")
         return found
 
-    def preflight(self) -> tuple[str, str]:
-        """``Refused`` unless the run can start without touching anything it did not make."""
+    def preflight(self) -> tuple[tuple[str, str], dict[str, str]]:
+        """``Refused`` unless the run can start without touching anything it did not make:
+        the two account ids and the stage's base."""
         accounts = self.accounts()
-        taken = self.in_use()
+        found = self.base()
+        taken = self.in_use(found["artifacts-bucket"])
         if taken:
             raise Refused(
                 f"project name {self.project!r} is in use ({'; '.join(taken)}): pass another "
-                "--project-name (the run makes and removes only its own resources)"
+                "--project-name with its own base (the run removes the project's group, "
+                "pipelines and bucket prefix whole)"
             )
         try:
             self.dev.client("s3").head_bucket(Bucket=self.dev_bucket)
@@ -119,22 +155,24 @@ class Run:
                 f"({error.response.get('Error', {}).get('Code')}): pass infra/dev-account's "
                 "artifacts bucket"
             ) from None
-        return accounts
+        return accounts, found
 
-    def register(self) -> None:
-        """The sample model registered and approved in dev; reads ``ImageDigest`` back."""
+    def register(self, version: int = 1) -> None:
+        """The sample registered and approved in dev (a second time for the re-deploy); the
+        first reads ``ImageDigest`` back."""
         from examples.breast_cancer import registration  # trains: only when the run starts
 
         sagemaker, s3 = self.dev.client("sagemaker"), self.dev.client("s3")
-        sagemaker.create_model_package_group(
-            ModelPackageGroupName=self.group,
-            ModelPackageGroupDescription=f"acceptance run {self.project} (removed after it)",
-        )
-        self.made.add(
-            f"model package group {self.group}",
-            lambda: sagemaker.delete_model_package_group(ModelPackageGroupName=self.group),
-        )
-        prefix = f"training/{self.project}/output"
+        if version == 1:
+            sagemaker.create_model_package_group(
+                ModelPackageGroupName=self.group,
+                ModelPackageGroupDescription=f"acceptance run {self.project} (removed after it)",
+            )
+            self.made.add(
+                f"model package group {self.group}",
+                lambda: sagemaker.delete_model_package_group(ModelPackageGroupName=self.group),
+            )
+        prefix = f"training/{self.project}/v{version}/output"
         for name in ("model.tar.gz", "baseline.json"):  # recorded before the upload
             key = f"{prefix}/{name}"
             self.made.add(
@@ -148,24 +186,21 @@ class Run:
             output_prefix=prefix,
             group=self.group,
             region=self.dev.region_name,
-            workdir=self.workdir / "model",
+            workdir=self.workdir / f"model-v{version}",
             approval=f"acceptance run {self.project}",
         )
         arn = registered.package_arn
         self.made.add(
             f"model package {arn}", lambda: sagemaker.delete_model_package(ModelPackageName=arn)
         )
+        if version != 1:
+            return
         containers = sagemaker.describe_model_package(ModelPackageName=arn)[
             "InferenceSpecification"
         ]["Containers"]
         digests = [c.get("ImageDigest") for c in containers]
-        evidence = f"DescribeModelPackage {arn}: ImageDigest {digests}"
-        if self.emulator:
-            self.verdicts.append(
-                Verdict("image-digest-at-registration", "needs-real-account", evidence)
-            )
-        else:
-            passed = all(d and d.startswith("sha256:") for d in digests)
-            self.verdicts.append(
-                Verdict("image-digest-at-registration", "passed" if passed else "failed", evidence)
-            )
+        passed = all(d and d.startswith("sha256:") for d in digests)
+        self.verdicts.append(Verdict(
+            "image-digest-at-registration", self.settle("passed" if passed else "failed"),
+            f"DescribeModelPackage {arn}: ImageDigest {digests}",
+        ))  # fmt: skip

@@ -17,7 +17,8 @@ from acceptance import catalogue, plan, report
 from examples.breast_cancer import model, registration
 from pipelines.local.emulator import Emulator
 from tests.provider_requests import Request, problems
-from tests.registry import DevRegistry, bucket_keys, one_line_error
+from tests.registry import DevRegistry, bucket_keys, create_stage, one_line_error
+from tests.terraform_cli import terraform  # noqa: F401 - the fixture
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "deploying-to-aws.md"
@@ -113,8 +114,11 @@ def command(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[..., int]:
     """``python -m acceptance`` with a profile per account (the emulator's keys in a
-    credentials file, as a team's would be), the dev registry's bucket, the session's
-    trained sample; ``command(*extra)`` runs it, ``--yes`` unless told otherwise."""
+    credentials file, as a team's would be), the dev registry's bucket, the stage's base made
+    for the project (as infra/target-account would), the session's trained sample;
+    ``command(*extra)`` runs it, ``--yes`` unless told otherwise."""
+    create_stage(aws, "preprod", "acc-test")
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(REPO / "terraform.tfrc"))
     lines = []
     for name in ("dev", "preprod"):
         keys = aws.credential_variables(name)
@@ -166,17 +170,29 @@ def test_a_stage_file_build_py_would_refuse_is_refused_first(
 
 
 @pytest.mark.parametrize(
-    "case", ["name in use", "one account twice", "no dev bucket", "no such profile"]
-)
+    "case",
+    ["name in use", "prefix in use", "no base", "one account twice", "no dev bucket",
+     "no such profile"],
+)  # fmt: skip
 def test_a_run_that_could_touch_what_it_did_not_make_is_refused(
     aws: Emulator, dev: DevRegistry, command: Callable[..., int], capsys, case: str
 ) -> None:
     extra: list[str] = []
     if case == "name in use":
-        aws.client("sagemaker", "dev").create_model_package_group(
+        aws.client("sagemaker", "preprod").create_model_package_group(
             ModelPackageGroupName="acc-test-models"
         )
         message = "project name 'acc-test' is in use (model package group acc-test-models in"
+    elif case == "prefix in use":  # a kept run's outputs: the teardown would delete them
+        bucket = "preprod-artifacts-222222222222"
+        aws.client("s3", "preprod").put_object(Bucket=bucket, Key="acc-test/x.csv", Body=b"1")
+        message = f"(objects under s3://{bucket}/acc-test/ in the stage account)"
+    elif case == "no base":
+        extra = ["--project-name", "acc-other"]
+        message = (
+            "the stage account has no base for project 'acc-other' (SSM /acc-other/preprod/"
+            "artifacts-bucket is missing): apply infra/target-account there"
+        )
     elif case == "one account twice":
         extra = ["--stage-profile", "dev"]
         message = "--dev-profile and --stage-profile are both account 111111111111"
@@ -196,6 +212,9 @@ def test_a_run_that_could_touch_what_it_did_not_make_is_refused(
 # teardown's SageMaker calls are recorded and held to botocore's model instead, and the run
 # says what it could not remove (exit 3), as it would on AWS
 NOT_IN_MOTO = ("model package arn:aws:sagemaker:", "model package group acc-test-models")
+# what the deployment steps settle: against the emulator, none of it is passed
+DEPLOYED = {"image-digest-at-registration", "policy-visible-to-create-model",
+            "pipeline-definition-ignored"}  # fmt: skip
 
 
 def _deletes(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
@@ -220,49 +239,101 @@ def _not_removed(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("acceptance: not removed: ")]
 
 
-def test_a_run_reports_every_check_and_gives_the_accounts_back(
+def _stage(aws: Emulator) -> dict[str, list[str]]:
+    """What the stage's deployment and promotion leave in the stage account."""
+    sagemaker = aws.client("sagemaker", "preprod")
+    functions = aws.client("lambda", "preprod").list_functions()["Functions"]
+    return {
+        "pipelines": [p["PipelineName"] for p in sagemaker.list_pipelines()["PipelineSummaries"]],
+        "models": sorted(m["ModelName"] for m in sagemaker.list_models()["Models"]),
+        "functions": sorted(f["FunctionName"] for f in functions),
+        "keys": bucket_keys(aws, "preprod", "preprod-artifacts-222222222222"),
+    }
+
+
+def test_a_run_deploys_twice_reports_every_check_and_gives_the_accounts_back(
     aws: Emulator,
     dev: DevRegistry,
+    terraform: str,  # noqa: F811 - the fixture
     command: Callable[..., int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys,
 ) -> None:
+    """Registered, promoted by build.py, applied by Terraform, version 2 over it, destroyed."""
     _, keys_before = _left(aws, dev)
+    stage_before = _stage(aws)
     deletes = _deletes(monkeypatch)
     assert command() == 3  # only what moto cannot delete is left
+    out, err = capsys.readouterr()
+    steps = [line.split(": ")[1] for line in out.splitlines() if line.startswith("acceptance: ")]
+    assert steps[1:6] == ["base", "register", "promote", "apply", "redeploy"]
     document = json.loads((tmp_path / "out" / "acceptance.json").read_text())
     verdicts = {c["check"]: c for c in document["checks"]}
     assert list(verdicts) == [check.id for check in catalogue.CHECKS]
-    digest = verdicts.pop("image-digest-at-registration")
     # the emulator answered, but an unproven claim is not the emulator's to settle
-    assert digest["status"] == "needs-real-account"
-    assert digest["evidence"].startswith("DescribeModelPackage arn:aws:sagemaker:")
-    assert {c["status"] for c in verdicts.values()} == {"skipped"}
-    assert all("its step is not built yet" in c["evidence"] for c in verdicts.values())
+    assert {verdicts[c]["status"] for c in DEPLOYED} == {"needs-real-account"}
+    assert verdicts["image-digest-at-registration"]["evidence"].startswith(
+        "DescribeModelPackage arn:aws:sagemaker:"
+    )
+    assert verdicts["policy-visible-to-create-model"]["evidence"] == (
+        "the apply succeeded at its first attempt"
+    )
+    planned = verdicts["pipeline-definition-ignored"]["evidence"]
+    assert planned.startswith("terraform plan after the first apply: ")
+    assert "; terraform plan after the re-deploy: " in planned
+    boundary = verdicts.pop("permissions-boundary")  # the profile is not the deploy role
+    assert boundary["status"] == "skipped"
+    assert "not the deploy role acc-test-preprod-deploy" in boundary["evidence"]
+    rest = [verdicts[c] for c in verdicts if c not in DEPLOYED]
+    assert {c["status"] for c in rest} == {"skipped"}
+    assert all("its step is not built yet" in c["evidence"] for c in rest)
     assert document["run"]["emulator"] is True and document["counts"]["passed"] == 0
-    assert "| image-digest-at-registration |" in (tmp_path / "out" / "acceptance.md").read_text()
-    assert _left(aws, dev)[1] == keys_before  # the uploads: removed
-    left = _not_removed(capsys.readouterr().err)
-    assert [line.split(": ", 2)[2].startswith(NOT_IN_MOTO) for line in left] == [True, True]
-    # the package before its group (AWS deletes only an empty group), each request valid
-    assert [r.operation for r in deletes] == ["DeleteModelPackage", "DeleteModelPackageGroup"]
+
+    # version 2 was deployed over version 1: build.py's second tfvars name its package
+    second = json.loads((tmp_path / "out" / "preprod.tfvars.json").read_text())
+    assert second["model_version"] == 2 and second["previous_model"]["model_version"] == 1
+    # given back: the stage's deployment destroyed, the bucket prefix and the uploads gone
+    assert _stage(aws) == stage_before
+    assert _left(aws, dev)[1] == keys_before
+    left = [line.split(": ", 2)[2] for line in _not_removed(err)]
+    assert [line.startswith(NOT_IN_MOTO) for line in left] == [True] * 4
+    assert sum("acc-test-models in the stage account" in line for line in left) == 1
+    # each package before its group (AWS deletes only an empty group), each request valid
+    assert [r.operation for r in deletes] == [
+        "DeleteModelPackage", "DeleteModelPackage", "DeleteModelPackage",
+        "DeleteModelPackageGroup",
+    ]  # fmt: skip
     assert [p for r in deletes for p in problems(r)] == []
 
 
 def test_keep_leaves_what_the_run_made_and_lists_it(
-    aws: Emulator, dev: DevRegistry, command: Callable[..., int], capsys
+    aws: Emulator,
+    dev: DevRegistry,
+    command: Callable[..., int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
 ) -> None:
+    """Stopped at build.py (the full flow's teardown is the test above): what the steps
+    before made stays, listed, and nothing is removed."""
+
+    def refused(*_: Any) -> None:
+        raise RuntimeError("build.py exited 2 (its error is above)")
+
+    monkeypatch.setattr(acceptance_main.deploy, "promote", refused)
     groups_before, keys_before = _left(aws, dev)
-    assert command("--keep") == 0
+    assert command("--keep") == 1
     groups, keys = _left(aws, dev)
     assert sorted(set(groups) - set(groups_before)) == ["acc-test-models"]
     assert sorted(set(keys) - set(keys_before)) == [
-        "training/acc-test/output/baseline.json",
-        "training/acc-test/output/model.tar.gz",
+        "training/acc-test/v1/output/baseline.json",
+        "training/acc-test/v1/output/model.tar.gz",
     ]
     err = capsys.readouterr().err
-    assert "acceptance: kept model package group acc-test-models" in err
+    assert "acceptance: the run stopped: RuntimeError: build.py exited 2" in err
+    kept = [line for line in err.splitlines() if line.startswith("acceptance: kept ")]
+    assert kept[0] == "acceptance: kept model package group acc-test-models"
+    assert kept[-1].startswith("acceptance: kept model package arn:aws:sagemaker:")
     assert _not_removed(err) == []
 
 
@@ -290,5 +361,45 @@ def test_a_run_that_fails_midway_still_removes_what_it_made(
         True
     ]
     document = json.loads((tmp_path / "out" / "acceptance.json").read_text())
-    assert {c["status"] for c in document["checks"]} == {"skipped"}
-    assert all("the run stopped" in c["evidence"] for c in document["checks"])
+    verdicts = [c for c in document["checks"] if c["check"] != "permissions-boundary"]
+    assert {c["status"] for c in verdicts} == {"skipped"}
+    assert all("the run stopped" in c["evidence"] for c in verdicts)
+
+
+def test_as_the_deploy_role_the_boundary_is_tried_and_the_try_undone(
+    aws: Emulator,
+    command: Callable[..., int],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The acceptance workflow's stage session is the base's deploy role: the run writes a
+    policy on that role (no boundary), which AWS should deny; moto does not evaluate IAM, so
+    it is allowed here, reported as needing a real account, and removed by the teardown."""
+    iam = aws.client("iam", "preprod")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": "arn:aws:iam::222222222222:root"}}]}  # fmt: skip
+    role = iam.create_role(RoleName="acc-test-preprod-deploy",
+                           AssumeRolePolicyDocument=json.dumps(trust))["Role"]  # fmt: skip
+    keys = aws.client("sts", "preprod").assume_role(
+        RoleArn=role["Arn"], RoleSessionName="GitHubActions"
+    )["Credentials"]
+    with (tmp_path / "credentials").open("a") as credentials:
+        credentials.write(
+            f"[deploy]\naws_access_key_id = {keys['AccessKeyId']}\n"
+            f"aws_secret_access_key = {keys['SecretAccessKey']}\n"
+            f"aws_session_token = {keys['SessionToken']}\n"
+        )
+
+    def stop(*_: Any) -> None:
+        raise RuntimeError("build.py exited 1 (its error is above)")
+
+    monkeypatch.setattr(acceptance_main.deploy, "promote", stop)
+    assert command("--stage-profile", "deploy") == 3  # moto keeps the dev packages
+    document = json.loads((tmp_path / "out" / "acceptance.json").read_text())
+    (boundary,) = [c for c in document["checks"] if c["check"] == "permissions-boundary"]
+    assert boundary == {
+        "check": "permissions-boundary",
+        "status": "needs-real-account",
+        "evidence": "PutRolePolicy on acc-test-preprod-deploy (no boundary) was allowed",
+    }
+    assert iam.list_role_policies(RoleName="acc-test-preprod-deploy")["PolicyNames"] == []

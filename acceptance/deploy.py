@@ -1,0 +1,183 @@
+"""The acceptance run's deployment steps: the stage's base found, the sample promoted by
+``build.py``, the stage template applied, and a second version promoted and applied over it.
+
+They run what a team's deploy workflow runs (``build.py``, then Terraform on
+``batch-config-template.tf``), with the sandbox profiles' credentials. Each step records how
+to undo what it makes before it makes it (``flow.Made``): the stage's deployment is destroyed
+by Terraform, the promoted packages and the project's prefix of the stage bucket are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+import build
+from acceptance.flow import STAGE, Run
+from acceptance.report import Verdict
+from acceptance.terraform import Root, TerraformFailed
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+    from mypy_boto3_sagemaker import SageMakerClient
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO / "batch-config-template.tf"
+# the run exercises the upload path too, one run at a time (the FIFO check needs that)
+RUN_SETTINGS = {"run_on_upload": True, "upload_max_running": 1}
+
+
+def deploy_role(run: Run) -> str:
+    """The name of the base's deploy role, which the deploy workflow assumes."""
+    return f"{run.project}-{STAGE}-deploy"
+
+
+def caller_is_deploy_role(run: Run) -> tuple[bool, str]:
+    """Whether the stage profile acts as the deploy role (the acceptance workflow's OIDC
+    session), and the caller's ARN."""
+    arn = run.stage.client("sts").get_caller_identity()["Arn"]
+    return f":assumed-role/{deploy_role(run)}/" in arn, arn
+
+
+def permissions_boundary(run: Run) -> None:
+    """``permissions-boundary``: the deploy role may write a role policy only on roles with
+    the base's boundary; its own role has none, so writing one there must be denied."""
+    acting, arn = caller_is_deploy_role(run)
+    if not acting:
+        run.verdicts.append(Verdict(
+            "permissions-boundary", "skipped",
+            f"the stage profile is {arn}, not the deploy role {deploy_role(run)}: run it from "
+            "the acceptance workflow, which assumes that role through OIDC",
+        ))  # fmt: skip
+        return
+    iam, role, name = run.stage.client("iam"), deploy_role(run), f"{run.project}-acceptance"
+    run.made.add(  # recorded first: if IAM lets it through, it must not stay
+        f"role policy {name} of {role}",
+        lambda: iam.delete_role_policy(RoleName=role, PolicyName=name),
+    )
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "*"}]}  # fmt: skip
+    try:
+        iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        run.made.items.pop()  # nothing was written
+        status = "passed" if code == "AccessDenied" else "failed"
+        evidence = f"PutRolePolicy on {role} (no boundary) as itself: {code}"
+    else:
+        status, evidence = "failed", f"PutRolePolicy on {role} (no boundary) was allowed"
+    run.verdicts.append(Verdict("permissions-boundary", run.settle(status), evidence))
+
+
+def stage_config(run: Run, config: dict[str, Any]) -> Path:
+    """The stage file the run promotes with: the user's, with the upload path switched on."""
+    path = run.workdir / "stage-config.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**config, **RUN_SETTINGS}, indent=2))
+    return path
+
+
+def promote(run: Run, config: Path, found: dict[str, str]) -> Path:
+    """``build.py --stage preprod`` with the two profiles: the tfvars it wrote."""
+    sagemaker, s3 = run.stage.client("sagemaker"), run.stage.client("s3")
+    bucket = found["artifacts-bucket"]
+    if not any(what.startswith("stage bucket prefix") for what, _ in run.made.items):
+        run.made.add(
+            f"stage bucket prefix s3://{bucket}/{run.project}/ (every version)",
+            lambda: _delete_prefix(s3, bucket, f"{run.project}/"),
+        )
+        run.made.add(
+            f"model package group {run.group} in the stage account",
+            lambda: _delete_group(sagemaker, run.group),
+        )
+    output = run.workdir / f"{STAGE}.tfvars.json"
+    code = build.main([
+        "--stage", STAGE, "--project-name", run.project,
+        "--model-package-group-name", run.group,
+        "--source-profile", run.profiles[0], "--target-profile", run.profiles[1],
+        "--region", run.dev.region_name, "--config", str(config), "--output", str(output),
+    ])  # fmt: skip
+    if code != 0:
+        raise RuntimeError(f"build.py exited {code} (its error is above)")
+    return output
+
+
+def apply(run: Run, tfvars: Path) -> Root:
+    """The stage template applied (``policy-visible-to-create-model``), then planned again
+    (``pipeline-definition-ignored``)."""
+    root = Root.copy(TEMPLATE, run.workdir / "stage", run.profiles[1], run.stage.region_name)
+    run.made.add("the stage's deployment (terraform destroy)", root.destroy)
+    root.run("init")
+    try:
+        root.apply(tfvars)
+        status, evidence = "passed", "the apply succeeded at its first attempt"
+    except TerraformFailed as error:
+        if "CreateModel" not in str(error):
+            raise
+        status, evidence = "failed", f"the apply failed at CreateModel: {error}"
+        root.apply(tfvars)  # IAM caught up: the run goes on, the claim stays failed
+    run.verdicts.append(Verdict("policy-visible-to-create-model", run.settle(status), evidence))
+    _plan_after(run, root, "the first apply")
+    return root
+
+
+def redeploy(run: Run, config: Path, found: dict[str, str], root: Root) -> None:
+    """Version 2 registered, promoted and applied over version 1; ``deploy-role-rights`` is
+    read from CloudTrail later (observe), when the applies ran as the deploy role."""
+    run.register(version=2)
+    root.apply(promote(run, config, found))
+    _plan_after(run, root, "the re-deploy")
+
+
+def _plan_after(run: Run, root: Root, apply: str) -> None:
+    """``pipeline-definition-ignored``: a plan right after each apply changes nothing."""
+    changes = root.changes()
+    check = "pipeline-definition-ignored"
+    earlier = [v for v in run.verdicts if v.check == check]
+    said = f"terraform plan after {apply}: " + (", ".join(changes) or "no change")
+    failed = bool(changes) or any(v.status == "failed" for v in earlier)
+    run.verdicts[:] = [v for v in run.verdicts if v.check != check]
+    evidence = "; ".join([*(v.evidence for v in earlier), said])
+    run.verdicts.append(Verdict(check, run.settle("failed" if failed else "passed"), evidence))
+
+
+def _versions(s3: S3Client, bucket: str, prefix: str) -> Iterator[list[ObjectIdentifierTypeDef]]:
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        objects: list[ObjectIdentifierTypeDef] = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+        ]
+        if objects:
+            yield objects
+
+
+def _delete_prefix(s3: S3Client, bucket: str, prefix: str) -> None:
+    """Every version of every object under ``prefix``: the bucket is versioned."""
+    for objects in _versions(s3, bucket, prefix):
+        result = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        if result.get("Errors"):
+            error = result["Errors"][0]
+            raise ClientError(
+                {"Error": {"Code": error.get("Code", ""), "Message": error.get("Message", "")}},
+                "DeleteObjects",
+            )
+
+
+def _delete_group(sagemaker: SageMakerClient, group: str) -> None:
+    """The promoted packages, then their group (SageMaker deletes only an empty group)."""
+    try:
+        pages = sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group)
+        arns = [s["ModelPackageArn"] for page in pages for s in page["ModelPackageSummaryList"]]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("ValidationException",
+                                                           "ResourceNotFound"):  # fmt: skip
+            return  # build.py stopped before it made the group
+        raise
+    for arn in arns:
+        sagemaker.delete_model_package(ModelPackageName=arn)
+    sagemaker.delete_model_package_group(ModelPackageGroupName=group)
