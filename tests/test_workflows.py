@@ -59,6 +59,14 @@ REPOSITORY_VARIABLES = {
 }
 ENVIRONMENT_VARIABLES = {"AWS_DEPLOY_ROLE_ARN", "TF_STATE_BUCKET"}
 OPTIONAL_VARIABLES = {"SAGEMAKER_PROJECT_ID"}
+# acceptance.yml's (repository variables; ACCEPTANCE_PRICES optional)
+ACCEPTANCE_VARIABLES = {
+    "ACCEPTANCE_DEV_ROLE_ARN",
+    "ACCEPTANCE_STAGE_ROLE_ARN",
+    "ACCEPTANCE_PROJECT_NAME",
+    "ACCEPTANCE_DEV_BUCKET",
+    "ACCEPTANCE_PRICES",
+}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -330,6 +338,7 @@ def test_permissions_are_empty_and_id_token_only_on_the_deploy_jobs(
             elif permissions and permissions.get("id-token") == "write":
                 id_token.append(f"{path.name}:{job_id}")
     assert sorted(id_token) == [
+        "acceptance.yml:acceptance",  # the sandbox accounts' roles (test_acceptance_workflow.py)
         "deploy-stage.yml:deploy",
         "deploy.yml:preprod",
         "deploy.yml:prod",
@@ -653,7 +662,9 @@ def test_every_variable_the_workflows_read_is_documented() -> None:
     used = set()
     for path in WORKFLOW_FILES:
         used |= set(re.findall(r"\bvars\.([A-Z0-9_]+)", path.read_text(encoding="utf-8")))
-    assert used == REPOSITORY_VARIABLES | ENVIRONMENT_VARIABLES | OPTIONAL_VARIABLES
+    assert used == (
+        REPOSITORY_VARIABLES | ENVIRONMENT_VARIABLES | OPTIONAL_VARIABLES | ACCEPTANCE_VARIABLES
+    )
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Deploying from GitHub", 1)
     assert len(section) == 2, "README has no 'Deploying from GitHub' section"
