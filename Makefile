@@ -92,7 +92,7 @@ benchmark: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m benchmarks.local_stage
 	$(BIN)/python -m benchmarks.serving
 
-# the acceptance run in two sandbox accounts (#35, being built; docs/deploying-to-aws.md,
+# the acceptance run in two sandbox accounts (#35; docs/deploying-to-aws.md,
 # section 8), e.g. make aws-acceptance ACCEPTANCE_ARGS="--dev-profile d --stage-profile s ...";
 # Terraform installs the provider from its registry there (a real run), not from the mirror
 ACCEPTANCE_ARGS ?=

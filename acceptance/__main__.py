@@ -1,16 +1,18 @@
-"""``python -m acceptance``: the acceptance run in two sandbox accounts (#35, being built).
+"""``python -m acceptance``: the acceptance run in two sandbox accounts (#35).
 
-    python -m acceptance --dev-profile DEV --stage-profile STAGE --region eu-west-1 \\
-        --dev-bucket <a dev bucket> --project-name acc-1 \\
+    python -m acceptance --dev-profile DEV --stage-profile STAGE [--deploy-profile DEPLOY] \\
+        --region eu-west-1 --dev-bucket <a dev bucket> --project-name acc-1 \\
         [--price ml.m5.xlarge=0.23 ...] [--output build/acceptance] [--keep] [--yes]
 
 Prints the plan (time, instance-minutes, cost of the priced types) and stops unless ``--yes``.
 The stage account must hold the project's base (``infra/target-account`` applied with that
 ``project_name`` as ``preprod``); the run refuses a project whose group, pipelines or bucket
-prefix exist already. Then runs the steps built so far (``flow.STEPS_BUILT``: the sample
-registered twice, ``build.py``, the stage template applied, version 2 over it), always tears
-down what it made (``--keep`` leaves it and lists it), and writes ``acceptance.json`` and
-``acceptance.md``: each check passed or failed with the evidence read, or skipped saying why.
+prefix exist already. Then runs the flow (``catalogue.STEPS``): the sample registered,
+``build.py``, the stage template applied and version 2 over it (as ``--deploy-profile``, the
+base's deploy role, when given), a scheduled day, two uploads, a backfill, the smoke run, and
+reads back what they left; it always tears down what it made (``--keep`` leaves it and lists
+it), and writes ``acceptance.json`` and ``acceptance.md``: each check passed or failed with
+the evidence read, or skipped saying why (docs/deploying-to-aws.md, section 8).
 
 Exit codes: 0 no check failed; 1 a check failed or the run stopped (AWS, build.py or
 Terraform refused); 2 bad arguments or a refused start (nothing made); 3 the teardown left
@@ -23,12 +25,14 @@ import argparse
 import os
 import sys
 import urllib.parse
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from acceptance import deploy, plan, report
+from acceptance import deploy, observe, plan, report, runs
+from acceptance.catalogue import CHECKS
 from acceptance.flow import STEPS_BUILT, Refused, Run
 from pipelines import aws_sessions
 from promotion.errors import UsageError
@@ -55,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         "--dev-profile", required=True, help="AWS profile of the sandbox dev account"
     )
     parser.add_argument("--stage-profile", required=True, help="... of the sandbox stage account")
+    parser.add_argument(
+        "--deploy-profile",
+        help="the base's deploy role in the stage account: build.py and the applies run as it "
+        "(the acceptance workflow's OIDC session); settles permissions-boundary and "
+        "deploy-role-rights",
+    )
     parser.add_argument("--region", required=True)
     parser.add_argument("--dev-bucket", required=True, help="infra/dev-account's artifacts bucket")
     parser.add_argument(
@@ -75,14 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # the stage account plays preprod; the file checked as build.py checks it
         stage_config = load_stage_config(args.config, "preprod")
-        sessions = [
-            aws_sessions.session(args.region, profile)
-            for profile in (args.dev_profile, args.stage_profile)
-        ]
-        for option, profile in (
-            ("--dev-profile", args.dev_profile),
-            ("--stage-profile", args.stage_profile),
-        ):
+        named = [("--dev-profile", args.dev_profile), ("--stage-profile", args.stage_profile)]
+        named += [("--deploy-profile", args.deploy_profile)] * bool(args.deploy_profile)
+        sessions = [aws_sessions.session(args.region, profile) for _, profile in named]
+        for option, profile in named:
             if profile not in sessions[0].available_profiles:
                 raise ValueError(
                     f"{option} {profile}: no such profile in your AWS config files "
@@ -102,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         sessions[0], sessions[1], args.project_name, args.dev_bucket, args.output.resolve(),
         emulator=_on_loopback(os.environ.get("AWS_ENDPOINT_URL")),
         profiles=(args.dev_profile, args.stage_profile),
+        deployer=sessions[2] if args.deploy_profile else None,
+        deploy_profile=args.deploy_profile,
     )  # fmt: skip
     try:
         (dev, stage), found = run.preflight()
@@ -142,19 +150,47 @@ def main(argv: list[str] | None = None) -> int:
 
 def _steps(run: Run, stage_config: dict, found: dict[str, str]) -> None:
     """The flow's steps in order, each printed as it starts (the run takes an hour or two)."""
+    since = datetime.now(UTC)
     config = deploy.stage_config(run, stage_config)
-    for step, call in (
-        ("base: the deploy role's boundary", lambda: deploy.permissions_boundary(run)),
-        ("register: the sample, version 1", run.register),
-    ):
-        print(f"acceptance: {step}", flush=True)
-        call()
-    print("acceptance: promote: build.py", flush=True)
+    _step("base: the deploy role's boundary")
+    deploy.permissions_boundary(run)
+    _step("register: the sample, version 1")
+    run.register()
+    _step("promote: build.py")
     tfvars = deploy.promote(run, config, found)
-    print("acceptance: apply: the stage template", flush=True)
+    _step("apply: the stage template")
     root = deploy.apply(run, tfvars)
-    print("acceptance: redeploy: version 2 registered, promoted, applied", flush=True)
+    _step("redeploy: version 2 registered, promoted, applied")
     deploy.redeploy(run, config, found, root)
+    stage = runs.Stage.read(root.var_file or tfvars)
+    _step(f"schedule: {runs.SCHEDULED} by the schedule function")
+    execution = runs.schedule(run, stage)
+    _step(f"upload: {', '.join(runs.UPLOADS)} by the run-on-upload function")
+    runs.upload(run, stage)
+    _step(f"backfill: {runs.BACKFILL[0]} to {runs.BACKFILL[1]}")
+    runs.backfill(run, stage)
+    _step("smoke: the smoke run")
+    runs.smoke(run, stage)
+    _step("endpoint")
+    run.verdicts += endpoint_not_run(run, stage)
+    _step("observe: metrics, logs, dashboard, alarms, CloudTrail")
+    transform = execution and runs.job_arns(run, execution).get("TransformJob")
+    observe.observe(run, stage, since, transform and transform.rsplit("/", 1)[1])
+
+
+def _step(what: str) -> None:
+    print(f"acceptance: {what}", flush=True)
+
+
+def endpoint_not_run(run: Run, stage: runs.Stage) -> list[report.Verdict]:
+    """The endpoint's checks, not run: why (no endpoint in the stage file, or not built)."""
+    why = (
+        "the stage file enables no endpoint (set endpoint in --config to deploy one)"
+        if not stage.values.get("endpoint")
+        else "the endpoint was deployed, but its checks (a failing blue/green update) are not "
+        "built yet"
+    )
+    return [report.Verdict(c.id, "skipped", why) for c in CHECKS if c.step == "endpoint"]
 
 
 def _on_loopback(endpoint_url: str | None) -> bool:

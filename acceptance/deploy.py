@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
     from mypy_boto3_sagemaker import SageMakerClient
+    from mypy_boto3_sagemaker.type_defs import ProcessingResourcesTypeDef
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "batch-config-template.tf"
@@ -38,10 +39,10 @@ def deploy_role(run: Run) -> str:
 
 
 def caller_is_deploy_role(run: Run) -> tuple[bool, str]:
-    """Whether the stage profile acts as the deploy role (the acceptance workflow's OIDC
-    session), and the caller's ARN."""
-    arn = run.stage.client("sts").get_caller_identity()["Arn"]
-    return f":assumed-role/{deploy_role(run)}/" in arn, arn
+    """Whether the deploy profile acts as the base's deploy role (the acceptance workflow's
+    OIDC session), and the caller's ARN (the stage profile's without a deploy profile)."""
+    arn = (run.deployer or run.stage).client("sts").get_caller_identity()["Arn"]
+    return run.deployer is not None and f":assumed-role/{deploy_role(run)}/" in arn, arn
 
 
 def permissions_boundary(run: Run) -> None:
@@ -51,10 +52,11 @@ def permissions_boundary(run: Run) -> None:
     if not acting:
         run.verdicts.append(Verdict(
             "permissions-boundary", "skipped",
-            f"the stage profile is {arn}, not the deploy role {deploy_role(run)}: run it from "
-            "the acceptance workflow, which assumes that role through OIDC",
+            f"no --deploy-profile of the deploy role {deploy_role(run)} (the deploying "
+            f"identity is {arn}): the acceptance workflow passes one (OIDC)",
         ))  # fmt: skip
         return
+    as_deployer = (run.deployer or run.stage).client("iam")
     iam, role, name = run.stage.client("iam"), deploy_role(run), f"{run.project}-acceptance"
     run.made.add(  # recorded first: if IAM lets it through, it must not stay
         f"role policy {name} of {role}",
@@ -63,7 +65,9 @@ def permissions_boundary(run: Run) -> None:
     document = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Deny", "Action": "s3:GetObject", "Resource": "*"}]}  # fmt: skip
     try:
-        iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+        as_deployer.put_role_policy(
+            RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document)
+        )
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         run.made.items.pop()  # nothing was written
@@ -83,7 +87,8 @@ def stage_config(run: Run, config: dict[str, Any]) -> Path:
 
 
 def promote(run: Run, config: Path, found: dict[str, str]) -> Path:
-    """``build.py --stage preprod`` with the two profiles: the tfvars it wrote."""
+    """``build.py --stage preprod`` with the dev profile and the deploying one (as the deploy
+    workflow runs it): the tfvars it wrote."""
     sagemaker, s3 = run.stage.client("sagemaker"), run.stage.client("s3")
     bucket = found["artifacts-bucket"]
     if not any(what.startswith("stage bucket prefix") for what, _ in run.made.items):
@@ -99,19 +104,28 @@ def promote(run: Run, config: Path, found: dict[str, str]) -> Path:
     code = build.main([
         "--stage", STAGE, "--project-name", run.project,
         "--model-package-group-name", run.group,
-        "--source-profile", run.profiles[0], "--target-profile", run.profiles[1],
+        "--source-profile", run.profiles[0],
+        "--target-profile", run.deploy_profile or run.profiles[1],
         "--region", run.dev.region_name, "--config", str(config), "--output", str(output),
     ])  # fmt: skip
     if code != 0:
         raise RuntimeError(f"build.py exited {code} (its error is above)")
+    if not any(v.check == "ecr-replication" for v in run.verdicts):
+        image_replication(run)
+        package = json.loads(output.read_text())["model_package_arn"]
+        (container,) = sagemaker.describe_model_package(ModelPackageName=package)[
+            "InferenceSpecification"]["Containers"]  # fmt: skip
+        nvme_volume_key(run, found, container["Image"])
     return output
 
 
 def apply(run: Run, tfvars: Path) -> Root:
     """The stage template applied (``policy-visible-to-create-model``), then planned again
     (``pipeline-definition-ignored``)."""
-    root = Root.copy(TEMPLATE, run.workdir / "stage", run.profiles[1], run.stage.region_name)
-    run.made.add("the stage's deployment (terraform destroy)", root.destroy)
+    root = Root.copy(TEMPLATE, run.workdir / "stage", run.stage_environment(deploying=True))
+    # the destroy with the stage profile: the deploy role may not delete all it can create
+    run.made.add("the stage's deployment (terraform destroy)",
+                 lambda: root.destroy(run.stage_environment()))  # fmt: skip
     root.run("init")
     try:
         root.apply(tfvars)
@@ -181,3 +195,57 @@ def _delete_group(sagemaker: SageMakerClient, group: str) -> None:
     for arn in arns:
         sagemaker.delete_model_package(ModelPackageName=arn)
     sagemaker.delete_model_package_group(ModelPackageGroupName=group)
+
+
+# local NVMe storage (the SDK's table), a Processing type (botocore's enum), no GPU quota
+NVME_TYPE: Final = "ml.r5d.large"
+
+
+def nvme_volume_key(run: Run, found: dict[str, str], image: str) -> None:
+    """``nvme-volume-key``: a Processing job on an NVMe type with the stage's volume key is
+    refused by SageMaker itself (build.py refuses such a stage file before it gets there)."""
+    key = found.get("kms-key-arn")
+    if not key:
+        run.verdicts.append(Verdict("nvme-volume-key", "skipped", "the base has no stage key"))
+        return
+    if run.emulator:  # moto checks no instance type against a volume key
+        run.verdicts.append(Verdict("nvme-volume-key", "needs-real-account", "not sent"))
+        return
+    sagemaker, name = run.stage.client("sagemaker"), f"{run.project}-nvme-volume-key"
+    run.made.add(  # recorded first: if SageMaker accepts it, it must not run
+        f"processing job {name}", lambda: sagemaker.stop_processing_job(ProcessingJobName=name)
+    )
+    resources: ProcessingResourcesTypeDef = {"ClusterConfig": {
+        "InstanceCount": 1, "InstanceType": NVME_TYPE, "VolumeSizeInGB": 30,
+        "VolumeKmsKeyId": key}}  # fmt: skip
+    try:
+        sagemaker.create_processing_job(
+            ProcessingJobName=name,
+            RoleArn=found["sagemaker-role-arn"],
+            AppSpecification={"ImageUri": image, "ContainerEntrypoint": ["true"]},
+            ProcessingResources=resources,
+            StoppingCondition={"MaxRuntimeInSeconds": 600},
+            NetworkConfig={"EnableNetworkIsolation": True},
+        )  # fmt: skip
+    except ClientError as error:
+        run.made.items.pop()  # nothing was made
+        code = error.response.get("Error", {}).get("Code", "")
+        message = error.response.get("Error", {}).get("Message", "")
+        refused = code == "ValidationException" and "kms" in message.lower()
+        status = "passed" if refused else "skipped"  # e.g. a GPU quota of 0 answered first
+        evidence = f"CreateProcessingJob on {NVME_TYPE} with the stage key: {code}: {message}"
+        run.verdicts.append(Verdict("nvme-volume-key", status, evidence))
+        return
+    run.verdicts.append(Verdict(
+        "nvme-volume-key", "failed",
+        f"CreateProcessingJob on {NVME_TYPE} with the stage key was accepted (stopped)",
+    ))  # fmt: skip
+
+
+def image_replication(run: Run) -> None:
+    """``ecr-replication``: the sample serves AWS's image, which nothing replicates."""
+    run.verdicts.append(Verdict(
+        "ecr-replication", "skipped",
+        "the sample serves AWS's scikit-learn image: no image of the dev account is "
+        "replicated (a team's own serving image would be; see section 5 of the guide)",
+    ))  # fmt: skip

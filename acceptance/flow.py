@@ -11,6 +11,7 @@ built so far are ``STEPS_BUILT``; the deployment's are in ``acceptance.deploy``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,10 +25,12 @@ from acceptance.report import Verdict
 if TYPE_CHECKING:
     import boto3
 
-STEPS_BUILT = ("base", "register", "promote", "apply", "redeploy", "teardown")
+STEPS_BUILT = ("base", "register", "promote", "apply", "redeploy", "schedule", "upload",
+               "backfill", "smoke", "observe", "teardown")  # fmt: skip
 STAGE = "preprod"  # the stage account plays preprod (its base is applied as preprod)
 # infra/target-account writes these for build.py; without them there is no base to run on
 BASE_PARAMETERS = ("artifacts-bucket", "sagemaker-role-arn", "upload-starter-role-arn")
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 MISSING = ("ValidationException", "ResourceNotFound")
 
 
@@ -67,6 +70,10 @@ class Run:
     workdir: Path
     emulator: bool = False  # moto answers: the unproven claims are not its to settle
     profiles: tuple[str, str] = ("", "")  # dev's and stage's, for build.py
+    # the base's deploy role (--deploy-profile): build.py and the applies run as it, as in
+    # the deploy workflow; without it they run with the stage profile
+    deployer: boto3.Session | None = None
+    deploy_profile: str | None = None
     made: Made = field(default_factory=Made)
     verdicts: list[Verdict] = field(default_factory=list)
 
@@ -77,6 +84,14 @@ class Run:
     def settle(self, status: str) -> str:
         """A verdict's status: what the run observed, unless the emulator answered."""
         return "needs-real-account" if self.emulator else status
+
+    def stage_environment(self, deploying: bool = False) -> dict[str, str]:
+        """The environment of a process acting in the stage account (Terraform, a CLI): the
+        stage profile (the deploy profile when ``deploying`` and one is given), and no
+        credential variables, which would win over it."""
+        inherited = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
+        profile = (deploying and self.deploy_profile) or self.profiles[1]
+        return {**inherited, "AWS_PROFILE": profile, "AWS_REGION": self.stage.region_name}
 
     def accounts(self) -> tuple[str, str]:
         """The dev and stage account ids; ``Refused`` when they are the same account."""
@@ -89,6 +104,13 @@ class Run:
                 f"--dev-profile and --stage-profile are both account {dev}: the run needs two "
                 "sandbox accounts, as the template deploys across accounts"
             )
+        if self.deployer is not None:
+            deploying = self.deployer.client("sts").get_caller_identity()["Account"]
+            if deploying != stage:
+                raise Refused(
+                    f"--deploy-profile is account {deploying}, not the stage account {stage}: "
+                    "pass the profile of the stage base's deploy role"
+                )
         return dev, stage
 
     def base(self) -> dict[str, str]:

@@ -10,7 +10,6 @@ deploy workflow does.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -27,24 +26,19 @@ class TerraformFailed(RuntimeError):
     """A Terraform command exited non-zero; the message ends with its last output lines."""
 
 
-# credentials in the environment would win over the profile: the stage's must be used
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-
-
 @dataclass
 class Root:
-    """A root module's copy in ``directory``, run with ``binary`` as AWS profile ``profile``;
-    ``var_file`` is the last one applied (what a plan or the destroy must read: its zips,
-    its models)."""
+    """A root module's copy in ``directory``, run with ``binary`` in ``environment`` (the
+    stage profile's, ``Run.stage_environment``); ``var_file`` is the last one applied (what a
+    plan or the destroy must read: its zips, its models)."""
 
     directory: Path
     binary: str
-    profile: str
-    region: str
+    environment: dict[str, str]
     var_file: Path | None = None
 
     @classmethod
-    def copy(cls, source: Path, directory: Path, profile: str, region: str) -> Root:
+    def copy(cls, source: Path, directory: Path, environment: dict[str, str]) -> Root:
         """``source`` (one .tf file) copied into ``directory`` with a local backend."""
         binary = shutil.which("terraform")
         if binary is None:
@@ -55,20 +49,18 @@ class Root:
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, directory / "main.tf")
         (directory / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
-        return cls(directory, binary, profile, region)
+        return cls(directory, binary, environment)
 
-    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-        """``terraform <args>``; ``TerraformFailed`` on an exit code not in ``ok``."""
+    def run(
+        self, *args: str, ok: tuple[int, ...] = (0,), environment: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``terraform <args>`` (in ``environment``, else the root's); ``TerraformFailed`` on
+        an exit code not in ``ok``."""
         try:
             result = subprocess.run(
                 [self.binary, args[0], "-no-color", *args[1:]],  # options before a path
                 cwd=self.directory,
-                env={
-                    **{k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES},
-                    **AUTOMATION,
-                    "AWS_PROFILE": self.profile,
-                    "AWS_REGION": self.region,
-                },
+                env={**(environment or self.environment), **AUTOMATION},
                 capture_output=True,
                 text=True,
                 timeout=TIMEOUT_SECONDS,
@@ -85,11 +77,14 @@ class Root:
         self.var_file = var_file
         return self.run("apply", "-auto-approve", f"-var-file={var_file}")
 
-    def destroy(self) -> subprocess.CompletedProcess[str] | None:
+    def destroy(
+        self, environment: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str] | None:
         """Everything the applies made (nothing to do when none ran)."""
         if self.var_file is None:
             return None
-        return self.run("destroy", "-auto-approve", f"-var-file={self.var_file}")
+        return self.run("destroy", "-auto-approve", f"-var-file={self.var_file}",
+                        environment=environment)  # fmt: skip
 
     def changes(self) -> list[str]:
         """What a plan right after the last apply would change: ``["address (action)"]``."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,7 @@ def command(
     credentials file, as a team's would be), the dev registry's bucket, the stage's base made
     for the project (as infra/target-account would), the session's trained sample;
     ``command(*extra)`` runs it, ``--yes`` unless told otherwise."""
-    create_stage(aws, "preprod", "acc-test")
+    create_stage(aws, "preprod", "acc-test", kms=True)
     monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(REPO / "terraform.tfrc"))
     lines = []
     for name in ("dev", "preprod"):
@@ -171,8 +172,8 @@ def test_a_stage_file_build_py_would_refuse_is_refused_first(
 
 @pytest.mark.parametrize(
     "case",
-    ["name in use", "prefix in use", "no base", "one account twice", "no dev bucket",
-     "no such profile"],
+    ["name in use", "prefix in use", "no base", "one account twice", "deployer elsewhere",
+     "no dev bucket", "no such profile"],
 )  # fmt: skip
 def test_a_run_that_could_touch_what_it_did_not_make_is_refused(
     aws: Emulator, dev: DevRegistry, command: Callable[..., int], capsys, case: str
@@ -196,6 +197,9 @@ def test_a_run_that_could_touch_what_it_did_not_make_is_refused(
     elif case == "one account twice":
         extra = ["--stage-profile", "dev"]
         message = "--dev-profile and --stage-profile are both account 111111111111"
+    elif case == "deployer elsewhere":
+        extra = ["--deploy-profile", "dev"]
+        message = "--deploy-profile is account 111111111111, not the stage account 222222222222"
     elif case == "no dev bucket":
         extra = ["--dev-bucket", "no-such-bucket"]
         message = "--dev-bucket no-such-bucket cannot be reached in the dev account"
@@ -212,9 +216,11 @@ def test_a_run_that_could_touch_what_it_did_not_make_is_refused(
 # teardown's SageMaker calls are recorded and held to botocore's model instead, and the run
 # says what it could not remove (exit 3), as it would on AWS
 NOT_IN_MOTO = ("model package arn:aws:sagemaker:", "model package group acc-test-models")
-# what the deployment steps settle: against the emulator, none of it is passed
-DEPLOYED = {"image-digest-at-registration", "policy-visible-to-create-model",
-            "pipeline-definition-ignored"}  # fmt: skip
+# what the run reports without trying on the emulator, or cannot try in any account: the
+# run has no deploy profile, the sample's image is AWS's, the stage file has no endpoint
+SKIPPED = {"permissions-boundary", "ecr-replication", "endpoint-config-key-grant",
+           "rolled-back-update", "model-latency-p99", "serverless-without-isolation",
+           "data-capture"}  # fmt: skip
 
 
 def _deletes(monkeypatch: pytest.MonkeyPatch) -> list[Request]:
@@ -266,13 +272,16 @@ def test_a_run_deploys_twice_reports_every_check_and_gives_the_accounts_back(
     deletes = _deletes(monkeypatch)
     assert command() == 3  # only what moto cannot delete is left
     out, err = capsys.readouterr()
+    assert "acceptance: the run stopped" not in err
     steps = [line.split(": ")[1] for line in out.splitlines() if line.startswith("acceptance: ")]
-    assert steps[1:6] == ["base", "register", "promote", "apply", "redeploy"]
+    assert [step.split(" ")[0] for step in steps[1:-1]] == [*catalogue.STEPS[:-1]]
     document = json.loads((tmp_path / "out" / "acceptance.json").read_text())
     verdicts = {c["check"]: c for c in document["checks"]}
     assert list(verdicts) == [check.id for check in catalogue.CHECKS]
-    # the emulator answered, but an unproven claim is not the emulator's to settle
-    assert {verdicts[c]["status"] for c in DEPLOYED} == {"needs-real-account"}
+    # every step ran; the emulator answered, but no unproven claim is the emulator's to settle
+    assert {c for c, v in verdicts.items() if v["status"] == "skipped"} == SKIPPED
+    assert {v["status"] for c, v in verdicts.items() if c not in SKIPPED} == {"needs-real-account"}
+    assert not any("not built yet" in v["evidence"] for v in verdicts.values())
     assert verdicts["image-digest-at-registration"]["evidence"].startswith(
         "DescribeModelPackage arn:aws:sagemaker:"
     )
@@ -282,12 +291,14 @@ def test_a_run_deploys_twice_reports_every_check_and_gives_the_accounts_back(
     planned = verdicts["pipeline-definition-ignored"]["evidence"]
     assert planned.startswith("terraform plan after the first apply: ")
     assert "; terraform plan after the re-deploy: " in planned
-    boundary = verdicts.pop("permissions-boundary")  # the profile is not the deploy role
-    assert boundary["status"] == "skipped"
-    assert "not the deploy role acc-test-preprod-deploy" in boundary["evidence"]
-    rest = [verdicts[c] for c in verdicts if c not in DEPLOYED]
-    assert {c["status"] for c in rest} == {"skipped"}
-    assert all("its step is not built yet" in c["evidence"] for c in rest)
+    assert (
+        "no --deploy-profile of the deploy role acc-test-preprod-deploy"
+        in (verdicts["permissions-boundary"]["evidence"])
+    )
+    assert verdicts["alarms-quiet"]["evidence"].startswith("8 alarms named acc-test-preprod-*")
+    assert verdicts["job-names-and-search"]["evidence"] == (
+        "5 SEARCH expressions on acc-test-preprod-batch-inference"
+    )
     assert document["run"]["emulator"] is True and document["counts"]["passed"] == 0
 
     # version 2 was deployed over version 1: build.py's second tfvars name its package
@@ -372,9 +383,10 @@ def test_as_the_deploy_role_the_boundary_is_tried_and_the_try_undone(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The acceptance workflow's stage session is the base's deploy role: the run writes a
-    policy on that role (no boundary), which AWS should deny; moto does not evaluate IAM, so
-    it is allowed here, reported as needing a real account, and removed by the teardown."""
+    """The acceptance workflow passes the base's deploy role as --deploy-profile: the run
+    writes, as that role, a policy on it (no boundary), which AWS should deny; moto does not
+    evaluate IAM, so it is allowed here, reported as needing a real account, and removed by
+    the teardown."""
     iam = aws.client("iam", "preprod")
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
              "Principal": {"AWS": "arn:aws:iam::222222222222:root"}}]}  # fmt: skip
@@ -394,7 +406,7 @@ def test_as_the_deploy_role_the_boundary_is_tried_and_the_try_undone(
         raise RuntimeError("build.py exited 1 (its error is above)")
 
     monkeypatch.setattr(acceptance_main.deploy, "promote", stop)
-    assert command("--stage-profile", "deploy") == 3  # moto keeps the dev packages
+    assert command("--deploy-profile", "deploy") == 3  # moto keeps the dev packages
     document = json.loads((tmp_path / "out" / "acceptance.json").read_text())
     (boundary,) = [c for c in document["checks"] if c["check"] == "permissions-boundary"]
     assert boundary == {
@@ -403,3 +415,86 @@ def test_as_the_deploy_role_the_boundary_is_tried_and_the_try_undone(
         "evidence": "PutRolePolicy on acc-test-preprod-deploy (no boundary) was allowed",
     }
     assert iam.list_role_policies(RoleName="acc-test-preprod-deploy")["PolicyNames"] == []
+
+
+# ------------------------------------- the real-account steps' requests, against the emulator
+
+
+def _run(aws: Emulator, tmp_path: Path) -> Any:
+    """A run as in a real account (not flagged as the emulator): what each step concludes
+    from what it reads, shown on the emulator's answers."""
+    from acceptance.flow import Run
+
+    return Run(aws.account("dev"), aws.account("preprod"), "acc-test", "dev-bucket", tmp_path)
+
+
+def test_the_events_the_run_sends_are_the_ones_the_functions_take(aws: Emulator) -> None:
+    from acceptance import runs
+    from lambdas.start_scheduled_run import handler as scheduled
+    from lambdas.start_upload_run import handler as upload
+
+    day, _ = scheduled.scheduled_day(runs.scheduled_event(runs.SCHEDULED))
+    assert scheduled.window(day, lookback_days=2)[-1] == runs.SCHEDULED  # the day scored
+    s3, bucket = aws.client("s3", "preprod"), "preprod-artifacts-222222222222"
+    create_stage(aws, "preprod", "acc-test")
+    key = f"acc-test/batch-inference/input/{runs.UPLOADS[0]}"
+    s3.put_object(Bucket=bucket, Key=key, Body=runs.SAMPLE.read_bytes())
+    config = upload.Config("p", {"OutputDataUrl": "s3://b/o"}, bucket,
+                           "acc-test/batch-inference/input/", 1, "q")  # fmt: skip
+    (record,) = runs.redelivery(bucket, key, None)["Records"]
+    uri, _ = upload.checked_object(s3, config, record["body"])
+    assert uri == f"s3://{bucket}/{key}"  # the space as it is, never encoded
+
+
+def test_a_volume_key_sagemaker_accepts_on_an_nvme_type_fails_the_check_and_is_stopped(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    """moto accepts the job AWS should refuse: the check fails, and the job is stopped."""
+    from acceptance import deploy
+    from pipelines import sdk
+
+    assert not sdk.instance_supports_kms(deploy.NVME_TYPE)  # the SDK's table: NVMe
+    run = _run(aws, tmp_path)
+    found = create_stage(aws, "preprod", "acc-test", kms=True)
+    deploy.nvme_volume_key(run, found, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:1")
+    (verdict,) = run.verdicts
+    assert (verdict.check, verdict.status) == ("nvme-volume-key", "failed")
+    assert "was accepted (stopped)" in verdict.evidence
+    assert run.made.teardown() == []
+    job = aws.client("sagemaker", "preprod").describe_processing_job(
+        ProcessingJobName="acc-test-nvme-volume-key"
+    )
+    assert job["ProcessingJobStatus"] in ("Stopping", "Stopped")
+
+
+def test_the_read_back_finds_the_handlers_line_and_names_a_loud_alarm(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    from acceptance import observe, runs
+
+    run = _run(aws, tmp_path)
+    stage = runs.Stage(tmp_path / "t.json", {"pipeline_name": "acc-test-preprod-batch-inference",
+                                             "project_name": "acc-test",
+                                             "environment": "preprod"})  # fmt: skip
+    logs, group = aws.client("logs", "preprod"), "/aws/sagemaker/TransformJobs"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="acc-job/i-0abc-1")
+    line = '{"event":"batch-predictions","pipeline":"acc-test-preprod-batch-inference","n":40}'
+    logs.put_log_events(logGroupName=group, logStreamName="acc-job/i-0abc-1", logEvents=[
+        {"timestamp": int(time.time() * 1000), "message": "other output"},
+        {"timestamp": int(time.time() * 1000), "message": line}])  # fmt: skip
+    observe.job_logs(run, stage, "acc-job")
+    cloudwatch = aws.client("cloudwatch", "preprod")
+    for name in ("acc-test-preprod-batch-inference-failed", "acc-test-preprod-x"):
+        cloudwatch.put_metric_alarm(AlarmName=name, MetricName="m", Namespace="n", Period=60,
+                                    EvaluationPeriods=1, Threshold=1, Statistic="Sum",
+                                    ComparisonOperator="GreaterThanThreshold")  # fmt: skip
+    cloudwatch.set_alarm_state(AlarmName="acc-test-preprod-x", StateValue="ALARM",
+                               StateReason="test")  # fmt: skip
+    observe.alarms(run)
+    verdicts = {v.check: v for v in run.verdicts}
+    assert verdicts["handler-stdout"].status == "passed"
+    assert verdicts["handler-stdout"].evidence.startswith("1 batch-predictions line(s)")
+    assert verdicts["pipeline-name-in-transform"].status == "passed"
+    assert verdicts["alarms-quiet"].status == "failed"
+    assert verdicts["alarms-quiet"].evidence.endswith("not quiet: {'acc-test-preprod-x': 'ALARM'}")

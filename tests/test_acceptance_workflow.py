@@ -1,6 +1,7 @@
 """The optional acceptance workflow (.github/workflows/acceptance.yml, #35): weekly and on
-demand, one run at a time, never cancelled; two OIDC sessions handed to `make aws-acceptance`
-as the profiles acceptance-dev and acceptance-stage (no credentials in the environment); the
+demand, one run at a time, never cancelled; three OIDC sessions handed to `make aws-acceptance`
+as the profiles acceptance-dev, acceptance-stage and acceptance-deploy (no credentials in the
+environment); the
 report in the job summary and as an artifact whatever happened; the job fails unless the run
 exited 0. Its scripts are run here as the runner runs them (bash -eo pipefail), with stand-ins
 for make. The generic checks (pinned actions, actionlint, zizmor, ...) are in test_workflows.py.
@@ -32,7 +33,8 @@ CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSI
 SETTINGS = {
     "AWS_REGION": "eu-west-1",
     "ACCEPTANCE_DEV_ROLE_ARN": "arn:aws:iam::111111111111:role/acceptance-dev",
-    "ACCEPTANCE_STAGE_ROLE_ARN": "arn:aws:iam::222222222222:role/acc-1-preprod-deploy",
+    "ACCEPTANCE_STAGE_ROLE_ARN": "arn:aws:iam::222222222222:role/acceptance-stage",
+    "ACCEPTANCE_DEPLOY_ROLE_ARN": "arn:aws:iam::222222222222:role/acc-1-preprod-deploy",
     "ACCEPTANCE_PROJECT_NAME": "acc-1",
     "ACCEPTANCE_DEV_BUCKET": "sandbox-dev-artifacts",
     "ACCEPTANCE_PRICES": "",
@@ -143,20 +145,21 @@ def test_toolchain_as_deploy_stage_installs_it_with_the_same_pins(job: dict[str,
             assert s["uses"] == pinned[s["uses"].split("@")[0]], "the pin deploy-stage uses"
 
 
-def test_two_oidc_sessions_from_the_acceptance_roles_never_in_env(
+def test_three_oidc_sessions_from_the_acceptance_roles_never_in_env(
     workflow: dict[Any, Any], job: dict[str, Any]
 ) -> None:
     configured = [s for s in job["steps"] if uses(CONFIGURE)(s)]
     assert [s["with"]["role-to-assume"] for s in configured] == [
         "${{ vars.ACCEPTANCE_DEV_ROLE_ARN }}",
         "${{ vars.ACCEPTANCE_STAGE_ROLE_ARN }}",
+        "${{ vars.ACCEPTANCE_DEPLOY_ROLE_ARN }}",
     ]
     for action in configured:
         assert action["with"]["aws-region"] == "${{ vars.AWS_REGION }}"
         assert action["with"]["output-credentials"] is True
         assert action["with"]["output-env-credentials"] is False, "outputs only, no env"
         assert action["with"]["role-duration-seconds"] == 7200
-    assert [s["id"] for s in configured] == ["dev", "stage"]
+    assert [s["id"] for s in configured] == ["dev", "stage", "deploy"]
 
     # nothing puts credentials in the environment of the workflow, the job or a step
     for scope in (workflow, job, *job["steps"]):
@@ -182,6 +185,7 @@ def test_steps_in_order(job: dict[str, Any]) -> None:
         step(job, named("Install"), "installs")[0],
         step(job, lambda s: s.get("id") == "dev", "assumes the dev role")[0],
         step(job, lambda s: s.get("id") == "stage", "assumes the stage role")[0],
+        step(job, lambda s: s.get("id") == "deploy", "assumes the deploy role")[0],
         step(job, named("profiles acceptance-dev"), "writes the profiles")[0],
         step(job, lambda s: s.get("id") == "run", "runs the acceptance run")[0],
         step(job, named("job summary"), "writes the summary")[0],
@@ -222,6 +226,8 @@ def test_the_validation_accepts(job: dict[str, Any], changes: dict[str, str]) ->
     ("changes", "error"),
     [
         ({"ACCEPTANCE_STAGE_ROLE_ARN": ""}, "variable ACCEPTANCE_STAGE_ROLE_ARN is not set"),
+        ({"ACCEPTANCE_DEPLOY_ROLE_ARN": ""}, "variable ACCEPTANCE_DEPLOY_ROLE_ARN is not set"),
+        ({"ACCEPTANCE_DEPLOY_ROLE_ARN": "acc-1-preprod-deploy"}, "ACCEPTANCE_DEPLOY_ROLE_ARN is"),
         ({"ACCEPTANCE_DEV_BUCKET": ""}, "variable ACCEPTANCE_DEV_BUCKET is not set"),
         ({"AWS_REGION": ""}, "variable AWS_REGION is not set"),
         ({"ACCEPTANCE_DEV_ROLE_ARN": "arn:aws:iam::1:user/x"}, "ACCEPTANCE_DEV_ROLE_ARN is not"),
@@ -251,15 +257,17 @@ def test_the_profiles_file_is_written_from_env_only_private_and_silent(
 ) -> None:
     _, profiles = step(job, named("profiles acceptance-dev"), "writes the profiles")
     assert "${{" not in profiles["run"], "values only through env"
-    for who in ("dev", "stage"):
+    for who in ("dev", "stage", "deploy"):
         for output in ("access-key-id", "secret-access-key", "session-token"):
             name = f"{who.upper()}_{output.upper().replace('-', '_')}"
             assert profiles["env"][name] == f"${{{{ steps.{who}.outputs.aws-{output} }}}}"
     readers = [
-        s.get("name") for s in job["steps"] if re.search(r"steps\.(dev|stage)\.", json.dumps(s))
+        s.get("name")
+        for s in job["steps"]
+        if re.search(r"steps\.(dev|stage|deploy)\.", json.dumps(s))
     ]
     assert readers == [profiles["name"]], "only this step sees the sessions"
-    assert not re.search(r"\becho\b.*(DEV|STAGE)_", profiles["run"]), "never print them"
+    assert not re.search(r"\becho\b.*(DEV|STAGE|DEPLOY)_", profiles["run"]), "never print them"
 
     values = {name: f"{name.lower()}-value" for name in profiles["env"]}
     github_env = tmp_path / "github_env"
@@ -277,8 +285,9 @@ def test_the_profiles_file_is_written_from_env_only_private_and_silent(
     assert github_env.read_text() == f"AWS_SHARED_CREDENTIALS_FILE={credentials}\n"
     parsed = configparser.ConfigParser()
     parsed.read(credentials)
-    assert parsed.sections() == ["acceptance-dev", "acceptance-stage"]
-    for section, who in (("acceptance-dev", "dev"), ("acceptance-stage", "stage")):
+    assert parsed.sections() == ["acceptance-dev", "acceptance-stage", "acceptance-deploy"]
+    for who in ("dev", "stage", "deploy"):
+        section = f"acceptance-{who}"
         assert dict(parsed[section]) == {
             "aws_access_key_id": f"{who}_access_key_id-value",
             "aws_secret_access_key": f"{who}_secret_access_key-value",
@@ -332,7 +341,7 @@ def run_step(
     return result, arguments, seen, output.read_text()
 
 
-def test_the_run_gets_the_two_profiles_and_yes(job: dict[str, Any], tmp_path: Path) -> None:
+def test_the_run_gets_the_three_profiles_and_yes(job: dict[str, Any], tmp_path: Path) -> None:
     _, run = step(job, lambda s: s.get("id") == "run", "runs the acceptance run")
     for name, value in run["env"].items():
         assert value == f"${{{{ vars.{name} }}}}", name
@@ -348,7 +357,9 @@ def test_the_run_gets_the_two_profiles_and_yes(job: dict[str, Any], tmp_path: Pa
     words = shlex.split(assignment.removeprefix("ACCEPTANCE_ARGS="))
     args = _parser().parse_args(words)  # the CLI accepts exactly what the workflow builds
     assert args.yes is True and args.keep is False
-    assert (args.dev_profile, args.stage_profile) == ("acceptance-dev", "acceptance-stage")
+    assert (args.dev_profile, args.stage_profile, args.deploy_profile) == (
+        "acceptance-dev", "acceptance-stage", "acceptance-deploy"
+    )  # fmt: skip
     assert (args.region, args.project_name, args.dev_bucket) == (
         "eu-west-1", "acc-1", "sandbox-dev-artifacts"
     )  # fmt: skip
