@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import urllib.parse
 from datetime import UTC, datetime
@@ -31,9 +32,8 @@ from typing import NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from acceptance import deploy, observe, plan, report, runs
-from acceptance.catalogue import CHECKS
-from acceptance.flow import STEPS_BUILT, Refused, Run
+from acceptance import deploy, endpoint, observe, plan, report, runs
+from acceptance.flow import Refused, Run
 from pipelines import aws_sessions
 from promotion.errors import UsageError
 from promotion.stage_config import load_stage_config
@@ -120,10 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"acceptance: AWS error before the run: {error}", file=sys.stderr)
         return 1
     failure = None
+    # a cancelled CI job is sent SIGTERM: it stops the run as Ctrl-C does, and the teardown
+    # and the report still happen (Python's default would end the process on the spot)
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         print(f"acceptance: {args.project_name}: dev {dev}, stage {stage}", flush=True)
         _steps(run, stage_config, found)
-    except (ClientError, BotoCoreError, RuntimeError) as error:
+    except (ClientError, BotoCoreError, RuntimeError, KeyboardInterrupt) as error:
         failure = f"{type(error).__name__}: {error}"
         print(f"acceptance: the run stopped: {failure}", file=sys.stderr)
     finally:
@@ -135,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             left = run.made.teardown()
             for what in left:
                 print(f"acceptance: not removed: {what}", file=sys.stderr)
+        signal.signal(signal.SIGTERM, previous)
     why = failure and f"not run: the run stopped ({failure})"
     verdicts = report.complete(
-        run.verdicts, why or f"not run: its step is not built yet (built: {', '.join(STEPS_BUILT)})"
+        run.verdicts, why or "not settled: the run ended without a verdict for it (report it)"
     )
     details = {"project": args.project_name, "dev_account": dev, "stage_account": stage,
                "region": args.region, "emulator": run.emulator, "kept": args.keep}  # fmt: skip
@@ -171,26 +175,19 @@ def _steps(run: Run, stage_config: dict, found: dict[str, str]) -> None:
     runs.backfill(run, stage)
     _step("smoke: the smoke run")
     runs.smoke(run, stage)
-    _step("endpoint")
-    run.verdicts += endpoint_not_run(run, stage)
     _step("observe: metrics, logs, dashboard, alarms, CloudTrail")
     transform = execution and runs.job_arns(run, execution).get("TransformJob")
     observe.observe(run, stage, since, transform and transform.rsplit("/", 1)[1])
+    _step("endpoint: invoked, then an update that must be rolled back")
+    endpoint.endpoint(run, stage)
+
+
+def _interrupted(signum: int, _frame: object) -> NoReturn:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 def _step(what: str) -> None:
     print(f"acceptance: {what}", flush=True)
-
-
-def endpoint_not_run(run: Run, stage: runs.Stage) -> list[report.Verdict]:
-    """The endpoint's checks, not run: why (no endpoint in the stage file, or not built)."""
-    why = (
-        "the stage file enables no endpoint (set endpoint in --config to deploy one)"
-        if not stage.values.get("endpoint")
-        else "the endpoint was deployed, but its checks (a failing blue/green update) are not "
-        "built yet"
-    )
-    return [report.Verdict(c.id, "skipped", why) for c in CHECKS if c.step == "endpoint"]
 
 
 def _on_loopback(endpoint_url: str | None) -> bool:

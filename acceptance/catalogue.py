@@ -23,8 +23,10 @@ STEPS = (
     "upload",  # an upload scored by the run-on-upload function
     "backfill",  # two days scored by run_pipeline --stage --date --until --wait
     "smoke",  # the deploy workflow's smoke run
-    "endpoint",  # the optional endpoint's blue/green update (when the stage enables one)
     "observe",  # metrics, alarms, dashboard series, job logs, CloudTrail read back
+    # the optional endpoint, when the stage enables one: invoked, then an update that fails
+    # on purpose (after observe: its alarm held in ALARM must not read as a stage alarm)
+    "endpoint",
     "teardown",  # everything the run made, removed (also after a failure)
 )
 

@@ -5,8 +5,9 @@ teardown (in reverse order, also after a failure or Ctrl-C; skipped with ``--kee
 prints what is left) gives the accounts back as they were, apart from the stage's base
 (``infra/target-account`` applied for the project beforehand, as the docs say). The preflight
 refuses two profiles of one account, a stage without that base, a project name with a
-group, pipeline or bucket prefix already there, and an unreachable dev bucket. The steps
-built so far are ``STEPS_BUILT``; the deployment's are in ``acceptance.deploy``.
+group, pipeline or bucket prefix already there, and an unreachable dev bucket. The steps are
+in ``deploy``, ``runs``, ``observe`` and ``endpoint``; ``__main__`` runs them in
+``catalogue.STEPS``'s order.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from acceptance.report import Verdict
 if TYPE_CHECKING:
     import boto3
 
-STEPS_BUILT = ("base", "register", "promote", "apply", "redeploy", "schedule", "upload",
-               "backfill", "smoke", "observe", "teardown")  # fmt: skip
 STAGE = "preprod"  # the stage account plays preprod (its base is applied as preprod)
 # infra/target-account writes these for build.py; without them there is no base to run on
 BASE_PARAMETERS = ("artifacts-bucket", "sagemaker-role-arn", "upload-starter-role-arn")

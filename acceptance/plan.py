@@ -20,8 +20,9 @@ JOB_MINUTES = 7  # one Processing or Transform job of the sample, start-up inclu
 # minutes of each step that are not pipeline runs (Terraform, promotion, reading metrics)
 OTHER_MINUTES = {"base": 6, "register": 2, "promote": 3, "apply": 5, "redeploy": 5,
                  "observe": 10, "teardown": 10}  # fmt: skip
-# an endpoint: created, updated blue/green (with its bake time), invoked, deleted
-ENDPOINT_MINUTES = 40
+# an endpoint: created, moved blue/green to version 2 (canary, bake, old fleet kept), invoked
+# (metrics and capture arrive minutes later), an update rolled back, deleted
+ENDPOINT_MINUTES = 55
 
 
 @dataclass

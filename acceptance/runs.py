@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -170,25 +171,51 @@ def schedule(run: Run, stage: Stage) -> str | None:
     event = scheduled_event(SCHEDULED)
     answers = [invoke(run, stage.function("start-scheduled-run"), event) for _ in range(2)]
     started = executions_for(run, stage, layout.input_uri(SCHEDULED))
-    run.verdicts.append(Verdict(
-        "start-token", "passed" if len(started) == 1 else "failed",
-        f"the schedule function invoked twice for {SCHEDULED}: {len(started)} execution(s) "
-        f"of {stage.pipeline} on its partition; its answers {answers}",
-    ))  # fmt: skip
     if not started:
-        raise RunFailed(f"the schedule function started no run for {SCHEDULED}")
+        raise RunFailed(f"the schedule function started no run for {SCHEDULED}: {answers}")
     arn = started[0]
+    again = start_again(run, stage, arn)
+    run.verdicts.append(Verdict(
+        "start-token", "passed" if len(started) == 1 and again == arn else "failed",
+        f"the schedule function invoked twice for {SCHEDULED}: {len(started)} execution(s) "
+        f"on its partition (answers {answers}); its start sent again with its token: {again}",
+    ))  # fmt: skip
     marker = wait_for_marker(run, layout.marker_uri(SCHEDULED))
     ended = run.stage.client("sagemaker").describe_pipeline_execution(PipelineExecutionArn=arn)
     run.verdicts.append(Verdict(
         "status-event-fields",
         "passed" if marker.get("status") == ended["PipelineExecutionStatus"] else "failed",
         f"marker {layout.marker_uri(SCHEDULED)}: {marker.get('status')} (finished "
-        f"{marker.get('finished')}), completed while nothing else looked at the day; the "
+        f"{marker.get('finished')}; rows read {marker.get('rows_read')}, scored "
+        f"{marker.get('rows_scored')}), completed while nothing else looked at the day; the "
         f"execution: {ended['PipelineExecutionStatus']}",
     ))  # fmt: skip
     read_jobs(run, arn)
     return arn
+
+
+def start_again(run: Run, stage: Stage, arn: str) -> str:
+    """The scheduled day's start sent again as another starter would send it (the same
+    request and ``ClientRequestToken``: the marker was absent when the function read it):
+    the ARN SageMaker answers, which must be ``arn``. A new execution is stopped."""
+    sagemaker = run.stage.client("sagemaker")
+    described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+    parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)
+    token = partitions.start_token(
+        stage.pipeline, stage.layout.partition(SCHEDULED), partitions.no_marker_state()
+    )
+    again = sagemaker.start_pipeline_execution(
+        PipelineName=stage.pipeline,
+        PipelineExecutionDisplayName=described["PipelineExecutionDisplayName"],
+        PipelineExecutionDescription=described["PipelineExecutionDescription"],
+        PipelineParameters=parameters["PipelineParameters"],
+        ClientRequestToken=token,
+    )["PipelineExecutionArn"]
+    if again != arn:
+        run.made.add(f"pipeline execution {again} (a second start of one day)", lambda: (
+            sagemaker.stop_pipeline_execution(PipelineExecutionArn=again,
+                                              ClientRequestToken=str(uuid.uuid4()))))  # fmt: skip
+    return again
 
 
 def read_jobs(run: Run, execution_arn: str) -> None:

@@ -5,7 +5,9 @@ ever passed and the accounts are given back as they were."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +20,14 @@ from acceptance import catalogue, plan, report
 from examples.breast_cancer import model, registration
 from pipelines.local.emulator import Emulator
 from tests.provider_requests import Request, problems
-from tests.registry import DevRegistry, bucket_keys, create_stage, one_line_error
+from tests.registry import (
+    DevRegistry,
+    bucket_keys,
+    create_empty_pipeline,
+    create_stage,
+    one_line_error,
+)
+from tests.rollback_proxy import rolled_back_updates
 from tests.terraform_cli import terraform  # noqa: F401 - the fixture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,6 +48,14 @@ def test_the_guides_unproven_list_links_every_check_and_names_no_other() -> None
     section = GUIDE.read_text().split("## 8. What stays unproven", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `([a-z0-9-]+)` \|", section, flags=re.MULTILINE)
     assert listed == [check.id for check in catalogue.CHECKS]
+
+
+def test_the_guides_unproven_claims_link_each_check_and_each_link_lands() -> None:
+    section = GUIDE.read_text().split("## 8. What stays unproven", 1)[1].split("\n## ", 1)[0]
+    anchors = re.findall(r'<a id="check-([a-z0-9-]+)"></a>', section)
+    links = set(re.findall(r"\]\(#check-([a-z0-9-]+)\)", section))
+    assert anchors == [check.id for check in catalogue.CHECKS]  # one per row of the table
+    assert links == set(anchors)  # every check named where its claim is, no dead link
 
 
 def test_a_report_holds_every_check_and_passes_none_by_default(tmp_path: Path) -> None:
@@ -281,7 +298,7 @@ def test_a_run_deploys_twice_reports_every_check_and_gives_the_accounts_back(
     # every step ran; the emulator answered, but no unproven claim is the emulator's to settle
     assert {c for c, v in verdicts.items() if v["status"] == "skipped"} == SKIPPED
     assert {v["status"] for c, v in verdicts.items() if c not in SKIPPED} == {"needs-real-account"}
-    assert not any("not built yet" in v["evidence"] for v in verdicts.values())
+    assert not any("not settled" in v["evidence"] for v in verdicts.values())
     assert verdicts["image-digest-at-registration"]["evidence"].startswith(
         "DescribeModelPackage arn:aws:sagemaker:"
     )
@@ -348,25 +365,37 @@ def test_keep_leaves_what_the_run_made_and_lists_it(
     assert _not_removed(err) == []
 
 
-def test_a_run_that_fails_midway_still_removes_what_it_made(
+@pytest.mark.parametrize(
+    ("stop", "said"),
+    [("error", "RuntimeError: training in the runtime twin failed: out of memory"),
+     ("SIGTERM", "KeyboardInterrupt: signal SIGTERM")],  # a cancelled CI job
+)  # fmt: skip
+def test_a_run_that_stops_midway_still_removes_what_it_made(
     aws: Emulator,
     dev: DevRegistry,
     command: Callable[..., int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys,
+    stop: str,
+    said: str,
 ) -> None:
-    """The group is made and one artifact uploaded, then the registration fails."""
+    """The group is made and one artifact uploaded, then the registration fails or the run
+    is sent SIGTERM: what was made is removed, the report written, SIGTERM's handler given
+    back."""
     _, keys_before = _left(aws, dev)
+    handler = signal.getsignal(signal.SIGTERM)
 
     def failing(sagemaker: Any, s3: Any, **kwargs: Any) -> Any:
         s3.put_object(Bucket=kwargs["bucket"], Key=kwargs["output_prefix"] + "/model.tar.gz")
+        if stop == "SIGTERM":
+            os.kill(os.getpid(), signal.SIGTERM)
         raise RuntimeError("training in the runtime twin failed: out of memory")
 
     monkeypatch.setattr(registration, "register", failing)
     assert command() == 3
     err = capsys.readouterr().err
-    assert "acceptance: the run stopped: RuntimeError: training in the runtime twin failed" in err
+    assert f"acceptance: the run stopped: {said}" in err
     assert _left(aws, dev)[1] == keys_before
     assert [line.split(": ", 2)[2].startswith(NOT_IN_MOTO[1]) for line in _not_removed(err)] == [
         True
@@ -375,6 +404,7 @@ def test_a_run_that_fails_midway_still_removes_what_it_made(
     verdicts = [c for c in document["checks"] if c["check"] != "permissions-boundary"]
     assert {c["status"] for c in verdicts} == {"skipped"}
     assert all("the run stopped" in c["evidence"] for c in verdicts)
+    assert signal.getsignal(signal.SIGTERM) is handler
 
 
 def test_as_the_deploy_role_the_boundary_is_tried_and_the_try_undone(
@@ -498,3 +528,102 @@ def test_the_read_back_finds_the_handlers_line_and_names_a_loud_alarm(
     assert verdicts["pipeline-name-in-transform"].status == "passed"
     assert verdicts["alarms-quiet"].status == "failed"
     assert verdicts["alarms-quiet"].evidence.endswith("not quiet: {'acc-test-preprod-x': 'ALARM'}")
+
+
+def test_the_endpoint_checks_fail_where_the_emulator_does_not_do_what_aws_must(
+    aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint as the applies leave it, on the emulator: what the run reads back and
+    concludes. moto serves it InService with the key, but publishes no ModelLatency and
+    writes no capture; it has no UpdateEndpoint, so the update goes through the proxy that
+    answers as AWS does once an update was rolled back, but without the FailureReason AWS
+    sets. Each of those fails (as an account behaving so would), and the configuration copy
+    is removed."""
+    from acceptance import endpoint, runs
+
+    found = create_stage(aws, "preprod", "acc-test", kms=True)
+    sagemaker = aws.client("sagemaker", "preprod")
+    sagemaker.create_model(ModelName="acc-test-preprod-v2", ExecutionRoleArn=found[
+        "sagemaker-role-arn"], PrimaryContainer={"Image": "x"})  # fmt: skip
+    capture = "s3://preprod-artifacts-222222222222/acc-test/data-capture/preprod"
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="acc-test-preprod-v2-abc", KmsKeyId=found["kms-key-arn"],
+        ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": "acc-test-preprod-v2",
+                             "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}],
+        DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 10,
+                           "DestinationS3Uri": capture,
+                           "CaptureOptions": [{"CaptureMode": "Input"}]},
+    )  # fmt: skip
+    sagemaker.create_endpoint(EndpointName="acc-test-preprod-realtime",
+                              EndpointConfigName="acc-test-preprod-v2-abc")  # fmt: skip
+    stage = runs.Stage(tmp_path / "t.json", {"endpoint": {"instance_type": "ml.m5.large"},
+                                             "kms_key_arn": found["kms-key-arn"]})  # fmt: skip
+    run = _run(aws, tmp_path)
+    with rolled_back_updates(aws.endpoint_url, "222222222222") as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", proxy.url)
+        endpoint.endpoint(run, stage, wait=0)
+        assert run.made.teardown() == []  # the copy, through the client the run made
+    assert proxy.rolled_back == ["acc-test-preprod-realtime"]
+    verdicts = {v.check: (v.status, v.evidence) for v in run.verdicts}
+    assert verdicts["endpoint-config-key-grant"][0] == "passed"
+    assert verdicts["serverless-without-isolation"] == (
+        "skipped", "the stage file's endpoint is instance-based"
+    )  # fmt: skip
+    assert verdicts["model-latency-p99"][0] == "failed"
+    assert verdicts["data-capture"] == (
+        "failed", f"0 object(s) under {capture} after 50 invocations (sampling 10 %)"
+    )  # fmt: skip
+    status, evidence = verdicts["rolled-back-update"]
+    assert status == "failed"
+    assert evidence.endswith("InService on acc-test-preprod-v2-abc, FailureReason ''")
+    configs = sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    assert [c["EndpointConfigName"] for c in configs] == ["acc-test-preprod-v2-abc"]
+
+
+def test_the_endpoint_gets_the_rows_without_header_or_id() -> None:
+    from acceptance import endpoint, runs
+
+    sample = runs.SAMPLE.read_bytes().decode().splitlines()
+    rows = endpoint.features(runs.SAMPLE.read_bytes()).decode().splitlines()
+    assert len(rows) == len(sample) - 1
+    assert rows[0] == sample[1].split(",", 1)[1]
+    assert len(rows[0].split(",")) == len(sample[0].split(",")) - 1
+
+
+def test_a_start_sent_again_with_the_token_that_starts_a_second_run_fails_and_is_stopped(
+    aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto keeps no ClientRequestToken: the start the run sends again, as another starter
+    would, gets a new execution there, which an account must not do. The run records it to
+    be stopped (moto has no StopPipelineExecution: the request is held to botocore's model)."""
+    from acceptance import runs
+
+    sagemaker = aws.client("sagemaker", "preprod")
+    create_empty_pipeline(sagemaker, "acc-test-preprod-batch-inference")
+    stage = runs.Stage(tmp_path / "t.json", {
+        "pipeline_name": "acc-test-preprod-batch-inference",
+        "input_data_url": "s3://b/acc-test/batch-inference/input",
+        "output_data_url": "s3://b/acc-test/batch-inference/output"})  # fmt: skip
+    first = sagemaker.start_pipeline_execution(
+        PipelineName=stage.pipeline, PipelineExecutionDisplayName="day-dt-2001-01-10",
+        PipelineExecutionDescription="Run of partition dt=2001-01-10",
+        PipelineParameters=[{"Name": "InputDataUrl",
+                             "Value": stage.layout.input_uri(runs.SCHEDULED)}],
+        ClientRequestToken="t" * 64,
+    )["PipelineExecutionArn"]  # fmt: skip
+    run = _run(aws, tmp_path)
+    stops: list[Request] = []
+    run.stage.events.register(
+        "before-parameter-build.sagemaker.StopPipelineExecution",
+        lambda params, **_: stops.append(Request("sagemaker", "StopPipelineExecution",
+                                                 dict(params))),
+    )  # fmt: skip
+    again = runs.start_again(run, stage, first)
+    assert again != first
+    assert set(runs.executions_for(run, stage, stage.layout.input_uri(runs.SCHEDULED))) == {
+        again, first
+    }  # fmt: skip
+    (left,) = run.made.teardown()
+    assert left.startswith(f"pipeline execution {again} (a second start of one day)")
+    (stop,) = stops
+    assert stop.body["PipelineExecutionArn"] == again and problems(stop) == []
