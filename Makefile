@@ -29,7 +29,7 @@ export CHECKPOINT_DISABLE := 1
 # e.g. make demo DEMO_ARGS="--yes --rows 1000000"
 DEMO_ARGS ?=
 
-.PHONY: install twin test demo serve lint benchmark lambda-package aws-acceptance clean
+.PHONY: install twin test test-fast test-infra demo serve lint benchmark lambda-package aws-acceptance clean
 
 install: $(STAMP) $(CHECKOV_STAMP) $(IAM_STAMP) $(TWIN_STAMP)
 
@@ -76,6 +76,13 @@ $(BROWSER):
 
 test: $(STAMP) $(CHECKOV_STAMP) $(IAM_STAMP) $(TWIN_STAMP) $(BROWSER)
 	$(BIN)/python -m pytest
+
+# two lanes of the same suite (make test runs both): everything but Terraform, and Terraform
+test-fast: $(STAMP) $(IAM_STAMP) $(TWIN_STAMP) $(BROWSER)
+	$(BIN)/python -m pytest -m "not infra"
+
+test-infra: $(STAMP) $(CHECKOV_STAMP) $(IAM_STAMP) $(TWIN_STAMP)
+	$(BIN)/python -m pytest -m infra
 
 demo: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m examples.demo $(DEMO_ARGS)

@@ -18,6 +18,15 @@ if TYPE_CHECKING:  # the registry helpers load build.py: only where a test asks 
 __all__ = ["terraform"]  # the fixture lives with the code that runs terraform
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that runs Terraform is in the ``infra`` lane (``make test-infra``), the
+    others in the fast one (``make test-fast``): marked from the fixture it asks for, so a
+    new Terraform test cannot land in the wrong lane."""
+    for item in items:
+        if "terraform" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.infra)
+
+
 @pytest.fixture(scope="session")
 def aws_server() -> Iterator[Emulator]:
     with running_emulator() as emulator:

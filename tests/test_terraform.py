@@ -82,6 +82,7 @@ def test_validate(terraform: str, tmp_path: Path, root: str) -> None:
     assert "The configuration is valid" in result.stdout
 
 
+@pytest.mark.infra  # Terraform's static analysis: no terraform fixture, but the infra lane
 @pytest.mark.parametrize("root", sorted(ROOTS))
 def test_checkov_finds_nothing(tmp_path: Path, root: str) -> None:
     """Zero findings; each skipped check is justified in .checkov.yaml."""
