@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from acceptance.__main__ import _parser
+from tests.workflow_steps import named, step, uses
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -54,20 +55,6 @@ def workflow() -> dict[Any, Any]:
 def job(workflow: dict[Any, Any]) -> dict[str, Any]:
     assert list(workflow["jobs"]) == ["acceptance"], "one job"
     return workflow["jobs"]["acceptance"]
-
-
-def step(job: dict[str, Any], predicate: Any, what: str) -> tuple[int, dict[str, Any]]:
-    found = [(index, s) for index, s in enumerate(job["steps"]) if predicate(s)]
-    assert len(found) == 1, f"expected exactly one step that {what}, found {len(found)}"
-    return found[0]
-
-
-def named(text: str) -> Any:
-    return lambda s: text in s.get("name", "")
-
-
-def uses(action: str) -> Any:
-    return lambda s: s.get("uses", "").startswith(f"{action}@")
 
 
 def bash(

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from lambdas.dispatch_deploy import handler as dispatch
+from tests.workflow_steps import runs, step, uses
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -117,20 +118,6 @@ def stage_job(stage_workflow: dict[str, Any]) -> dict[str, Any]:
     jobs = stage_workflow["jobs"]
     assert list(jobs) == ["deploy"], "the stage workflow is one job"
     return jobs["deploy"]
-
-
-def step(job: dict[str, Any], predicate: Any, what: str) -> tuple[int, dict[str, Any]]:
-    found = [(index, s) for index, s in enumerate(job["steps"]) if predicate(s)]
-    assert len(found) == 1, f"expected exactly one step that {what}, found {len(found)}"
-    return found[0]
-
-
-def runs(text: str) -> Any:
-    return lambda s: text in s.get("run", "")
-
-
-def uses(action: str) -> Any:
-    return lambda s: s.get("uses", "").startswith(f"{action}@")
 
 
 # ----------------------------------------------------------------------------- triggers
