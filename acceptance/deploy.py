@@ -70,7 +70,7 @@ def permissions_boundary(run: Run) -> None:
         )
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
-        run.made.items.pop()  # nothing was written
+        run.made.forget(f"role policy {name} of {role}")  # nothing was written
         status = "passed" if code == "AccessDenied" else "failed"
         evidence = f"PutRolePolicy on {role} (no boundary) as itself: {code}"
     else:
@@ -86,20 +86,24 @@ def stage_config(run: Run, config: dict[str, Any]) -> Path:
     return path
 
 
-def promote(run: Run, config: Path, found: dict[str, str]) -> Path:
-    """``build.py --stage preprod`` with the dev profile and the deploying one (as the deploy
-    workflow runs it): the tfvars it wrote."""
+def record_stage_removals(run: Run, found: dict[str, str]) -> None:
+    """Before the first promotion: what build.py will make in the stage account, recorded
+    for the teardown (the project's bucket prefix was empty at the preflight)."""
     sagemaker, s3 = run.stage.client("sagemaker"), run.stage.client("s3")
     bucket = found["artifacts-bucket"]
-    if not any(what.startswith("stage bucket prefix") for what, _ in run.made.items):
-        run.made.add(
-            f"stage bucket prefix s3://{bucket}/{run.project}/ (every version)",
-            lambda: _delete_prefix(s3, bucket, f"{run.project}/"),
-        )
-        run.made.add(
-            f"model package group {run.group} in the stage account",
-            lambda: _delete_group(sagemaker, run.group),
-        )
+    run.made.add(
+        f"stage bucket prefix s3://{bucket}/{run.project}/ (every version)",
+        lambda: _delete_prefix(s3, bucket, f"{run.project}/"),
+    )
+    run.made.add(
+        f"model package group {run.group} in the stage account",
+        lambda: _delete_group(sagemaker, run.group),
+    )
+
+
+def promote(run: Run, config: Path) -> Path:
+    """``build.py --stage preprod`` with the dev profile and the deploying one (as the deploy
+    workflow runs it): the tfvars it wrote."""
     output = run.workdir / f"{STAGE}.tfvars.json"
     code = build.main([
         "--stage", STAGE, "--project-name", run.project,
@@ -110,13 +114,17 @@ def promote(run: Run, config: Path, found: dict[str, str]) -> Path:
     ])  # fmt: skip
     if code != 0:
         raise RuntimeError(f"build.py exited {code} (its error is above)")
-    if not any(v.check == "ecr-replication" for v in run.verdicts):
-        image_replication(run)
-        package = json.loads(output.read_text())["model_package_arn"]
-        (container,) = sagemaker.describe_model_package(ModelPackageName=package)[
-            "InferenceSpecification"]["Containers"]  # fmt: skip
-        nvme_volume_key(run, found, container["Image"])
     return output
+
+
+def promotion_checks(run: Run, found: dict[str, str], tfvars: Path) -> None:
+    """``ecr-replication`` and ``nvme-volume-key``, after the first promotion."""
+    image_replication(run)
+    package = json.loads(tfvars.read_text())["model_package_arn"]
+    (container,) = run.stage.client("sagemaker").describe_model_package(ModelPackageName=package)[
+        "InferenceSpecification"
+    ]["Containers"]
+    nvme_volume_key(run, found, container["Image"])
 
 
 def apply(run: Run, tfvars: Path) -> Root:
@@ -140,11 +148,11 @@ def apply(run: Run, tfvars: Path) -> Root:
     return root
 
 
-def redeploy(run: Run, config: Path, found: dict[str, str], root: Root) -> None:
+def redeploy(run: Run, config: Path, root: Root) -> None:
     """Version 2 registered, promoted and applied over version 1; ``deploy-role-rights`` is
     read from CloudTrail later (observe), when the applies ran as the deploy role."""
     run.register(version=2)
-    root.apply(promote(run, config, found))
+    root.apply(promote(run, config))
     _plan_after(run, root, "the re-deploy")
 
 
@@ -228,7 +236,7 @@ def nvme_volume_key(run: Run, found: dict[str, str], image: str) -> None:
             NetworkConfig={"EnableNetworkIsolation": True},
         )  # fmt: skip
     except ClientError as error:
-        run.made.items.pop()  # nothing was made
+        run.made.forget(f"processing job {name}")  # nothing was made
         code = error.response.get("Error", {}).get("Code", "")
         message = error.response.get("Error", {}).get("Message", "")
         refused = code == "ValidationException" and "kms" in message.lower()

@@ -46,6 +46,10 @@ class Made:
     def add(self, what: str, remove: Callable[[], object]) -> None:
         self.items.append((what, remove))
 
+    def forget(self, what: str) -> None:
+        """``what`` was not made after all (its call was refused): nothing to remove."""
+        self.items = [(w, remove) for w, remove in self.items if w != what]
+
     def teardown(self) -> list[str]:
         """Remove everything, newest first; what could not be removed, with why."""
         left = []
