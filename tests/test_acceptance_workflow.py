@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from acceptance.__main__ import _parser
-from tests.workflow_steps import named, step, uses
+from tests.workflow_steps import assert_project_toolchain, named, step, uses
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -117,13 +117,7 @@ def test_runs_in_the_preprod_environment_and_skips_schedules_until_configured(
 
 
 def test_toolchain_as_deploy_stage_installs_it_with_the_same_pins(job: dict[str, Any]) -> None:
-    _, checkout = step(job, uses("actions/checkout"), "checks out")
-    assert checkout["with"]["persist-credentials"] is False
-    _, python = step(job, uses("actions/setup-python"), "sets up Python")
-    assert python["with"]["python-version"].split() == ["3.12", "3.11"]
-    step(job, lambda s: s.get("run", "").strip() == "make install", "runs make install")
-    _, terraform = step(job, uses("hashicorp/setup-terraform"), "sets up Terraform")
-    assert terraform["with"] == {"terraform_version": "1.11.4", "terraform_wrapper": False}
+    assert_project_toolchain(job)
 
     deploy_stage = load(WORKFLOWS / "deploy-stage.yml")["jobs"]["deploy"]["steps"]
     pinned = {s["uses"].split("@")[0]: s["uses"] for s in deploy_stage if "uses" in s}

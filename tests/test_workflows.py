@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from lambdas.dispatch_deploy import handler as dispatch
-from tests.workflow_steps import runs, step, uses
+from tests.workflow_steps import assert_project_toolchain, runs, step, uses
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -493,14 +493,7 @@ def test_build_py_gets_its_settings_and_account_guard_from_variables(
 
 
 def test_toolchain_from_the_project_pins(stage_job: dict[str, Any]) -> None:
-    _, checkout = step(stage_job, uses("actions/checkout"), "checks out")
-    assert checkout["with"]["persist-credentials"] is False
-    _, python = step(stage_job, uses("actions/setup-python"), "sets up Python")
-    # 3.12 for the scikit-learn image's runtime twin (make install builds it); 3.11 is python3
-    assert python["with"]["python-version"].split() == ["3.12", "3.11"]
-    step(stage_job, lambda s: s.get("run", "").strip() == "make install", "runs make install")
-    _, terraform = step(stage_job, uses("hashicorp/setup-terraform"), "sets up Terraform")
-    assert terraform["with"] == {"terraform_version": "1.11.4", "terraform_wrapper": False}
+    assert_project_toolchain(stage_job)
 
 
 def test_terraform_init_plan_summary_apply(stage_job: dict[str, Any]) -> None:
