@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
     from pipelines.batch_inference import pipeline as batch_pipeline
 
-if TYPE_CHECKING:  # orchestration imports this module
-    from promotion.orchestration import PromotionRequest, PromotionResult
+if TYPE_CHECKING:
+    from promotion.request import PromotionRequest, PromotionResult
 
 
 def upload_if_absent(
