@@ -90,7 +90,7 @@ demo: $(STAMP) $(TWIN_STAMP)
 # the stage's promoted model on http://127.0.0.1:8080 (make demo leaves each stage's copy)
 STAGE ?= preprod
 serve: $(STAMP) $(TWIN_STAMP)
-	$(BIN)/python -m pipelines.local.serve --stage $(STAGE)
+	$(BIN)/python -m local_mode.serve --stage $(STAGE)
 
 # speed and memory targets, as ratios against baselines measured in the same run
 benchmark: $(STAMP) $(TWIN_STAMP)

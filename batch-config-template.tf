@@ -555,7 +555,7 @@ resource "aws_kms_key" "fallback" {
 # Every model's container environment. Network isolation leaves pip no index: the
 # scikit-learn image's start-up install of the model's code/ must build with the image's own
 # setuptools, not in an isolated build environment it cannot download (pip reads this
-# variable inverted: false = off). pipelines/stage_model.py holds the same map (a test keeps
+# variable inverted: false = off). common/stage_model.py holds the same map (a test keeps
 # them equal).
 locals {
   stage_model_environment = {
@@ -697,7 +697,7 @@ resource "aws_sqs_queue_policy" "schedule_dlq" {
 }
 
 # The schedule starts the function, not the pipeline: each night it scores the day's
-# partition exactly once (lambdas/start_scheduled_run, pipelines/partitions.py), records a
+# partition exactly once (lambdas/start_scheduled_run, stage_runtime/partitions.py), records a
 # day without data as empty without a run, and looks again at the days before it.
 locals {
   schedule_function = "${local.name}-start-scheduled-run"

@@ -29,9 +29,9 @@ import botocore.exceptions
 from botocore.config import Config
 
 import utils
+from common import aws_sessions
+from common.files import check_writable, write_json_atomically
 from lambdas import package
-from pipelines import aws_sessions
-from pipelines.files import check_writable, write_json_atomically
 
 REPO = Path(__file__).resolve().parent
 STAGE_CONFIGS = {"preprod": "pre-prod-config.tfvars.json", "prod": "prod-config.tfvars.json"}

@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from acceptance import deploy, endpoint, observe, plan, report, runs
 from acceptance.flow import Refused, Run
-from pipelines import aws_sessions
+from common import aws_sessions
 from promotion.errors import UsageError
 from promotion.stage_config import load_stage_config
 

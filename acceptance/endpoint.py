@@ -20,7 +20,7 @@ from acceptance.catalogue import CHECKS
 from acceptance.flow import STAGE, Run
 from acceptance.report import Verdict
 from acceptance.runs import SAMPLE, Stage
-from pipelines.s3_locations import parse_s3_uri
+from common.s3_locations import parse_s3_uri
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient

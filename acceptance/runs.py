@@ -26,9 +26,9 @@ from typing import Any
 
 from acceptance.flow import Run
 from acceptance.report import Verdict
-from pipelines import partitions
-from pipelines.executions import RUNNING
-from pipelines.s3_locations import parse_s3_uri, sse_arguments
+from common.s3_locations import parse_s3_uri, sse_arguments
+from stage_runtime import partitions
+from stage_runtime.executions import RUNNING
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "examples" / "breast_cancer" / "smoke-input.csv"

@@ -33,10 +33,10 @@ from typing import Any
 from benchmarks.transform import LocalDiskStore
 from examples import demo
 from examples.breast_cancer import data, model
-from pipelines import smoke_run
-from pipelines.local import executor, processing, storage, transform
-from pipelines.local.emulator import environment, running_emulator
-from pipelines.local.serving import ModelServer, extract_artifact
+from local_mode import executor, processing, storage, transform
+from local_mode.emulator import environment, running_emulator
+from local_mode.serving import ModelServer, extract_artifact
+from stage_runtime import runs
 
 STAGE_TARGET = 1.5
 TWO_INSTANCES_TARGET = 0.65
@@ -93,7 +93,7 @@ def run_stage(
     definition = executor.load_definition(
         f"s3://{tfvars['artifacts_bucket']}/{tfvars['pipeline_definition_s3_key']}", s3
     )
-    parameters = smoke_run.schedule_parameters(
+    parameters = runs.schedule_parameters(
         tfvars, f"s3://{bucket}/{prefix.rstrip('/')}/{folder}/"
     ) | {"ProcessingInstanceCount": str(instances), "TransformInstanceCount": "1"}
     return executor.execute(

@@ -2,7 +2,7 @@
 
     python -m benchmarks.serving [--seconds 3] [--workdir build/benchmarks/serving]
 
-The sample model is served twice by the same server (``pipelines.local.serve``: gunicorn,
+The sample model is served twice by the same server (``local_mode.serve``: gunicorn,
 one worker per vCPU), one after the other: once with its own ``inference.py`` handlers,
 once with only ``model_fn`` (the scikit-learn container's defaults: the ``sagemaker-inference``
 toolkit's CSV decoder and encoder, ``model.predict``). For a 1-row and a 100-row CSV payload
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples.breast_cancer import data, model
-from pipelines.local import serve
-from pipelines.local.serving import extract_artifact
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import serve
+from local_mode.serving import extract_artifact
 
 CONCURRENCY = (1, 8, 32)
 PAYLOAD_ROWS = (1, 100)

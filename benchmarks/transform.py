@@ -16,7 +16,7 @@ sample model, it prints rows/s and ratios for:
 * **sample handlers vs toolkit defaults**: the sample's CSV parse and encode
   (``examples/breast_cancer/inference.py``: ``parse_features``, ``encode_scores``) against
   the defaults on the same mini-batches (target >= 5x);
-* **the real serving stack**: the scikit-learn image's (``pipelines.local.container``, the
+* **the real serving stack**: the scikit-learn image's (``local_mode.container``, the
   runtime twin: sagemaker-containers, gunicorn with gevent workers) answering the same 6 MB
   mini-batches over HTTP, one worker with one request at a time (rows/s per worker, against
   the in-process limit), and two workers with two requests at a time; and the local
@@ -44,16 +44,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples.breast_cancer import data, inference, model
-from pipelines.local import records, transform
-from pipelines.local.container import Container
-from pipelines.local.serving import (
+from local_mode import records, transform
+from local_mode.container import Container
+from local_mode.serving import (
     ModelServer,
     default_input_fn,
     default_output_fn,
     extract_artifact,
 )
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 
 PIPELINE_TRANSFORM = {
     "TransformInput": {

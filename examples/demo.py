@@ -13,7 +13,7 @@
    then the *deployed* pipeline definition locally on generated input, then yesterday's
    partition as the stage's schedule scores it, twice: scored once, then skipped (its
    marker says it was scored: ``pipelines/partition_runs.py``); and serves the stage's model
-   on loopback (``pipelines/local/serve.py``), whose answer for one scored row must equal
+   on loopback (``local_mode/serve.py``), whose answer for one scored row must equal
    the batch prediction;
 6. asks for the manual approval (``--yes`` answers it), then does the same for prod with the
    exact version preprod got;
@@ -46,14 +46,15 @@ import numpy as np
 
 import build
 import utils
+from common.files import write_execution_record
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples.breast_cancer import data, registration
-from pipelines import check_model, partition_runs, partitions, smoke_run
-from pipelines.files import write_execution_record
-from pipelines.local import executor, sandbox, serve, storage
-from pipelines.local.emulator import Emulator, environment, role_arn, running_emulator
-from pipelines.local.report import RunReport, write_report
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import executor, sandbox, serve, storage
+from local_mode.emulator import Emulator, environment, role_arn, running_emulator
+from local_mode.report import RunReport, write_report
+from pipelines import check_model, partition_runs, smoke
 from promotion.stage_files import quality_gate
+from stage_runtime import partitions, runs
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
@@ -154,7 +155,7 @@ def execute_deployed(
     )
     record = executor.execute(
         definition,
-        smoke_run.schedule_parameters(tfvars, f"s3://{bucket}/{folder}/"),
+        runs.schedule_parameters(tfvars, f"s3://{bucket}/{folder}/"),
         pipeline_name=tfvars["pipeline_name"],
         session=aws.account(stage),
         work_dir=workdir / f"{stage}-{name}-run",
@@ -188,7 +189,7 @@ DAY_ROWS = 1000
 def serve_one_row(
     aws: Emulator, stage: str, tfvars: dict[str, Any], record: dict, workdir: Path
 ) -> dict[str, str]:
-    """The stage's model served on loopback (``pipelines.local.serve``, left in
+    """The stage's model served on loopback (``local_mode.serve``, left in
     ``<workdir>/<stage>-model`` for ``make serve``), asked for the first row the batch run
     scored: the two answers must be equal to 1e-12 (relative). Not to the last bit: numpy's
     matrix product rounds one row and a block of rows differently (the sample model gives
@@ -227,7 +228,7 @@ def score_day(
     """Yesterday's partition (the day the stage's schedule scores tonight), handled twice as
     the schedule and the backfill handle a day: scored once, then skipped."""
     day = datetime.now(UTC).date() - timedelta(days=1)
-    layout = partition_runs.layout_of(tfvars)
+    layout = runs.layout_of(tfvars)
     bucket, prefix = utils.parse_s3_uri(layout.input_uri(day))
     with source.open("rb") as rows:
         head = b"".join(line for _, line in zip(range(DAY_ROWS + 1), rows, strict=False))
@@ -385,19 +386,19 @@ def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict
             report.setdefault("checked", {})[stage] = checked
             create_sagemaker_model(aws, stage, tfvars)
             if tfvars.get("smoke_input"):
-                smoke = timer.run(
+                smoked = timer.run(
                     f"{stage}: smoke run of the deployment ({tfvars['smoke_input']})",
                     partial(
-                        smoke_run.smoke_run,
+                        smoke.smoke_run,
                         tfvars,
                         aws.account(stage),
                         local=True,
                         work_dir=workdir / f"{stage}-smoke",
                     ),
                 )
-                if not smoke.passed:
-                    raise DemoFailed(f"the {stage} smoke run failed: {smoke.failure_reason}")
-                report.setdefault("smoke", {})[stage] = smoke
+                if not smoked.passed:
+                    raise DemoFailed(f"the {stage} smoke run failed: {smoked.failure_reason}")
+                report.setdefault("smoke", {})[stage] = smoked
             record = timer.run(
                 f"{stage}: run the deployed pipeline on {rows} rows",
                 partial(score, aws, stage, tfvars, rows, workdir),
@@ -512,11 +513,11 @@ def print_summary(report: dict[str, Any]) -> None:
             )
     for stage, checked in report.get("checked", {}).items():
         print(f"{stage} check_model (before the stage's model is created): {checked.line()}")
-    for stage, smoke in report.get("smoke", {}).items():
+    for stage, smoked in report.get("smoke", {}).items():
         print(
-            f"{stage} smoke run (what the prod reviewer sees): {smoke.execution_arn} "
-            f"{smoke.status}, rows in {smoke.rows_in}, rejected {smoke.rows_rejected}, "
-            f"scored {smoke.rows_scored}"
+            f"{stage} smoke run (what the prod reviewer sees): {smoked.execution_arn} "
+            f"{smoked.status}, rows in {smoked.rows_in}, rejected {smoked.rows_rejected}, "
+            f"scored {smoked.rows_scored}"
         )
     if "prod" not in report["stages"]:
         print("prod: not deployed (no approval)")

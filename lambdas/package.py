@@ -5,7 +5,7 @@ Usage: ``python -m lambdas.package <output.zip> [--function start-upload-run|sta
 
 Terraform updates the function when ``filebase64sha256()`` of the zip changes, so the zip
 must depend on the sources' bytes only: ``handler.py`` at the root (and, for the stage's
-functions, the ``pipelines`` modules they import, at their package paths; the schedule's zip
+functions, the ``common`` and ``stage_runtime`` packages whole, at their paths; the schedule's zip
 also carries the run-outcome function as ``record_run_outcome.py``: one zip, two
 functions, both importing the same modules), each with a fixed
 timestamp (1980-01-01, the earliest a zip can hold), fixed permissions (0644) and a fixed
@@ -28,28 +28,28 @@ UPLOAD_HANDLER = REPO / "lambdas" / "start_upload_run" / "handler.py"
 SCHEDULE_HANDLER = REPO / "lambdas" / "start_scheduled_run" / "handler.py"
 OUTCOME_HANDLER = REPO / "lambdas" / "record_run_outcome" / "handler.py"
 OUTCOME_ENTRY = "record_run_outcome.py"  # its Lambda handler: record_run_outcome.handler
-# what the stage functions' handlers import besides the standard library and boto3
-UPLOAD_MODULES = tuple(
-    f"pipelines/{name}.py"
-    for name in (
-        "__init__",
-        "aws_sessions",
-        "executions",
-        "function_environment",
-        "partitions",
-        "s3_locations",
+# what the stage functions' handlers import besides the standard library and boto3: these
+# packages, zipped whole (a module added to them is shipped without a list to keep)
+RUNTIME_PACKAGES = ("common", "stage_runtime")
+
+
+def runtime_modules() -> tuple[str, ...]:
+    """Every module of the runtime packages, by its path in the zip (sorted: reproducible)."""
+    return tuple(
+        sorted(
+            path.relative_to(REPO).as_posix()
+            for package in RUNTIME_PACKAGES
+            for path in (REPO / package).rglob("*.py")
+        )
     )
-)
-SCHEDULE_MODULES = (
-    *UPLOAD_MODULES,
-    *(f"pipelines/{name}.py" for name in ("partition_runs", "smoke_run", "exit_codes")),
-)
+
+
 FUNCTIONS = {
     "dispatch-deploy": HANDLER,
     "start-upload-run": UPLOAD_HANDLER,
     "start-scheduled-run": SCHEDULE_HANDLER,
 }
-MODULES = {SCHEDULE_HANDLER: SCHEDULE_MODULES, UPLOAD_HANDLER: UPLOAD_MODULES}
+STAGE_HANDLERS = (SCHEDULE_HANDLER, UPLOAD_HANDLER)
 # other entry points a zip carries at its root
 ENTRIES = {SCHEDULE_HANDLER: ((OUTCOME_ENTRY, OUTCOME_HANDLER),)}
 ENTRY_NAME = "handler.py"
@@ -76,7 +76,8 @@ def build_zip(output: Path, source: Path = HANDLER) -> str:
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     entries = [(ENTRY_NAME, Path(source)), *ENTRIES.get(Path(source).resolve(), ())]
-    entries += [(name, REPO / name) for name in MODULES.get(Path(source).resolve(), ())]
+    if Path(source).resolve() in STAGE_HANDLERS:
+        entries += [(name, REPO / name) for name in runtime_modules()]
     descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
     try:
         with os.fdopen(descriptor, "wb") as stream, zipfile.ZipFile(stream, "w") as archive:

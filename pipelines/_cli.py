@@ -14,8 +14,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from pipelines import aws_sessions
-from pipelines.exit_codes import USAGE_ERROR
+from common import aws_sessions
+from common.exit_codes import USAGE_ERROR
 
 __all__ = [
     "USAGE_ERROR",

@@ -7,7 +7,7 @@
 Terraform creates anything, this takes the stage's package (``model_package_arn``), its
 artifact and environment as the stage template will create the model (network isolation,
 ``STAGE_MODEL_ENVIRONMENT``), starts the image's real serving stack in its runtime twin with no
-package index reachable (``pipelines.local.container``), and sends it the stage file's
+package index reachable (``local_mode.container``), and sends it the stage file's
 ``smoke_input`` (or ``--input``) as the pipeline would: through the ``Preprocess`` script with
 the stage's schema (bad rows quarantined), the id dropped, ``text/csv`` mini-batches. It
 refuses, with the reason, a model that cannot start there (a module install that needs an
@@ -36,21 +36,22 @@ from typing import Any
 
 import boto3
 
-from pipelines import aws_sessions, smoke_run
-from pipelines.exit_codes import (
+from common import aws_sessions
+from common.exit_codes import (
     EXECUTION_FAILED,
     REPORTED,
     USAGE_ERROR,
     CommandFailed,
     report_failure,
 )
-from pipelines.files import check_writable_option
-from pipelines.image_uris import local_refusal
-from pipelines.local import storage, twin
-from pipelines.local.container import Container, ContainerFailed, ContainerRefusal
-from pipelines.local.serving import ModelLoadError, extract_artifact
-from pipelines.s3_locations import parse_s3_uri
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from common.files import check_writable_option
+from common.image_uris import local_refusal
+from common.s3_locations import parse_s3_uri
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import storage, twin
+from local_mode.container import Container, ContainerFailed, ContainerRefusal
+from local_mode.serving import ModelLoadError, extract_artifact
+from pipelines import smoke
 
 REPO = Path(__file__).resolve().parents[1]
 PREPROCESS = REPO / "pipelines" / "batch_inference" / "preprocess.py"  # what build.py uploads
@@ -85,7 +86,7 @@ class CheckResult:
 
 def load_tfvars(path: Path) -> dict[str, Any]:
     """build.py's output for the stage (the smoke run's checks), naming the promoted package."""
-    tfvars = smoke_run.load_tfvars(path, smoke_input=False)
+    tfvars = smoke.load_tfvars(path, smoke_input=False)
     if not tfvars.get("model_package_arn"):
         raise CheckFailed(f"{path} lacks model_package_arn: is it build.py's output?", USAGE_ERROR)
     return tfvars

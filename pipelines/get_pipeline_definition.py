@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from common.files import check_writable, write_text_atomically
 from pipelines._cli import (
     USAGE_ERROR,
     CliError,
@@ -24,7 +25,6 @@ from pipelines._cli import (
     load_get_pipeline,
     parse_json_option,
 )
-from pipelines.files import check_writable, write_text_atomically
 
 
 def _parser() -> argparse.ArgumentParser:

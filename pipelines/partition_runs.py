@@ -3,7 +3,7 @@
     python -m pipelines.run_pipeline --stage preprod --date 2026-11-01 [--until 2026-11-03] \\
         [--force] [--wait] [--local] [--tfvars build/preprod.tfvars.json]
 
-For each day, from its partition marker (``pipelines/partitions.py``): a day already scored
+For each day, from its partition marker (``stage_runtime/partitions.py``): a day already scored
 is skipped (``--force`` scores it again), a day whose run is still executing is skipped even
 with ``--force``, a day without data is recorded as empty (zero rows, no run), and any other
 day gets a run of the deployed pipeline with the schedule's parameters on its partition:
@@ -24,204 +24,27 @@ Exit codes: 0 every day skipped, empty, started, or (awaited) succeeded; 3 a run
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import boto3
 import botocore.exceptions
 
-from pipelines import aws_sessions, executions, partitions, smoke_run
-from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR, CommandFailed
-
-if TYPE_CHECKING:
-    from mypy_boto3_sagemaker import SageMakerClient
-
-
-class RunError(CommandFailed):
-    """The days cannot be run as asked; ``exit_code`` says why (usage by default)."""
-
-
-@dataclass
-class DayResult:
-    day: date
-    action: str  # "skipped", "empty", "started", "error", or the run's final status
-    detail: str
-    execution_arn: str | None = None
-    newly_empty: bool = False  # marked empty now, not already at the last look
-    error_kind: str | None = None  # "usage" (its marker or data), "aws"
-
-    @property
-    def failed(self) -> bool:
-        return self.action in ("Failed", "Stopped", "CompletedWithFailures")
-
-
-def layout_of(tfvars: dict[str, Any]) -> partitions.Layout:
-    try:
-        return partitions.Layout(
-            tfvars["input_data_url"],
-            tfvars["output_data_url"],
-            tfvars.get("partition_format") or partitions.DEFAULT_FORMAT,
-        )
-    except (KeyError, ValueError) as error:
-        raise RunError(f"the stage's tfvars: {error}") from None
-
-
-def _local_status(arn: str) -> tuple[str, str | None]:
-    # local runs end before their marker is left; an Executing one is a run that was cut off
-    return "Failed", f"the local run {arn} ended without recording an outcome"
+from common import aws_sessions
+from common.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
+from pipelines import smoke
+from stage_runtime import partitions, runs
+from stage_runtime.runs import DayResult, RunError
 
 
 def run_days(
-    tfvars: dict[str, Any],
-    session: boto3.Session,
-    days: list[date],
-    *,
-    force: bool = False,
-    wait: bool = False,
-    local: bool = False,
-    poll_seconds: float = 30.0,
-    work_dir: Path | None = None,
-    parameters: dict[str, str] | None = None,
-    metric_lines: bool = False,
+    tfvars: dict[str, Any], session: Any, days: list[date], *, local: bool = False, **options: Any
 ) -> list[DayResult]:
-    """Decide and act for each day in order; print one line per day as it goes.
-
-    ``parameters``: the run's pipeline parameters (default: the schedule's, from ``tfvars``),
-    each day's partitions set over them; ``metric_lines``: also print one JSON line per day
-    (``"event": "partition-run"``), which the stage's log metric filters read. A day that
-    cannot be handled (an AWS error, a marker that is not ours, a broken summary) is an
-    ``error`` result and the next day is still handled."""
-    s3 = session.client("s3")
-    layout = layout_of(tfvars)
-    sagemaker = None if local else session.client("sagemaker")
-    results = []
-    for day in days:
-        try:
-            result = _run_day(
-                tfvars, session, s3, sagemaker, layout, day, force, wait, poll_seconds,
-                work_dir, parameters,
-            )  # fmt: skip
-        except (ValueError, KeyError, botocore.exceptions.ClientError,
-                botocore.exceptions.BotoCoreError,
-                executions.StatusUnreadable) as error:  # fmt: skip
-            kind = "usage" if isinstance(error, ValueError) else "aws"
-            result = DayResult(day, "error", f"{type(error).__name__}: {error}", error_kind=kind)
-        results.append(report(result, tfvars, metric_lines))
-    return results
-
-
-def _run_day(
-    tfvars: dict[str, Any],
-    session: boto3.Session,
-    s3: Any,
-    sagemaker: SageMakerClient | None,
-    layout: partitions.Layout,
-    day: date,
-    force: bool,
-    wait: bool,
-    poll_seconds: float,
-    work_dir: Path | None,
-    parameters: dict[str, str] | None,
-) -> DayResult:
-    kms = tfvars.get("kms_key_arn")
-    status = _local_status if sagemaker is None else executions.status_reader(sagemaker)
-    decision = partitions.decide(s3, layout, day, force, status, kms)
-    marker_uri = layout.marker_uri(day)
-    if decision.action == "skip":
-        return DayResult(day, "skipped", decision.reason)
-    if decision.action == "empty":
-        partitions.write_marker(s3, marker_uri, partitions.empty_marker(layout, day), kms)
-        first = decision.previous != "Empty"  # counted once, however often it is looked at
-        return DayResult(day, "empty", f"{decision.reason}: zero rows, no run", newly_empty=first)
-    run_parameters = (
-        {**parameters, "InputDataUrl": layout.input_uri(day)}
-        if parameters is not None
-        else smoke_run.schedule_parameters(tfvars, layout.input_uri(day))
-    ) | {"OutputDataUrl": layout.output_uri(day)}
-    if sagemaker is None or wait:
-        print(f"{day}: {decision.reason}", flush=True)
-    if sagemaker is None:
-        arn, final, reason = _run_locally(session, s3, tfvars, run_parameters, day, work_dir)
-    else:
-        token = partitions.start_token(
-            tfvars["pipeline_name"], layout.partition(day), decision.state
-        )
-        arn = _start(sagemaker, tfvars, run_parameters, layout.partition(day), token)
-        partitions.write_marker(s3, marker_uri, partitions.started_marker(layout, day, arn), kms)
-        if not wait:
-            return DayResult(day, "started", decision.reason, arn)
-        final, reason = _wait(sagemaker, arn, poll_seconds)
-    marker = partitions.outcome_marker(s3, layout, day, arn, final, reason, None)
-    partitions.write_marker(s3, marker_uri, marker, kms)
-    detail = (
-        f"{marker['rows_read']} rows read, {marker['rows_rejected']} rejected, "
-        f"{marker['rows_scored']} scored"
-        if final == "Succeeded"
-        else reason or "no failure reason given"
-    )
-    return DayResult(day, final, detail, arn)
-
-
-def report(result: DayResult, tfvars: dict[str, Any], metric_line: bool) -> DayResult:
-    """Print the day's line (and, for the stage's metric filters, its JSON line)."""
-    arn = f" ({result.execution_arn})" if result.execution_arn else ""
-    print(f"{result.day}: {result.action}{arn}: {result.detail}", flush=True)
-    if metric_line:
-        line = {
-            "event": "partition-run",
-            "pipeline": tfvars["pipeline_name"],
-            "date": result.day.isoformat(),
-            "action": result.action,
-            "empty": 1 if result.newly_empty else 0,
-        }
-        print(json.dumps(line, separators=(",", ":")), flush=True)
-    return result
-
-
-def _start(
-    sagemaker: SageMakerClient,
-    tfvars: dict[str, Any],
-    parameters: dict[str, str],
-    name: str,
-    token: str,
-) -> str:
-    # PipelineExecutionDisplayName: [a-zA-Z0-9](-*[a-zA-Z0-9]){0,81}
-    display = "".join(c if c.isalnum() else "-" for c in name).strip("-")[:70].strip("-")
-    return sagemaker.start_pipeline_execution(
-        PipelineName=tfvars["pipeline_name"],
-        PipelineExecutionDisplayName=f"day-{display}",
-        PipelineExecutionDescription=f"Run of partition {name}",
-        PipelineParameters=[{"Name": k, "Value": v} for k, v in parameters.items()],
-        ClientRequestToken=token,
-    )["PipelineExecutionArn"]
-
-
-def _wait(sagemaker: SageMakerClient, arn: str, poll_seconds: float) -> tuple[str, str | None]:
-    """The run's end; ``StatusUnreadable`` when its status could not be read (the run goes
-    on, and its marker stays Executing until the run-outcome function or a later trigger
-    completes it)."""
-    followed = executions.follow(sagemaker, arn, poll_seconds, program="run_pipeline")
-    if followed.error is not None or followed.described is None:
-        raise executions.StatusUnreadable(
-            f"could not read the status of {arn} ({followed.error}); {executions.follow_hint(arn)}"
-        )
-    return followed.status, followed.described.get("FailureReason")
-
-
-def _run_locally(
-    session: boto3.Session,
-    s3: Any,
-    tfvars: dict[str, Any],
-    parameters: dict[str, str],
-    day: date,
-    work_dir: Path | None,
-) -> tuple[str, str, str | None]:
-    return smoke_run.run_locally(
-        session, s3, tfvars, parameters, work_dir / day.isoformat() if work_dir else None
+    """``runs.run_days``, with local mode's executor when ``local`` (the CLI's and the
+    demo's way to run days against the emulator)."""
+    return runs.run_days(
+        tfvars, session, days, run_locally=smoke.run_locally if local else None, **options
     )
 
 
@@ -274,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{MAX_DAYS_AT_ONCE} days"
             )
         try:
-            tfvars = smoke_run.load_tfvars(path, smoke_input=False)
-        except smoke_run.SmokeError as error:
+            tfvars = smoke.load_tfvars(path, smoke_input=False)
+        except smoke.SmokeError as error:
             raise RunError(str(error), error.exit_code) from None
         results = run_days(
             tfvars,

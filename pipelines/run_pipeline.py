@@ -16,7 +16,7 @@
 
 Credentials and endpoint come from the usual boto3 chain (``AWS_ENDPOINT_URL`` points it at
 an emulator); every client, the SDK's included, has the project's retry policy
-(``pipelines.aws_sessions``), and ``--wait`` polls through a failed status read.
+(``common.aws_sessions``), and ``--wait`` polls through a failed status read.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING
 
 import botocore.exceptions
 
-from pipelines import aws_sessions, executions
+from common import aws_sessions
+from common.exit_codes import AWS_ERROR, EXECUTION_FAILED
+from common.files import check_writable, write_execution_record
 from pipelines._cli import (
     USAGE_ERROR,
     CliError,
@@ -39,8 +41,7 @@ from pipelines._cli import (
     load_get_pipeline,
     parse_json_option,
 )
-from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED
-from pipelines.files import check_writable, write_execution_record
+from stage_runtime import executions
 
 if TYPE_CHECKING:  # imported by main once the environment is checked (see pipelines._cli)
     from pipelines import sdk
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_locally(pipeline: sdk.Pipeline, parameters: dict, args: argparse.Namespace) -> int:
     """Local mode: the same definition, executed on this machine."""
-    from pipelines.local import executor
+    from local_mode import executor
 
     record = executor.execute(
         json.loads(pipeline.definition()),

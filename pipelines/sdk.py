@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pipelines.environment import overridden
+from common.environment import overridden
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from pipelines import s3_locations
+from common import s3_locations
 from promotion.errors import (
     AccessDenied,
     ArtifactMissing,

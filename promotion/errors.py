@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from pipelines import aws_sessions
+from common import aws_sessions
 
 
 # One class per exit code (README, Exit codes), like click's exceptions: a script tells the
@@ -140,7 +140,7 @@ def one_line(message: str) -> str:
 
 
 def client_config() -> Config:
-    """The project's one retry policy (``pipelines.aws_sessions``): adaptive retries, so
+    """The project's one retry policy (``common.aws_sessions``): adaptive retries, so
     throttling slows a deploy down instead of failing it; ``AWS_MAX_ATTEMPTS`` wins when set
     (tests keep it low against the emulator)."""
     return aws_sessions.client_config()

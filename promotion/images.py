@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pipelines.image_uris import ImageUri, NotAnEcrImage
+from common.image_uris import ImageUri, NotAnEcrImage
 from promotion.errors import ImageNotReady, NotRunnable, aws_errors, error_code, is_not_found
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from pipelines import s3_locations
+from common import s3_locations
 from promotion.errors import UsageError
 
 STAGES = ("preprod", "prod")

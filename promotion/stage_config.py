@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.partitions import check_format
 from promotion.errors import UsageError
+from stage_runtime.partitions import check_format
 
 
 @dataclass(frozen=True)

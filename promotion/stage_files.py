@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pipelines import s3_locations
-from pipelines.partitions import DEFAULT_FORMAT
-from pipelines.s3_locations import content_key
+from common import s3_locations
+from common.s3_locations import content_key
 from promotion.artifacts import artifact_prefix, target_uri
 from promotion.errors import aws_errors, is_not_found
 from promotion.names import model_name, parse_s3_uri, resource_name
 from promotion.stage import StageSettings
+from stage_runtime.partitions import DEFAULT_FORMAT
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from examples.breast_cancer import model
-from pipelines.local.emulator import Emulator, environment, running_emulator
+from local_mode.emulator import Emulator, environment, running_emulator
 from tests.terraform_cli import terraform
 
 if TYPE_CHECKING:  # the registry helpers load build.py: only where a test asks for them

@@ -115,7 +115,7 @@ def required_permissions(
 def image_pulls(uris: Iterable[str]) -> CallRecorder:
     """The calls a ``docker pull`` of each image makes (SageMaker pulls a job's and a
     model's images as the execution role): the registry token, the manifest, the layers."""
-    from pipelines.image_uris import ImageUri
+    from common.image_uris import ImageUri
 
     pulls = CallRecorder()
     for uri in uris:

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from pipelines.local.emulator import ACCOUNTS
+from local_mode.emulator import ACCOUNTS
 from tests.terraform_cli import REPO, require
 
 IAM_PYTHON = REPO / ".venv-iam" / "bin" / "python"

@@ -21,8 +21,8 @@ import moto.sagemaker.models
 import pytest
 
 import build
-from pipelines.local import sandbox
-from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, role_arn
+from local_mode import sandbox
+from local_mode.emulator import ACCOUNTS, REGION, Emulator, role_arn
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.literals import ModelApprovalStatusType

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.local.emulator import Emulator, environment
+from local_mode.emulator import Emulator, environment
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "batch-config-template.tf"

@@ -18,7 +18,7 @@ import pytest
 from acceptance import __main__ as acceptance_main
 from acceptance import catalogue, plan, report
 from examples.breast_cancer import model, registration
-from pipelines.local.emulator import Emulator
+from local_mode.emulator import Emulator
 from tests.provider_requests import Request, problems
 from tests.registry import (
     DevRegistry,

@@ -25,10 +25,10 @@ from typing import Any
 import pytest
 
 import utils
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import executor, sandbox
+from local_mode.emulator import Emulator, role_arn
 from pipelines.batch_inference import preprocess
-from pipelines.local import executor, sandbox
-from pipelines.local.emulator import Emulator, role_arn
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 from promotion import stage_config
 from promotion.errors import UsageError
 from promotion.stage_files import StageLocations
@@ -1020,7 +1020,7 @@ def test_an_unknown_step_type_fails_before_any_step_runs(aws: Emulator) -> None:
 
 
 def run_executor_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return run_script(["-m", "pipelines.local.executor", *args], env or {**os.environ})
+    return run_script(["-m", "local_mode.executor", *args], env or {**os.environ})
 
 
 @pytest.mark.parametrize(
@@ -1048,10 +1048,10 @@ def test_the_executor_cli_names_the_bad_option_and_records_the_failure(
     )
     assert result.returncode == code
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("pipelines.local.executor: error: " + message.format(d=definition))
+    assert line.startswith("local_mode.executor: error: " + message.format(d=definition))
     written = json.loads(record.read_text())
     assert written["PipelineExecutionStatus"] == "Failed"
-    assert written["FailureReason"] == line.removeprefix("pipelines.local.executor: error: ")
+    assert written["FailureReason"] == line.removeprefix("local_mode.executor: error: ")
 
 
 def test_the_executor_cli_reads_a_missing_s3_definition_as_an_aws_error(
@@ -1063,7 +1063,7 @@ def test_the_executor_cli_reads_a_missing_s3_definition_as_an_aws_error(
     )
     assert result.returncode == 1
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("pipelines.local.executor: error: --definition: reading s3://")
+    assert line.startswith("local_mode.executor: error: --definition: reading s3://")
     assert "NoSuchKey" in line
 
 
@@ -1077,7 +1077,7 @@ def test_the_executor_cli_prints_why_a_run_failed(aws: Emulator, tmp_path: Path)
     assert result.returncode == 3
     assert "status: Failed" in result.stdout
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith("pipelines.local.executor: ") and "Unknown" in line
+    assert line.startswith("local_mode.executor: ") and "Unknown" in line
 
 
 @pytest.mark.parametrize("cli", ["executor", "run_pipeline"])
@@ -1088,7 +1088,7 @@ def test_an_unwritable_record_path_is_refused_before_the_run(tmp_path: Path, cli
     definition.write_text(json.dumps(score_definition()))
     if cli == "executor":
         result = run_executor_cli("--definition", str(definition), "--record", str(record))
-        prefix = "pipelines.local.executor: error: --record: cannot write"
+        prefix = "local_mode.executor: error: --record: cannot write"
     else:
         result = run_script(
             ["-m", "pipelines.run_pipeline", "-n", "pipelines.batch_inference.pipeline", "--local",

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from examples.breast_cancer import model
+from local_mode import twin
+from local_mode.emulator import Emulator
 from pipelines import check_model
-from pipelines.local import twin
-from pipelines.local.emulator import Emulator
 from tests.registry import IMAGE, DevRegistry, create_stage, run_build
 
 SMOKE = Path(__file__).resolve().parents[1] / "examples" / "breast_cancer" / "smoke-input.csv"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import sandbox
+from local_mode.emulator import Emulator
 from pipelines import get_pipeline_definition, run_pipeline
-from pipelines.local import sandbox
-from pipelines.local.emulator import Emulator
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 from tests.registry import IMAGE
 
 MODULE = "pipelines.batch_inference.pipeline"

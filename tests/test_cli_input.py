@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 import build
+from local_mode.emulator import role_arn
 from pipelines import check_model, run_pipeline, smoke_run
 from pipelines.batch_inference import preprocess
-from pipelines.local.emulator import role_arn
 from tests.registry import GROUP, PROJECT, one_line_error
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.local import columnar, records, sandbox, transform
-from pipelines.local.emulator import Emulator
-from pipelines.local.processing import StepFailed
-from pipelines.local.serving import ModelServer
+from local_mode import columnar, records, sandbox, transform
+from local_mode.emulator import Emulator
+from local_mode.processing import StepFailed
+from local_mode.serving import ModelServer
 
 BUCKET = "columnar"
 

@@ -2,7 +2,7 @@
 
 The container side is the image's runtime twin (``.venv-sklearn-1.9-0``: sagemaker-containers,
 gunicorn with gevent workers, Flask, scikit-learn 1.9.0 ...) started as the container starts,
-with no package index reachable (``pipelines.local.container``). Each request kind an
+with no package index reachable (``local_mode.container``). Each request kind an
 endpoint client or a Batch Transform sends gets the same status, content type, body and
 printed lines from the in-process imitation (``serving.ModelServer``), which local mode may
 use as its faster option; the front (``invocations.InvocationsApp``, InvokeEndpoint's checks)
@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples.breast_cancer import data, inference, model
-from pipelines.local import twin
-from pipelines.local.container import Container, ContainerFailed
-from pipelines.local.invocations import InvocationsApp
-from pipelines.local.serving import ModelServer, extract_artifact
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import twin
+from local_mode.container import Container, ContainerFailed
+from local_mode.invocations import InvocationsApp
+from local_mode.serving import ModelServer, extract_artifact
 
 PIPELINE = "contract-pipeline"
 CSV = {"Content-Type": "text/csv", "Accept": "text/csv"}

@@ -11,11 +11,11 @@ from pathlib import Path
 import hcl2
 import pytest
 
+from common.image_uris import LOCAL_IMAGE_VERSION, local_refusal
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import twin
+from local_mode.sklearn_image.serve import loopback_popen
 from pipelines.batch_inference.pipeline import DEFAULT_SKLEARN_VERSION, sklearn_image_uri
-from pipelines.image_uris import LOCAL_IMAGE_VERSION, local_refusal
-from pipelines.local import twin
-from pipelines.local.sklearn_image.serve import loopback_popen
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
 from promotion.runnable import framework_version_warnings
 
 REPO = Path(__file__).resolve().parents[1]

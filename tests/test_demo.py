@@ -12,7 +12,7 @@ import pytest
 
 from examples import demo
 from examples.breast_cancer import data
-from pipelines.local.emulator import ACCOUNTS
+from local_mode.emulator import ACCOUNTS
 
 ROWS = 3000
 

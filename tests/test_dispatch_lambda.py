@@ -31,7 +31,7 @@ from lambdas.dispatch_deploy.handler import (
     DispatchError,
     handler,
 )
-from pipelines.local.emulator import Emulator
+from local_mode.emulator import Emulator
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "github_pat_11ABCDEFG0123456789_TestTokenValueThatMustNeverBeLogged"

@@ -17,8 +17,8 @@ import pytest
 
 import build
 import utils
-from pipelines.image_uris import ImageUri, local_refusal, sagemaker_image_accounts
-from pipelines.local.emulator import ACCOUNTS, REGION, Emulator
+from common.image_uris import ImageUri, local_refusal, sagemaker_image_accounts
+from local_mode.emulator import ACCOUNTS, REGION, Emulator
 from promotion import images
 from promotion.images import tag_moved_since
 from promotion.runnable import package_refusal

@@ -25,8 +25,8 @@ from moto.events.utils import EventMessageType
 import build
 import utils
 from lambdas.package import build_zip
-from pipelines.local import sandbox
-from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, role_arn
+from local_mode import sandbox
+from local_mode.emulator import ACCOUNTS, REGION, Emulator, role_arn
 from tests import iam_review
 from tests.iam_calls import CallRecorder, image_pulls, missing_permissions, policy_document
 from tests.provider_requests import refused_requests
@@ -95,10 +95,11 @@ def assert_the_schedule_function_may_do_what_it_does(
     data, a day without, the same event again once the run ended), the run-outcome function
     on the run's end and the upload function on an uploaded object: every call they made is
     granted by the run-starter role's policy, the role the template gives them."""
+    from common import aws_sessions
     from lambdas.record_run_outcome import handler as outcome
     from lambdas.start_scheduled_run import handler as schedule
     from lambdas.start_upload_run import handler as upload
-    from pipelines import aws_sessions, partitions
+    from stage_runtime import partitions
     from tests.registry import create_deployed_pipeline
 
     create_deployed_pipeline(aws, tfvars)

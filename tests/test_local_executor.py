@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from pipelines.local import executor, sandbox
-from pipelines.local.emulator import Emulator
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import executor, sandbox
+from local_mode.emulator import Emulator
 from tests.registry import IMAGE
 
 BUCKET = "local-mode"
@@ -560,7 +560,7 @@ def test_a_relative_work_dir_works(
 def test_a_bad_definition_uri_is_one_line_and_exit_2_not_a_traceback(location, message) -> None:
     """It once raised build.py's UsageError out of the executor's CLI (a traceback)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.local.executor", "--definition", location],
+        [sys.executable, "-m", "local_mode.executor", "--definition", location],
         capture_output=True,
         text=True,
         timeout=120,
@@ -569,7 +569,7 @@ def test_a_bad_definition_uri_is_one_line_and_exit_2_not_a_traceback(location, m
     )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
-        f"pipelines.local.executor: error: --definition: {message} (expected s3://bucket/key)"
+        f"local_mode.executor: error: --definition: {message} (expected s3://bucket/key)"
     ]
 
 

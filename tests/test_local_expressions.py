@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.local.expressions import (
+from local_mode.expressions import (
     Context,
     DefinitionError,
     execution_order,

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from pipelines.local import records
-from pipelines.local.records import (
+from local_mode import records
+from local_mode.records import (
     RecordError,
     join_csv,
     parse_selector,

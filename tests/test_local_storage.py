@@ -1,4 +1,4 @@
-"""How the local executor moves objects through the emulator's S3 (pipelines/local/storage.py)."""
+"""How the local executor moves objects through the emulator's S3 (local_mode/storage.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import boto3
 
-from pipelines.local import sandbox, storage
-from pipelines.local.emulator import Emulator
+from local_mode import sandbox, storage
+from local_mode.emulator import Emulator
 
 BUCKET = "storage-bucket"
 

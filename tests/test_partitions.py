@@ -13,11 +13,12 @@ import moto.sagemaker.models
 import pytest
 from botocore.response import StreamingBody
 
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples.breast_cancer import data, model
-from pipelines import partitions, run_pipeline
-from pipelines.local import sandbox
-from pipelines.local.emulator import ACCOUNTS, Emulator
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import sandbox
+from local_mode.emulator import ACCOUNTS, Emulator
+from pipelines import run_pipeline
+from stage_runtime import partitions
 from tests.provider_requests import problems
 from tests.registry import (
     IMAGE,

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from local_mode import twin
 from pipelines.batch_inference import preprocess, quality
-from pipelines.local import twin
 
 SCRIPT = Path(preprocess.__file__)
 SCHEMA = {

@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 
 import build
 import utils
-from pipelines.local.emulator import ACCOUNTS, CLIENT_CONFIG, Emulator, environment, role_arn
+from local_mode.emulator import ACCOUNTS, CLIENT_CONFIG, Emulator, environment, role_arn
 from promotion import orchestration
 from tests.registry import (
     DEV_BUCKET,

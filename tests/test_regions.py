@@ -13,8 +13,8 @@ import json
 
 import pytest
 
+from common.image_uris import ImageUri
 from pipelines.batch_inference import pipeline as batch_pipeline
-from pipelines.image_uris import ImageUri
 from promotion.images import repository_arns
 
 REGIONS = ["eu-west-1", "us-east-1", "ap-southeast-2", "sa-east-1"]

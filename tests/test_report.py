@@ -13,8 +13,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
+from local_mode.report import OVER, UNDER, RunReport, figures, render, write_report
 from pipelines.batch_inference import quality
-from pipelines.local.report import OVER, UNDER, RunReport, figures, render, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # make test installs them

@@ -1,4 +1,4 @@
-"""One retry policy for every AWS client (pipelines/aws_sessions.py), proven through a proxy
+"""One retry policy for every AWS client (common/aws_sessions.py), proven through a proxy
 that injects AWS's transient failures in front of the emulator (tests/fault_proxy.py):
 throttling, 5xx and connection resets on 30 % of the requests, seeded. The CLIs hold, and
 the smoke run never stops a healthy run because a status poll failed."""
@@ -17,11 +17,12 @@ from typing import Any
 import moto.sagemaker.models
 import pytest
 
-from pipelines import executions, partition_runs, run_pipeline, smoke_run
-from pipelines.exit_codes import AWS_ERROR
-from pipelines.local import sandbox
-from pipelines.local.emulator import ACCOUNTS, Emulator
-from pipelines.s3_locations import parse_s3_uri
+from common.exit_codes import AWS_ERROR, EXECUTION_FAILED
+from common.s3_locations import parse_s3_uri
+from local_mode import sandbox
+from local_mode.emulator import ACCOUNTS, Emulator
+from pipelines import run_pipeline, smoke, smoke_run
+from stage_runtime import executions, runs
 from tests.fault_proxy import FaultProxy, faulty
 from tests.registry import (
     deploy_preprod,
@@ -90,7 +91,7 @@ def _smoke_run(aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     def run() -> int:
         code = smoke_run.main(["--tfvars", str(tfvars), "--poll-seconds", "0.01"])
-        return 0 if code == smoke_run.EXECUTION_FAILED else code
+        return 0 if code == EXECUTION_FAILED else code
 
     return run
 
@@ -102,7 +103,7 @@ def _backfill(aws: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """A day with input, scored again by each run (``--force``) and awaited; moto runs no
     job, so the day ends Succeeded with no summaries: what the faults must not change."""
     tfvars = deploy_preprod(aws, tmp_path)
-    layout = partition_runs.layout_of(tfvars)
+    layout = runs.layout_of(tfvars)
     bucket, key = parse_s3_uri(layout.input_uri(date.fromisoformat(DAY)))
     aws.client("s3", "preprod").put_object(Bucket=bucket, Key=f"{key}a.csv", Body=b"id,x\n1,2\n")
     _as_preprod(aws, monkeypatch)
@@ -202,10 +203,10 @@ def test_a_failed_status_poll_never_stops_the_run(
     proxy.outages[DESCRIBE] = outage
     session = aws.account("preprod")
     sagemaker = session.client("sagemaker")  # the emulator's session: the project's policy
-    arn, got, why = smoke_run.run_on_sagemaker(
+    arn, got, why = smoke.run_on_sagemaker(
         sagemaker,
         deployed,
-        smoke_run.schedule_parameters(deployed, "s3://b/smoke/"),
+        runs.schedule_parameters(deployed, "s3://b/smoke/"),
         timeout_seconds=timeout,
         poll_seconds=0.01,
         sleep=_finish_after(2, lambda: _started(aws, deployed["pipeline_name"])),
@@ -233,7 +234,7 @@ def test_smoke_run_that_cannot_read_its_run_says_how_to_follow_it(
         ["--tfvars", str(tmp_path / "preprod.tfvars.json"), "--poll-seconds", "0.01",
          "--timeout-minutes", "0.005"]
     )  # fmt: skip
-    assert code == smoke_run.AWS_ERROR
+    assert code == AWS_ERROR
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("smoke_run: preprod smoke run: could not read the run's status (")
     assert "it was not stopped and may still be running: follow it with `aws sagemaker " in line
@@ -281,7 +282,7 @@ def test_a_backfill_that_cannot_read_its_run_leaves_the_day_to_it(
         output.out + output.err
     )
     tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
-    bucket, key = parse_s3_uri(partition_runs.layout_of(tfvars).marker_uri(date.fromisoformat(DAY)))
+    bucket, key = parse_s3_uri(runs.layout_of(tfvars).marker_uri(date.fromisoformat(DAY)))
     body = aws.client("s3", "preprod").get_object(Bucket=bucket, Key=key)["Body"].read()
     marker = json.loads(body)
     assert marker["status"] == "Executing"

@@ -21,9 +21,9 @@ import pytest
 from lambdas.record_run_outcome import handler as function
 from lambdas.start_scheduled_run import handler as schedule
 from lambdas.start_upload_run import handler as upload
-from pipelines import partitions
-from pipelines.local import sandbox
-from pipelines.local.emulator import Emulator
+from local_mode import sandbox
+from local_mode.emulator import Emulator
+from stage_runtime import partitions
 from tests.registry import create_empty_pipeline, keep_executions_running
 
 BUCKET = "stage-artifacts"

@@ -22,9 +22,9 @@ import pytest
 
 from lambdas import package
 from lambdas.start_scheduled_run import handler as function
-from pipelines import partitions
-from pipelines.local import sandbox
-from pipelines.local.emulator import Emulator
+from local_mode import sandbox
+from local_mode.emulator import Emulator
+from stage_runtime import partitions
 from tests.provider_requests import Request, problems
 from tests.registry import create_empty_pipeline, keep_executions_running
 
@@ -170,7 +170,7 @@ def backend_executions(stage: dict, status: str) -> None:
     """Set every execution of the pipeline to ``status`` (moto runs no job that would)."""
     import moto.sagemaker.models
 
-    from pipelines.local.emulator import REGION
+    from local_mode.emulator import REGION
 
     for account in moto.sagemaker.models.sagemaker_backends.values():
         backend = account.get(REGION)
@@ -319,37 +319,50 @@ def test_a_bad_configuration_fails_the_invocation_by_name(
 
 
 @pytest.mark.parametrize(
-    ("source", "modules"),
-    [
-        (package.SCHEDULE_HANDLER, package.SCHEDULE_MODULES),
-        (package.UPLOAD_HANDLER, package.UPLOAD_MODULES),
-    ],
-    ids=["schedule", "upload"],
+    "source", [package.SCHEDULE_HANDLER, package.UPLOAD_HANDLER], ids=["schedule", "upload"]
 )
-def test_the_zip_runs_on_its_own(tmp_path: Path, source: Path, modules: tuple[str, ...]) -> None:
-    """A stage function's zip holds its handler and the modules it imports, and nothing
-    else: unpacked alone, a fresh interpreter imports the handler from it (boto3 from the
-    venv, as the Lambda runtime provides it) and every module it loads is the zip's."""
+def test_the_zip_runs_on_its_own(tmp_path: Path, source: Path) -> None:
+    """A stage function's zip holds its handler and the runtime packages whole, and nothing
+    else: unpacked alone, a fresh interpreter imports the handler and every module of the
+    zip from it, each module it loads is the zip's, and besides the standard library it
+    loads only boto3 and its dependencies (what the Lambda runtime provides)."""
     archive = tmp_path / "function.zip"
     digest = package.build_zip(archive, source)
     with zipfile.ZipFile(archive) as opened:
         names = sorted(opened.namelist())
         opened.extractall(tmp_path / "unpacked")
     entries = [name for name, _ in package.ENTRIES.get(source, ())]
+    modules = package.runtime_modules()
+    assert {m.split("/")[0] for m in modules} == set(package.RUNTIME_PACKAGES)
     assert names == sorted(["handler.py", *entries, *modules])
     assert package.build_zip(tmp_path / "again.zip", source) == digest  # reproducible
+    dotted = [m[:-3].replace("/", ".").removesuffix(".__init__") for m in modules]
     probe = (
-        "import sys, importlib; root = sys.argv[1]; sys.path[:0] = [root]; import handler; "
-        "[importlib.import_module(e[:-3]) for e in sys.argv[2:]]; "
+        "import sys, importlib, sysconfig; root = sys.argv[1]; sys.path[:0] = [root]; "
+        "import handler; [importlib.import_module(e) for e in sys.argv[2:]]; "
         "ours = [m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in "
-        "('handler', 'pipelines', 'lambdas', *(e[:-3] for e in sys.argv[2:]))]; "
+        "('handler', 'common', 'stage_runtime', 'pipelines', 'lambdas', *sys.argv[2:])]; "
         "assert all(f.startswith(root) for f in ours), ours; "
+        "site = sysconfig.get_paths()['purelib']; "
+        "extra = {n.split('.')[0] for n, m in list(sys.modules.items()) "
+        "if (getattr(m, '__file__', None) or '').startswith(site)}; "
+        "allowed = {'boto3', 'botocore', 's3transfer', 'jmespath', 'dateutil', 'urllib3', 'six', "
+        "'certifi', '_distutils_hack'}; "
+        "assert extra <= allowed, sorted(extra - allowed); "
         "print(handler.scheduled_day({'source': 'aws.events', 'detail-type': "
         "'Scheduled Event', 'id': 'x', 'time': '2026-11-03T23:30:00-02:00'})[0] "
         "if hasattr(handler, 'scheduled_day') else 'imported')"
     )
     done = subprocess.run(
-        [sys.executable, "-I", "-c", probe, str(tmp_path / "unpacked"), *entries],
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            probe,
+            str(tmp_path / "unpacked"),
+            *(e[:-3] for e in entries),
+            *dotted,
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -1,6 +1,6 @@
 """Local serving: the promoted model behind SageMaker's container contract, on loopback.
 
-The server is the real CLI (``python -m pipelines.local.serve``, gunicorn, two workers) on
+The server is the real CLI (``python -m local_mode.serve``, gunicorn, two workers) on
 a free port; its answers are checked against the model itself, its refusals for status and
 one-line reason, and that it goes on serving after each.
 """
@@ -25,12 +25,12 @@ import numpy as np
 import pytest
 from werkzeug.test import Client
 
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples.breast_cancer import data, model
-from pipelines.local import serve
-from pipelines.local.container import ContainerRefusal
-from pipelines.local.invocations import InvocationsApp
-from pipelines.local.serving import ModelServer, extract_artifact
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode import serve
+from local_mode.container import ContainerRefusal
+from local_mode.invocations import InvocationsApp
+from local_mode.serving import ModelServer, extract_artifact
 from tests.registry import IMAGE
 
 
@@ -327,7 +327,7 @@ def test_copy_stage_model_takes_the_stage_models_artifact_and_environment(
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.local.serve", *argv],
+        [sys.executable, "-m", "local_mode.serve", *argv],
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,11 +20,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from werkzeug.test import Client
 
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples.breast_cancer import inference, model
-from pipelines.local.container import Container, ContainerRefusal
-from pipelines.local.invocations import InvocationsApp
-from pipelines.local.serving import ModelServer, extract_artifact
-from pipelines.stage_model import STAGE_MODEL_ENVIRONMENT
+from local_mode.container import Container, ContainerRefusal
+from local_mode.invocations import InvocationsApp
+from local_mode.serving import ModelServer, extract_artifact
 
 CSV = {"Content-Type": "text/csv", "Accept": "text/csv"}
 FIX = "send a finite number in every column"

@@ -10,9 +10,9 @@ import botocore.session
 import pytest
 from botocore.model import StringShape
 
-from pipelines import executions
-from pipelines.files import write_execution_record, write_json_atomically
-from pipelines.s3_locations import parse_s3_object_uri, parse_s3_uri, sse_arguments
+from common.files import write_execution_record, write_json_atomically
+from common.s3_locations import parse_s3_object_uri, parse_s3_uri, sse_arguments
+from stage_runtime import executions
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
-from pipelines import smoke_run
-from pipelines.local import sandbox
-from pipelines.local.emulator import ACCOUNTS, Emulator
+from common.exit_codes import EXECUTION_FAILED, USAGE_ERROR
+from local_mode import sandbox
+from local_mode.emulator import ACCOUNTS, Emulator
+from pipelines import smoke, smoke_run
+from stage_runtime.runs import schedule_parameters
 from tests.provider_requests import Request, problems
 from tests.registry import (
     deploy_preprod,
@@ -45,7 +47,7 @@ def test_a_run_that_scores_nothing_fails_the_deployment(
     rows, which must not pass. The start request is the schedule's, on the smoke input."""
     session = aws.account("preprod")
     sent = recorded(session)
-    result = smoke_run.smoke_run(deployed, session, poll_seconds=0.01)
+    result = smoke.smoke_run(deployed, session, poll_seconds=0.01)
     assert result.status == "Succeeded" and not result.passed
     assert result.failure_reason == "the run succeeded but scored no rows"
     (start,) = [r for r in sent if r.operation == "StartPipelineExecution"]
@@ -84,7 +86,7 @@ def test_the_cli_fails_with_the_reason_and_writes_the_job_summary(
     code = smoke_run.main(
         ["--tfvars", str(tfvars), "--summary", str(summary), "--poll-seconds", "0.01"]
     )
-    assert code == smoke_run.EXECUTION_FAILED
+    assert code == EXECUTION_FAILED
     error = capsys.readouterr().err.strip()
     assert (
         error == "smoke_run: preprod smoke run did not pass: the run succeeded but scored no rows"
@@ -101,10 +103,10 @@ def test_a_run_past_the_timeout_is_stopped_and_fails(
     session = aws.account("preprod")
     sent = recorded(session)
     waits: list[float] = []
-    arn, status, reason = smoke_run.run_on_sagemaker(
+    arn, status, reason = smoke.run_on_sagemaker(
         session.client("sagemaker"),
         deployed,
-        smoke_run.schedule_parameters(deployed, "s3://b/smoke/"),
+        schedule_parameters(deployed, "s3://b/smoke/"),
         timeout_seconds=0,
         poll_seconds=30,
         sleep=waits.append,
@@ -129,7 +131,7 @@ def test_bad_stage_inputs_are_usage_errors_before_anything_runs(
 ) -> None:
     path = tmp_path / "bad.tfvars.json"
     path.write_text(json.dumps({**deployed, **change}))
-    assert smoke_run.main(["--tfvars", str(path), "--local"]) == smoke_run.USAGE_ERROR
+    assert smoke_run.main(["--tfvars", str(path), "--local"]) == USAGE_ERROR
     assert message in capsys.readouterr().err
     listing = aws.client("sagemaker", "preprod").list_pipeline_executions(
         PipelineName=deployed["pipeline_name"]
@@ -148,4 +150,4 @@ def test_rows_are_counted_from_what_the_run_wrote(aws: Emulator) -> None:
     s3.put_object(Bucket="out", Key="o/e1/predictions/a.csv.out", Body=b"1,0\n2,1\n3,1\n")
     s3.put_object(Bucket="out", Key="o/e1/predictions/b.csv.out", Body=b"4,0\n\n")
     s3.put_object(Bucket="out", Key="o/e2/predictions/a.csv.out", Body=b"9,9\n")
-    assert smoke_run.count_rows(s3, "s3://out/o", "e1") == (17, 3, 4)
+    assert smoke.count_rows(s3, "s3://out/o", "e1") == (17, 3, 4)

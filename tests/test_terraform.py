@@ -20,9 +20,9 @@ import pytest
 
 import utils
 from examples.breast_cancer.inference import prediction_line
-from pipelines.local.emulator import ACCOUNTS, REGION, Emulator, environment
-from pipelines.local.executor import job_name
-from pipelines.local.transform import resolve_model
+from local_mode.emulator import ACCOUNTS, REGION, Emulator, environment
+from local_mode.executor import job_name
+from local_mode.transform import resolve_model
 from tests import iam_review, metric_filters
 from tests.dashboard_series import search_matches, series, undocumented
 from tests.iam_calls import image_pulls, missing_permissions, policy_document
@@ -280,12 +280,12 @@ def printed_metric_line(tmp_path: Path, pipeline: str, baseline: bool) -> str:
 
 
 def day_line(pipeline: str, action: str) -> str:
-    """The JSON line the schedule's function prints for a day (pipelines/partition_runs.py)."""
+    """The JSON line the schedule's function prints for a day (stage_runtime/runs.py)."""
     import contextlib
     import io
     from datetime import date
 
-    from pipelines.partition_runs import DayResult, report
+    from stage_runtime.runs import DayResult, report
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):

@@ -24,9 +24,9 @@ from botocore.exceptions import ClientError
 
 from lambdas import package
 from lambdas.start_upload_run import handler as function
-from pipelines import partitions
-from pipelines.local import sandbox
-from pipelines.local.emulator import Emulator
+from local_mode import sandbox
+from local_mode.emulator import Emulator
+from stage_runtime import partitions
 from tests.provider_requests import Request, problems
 from tests.registry import create_empty_pipeline, keep_executions_running
 
@@ -628,9 +628,9 @@ def built_zip(tmp_path: Path) -> Iterator[Path]:
 
 def test_the_zip_holds_exactly_the_handler_and_what_it_imports(built_zip: Path) -> None:
     with zipfile.ZipFile(built_zip) as archive:
-        assert archive.namelist() == ["handler.py", *package.UPLOAD_MODULES]
+        assert archive.namelist() == ["handler.py", *package.runtime_modules()]
         assert archive.read("handler.py") == package.UPLOAD_HANDLER.read_bytes()
-        for name in package.UPLOAD_MODULES:
+        for name in package.runtime_modules():
             assert archive.read(name) == (package.REPO / name).read_bytes()
 
 

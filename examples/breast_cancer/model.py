@@ -33,8 +33,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from local_mode import twin
 from pipelines.batch_inference import quality
-from pipelines.local import twin
 
 INFERENCE_SCRIPT = Path(__file__).with_name("inference.py")
 ENTRY_POINT = "inference.py"

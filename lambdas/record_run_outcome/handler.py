@@ -2,7 +2,7 @@
 
 The stage's rule on SageMaker's "SageMaker Model Building Pipeline Execution Status Change"
 events (this stage's pipeline, ended: Succeeded, Failed or Stopped) invokes ``handler``. The
-run's parameters say which marker it belongs to (``pipelines/partitions.py``): a day's when
+run's parameters say which marker it belongs to (``stage_runtime/partitions.py``): a day's when
 its ``InputDataUrl`` is a day partition, an object's when it is an object under the input
 prefix. If that marker still says ``Executing`` with this run, it is rewritten with the
 outcome: the rows read, rejected and scored (from the run's Preprocess summaries), or the
@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pipelines import aws_sessions, executions, function_environment, partitions
+from common import aws_sessions
+from stage_runtime import executions, function_environment, partitions
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -4,7 +4,7 @@ The stage's schedule rule invokes ``handler`` with EventBridge's "Scheduled Even
 ``time`` is the time the schedule fired for (a late or retried delivery keeps it). The day
 before it (UTC) — the last whole day: a nightly run at 02:00 scores yesterday, never a day
 still being written — and the ``LOOKBACK_DAYS`` days before that are handled as the backfill
-command handles days (``pipelines/partition_runs.py``, shipped in this zip): a day already
+command handles days (``stage_runtime/runs.py``, shipped in this zip): a day already
 scored or still running is skipped, a day without CSV data is marked empty (zero rows, no
 run), any other day — new, or whose last run failed or stopped — gets a run on its
 partitions; the marker of a run that has ended since is completed on the way. So a failed
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pipelines import aws_sessions, function_environment, partition_runs, partitions
-from pipelines.function_environment import ConfigError as ConfigError  # tests, callers
+from common import aws_sessions
+from stage_runtime import function_environment, partitions, runs
+from stage_runtime.function_environment import ConfigError as ConfigError  # tests, callers
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -130,7 +131,7 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     config = Config.from_environment()
     day, _ = scheduled_day(event)
     days = window(day, config.lookback_days)
-    results = partition_runs.run_days(
+    results = runs.run_days(
         config.tfvars(),
         aws_sessions.session(),  # the project's one retry policy
         days,

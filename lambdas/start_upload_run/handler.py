@@ -26,7 +26,7 @@ built in code, and:
   timeout and, the queue being FIFO with one group, nothing behind it overtakes it. A burst
   of uploads drains at the pipeline's pace instead of starting hundreds of jobs;
 - each object has a marker (``<OutputDataUrl>/_runs/uploads/<key>.json``,
-  ``pipelines/partitions.py``) with the upload's version and run: one upload is scored
+  ``stage_runtime/partitions.py``) with the upload's version and run: one upload is scored
   once however often its event is delivered, each new upload of the key again (the
   version is S3's VersionId, as the stage bucket keeps versions; the ETag otherwise, which
   under SSE-KMS is no content hash, so it is never used to call two uploads "the same
@@ -59,9 +59,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pipelines import aws_sessions, executions, function_environment, partitions
-from pipelines.function_environment import ConfigError
-from pipelines.s3_locations import parse_s3_uri
+from common import aws_sessions
+from common.s3_locations import parse_s3_uri
+from stage_runtime import executions, function_environment, partitions
+from stage_runtime.function_environment import ConfigError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

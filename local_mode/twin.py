@@ -15,7 +15,7 @@ from pathlib import Path
 
 IMAGE_VERSION = "1.9-0"  # the sagemaker-scikit-learn image tag the twin follows
 PYTHON_VERSION = (3, 12)
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[1]
 LOCK = REPOSITORY / f"requirements-sklearn-{IMAGE_VERSION}.lock"
 VENV = REPOSITORY / f".venv-sklearn-{IMAGE_VERSION}"
 PYTHON_VARIABLE = "SKLEARN_TWIN_PYTHON"  # another twin's interpreter, e.g. in a packaged setup

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipelines.executions import ENDED, RUNNING
-from pipelines.s3_locations import parse_s3_uri, sse_arguments
+from common.s3_locations import parse_s3_uri, sse_arguments
+from stage_runtime.executions import ENDED, RUNNING
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

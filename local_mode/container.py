@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pipelines.local import twin
+from local_mode import twin
 
 CONTAINER_ROOT = "/opt/ml/"
 UNREACHABLE_INDEX = "http://127.0.0.1:9/simple/"  # the discard port: nothing answers there

@@ -28,7 +28,7 @@ _ECR_URI = re.compile(
 )
 
 # The images local mode stands in for: SageMaker's scikit-learn container at the version of
-# its runtime twin (pipelines/local/twin.py: the image's packages, its serving stack). Other
+# its runtime twin (local_mode/twin.py: the image's packages, its serving stack). Other
 # framework images share the handler names but not the defaults nor the libraries, and
 # another scikit-learn version has other libraries: neither is guessed at.
 LOCAL_REPOSITORIES = frozenset({"sagemaker-scikit-learn"})

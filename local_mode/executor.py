@@ -3,7 +3,7 @@
 The record mirrors ``DescribePipelineExecution`` + ``ListPipelineExecutionSteps``: status,
 start and end times, and per step its status, job metadata and failure reason.
 
-    python -m pipelines.local.executor --definition build/definition.json \\
+    python -m local_mode.executor --definition build/definition.json \\
         [--parameters '{"ModelName": "m"}'] [--record build/execution.json]
 
 ``--definition`` also takes an ``s3://`` URI (the object ``build.py`` uploaded).
@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import botocore.exceptions
 
-from pipelines import aws_sessions
-from pipelines.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
-from pipelines.files import check_writable, write_execution_record
-from pipelines.local import expressions
-from pipelines.local.processing import StepFailed, run_processing
-from pipelines.local.transform import run_transform
-from pipelines.s3_locations import parse_s3_object_uri
+from common import aws_sessions
+from common.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
+from common.files import check_writable, write_execution_record
+from common.s3_locations import parse_s3_object_uri
+from local_mode import expressions
+from local_mode.processing import StepFailed, run_processing
+from local_mode.transform import run_transform
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -268,14 +268,14 @@ def _failed_before_running(reason: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="pipelines.local.executor", description=__doc__.splitlines()[0]
+        prog="local_mode.executor", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--definition", required=True, help="file or s3:// URI")
     parser.add_argument("--parameters", default="{}", help="JSON object of parameter values")
     parser.add_argument("--pipeline-name", default="local-pipeline")
     parser.add_argument("--record", type=Path, help="write the execution record here")
     args = parser.parse_args(argv)
-    prog = "pipelines.local.executor"
+    prog = "local_mode.executor"
     try:
         if args.record:
             check_writable(args.record)  # before the run, whose record it must keep

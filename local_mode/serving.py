@@ -29,7 +29,7 @@ import numpy as np
 from sagemaker_inference import content_types, decoder, encoder
 from sagemaker_inference.errors import UnsupportedFormatError
 
-from pipelines.environment import overridden
+from common.environment import overridden
 
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 

@@ -1,7 +1,7 @@
 """Serve a stage's promoted model on loopback, behind SageMaker's container contract.
 
-    python -m pipelines.local.serve --stage preprod [--workdir build/demo] [--port 8080]
-    python -m pipelines.local.serve --stage prod --from-aws   # the stage account's model
+    python -m local_mode.serve --stage preprod [--workdir build/demo] [--port 8080]
+    python -m local_mode.serve --stage prod --from-aws   # the stage account's model
 
 The model is the one the stage's batch Transform uses: ``make demo`` leaves each stage's copy
 in ``<workdir>/<stage>-model/`` (the promoted artifact, unpacked, and its container
@@ -45,12 +45,12 @@ import boto3
 import botocore.exceptions
 from gunicorn.app.base import BaseApplication
 
-from pipelines.local import storage, transform, twin
-from pipelines.local.container import Container, ContainerFailed, free_port, request
-from pipelines.local.invocations import DEFAULT_MAX_BODY_BYTES, Backend, InvocationsApp
-from pipelines.local.processing import StepFailed
-from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
-from pipelines.s3_locations import parse_s3_uri
+from common.s3_locations import parse_s3_uri
+from local_mode import storage, transform, twin
+from local_mode.container import Container, ContainerFailed, free_port, request
+from local_mode.invocations import DEFAULT_MAX_BODY_BYTES, Backend, InvocationsApp
+from local_mode.processing import StepFailed
+from local_mode.serving import ModelLoadError, ModelServer, extract_artifact
 
 ENVIRONMENT_FILE = "environment.json"
 INVOCATION_TIMEOUT_SECONDS = 60  # a real-time endpoint's limit for one invocation
@@ -250,7 +250,7 @@ def running_endpoint(
     benchmark use it)."""
     port = free_port()
     command = [
-        sys.executable, "-m", "pipelines.local.serve", "--stage", stage, "--workdir", str(workdir),
+        sys.executable, "-m", "local_mode.serve", "--stage", stage, "--workdir", str(workdir),
         "--port", str(port), "--workers", str(workers), *extra,
     ]  # fmt: skip
     with tempfile.TemporaryFile("w+") as log:
@@ -283,7 +283,7 @@ def _pings(port: int) -> bool:
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.local.serve", description=__doc__.splitlines()[0]
+        prog="python -m local_mode.serve", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--stage", required=True, help="e.g. preprod or prod")
     parser.add_argument("--workdir", type=Path, default=Path("build/demo"))

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.image_uris import local_refusal
-from pipelines.local import storage, twin
-from pipelines.local.expressions import DefinitionError
+from common.image_uris import local_refusal
+from local_mode import storage, twin
+from local_mode.expressions import DefinitionError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Mapping
 
-from pipelines import partitions
+from stage_runtime import partitions
 
 
 class ConfigError(ValueError):

@@ -33,15 +33,15 @@ import boto3
 import botocore.exceptions
 import numpy as np
 
-from pipelines.image_uris import local_refusal
-from pipelines.local import columnar as columnar_path
-from pipelines.local import records, storage, twin
-from pipelines.local.container import Container, ContainerFailed, ContainerRefusal
-from pipelines.local.expressions import DefinitionError
-from pipelines.local.invocations import Backend
-from pipelines.local.processing import StepFailed, instance_count, metric_lines_in
-from pipelines.local.serving import ModelLoadError, ModelServer, extract_artifact
-from pipelines.s3_locations import parse_s3_uri, transfer_extra_args
+from common.image_uris import local_refusal
+from common.s3_locations import parse_s3_uri, transfer_extra_args
+from local_mode import columnar as columnar_path
+from local_mode import records, storage, twin
+from local_mode.container import Container, ContainerFailed, ContainerRefusal
+from local_mode.expressions import DefinitionError
+from local_mode.invocations import Backend
+from local_mode.processing import StepFailed, instance_count, metric_lines_in
+from local_mode.serving import ModelLoadError, ModelServer, extract_artifact
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

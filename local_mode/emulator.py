@@ -23,8 +23,8 @@ import boto3
 from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from pipelines.aws_sessions import assumed_session
-from pipelines.environment import overridden
+from common.aws_sessions import assumed_session
+from common.environment import overridden
 
 if TYPE_CHECKING:  # the stubs are a development dependency only
     from mypy_boto3_cloudwatch import CloudWatchClient

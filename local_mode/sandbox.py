@@ -11,7 +11,7 @@ import contextlib
 import json
 from typing import TYPE_CHECKING, cast
 
-from pipelines.local.emulator import ACCOUNTS, Emulator
+from local_mode.emulator import ACCOUNTS, Emulator
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.literals import BucketLocationConstraintType

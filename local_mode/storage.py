@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from boto3.s3.transfer import TransferConfig
 
-from pipelines.s3_locations import parse_s3_uri, transfer_extra_args
+from common.s3_locations import parse_s3_uri, transfer_extra_args
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -6,7 +6,7 @@ the gate's limit, the predictions' histogram against the baseline's, and the ste
 The charts are plotly's, with its JavaScript inlined from the Python package (no CDN), so the
 file opens anywhere, offline.
 
-    from pipelines.local.report import RunReport, write_report
+    from local_mode.report import RunReport, write_report
     write_report(Path("build/demo/prod-report.html"), RunReport(...))
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.files import write_text_atomically
+from common.files import write_text_atomically
 
 OVER, UNDER = "#c0392b", "#2e86c1"
 
@@ -30,7 +30,7 @@ class RunReport:
     """What the report shows; ``summaries`` are Preprocess's ``summary/<host>.json``."""
 
     title: str
-    record: dict[str, Any]  # the execution record (pipelines.local.executor)
+    record: dict[str, Any]  # the execution record (local_mode.executor)
     summaries: list[dict[str, Any]]
     baseline: dict[str, Any] | None = None  # the model's baseline document
     predictions: np.ndarray | None = None  # the scores the Transform wrote

@@ -23,8 +23,8 @@ from typing import Any, Protocol, TextIO
 
 from sagemaker_inference.errors import BaseInferenceToolkitError, UnsupportedFormatError
 
-from pipelines.local.container import ContainerRefusal
-from pipelines.local.serving import NotAcceptable
+from local_mode.container import ContainerRefusal
+from local_mode.serving import NotAcceptable
 
 DEFAULT_MAX_BODY_BYTES = 6 * 2**20  # InvokeEndpoint's payload limit for instance endpoints
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipelines.exit_codes import USAGE_ERROR, CommandFailed
+from common.exit_codes import USAGE_ERROR, CommandFailed
 
 
 def check_writable(path: Path) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.local.records import Lines, Selector
+from local_mode.records import Lines, Selector
 
 
 def drops_leading_fields(selector: Selector) -> int | None:
