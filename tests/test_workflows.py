@@ -37,10 +37,15 @@ UNTRUSTED = re.compile(
 DEPLOY_PATHS = {
     "build.py",
     "utils.py",
+    "common/**",
+    "stage_runtime/**",
     "promotion/**",
     "pipelines/**",
+    "local_mode/**",  # check_model starts the model in local mode's container
     "lambdas/package.py",
     "lambdas/start_upload_run/**",
+    "lambdas/start_scheduled_run/**",
+    "lambdas/record_run_outcome/**",
     "examples/breast_cancer/smoke-input.csv",
     "batch-config-template.tf",
     "pre-prod-config.tfvars.json",
@@ -143,6 +148,44 @@ def test_deploy_triggers(deploy: dict[str, Any]) -> None:
         f"paths that do not change a deployment: {sorted(paths - DEPLOY_PATHS)}"
     )
     assert "paths-ignore" not in on["push"]
+
+
+# what a deployment runs: build.py, the stage functions' handlers, and the CLIs deploy-stage.yml
+# calls (check_model before the apply, the smoke run after it)
+DEPLOYED_ENTRY_POINTS = (
+    "build",
+    "lambdas.start_upload_run.handler",
+    "lambdas.start_scheduled_run.handler",
+    "lambdas.record_run_outcome.handler",
+    "pipelines.check_model",
+    "pipelines.smoke_run",
+)
+
+
+def test_a_push_to_any_module_a_deployment_runs_deploys(deploy: dict[str, Any]) -> None:
+    """Every module the deployment's entry points import, however deep, is under a path that
+    triggers the deploy workflow (so moving code into a new package cannot silently stop
+    its changes from being deployed)."""
+    from fnmatch import fnmatch
+
+    from tests.test_layers import imported, product_modules
+
+    modules = product_modules()
+    known = set(modules)
+    reached, todo = set(), list(DEPLOYED_ENTRY_POINTS)
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo += imported(module, modules[module], known)
+    assert {"common.aws_sessions", "stage_runtime.runs", "local_mode.container"} <= reached
+    patterns = triggers(deploy)["push"]["paths"]
+    untriggered = sorted(
+        path
+        for path in (modules[m].relative_to(REPO).as_posix() for m in reached)
+        if not any(fnmatch(path, pattern.replace("**", "*")) for pattern in patterns)
+    )
+    assert untriggered == []
 
 
 def test_the_dispatch_lambda_starts_this_workflow_with_inputs_it_declares(
