@@ -14,7 +14,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell sha256sum requirements-check
 IAM_VENV := .venv-iam
 IAM_STAMP := $(IAM_VENV)/.installed-$(shell sha256sum requirements-iam.lock 2>/dev/null | cut -c1-16)
 # the runtime twin of SageMaker's scikit-learn 1.9-0 image: its packages at its versions, on
-# its Python (3.12), for local mode's Preprocess, BatchTransform and serving (README)
+# its Python (3.12), for local mode's Preprocess, BatchTransform and serving (docs/local-mode.md)
 TWIN_LOCK := requirements-sklearn-1.9-0.lock
 TWIN_VENV := .venv-sklearn-1.9-0
 TWIN_STAMP := $(TWIN_VENV)/.installed-$(shell sha256sum $(TWIN_LOCK) 2>/dev/null | cut -c1-16)

@@ -12,7 +12,7 @@ uploads the processing code and the pipeline definition, and writes the stage's 
 variables. ``--plan-only`` writes the same variables and changes nothing in AWS (the
 package to be promoted appears as ``.../model-package/<group>/promoted-at-apply-from-v<N>``):
 the prod plan a reviewer reads before approving. Every failure is one line on stderr with its
-own exit code (see README). No AWS call happens at import time.
+own exit code (docs/promotion.md, Exit codes). No AWS call happens at import time.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every claim the docs leave unproven on AWS, as a named check of the acceptance run.
 
 One entry per claim: the id the docs link to (``docs/deploying-to-aws.md`` section 8, which
-gathers the README's "Unproven until a real account runs it" sentences), the claim in the
+gathers the docs' "Unproven until a real account runs it" sentences), the claim in the
 docs' words, the flow step whose aftermath holds the evidence, and what is read as evidence.
 The emulator can answer none of them (that is why they are unproven: moto runs no job,
 evaluates IAM only on S3 and KMS not at all), so against it each is reported as "needs a real

@@ -16,7 +16,7 @@ rows, then:
   input objects (``ShardedByS3Key``: one each) against one instance over the same two
   objects, both through the emulator. Target: at most 0.65x on this 2-core machine.
 
-Each line says ``met`` or ``NOT MET``; the README records the numbers.
+Each line says ``met`` or ``NOT MET``; docs/benchmarks.md records the numbers.
 """
 
 from __future__ import annotations

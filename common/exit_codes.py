@@ -1,6 +1,7 @@
 """The exit codes the pipeline CLIs share (run_pipeline, smoke_run, check_model, the local
 executor, get_pipeline_definition), so a script can tell the outcomes apart the same way for
-each. ``build.py`` has its own, finer table (README, Exit codes)."""
+each. ``build.py`` has its own, finer table (docs/promotion.md, Exit codes); this one is
+docs/operations.md's."""
 
 import sys
 from pathlib import Path

@@ -8,7 +8,7 @@ raises ``BaseInferenceToolkitError`` answers with its status and message, the to
 ``UnsupportedFormatError`` (what its default decoder and encoder raise) with 415 from
 decoding and 406 from encoding, anything else with 500. SageMaker's single-model
 scikit-learn container (``sagemaker-containers``) answers 500 for any exception of a handler
-of your own: see the README. Before a handler runs, the app refuses what would not reach
+of your own: see docs/local-mode.md. Before a handler runs, the app refuses what would not reach
 one on AWS: a body over the payload limit (413; 6 MB for instance endpoints) and an empty
 body (400). Every error body is one line of text and the server keeps serving. What the
 handlers print goes to the log, as a container's standard output goes to CloudWatch.

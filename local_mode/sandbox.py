@@ -2,7 +2,7 @@
 
 Used by the demo and the tests, so both set up accounts the same way: the dev account's
 artifact bucket and model package group, and each stage's artifact bucket, SageMaker
-execution role and the SSM parameters ``build.py`` reads (the contract in the README).
+execution role and the SSM parameters ``build.py`` reads (the contract in docs/promotion.md).
 """
 
 from __future__ import annotations

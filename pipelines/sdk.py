@@ -37,7 +37,7 @@ def quiet_environment(region: str | None = None) -> Iterator[None]:
     none is configured. Not thread-safe (it edits ``os.environ``): build pipelines from one
     thread.
     """
-    # botocore reads AWS_DEFAULT_REGION only, while the README (and GitHub's AWS actions) set
+    # botocore reads AWS_DEFAULT_REGION only, while the docs (and GitHub's AWS actions) set
     # AWS_REGION: the SDK's import-time client needs the region under the name botocore reads
     configured = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     overrides = {

@@ -12,8 +12,8 @@ from botocore.exceptions import ClientError
 from common import aws_sessions
 
 
-# One class per exit code (README, Exit codes), like click's exceptions: a script tells the
-# failures apart by the code, a reader by the class name. The repetition is the table.
+# One class per exit code (docs/promotion.md, Exit codes), like click's exceptions: a script
+# tells the failures apart by the code, a reader by the class name. The repetition is the table.
 class PromotionError(Exception):
     """A failure reported as one line; ``exit_code`` tells the kinds apart for scripts."""
 

@@ -454,7 +454,7 @@ def build_args(tmp_path: Path, endpoint: str, *extra: str) -> list[str]:
 
 
 def region_only(aws: Emulator) -> dict[str, str]:
-    """The emulator's environment with the region only as AWS_REGION (what the README sets)."""
+    """The emulator's environment with the region only as AWS_REGION (what the docs set)."""
     env = {**os.environ, **aws.environment()}
     env.pop("AWS_DEFAULT_REGION")
     return env

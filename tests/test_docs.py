@@ -8,7 +8,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from pipelines import exit_codes
+from common import exit_codes
 from promotion import errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +166,7 @@ def repository_path(span: str) -> bool:
 
 def test_every_repository_path_the_docs_name_exists() -> None:
     assert repository_path("pipelines/partition_runs.py")
-    assert repository_path("pipelines/local/") and repository_path("infra/target-account")
+    assert repository_path("local_mode/") and repository_path("infra/target-account")
     assert not repository_path("build/demo/<stage>-model/")
     assert not repository_path("s3://b/p/data/") and not repository_path("/opt/ml/model")
     assert not repository_path("image_uri_config/*.json")
@@ -216,7 +216,7 @@ def test_pipeline_cli_exit_codes_are_the_table() -> None:
     }
     table = table_codes(DOCS / "operations.md", "## Exit codes of the pipeline CLIs")
     assert set(table) == defined, (
-        f"defined in pipelines/exit_codes.py, not in the table: {sorted(defined - set(table))}; "
+        f"defined in common/exit_codes.py, not in the table: {sorted(defined - set(table))}; "
         f"in the table, not defined: {sorted(set(table) - defined)}"
     )
 

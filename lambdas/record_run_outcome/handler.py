@@ -18,8 +18,9 @@ DescribePipelineExecution's; where that still says running, the event's status. 
 error fails the invocation: Lambda retries it twice, then sends the event to the stage's
 alarmed dead-letter queue.
 
-Standard library, boto3 (the Lambda runtime's) and the ``pipelines`` modules the deployment
-zip carries (``lambdas/package.py``: it ships in the schedule function's zip).
+Standard library, boto3 (the Lambda runtime's) and the ``common`` and ``stage_runtime``
+packages the deployment zip carries (``lambdas/package.py``: it ships in the schedule
+function's zip).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ log metric filter (days found empty). A day that cannot be handled does not stop
 the invocation then fails: Lambda retries the event twice and then sends it to the
 schedule's dead-letter queue, which is alarmed.
 
-Standard library, boto3 (the Lambda runtime's) and the ``pipelines`` modules the deployment
-zip carries (``lambdas/package.py``).
+Standard library, boto3 (the Lambda runtime's) and the ``common`` and ``stage_runtime``
+packages the deployment zip carries (``lambdas/package.py``).
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ An object uploaded into a day partition (``PARTITION_FORMAT``, e.g. ``dt=2026-11
 starts nothing: the stage's schedule scores that day whole, once, with its marker, and a
 run on the object as well would score its rows twice.
 
-Standard library, boto3 (which the Lambda Python runtime provides) and the ``pipelines``
-modules the zip carries beside this file (``lambdas/package.py``).
+Standard library, boto3 (which the Lambda Python runtime provides) and the ``common`` and
+``stage_runtime`` packages the zip carries beside this file (``lambdas/package.py``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ PyPI. This module keeps that module's contract on the real ``sagemaker-container
 - the model is loaded in each gunicorn worker on its first request (``/ping`` included), and
   ``execution_parameters_fn``, when the module has one, answers ``/execution-parameters``.
 
-What differs from the image is listed in the README ("The runtime twin").
+What differs from the image is listed in docs/local-mode.md ("What still differs from the
+real container").
 """
 
 from __future__ import annotations
