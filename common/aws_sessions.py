@@ -102,7 +102,7 @@ def session(
     check_environment()
     core = botocore.session.Session()
     # the service models, read once per process (a function makes sessions per invocation)
-    core.register_component("data_loader", _models())
+    core.register_component("data_loader", shared_loader())
     core.set_default_client_config(client_config())
     return boto3.Session(
         profile_name=profile,
@@ -115,7 +115,7 @@ def session(
 
 
 @functools.cache
-def _models() -> botocore.loaders.Loader:
+def shared_loader() -> botocore.loaders.Loader:
     """One loader of botocore's data for every session: read-only, it caches what it reads
     (from the same places a session's own loader reads, ``AWS_DATA_PATH`` included)."""
     return botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))

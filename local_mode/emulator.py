@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-from common.aws_sessions import assumed_session
+from common.aws_sessions import assumed_session, shared_loader
 from common.environment import overridden
 
 if TYPE_CHECKING:  # the stubs are a development dependency only
@@ -67,11 +68,16 @@ class Emulator:
     _clients: dict = field(default_factory=dict, repr=False)
 
     def session(self) -> boto3.Session:
-        """A boto3 session with the emulator's dummy credentials."""
+        """A boto3 session with the emulator's dummy credentials (botocore's service models
+        read once per process, as the project's sessions read them: a fresh loader per
+        session would parse them again for every client)."""
+        core = botocore.session.Session()
+        core.register_component("data_loader", shared_loader())
         return boto3.Session(
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106 - moto's documented dummy value
             region_name=self.region,
+            botocore_session=core,
         )
 
     @overload

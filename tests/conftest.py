@@ -21,10 +21,22 @@ __all__ = ["terraform"]  # the fixture lives with the code that runs terraform
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test that runs Terraform is in the ``infra`` lane (``make test-infra``), the
     others in the fast one (``make test-fast``): marked from the fixture it asks for, so a
-    new Terraform test cannot land in the wrong lane."""
+    new Terraform test cannot land in the wrong lane.
+
+    The ``infra`` tests also go first, those that apply against the emulator first of all:
+    they are the longest, and mostly wait on the provider, so under pytest-xdist (``make
+    test`` runs the suite on several workers) the other tests fill the cores around them
+    instead of one of them starting last and running alone."""
     for item in items:
         if "terraform" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.infra)
+
+    def start(item: pytest.Item) -> int:
+        if item.get_closest_marker("infra") is None:
+            return 2
+        return 0 if "aws" in getattr(item, "fixturenames", ()) else 1
+
+    items.sort(key=start)
 
 
 @pytest.fixture(scope="session")

@@ -284,7 +284,13 @@ def test_the_test_job_is_the_ci_workflow(deploy: dict[str, Any]) -> None:
     assert "workflow_call" in on
     assert "pull_request" in on and on["push"]["branches"] == ["main"]
     scripts = "\n".join(run_scripts(ci))
-    assert "make lint" in scripts and "make test" in scripts
+    # one run of each lint tool: make test's tests/test_repository.py runs them all
+    assert "make test" in scripts and "make lint" not in scripts
+    from tests import test_repository
+
+    linted = {"test_ruff_check_is_clean", "test_ruff_format_is_clean"}
+    linted |= {"test_mypy_finds_no_type_errors", "test_pre_commit_hooks_pass_on_all_files"}
+    assert linted <= set(vars(test_repository))
 
 
 def test_ci_called_by_a_deployment_never_shares_a_cancelling_group() -> None:
