@@ -4,6 +4,7 @@ word per concept ("pre-prod", "stage file")."""
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from pathlib import Path
@@ -233,3 +234,56 @@ def test_one_word_per_concept() -> None:
     assert not wrong, "say 'pre-prod' and 'stage file' in prose:\n" + "\n".join(wrong)
     for excused in WORDING_EXCUSED:  # an excuse that is no longer needed goes
         assert any(at == excused for at, _, _ in found), f"{excused} needs no excuse any more"
+
+
+SETTINGS_TABLE = "<!-- the stage file's settings: tests/test_docs.py checks this table -->"
+
+
+def settings_table() -> str:
+    """The stage file's settings as the docs list them: every setting the offline check
+    (promotion/stage_config.py) knows, with its rule, and the template variable's type,
+    default and description."""
+    import hcl2
+
+    from promotion.stage_config import SETTINGS
+
+    with (REPO / "batch-config-template.tf").open() as handle:
+        variables = {
+            name.strip('"'): spec
+            for block in hcl2.load(handle)["variable"]
+            for name, spec in block.items()
+        }
+
+    def default(name: str) -> str:
+        if "default" not in variables[name]:
+            return "required"
+        value = variables[name]["default"]
+        if value is None:
+            return "null"
+        return f"`{value.strip(chr(34)) if isinstance(value, str) else json.dumps(value)}`"
+
+    rows = [
+        "| setting | type | default | valid values | what it sets |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, setting in SETTINGS.items():
+        text = " ".join(variables[name]["description"].strip('"').split())
+        description = text.replace("|", "\\|").replace("<", "&lt;")  # no HTML in a table
+        kind = variables[name]["type"] if setting.terraform_type != "object" else "object"
+        # a choice of literal values ("fail or warn") shows them as values
+        rule = re.sub(r"^(\w+) or (\w+)$", r"`\1` or `\2`", setting.rule)
+        rows.append(f"| `{name}` | {kind} | {default(name)} | {rule} | {description} |")
+    return "\n".join(rows)
+
+
+def test_the_stage_settings_table_is_the_settings() -> None:
+    """docs/stage-template.md lists every stage file setting from the code that owns it, so
+    the table cannot drift: on a difference the failure message holds the table to paste."""
+    page = (DOCS / "stage-template.md").read_text(encoding="utf-8")
+    assert SETTINGS_TABLE in page, f"docs/stage-template.md lacks the line {SETTINGS_TABLE}"
+    lines = page.split(SETTINGS_TABLE, 1)[1].lstrip("\n").splitlines()
+    shown = "\n".join(line for line in lines[: next(
+        (i for i, line in enumerate(lines) if not line.startswith("|")), len(lines)
+    )])  # fmt: skip
+    expected = settings_table()
+    assert shown == expected, "the table should read:\n" + expected
