@@ -14,20 +14,43 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import hcl2
 import pytest
 
 from local_mode.emulator import Emulator, environment
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "batch-config-template.tf"
+# the modules the roots call, by relative path (./terraform/..., ../../terraform/...)
+MODULES = REPO / "terraform"
 MIRROR = Path("/opt/tf-plugins/registry.terraform.io/hashicorp/aws")
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
-# every root module: its main file, and the folder it is checked in
+# every root module: its folder (the stage's is the repository root, whose only .tf file is
+# the template)
 ROOTS = {
-    "stage": TEMPLATE,
-    "target-account": REPO / "infra" / "target-account" / "main.tf",
-    "dev-account": REPO / "infra" / "dev-account" / "main.tf",
+    "stage": REPO,
+    "target-account": REPO / "infra" / "target-account",
+    "dev-account": REPO / "infra" / "dev-account",
 }
+
+
+def root_files(root: str) -> list[Path]:
+    """The .tf files of a root module's own folder."""
+    return sorted(ROOTS[root].glob("*.tf"))
+
+
+def module_files() -> list[Path]:
+    """The .tf files of every module the roots call."""
+    return sorted(MODULES.rglob("*.tf"))
+
+
+def blocks(files: list[Path]) -> dict[str, list]:
+    """python-hcl2's view of several .tf files as one: each block kind's entries, in order."""
+    merged: dict[str, list] = {}
+    for path in files:
+        for kind, entries in hcl2.loads(path.read_text()).items():
+            merged.setdefault(kind, []).extend(entries)
+    return merged
 
 
 def require(missing: list[str], remedy: str) -> None:
@@ -76,12 +99,26 @@ def run_terraform(terraform: str, workdir: Path, *args: str) -> subprocess.Compl
     )
 
 
-def local_root(source: Path, directory: Path) -> Path:
-    """A copy of a root module with a local backend instead of its partial S3 one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    shutil.copy(source, directory / "main.tf")
-    (directory / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
-    return directory
+def copy_root(root: str, directory: Path) -> Path:
+    """A copy of a root module under ``directory``: its folder's .tf files at their place
+    relative to the repository, and the module tree beside them, so the relative module
+    sources resolve. Returns the copied root's folder."""
+    copied = directory / ROOTS[root].relative_to(REPO)
+    copied.mkdir(parents=True, exist_ok=True)
+    for path in root_files(root):
+        shutil.copy(path, copied / path.name)
+    if MODULES.is_dir():
+        ignore = shutil.ignore_patterns(".terraform*")
+        shutil.copytree(MODULES, directory / MODULES.name, ignore=ignore)
+    return copied
+
+
+def local_root(root: str, directory: Path) -> Path:
+    """A copy of a root module (``copy_root``) with a local backend instead of its partial
+    S3 one: the folder to run terraform in."""
+    copied = copy_root(root, directory)
+    (copied / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
+    return copied
 
 
 def in_account(

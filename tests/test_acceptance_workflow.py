@@ -20,11 +20,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 import yaml
 
 from acceptance.__main__ import _parser
+from tests.terraform_cli import blocks, root_files
 from tests.workflow_steps import assert_project_toolchain, named, step, uses
 
 REPO = Path(__file__).resolve().parents[1]
@@ -149,7 +149,7 @@ def test_three_oidc_sessions_from_the_acceptance_roles_never_in_env(
 
 def test_the_deploy_role_allows_the_session_asked_for(job: dict[str, Any]) -> None:
     asked = {int(s["with"]["role-duration-seconds"]) for s in job["steps"] if uses(CONFIGURE)(s)}
-    role = hcl2.loads((REPO / "infra" / "target-account" / "main.tf").read_text())
+    role = blocks(root_files("target-account"))
     deploy_role = next(
         spec
         for block in role["resource"]

@@ -249,7 +249,11 @@ def test_an_invalid_project_name_is_refused_offline(
 
 @pytest.mark.parametrize(
     "module",
-    ["batch-config-template.tf", "infra/target-account/main.tf", "infra/dev-account/main.tf"],
+    [
+        "batch-config-template.tf",
+        "infra/target-account/variables.tf",
+        "infra/dev-account/variables.tf",
+    ],
 )
 def test_the_project_name_rule_is_the_templates(module: str) -> None:
     text = (REPO / module).read_text()

@@ -16,7 +16,7 @@ import yaml
 
 from tests import iam_review
 from tests.iam_review import Document, Finding
-from tests.terraform_cli import ROOTS
+from tests.terraform_cli import ROOTS, module_files, root_files
 
 DEV, PREPROD = "111111111111", "222222222222"
 STAGE_KEY = f"arn:aws:kms:eu-west-1:{PREPROD}:key/abc"
@@ -187,18 +187,23 @@ def test_new_findings_and_stale_entries_both_fail() -> None:
     assert iam_review.compare(found, {**listed, new: "reason"}, documents) == ([], [gone])
 
 
+# a document's resource type and name, after any module path (module.stage.)
+RESOURCE = re.compile(r"(?:module\.\w+(?:\[[^\]]*\])?\.)*(\w+)\.(\w+)")
+
+
 def test_the_accepted_list_is_reviewed_and_names_declared_resources() -> None:
     """Every entry has a reason and names a resource its root declares: an entry whose
     resource is gone (never rendered, so never judged stale) fails here."""
     listed = yaml.safe_load(iam_review.ACCEPTED.read_text())
     assert set(listed) <= set(ROOTS)
     for root, entries in listed.items():
-        source = ROOTS[root].read_text()
+        # the root's own files and the modules it may call
+        source = "".join(p.read_text() for p in [*root_files(root), *module_files()])
         accepted = iam_review.accepted(root)
         assert len(accepted) == len(entries or [])
         for entry in accepted:
             assert entry.checker in ("parliament", "cloudsplaining")
-            kind, name = re.match(r"(\w+)\.(\w+)", entry.document).groups()  # type: ignore[union-attr]
+            kind, name = RESOURCE.match(entry.document).groups()  # type: ignore[union-attr]
             assert f'resource "{kind}" "{name}"' in source, f"{root}: {entry.line()}"
 
 

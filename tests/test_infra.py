@@ -44,7 +44,6 @@ from tests.registry import (
     target_packages,
 )
 from tests.terraform_cli import (
-    REPO,
     in_account,
     local_root,
     unexpected_drift,
@@ -183,7 +182,7 @@ def test_target_account_infra_is_what_build_py_reads(
     image = push_image(aws, "dev", f"{PROJECT}/serving", "v1", layer="serving image")
     url = dev.put_artifact("training/run-1/output/model.tar.gz", model_tarball(b"model"))
     source = dev.register("Approved", [{"Image": image, "ModelDataUrl": url}])
-    module = local_root(REPO / "infra" / "target-account" / "main.tf", tmp_path / "target")
+    module = local_root("target-account", tmp_path / "target")
     write_vars(
         module,
         {
@@ -551,7 +550,7 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
     dev = DevRegistry(aws)
     dev.register("Approved")
     key = aws.client("kms", "dev").create_key(Description="dev artifacts")["KeyMetadata"]["Arn"]
-    module = local_root(REPO / "infra" / "dev-account" / "main.tf", tmp_path / "dev")
+    module = local_root("dev-account", tmp_path / "dev")
     package = tmp_path / "dispatch-deploy.zip"
     build_zip(package)
     deploy_roles = [

@@ -41,9 +41,12 @@ from tests.terraform_cli import (
     REPO,
     ROOTS,
     TEMPLATE,
+    copy_root,
     in_account,
     local_root,
+    module_files,
     require,
+    root_files,
     run_terraform,
     unexpected_drift,
 )
@@ -54,8 +57,7 @@ TEST_FILES = sorted((REPO / "tests" / "terraform").glob("*.tftest.hcl"))
 @pytest.fixture(scope="session")
 def workdir(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The template as a root module, with its tests, initialised from the mirror."""
-    root = tmp_path_factory.mktemp("stage-module")
-    shutil.copy(TEMPLATE, root / "main.tf")
+    root = copy_root("stage", tmp_path_factory.mktemp("stage-module"))
     (root / "tests").mkdir()
     for test_file in TEST_FILES:
         shutil.copy(test_file, root / "tests" / test_file.name)
@@ -65,16 +67,15 @@ def workdir(terraform: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_formatting(terraform: str) -> None:
-    files = [*map(str, ROOTS.values()), *map(str, TEST_FILES)]
+    files = [str(f) for root in sorted(ROOTS) for f in root_files(root)]
+    files += [*map(str, module_files()), *map(str, TEST_FILES)]
     result = run_terraform(terraform, REPO, "fmt", "-check", "-diff", *files)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("root", sorted(ROOTS))
 def test_validate(terraform: str, tmp_path: Path, root: str) -> None:
-    module = tmp_path / root
-    module.mkdir()
-    shutil.copy(ROOTS[root], module / "main.tf")
+    module = copy_root(root, tmp_path)
     result = run_terraform(terraform, module, "init", "-backend=false")
     assert result.returncode == 0, result.stdout + result.stderr
     result = run_terraform(terraform, module, "validate")
@@ -90,9 +91,7 @@ def test_checkov_finds_nothing(tmp_path: Path, root: str) -> None:
         [] if CHECKOV.is_file() else [f"{CHECKOV} does not exist"],
         "run make install: checkov has its own venv",
     )
-    module = tmp_path / root
-    module.mkdir()
-    shutil.copy(ROOTS[root], module / "main.tf")
+    module = copy_root(root, tmp_path)
     result = subprocess.run(
         [str(CHECKOV), "--config-file", str(REPO / ".checkov.yaml"), "--directory", str(module)],
         capture_output=True,
@@ -436,7 +435,7 @@ def test_apply_plan_destroy_against_the_emulator(
     version 1, then version 2 over it (the second deployment), then destroyed."""
     values = promoted_tfvars(aws, stage, tmp_path)
     assert values["previous_model"] is None  # a first deployment
-    module = local_root(TEMPLATE, tmp_path / "module")
+    module = local_root("stage", tmp_path / "module")
     (module / "stage.tfvars.json").write_text(json.dumps(values))
     tf = in_account(terraform, aws, stage, module)
 
@@ -682,7 +681,7 @@ def check_the_real_time_endpoint(
         "data_capture": {"sampling_percentage": 25},
         "alarm_on_no_invocations": True,
     }
-    module = local_root(TEMPLATE, tmp_path / "module")
+    module = local_root("stage", tmp_path / "module")
     (module / "stage.tfvars.json").write_text(json.dumps(values))
     tf = in_account(terraform, aws, "preprod", module)
     tf("init")

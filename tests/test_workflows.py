@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from lambdas.dispatch_deploy import handler as dispatch
+from tests.terraform_cli import blocks, root_files
 from tests.workflow_steps import assert_project_toolchain, runs, step, uses
 
 REPO = Path(__file__).resolve().parents[1]
@@ -411,7 +412,7 @@ def test_terraform_gets_a_fresh_session_as_long_as_its_longest_step(
         + routing["wait_interval_in_seconds"]
     )
     assert asked > longest_update
-    role = hcl2.loads((REPO / "infra" / "target-account" / "main.tf").read_text())
+    role = blocks(root_files("target-account"))
     deploy_role = next(
         spec
         for block in role["resource"]

@@ -1,0 +1,24 @@
+locals {
+  ssm_parameters = merge(
+    {
+      "artifacts-bucket"        = { type = "String", value = aws_s3_bucket.artifacts.bucket }
+      "sagemaker-role-arn"      = { type = "String", value = aws_iam_role.execution.arn }
+      "kms-key-arn"             = { type = "String", value = aws_kms_key.stage.arn }
+      "start-pipeline-role-arn" = { type = "String", value = aws_iam_role.start_pipeline.arn }
+      "upload-starter-role-arn" = { type = "String", value = aws_iam_role.upload_starter.arn }
+    },
+    length(var.subnet_ids) > 0 ? {
+      "subnet-ids"         = { type = "StringList", value = join(",", var.subnet_ids) }
+      "security-group-ids" = { type = "StringList", value = join(",", var.security_group_ids) }
+    } : {},
+  )
+}
+
+resource "aws_ssm_parameter" "contract" {
+  #checkov:skip=CKV2_AWS_34:names and ARNs, not secrets; SecureString would make every reader need kms:Decrypt
+  for_each    = local.ssm_parameters
+  name        = "${local.ssm_prefix}/${each.key}"
+  description = "Read by build.py --stage ${var.environment}."
+  type        = each.value.type
+  value       = each.value.value
+}
