@@ -4,6 +4,10 @@
 #
 # Inputs: build/<stage>.tfvars.json, written by build.py (the stage file's keys plus what it
 # resolved). Every variable below is exactly one of those keys; a test checks both ways.
+#
+# This file is the root: the provider, the variables (validated here, once), the call of the
+# stage module (terraform/stage, one file per concern), its outputs, and the moved blocks
+# that carry a stage deployed before the module existed over to it.
 
 terraform {
   required_version = ">= 1.10" # the S3 backend's use_lockfile
@@ -437,712 +441,290 @@ variable "endpoint" {
   }
 }
 
-# ----------------------------------------------------------------------------- resources
+# ----------------------------------------------------------------------------- the stage
 
 locals {
-  name = "${var.project_name}-${var.environment}"
+  # every resource's tags (the provider's default_tags)
   tags = {
     "sagemaker:project-name" = var.project_name
     "sagemaker:project-id"   = var.project_id
     environment              = var.environment
   }
-  # What SageMaker publishes per job instance (Host = "<job name>/algo-N" for Processing,
-  # "<job name>/<instance id>" for Transform); Transform jobs publish no DiskUtilization.
-  job_metrics = {
-    Processing = { namespace = "/aws/sagemaker/ProcessingJobs", metrics = ["CPUUtilization", "MemoryUtilization", "DiskUtilization"] }
-    Transform  = { namespace = "/aws/sagemaker/TransformJobs", metrics = ["CPUUtilization", "MemoryUtilization"] }
-  }
-  job_series = flatten([
-    for step, job in var.job_steps : [
-      for metric in local.job_metrics[job.type].metrics : { step = step, namespace = local.job_metrics[job.type].namespace, metric = metric, prefix = job.job_name_prefix }
-    ]
-  ])
-  # AWS managed keys (aws/sqs, aws/sns) cannot be used by EventBridge or CloudWatch alarms,
-  # so without the stage's key the queues and the topic get a key of their own.
-  kms_key_arn  = var.kms_key_arn != null ? var.kms_key_arn : aws_kms_key.fallback[0].arn
-  input_bucket = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[0]
-  input_prefix = regex("^s3://([^/]+)/?(.*)$", var.input_data_url)[1]
-  # prefixes compared and matched as folders: "p/data" and "p/data/" are the same input, and
-  # neither contains "p/data-out/"
-  pipeline_parameters = {
-    ModelName               = aws_sagemaker_model.batch[var.model_name].name
-    InputDataUrl            = var.input_data_url
-    OutputDataUrl           = var.output_data_url
-    FeatureSchemaUrl        = var.feature_schema_url
-    ProcessingInstanceType  = var.processing_instance_type
-    ProcessingInstanceCount = tostring(var.processing_instance_count)
-    TransformInstanceType   = var.transform_instance_type
-    TransformInstanceCount  = tostring(var.transform_instance_count)
-    MaxRejectedFraction     = tostring(var.max_rejected_fraction)
-    MaxDriftScore           = tostring(var.max_drift_score)
-    QualityGateMode         = var.quality_gate_mode
-  }
-  # Preprocess prints one JSON line per run and instance ("event": "batch-quality"), the
-  # sample model's handlers one per Transform request ("batch-predictions"); these filters
-  # on the jobs' log groups make them metrics per pipeline (jobs run network-isolated, so
-  # they cannot call CloudWatch themselves). DriftScore only when a baseline was measured.
-  quality_namespace = "BatchInference/Quality"
-  # A metric's value field must be matched by its filter's pattern (AWS: "If you are using a
-  # field value, the field value must have been matched using the pattern"), hence ">= 0"
-  # (or "= *" for a sum that may be negative): a run without a baseline has no drift_score
-  # and publishes no DriftScore.
-  quality_metrics = {
-    RowsRead         = { value = "$.rows_read", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
-    RowsRejected     = { value = "$.rows_rejected", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
-    RowsScored       = { value = "$.rows_scored", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
-    RejectedFraction = { value = "$.rejected_fraction", unit = "None", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
-    DriftScore       = { value = "$.drift_score", unit = "None", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
-    PredictionCount  = { value = "$.count", unit = "Count", match = ">= 0", event = "batch-predictions", log_group = "/aws/sagemaker/TransformJobs" }
-    PredictionSum    = { value = "$.sum", unit = "None", match = "= *", event = "batch-predictions", log_group = "/aws/sagemaker/TransformJobs" }
-    # the schedule's function: 1 per day it found without data (0 for the others)
-    EmptyDays = { value = "$.empty", unit = "Count", match = ">= 0", event = "partition-run", log_group = "/aws/lambda/${local.schedule_function}" }
-  }
 }
 
-data "aws_caller_identity" "current" {}
-data "aws_partition" "current" {}
-
-resource "aws_kms_key" "fallback" {
-  count               = var.kms_key_arn == null ? 1 : 0
-  description         = "${local.name} batch-inference queues and alarm topic"
-  enable_key_rotation = true
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministersTheKey"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-      {
-        Sid       = "AlarmsPublishToTheEncryptedTopic"
-        Effect    = "Allow"
-        Principal = { Service = "cloudwatch.amazonaws.com" }
-        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
-        Resource  = "*"
-        Condition = { StringEquals = { "aws:SourceAccount" = data.aws_caller_identity.current.account_id } }
-      },
-      {
-        # no aws:SourceAccount: EventBridge's KMS calls for encrypted queues do not carry it
-        Sid       = "EventBridgeSendsToTheEncryptedQueues"
-        Effect    = "Allow"
-        Principal = { Service = "events.amazonaws.com" }
-        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
-        Resource  = "*"
-      },
-      {
-        Sid       = "TheUploadFunctionReadsAndRefusesMessages"
-        Effect    = "Allow"
-        Principal = { AWS = var.upload_starter_role_arn }
-        Action    = ["kms:Decrypt", "kms:GenerateDataKey*"]
-        Resource  = "*"
-      },
-      {
-        # every log group the template encrypts with local.kms_key_arn: its three functions'
-        Sid       = "LogsEncryptTheFunctionsLogGroups"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${var.region}.amazonaws.com" }
-        Action    = ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"]
-        Resource  = "*"
-        Condition = { ArnLike = { "kms:EncryptionContext:aws:logs:arn" = [for f in [local.schedule_function, local.outcome_function, local.upload_function] : "arn:${data.aws_partition.current.partition}:logs:${var.region}:${data.aws_caller_identity.current.account_id}:log-group:/aws/lambda/${f}"] } }
-      },
-    ]
-  })
+module "stage" {
+  source                     = "./terraform/stage"
+  environment                = var.environment
+  region                     = var.region
+  project_name               = var.project_name
+  model_package_group_name   = var.model_package_group_name
+  model_package_arn          = var.model_package_arn
+  source_model_package_arn   = var.source_model_package_arn
+  model_version              = var.model_version
+  model_name                 = var.model_name
+  previous_model             = var.previous_model
+  endpoint_config_in_service = var.endpoint_config_in_service
+  image_repository_arns      = var.image_repository_arns
+  artifacts_bucket           = var.artifacts_bucket
+  sagemaker_role_arn         = var.sagemaker_role_arn
+  upload_starter_role_arn    = var.upload_starter_role_arn
+  kms_key_arn                = var.kms_key_arn
+  subnet_ids                 = var.subnet_ids
+  security_group_ids         = var.security_group_ids
+  pipeline_name              = var.pipeline_name
+  pipeline_definition_s3_key = var.pipeline_definition_s3_key
+  job_steps                  = var.job_steps
+  partition_format           = var.partition_format
+  input_data_url             = var.input_data_url
+  output_data_url            = var.output_data_url
+  feature_schema_url         = var.feature_schema_url
+  schedule_expression        = var.schedule_expression
+  processing_instance_type   = var.processing_instance_type
+  processing_instance_count  = var.processing_instance_count
+  transform_instance_type    = var.transform_instance_type
+  transform_instance_count   = var.transform_instance_count
+  max_rejected_fraction      = var.max_rejected_fraction
+  max_drift_score            = var.max_drift_score
+  quality_gate_mode          = var.quality_gate_mode
+  baseline_url               = var.baseline_url
+  run_on_upload              = var.run_on_upload
+  schedule_starter_zip       = var.schedule_starter_zip
+  upload_starter_zip         = var.upload_starter_zip
+  upload_max_running         = var.upload_max_running
+  upload_max_wait_hours      = var.upload_max_wait_hours
+  alarm_email                = var.alarm_email
+  endpoint                   = var.endpoint
 }
 
-# Every model's container environment. Network isolation leaves pip no index: the
-# scikit-learn image's start-up install of the model's code/ must build with the image's own
-# setuptools, not in an isolated build environment it cannot download (pip reads this
-# variable inverted: false = off). common/stage_model.py holds the same map (a test keeps
-# them equal).
-locals {
-  stage_model_environment = {
-    PIP_NO_BUILD_ISOLATION = "false"
-  }
+# ----------------------------------------------------------------------------- outputs
+
+output "model_name" {
+  value = module.stage.model_name
 }
 
-# One model per version, keyed by name: the promoted one, and the one deployed before it. A
-# run started before this deployment names the previous model and may still be running its
-# Preprocess step; its BatchTransform needs that model, so it is deleted only by the
-# deployment after next. (A new version adds a key: no replacement, nothing deleted early.)
-locals {
-  deployed_model = {
-    model_name               = var.model_name
-    model_package_arn        = var.model_package_arn
-    source_model_package_arn = var.source_model_package_arn
-    model_version            = var.model_version
-  }
-  models = {
-    for m in distinct(compact([var.model_name, try(var.previous_model.model_name, "")])) : m =>
-    m == var.model_name ? local.deployed_model : var.previous_model
-  }
+output "pipeline_arn" {
+  value = module.stage.pipeline_arn
 }
 
-# The execution role pulls exactly the images this stage runs (build.py names their
-# repositories: the promoted and the kept model's, the Preprocess step's). The role's
-# permissions boundary (infra/target-account) caps whatever a policy here could grant at the
-# role's base rights plus image pulls, so the deploy role's iam:PutRolePolicy on this one role
-# cannot widen it.
-resource "aws_iam_role_policy" "pull_images" {
-  name = "pull-the-stages-images"
-  role = regex("[^/]+$", var.sagemaker_role_arn)
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Sid      = "PullTheStagesImages"
-      Effect   = "Allow"
-      Action   = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
-      Resource = var.image_repository_arns
-    }]
-  })
+output "schedule_rule_arn" {
+  value = module.stage.schedule_rule_arn
 }
 
-resource "aws_sagemaker_model" "batch" {
-  for_each                 = local.models
-  name                     = each.key
-  execution_role_arn       = var.sagemaker_role_arn
-  enable_network_isolation = true
-
-  primary_container {
-    model_package_name = each.value.model_package_arn
-    environment        = local.stage_model_environment
-  }
-  # SageMaker checks at CreateModel that the role can pull the image
-  depends_on = [aws_iam_role_policy.pull_images]
-
-  dynamic "vpc_config" {
-    for_each = length(var.subnet_ids) > 0 ? [1] : []
-    content {
-      subnets            = var.subnet_ids
-      security_group_ids = var.security_group_ids
-    }
-  }
-
-  tags = {
-    "model-version"        = tostring(each.value.model_version)
-    "source-model-package" = each.value.source_model_package_arn
-  }
+output "alarm_topic_arn" {
+  value = module.stage.alarm_topic_arn
 }
 
-# What this deployment runs and keeps, for build.py to read at the next promotion (its
-# previous_model). In the stage's bucket, which build.py and this deploy already use.
-resource "aws_s3_object" "deployment_record" {
-  bucket       = var.artifacts_bucket
-  key          = "${var.project_name}/deployments/${var.environment}/deployed-model.json"
-  content_type = "application/json"
-  content = jsonencode({
-    current  = merge(local.deployed_model, { endpoint_config = local.endpoint == null ? null : { name = local.endpoint_config_name, spec = local.endpoint_config_spec } })
-    previous = var.previous_model
-  })
-  kms_key_id = var.kms_key_arn
-
-  # written last: only a deployment that got everything it claims (the endpoint serving the
-  # new version among it) may become the next promotion's previous_model
-  depends_on = [
-    aws_sagemaker_pipeline.batch, aws_cloudwatch_event_target.schedule, aws_cloudwatch_event_target.outcome,
-    aws_cloudwatch_event_target.upload_queue, aws_lambda_event_source_mapping.uploads,
-    aws_sagemaker_endpoint.realtime, aws_appautoscaling_policy.endpoint, aws_cloudwatch_metric_alarm.stage,
-    aws_cloudwatch_metric_alarm.endpoint, aws_cloudwatch_log_metric_filter.quality, aws_cloudwatch_dashboard.batch,
-  ]
+output "upload_function_arn" {
+  value = module.stage.upload_function_arn
 }
 
-resource "aws_sagemaker_pipeline" "batch" {
-  pipeline_name         = var.pipeline_name
-  pipeline_display_name = var.pipeline_name
-  role_arn              = var.sagemaker_role_arn
-
-  # the key is content-addressed: it changes exactly when the definition does, and then the
-  # update sends the new location
-  pipeline_definition_s3_location {
-    bucket     = var.artifacts_bucket
-    object_key = var.pipeline_definition_s3_key
-  }
-
-  # Provider 5.x reads the definition's text back into pipeline_definition (optional, not
-  # computed), so without this every later plan would set it to null and the update would
-  # send an empty PipelineDefinition beside the S3 location, which AWS refuses
-  # (hashicorp/terraform-provider-aws#38259). Ignored, the update sends the location alone.
-  lifecycle {
-    ignore_changes = [pipeline_definition]
-  }
+output "dashboard_name" {
+  value = module.stage.dashboard_name
 }
 
-resource "aws_cloudwatch_event_rule" "schedule" {
-  name                = "${local.name}-batch-inference"
-  description         = "Starts ${var.pipeline_name} with model ${var.model_name} on the day's input partition (through ${local.schedule_function})."
-  schedule_expression = var.schedule_expression
+output "endpoint_name" {
+  value = module.stage.endpoint_name
 }
 
-resource "aws_sqs_queue" "schedule_dlq" {
-  name                              = "${local.name}-batch-inference-dlq"
-  message_retention_seconds         = 1209600
-  kms_master_key_id                 = local.kms_key_arn
-  kms_data_key_reuse_period_seconds = 300
+output "endpoint_config_name" {
+  description = "The configuration this deployment puts the endpoint on (null without an endpoint)."
+  value       = module.stage.endpoint_config_name
 }
 
-resource "aws_sqs_queue_policy" "schedule_dlq" {
-  queue_url = aws_sqs_queue.schedule_dlq.id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "events.amazonaws.com" }
-      Action    = "sqs:SendMessage"
-      Resource  = aws_sqs_queue.schedule_dlq.arn
-      Condition = { ArnEquals = { "aws:SourceArn" = concat([aws_cloudwatch_event_rule.schedule.arn, aws_cloudwatch_event_rule.run_ended.arn], aws_cloudwatch_event_rule.upload[*].arn) } }
-    }]
-  })
+# ----------------------------------------------------------------------------- moved
+# Kept for one release. A stage deployed before terraform/stage existed holds its resources
+# at the root's addresses: these move each in state, nothing is replaced (the apply test moves
+# every resource back to its address here and plans only moves).
+
+moved {
+  from = aws_sns_topic.alarms
+  to   = module.stage.aws_sns_topic.alarms
 }
 
-# The schedule starts the function, not the pipeline: each night it scores the day's
-# partition exactly once (lambdas/start_scheduled_run, stage_runtime/partitions.py), records a
-# day without data as empty without a run, and looks again at the days before it.
-locals {
-  schedule_function = "${local.name}-start-scheduled-run"
-  # earlier days each scheduled run looks at: retries their failed runs, completes their
-  # markers, scores data that arrived late
-  schedule_lookback_days = 2
+moved {
+  from = aws_sns_topic_subscription.email
+  to   = module.stage.aws_sns_topic_subscription.email
 }
 
-resource "aws_cloudwatch_log_group" "schedule_function" {
-  name              = "/aws/lambda/${local.schedule_function}"
-  retention_in_days = 365 # what happened to each day, for a year
-  kms_key_id        = local.kms_key_arn
+moved {
+  from = aws_cloudwatch_log_metric_filter.quality
+  to   = module.stage.aws_cloudwatch_log_metric_filter.quality
 }
 
-resource "aws_lambda_function" "schedule" {
-  #checkov:skip=CKV_AWS_117:calls only AWS APIs (S3, SageMaker); a VPC would need endpoints for each
-  #checkov:skip=CKV_AWS_115:reserved concurrency would fail in new accounts (unreserved must stay >= 10); one rule invokes it
-  #checkov:skip=CKV_AWS_173:no secret in its environment (names and URIs); AWS encrypts it at rest
-  #checkov:skip=CKV_AWS_272:code signing needs a signing profile; the zip is built reproducibly by build.py
-  function_name    = local.schedule_function
-  description      = "Schedule of ${local.name}: starts the stage's pipeline on each day's input partition, exactly once."
-  role             = var.upload_starter_role_arn # the stage's run-starter role (infra/target-account)
-  runtime          = "python3.12"
-  handler          = "handler.handler"
-  filename         = var.schedule_starter_zip
-  source_code_hash = filebase64sha256(var.schedule_starter_zip)
-  timeout          = 120
-  memory_size      = 128
-  depends_on       = [aws_cloudwatch_log_group.schedule_function]
-
-  environment {
-    variables = {
-      PIPELINE_NAME       = aws_sagemaker_pipeline.batch.pipeline_name
-      PIPELINE_PARAMETERS = jsonencode({ for k, v in local.pipeline_parameters : k => v if !contains(["InputDataUrl", "OutputDataUrl"], k) })
-      INPUT_DATA_URL      = var.input_data_url
-      OUTPUT_DATA_URL     = var.output_data_url
-      PARTITION_FORMAT    = var.partition_format
-      KMS_KEY_ARN         = var.kms_key_arn == null ? "" : var.kms_key_arn
-      LOOKBACK_DAYS       = tostring(local.schedule_lookback_days)
-    }
-  }
-
-  # an invocation that still fails after Lambda's two retries lands with the rule's own
-  # undeliverable events (alarmed)
-  dead_letter_config {
-    target_arn = aws_sqs_queue.schedule_dlq.arn
-  }
-
-  tracing_config {
-    mode = "PassThrough"
-  }
+moved {
+  from = aws_cloudwatch_metric_alarm.stage
+  to   = module.stage.aws_cloudwatch_metric_alarm.stage
 }
 
-resource "aws_lambda_permission" "schedule" {
-  statement_id  = "TheScheduleRuleInvokes"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.schedule.function_name
-  principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.schedule.arn
+moved {
+  from = aws_cloudwatch_dashboard.batch
+  to   = module.stage.aws_cloudwatch_dashboard.batch
 }
 
-resource "aws_cloudwatch_event_target" "schedule" {
-  rule = aws_cloudwatch_event_rule.schedule.name
-  arn  = aws_lambda_function.schedule.arn
-
-  retry_policy {
-    maximum_event_age_in_seconds = 3600
-    maximum_retry_attempts       = 5
-  }
-
-  dead_letter_config {
-    arn = aws_sqs_queue.schedule_dlq.arn
-  }
+moved {
+  from = aws_sagemaker_endpoint_configuration.realtime
+  to   = module.stage.aws_sagemaker_endpoint_configuration.realtime
 }
 
-# When a run ends (any final status), its day's or uploaded object's marker is completed at
-# once (rows read, rejected, scored, or the failure): SageMaker's status change event -> rule
-# -> function (lambdas/record_run_outcome, shipped in the schedule function's zip). Without
-# it a day's marker is completed at the next look at the day, an upload's never.
-locals {
-  outcome_function = "${local.name}-record-run-outcome"
+moved {
+  from = aws_sagemaker_model.serverless
+  to   = module.stage.aws_sagemaker_model.serverless
 }
 
-resource "aws_cloudwatch_event_rule" "run_ended" {
-  name        = "${local.name}-run-ended"
-  description = "Records how each run of ${var.pipeline_name} ended in its day's or object's marker (through ${local.outcome_function})."
-  event_pattern = jsonencode({
-    source        = ["aws.sagemaker"]
-    "detail-type" = ["SageMaker Model Building Pipeline Execution Status Change"]
-    detail = {
-      pipelineArn                    = [aws_sagemaker_pipeline.batch.arn]
-      currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped", "CompletedWithFailures"]
-    }
-  })
+moved {
+  from = terraform_data.endpoint_kind
+  to   = module.stage.terraform_data.endpoint_kind
 }
 
-resource "aws_cloudwatch_log_group" "outcome_function" {
-  name              = "/aws/lambda/${local.outcome_function}"
-  retention_in_days = 365
-  kms_key_id        = local.kms_key_arn
+moved {
+  from = aws_cloudwatch_metric_alarm.endpoint
+  to   = module.stage.aws_cloudwatch_metric_alarm.endpoint
 }
 
-resource "aws_lambda_function" "outcome" {
-  #checkov:skip=CKV_AWS_117:calls only AWS APIs (S3, SageMaker); a VPC would need endpoints for each
-  #checkov:skip=CKV_AWS_115:reserved concurrency would fail in new accounts (unreserved must stay >= 10); one rule invokes it
-  #checkov:skip=CKV_AWS_173:no secret in its environment (names and URIs); AWS encrypts it at rest
-  #checkov:skip=CKV_AWS_272:code signing needs a signing profile; the zip is built reproducibly by build.py
-  function_name    = local.outcome_function
-  description      = "Records how each run of ${local.name}'s pipeline ended in its day's or uploaded object's marker."
-  role             = var.upload_starter_role_arn # the stage's run-starter role (infra/target-account)
-  runtime          = "python3.12"
-  handler          = "record_run_outcome.handler"
-  filename         = var.schedule_starter_zip # the schedule's zip carries it (lambdas/package.py)
-  source_code_hash = filebase64sha256(var.schedule_starter_zip)
-  timeout          = 60
-  memory_size      = 128
-  depends_on       = [aws_cloudwatch_log_group.outcome_function]
-
-  environment {
-    variables = {
-      INPUT_DATA_URL   = var.input_data_url
-      OUTPUT_DATA_URL  = var.output_data_url
-      PARTITION_FORMAT = var.partition_format
-      KMS_KEY_ARN      = var.kms_key_arn == null ? "" : var.kms_key_arn
-    }
-  }
-
-  dead_letter_config {
-    target_arn = aws_sqs_queue.schedule_dlq.arn
-  }
-
-  tracing_config {
-    mode = "PassThrough"
-  }
+moved {
+  from = aws_sagemaker_endpoint.realtime
+  to   = module.stage.aws_sagemaker_endpoint.realtime
 }
 
-resource "aws_lambda_permission" "outcome" {
-  statement_id  = "TheRunEndedRuleInvokes"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.outcome.function_name
-  principal     = "events.amazonaws.com"
-  source_arn    = aws_cloudwatch_event_rule.run_ended.arn
+moved {
+  from = aws_appautoscaling_target.endpoint
+  to   = module.stage.aws_appautoscaling_target.endpoint
 }
 
-resource "aws_cloudwatch_event_target" "outcome" {
-  rule = aws_cloudwatch_event_rule.run_ended.name
-  arn  = aws_lambda_function.outcome.arn
-
-  retry_policy {
-    maximum_event_age_in_seconds = 3600
-    maximum_retry_attempts       = 5
-  }
-
-  dead_letter_config {
-    arn = aws_sqs_queue.schedule_dlq.arn
-  }
+moved {
+  from = aws_appautoscaling_policy.endpoint
+  to   = module.stage.aws_appautoscaling_policy.endpoint
 }
 
-# ----------------------------------------------------------------- run on upload (optional)
-# S3 "Object Created" under the input prefix -> rule -> FIFO queue (the event unchanged, one
-# message group) -> function (lambdas/start_upload_run) -> pipeline on exactly that object.
-# The function refuses what must not run (folder markers, vanished objects, keys that other
-# objects extend) into the refused-uploads queue, and holds the queue while
-# upload_max_running runs are executing: a burst of uploads drains at the pipeline's pace.
-# Not an EventBridge Pipe: a pipe to SageMaker cannot batch, cap concurrency or build the
-# object's URI without an input transformer, which inserts the key into JSON unescaped.
-
-locals {
-  upload_function = "${local.name}-start-upload-run"
-  # the function's timeout; SQS's visibility timeout is six times it (Lambda's guidance)
-  upload_timeout_seconds    = 30
-  upload_visibility_seconds = 6 * local.upload_timeout_seconds
+moved {
+  from = aws_kms_key.fallback
+  to   = module.stage.aws_kms_key.fallback
 }
 
-resource "aws_cloudwatch_event_rule" "upload" {
-  count = var.run_on_upload ? 1 : 0
-  lifecycle {
-    # an empty prefix would start a run for every object written to the bucket, its outputs
-    # included: a loop (outputs under the input prefix: output_data_url's validation)
-    precondition {
-      condition     = trimsuffix(local.input_prefix, "/") != ""
-      error_message = "run_on_upload needs input_data_url to be a prefix inside its bucket, not the bucket root."
-    }
-  }
-  name        = "${local.name}-on-upload"
-  description = "Queues a run of ${var.pipeline_name} for each object uploaded under ${var.input_data_url}."
-  event_pattern = jsonencode({
-    source        = ["aws.s3"]
-    "detail-type" = ["Object Created"]
-    detail = {
-      bucket = { name = [local.input_bucket] }
-      # empty objects (folder markers made by the console among them) have nothing to score
-      object = { key = [{ prefix = "${trimsuffix(local.input_prefix, "/")}/" }], size = [{ numeric = [">", 0] }] }
-    }
-  })
+moved {
+  from = aws_iam_role_policy.pull_images
+  to   = module.stage.aws_iam_role_policy.pull_images
 }
 
-resource "aws_sqs_queue" "uploads" {
-  count                             = var.run_on_upload ? 1 : 0
-  name                              = "${local.name}-batch-inference-uploads.fifo"
-  fifo_queue                        = true
-  content_based_deduplication       = true
-  message_retention_seconds         = 345600
-  visibility_timeout_seconds        = local.upload_visibility_seconds
-  kms_master_key_id                 = local.kms_key_arn
-  kms_data_key_reuse_period_seconds = 300
-  redrive_policy = jsonencode({
-    deadLetterTargetArn = aws_sqs_queue.refused_uploads[0].arn
-    maxReceiveCount     = var.upload_max_wait_hours * 3600 / local.upload_visibility_seconds
-  })
+moved {
+  from = aws_sagemaker_model.batch
+  to   = module.stage.aws_sagemaker_model.batch
 }
 
-# uploads the function refused, and those that waited longer than upload_max_wait_hours
-resource "aws_sqs_queue" "refused_uploads" {
-  count                             = var.run_on_upload ? 1 : 0
-  name                              = "${local.name}-batch-inference-refused-uploads.fifo"
-  fifo_queue                        = true
-  message_retention_seconds         = 1209600
-  kms_master_key_id                 = local.kms_key_arn
-  kms_data_key_reuse_period_seconds = 300
+moved {
+  from = aws_s3_object.deployment_record
+  to   = module.stage.aws_s3_object.deployment_record
 }
 
-resource "aws_sqs_queue_policy" "uploads" {
-  count     = var.run_on_upload ? 1 : 0
-  queue_url = aws_sqs_queue.uploads[0].id
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "events.amazonaws.com" }
-      Action    = "sqs:SendMessage"
-      Resource  = aws_sqs_queue.uploads[0].arn
-      Condition = { ArnEquals = { "aws:SourceArn" = aws_cloudwatch_event_rule.upload[0].arn } }
-    }]
-  })
+moved {
+  from = aws_cloudwatch_event_rule.run_ended
+  to   = module.stage.aws_cloudwatch_event_rule.run_ended
 }
 
-resource "aws_cloudwatch_event_target" "upload_queue" {
-  count = var.run_on_upload ? 1 : 0
-  rule  = aws_cloudwatch_event_rule.upload[0].name
-  arn   = aws_sqs_queue.uploads[0].arn
-
-  # one group: the function sees one upload at a time, in order, so its count of running
-  # executions cannot race with itself
-  sqs_target {
-    message_group_id = "uploads"
-  }
-
-  dead_letter_config {
-    arn = aws_sqs_queue.schedule_dlq.arn
-  }
+moved {
+  from = aws_sagemaker_pipeline.batch
+  to   = module.stage.aws_sagemaker_pipeline.batch
 }
 
-resource "aws_cloudwatch_log_group" "upload_function" {
-  count             = var.run_on_upload ? 1 : 0
-  name              = "/aws/lambda/${local.upload_function}"
-  retention_in_days = 90
-  kms_key_id        = local.kms_key_arn
+moved {
+  from = aws_cloudwatch_event_rule.schedule
+  to   = module.stage.aws_cloudwatch_event_rule.schedule
 }
 
-resource "aws_lambda_function" "upload" {
-  #checkov:skip=CKV_AWS_116:the SQS event source's redrive policy is the dead-letter queue (refused uploads)
-  #checkov:skip=CKV_AWS_117:calls only AWS APIs (S3, SageMaker, SQS); a VPC would need endpoints for each
-  #checkov:skip=CKV_AWS_115:reserved concurrency would fail in new accounts (unreserved must stay >= 10); the FIFO group already serialises it
-  #checkov:skip=CKV_AWS_173:no secret in its environment (names and URIs); AWS encrypts it at rest
-  #checkov:skip=CKV_AWS_272:code signing needs a signing profile; the zip is built reproducibly by build.py
-  count            = var.run_on_upload ? 1 : 0
-  function_name    = local.upload_function
-  description      = "Run on upload for ${local.name}: starts the stage's pipeline on each uploaded input object, at most ${var.upload_max_running} runs at a time."
-  role             = var.upload_starter_role_arn
-  runtime          = "python3.12"
-  handler          = "handler.handler"
-  filename         = var.upload_starter_zip
-  source_code_hash = filebase64sha256(var.upload_starter_zip)
-  timeout          = local.upload_timeout_seconds
-  memory_size      = 128
-  depends_on       = [aws_cloudwatch_log_group.upload_function]
-
-  environment {
-    variables = {
-      PIPELINE_NAME       = aws_sagemaker_pipeline.batch.pipeline_name
-      PIPELINE_PARAMETERS = jsonencode({ for k, v in local.pipeline_parameters : k => v if k != "InputDataUrl" })
-      INPUT_BUCKET        = local.input_bucket
-      INPUT_PREFIX        = "${trimsuffix(local.input_prefix, "/")}/"
-      MAX_RUNNING         = tostring(var.upload_max_running)
-      REFUSED_QUEUE_URL   = aws_sqs_queue.refused_uploads[0].id
-      PARTITION_FORMAT    = var.partition_format                           # uploads into a day's partition: the schedule's
-      KMS_KEY_ARN         = var.kms_key_arn == null ? "" : var.kms_key_arn # the objects' markers
-    }
-  }
-
-  tracing_config {
-    mode = "PassThrough"
-  }
+moved {
+  from = aws_sqs_queue.schedule_dlq
+  to   = module.stage.aws_sqs_queue.schedule_dlq
 }
 
-resource "aws_lambda_event_source_mapping" "uploads" {
-  count            = var.run_on_upload ? 1 : 0
-  event_source_arn = aws_sqs_queue.uploads[0].arn
-  function_name    = aws_lambda_function.upload[0].arn
-  batch_size       = 1
+moved {
+  from = aws_sqs_queue_policy.schedule_dlq
+  to   = module.stage.aws_sqs_queue_policy.schedule_dlq
 }
 
-# ----------------------------------------------------------------------------- alarms
-
-resource "aws_sns_topic" "alarms" {
-  name              = "${local.name}-batch-inference-alarms"
-  kms_master_key_id = local.kms_key_arn
+moved {
+  from = aws_cloudwatch_event_rule.upload
+  to   = module.stage.aws_cloudwatch_event_rule.upload
 }
 
-resource "aws_sns_topic_subscription" "email" {
-  count     = var.alarm_email == null ? 0 : 1
-  topic_arn = aws_sns_topic.alarms.arn
-  protocol  = "email"
-  endpoint  = var.alarm_email
+moved {
+  from = aws_sqs_queue.uploads
+  to   = module.stage.aws_sqs_queue.uploads
 }
 
-# The stage's alarms share one shape (a metric over 5 minutes above a threshold, missing data
-# not breaching, notifying the topic), so one resource makes them all; each key names its
-# alarm: <name>-batch-inference-<key, with dashes>.
-locals {
-  alarms = merge(
-    {
-      failed = {
-        description = "A run of ${var.pipeline_name} failed."
-        namespace   = "AWS/Sagemaker/ModelBuildingPipeline"
-        metric      = "ExecutionFailed"
-        dimension   = "PipelineName"
-        watched     = aws_sagemaker_pipeline.batch.pipeline_name
-        statistic   = "Sum"
-        threshold   = 0
-        notify_ok   = true
-      }
-      not_started = {
-        description = "The schedule could not start ${var.pipeline_name}."
-        namespace   = "AWS/Events"
-        metric      = "FailedInvocations"
-        dimension   = "RuleName"
-        watched     = aws_cloudwatch_event_rule.schedule.name
-        statistic   = "Sum"
-        threshold   = 0
-        notify_ok   = false
-      }
-      dead_letters = {
-        description = "Runs of ${var.pipeline_name} that could not be started or recorded are waiting in ${aws_sqs_queue.schedule_dlq.name}."
-        namespace   = "AWS/SQS"
-        metric      = "ApproximateNumberOfMessagesVisible"
-        dimension   = "QueueName"
-        watched     = aws_sqs_queue.schedule_dlq.name
-        statistic   = "Maximum"
-        threshold   = 0
-        notify_ok   = false
-      }
-    },
-    {
-      rejected_rows = {
-        description = "A run of ${var.pipeline_name} rejected more than ${var.max_rejected_fraction * 100} % of its rows (gate mode ${var.quality_gate_mode}): see the run's rejected/ output."
-        namespace   = local.quality_namespace
-        metric      = aws_cloudwatch_log_metric_filter.quality["RejectedFraction"].metric_transformation[0].name
-        dimension   = "PipelineName"
-        watched     = aws_sagemaker_pipeline.batch.pipeline_name
-        statistic   = "Maximum"
-        threshold   = var.max_rejected_fraction
-        notify_ok   = false
-      }
-      drift = {
-        description = "A run of ${var.pipeline_name} drifted from the model's baseline: a feature's PSI over ${var.max_drift_score} (gate mode ${var.quality_gate_mode}); the run's summary names the features (baseline: ${coalesce(var.baseline_url, "none")})."
-        namespace   = local.quality_namespace
-        metric      = aws_cloudwatch_log_metric_filter.quality["DriftScore"].metric_transformation[0].name
-        dimension   = "PipelineName"
-        watched     = aws_sagemaker_pipeline.batch.pipeline_name
-        statistic   = "Maximum"
-        threshold   = var.max_drift_score
-        notify_ok   = false
-      }
-    },
-    var.run_on_upload ? {
-      upload_not_queued = {
-        description = "An upload under ${var.input_data_url} could not be queued for a run."
-        namespace   = "AWS/Events"
-        metric      = "FailedInvocations"
-        dimension   = "RuleName"
-        watched     = one(aws_cloudwatch_event_rule.upload[*].name)
-        statistic   = "Sum"
-        threshold   = 0
-        notify_ok   = false
-      }
-      refused_uploads = {
-        description = "Uploads under ${var.input_data_url} that did not start a run (refused, or waited over ${var.upload_max_wait_hours} h) are in ${one(aws_sqs_queue.refused_uploads[*].name)}; each has a reason attribute."
-        namespace   = "AWS/SQS"
-        metric      = "ApproximateNumberOfMessagesVisible"
-        dimension   = "QueueName"
-        watched     = one(aws_sqs_queue.refused_uploads[*].name)
-        statistic   = "Maximum"
-        threshold   = 0
-        notify_ok   = false
-      }
-      uploads_waiting = {
-        description = "The oldest upload under ${var.input_data_url} has waited over an hour for a run: runs are slow, failing to start, or upload_max_running is too low."
-        namespace   = "AWS/SQS"
-        metric      = "ApproximateAgeOfOldestMessage"
-        dimension   = "QueueName"
-        watched     = one(aws_sqs_queue.uploads[*].name)
-        statistic   = "Maximum"
-        threshold   = 3600
-        notify_ok   = false
-      }
-    } : {}
-  )
+moved {
+  from = aws_sqs_queue.refused_uploads
+  to   = module.stage.aws_sqs_queue.refused_uploads
 }
 
-resource "aws_cloudwatch_log_metric_filter" "quality" {
-  for_each       = local.quality_metrics
-  depends_on     = [aws_cloudwatch_log_group.schedule_function]
-  name           = "${local.name}-batch-inference-${each.key}"
-  log_group_name = each.value.log_group
-  pattern        = "{ $.event = \"${each.value.event}\" && $.pipeline = \"${aws_sagemaker_pipeline.batch.pipeline_name}\" && ${each.value.value} ${each.value.match} }"
-  metric_transformation {
-    namespace  = local.quality_namespace
-    name       = each.key
-    value      = each.value.value
-    unit       = each.value.unit
-    dimensions = { PipelineName = "$.pipeline" }
-  }
+moved {
+  from = aws_sqs_queue_policy.uploads
+  to   = module.stage.aws_sqs_queue_policy.uploads
 }
 
-resource "aws_cloudwatch_metric_alarm" "stage" {
-  for_each            = local.alarms
-  alarm_name          = "${local.name}-batch-inference-${replace(each.key, "_", "-")}"
-  alarm_description   = each.value.description
-  namespace           = each.value.namespace
-  metric_name         = each.value.metric
-  dimensions          = { (each.value.dimension) = each.value.watched }
-  statistic           = each.value.statistic
-  period              = 300
-  evaluation_periods  = 1
-  threshold           = each.value.threshold
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = each.value.notify_ok ? [aws_sns_topic.alarms.arn] : null
+moved {
+  from = aws_cloudwatch_event_target.upload_queue
+  to   = module.stage.aws_cloudwatch_event_target.upload_queue
 }
 
-# The alarms' addresses before they were one resource: a stage deployed earlier keeps its
-# alarms (Terraform moves them in state; nothing is replaced).
+# each function's log group, function and trigger, now terraform/modules/event-function
+
+moved {
+  from = aws_cloudwatch_log_group.schedule_function
+  to   = module.stage.module.schedule_function.aws_cloudwatch_log_group.this
+}
+
+moved {
+  from = aws_lambda_function.schedule
+  to   = module.stage.module.schedule_function.aws_lambda_function.this
+}
+
+moved {
+  from = aws_lambda_permission.schedule
+  to   = module.stage.module.schedule_function.aws_lambda_permission.this[0]
+}
+
+moved {
+  from = aws_cloudwatch_event_target.schedule
+  to   = module.stage.module.schedule_function.aws_cloudwatch_event_target.this[0]
+}
+
+moved {
+  from = aws_cloudwatch_log_group.outcome_function
+  to   = module.stage.module.outcome_function.aws_cloudwatch_log_group.this
+}
+
+moved {
+  from = aws_lambda_function.outcome
+  to   = module.stage.module.outcome_function.aws_lambda_function.this
+}
+
+moved {
+  from = aws_lambda_permission.outcome
+  to   = module.stage.module.outcome_function.aws_lambda_permission.this[0]
+}
+
+moved {
+  from = aws_cloudwatch_event_target.outcome
+  to   = module.stage.module.outcome_function.aws_cloudwatch_event_target.this[0]
+}
+
+moved {
+  from = aws_cloudwatch_log_group.upload_function[0]
+  to   = module.stage.module.upload_function[0].aws_cloudwatch_log_group.this
+}
+
+moved {
+  from = aws_lambda_function.upload[0]
+  to   = module.stage.module.upload_function[0].aws_lambda_function.this
+}
+
+moved {
+  from = aws_lambda_event_source_mapping.uploads[0]
+  to   = module.stage.module.upload_function[0].aws_lambda_event_source_mapping.this[0]
+}
+
+# The alarms' addresses before they were one resource (an earlier release): Terraform chains
+# these with the move of aws_cloudwatch_metric_alarm.stage above.
 moved {
   from = aws_cloudwatch_metric_alarm.failed_executions
   to   = aws_cloudwatch_metric_alarm.stage["failed"]
@@ -1171,471 +753,4 @@ moved {
 moved {
   from = aws_cloudwatch_metric_alarm.uploads_waiting[0]
   to   = aws_cloudwatch_metric_alarm.stage["uploads_waiting"]
-}
-
-resource "aws_cloudwatch_dashboard" "batch" {
-  dashboard_name = "${local.name}-batch-inference"
-  dashboard_body = jsonencode({
-    widgets = concat([
-      {
-        type = "metric", x = 0, y = 0, width = 12, height = 6
-        properties = {
-          title   = "Pipeline executions"
-          region  = var.region
-          stat    = "Sum"
-          period  = 3600
-          metrics = [for m in ["ExecutionStarted", "ExecutionSucceeded", "ExecutionFailed", "ExecutionStopped"] : ["AWS/Sagemaker/ModelBuildingPipeline", m, "PipelineName", var.pipeline_name]]
-        }
-      },
-      {
-        type = "metric", x = 12, y = 0, width = 12, height = 6
-        properties = {
-          title  = "Execution duration and step failures"
-          region = var.region
-          period = 3600
-          # step metrics are published per PipelineName and StepName: one series per step
-          metrics = concat(
-            [["AWS/Sagemaker/ModelBuildingPipeline", "ExecutionDuration", "PipelineName", var.pipeline_name, { stat = "Maximum" }]],
-            [for step in sort(keys(var.job_steps)) : ["AWS/Sagemaker/ModelBuildingPipeline", "StepFailed", "PipelineName", var.pipeline_name, "StepName", step, { stat = "Sum", label = "${step} failed" }]],
-          )
-        }
-      },
-      {
-        type = "metric", x = 0, y = 6, width = 12, height = 6
-        properties = {
-          title  = "Jobs: CPU, memory, disk (per instance)"
-          region = var.region
-          stat   = "Maximum"
-          period = 300
-          # the phrase in quotes matches this stage's job names, whatever SageMaker appends
-          metrics = [for i, s in local.job_series : [{ id = "j${i}", label = "${s.step} ${s.metric}", expression = "SEARCH('{${s.namespace},Host} MetricName=\"${s.metric}\" \"${s.prefix}\"', 'Maximum', 300)" }]]
-        }
-      },
-      {
-        type = "metric", x = 12, y = 6, width = 12, height = 6
-        properties = {
-          title  = "Schedule: invocations, failed invocations, days without data"
-          region = var.region
-          stat   = "Sum"
-          period = 3600
-          metrics = concat(
-            [for m in ["Invocations", "FailedInvocations"] : ["AWS/Events", m, "RuleName", aws_cloudwatch_event_rule.schedule.name]],
-            [[local.quality_namespace, aws_cloudwatch_log_metric_filter.quality["EmptyDays"].metric_transformation[0].name, "PipelineName", var.pipeline_name]],
-          )
-        }
-      },
-      {
-        type = "metric", x = 0, y = 12, width = 12, height = 6
-        properties = {
-          title  = "Batch quality: rows read, rejected, scored"
-          region = var.region
-          stat   = "Sum"
-          period = 3600
-          metrics = [for m in ["RowsRead", "RowsRejected", "RowsScored"] :
-          [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality[m].metric_transformation[0].name, "PipelineName", var.pipeline_name]]
-        }
-      },
-      {
-        type = "metric", x = 12, y = 12, width = 12, height = 6
-        properties = {
-          title  = "Batch quality: rejected fraction and drift (largest PSI) against the gate (${var.quality_gate_mode})"
-          region = var.region
-          stat   = "Maximum"
-          period = 3600
-          metrics = [for m in ["RejectedFraction", "DriftScore"] :
-          [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality[m].metric_transformation[0].name, "PipelineName", var.pipeline_name]]
-          annotations = { horizontal = [
-            { label = "MaxRejectedFraction", value = var.max_rejected_fraction },
-            { label = "MaxDriftScore", value = var.max_drift_score },
-          ] }
-        }
-      },
-      {
-        type = "metric", x = 0, y = 18, width = 24, height = 6
-        properties = {
-          title  = "Predictions: how many, and their mean (from the model's handlers' metric lines)"
-          region = var.region
-          period = 3600
-          metrics = [
-            [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality["PredictionCount"].metric_transformation[0].name, "PipelineName", var.pipeline_name, { id = "count", stat = "Sum", label = "predictions" }],
-            [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality["PredictionSum"].metric_transformation[0].name, "PipelineName", var.pipeline_name, { id = "total", stat = "Sum", visible = false }],
-            [{ id = "mean", expression = "total / count", label = "prediction mean", yAxis = "right" }],
-          ]
-        }
-      },
-      {
-        type = "log", x = 0, y = 24, width = 24, height = 6
-        properties = {
-          title  = "Errors in the jobs' logs"
-          region = var.region
-          query  = "SOURCE '/aws/sagemaker/ProcessingJobs' | SOURCE '/aws/sagemaker/TransformJobs' | fields @timestamp, @logStream, @message | filter @message like /(?i)(error|exception|traceback)/ | sort @timestamp desc | limit 100"
-        }
-      },
-      ], var.run_on_upload ? [
-      {
-        type = "metric", x = 0, y = 30, width = 24, height = 6
-        properties = {
-          title  = "Run on upload: waiting, refused, oldest wait (s)"
-          region = var.region
-          period = 300
-          metrics = [
-            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.uploads[0].name, { stat = "Maximum", label = "waiting" }],
-            ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", aws_sqs_queue.refused_uploads[0].name, { stat = "Maximum", label = "refused" }],
-            ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", aws_sqs_queue.uploads[0].name, { stat = "Maximum", label = "oldest wait", yAxis = "right" }],
-          ]
-        }
-      },
-    ] : [], local.endpoint_widgets)
-  })
-}
-
-# ------------------------------------------------------------ real-time endpoint (optional)
-
-# The promoted model online too: the same SageMaker Model the pipeline's Transform uses, so
-# batch and real time always serve the same version. Off unless the stage file's endpoint
-# block says otherwise (null or enabled = false: nothing below is created).
-locals {
-  endpoint            = try(var.endpoint.enabled, false) ? var.endpoint : null
-  endpoint_serverless = try(local.endpoint.serverless, null) != null
-  # what the endpoint serves: the batch model, or its serverless twin (below)
-  endpoint_name       = "${local.name}-realtime"
-  endpoint_variant    = "AllTraffic"
-  endpoint_dimensions = { EndpointName = local.endpoint_name, VariantName = local.endpoint_variant }
-  data_capture        = try(local.endpoint.data_capture.enabled, false) ? local.endpoint.data_capture : null
-  endpoint_canary = (local.endpoint_serverless ? { type = "CAPACITY_PERCENT", value = 10 }
-  : try(local.endpoint.min_instance_count, 1) >= 2 ? { type = "INSTANCE_COUNT", value = 1 } : null)
-  # Rollback during a deployment: SageMaker watches these and, in alarm, shifts traffic back
-  # to the old fleet. Missing data is not breaching (no traffic is not a failure here).
-  endpoint_alarms = local.endpoint == null ? {} : merge(
-    {
-      errors = {
-        description = "The ${local.endpoint_name} endpoint answered with 5XX errors (its model failed requests)."
-        metric      = "Invocation5XXErrors"
-        statistic   = "Sum"
-        extended    = null
-        threshold   = 0
-        comparison  = "GreaterThanThreshold"
-        period      = 60
-        periods     = 2
-        missing     = "notBreaching"
-      }
-      latency = {
-        description = "The ${local.endpoint_name} endpoint's model latency p99 is over ${local.endpoint.latency_p99_threshold_ms} ms."
-        metric      = "ModelLatency" # microseconds
-        statistic   = null
-        extended    = "p99"
-        threshold   = local.endpoint.latency_p99_threshold_ms * 1000
-        comparison  = "GreaterThanThreshold"
-        period      = 300
-        periods     = 1
-        missing     = "notBreaching"
-      }
-    },
-    local.endpoint.alarm_on_no_invocations ? {
-      no_invocations = {
-        description = "The ${local.endpoint_name} endpoint had no invocation for an hour."
-        metric      = "Invocations"
-        statistic   = "Sum"
-        extended    = null
-        threshold   = 1
-        comparison  = "LessThanThreshold"
-        period      = 3600
-        periods     = 1
-        missing     = "breaching" # no traffic publishes no datapoint at all
-      }
-    } : {},
-  )
-}
-
-# Configurations cannot change: each version or setting is a new one, named by version and
-# a digest of what it holds, created before the endpoint moves to it. Terraform deletes an
-# instance it no longer has before it updates what used it, so the configuration the
-# endpoint serves now (the deployment record's, which build.py passes on) stays in the map
-# until the endpoint serves the new one: a rolled-back update (the endpoint's postcondition
-# fails the apply) keeps it, and the next deployment deletes it. Keyed by name, not
-# create_before_destroy, which Terraform would extend to the models it depends on: a model
-# replaced under the same name would then be created twice and deleted once.
-locals {
-  # everything a configuration holds: the deployment record keeps it, so the next apply can
-  # keep the configuration exactly as it is
-  endpoint_config_spec = local.endpoint == null ? null : {
-    model_name             = local.endpoint_serverless ? local.serverless_model_name : var.model_name
-    model_package_arn      = var.model_package_arn
-    model_version          = var.model_version
-    kms_key_arn            = local.endpoint_serverless ? null : var.kms_key_arn
-    instance_type          = local.endpoint_serverless ? null : local.endpoint.instance_type
-    initial_instance_count = local.endpoint_serverless ? null : local.endpoint.min_instance_count
-    serverless             = local.endpoint_serverless ? { memory_size_in_mb = local.endpoint.serverless.memory_size_in_mb, max_concurrency = local.endpoint.serverless.max_concurrency } : null
-    capture_percentage     = try(local.data_capture.sampling_percentage, null)
-    capture_destination    = "s3://${var.artifacts_bucket}/${var.project_name}/data-capture/${var.environment}"
-    capture_kms_key_arn    = var.kms_key_arn # null: the bucket's default encryption
-  }
-  # only what the configuration holds: an alarm or scaling setting changes no fleet
-  endpoint_config_name = local.endpoint == null ? null : "${local.name}-v${var.model_version}-${substr(sha256(jsonencode([
-    var.model_name, var.kms_key_arn, var.artifacts_bucket, local.endpoint_serverless ? null : local.endpoint.instance_type,
-    local.endpoint_serverless ? null : local.endpoint.min_instance_count, local.endpoint.serverless, local.data_capture,
-  ])), 0, 8)}"
-  endpoint_configs = local.endpoint == null ? {} : merge(
-    var.endpoint_config_in_service == null ? {} : { (var.endpoint_config_in_service.name) = var.endpoint_config_in_service.spec },
-    { (local.endpoint_config_name) = local.endpoint_config_spec },
-  )
-}
-
-resource "aws_sagemaker_endpoint_configuration" "realtime" {
-  for_each = local.endpoint_configs
-  name     = each.key
-  # the instances' storage volume, with the stage's key when it has one (as the jobs'
-  # volumes); serverless endpoints take no key (AWS manages their storage)
-  kms_key_arn = each.value.kms_key_arn
-
-  production_variants {
-    variant_name           = local.endpoint_variant
-    model_name             = each.value.model_name
-    instance_type          = each.value.instance_type
-    initial_instance_count = each.value.initial_instance_count
-    dynamic "serverless_config" {
-      for_each = each.value.serverless == null ? [] : [each.value.serverless]
-      content {
-        memory_size_in_mb = serverless_config.value.memory_size_in_mb
-        max_concurrency   = serverless_config.value.max_concurrency
-      }
-    }
-  }
-
-  dynamic "data_capture_config" {
-    for_each = each.value.capture_percentage == null ? [] : [each.value]
-    content {
-      enable_capture              = true
-      initial_sampling_percentage = data_capture_config.value.capture_percentage
-      destination_s3_uri          = data_capture_config.value.capture_destination
-      kms_key_id                  = data_capture_config.value.capture_kms_key_arn
-      capture_options {
-        capture_mode = "Input"
-      }
-      capture_options {
-        capture_mode = "Output"
-      }
-      capture_content_type_header {
-        csv_content_types = ["text/csv"]
-      }
-    }
-  }
-
-  # CreateEndpointConfig checks that the model exists
-  depends_on = [aws_sagemaker_model.batch, aws_sagemaker_model.serverless]
-}
-
-# AWS's Serverless Inference runs neither network-isolated nor in a VPC (its feature
-# exclusions), so the batch model, which is both, cannot serve it: a serverless endpoint gets
-# a model of the same package without them, <group>-<env>-s<version> (inside the deploy
-# role's model/<group>-<env>-* scope, as long as the batch model's name). Keyed by name like
-# the batch models, so a new version's model exists before the endpoint moves off the old.
-locals {
-  serverless_model_name = "${trimsuffix(var.model_name, "-v${var.model_version}")}-s${var.model_version}"
-}
-
-resource "aws_sagemaker_model" "serverless" {
-  #checkov:skip=CKV_AWS_370:Serverless Inference runs no network-isolated model (AWS's feature exclusions); only created when the stage file sets endpoint.serverless.without_network_isolation = true
-  # the promoted version's, and the one the configuration in service runs, if serverless
-  for_each                 = { for spec in values(local.endpoint_configs) : spec.model_name => spec if spec.serverless != null }
-  name                     = each.key
-  execution_role_arn       = var.sagemaker_role_arn
-  enable_network_isolation = false
-
-  primary_container {
-    model_package_name = each.value.model_package_arn
-    environment        = local.stage_model_environment
-  }
-  depends_on = [aws_iam_role_policy.pull_images]
-
-  tags = {
-    "model-version"     = tostring(each.value.model_version)
-    "network-isolation" = "off: serverless endpoint"
-  }
-}
-
-# An instance-based endpoint cannot become serverless (nor back) by UpdateEndpoint: AWS
-# refuses the conversion. Switching replaces the endpoint (deleted, then created: it does
-# not serve in between).
-resource "terraform_data" "endpoint_kind" {
-  count = local.endpoint == null ? 0 : 1
-  input = local.endpoint_serverless ? "serverless" : "instances"
-}
-
-resource "aws_cloudwatch_metric_alarm" "endpoint" {
-  for_each            = local.endpoint_alarms
-  alarm_name          = "${local.name}-endpoint-${replace(each.key, "_", "-")}"
-  alarm_description   = each.value.description
-  namespace           = "AWS/SageMaker"
-  metric_name         = each.value.metric
-  dimensions          = local.endpoint_dimensions
-  statistic           = each.value.statistic
-  extended_statistic  = each.value.extended
-  period              = each.value.period
-  evaluation_periods  = each.value.periods
-  threshold           = each.value.threshold
-  comparison_operator = each.value.comparison
-  treat_missing_data  = each.value.missing
-  alarm_actions       = [aws_sns_topic.alarms.arn]
-  ok_actions          = [aws_sns_topic.alarms.arn]
-}
-
-resource "aws_sagemaker_endpoint" "realtime" {
-  count                = local.endpoint == null ? 0 : 1
-  name                 = local.endpoint_name
-  endpoint_config_name = aws_sagemaker_endpoint_configuration.realtime[local.endpoint_config_name].name
-
-  lifecycle {
-    replace_triggered_by = [terraform_data.endpoint_kind]
-    # A blue/green update SageMaker rolled back (alarm, failed canary) leaves the endpoint
-    # InService on its old configuration: the provider's waiter succeeds and reads the old
-    # name back. Failing here stops the apply before the old configuration (and model) it
-    # still serves are deleted, and before the deployment record claims the new version.
-    postcondition {
-      condition     = self.endpoint_config_name == aws_sagemaker_endpoint_configuration.realtime[local.endpoint_config_name].name
-      error_message = "The endpoint ${local.endpoint_name} still serves ${self.endpoint_config_name}, not the new ${aws_sagemaker_endpoint_configuration.realtime[local.endpoint_config_name].name}: SageMaker rolled the update back (its alarms or canary). Nothing older was deleted; read the reason with: aws sagemaker describe-endpoint --endpoint-name ${local.endpoint_name} --query FailureReason"
-    }
-  }
-
-  # A new version reaches the endpoint blue/green: SageMaker starts the new fleet, gives a
-  # canary (one instance, or 10 % of a serverless endpoint's capacity) the traffic for 5
-  # minutes, then all of it, and keeps the old fleet 5 more minutes; if the errors or latency
-  # alarm fires meanwhile, all traffic goes back to the old fleet and the update fails (so
-  # does the apply). A canary may be at most half the new fleet: a one-instance endpoint
-  # shifts all at once and is watched for the same 5 minutes.
-  deployment_config {
-    blue_green_update_policy {
-      traffic_routing_configuration {
-        type                     = local.endpoint_canary == null ? "ALL_AT_ONCE" : "CANARY"
-        wait_interval_in_seconds = 300
-        dynamic "canary_size" {
-          for_each = local.endpoint_canary == null ? [] : [local.endpoint_canary]
-          content {
-            type  = canary_size.value.type
-            value = canary_size.value.value
-          }
-        }
-      }
-      termination_wait_in_seconds          = 300
-      maximum_execution_timeout_in_seconds = 3600
-    }
-    auto_rollback_configuration {
-      alarms {
-        alarm_name = aws_cloudwatch_metric_alarm.endpoint["errors"].alarm_name
-      }
-      alarms {
-        alarm_name = aws_cloudwatch_metric_alarm.endpoint["latency"].alarm_name
-      }
-    }
-  }
-}
-
-# Instance-based endpoints scale on invocations per instance (SageMaker's predefined metric,
-# a minute's invocations divided by the instances); serverless ones scale by themselves, and
-# a fleet whose min and max counts are equal does not scale.
-resource "aws_appautoscaling_target" "endpoint" {
-  count              = local.endpoint == null || local.endpoint_serverless ? 0 : (local.endpoint.max_instance_count > local.endpoint.min_instance_count ? 1 : 0)
-  service_namespace  = "sagemaker"
-  resource_id        = "endpoint/${aws_sagemaker_endpoint.realtime[0].name}/variant/${local.endpoint_variant}"
-  scalable_dimension = "sagemaker:variant:DesiredInstanceCount"
-  min_capacity       = local.endpoint.min_instance_count
-  max_capacity       = local.endpoint.max_instance_count
-}
-
-resource "aws_appautoscaling_policy" "endpoint" {
-  count              = length(aws_appautoscaling_target.endpoint)
-  name               = "${local.name}-endpoint-invocations-per-instance"
-  policy_type        = "TargetTrackingScaling"
-  service_namespace  = aws_appautoscaling_target.endpoint[0].service_namespace
-  resource_id        = aws_appautoscaling_target.endpoint[0].resource_id
-  scalable_dimension = aws_appautoscaling_target.endpoint[0].scalable_dimension
-
-  target_tracking_scaling_policy_configuration {
-    target_value       = local.endpoint.target_invocations_per_instance
-    scale_in_cooldown  = local.endpoint.scale_in_cooldown_seconds
-    scale_out_cooldown = 60
-    predefined_metric_specification {
-      predefined_metric_type = "SageMakerVariantInvocationsPerInstance"
-    }
-  }
-}
-
-locals {
-  endpoint_widgets = [for widget in [
-    {
-      type = "metric", x = 0, y = 36, width = 12, height = 6
-      properties = {
-        title   = "Endpoint ${local.endpoint_name}: invocations and errors"
-        region  = var.region
-        stat    = "Sum"
-        period  = 60
-        metrics = [for m in ["Invocations", "Invocation4XXErrors", "Invocation5XXErrors"] : ["AWS/SageMaker", m, "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant]]
-      }
-    },
-    {
-      type = "metric", x = 12, y = 36, width = 12, height = 6
-      properties = {
-        title  = "Endpoint ${local.endpoint_name}: model latency (ms)"
-        region = var.region
-        period = 60
-        metrics = [
-          ["AWS/SageMaker", "ModelLatency", "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant, { id = "p50", stat = "p50", visible = false }],
-          ["AWS/SageMaker", "ModelLatency", "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant, { id = "p99", stat = "p99", visible = false }],
-          [{ id = "p50ms", expression = "p50 / 1000", label = "p50" }],
-          [{ id = "p99ms", expression = "p99 / 1000", label = "p99" }],
-        ]
-        annotations = { horizontal = [{ label = "alarm", value = try(local.endpoint.latency_p99_threshold_ms, 0) }] }
-      }
-    },
-    {
-      type = "metric", x = 0, y = 42, width = 24, height = 6
-      properties = {
-        # no metric counts a variant's instances; each instance publishes CPUUtilization once a
-        # minute, so its sample count per minute is the number of instances in service
-        title  = local.endpoint_serverless ? "Endpoint ${local.endpoint_name}: serverless concurrency in use" : "Endpoint ${local.endpoint_name}: instances in service (CPUUtilization samples a minute)"
-        region = var.region
-        period = 60
-        metrics = local.endpoint_serverless ? [
-          ["AWS/SageMaker", "ServerlessConcurrentExecutionsUtilization", "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant, { stat = "Maximum", label = "concurrency used" }],
-          ] : [
-          ["/aws/sagemaker/Endpoints", "CPUUtilization", "EndpointName", local.endpoint_name, "VariantName", local.endpoint_variant, { stat = "SampleCount", label = "instances" }],
-        ]
-      }
-    },
-  ] : widget if local.endpoint != null]
-}
-
-# ----------------------------------------------------------------------------- outputs
-
-output "model_name" {
-  value = aws_sagemaker_model.batch[var.model_name].name
-}
-
-output "pipeline_arn" {
-  value = aws_sagemaker_pipeline.batch.arn
-}
-
-output "schedule_rule_arn" {
-  value = aws_cloudwatch_event_rule.schedule.arn
-}
-
-output "alarm_topic_arn" {
-  value = aws_sns_topic.alarms.arn
-}
-
-output "upload_function_arn" {
-  value = one(aws_lambda_function.upload[*].arn)
-}
-
-output "dashboard_name" {
-  value = aws_cloudwatch_dashboard.batch.dashboard_name
-}
-
-output "endpoint_name" {
-  value = one(aws_sagemaker_endpoint.realtime[*].name)
-}
-
-output "endpoint_config_name" {
-  description = "The configuration this deployment puts the endpoint on (null without an endpoint)."
-  value       = local.endpoint_config_name
 }

@@ -39,7 +39,9 @@ class Root:
 
     @classmethod
     def copy(cls, source: Path, directory: Path, environment: dict[str, str]) -> Root:
-        """``source`` (one .tf file) copied into ``directory`` with a local backend."""
+        """``source`` (the template, the root module's one .tf file) copied into ``directory``
+        with a local backend, and the module tree it calls (``terraform/`` beside it) with
+        it, so its relative module sources resolve."""
         binary = shutil.which("terraform")
         if binary is None:
             raise TerraformFailed(
@@ -48,6 +50,10 @@ class Root:
             )
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, directory / "main.tf")
+        modules = source.parent / "terraform"
+        shutil.copytree(
+            modules, directory / modules.name, ignore=shutil.ignore_patterns(".terraform*")
+        )
         (directory / "backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
         return cls(directory, binary, environment)
 

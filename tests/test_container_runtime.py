@@ -56,8 +56,10 @@ def test_the_installed_twin_is_the_lock_on_the_images_python() -> None:
 
 
 def test_the_stage_template_gives_its_models_the_stage_model_environment() -> None:
-    with (REPO / "batch-config-template.tf").open() as handle:
-        template = hcl2.load(handle)
+    template: dict[str, list] = {}  # the template's resources: its module, terraform/stage
+    for path in sorted((REPO / "terraform" / "stage").glob("*.tf")):
+        for kind, entries in hcl2.loads(path.read_text()).items():
+            template.setdefault(kind, []).extend(entries)
     models = {
         name.strip('"'): spec
         for block in template["resource"]

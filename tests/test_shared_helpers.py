@@ -79,6 +79,7 @@ def test_execution_statuses_are_exactly_botocores() -> None:
     statuses = set(shape.enum)
     assert statuses == executions.ENDED | executions.RUNNING
     assert not executions.ENDED & executions.RUNNING
-    template = (Path(__file__).resolve().parents[1] / "batch-config-template.tf").read_text()
+    stage = Path(__file__).resolve().parents[1] / "terraform" / "stage"  # the template's module
+    template = "".join(path.read_text() for path in sorted(stage.glob("*.tf")))
     (pattern,) = re.findall(r"currentPipelineExecutionStatus = (\[[^\]]*\])", template)
     assert set(json.loads(pattern)) == executions.ENDED

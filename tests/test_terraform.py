@@ -187,7 +187,7 @@ def test_terraform_test_with_a_mock_provider(
 # queue's RedrivePolicy, which it re-serialises with spaces (AWS returns the compact JSON it
 # was given). Nothing of the pipeline may drift: AWS would refuse that update (#38259).
 EMULATOR_DRIFT = {
-    "aws_sagemaker_model.batch[*]": {
+    "module.stage.aws_sagemaker_model.batch[*]": {
         "enable_network_isolation",
         "vpc_config",
         "arn",
@@ -197,37 +197,49 @@ EMULATOR_DRIFT = {
         "tags_all",
         "primary_container",
     },
-    "aws_sqs_queue.uploads[0]": {"redrive_policy"},
+    "module.stage.aws_sqs_queue.uploads[0]": {"redrive_policy"},
     # moto keeps no DeadLetterConfig (the request that sets it is checked instead)
-    "aws_lambda_function.schedule": {"dead_letter_config"},
-    "aws_lambda_function.outcome": {"dead_letter_config"},
+    "module.stage.module.schedule_function.aws_lambda_function.this": {"dead_letter_config"},
+    "module.stage.module.outcome_function.aws_lambda_function.this": {"dead_letter_config"},
 }
 # ...and when an apply then sets that RedrivePolicy again, moto's SetQueueAttributes drops the
 # queue's Policy (sqs/models.py `_set_attributes`: `self.policy = attributes.get("Policy")`),
 # while AWS changes only the attributes a request names (SetQueueAttributes API reference).
 AFTER_REAPPLY_DRIFT = {
     **EMULATOR_DRIFT,
-    "aws_sqs_queue_policy.uploads[0]": {"policy", "queue_url"},
+    "module.stage.aws_sqs_queue_policy.uploads[0]": {"policy", "queue_url"},
 }
 
 
-# The alarms' addresses before they became one for_each resource (batch-config-template.tf).
-ALARMS_BEFORE_THE_FOLD = {
-    "aws_cloudwatch_metric_alarm.failed_executions": 'aws_cloudwatch_metric_alarm.stage["failed"]',
-    "aws_cloudwatch_metric_alarm.failed_invocations": (
-        'aws_cloudwatch_metric_alarm.stage["not_started"]'
-    ),
-    "aws_cloudwatch_metric_alarm.dead_letters": 'aws_cloudwatch_metric_alarm.stage["dead_letters"]',
-    "aws_cloudwatch_metric_alarm.upload_failed_invocations[0]": (
-        'aws_cloudwatch_metric_alarm.stage["upload_not_queued"]'
-    ),
-    "aws_cloudwatch_metric_alarm.refused_uploads[0]": (
-        'aws_cloudwatch_metric_alarm.stage["refused_uploads"]'
-    ),
-    "aws_cloudwatch_metric_alarm.uploads_waiting[0]": (
-        'aws_cloudwatch_metric_alarm.stage["uploads_waiting"]'
-    ),
-}
+def moved_blocks() -> dict[str, str]:
+    """The template's moved blocks: the address each moves to -> the one it moves from."""
+    document = hcl2.loads(TEMPLATE.read_text())
+    # python-hcl2 wraps each address in "${...}"
+    return {block["to"][2:-1]: block["from"][2:-1] for block in document["moved"]}
+
+
+def address_before(address: str, moves: dict[str, str]) -> str:
+    """The address a resource instance had before every move of ``moves``: a move of a
+    resource carries its instances (``to[key]``), and moves chain (the template moves
+    aws_cloudwatch_metric_alarm.stage into the module, and its instances from their names
+    before the alarms were one resource)."""
+    while True:
+        for to in sorted(moves, key=len, reverse=True):
+            if address == to or address.startswith(f"{to}["):
+                address = moves[to] + address[len(to) :]
+                break
+        else:
+            return address
+
+
+def managed_resources(state: dict) -> list[dict]:
+    """Every managed resource of ``terraform show -json``'s state, the modules' included."""
+    found, modules = [], [state["values"]["root_module"]]
+    while modules:
+        module = modules.pop(0)
+        found += [r for r in module.get("resources", []) if r["mode"] == "managed"]
+        modules += module.get("child_modules", [])
+    return found
 
 
 def planned_changes(tf: Callable[..., subprocess.CompletedProcess]) -> dict:
@@ -513,26 +525,32 @@ def test_apply_plan_destroy_against_the_emulator(
     assert_quality_metrics_read_the_printed_line(aws, stage, values, tmp_path)
     # deploying writes one IAM policy, the execution role's image pulls (the roles are the
     # base infrastructure's): every pull its jobs and model make, nothing else
-    state = json.loads(tf("show", "-json").stdout)["values"]["root_module"]["resources"]
+    state = managed_resources(json.loads(tf("show", "-json").stdout))
     assert [r["address"] for r in state if r["type"].startswith("aws_iam_")] == [
-        "aws_iam_role_policy.pull_images"
+        "module.stage.aws_iam_role_policy.pull_images"
     ]
     assert_the_stage_may_pull_what_it_runs(aws, stage, values)
-    assert unexpected_drift(planned_changes(tf), EMULATOR_DRIFT) == {}
+    after_apply = planned_changes(tf)
+    assert unexpected_drift(after_apply, EMULATOR_DRIFT) == {}
 
-    # A stage deployed before the alarms became one resource holds them at their old
-    # addresses: the template's moved blocks carry each over, and none is replaced.
-    deployed = {r["address"] for r in state}
-    earlier = {new: old for old, new in ALARMS_BEFORE_THE_FOLD.items() if new in deployed}
-    assert len(earlier) == (6 if values["run_on_upload"] else 3)
+    # A stage deployed before terraform/stage existed (or before its alarms were one
+    # resource) holds every resource at its old address: each moved back there, by the
+    # template's own moved blocks read backwards, the plan only moves them back, and wants
+    # of each exactly what it wanted before (the emulator's known drift; nothing replaced
+    # or destroyed that was not before).
+    earlier = {r["address"]: address_before(r["address"], moved_blocks()) for r in state}
+    assert all(old != new and not old.startswith("module.") for new, old in earlier.items())
     for new, old in earlier.items():
         tf("state", "mv", new, old)
     plan = planned_changes(tf)
-    moves = [c for c in plan["resource_changes"] if c.get("previous_address")]
-    assert {c["previous_address"]: c["address"] for c in moves} == {
+    moves = {c["address"]: c for c in plan["resource_changes"] if c.get("previous_address")}
+    assert {c["previous_address"]: address for address, c in moves.items()} == {
         old: new for new, old in earlier.items()
     }
-    assert all(c["change"]["actions"] == ["no-op"] for c in moves)
+    wanted = {c["address"]: c["change"]["actions"] for c in after_apply["resource_changes"]}
+    assert {address: c["change"]["actions"] for address, c in moves.items()} == {
+        address: wanted[address] for address in moves
+    }
     assert unexpected_drift(plan, EMULATOR_DRIFT) == {}
 
     # A run starts with version 1 (the schedule's parameters) and is still in Preprocess...

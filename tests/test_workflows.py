@@ -14,12 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import hcl2
 import pytest
 import yaml
 
 from lambdas.dispatch_deploy import handler as dispatch
-from tests.terraform_cli import blocks, root_files
+from tests.terraform_cli import MODULES, blocks, root_files
 from tests.workflow_steps import assert_project_toolchain, runs, step, uses
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +48,7 @@ DEPLOY_PATHS = {
     "lambdas/record_run_outcome/**",
     "examples/breast_cancer/smoke-input.csv",
     "batch-config-template.tf",
+    "terraform/**",  # the stage's module and the modules it calls
     "pre-prod-config.tfvars.json",
     "prod-config.tfvars.json",
     "requirements.lock",
@@ -398,7 +398,7 @@ def test_terraform_gets_a_fresh_session_as_long_as_its_longest_step(
     (fresh,) = between
     assert fresh["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
     asked = int(fresh["with"]["role-duration-seconds"])
-    template = hcl2.loads((REPO / "batch-config-template.tf").read_text())
+    template = blocks(sorted((MODULES / "stage").glob("*.tf")))  # the template's module
     endpoint = next(
         spec
         for block in template["resource"]

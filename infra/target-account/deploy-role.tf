@@ -59,7 +59,7 @@ data "aws_iam_policy_document" "deploy" {
   statement {
     sid       = "RemoveTheDeploymentRecordOnDestroy" # the stage template's aws_s3_object
     actions   = ["s3:DeleteObject"]
-    resources = ["${local.bucket_arn}/${var.project_name}/deployments/${var.environment}/*"]
+    resources = ["${local.bucket_arn}/${module.naming.deployments_prefix}*"]
   }
   statement {
     sid       = "UseTheStageKey"
@@ -135,7 +135,7 @@ data "aws_iam_policy_document" "deploy" {
     # target tracking's own alarms, which Application Auto Scaling names after the variant
     sid       = "TheScalingPolicysAlarms"
     actions   = ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"]
-    resources = [for n in distinct([local.name, lower(local.name)]) : "${format(local.arn_prefix, "cloudwatch")}:alarm:TargetTracking-endpoint/${n}-realtime/*"]
+    resources = [for n in distinct([module.naming.endpoint, lower(module.naming.endpoint)]) : "${format(local.arn_prefix, "cloudwatch")}:alarm:TargetTracking-endpoint/${n}/*"]
   }
   statement {
     # build.py checks that the account's endpoint scaling role exists before an apply needs it

@@ -71,7 +71,7 @@ data "aws_iam_policy_document" "execution" {
     # the optional endpoint's container logs: SageMaker creates its group with this role
     sid       = "WriteEndpointLogs"
     actions   = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/Endpoints/${local.name}-realtime", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/Endpoints/${local.name}-realtime:*"]
+    resources = ["arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/Endpoints/${module.naming.endpoint}", "arn:${local.partition}:logs:${var.region}:${local.account}:log-group:/aws/sagemaker/Endpoints/${module.naming.endpoint}:*"]
   }
   statement {
     sid       = "WriteJobLogs"
@@ -130,7 +130,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "UseTheStagesModels"
     actions   = ["sagemaker:DescribeModel"]
-    resources = [for g in distinct([var.model_package_group_name, lower(var.model_package_group_name)]) : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model/${g}-${var.environment}-*"]
+    resources = [for prefix in module.naming.model_prefixes : "arn:${local.partition}:sagemaker:${var.region}:${local.account}:model/${prefix}*"]
   }
   statement {
     sid       = "PassItselfToTheJobs"

@@ -51,7 +51,7 @@ locals {
     # SageMaker may lower-case names in ARNs and IAM compares ARNs case-sensitively: both forms
     group     = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model-package-group/${g}"])
     packages  = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model-package/${g}/*"])
-    models    = distinct([for g in [var.model_package_group_name, lower(var.model_package_group_name)] : "${format(local.arn_prefix, "sagemaker")}:model/${g}-${var.environment}-*"])
+    models    = [for prefix in module.naming.model_prefixes : "${format(local.arn_prefix, "sagemaker")}:model/${prefix}*"]
     pipelines = local.stage_pipelines
     rules     = "${format(local.arn_prefix, "events")}:rule/${local.name}-*"
     queues    = "${format(local.arn_prefix, "sqs")}:${local.name}-*"
@@ -64,7 +64,7 @@ locals {
     dashboard   = "arn:${local.partition}:cloudwatch::${local.account}:dashboard/${local.name}-*"
     # the optional real-time endpoint (batch-config-template.tf): <project>-<env>-realtime and
     # its configurations <project>-<env>-v<version>-<suffix>
-    endpoints        = distinct([for n in [local.name, lower(local.name)] : "${format(local.arn_prefix, "sagemaker")}:endpoint/${n}-realtime"])
-    endpoint_configs = distinct([for n in [local.name, lower(local.name)] : "${format(local.arn_prefix, "sagemaker")}:endpoint-config/${n}-v*"])
+    endpoints        = distinct([for n in [module.naming.endpoint, lower(module.naming.endpoint)] : "${format(local.arn_prefix, "sagemaker")}:endpoint/${n}"])
+    endpoint_configs = distinct([for n in [module.naming.endpoint_config_prefix, lower(module.naming.endpoint_config_prefix)] : "${format(local.arn_prefix, "sagemaker")}:endpoint-config/${n}*"])
   }
 }

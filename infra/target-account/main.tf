@@ -34,6 +34,15 @@ provider "aws" {
   }
 }
 
+# the stage's names, which the stage module (terraform/stage) creates its resources with: the
+# deploy role's and the service roles' resource scopes below are built from them
+module "naming" {
+  source                   = "../../terraform/modules/naming"
+  project_name             = var.project_name
+  environment              = var.environment
+  model_package_group_name = var.model_package_group_name
+}
+
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
@@ -41,18 +50,18 @@ locals {
   plan_role = coalesce(var.plan_role, var.environment == "prod")
   account   = data.aws_caller_identity.current.account_id
   partition = data.aws_partition.current.partition
-  name      = "${var.project_name}-${var.environment}"
+  name      = module.naming.name
   root      = "arn:${local.partition}:iam::${local.account}:root"
   # bucket layout (utils.py): <project>/model-artifacts, <project>/code, <project>/pipelines,
   # <project>/batch-inference/{input,output}
   bucket_arn          = "arn:${local.partition}:s3:::${local.name}-artifacts-${local.account}"
   project_objects     = "${local.bucket_arn}/${var.project_name}/*"
   output_prefix       = "${var.project_name}/batch-inference/output/"
-  ssm_prefix          = "/${var.project_name}/${var.environment}"
+  ssm_prefix          = module.naming.ssm_prefix
   job_log_groups      = ["/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/TransformJobs"]
   state_bucket_arn    = "arn:${local.partition}:s3:::${local.name}-tfstate-${local.account}"
   github_sub          = "repo:${var.github_repository}:environment:${var.environment}"
-  execution_role_name = "${local.name}-sagemaker-execution"
+  execution_role_name = module.naming.execution_role
   execution_role_arn  = "arn:${local.partition}:iam::${local.account}:role/${local.execution_role_name}"
   # the stage's copies of the dev images (replication keeps their repository names)
   image_repositories = [for p in coalesce(var.image_repository_prefixes, [var.project_name]) : "arn:${local.partition}:ecr:${var.region}:${local.account}:repository/${p}*"]

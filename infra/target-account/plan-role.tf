@@ -22,7 +22,7 @@ data "aws_iam_policy_document" "plan" {
     # without reviewers, so it reads no model artifact and no batch data
     sid       = "ReadTheDeploymentRecordAndState"
     actions   = ["s3:GetObject", "s3:GetObjectTagging"]
-    resources = ["${local.bucket_arn}/${var.project_name}/deployments/${var.environment}/*", "${local.state_bucket_arn}/${var.project_name}/${var.environment}/*"]
+    resources = ["${local.bucket_arn}/${module.naming.deployments_prefix}*", "${local.state_bucket_arn}/${var.project_name}/${var.environment}/*"]
   }
   statement {
     sid       = "ListTheBuckets"

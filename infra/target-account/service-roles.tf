@@ -9,16 +9,13 @@ locals {
   scalable_targets = "${format(local.arn_prefix, "application-autoscaling")}:scalable-target/*"
   # the account's service-linked role endpoint auto scaling acts as (promotion/stage.py)
   endpoint_scaling_role = "arn:${local.partition}:iam::${local.account}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
-  # what batch-config-template.tf creates for run on upload
-  upload_queue          = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-uploads.fifo"
-  refused_uploads_queue = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-refused-uploads.fifo"
-  upload_function       = "${local.name}-start-upload-run"
-  upload_log_group      = "/aws/lambda/${local.upload_function}"
-  schedule_function     = "${local.name}-start-scheduled-run"
-  schedule_log_group    = "/aws/lambda/${local.schedule_function}"
-  schedule_dlq          = "${format(local.arn_prefix, "sqs")}:${local.name}-batch-inference-dlq"
-  outcome_function      = "${local.name}-record-run-outcome"
-  outcome_log_group     = "/aws/lambda/${local.outcome_function}"
+  # what the stage module creates for run on upload, its functions' log groups and dead letters
+  upload_queue          = "${format(local.arn_prefix, "sqs")}:${module.naming.queues.uploads}"
+  refused_uploads_queue = "${format(local.arn_prefix, "sqs")}:${module.naming.queues.refused_uploads}"
+  upload_log_group      = module.naming.function_log_groups.upload
+  schedule_log_group    = module.naming.function_log_groups.schedule
+  schedule_dlq          = "${format(local.arn_prefix, "sqs")}:${module.naming.queues.dead_letters}"
+  outcome_log_group     = module.naming.function_log_groups.outcome
   # the stage's functions' log groups: run on upload, schedule, run outcome
   function_log_groups = [local.upload_log_group, local.schedule_log_group, local.outcome_log_group]
   # the stage's pipelines' executions (DescribePipelineExecution's resource)

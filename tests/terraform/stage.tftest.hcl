@@ -1,5 +1,7 @@
 # Plan/apply the stage template against a mock AWS provider with a stage's real inputs
-# (tests/test_terraform.py passes build.py's tfvars with -var-file).
+# (tests/test_terraform.py passes build.py's tfvars with -var-file). The runs that assert on
+# resources apply the stage module (terraform/stage) itself, whose resources a test can name;
+# the runs that expect a variable's validation to fail plan the root, which validates.
 
 mock_provider "aws" {
   mock_data "aws_caller_identity" {
@@ -33,6 +35,9 @@ mock_provider "aws" {
 
 run "schedule_starts_the_pipeline_with_the_promoted_model" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
 
   assert {
     condition     = aws_cloudwatch_event_rule.schedule.schedule_expression == var.schedule_expression
@@ -51,11 +56,11 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "network isolation must be on"
   }
   assert {
-    condition     = aws_cloudwatch_event_target.schedule.arn == aws_lambda_function.schedule.arn && aws_lambda_permission.schedule.source_arn == aws_cloudwatch_event_rule.schedule.arn && aws_lambda_permission.schedule.principal == "events.amazonaws.com"
+    condition     = module.schedule_function.target.arn == module.schedule_function.function.arn && module.schedule_function.permission.source_arn == aws_cloudwatch_event_rule.schedule.arn && module.schedule_function.permission.principal == "events.amazonaws.com"
     error_message = "the schedule must invoke the schedule's function, and only this rule may"
   }
   assert {
-    condition = jsondecode(aws_lambda_function.schedule.environment[0].variables.PIPELINE_PARAMETERS) == {
+    condition = jsondecode(module.schedule_function.function.environment[0].variables.PIPELINE_PARAMETERS) == {
       ModelName               = var.model_name
       FeatureSchemaUrl        = var.feature_schema_url
       ProcessingInstanceType  = var.processing_instance_type
@@ -69,15 +74,15 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the schedule's pipeline parameters are not the stage's (ModelName must be the promoted model; the day's partitions are set per run)"
   }
   assert {
-    condition     = aws_lambda_function.schedule.environment[0].variables.INPUT_DATA_URL == var.input_data_url && aws_lambda_function.schedule.environment[0].variables.OUTPUT_DATA_URL == var.output_data_url && aws_lambda_function.schedule.environment[0].variables.PARTITION_FORMAT == var.partition_format && aws_lambda_function.schedule.environment[0].variables.PIPELINE_NAME == var.pipeline_name
+    condition     = module.schedule_function.function.environment[0].variables.INPUT_DATA_URL == var.input_data_url && module.schedule_function.function.environment[0].variables.OUTPUT_DATA_URL == var.output_data_url && module.schedule_function.function.environment[0].variables.PARTITION_FORMAT == var.partition_format && module.schedule_function.function.environment[0].variables.PIPELINE_NAME == var.pipeline_name
     error_message = "the schedule's function must read and write the stage's partitions"
   }
   assert {
-    condition     = aws_lambda_function.schedule.role == var.upload_starter_role_arn && aws_lambda_function.schedule.source_code_hash == filebase64sha256(var.schedule_starter_zip) && aws_lambda_function.schedule.dead_letter_config[0].target_arn == aws_sqs_queue.schedule_dlq.arn
+    condition     = module.schedule_function.function.role == var.upload_starter_role_arn && module.schedule_function.function.source_code_hash == filebase64sha256(var.schedule_starter_zip) && module.schedule_function.function.dead_letter_config[0].target_arn == aws_sqs_queue.schedule_dlq.arn
     error_message = "the schedule's function must run build.py's zip as the stage's run-starter role, failures to the schedule's dead-letter queue"
   }
   assert {
-    condition     = aws_cloudwatch_event_target.outcome.arn == aws_lambda_function.outcome.arn && aws_lambda_permission.outcome.source_arn == aws_cloudwatch_event_rule.run_ended.arn && aws_lambda_permission.outcome.principal == "events.amazonaws.com"
+    condition     = module.outcome_function.target.arn == module.outcome_function.function.arn && module.outcome_function.permission.source_arn == aws_cloudwatch_event_rule.run_ended.arn && module.outcome_function.permission.principal == "events.amazonaws.com"
     error_message = "the run-ended rule must invoke the run-outcome function, and only it may"
   }
   assert {
@@ -89,11 +94,11 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the run-ended rule must match this stage's pipeline's executions that ended, and only those"
   }
   assert {
-    condition     = aws_lambda_function.outcome.handler == "record_run_outcome.handler" && aws_lambda_function.outcome.source_code_hash == filebase64sha256(var.schedule_starter_zip) && aws_lambda_function.outcome.role == var.upload_starter_role_arn && aws_lambda_function.outcome.dead_letter_config[0].target_arn == aws_sqs_queue.schedule_dlq.arn
+    condition     = module.outcome_function.function.handler == "record_run_outcome.handler" && module.outcome_function.function.source_code_hash == filebase64sha256(var.schedule_starter_zip) && module.outcome_function.function.role == var.upload_starter_role_arn && module.outcome_function.function.dead_letter_config[0].target_arn == aws_sqs_queue.schedule_dlq.arn
     error_message = "the run-outcome function must run from the schedule's zip as the run-starter role, failures to the dead-letter queue"
   }
   assert {
-    condition     = aws_lambda_function.outcome.environment[0].variables.INPUT_DATA_URL == var.input_data_url && aws_lambda_function.outcome.environment[0].variables.OUTPUT_DATA_URL == var.output_data_url && aws_lambda_function.outcome.environment[0].variables.PARTITION_FORMAT == var.partition_format
+    condition     = module.outcome_function.function.environment[0].variables.INPUT_DATA_URL == var.input_data_url && module.outcome_function.function.environment[0].variables.OUTPUT_DATA_URL == var.output_data_url && module.outcome_function.function.environment[0].variables.PARTITION_FORMAT == var.partition_format
     error_message = "the run-outcome function must find the markers where the starters write them"
   }
   assert {
@@ -129,7 +134,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the dashboard lost a widget"
   }
   assert {
-    condition     = alltrue([for k, f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == (startswith(k, "Prediction") ? "/aws/sagemaker/TransformJobs" : k == "EmptyDays" ? aws_cloudwatch_log_group.schedule_function.name : "/aws/sagemaker/ProcessingJobs") && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "&& ${f.metric_transformation[0].value} ")])
+    condition     = alltrue([for k, f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == (startswith(k, "Prediction") ? "/aws/sagemaker/TransformJobs" : k == "EmptyDays" ? module.schedule_function.log_group.name : "/aws/sagemaker/ProcessingJobs") && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "&& ${f.metric_transformation[0].value} ")])
     error_message = "the metric filters must read this pipeline's lines on the jobs' log groups (predictions: Transform), each matching its value field"
   }
   assert {
@@ -140,12 +145,15 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
 
 run "the_fallback_key_admits_every_log_group_it_encrypts" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     kms_key_arn = null
   }
   assert {
     condition = alltrue([
-      for g in concat([aws_cloudwatch_log_group.schedule_function, aws_cloudwatch_log_group.outcome_function], aws_cloudwatch_log_group.upload_function[*]) :
+      for g in concat([module.schedule_function.log_group, module.outcome_function.log_group], module.upload_function[*].log_group) :
       g.kms_key_id == aws_kms_key.fallback[0].arn && contains(flatten([for st in jsondecode(aws_kms_key.fallback[0].policy).Statement : st.Condition.ArnLike["kms:EncryptionContext:aws:logs:arn"] if try(st.Principal.Service, "") == "logs.${var.region}.amazonaws.com"]), "arn:aws:logs:${var.region}:222222222222:log-group:${g.name}")
     ])
     error_message = "CloudWatch Logs must be able to use the fallback key for every function log group encrypted with it (AWS refuses to associate the key otherwise)"
@@ -154,6 +162,9 @@ run "the_fallback_key_admits_every_log_group_it_encrypts" {
 
 run "the_execution_role_pulls_exactly_the_stages_images" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
 
   assert {
     condition     = aws_iam_role_policy.pull_images.role == regex("[^/]+$", var.sagemaker_role_arn)
@@ -204,12 +215,15 @@ run "rejects_a_rejected_fraction_over_one" {
 
 run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     run_on_upload      = true
     upload_max_running = 3
   }
   assert {
-    condition = jsondecode(aws_lambda_function.upload[0].environment[0].variables.PIPELINE_PARAMETERS) == {
+    condition = jsondecode(module.upload_function[0].function.environment[0].variables.PIPELINE_PARAMETERS) == {
       ModelName               = var.model_name
       OutputDataUrl           = var.output_data_url
       FeatureSchemaUrl        = var.feature_schema_url
@@ -224,11 +238,11 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
     error_message = "the function must start runs with the schedule's parameters (the promoted model), InputDataUrl being the object"
   }
   assert {
-    condition     = aws_lambda_function.upload[0].environment[0].variables.MAX_RUNNING == "3" && aws_lambda_function.upload[0].environment[0].variables.INPUT_PREFIX == "${trimsuffix(regex("^s3://[^/]+/?(.*)$", var.input_data_url)[0], "/")}/"
+    condition     = module.upload_function[0].function.environment[0].variables.MAX_RUNNING == "3" && module.upload_function[0].function.environment[0].variables.INPUT_PREFIX == "${trimsuffix(regex("^s3://[^/]+/?(.*)$", var.input_data_url)[0], "/")}/"
     error_message = "the function must get the run cap and the input folder"
   }
   assert {
-    condition     = aws_lambda_function.upload[0].role == var.upload_starter_role_arn && aws_lambda_function.upload[0].source_code_hash == filebase64sha256(var.upload_starter_zip)
+    condition     = module.upload_function[0].function.role == var.upload_starter_role_arn && module.upload_function[0].function.source_code_hash == filebase64sha256(var.upload_starter_zip)
     error_message = "the function must run build.py's zip with infra's role"
   }
   assert {
@@ -244,11 +258,11 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
     error_message = "the queue must get the event unchanged (no transformer), all in one message group"
   }
   assert {
-    condition     = aws_sqs_queue.uploads[0].fifo_queue && aws_sqs_queue.uploads[0].content_based_deduplication && aws_lambda_event_source_mapping.uploads[0].batch_size == 1 && aws_lambda_event_source_mapping.uploads[0].event_source_arn == aws_sqs_queue.uploads[0].arn
+    condition     = aws_sqs_queue.uploads[0].fifo_queue && aws_sqs_queue.uploads[0].content_based_deduplication && module.upload_function[0].source_mapping.batch_size == 1 && module.upload_function[0].source_mapping.event_source_arn == aws_sqs_queue.uploads[0].arn
     error_message = "one upload at a time: a FIFO queue, one group, batches of one"
   }
   assert {
-    condition     = jsondecode(aws_sqs_queue.uploads[0].redrive_policy).maxReceiveCount == var.upload_max_wait_hours * 3600 / aws_sqs_queue.uploads[0].visibility_timeout_seconds && aws_sqs_queue.uploads[0].visibility_timeout_seconds >= 6 * aws_lambda_function.upload[0].timeout
+    condition     = jsondecode(aws_sqs_queue.uploads[0].redrive_policy).maxReceiveCount == var.upload_max_wait_hours * 3600 / aws_sqs_queue.uploads[0].visibility_timeout_seconds && aws_sqs_queue.uploads[0].visibility_timeout_seconds >= 6 * module.upload_function[0].function.timeout
     error_message = "a held upload must wait upload_max_wait_hours before it is dead-lettered, and visibility must be 6x the function's timeout"
   }
   assert {
@@ -284,6 +298,9 @@ run "upload_waiting_is_bounded_by_sqs_limits" {
 
 run "the_previous_model_is_kept_for_runs_in_flight" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     previous_model = {
       model_name               = "churn-models-preprod-v1"
@@ -301,7 +318,7 @@ run "the_previous_model_is_kept_for_runs_in_flight" {
     error_message = "the kept model must still be built from its own package"
   }
   assert {
-    condition     = jsondecode(aws_lambda_function.schedule.environment[0].variables.PIPELINE_PARAMETERS)["ModelName"] == var.model_name
+    condition     = jsondecode(module.schedule_function.function.environment[0].variables.PIPELINE_PARAMETERS)["ModelName"] == var.model_name
     error_message = "the schedule must start runs with the promoted model, not the kept one"
   }
   assert {
@@ -342,6 +359,9 @@ run "refuses_outputs_under_an_input_prefix_without_slash" {
 
 run "upload_trigger_refuses_the_bucket_root" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     run_on_upload   = true
     input_data_url  = "s3://landing-bucket"
@@ -352,6 +372,9 @@ run "upload_trigger_refuses_the_bucket_root" {
 
 run "upload_trigger_watches_the_input_folder_not_its_namesakes" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     run_on_upload   = true
     input_data_url  = "s3://stage-bucket/churn/data"
@@ -365,17 +388,23 @@ run "upload_trigger_watches_the_input_folder_not_its_namesakes" {
 
 run "no_upload_trigger_unless_asked" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     run_on_upload = false
   }
   assert {
-    condition     = length(aws_lambda_function.upload) == 0 && length(aws_cloudwatch_event_rule.upload) == 0 && length(aws_sqs_queue.uploads) == 0
+    condition     = length(module.upload_function) == 0 && length(aws_cloudwatch_event_rule.upload) == 0 && length(aws_sqs_queue.uploads) == 0
     error_message = "the upload trigger must be opt-in"
   }
 }
 
 run "vpc_config_follows_the_subnets" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     subnet_ids         = ["subnet-0a", "subnet-0b"]
     security_group_ids = ["sg-01"]
@@ -428,6 +457,9 @@ run "rejects_a_cron_without_a_question_mark" {
 
 run "accepts_eventbridges_schedules" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     schedule_expression = "cron(0 18 ? * MON-FRI *)"
   }
@@ -447,12 +479,15 @@ run "rejects_an_unknown_environment" {
 
 run "every_name_fits_for_the_longest_project_name" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     project_name  = "abcdefghij-abcdefghij-abcdefghij"
     run_on_upload = true
   }
   assert {
-    condition     = alltrue([for n in [aws_cloudwatch_event_rule.schedule.name, aws_cloudwatch_event_rule.upload[0].name, aws_lambda_function.upload[0].function_name] : length(n) <= 64])
+    condition     = alltrue([for n in [aws_cloudwatch_event_rule.schedule.name, aws_cloudwatch_event_rule.upload[0].name, module.upload_function[0].function.function_name] : length(n) <= 64])
     error_message = "EventBridge rule and Lambda function names are 64 characters at most"
   }
   assert {
@@ -467,6 +502,9 @@ run "every_name_fits_for_the_longest_project_name" {
 
 run "endpoint_names_fit_for_the_longest_project_name" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     project_name  = "abcdefghij-abcdefghij-abcdefghij"
     model_version = 99999
@@ -490,6 +528,9 @@ run "rejects_a_project_name_whose_names_would_not_fit" {
 
 run "no_endpoint_unless_asked" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     endpoint = { enabled = false }
   }
@@ -505,6 +546,9 @@ run "no_endpoint_unless_asked" {
 
 run "instance_endpoint_serves_the_promoted_model_and_scales" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
     endpoint = {
@@ -586,6 +630,9 @@ run "instance_endpoint_serves_the_promoted_model_and_scales" {
 
 run "the_configuration_in_service_is_kept_until_the_endpoint_serves_the_new_one" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
     endpoint    = { instance_type = "ml.c5.xlarge", min_instance_count = 2, max_instance_count = 4, target_invocations_per_instance = 50, data_capture = { sampling_percentage = 20 }, latency_p99_threshold_ms = 250 }
@@ -620,6 +667,9 @@ run "the_configuration_in_service_is_kept_until_the_endpoint_serves_the_new_one"
 
 run "a_new_setting_is_a_new_configuration" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
     endpoint    = { instance_type = "ml.c5.xlarge", min_instance_count = 2, max_instance_count = 4, target_invocations_per_instance = 50, data_capture = { sampling_percentage = 20 }, latency_p99_threshold_ms = 250 }
@@ -632,6 +682,9 @@ run "a_new_setting_is_a_new_configuration" {
 
 run "an_alarm_or_scaling_setting_keeps_the_configuration" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
     endpoint = {
@@ -652,6 +705,9 @@ run "an_alarm_or_scaling_setting_keeps_the_configuration" {
 
 run "serverless_endpoint_has_no_scaling_key_nor_capture" {
   command = apply
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/11111111-1111-1111-1111-111111111111"
     endpoint = {
@@ -699,6 +755,9 @@ run "serverless_endpoint_has_no_scaling_key_nor_capture" {
 
 run "one_instance_endpoint_shifts_all_at_once" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     endpoint = { min_instance_count = 1 }
   }
@@ -714,6 +773,9 @@ run "one_instance_endpoint_shifts_all_at_once" {
 
 run "a_fixed_fleet_does_not_scale" {
   command = plan
+  module {
+    source = "./terraform/stage"
+  }
   variables {
     endpoint = { min_instance_count = 2, max_instance_count = 2 }
   }

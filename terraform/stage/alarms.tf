@@ -1,0 +1,191 @@
+locals {
+  # Preprocess prints one JSON line per run and instance ("event": "batch-quality"), the
+  # sample model's handlers one per Transform request ("batch-predictions"); these filters
+  # on the jobs' log groups make them metrics per pipeline (jobs run network-isolated, so
+  # they cannot call CloudWatch themselves). DriftScore only when a baseline was measured.
+  quality_namespace = "BatchInference/Quality"
+  # A metric's value field must be matched by its filter's pattern (AWS: "If you are using a
+  # field value, the field value must have been matched using the pattern"), hence ">= 0"
+  # (or "= *" for a sum that may be negative): a run without a baseline has no drift_score
+  # and publishes no DriftScore.
+  quality_metrics = {
+    RowsRead         = { value = "$.rows_read", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    RowsRejected     = { value = "$.rows_rejected", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    RowsScored       = { value = "$.rows_scored", unit = "Count", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    RejectedFraction = { value = "$.rejected_fraction", unit = "None", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    DriftScore       = { value = "$.drift_score", unit = "None", match = ">= 0", event = "batch-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    PredictionCount  = { value = "$.count", unit = "Count", match = ">= 0", event = "batch-predictions", log_group = "/aws/sagemaker/TransformJobs" }
+    PredictionSum    = { value = "$.sum", unit = "None", match = "= *", event = "batch-predictions", log_group = "/aws/sagemaker/TransformJobs" }
+    # the schedule's function: 1 per day it found without data (0 for the others)
+    EmptyDays = { value = "$.empty", unit = "Count", match = ">= 0", event = "partition-run", log_group = module.schedule_function.log_group_name }
+  }
+}
+
+resource "aws_sns_topic" "alarms" {
+  name              = "${local.name}-batch-inference-alarms"
+  kms_master_key_id = local.kms_key_arn
+}
+
+resource "aws_sns_topic_subscription" "email" {
+  count     = var.alarm_email == null ? 0 : 1
+  topic_arn = aws_sns_topic.alarms.arn
+  protocol  = "email"
+  endpoint  = var.alarm_email
+}
+
+# The stage's alarms share one shape (a metric over 5 minutes above a threshold, missing data
+# not breaching, notifying the topic), so one resource makes them all; each key names its
+# alarm: <name>-batch-inference-<key, with dashes>.
+locals {
+  alarms = merge(
+    {
+      failed = {
+        description = "A run of ${var.pipeline_name} failed."
+        namespace   = "AWS/Sagemaker/ModelBuildingPipeline"
+        metric      = "ExecutionFailed"
+        dimension   = "PipelineName"
+        watched     = aws_sagemaker_pipeline.batch.pipeline_name
+        statistic   = "Sum"
+        threshold   = 0
+        notify_ok   = true
+      }
+      not_started = {
+        description = "The schedule could not start ${var.pipeline_name}."
+        namespace   = "AWS/Events"
+        metric      = "FailedInvocations"
+        dimension   = "RuleName"
+        watched     = aws_cloudwatch_event_rule.schedule.name
+        statistic   = "Sum"
+        threshold   = 0
+        notify_ok   = false
+      }
+      dead_letters = {
+        description = "Runs of ${var.pipeline_name} that could not be started or recorded are waiting in ${aws_sqs_queue.schedule_dlq.name}."
+        namespace   = "AWS/SQS"
+        metric      = "ApproximateNumberOfMessagesVisible"
+        dimension   = "QueueName"
+        watched     = aws_sqs_queue.schedule_dlq.name
+        statistic   = "Maximum"
+        threshold   = 0
+        notify_ok   = false
+      }
+    },
+    {
+      rejected_rows = {
+        description = "A run of ${var.pipeline_name} rejected more than ${var.max_rejected_fraction * 100} % of its rows (gate mode ${var.quality_gate_mode}): see the run's rejected/ output."
+        namespace   = local.quality_namespace
+        metric      = aws_cloudwatch_log_metric_filter.quality["RejectedFraction"].metric_transformation[0].name
+        dimension   = "PipelineName"
+        watched     = aws_sagemaker_pipeline.batch.pipeline_name
+        statistic   = "Maximum"
+        threshold   = var.max_rejected_fraction
+        notify_ok   = false
+      }
+      drift = {
+        description = "A run of ${var.pipeline_name} drifted from the model's baseline: a feature's PSI over ${var.max_drift_score} (gate mode ${var.quality_gate_mode}); the run's summary names the features (baseline: ${coalesce(var.baseline_url, "none")})."
+        namespace   = local.quality_namespace
+        metric      = aws_cloudwatch_log_metric_filter.quality["DriftScore"].metric_transformation[0].name
+        dimension   = "PipelineName"
+        watched     = aws_sagemaker_pipeline.batch.pipeline_name
+        statistic   = "Maximum"
+        threshold   = var.max_drift_score
+        notify_ok   = false
+      }
+    },
+    var.run_on_upload ? {
+      upload_not_queued = {
+        description = "An upload under ${var.input_data_url} could not be queued for a run."
+        namespace   = "AWS/Events"
+        metric      = "FailedInvocations"
+        dimension   = "RuleName"
+        watched     = one(aws_cloudwatch_event_rule.upload[*].name)
+        statistic   = "Sum"
+        threshold   = 0
+        notify_ok   = false
+      }
+      refused_uploads = {
+        description = "Uploads under ${var.input_data_url} that did not start a run (refused, or waited over ${var.upload_max_wait_hours} h) are in ${one(aws_sqs_queue.refused_uploads[*].name)}; each has a reason attribute."
+        namespace   = "AWS/SQS"
+        metric      = "ApproximateNumberOfMessagesVisible"
+        dimension   = "QueueName"
+        watched     = one(aws_sqs_queue.refused_uploads[*].name)
+        statistic   = "Maximum"
+        threshold   = 0
+        notify_ok   = false
+      }
+      uploads_waiting = {
+        description = "The oldest upload under ${var.input_data_url} has waited over an hour for a run: runs are slow, failing to start, or upload_max_running is too low."
+        namespace   = "AWS/SQS"
+        metric      = "ApproximateAgeOfOldestMessage"
+        dimension   = "QueueName"
+        watched     = one(aws_sqs_queue.uploads[*].name)
+        statistic   = "Maximum"
+        threshold   = 3600
+        notify_ok   = false
+      }
+    } : {}
+  )
+}
+
+resource "aws_cloudwatch_log_metric_filter" "quality" {
+  for_each       = local.quality_metrics
+  name           = "${local.name}-batch-inference-${each.key}"
+  log_group_name = each.value.log_group
+  pattern        = "{ $.event = \"${each.value.event}\" && $.pipeline = \"${aws_sagemaker_pipeline.batch.pipeline_name}\" && ${each.value.value} ${each.value.match} }"
+  metric_transformation {
+    namespace  = local.quality_namespace
+    name       = each.key
+    value      = each.value.value
+    unit       = each.value.unit
+    dimensions = { PipelineName = "$.pipeline" }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "stage" {
+  for_each            = local.alarms
+  alarm_name          = "${local.name}-batch-inference-${replace(each.key, "_", "-")}"
+  alarm_description   = each.value.description
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = { (each.value.dimension) = each.value.watched }
+  statistic           = each.value.statistic
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = each.value.threshold
+  comparison_operator = "GreaterThanThreshold"
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = each.value.notify_ok ? [aws_sns_topic.alarms.arn] : null
+}
+
+# The alarms' addresses before they were one resource: a stage deployed earlier keeps its
+# alarms (Terraform moves them in state; nothing is replaced).
+moved {
+  from = aws_cloudwatch_metric_alarm.failed_executions
+  to   = aws_cloudwatch_metric_alarm.stage["failed"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.failed_invocations
+  to   = aws_cloudwatch_metric_alarm.stage["not_started"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.dead_letters
+  to   = aws_cloudwatch_metric_alarm.stage["dead_letters"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.upload_failed_invocations[0]
+  to   = aws_cloudwatch_metric_alarm.stage["upload_not_queued"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.refused_uploads[0]
+  to   = aws_cloudwatch_metric_alarm.stage["refused_uploads"]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.uploads_waiting[0]
+  to   = aws_cloudwatch_metric_alarm.stage["uploads_waiting"]
+}
