@@ -157,35 +157,3 @@ resource "aws_cloudwatch_metric_alarm" "stage" {
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = each.value.notify_ok ? [aws_sns_topic.alarms.arn] : null
 }
-
-# The alarms' addresses before they were one resource: a stage deployed earlier keeps its
-# alarms (Terraform moves them in state; nothing is replaced).
-moved {
-  from = aws_cloudwatch_metric_alarm.failed_executions
-  to   = aws_cloudwatch_metric_alarm.stage["failed"]
-}
-
-moved {
-  from = aws_cloudwatch_metric_alarm.failed_invocations
-  to   = aws_cloudwatch_metric_alarm.stage["not_started"]
-}
-
-moved {
-  from = aws_cloudwatch_metric_alarm.dead_letters
-  to   = aws_cloudwatch_metric_alarm.stage["dead_letters"]
-}
-
-moved {
-  from = aws_cloudwatch_metric_alarm.upload_failed_invocations[0]
-  to   = aws_cloudwatch_metric_alarm.stage["upload_not_queued"]
-}
-
-moved {
-  from = aws_cloudwatch_metric_alarm.refused_uploads[0]
-  to   = aws_cloudwatch_metric_alarm.stage["refused_uploads"]
-}
-
-moved {
-  from = aws_cloudwatch_metric_alarm.uploads_waiting[0]
-  to   = aws_cloudwatch_metric_alarm.stage["uploads_waiting"]
-}
