@@ -39,9 +39,10 @@ class Root:
 
     @classmethod
     def copy(cls, source: Path, directory: Path, environment: dict[str, str]) -> Root:
-        """``source`` (the template, the root module's one .tf file) copied into ``directory``
-        with a local backend, and the module tree it calls (``terraform/`` beside it) with
-        it, so its relative module sources resolve."""
+        """The root module whose template is ``source`` (with the other .tf files of its
+        folder: the moved blocks) copied into ``directory`` with a local backend, and the
+        module tree it calls (``terraform/`` beside it) with it, so its relative module
+        sources resolve."""
         binary = shutil.which("terraform")
         if binary is None:
             raise TerraformFailed(
@@ -50,6 +51,9 @@ class Root:
             )
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, directory / "main.tf")
+        for other in sorted(source.parent.glob("*.tf")):
+            if other != source:
+                shutil.copy(other, directory / other.name)
         modules = source.parent / "terraform"
         shutil.copytree(
             modules, directory / modules.name, ignore=shutil.ignore_patterns(".terraform*")
