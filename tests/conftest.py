@@ -18,15 +18,17 @@ if TYPE_CHECKING:  # the registry helpers load build.py: only where a test asks 
 __all__ = ["terraform"]  # the fixture lives with the code that runs terraform
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that runs Terraform is in the ``infra`` lane (``make test-infra``), the
     others in the fast one (``make test-fast``): marked from the fixture it asks for, so a
     new Terraform test cannot land in the wrong lane.
 
-    The ``infra`` tests also go first, those that apply against the emulator first of all:
-    they are the longest, and mostly wait on the provider, so under pytest-xdist (``make
-    test`` runs the suite on several workers) the other tests fill the cores around them
-    instead of one of them starting last and running alone."""
+    Under pytest-xdist (``make test`` runs the suite on several workers) the order is also a
+    schedule: ``worksteal`` hands each worker one contiguous block of the list, and idle
+    workers take tests from the end of busy ones' blocks. So the tests that apply against the
+    emulator (the longest, mostly waiting on the provider) are dealt out one by one to the
+    start of each block, then the rest the same way: each worker starts on a long test, and
+    the short ones fill the cores around them instead of one long test starting last."""
     for item in items:
         if "terraform" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.infra)
@@ -37,6 +39,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 0 if "aws" in getattr(item, "fixturenames", ()) else 1
 
     items.sort(key=start)
+    workers = getattr(config.option, "numprocesses", None)
+    if isinstance(workers, int) and workers > 1:
+        blocks: list[list[pytest.Item]] = [[] for _ in range(workers)]
+        for index, item in enumerate(items):
+            blocks[index % workers].append(item)
+        items[:] = [item for block in blocks for item in block]
 
 
 @pytest.fixture(scope="session")
