@@ -39,8 +39,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return 0 if "aws" in getattr(item, "fixturenames", ()) else 1
 
     items.sort(key=start)
-    workers = getattr(config.option, "numprocesses", None)
-    if isinstance(workers, int) and workers > 1:
+    # on an xdist worker (each collects the whole suite, in the same order), the worker count
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    if workers > 1:
         blocks: list[list[pytest.Item]] = [[] for _ in range(workers)]
         for index, item in enumerate(items):
             blocks[index % workers].append(item)
