@@ -27,7 +27,7 @@ import pytest
 import utils
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from local_mode import executor, sandbox
-from local_mode.emulator import Emulator, role_arn
+from local_mode.emulator import REGION, Emulator, role_arn
 from pipelines.batch_inference import preprocess
 from promotion import stage_config
 from promotion.errors import UsageError
@@ -152,30 +152,38 @@ CONFIG_CASES_2 = [
 @pytest.mark.parametrize("mode", ["", "--dry-run", "--plan-only"])
 @pytest.mark.parametrize(("change", "message"), CONFIG_CASES)
 def test_a_bad_stage_config_is_refused_before_any_aws_call(
-    aws: Emulator,
-    stage_ready: list[str],
+    no_network: list,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     capsys,
     mode: str,
     change: dict,
     message: str,
 ) -> None:
+    """Refused with the network cut: not one connection is tried (so nothing can have been
+    made in any account), and nothing is written here."""
+    monkeypatch.setenv("AWS_REGION", REGION)  # what the deploy workflow sets, and nothing else
     config = tmp_path / "config.json"
     config.write_text(json.dumps({**BASE_CONFIG, **change}))
     assert run_build(tmp_path, "--config", str(config), *filter(None, [mode])) == 2
     error = one_line_error(capsys)
     assert error.startswith(f"build.py: stage config {config}: "), error
     assert message in error
-    assert not (tmp_path / "preprod.tfvars.json").exists()
-    assert_nothing_made(aws, stage_ready, tmp_path)
+    assert no_network == []
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["config.json"]
 
 
 @pytest.mark.parametrize(("change", "message"), CONFIG_CASES_2)
 def test_what_aws_or_the_smoke_run_would_refuse_is_refused_offline(
-    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys, change: dict, message: str
+    no_network: list,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys,
+    change: dict,
+    message: str,
 ) -> None:
     test_a_bad_stage_config_is_refused_before_any_aws_call(
-        aws, stage_ready, tmp_path, capsys, "", change, message
+        no_network, monkeypatch, tmp_path, capsys, "", change, message
     )
 
 
