@@ -26,26 +26,34 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS = {"test-fast": 6.0, "test": 14.0, "test-infra": 14.0}
 
 
+LOGS = REPO / "build" / "benchmarks"
+
+
 def run_lane(lane: str, workers: int) -> tuple[float, int]:
-    """``make <lane>`` in the repository: (minutes, exit code)."""
+    """``make <lane>`` in the repository, its output in build/benchmarks/<lane>.log:
+    (minutes, exit code)."""
     # a make above this one (make benchmark) must not leak its flags into the lane's make
     env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MAKELEVEL", "MFLAGS"}}
     make = shutil.which("make")
     if make is None:
         raise SystemExit("make is not on PATH: the lanes are make targets")
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{lane}.log"
     started = time.monotonic()
-    done = subprocess.run(
-        [make, "--no-print-directory", lane, f"TEST_WORKERS={workers}"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
+    with log.open("w", encoding="utf-8") as output:
+        done = subprocess.run(
+            [make, "--no-print-directory", lane, f"TEST_WORKERS={workers}"],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    minutes = (time.monotonic() - started) / 60
     if done.returncode != 0:
-        print(done.stderr[-2000:], file=sys.stderr)
-    return (time.monotonic() - started) / 60, done.returncode
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        print(f"{tail}\n(the whole output: {log})", file=sys.stderr)
+    return minutes, done.returncode
 
 
 def main(argv: list[str] | None = None) -> int:
