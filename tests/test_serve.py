@@ -215,10 +215,12 @@ def test_slow_clients_hold_a_connection_not_the_server(port, kind) -> None:
         for client in slow:
             client.sendall(first)
         time.sleep(0.3)  # they are connected and (partly) sent: a worker would be waiting now
-        started = time.monotonic()
-        assert request(port, "GET", "/ping", timeout=5)[0] == 200
-        assert request(port, "POST", "/invocations", ROW, CSV, timeout=5)[:2] == (200, "text/csv")
-        assert time.monotonic() - started < 3
+        # answered while every slow client still holds its half request (they send the rest
+        # only below): a server held by them answers neither (it waits on requests that do
+        # not come), and one that freed itself by dropping them fails their 200s below. So
+        # no wall-clock bound: on a loaded machine it measured the scheduler, not the server
+        assert request(port, "GET", "/ping", timeout=30)[0] == 200
+        assert request(port, "POST", "/invocations", ROW, CSV, timeout=30)[:2] == (200, "text/csv")
         for client in slow:
             client.sendall(rest)
             answer = client.recv(4096)
