@@ -53,6 +53,15 @@ def blocks(files: list[Path]) -> dict[str, list]:
     return merged
 
 
+def declared_variables() -> dict[str, dict]:
+    """The stage root's variables by name (python-hcl2 keeps the quotes of block labels)."""
+    return {
+        name.strip('"'): spec
+        for block in blocks(root_files("stage"))["variable"]
+        for name, spec in block.items()
+    }
+
+
 def require(missing: list[str], remedy: str) -> None:
     """Skip (on a user's machine) or fail (in CI) when a tool the test needs is absent."""
     if missing:

@@ -8,7 +8,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import hcl2
 import pytest
 
 from common.image_uris import LOCAL_IMAGE_VERSION, local_refusal
@@ -17,6 +16,7 @@ from local_mode import twin
 from local_mode.sklearn_image.serve import loopback_popen
 from pipelines.batch_inference.pipeline import DEFAULT_SKLEARN_VERSION, sklearn_image_uri
 from promotion.runnable import framework_version_warnings
+from tests.terraform_cli import MODULES, blocks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,10 +56,8 @@ def test_the_installed_twin_is_the_lock_on_the_images_python() -> None:
 
 
 def test_the_stage_template_gives_its_models_the_stage_model_environment() -> None:
-    template: dict[str, list] = {}  # the template's resources: its module, terraform/stage
-    for path in sorted((REPO / "terraform" / "stage").glob("*.tf")):
-        for kind, entries in hcl2.loads(path.read_text()).items():
-            template.setdefault(kind, []).extend(entries)
+    # the template's resources: its module, terraform/stage
+    template = blocks(sorted((MODULES / "stage").glob("*.tf")))
     models = {
         name.strip('"'): spec
         for block in template["resource"]

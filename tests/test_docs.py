@@ -243,16 +243,10 @@ def settings_table() -> str:
     """The stage file's settings as the docs list them: every setting the offline check
     (promotion/stage_config.py) knows, with its rule, and the template variable's type,
     default and description."""
-    import hcl2
-
     from promotion.stage_config import SETTINGS
+    from tests.terraform_cli import declared_variables
 
-    with (REPO / "batch-config-template.tf").open() as handle:
-        variables = {
-            name.strip('"'): spec
-            for block in hcl2.load(handle)["variable"]
-            for name, spec in block.items()
-        }
+    variables = declared_variables()
 
     def default(name: str) -> str:
         if "default" not in variables[name]:

@@ -40,8 +40,8 @@ from tests.terraform_cli import (
     CHECKOV,
     REPO,
     ROOTS,
-    TEMPLATE,
     copy_root,
+    declared_variables,
     in_account,
     local_root,
     module_files,
@@ -101,13 +101,6 @@ def test_checkov_finds_nothing(tmp_path: Path, root: str) -> None:
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Failed checks: 0" in result.stdout
-
-
-def declared_variables() -> dict[str, dict]:
-    with TEMPLATE.open() as handle:
-        document = hcl2.load(handle)
-    # python-hcl2 keeps the quotes of block labels
-    return {name.strip('"'): spec for block in document["variable"] for name, spec in block.items()}
 
 
 def promoted_tfvars(
