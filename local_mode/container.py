@@ -279,8 +279,10 @@ class Container:
             chosen = lines[index]
             if chosen.endswith(":") and index + 1 < len(lines):
                 chosen = f"{chosen} {lines[index + 1]}"
+        elif lines:
+            chosen = lines[-1]
         else:
-            chosen = lines[-1] if lines else "it wrote nothing"
+            chosen = "its log is above" if self.log_to_terminal else "it wrote nothing"
         pip = [line for line in lines if line.startswith("ERROR: ")]
         if pip:
             chosen = f"{chosen} (pip: {pip[-1][len('ERROR: ') :]})"
@@ -328,7 +330,7 @@ class Container:
             except (http.client.HTTPException, ConnectionError):
                 self._connection.close()
                 self._connection = None
-                if attempt == 2 or (self._process is not None and self._process.poll() is not None):
+                if attempt == 2 or self._exited():
                     raise ContainerFailed(
                         f"the container stopped answering: {self.reason()}"
                     ) from None
@@ -337,6 +339,21 @@ class Container:
                 status, returned_type, body, self._raised() if status >= 500 else None
             )
         return body, returned_type
+
+    def _exited(self) -> bool:
+        """Whether the container's process is gone, asked in a way that holds in any process:
+        in a forked one (a gunicorn worker of ``make serve``'s front) ``Popen.poll`` cannot
+        wait for a child that is not its own and answers 0, which made every dropped kept-alive
+        connection there a failed container instead of a retry."""
+        if self._process is None:
+            return False
+        if os.getpid() == self._owner:
+            return self._process.poll() is not None
+        try:
+            os.kill(self._process.pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
 
     @staticmethod
     def _size(path: Path) -> int:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,6 +232,34 @@ def test_the_multi_model_server_gets_raised_refusals_and_plain_answers(
     assert answers["columns"]["status"] == 400
     assert "the model takes 30" in answers["columns"]["reason"]
     assert answers["accept"]["status"] == 406
+
+
+def test_a_dropped_connection_is_retried_in_a_forked_process_too(
+    container: Container, rows: list[bytes]
+) -> None:
+    """``make serve``'s front forks its workers after it started the container: a kept-alive
+    connection the container closed (its idle timeout) is retried there on a new one, as in
+    the process that started it, not taken for a stopped container (``Popen.poll`` answers 0
+    in a process that is not the container's parent)."""
+    expected, _ = container.respond(rows[0], "text/csv", "text/csv")  # the kept-alive connection
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the forked worker
+        try:
+            assert container._connection is not None and container._connection.sock is not None
+            container._connection.sock.shutdown(socket.SHUT_RDWR)  # as when the server drops it
+            answer = container.respond(rows[0], "text/csv", "text/csv")[0]
+        except BaseException as error:  # reported to the test
+            answer = f"{type(error).__name__}: {error}".encode()
+        os.write(write, answer)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as answered:
+        answer = answered.read()
+    os.waitpid(child, 0)
+    assert answer == expected
+    # and the process that started it goes on (its connection, dropped too, is replaced)
+    assert container.respond(rows[1], "text/csv", "text/csv")[0] != b""
 
 
 MMS_PROBE = r"""
