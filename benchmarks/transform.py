@@ -54,6 +54,7 @@ from local_mode.serving import (
     default_output_fn,
     extract_artifact,
 )
+from pipelines.batch_inference.pipeline import TRANSFORM_INPUT_FILTER, transform_output_filter
 
 PIPELINE_TRANSFORM = {
     "TransformInput": {
@@ -68,7 +69,11 @@ PIPELINE_TRANSFORM = {
     },
     "BatchStrategy": "MultiRecord",
     "MaxPayloadInMB": 6,
-    "DataProcessing": {"InputFilter": "$[1:]", "JoinSource": "Input", "OutputFilter": "$[0,-1]"},
+    "DataProcessing": {
+        "InputFilter": TRANSFORM_INPUT_FILTER,
+        "JoinSource": "Input",
+        "OutputFilter": transform_output_filter(len(model.feature_names())),
+    },
 }
 
 

@@ -81,8 +81,13 @@ class LineTable:
         return [record[:-1] for record in self._kept.slice(first, last - first).to_pylist()]
 
     def first_fields(self, first: int, last: int) -> Lines:
-        """Each record's first field (the id a ``$[0,-1]`` output filter keeps)."""
+        """Each record's first field (the id the pipeline's output filter keeps)."""
         return self._first_fields.slice(first, last - first).to_pylist()
+
+    def widths(self, first: int, last: int) -> np.ndarray:
+        """How many fields each record has (a comma each, plus one: no record is quoted)."""
+        lines = self._lines.slice(first, last - first)
+        return pc.count_substring(lines, ",").to_numpy(zero_copy_only=False) + 1
 
     def lines(self, first: int, last: int) -> Lines:
         """Records ``first`` to ``last - 1`` as they were read."""

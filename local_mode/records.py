@@ -8,7 +8,8 @@ four times faster than a vectorised numpy pass over every byte of wide CSV rows.
 with quotes take an exact path through ``csv``; JSON records go through ``json``.
 
 Supported filters: ``$`` (everything), ``$[a:b]`` (a slice, negative bounds allowed),
-``$[i]`` and ``$[i,j,...]`` (fields by position, negative allowed).
+``$[i]`` and ``$[i,j,...]`` (fields by position, negative allowed), and a mix of both such as
+``$[0,5:]`` (the API reference's example for ``OutputFilter``).
 """
 
 from __future__ import annotations
@@ -32,44 +33,91 @@ class RecordError(Exception):
         self.line = line
 
 
+Span = tuple[int | None, int | None]  # a slice's bounds: ``a:b``
+
+
 @dataclass(frozen=True)
 class Selector:
-    """A parsed JSONPath filter: ``indices`` or ``start``/``stop`` (slice); neither = ``$``."""
+    """A parsed JSONPath filter: its ``parts`` in order, each a position or a span
+    (``$[0,5:]`` is position 0, then every field from the sixth); ``None`` is ``$``."""
 
     text: str
-    start: int | None = None
-    stop: int | None = None
-    indices: tuple[int, ...] | None = None
-    is_slice: bool = False
+    parts: tuple[int | Span, ...] | None = None
 
     @property
     def selects_all(self) -> bool:
-        return not self.is_slice and self.indices is None
+        return self.parts is None
+
+    @property
+    def is_slice(self) -> bool:
+        return self.parts is not None and len(self.parts) == 1 and isinstance(self.parts[0], tuple)
+
+    @property
+    def start(self) -> int | None:
+        return self.parts[0][0] if self.is_slice else None  # type: ignore[index]
+
+    @property
+    def stop(self) -> int | None:
+        return self.parts[0][1] if self.is_slice else None  # type: ignore[index]
+
+    @property
+    def indices(self) -> tuple[int, ...] | None:
+        """The positions, when the filter is positions only."""
+        if self.parts is None or not all(isinstance(part, int) for part in self.parts):
+            return None
+        return self.parts  # type: ignore[return-value]
+
+    @property
+    def first_and_rest(self) -> int | None:
+        """``k`` for ``$[0,k:]`` (k >= 1): the id and everything from field k on, which over
+        ``input,output`` is the id and the model's whole answer when the input has k fields."""
+        if self.parts is None or len(self.parts) != 2 or self.parts[0] != 0:
+            return None
+        rest = self.parts[1]
+        if isinstance(rest, tuple) and rest[1] is None and rest[0] is not None and rest[0] > 0:
+            return rest[0]
+        return None
 
     def pick(self, values: list) -> list:
         """Apply to a list of fields (raises IndexError for a missing position)."""
-        if self.selects_all:
+        if self.parts is None:
             return values
         if self.is_slice:
             return values[self.start : self.stop]
-        return [values[i] for i in self.indices or ()]
+        picked = []
+        for part in self.parts:
+            if isinstance(part, tuple):
+                picked.extend(values[part[0] : part[1]])
+            else:
+                picked.append(values[part])
+        return picked
+
+
+_POSITION = re.compile(r"-?\d+")
+_SPAN = re.compile(r"(-?\d*):(-?\d*)")
 
 
 def parse_selector(text: str | None) -> Selector:
-    """Parse ``$``, ``$[a:b]``, ``$[i]`` or ``$[i,j,...]``; anything else is an error."""
+    """Parse ``$`` or ``$[...]`` of positions (``i``, negative allowed) and spans (``a:b``,
+    either bound optional) separated by commas; anything else is an error."""
     if text is None or text.strip() == "$":
         return Selector("$")
     compact = text.replace(" ", "")
-    match = re.fullmatch(r"\$\[(-?\d*):(-?\d*)\]", compact)
-    if match:
-        start, stop = (int(v) if v else None for v in match.groups())
-        return Selector(text, start=start, stop=stop, is_slice=True)
-    match = re.fullmatch(r"\$\[(-?\d+(?:,-?\d+)*)\]", compact)
-    if match:
-        return Selector(text, indices=tuple(int(v) for v in match.group(1).split(",")))
-    raise RecordError(
-        f"JSONPath {text!r} is not supported in local mode; use $, $[a:b] or $[i,j,...]"
-    )
+    inside = re.fullmatch(r"\$\[([^\]]+)\]", compact)
+    parts: list[int | Span] = []
+    for item in inside.group(1).split(",") if inside else [""]:
+        if _POSITION.fullmatch(item):
+            parts.append(int(item))
+            continue
+        span = _SPAN.fullmatch(item)
+        if span is None:
+            raise RecordError(
+                f"JSONPath {text!r} is not supported in local mode; use $, $[a:b], $[i,j,...] "
+                "or a mix such as $[0,5:]"
+            )
+        start, stop = (int(v) if v else None for v in span.groups())
+        parts.append((start, stop))
+    return Selector(text, tuple(parts))
 
 
 def split_lines(data: bytes) -> Lines:
@@ -202,6 +250,11 @@ def join_select_csv(
         selected = join_first_and_last(list(map(_FIRST, map(_PARTITION, inputs))), outputs)
         if selected is not None:
             return selected
+    width = selector.first_and_rest
+    if width is not None and not quoted and all(line.count(b",") == width - 1 for line in inputs):
+        selected = join_first_and_rest(list(map(_FIRST, map(_PARTITION, inputs))), outputs)
+        if selected is not None:
+            return selected
     return select_csv(join_csv(inputs, outputs), selector)
 
 
@@ -215,6 +268,16 @@ def join_first_and_last(first_fields: Lines, outputs: Lines) -> Lines | None:
         return None
     lasts = map(_THIRD, map(_RPARTITION, outputs)) if b"," in all_outputs else outputs
     return list(map(_COMMA.join, zip(first_fields, lasts, strict=True)))
+
+
+def join_first_and_rest(first_fields: Lines, outputs: Lines) -> Lines | None:
+    """``$[0,k:]`` over ``input,output`` when every input has k fields: the id and the model's
+    whole answer, without building the joined record; ``None`` when an output holds a quote
+    (the exact path then)."""
+    _check_counts(first_fields, outputs)
+    if any(b'"' in output for output in outputs):
+        return None
+    return list(map(_COMMA.join, zip(first_fields, outputs, strict=True)))
 
 
 # ----------------------------------------------------------------------- JSON

@@ -263,6 +263,10 @@ class Batch(Protocol):
 
     def first_fields(self, first: int, last: int) -> records.Lines | None: ...
 
+    def widths(self, first: int, last: int) -> np.ndarray:
+        """How many fields each record has (unquoted CSV)."""
+        ...
+
 
 @dataclass
 class RecordBatch:
@@ -291,6 +295,10 @@ class RecordBatch:
 
     def first_fields(self, first: int, last: int) -> records.Lines | None:
         return self.ids[first:last] if self.ids is not None else None
+
+    def widths(self, first: int, last: int) -> np.ndarray:
+        lines = self.originals[first:last]
+        return np.fromiter((line.count(b",") + 1 for line in lines), np.int64, len(lines))
 
 
 class RecordTransformer:
@@ -377,11 +385,17 @@ class RecordTransformer:
         outputs = records.split_lines(response)
         try:
             selected = None
+            width = options.output_filter.first_and_rest
             if options.join_input and options.output_filter.indices == (0, -1):
                 # the usual id + prediction, from the ids when the batch has them split off
                 ids = None if batch.quoted else batch.first_fields(first, last)
                 if ids is not None:
                     selected = records.join_first_and_last(ids, outputs)
+            elif options.join_input and width is not None and not batch.quoted:
+                # the pipeline's id + the whole answer ($[0,k:] over records of k fields)
+                ids = batch.first_fields(first, last)
+                if ids is not None and bool((batch.widths(first, last) == width).all()):
+                    selected = records.join_first_and_rest(ids, outputs)
             if selected is None and options.join_input and not options.is_json:
                 selected = records.join_select_csv(
                     batch.lines(first, last), outputs, options.output_filter, batch.quoted

@@ -158,6 +158,7 @@ def render_definition(
         input_data_url=locations.input_data_url,
         output_data_url=locations.output_data_url,
         feature_schema_url=code.schema_url,
+        feature_count=len(json.loads(request.feature_schema.read_bytes())["features"]),
         processing_code_url=code.code_url,
         quality_code_url=code.quality_code_url,
         baseline_url=code.baseline_url,

@@ -34,7 +34,7 @@ def predict_fn(rows, model):
     return [sum(float(value) for value in row) for row in rows]
 
 def output_fn(scores, accept):
-    return "".join(f"{score:.6g}\\n" for score in scores)
+    return "".join(f"{score:.6g},{-score:.6g}\\n" for score in scores)  # two columns
 """
 
 
@@ -72,11 +72,13 @@ MIXED = (
     + b"\n".join(rows(800, 3)).replace(b"\n", b"\r\n", 40)
     + b"\n\n\n"
     + b"\n".join(rows(800, 4))
+    + b"\nid-wide,1,2,3,4,5,6\n"  # a record wider than the others
     + b"\nid-no-newline,1,2,3,4,5"
 )
 
 OPTIONS = {
     "drop id, keep id and score": ("$[1:]", "Input", "$[0,-1]", "MultiRecord", "Line"),
+    "drop id, keep id and the whole answer": ("$[1:]", "Input", "$[0,6:]", "MultiRecord", "Line"),
     "drop two, keep the score": ("$[2:]", "Input", "$[-1]", "MultiRecord", "Line"),
     "drop id, whole joined record": ("$[1:]", "Input", "$", "MultiRecord", "Line"),
     "drop id, fields of both": ("$[1:]", "Input", "$[0,2,-1]", "MultiRecord", "None"),

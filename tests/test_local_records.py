@@ -23,11 +23,15 @@ def reference_select(data: bytes, selector: str) -> list[list[str]]:
     """What the filter means, one record at a time with the csv module."""
     parsed = parse_selector(selector)
     rows = [row for row in csv.reader(io.StringIO(data.decode())) if row]
-    if parsed.selects_all:
+    if parsed.parts is None:
         return rows
-    if parsed.is_slice:
-        return [row[parsed.start : parsed.stop] for row in rows]
-    return [[row[i] for i in parsed.indices or ()] for row in rows]
+    picked = []
+    for row in rows:
+        fields: list[str] = []
+        for part in parsed.parts:
+            fields += row[part[0] : part[1]] if isinstance(part, tuple) else [row[part]]
+        picked.append(fields)
+    return picked
 
 
 def as_rows(lines: list[bytes]) -> list[list[str]]:
@@ -36,7 +40,21 @@ def as_rows(lines: list[bytes]) -> list[list[str]]:
 
 @pytest.mark.parametrize(
     "selector",
-    ["$", "$[1:]", "$[0,-1]", "$[-2:]", "$[1:3]", "$[2]", "$[:-1]", "$[3,0,1]", "$[ 1 : ]"],
+    [
+        "$",
+        "$[1:]",
+        "$[0,-1]",
+        "$[-2:]",
+        "$[1:3]",
+        "$[2]",
+        "$[:-1]",
+        "$[3,0,1]",
+        "$[ 1 : ]",
+        "$[0,4:]",
+        "$[0,2:4]",
+        "$[-1,0:2]",
+        "$[1:2,0]",
+    ],
 )
 def test_vectorised_filters_match_per_record_python(selector: str) -> None:
     rng = random.Random(selector)
@@ -85,7 +103,7 @@ def test_missing_field_names_the_record() -> None:
     assert str(raised.value) == "filter $[2] needs more fields than the record's 2"
 
 
-@pytest.mark.parametrize("text", ["$.features", "$[*]", "$..x", "[1:]"])
+@pytest.mark.parametrize("text", ["$.features", "$[*]", "$..x", "[1:]", "$[]", "$[0,x]", "$[0,,1]"])
 def test_unsupported_jsonpath_is_refused(text: str) -> None:
     with pytest.raises(RecordError, match="not supported in local mode"):
         parse_selector(text)
@@ -99,7 +117,21 @@ def test_json_records_filter_and_join() -> None:
 
 
 @pytest.mark.parametrize(
-    "selector", ["$", "$[0,-1]", "$[-1]", "$[0]", "$[1:]", "$[-2:]", "$[:2]", "$[2,0]", "$[0,3,-1]"]
+    "selector",
+    [
+        "$",
+        "$[0,-1]",
+        "$[-1]",
+        "$[0]",
+        "$[1:]",
+        "$[-2:]",
+        "$[:2]",
+        "$[2,0]",
+        "$[0,3,-1]",
+        "$[0,4:]",
+        "$[0,5:]",
+        "$[0,1:3]",
+    ],
 )
 def test_fused_join_and_output_filter_match_the_materialised_join(selector: str) -> None:
     rng = random.Random(selector)
@@ -111,7 +143,7 @@ def test_fused_join_and_output_filter_match_the_materialised_join(selector: str)
         for i in range(300)
     )
     outputs = b"".join(
-        (",".join(str(rng.random()) for _ in range(rng.choice([1, 2]))) + "\n").encode()
+        (",".join(str(rng.random()) for _ in range(rng.choice([1, 2, 3]))) + "\n").encode()
         for _ in range(300)
     )
     parsed = parse_selector(selector)
@@ -134,3 +166,15 @@ def test_fused_join_takes_the_exact_path_when_an_output_is_quoted() -> None:
     fused = records.join_select_csv(inputs, outputs, parsed)
     assert fused == select_csv(join_csv(inputs, outputs), parsed)
     assert fused == [b'id1,"benign, likely"', b"id2,malignant"]
+
+
+def test_the_id_and_every_output_column_of_a_multi_column_answer() -> None:
+    """``$[0,k:]`` with k the input's width (the pipeline's filter): the id and the model's
+    whole answer, a class label and its probabilities; a quoted answer takes the exact path."""
+    inputs = split_lines(b"id1,a,,2.5\nid2,b,x,\n")
+    outputs = split_lines(b'high,0.1,0.2,0.7\n"low, sure",0.8,0.1,0.1\n')
+    parsed = parse_selector("$[0,4:]")
+    assert parsed.first_and_rest == 4
+    fused = records.join_select_csv(inputs, outputs, parsed)
+    assert fused == select_csv(join_csv(inputs, outputs), parsed)
+    assert fused == [b"id1,high,0.1,0.2,0.7", b'id2,"low, sure",0.8,0.1,0.1']

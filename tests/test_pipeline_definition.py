@@ -187,6 +187,16 @@ def test_transform_keeps_the_id_and_drops_the_features(definition: dict) -> None
     }
 
 
+def test_with_the_schemas_feature_count_the_output_keeps_every_column_of_the_answer() -> None:
+    """``build.py`` passes the schema's feature count: over ``id,f1..f30,answer...`` the
+    filter keeps the id and every answer column (the API reference's ``$[0,5:]`` form), so a
+    model that answers a label and class probabilities loses none of them."""
+    arguments = step(render(feature_count=30), "BatchTransform")["Arguments"]
+    assert arguments["DataProcessing"]["OutputFilter"] == "$[0,31:]"
+    with pytest.raises(ValueError, match="feature_count"):
+        render(feature_count=0)
+
+
 def test_the_transform_job_asks_the_handlers_for_prediction_metrics(definition: dict) -> None:
     """CreateTransformJob's Environment: the pipeline's name at run time, which the sample
     handlers print in their metric lines (the stage's log filters select on it)."""

@@ -46,9 +46,21 @@ class QualityGate:
 
 
 # The Transform reads headerless ``id,feature...`` lines written by preprocess.py: the model
-# sees the features only, and each output line is ``id,prediction``.
+# sees the features only, and each output line is the id, then every column the model returns.
 TRANSFORM_INPUT_FILTER = "$[1:]"
-TRANSFORM_OUTPUT_FILTER = "$[0,-1]"
+ONE_COLUMN_OUTPUT_FILTER = "$[0,-1]"
+
+
+def transform_output_filter(feature_count: int | None) -> str:
+    """``$[0,n+1:]`` for a schema of ``n`` features: over the joined ``id,features,answer``
+    record that is the id and the model's whole answer, however many columns it has (class
+    probabilities, a label and its score...). Without the count, the id and the last column
+    (``$[0,-1]``), which is the whole answer only for a one-column model."""
+    if feature_count is None:
+        return ONE_COLUMN_OUTPUT_FILTER
+    if feature_count < 1:
+        raise ValueError("feature_count must be the schema's number of features (at least 1)")
+    return f"$[0,{feature_count + 1}:]"
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,7 @@ def get_pipeline(
     input_data_url: str | None = None,
     output_data_url: str | None = None,
     feature_schema_url: str | None = None,
+    feature_count: int | None = None,
     processing_code_url: str | None = None,
     quality_code_url: str | None = None,
     baseline_url: str | None = None,
@@ -146,7 +159,9 @@ def get_pipeline(
     project name, or ``base_job_prefix`` without one. Network settings apply to the Processing
     job; the Transform job runs in the VPC of its SageMaker Model (set by Terraform).
     ``baseline_url`` is the model's data-quality baseline: without one, Preprocess reports
-    "no baseline" and the gate holds only the rejected fraction.
+    "no baseline" and the gate holds only the rejected fraction. ``feature_count`` is the
+    schema's number of features: the output keeps the id and every column the model returns
+    (see :func:`transform_output_filter`).
     """
     for name, value in (("region", region), ("role", role), ("default_bucket", default_bucket)):
         if not isinstance(value, str) or not value:
@@ -196,7 +211,12 @@ def get_pipeline(
             baseline_url,
         )
         batch_transform = _transform_step(
-            params, preprocess, session, f"{base_job_prefix}-transform", kms_key_id
+            params,
+            preprocess,
+            session,
+            f"{base_job_prefix}-transform",
+            kms_key_id,
+            transform_output_filter(feature_count),
         )
         return sdk.ParameterizedPipeline(
             name=pipeline_name,
@@ -230,8 +250,10 @@ def _transform_step(
     session: sdk.PipelineSession,
     job_name_prefix: str,
     kms_key_id: str | None,
+    output_filter: str,
 ) -> sdk.TransformStep:
-    """The Transform step: the model scores what Preprocess kept, ``id,prediction`` per line."""
+    """The Transform step: the model scores what Preprocess kept; each line is the id and
+    the model's answer (``output_filter``)."""
     transformer = sdk.Transformer(
         model_name=params.model,
         instance_type=params.transform_type,
@@ -258,7 +280,7 @@ def _transform_step(
             split_type="Line",
             input_filter=TRANSFORM_INPUT_FILTER,
             join_source="Input",
-            output_filter=TRANSFORM_OUTPUT_FILTER,
+            output_filter=output_filter,
         ),
         retry_policies=_retry_policies(),
     )
