@@ -180,6 +180,9 @@ def test_pipeline_definition_and_code_are_uploaded_content_addressed(
     assert hashlib.sha256(script).hexdigest()[:16] in code_input
     schema = (REPO / "pipelines" / "batch_inference" / "feature-schema.json").read_bytes()
     assert object_bytes(aws, "preprod", values["feature_schema_url"]) == schema
+    # the output keeps the id and every answer column: the filter counts the schema's features
+    transform = definition["Steps"][1]["Arguments"]["DataProcessing"]
+    assert transform["OutputFilter"] == f"$[0,{len(json.loads(schema)['features']) + 1}:]"
 
     # same inputs: same key; a new model version changes the definition, hence the key
     assert run_build(tmp_path) == 0
