@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from lambdas.dispatch_deploy import handler as dispatch
+from promotion import prod_gate
 from tests.terraform_cli import MODULES, blocks, root_files
 from tests.workflow_steps import assert_project_toolchain, runs, step, uses
 
@@ -161,6 +162,7 @@ DEPLOYED_ENTRY_POINTS = (
     "lambdas.record_run_outcome.handler",
     "pipelines.check_model",
     "pipelines.smoke_run",
+    "promotion.prod_gate",
 )
 
 
@@ -220,13 +222,82 @@ def test_the_dispatch_lambda_starts_this_workflow_with_inputs_it_declares(
 # ----------------------------------------------------------------------------- jobs
 
 
-def test_jobs_run_test_then_preprod_then_the_prod_plan_then_prod(deploy: dict[str, Any]) -> None:
+def test_jobs_run_test_then_preprod_then_the_prod_plan_then_the_gate_then_prod(
+    deploy: dict[str, Any],
+) -> None:
     jobs = deploy["jobs"]
-    assert set(jobs) == {"test", *STAGES, "prod-plan"}
+    assert set(jobs) == {"test", *STAGES, "prod-plan", "gate"}
     assert "needs" not in jobs["test"]
     assert jobs["preprod"]["needs"] in ("test", ["test"])
     assert jobs["prod-plan"]["needs"] in ("preprod", ["preprod"])
-    assert sorted(jobs["prod"]["needs"]) == ["preprod", "prod-plan"]
+    assert sorted(jobs["gate"]["needs"]) == ["preprod", "prod-plan"]
+    assert sorted(jobs["prod"]["needs"]) == ["gate", "preprod", "prod-plan"]
+
+
+def test_prod_runs_only_where_github_requires_a_reviewer_else_the_run_says_why(
+    deploy: dict[str, Any],
+) -> None:
+    """Where the environment prod has no required reviewers (a private repository on a plan
+    without them), the gate job skips prod, and keeps what pre-prod deployed for promote.yml
+    (tests/test_prod_gate.py runs the module against a GitHub API)."""
+    gate, prod = deploy["jobs"]["gate"], deploy["jobs"]["prod"]
+    assert prod["if"] == "${{ needs.gate.outputs.required_reviewers == 'true' }}"
+    assert gate["outputs"] == {"required_reviewers": "${{ steps.gate.outputs.required_reviewers }}"}
+    assert gate["permissions"] == {"contents": "read", "actions": "read"}
+    _, check = step(gate, runs("python -m promotion.prod_gate check"), "checks the gate")
+    assert check["id"] == "gate" and "--environment prod" in check["run"]
+    assert check["env"] == {
+        "GITHUB_TOKEN": "${{ github.token }}",
+        "MODEL_VERSION": "${{ needs.preprod.outputs.model_version }}",
+        "PLAN_CHANGES": "${{ needs.prod-plan.outputs.plan_changes }}",
+    }
+    for flag in ('"$MODEL_VERSION"', '"$PLAN_CHANGES"', '--summary "$GITHUB_STEP_SUMMARY"',
+                 '--output "$GITHUB_OUTPUT"'):  # fmt: skip
+        assert flag in check["run"], flag
+    record = re.search(r'--record "([^"]+)"', check["run"])
+    assert record, check["run"]
+    _, upload = step(gate, uses("actions/upload-artifact"), "keeps the record")
+    assert upload["if"] == "${{ steps.gate.outputs.required_reviewers == 'false' }}"
+    assert upload["with"]["name"] == prod_gate.ARTIFACT
+    assert upload["with"]["path"] == record.group(1).replace("$RUNNER_TEMP", "${{ runner.temp }}")
+    assert upload["with"]["path"].endswith("/" + prod_gate.RECORD_FILE)
+    assert upload["with"]["if-no-files-found"] == "error"
+
+
+def test_promote_deploys_to_prod_only_what_a_stopped_deploy_run_recorded(
+    deploy: dict[str, Any],
+) -> None:
+    promote = load(WORKFLOWS / prod_gate.PROMOTE_WORKFLOW)
+    on = triggers(promote)
+    assert set(on) == {"workflow_dispatch"}
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert set(inputs) == {"deploy_run_id", "model_version"}
+    assert all(spec["type"] == "string" and spec["required"] for spec in inputs.values())
+    assert promote["permissions"] == {}
+    verify, prod = promote["jobs"]["verify"], promote["jobs"]["prod"]
+    assert verify["permissions"] == {"contents": "read", "actions": "read"}
+    _, check = step(verify, runs("python -m promotion.prod_gate verify"), "verifies the run")
+    assert check["env"] == {
+        "GITHUB_TOKEN": "${{ github.token }}",
+        "DEPLOY_RUN_ID": "${{ inputs.deploy_run_id }}",
+        "MODEL_VERSION": "${{ inputs.model_version }}",
+    }
+    assert '--run-id "$DEPLOY_RUN_ID"' in check["run"]
+    assert '--model-version "$MODEL_VERSION"' in check["run"]
+    # the same stage workflow, environment and concurrency group as deploy.yml's prod job
+    assert prod["needs"] in ("verify", ["verify"])
+    assert prod["uses"] == deploy["jobs"]["prod"]["uses"]
+    assert prod["concurrency"] == deploy["jobs"]["prod"]["concurrency"]
+    assert prod["permissions"] == deploy["jobs"]["prod"]["permissions"]
+    assert prod["with"] == {
+        "stage": "prod",
+        "model_version": "${{ needs.verify.outputs.model_version }}",
+        "reviewed_changes": "${{ needs.verify.outputs.plan_changes }}",
+    }
+    assert verify["outputs"] == {
+        "model_version": f"${{{{ steps.{check['id']}.outputs.model_version }}}}",
+        "plan_changes": f"${{{{ steps.{check['id']}.outputs.plan_changes }}}}",
+    }
 
 
 def test_the_prod_plan_is_made_before_the_gate_with_nothing_applied(
@@ -382,6 +453,7 @@ def test_permissions_are_empty_and_id_token_only_on_the_deploy_jobs(
         "deploy.yml:preprod",
         "deploy.yml:prod",
         "deploy.yml:prod-plan",
+        "promote.yml:prod",  # deploy.yml's prod, dispatched by hand (test above)
     ]
 
 
