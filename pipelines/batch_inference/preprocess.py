@@ -250,6 +250,13 @@ def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, 
     return _cast_numbers(feature, trimmed, valid)
 
 
+def accepts(feature: Feature | None, values: pa.Array) -> bool:
+    """Whether every value of one column (strings as read; ``feature=None``: the id column)
+    is one this script accepts: what ``pipelines.schema`` infers a schema by, so the two
+    cannot disagree."""
+    return bool(pc.all(_check_column(feature, values)[1]).as_py() is not False)
+
+
 def _cast_numbers(
     feature: Feature, trimmed: pa.Array, valid: pa.Array
 ) -> tuple[pa.Array, pa.Array]:
@@ -408,14 +415,14 @@ def _header_problem(path: Path, schema: Schema) -> tuple[str, bool]:
             shown = {"\t": "tab"}.get(delimiter, repr(delimiter))
             return (
                 f"the file looks {shown}-delimited; the schema's columns must be comma-separated",
-                _looks_like_a_header(first.encode()),
+                looks_like_a_header(first.encode()),
             )
     names = {name.strip() for name in next(csv.reader([first]), [])}
     if not names & set(schema.columns):
         return (
             f"its first line is not a header naming the schema's columns (expected "
             f"{schema.id_column!r}, {schema.features[0].name!r}, ...)"
-        ), _looks_like_a_header(first.encode())
+        ), looks_like_a_header(first.encode())
     lacking = [c for c in schema.columns if c not in names]
     shown = ", ".join(repr(c) for c in lacking[:5]) + (", ..." if len(lacking) > 5 else "")
     return f"its header lacks the id column {schema.id_column!r} (missing: {shown})", True
@@ -442,7 +449,7 @@ def _quarantine(
                 lines += 1
                 first = line if first is None else first
     if first is not None and is_header is None:
-        is_header = _looks_like_a_header(first)
+        is_header = looks_like_a_header(first)
     records = lines - 1 if first is not None and is_header else lines
     summary = FileSummary(
         file=relative.as_posix(),
@@ -454,7 +461,7 @@ def _quarantine(
     return summary
 
 
-def _looks_like_a_header(line: bytes) -> bool:
+def looks_like_a_header(line: bytes) -> bool:
     """Column names, not values: every field of the line (any usual delimiter) is present,
     none is a number, and no two are the same."""
     text = line.decode("utf-8", errors="replace").strip("\ufeff\r\n")
