@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from common.files import write_text_atomically
+from pipelines.batch_inference import quality
 
 OVER, UNDER = "#c0392b", "#2e86c1"
 
@@ -33,7 +34,7 @@ class RunReport:
     record: dict[str, Any]  # the execution record (local_mode.executor)
     summaries: list[dict[str, Any]]
     baseline: dict[str, Any] | None = None  # the model's baseline document
-    predictions: np.ndarray | None = None  # the scores the Transform wrote
+    predictions: np.ndarray | None = None  # what the Transform wrote: scores or labels
     notes: list[str] = field(default_factory=list)
 
 
@@ -137,23 +138,29 @@ def figures(report: RunReport) -> list[tuple[str, Any]]:
 
 
 def _prediction_histogram(report: RunReport) -> Any:
-    """The batch's predictions over the baseline's prediction bins, both as shares."""
+    """The batch's predictions over the baseline's prediction bins (scores) or classes
+    (labels, then "other": classes the baseline did not keep by name, or new ones), both as
+    shares, counted as the drift measures count a feature (``quality.FeatureDrift``)."""
     import plotly.graph_objects as go
 
     statistics = (report.baseline or {}).get("predictions")
-    if report.predictions is None or not statistics or not statistics.get("bin_shares"):
+    if report.predictions is None or not statistics:
         return None
-    edges = np.asarray(statistics["bin_edges"], dtype=np.float64)
-    counts = np.bincount(
-        np.searchsorted(edges, report.predictions, side="left"), minlength=edges.size + 1
-    )
-    shares = counts / max(int(counts.sum()), 1)
-    bounds = [statistics.get("min", 0.0), *edges.tolist(), statistics.get("max", 1.0)]
-    labels = [f"{low:.3g}-{high:.3g}" for low, high in itertools.pairwise(bounds)]
+    if statistics.get("type") == "categorical":
+        labels = [*statistics["frequencies"], "other"]
+        expected = [*statistics["frequencies"].values(), statistics["other_share"]]
+    elif statistics.get("bin_shares"):
+        bounds = [statistics.get("min", 0.0), *statistics["bin_edges"], statistics.get("max", 1.0)]
+        labels = [f"{low:.3g}-{high:.3g}" for low, high in itertools.pairwise(bounds)]
+        expected = statistics["bin_shares"]
+    else:
+        return None
+    batch = quality.FeatureDrift("predictions", statistics)
+    batch.update(report.predictions)
     figure = go.Figure(
         [
-            go.Bar(name="baseline (holdout)", x=labels, y=statistics["bin_shares"]),
-            go.Bar(name="this run", x=labels, y=shares.tolist()),
+            go.Bar(name="baseline (holdout)", x=labels, y=expected),
+            go.Bar(name="this run", x=labels, y=batch.shares() or [0.0] * len(labels)),
         ]
     )
     figure.update_layout(barmode="group", yaxis_title="share of rows")

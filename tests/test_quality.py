@@ -106,8 +106,39 @@ def test_an_empty_batch_reports_no_psi() -> None:
 def test_bad_baseline_input_is_refused() -> None:
     with pytest.raises(ValueError, match="feature 'b' has 2 values, the others 3"):
         quality.compute_baseline({"a": [1, 2, 3], "b": [1, 2]})
-    with pytest.raises(ValueError, match="predictions must be numbers"):
-        quality.compute_baseline({"a": [1, 2, 3]}, predictions=["x", "y", "z"])
+
+
+def test_class_labels_as_predictions_get_their_shares_per_class() -> None:
+    """A multi-class classifier's decision is a label: the baseline keeps each class's share
+    (nulls apart), and a batch's drift over them is measured like a categorical feature's."""
+    labels = ["setosa"] * 5 + ["versicolor"] * 3 + ["virginica"] * 2 + [None] * 2
+    document = quality.compute_baseline({"a": list(range(12))}, predictions=labels)
+    predictions = document["predictions"]
+    assert predictions["type"] == "categorical" and predictions["count"] == 12
+    assert predictions["null_share"] == pytest.approx(2 / 12)
+    assert predictions["frequencies"] == pytest.approx(
+        {"setosa": 0.5, "versicolor": 0.3, "virginica": 0.2}
+    )
+    same = quality.FeatureDrift("predictions", predictions)
+    same.update(["setosa"] * 5 + ["versicolor"] * 3 + ["virginica"] * 2)
+    assert same.report()["psi"] == pytest.approx(0.0, abs=1e-12)
+    shifted = quality.FeatureDrift("predictions", predictions)
+    shifted.update(["virginica"] * 8 + ["setosa"] * 2)
+    assert shifted.report()["psi"] > 0.25
+
+
+def test_columns_the_schema_types_as_strings_stay_categorical_when_they_read_as_numbers() -> None:
+    document = quality.compute_baseline(
+        {"zip": ["01", "02", "01"], "n": ["1", "2", "3"]},
+        predictions=["0", "1", "1"],
+        categorical={"zip"},
+        categorical_predictions=True,
+    )
+    assert document["features"]["zip"]["frequencies"] == pytest.approx({"01": 2 / 3, "02": 1 / 3})
+    assert document["features"]["n"]["type"] == "numeric"
+    assert document["predictions"]["frequencies"] == pytest.approx({"0": 1 / 3, "1": 2 / 3})
+    scores = quality.compute_baseline({"n": [1, 2, 3]}, predictions=["0.5", "0.25", "1"])
+    assert scores["predictions"]["type"] == "numeric"  # numbers, unless told they are labels
 
 
 def test_the_sample_model_carries_its_baseline(tmp_path) -> None:

@@ -142,3 +142,29 @@ def test_the_drift_chart_marks_features_over_the_limit_and_names_are_escaped() -
     assert dict(zip(bar.x, bar.marker.color, strict=True)) == {"x": OVER, "<segment>": UNDER}
     head = render(run).split("<script", 1)[0]
     assert "&lt;drifted&gt;" in head and "<drifted>" not in head
+
+
+def test_a_label_baseline_gets_its_classes_against_the_batchs_shares() -> None:
+    """A classifier whose decision is a label: one bar per class of the baseline, then
+    "other" for classes it does not name (here a class new in the batch)."""
+    baseline = quality.compute_baseline(
+        {"x": [1.0, 2.0, 3.0, 4.0]}, predictions=["setosa", "setosa", "virginica", "versicolor"]
+    )
+    batch = np.array(["setosa", "virginica", "virginica", "unseen", None], dtype=object)
+    run = RunReport(title="t", record={}, summaries=[], baseline=baseline, predictions=batch)
+    baseline_bar, run_bar = dict(figures(run))["Predictions against the baseline's"].data
+    assert list(baseline_bar.x) == list(run_bar.x) == ["setosa", "versicolor", "virginica", "other"]
+    assert list(baseline_bar.y) == pytest.approx([0.5, 0.25, 0.25, 0.0])
+    assert list(run_bar.y) == pytest.approx([0.25, 0.0, 0.5, 0.25])  # the null left out
+
+
+def test_a_score_baseline_gets_its_bins_against_the_batchs_shares() -> None:
+    baseline = quality.compute_baseline({"x": [0.0] * 4}, predictions=[0.1, 0.2, 0.3, 0.4])
+    edges = baseline["predictions"]["bin_edges"]
+    run = RunReport(
+        title="t", record={}, summaries=[], baseline=baseline,
+        predictions=np.array([0.05, 0.4, 0.4, np.nan]),
+    )  # fmt: skip
+    baseline_bar, run_bar = dict(figures(run))["Predictions against the baseline's"].data
+    assert len(run_bar.x) == len(edges) + 1 == len(baseline_bar.y)
+    assert list(run_bar.y) == pytest.approx([1 / 3, 0.0, 0.0, 2 / 3])  # NaN is no prediction

@@ -212,7 +212,7 @@ class _LazyWriter(Generic[_Handle]):
             self.handle.close()
 
 
-def _read_header(path: Path) -> list[str] | None:
+def read_header(path: Path) -> list[str] | None:
     """The header row, or ``None`` for an empty file."""
     with path.open("r", encoding="utf-8-sig", newline="") as handle:
         for row in csv.reader(handle):
@@ -353,7 +353,7 @@ def process_file(
     it is lost, and its lines count as rejected.
     """
     try:
-        header = _read_header(path)
+        header = read_header(path)
     except UnicodeDecodeError as error:
         return _quarantine(path, relative, schema, output_dir, f"not UTF-8 text ({error.reason})")
     except csv.Error as error:  # e.g. a first field over the csv module's 128 KiB limit
@@ -524,7 +524,7 @@ def _read_rows(
     try:
         reader = pacsv.open_csv(
             path,
-            # the header's names as _read_header stripped them ("id, age" names "age")
+            # the header's names as read_header stripped them ("id, age" names "age")
             read_options=pacsv.ReadOptions(
                 block_size=block_size, use_threads=False, column_names=header, skip_rows=1
             ),

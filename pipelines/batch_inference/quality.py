@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -86,13 +86,30 @@ def categorical_statistics(values: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def _statistics(values: Any, bins: int, categorical: bool) -> dict[str, Any]:
+    """Numeric statistics of values that are all numbers, else categorical ones."""
+    numbers = None if categorical else _numeric(values)
+    if numbers is not None:
+        return numeric_statistics(numbers, bins)
+    return categorical_statistics(list(values))
+
+
 def compute_baseline(
-    features: Mapping[str, Any], predictions: Any | None = None, bins: int = BINS
+    features: Mapping[str, Any],
+    predictions: Any | None = None,
+    bins: int = BINS,
+    *,
+    categorical: Collection[str] = (),
+    categorical_predictions: bool = False,
 ) -> dict[str, Any]:
     """The baseline document of a model: call it at training, on the training features.
 
     ``features`` maps each input column to its values (numbers, or strings for categorical
-    columns; None is a null); ``predictions`` are the model's outputs on a holdout, if any.
+    columns; None is a null); ``predictions`` are the model's outputs on a holdout, if any:
+    scores (numbers, binned) or class labels (strings, their shares per class, as a
+    multi-class classifier decides). Columns named in ``categorical``, and the predictions
+    with ``categorical_predictions``, are categories even when their values read as numbers
+    (a string feature "01", class labels 0/1/2), as the feature schema types them.
     """
     columns: dict[str, Any] = {}
     rows = None
@@ -101,18 +118,10 @@ def compute_baseline(
         if rows is not None and size != rows:
             raise ValueError(f"feature {name!r} has {size} values, the others {rows}")
         rows = size
-        numbers = _numeric(values)
-        columns[name] = (
-            numeric_statistics(numbers, bins)
-            if numbers is not None
-            else categorical_statistics(values)
-        )
+        columns[name] = _statistics(values, bins, name in categorical)
     prediction_statistics = None
     if predictions is not None:
-        numbers = _numeric(np.ravel(predictions))
-        if numbers is None:
-            raise ValueError("predictions must be numbers (a score or probability per row)")
-        prediction_statistics = numeric_statistics(numbers, bins)
+        prediction_statistics = _statistics(np.ravel(predictions), bins, categorical_predictions)
     return {
         "format": FORMAT,
         "rows": rows or 0,
