@@ -29,7 +29,7 @@ export CHECKPOINT_DISABLE := 1
 # e.g. make demo DEMO_ARGS="--yes --rows 1000000"
 DEMO_ARGS ?=
 
-.PHONY: install twin test test-fast test-infra demo serve lint benchmark lambda-package aws-acceptance clean
+.PHONY: install twin test test-fast test-infra demo serve lint benchmark lambda-package aws-acceptance bootstrap-target bootstrap-dev preflight clean
 
 install: $(STAMP) $(CHECKOV_STAMP) $(IAM_STAMP) $(TWIN_STAMP)
 
@@ -115,6 +115,21 @@ aws-acceptance: $(STAMP) $(TWIN_STAMP)
 # the dispatch Lambda's zip that infra/dev-account deploys (byte-identical on every build)
 lambda-package: $(STAMP)
 	$(BIN)/python -m lambdas.package build/dispatch-deploy.zip
+
+# the first deployment's commands (docs/deploying-to-aws.md), with the admin profile of the
+# account in AWS_PROFILE, e.g. make bootstrap-target STAGE=prod BOOTSTRAP_ARGS="--dry-run";
+# GITHUB_REPOSITORY=owner/name with GITHUB_TOKEN sets the GitHub variables (else printed).
+# Terraform installs the provider from its registry there, not from the mirror.
+BOOTSTRAP_ARGS ?=
+BOOTSTRAP_GITHUB := $(if $(GITHUB_REPOSITORY),--github-repository $(GITHUB_REPOSITORY))
+bootstrap-target: $(STAMP)
+	env -u TF_CLI_CONFIG_FILE $(BIN)/python -m bootstrap target --stage $(STAGE) $(BOOTSTRAP_GITHUB) $(BOOTSTRAP_ARGS)
+
+bootstrap-dev: $(STAMP)
+	env -u TF_CLI_CONFIG_FILE $(BIN)/python -m bootstrap dev $(BOOTSTRAP_GITHUB) $(BOOTSTRAP_ARGS)
+
+preflight: $(STAMP)
+	$(BIN)/python -m bootstrap preflight --stage $(STAGE) $(BOOTSTRAP_GITHUB) $(BOOTSTRAP_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

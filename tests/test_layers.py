@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("local mode", ("local_mode",)),
     ("operator library and CLIs", ("pipelines",)),
     ("promotion", ("promotion",)),
-    ("entry points", ("utils", "build", "lambdas")),
+    ("entry points", ("utils", "build", "lambdas", "bootstrap")),
     ("examples, acceptance and benchmarks", ("examples", "acceptance", "benchmarks")),
 )
 PACKAGES = {prefix.split(".")[0] for _, prefixes in LAYERS for prefix in prefixes}
