@@ -68,6 +68,16 @@ def account_of(session: boto3.Session, who: str) -> str:
         ) from None
 
 
+def state_backend(variables: RootVariables, stage: str, account: str, root: str) -> S3Backend:
+    """Where a base root's state lives: the bucket the target root makes (or, for dev, the
+    bootstrap), under the key the docs have always named."""
+    return S3Backend(
+        f"{variables.project}-{stage}-tfstate-{account}",
+        f"{variables.project}/infra/{root}.tfstate",
+        variables.region,
+    )
+
+
 def state_exists(s3: S3Client, backend: S3Backend) -> bool:
     """Whether the root's state is already in its bucket."""
     try:
@@ -122,11 +132,7 @@ def target(
     account = account_of(session, stage)
     report = Report(dry_run)
     report.note(f"infra/target-account for {stage} in account {account} ({variables.region})")
-    backend = S3Backend(
-        f"{variables.project}-{stage}-tfstate-{account}",
-        f"{variables.project}/infra/target-account.tfstate",
-        variables.region,
-    )
+    backend = state_backend(variables, stage, account, "target-account")
     work = options.work / f"target-{stage}-{account}"
     tf = options.terraform(options.root or TARGET_ROOT, work / ".terraform")
     s3 = session.client("s3", region_name=variables.region)
@@ -256,11 +262,7 @@ def dev(tfvars: Path | None, repository: str | None, dry_run: bool, options: Opt
     account = account_of(session, "dev")
     report = Report(dry_run)
     report.note(f"infra/dev-account in account {account} ({variables.region})")
-    backend = S3Backend(
-        f"{variables.project}-dev-tfstate-{account}",
-        f"{variables.project}/infra/dev-account.tfstate",
-        variables.region,
-    )
+    backend = state_backend(variables, "dev", account, "dev-account")
     s3 = session.client("s3", region_name=variables.region)
     ensure_state_bucket(s3, backend.bucket, variables.region, report)
     root = options.root or DEV_ROOT

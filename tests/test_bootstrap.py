@@ -20,7 +20,7 @@ import pytest
 from bootstrap import __main__ as cli
 from bootstrap import bucket_policy, preflight, roots
 from bootstrap.terraform import OVERRIDE, Terraform
-from common.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
+from common.exit_codes import AWS_ERROR, EXECUTION_FAILED, SUCCESS, USAGE_ERROR
 from local_mode.emulator import ACCOUNTS, Emulator
 from tests.bootstrap_github import REPOSITORY, TOKEN, GitHubState, github_server
 
@@ -483,3 +483,10 @@ def test_the_sagemaker_quota_requests_are_valid_for_the_service_model(aws: Emula
     assert json.loads(sent[0]["body"]) == {"ServiceCode": "sagemaker"}
     with pytest.raises(botocore.exceptions.ParamValidationError):
         client.get_service_quota(ServiceCode="sagemaker")
+
+
+def test_the_exit_code_table_is_the_codes_the_commands_use() -> None:
+    from tests.test_docs import DOCS, table_codes
+
+    table = table_codes(DOCS / "deploying-to-aws.md", "### Exit codes of the bootstrap commands")
+    assert set(table) == {SUCCESS, AWS_ERROR, USAGE_ERROR, EXECUTION_FAILED}
