@@ -185,7 +185,7 @@ class Run:
     def register(self, version: int = 1) -> None:
         """The sample registered and approved in dev (a second time for the re-deploy); the
         first reads ``ImageDigest`` back."""
-        from examples.breast_cancer import registration  # trains: only when the run starts
+        from examples import registration  # trains: only when the run starts
 
         sagemaker, s3 = self.dev.client("sagemaker"), self.dev.client("s3")
         if version == 1:

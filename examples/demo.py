@@ -43,12 +43,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 import build
 import utils
 from common.files import write_execution_record
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
-from examples.breast_cancer import data, registration
+from examples import registration
+from examples.catalog import DEFAULT, EXAMPLES, Example
 from local_mode import executor, sandbox, serve, storage
 from local_mode.emulator import Emulator, environment, role_arn, running_emulator
 from local_mode.report import RunReport, write_report
@@ -58,9 +61,6 @@ from stage_runtime import partitions, runs
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
-
-PROJECT = "breast-cancer"
-GROUP = "breast-cancer-classifier"
 
 
 class DemoFailed(Exception):
@@ -85,29 +85,37 @@ class Timer:
         return result
 
 
-def register_model(aws: Emulator, bucket: str, workdir: Path) -> tuple[str, float]:
-    """Train the sample model in the image's runtime twin, upload and register it (pending),
-    then approve it."""
+def register_model(
+    aws: Emulator, example: Example, bucket: str, workdir: Path
+) -> tuple[str, float]:
+    """Train the example's model in the image's runtime twin, upload and register it
+    (pending), then approve it."""
     registered = registration.register(
         aws.client("sagemaker", "dev"),
         aws.client("s3", "dev"),
         bucket=bucket,
-        output_prefix=f"training/{PROJECT}/{int(time.time())}/output",
-        group=GROUP,
+        output_prefix=f"training/{example.project}/{int(time.time())}/output",
+        group=example.group,
         region=aws.region,
         workdir=workdir,
         approval="demo approval",
+        example=example,
     )
     return registered.package_arn, registered.holdout_accuracy
 
 
-def deploy(stage: str, workdir: Path, version: int | None = None) -> dict[str, Any]:
-    """``build.py`` for one stage, exactly as the workflow calls it."""
+def deploy(
+    stage: str, example: Example, workdir: Path, version: int | None = None
+) -> dict[str, Any]:
+    """``build.py`` for one stage, as the workflow calls it, with the example's stage file
+    and schema (the template's own for the first example)."""
     output = workdir / f"{stage}.tfvars.json"
     argv = [
         "--stage", stage,
-        "--model-package-group-name", GROUP,
-        "--project-name", PROJECT,
+        "--model-package-group-name", example.group,
+        "--project-name", example.project,
+        "--config", str(example.stage_files[stage]),
+        "--feature-schema", str(example.schema),
         "--source-role-arn", role_arn("dev"),
         "--target-role-arn", role_arn(stage),
         "--output", str(output),
@@ -167,9 +175,11 @@ def execute_deployed(
     return record
 
 
-def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path) -> dict:
+def score(
+    aws: Emulator, example: Example, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path
+) -> dict:
     """Generate input and run the deployed definition on it; return the record."""
-    generated = data.generate(workdir / f"{stage}-input.csv", rows)
+    generated = example.data().generate(workdir / f"{stage}-input.csv", rows)
     record = execute_deployed(aws, stage, tfvars, generated.path, "batch", workdir)
     record["Generated"] = {"rows": generated.rows, "malformed": generated.malformed}
     if record["PipelineExecutionStatus"] != "Succeeded":
@@ -179,6 +189,22 @@ def score(aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir:
         run_report(stage, "batch", record, record["Counts"]["summaries"], workdir)
     )
     return record
+
+
+def same_answer(served: bytes, batch: bytes) -> bool:
+    """Whether two answers of one row agree: the same columns, numbers to 1e-12 (relative),
+    anything else (a class label) byte for byte."""
+    left, right = served.split(b","), batch.split(b",")
+    if len(left) != len(right):
+        return False
+    for one, other in zip(left, right, strict=True):
+        try:
+            if not math.isclose(float(one), float(other), rel_tol=1e-12):
+                return False
+        except ValueError:
+            if one != other:
+                return False
+    return True
 
 
 # rows of the generated input copied into yesterday's partition: the day's run shows the
@@ -191,15 +217,16 @@ def serve_one_row(
 ) -> dict[str, str]:
     """The stage's model served on loopback (``local_mode.serve``, left in
     ``<workdir>/<stage>-model`` for ``make serve``), asked for the first row the batch run
-    scored: the two answers must be equal to 1e-12 (relative). Not to the last bit: numpy's
-    matrix product rounds one row and a block of rows differently (the sample model gives
-    0.9151678644432155 for a row alone, ...157 for the same row among four or more)."""
+    scored: the two answers must be equal, column for column (numbers to 1e-12, relative).
+    Not to the last bit: numpy's matrix product rounds one row and a block of rows
+    differently (the sample model gives 0.9151678644432155 for a row alone, ...157 for the
+    same row among four or more)."""
     serve.copy_stage_model(
         aws.account(stage), tfvars["model_name"], serve.model_copy(workdir, stage)
     )
     scored = record["Steps"][1]["Outcome"]["Objects"][0]
     with Path(record["Counts"]["local_predictions"][0]).open("rb") as predictions:
-        row_id, batch = predictions.readline().rstrip(b"\n").split(b",")
+        row_id, batch = predictions.readline().rstrip(b"\n").split(b",", 1)
     bucket, key = utils.parse_s3_uri(scored["source"])
     head = aws.client("s3", stage).get_object(Bucket=bucket, Key=key, Range="bytes=0-1048575")
     first_id, features = head["Body"].read().split(b"\n", 1)[0].split(b",", 1)
@@ -214,7 +241,7 @@ def serve_one_row(
             {"Content-Type": "text/csv", "Accept": "text/csv"},
         )
     served = answer.strip()
-    if status != 200 or not math.isclose(float(served), float(batch), rel_tol=1e-12):
+    if status != 200 or not same_answer(served, batch):
         raise DemoFailed(
             f"{stage}: the served model answered {status} {served!r} for row "
             f"{row_id.decode()}, the batch run {batch!r}"
@@ -250,11 +277,13 @@ def score_day(
 
 
 def score_drifted(
-    aws: Emulator, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path
+    aws: Emulator, example: Example, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path
 ) -> dict[str, Any]:
-    """``--drift``: a batch whose size features grew by half. The stage's gate must see it:
-    in ``fail`` mode the run stops before scoring, in ``warn`` mode it scores and warns."""
-    generated = data.generate(workdir / f"{stage}-drifted-input.csv", rows, drifted=True)
+    """``--drift``: a batch drawn from a shifted population (``example.drift``). The stage's
+    gate must see it: in ``fail`` mode the run stops before scoring, in ``warn`` mode it
+    scores and warns."""
+    path = workdir / f"{stage}-drifted-input.csv"
+    generated = example.data().generate(path, rows, drifted=True)
     record = execute_deployed(aws, stage, tfvars, generated.path, "drifted", workdir)
     mode = tfvars.get("quality_gate_mode", "warn")
     reason = record.get("FailureReason", "")
@@ -326,7 +355,7 @@ def run_report(
     """The run's HTML report beside its execution record: funnel, reasons, drift, histogram."""
     baseline_path = workdir / "baseline.json"
     predictions = [
-        np.loadtxt(path, delimiter=",", usecols=1, ndmin=1)
+        first_answer_column(Path(path))
         for path in record.get("Counts", {}).get("local_predictions", [])
     ]
     return write_report(
@@ -341,6 +370,20 @@ def run_report(
     )
 
 
+def first_answer_column(path: Path) -> np.ndarray:
+    """The model's first answer column of an output file (``id,answer...``): numbers as
+    float64 (a score), anything else as strings (a class label), as the baseline counts it."""
+    table = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(autogenerate_column_names=True),
+        convert_options=pacsv.ConvertOptions(include_columns=["f1"]),
+    )
+    column = table.column("f1")
+    if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
+        return column.to_numpy().astype(np.float64)
+    return np.asarray(column.cast(pa.string()).to_pylist(), dtype=object)
+
+
 def approved_for_prod(assume_yes: bool, version: int | None) -> bool:
     if assume_yes:
         print(f"==> manual approval: version {version} approved for prod (--yes)")
@@ -352,18 +395,27 @@ def approved_for_prod(assume_yes: bool, version: int | None) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict[str, Any]:
-    """The whole flow; returns what the summary prints (and the tests assert)."""
+def run(
+    rows: int,
+    assume_yes: bool,
+    workdir: Path,
+    drift: bool = False,
+    example: Example = EXAMPLES[DEFAULT],
+) -> dict[str, Any]:
+    """The whole flow for ``example``; returns what the summary prints (and the tests
+    assert)."""
     workdir.mkdir(parents=True, exist_ok=True)
     timer = Timer()
-    report: dict[str, Any] = {"stages": {}}
+    report: dict[str, Any] = {"stages": {}, "example": example.name}
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with running_emulator() as aws, environment(aws.environment()):
         print(f"==> AWS emulator on {aws.endpoint_url} (accounts dev, preprod, prod)")
-        dev_bucket = timer.run("base resources in the three accounts", lambda: _base_resources(aws))
+        dev_bucket = timer.run(
+            "base resources in the three accounts", lambda: _base_resources(aws, example)
+        )
         report["source_arn"], report["accuracy"] = timer.run(
-            "train, register and approve the model in dev",
-            lambda: register_model(aws, dev_bucket, workdir),
+            f"train, register and approve the {example.name} model in dev",
+            lambda: register_model(aws, example, dev_bucket, workdir),
         )
         stages = ["preprod"]
         version = None
@@ -373,7 +425,7 @@ def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict
                     break
                 stages.append(stage)
             tfvars = timer.run(
-                f"build.py --stage {stage}", partial(deploy, stage, workdir, version)
+                f"build.py --stage {stage}", partial(deploy, stage, example, workdir, version)
             )
             version = tfvars["model_version"]
             checked = timer.run(
@@ -401,7 +453,7 @@ def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict
                 report.setdefault("smoke", {})[stage] = smoked
             record = timer.run(
                 f"{stage}: run the deployed pipeline on {rows} rows",
-                partial(score, aws, stage, tfvars, rows, workdir),
+                partial(score, aws, example, stage, tfvars, rows, workdir),
             )
             report["stages"][stage] = {
                 "tfvars": tfvars,
@@ -418,27 +470,27 @@ def run(rows: int, assume_yes: bool, workdir: Path, drift: bool = False) -> dict
             }
             if drift:
                 report["stages"][stage]["drifted"] = timer.run(
-                    f"{stage}: a drifted batch of {rows} rows against the quality gate "
-                    f"({tfvars.get('quality_gate_mode', 'warn')})",
-                    partial(score_drifted, aws, stage, tfvars, rows, workdir),
+                    f"{stage}: a drifted batch of {rows} rows ({example.drift}) against the "
+                    f"quality gate ({tfvars.get('quality_gate_mode', 'warn')})",
+                    partial(score_drifted, aws, example, stage, tfvars, rows, workdir),
                 )
         report["redeploy"] = timer.run(
             "deploy again: nothing new is created",
-            lambda: {s: deploy(s, workdir, version)["model_package_arn"] for s in stages},
+            lambda: {s: deploy(s, example, workdir, version)["model_package_arn"] for s in stages},
         )
         for stage in stages:
             if report["redeploy"][stage] != report["stages"][stage]["tfvars"]["model_package_arn"]:
                 raise DemoFailed(f"re-deploying {stage} created a new package")
-            if len(_target_packages(aws, stage)) != 1:
+            if len(_target_packages(aws, example, stage)) != 1:
                 raise DemoFailed(f"{stage} holds more than one promoted package")
     report["durations"] = timer.durations
     return report
 
 
-def _base_resources(aws: Emulator) -> str:
-    bucket = sandbox.create_dev_registry(aws, GROUP)
+def _base_resources(aws: Emulator, example: Example) -> str:
+    bucket = sandbox.create_dev_registry(aws, example.group)
     for stage in utils.STAGES:
-        sandbox.create_stage(aws, stage, PROJECT)
+        sandbox.create_stage(aws, stage, example.project)
     return bucket
 
 
@@ -455,8 +507,11 @@ def promoted_baseline(aws: Emulator, stage: str, tfvars: dict[str, Any], trained
     return uri
 
 
-def _target_packages(aws: Emulator, stage: str) -> list[ModelPackageSummaryTypeDef]:
-    listing = aws.client("sagemaker", stage).list_model_packages(ModelPackageGroupName=GROUP)
+def _target_packages(
+    aws: Emulator, example: Example, stage: str
+) -> list[ModelPackageSummaryTypeDef]:
+    sagemaker = aws.client("sagemaker", stage)
+    listing = sagemaker.list_model_packages(ModelPackageGroupName=example.group)
     return listing["ModelPackageSummaryList"]
 
 
@@ -534,11 +589,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also score a drifted batch in each stage, to see its quality gate act",
     )
+    parser.add_argument(
+        "--example",
+        choices=sorted(EXAMPLES),
+        default=DEFAULT,
+        help="the model taken through the flow (examples/catalog.py)",
+    )
     args = parser.parse_args(argv)
     if args.rows < 1:
         parser.error("--rows must be at least 1")
     try:
-        report = run(args.rows, args.yes, args.workdir, drift=args.drift)
+        report = run(
+            args.rows, args.yes, args.workdir, drift=args.drift, example=EXAMPLES[args.example]
+        )
     except (DemoFailed, utils.PromotionError) as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ values trimmed). Predictions are numbers (scores, binned) unless a value is not 
 ``--categorical-predictions`` says they are class labels (shares per class). It then prints
 how to register the file with the model package as its
 ``DriftCheckBaselines.ModelDataQuality.Statistics``: the ``aws s3 cp`` of the upload and the
-boto3 lines (as ``examples/breast_cancer/registration.py`` does).
+boto3 lines (as ``examples/registration.py`` does).
 
 Refused in one line, nothing written: a schema Preprocess cannot load, a features file
 lacking a schema column or holding a value its type refuses, a predictions file without the
@@ -130,7 +130,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
 def registration_lines(output: Path) -> str:
     """How the baseline joins its model package (stdout: for the operator to adapt)."""
     uri = f"s3://<bucket>/<prefix>/{output.name}"
-    return f"""To register it with the model package (as examples/breast_cancer/registration.py):
+    return f"""To register it with the model package (as examples/registration.py):
 
 aws s3 cp {output} {uri} --content-type {quality.CONTENT_TYPE}
 

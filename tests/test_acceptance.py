@@ -17,7 +17,8 @@ import pytest
 
 from acceptance import __main__ as acceptance_main
 from acceptance import catalogue, plan, report
-from examples.breast_cancer import model, registration
+from examples import registration
+from examples.breast_cancer import model
 from local_mode.emulator import Emulator
 from tests.provider_requests import Request, problems
 from tests.registry import (
@@ -148,7 +149,7 @@ def command(
         ]
     (tmp_path / "credentials").write_text("\n".join(lines) + "\n")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    monkeypatch.setattr(registration.model, "build", lambda _: built_model)
+    monkeypatch.setattr(model, "build", lambda _: built_model)
     base = ["--dev-profile", "dev", "--stage-profile", "preprod", "--region", aws.region,
             "--dev-bucket", dev.bucket, "--project-name", "acc-test",
             "--output", str(tmp_path / "out")]  # fmt: skip

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -33,7 +31,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from local_mode import twin
+from examples import training
+from examples.training import ARCHIVE, Built
+from examples.training import container_environment as container_environment  # its API
 from pipelines.batch_inference import quality
 
 INFERENCE_SCRIPT = Path(__file__).with_name("inference.py")
@@ -100,51 +100,10 @@ def package(model: TrainedModel, destination: Path) -> Path:
     return destination
 
 
-def container_environment() -> dict[str, str]:
-    """What the scikit-learn serving container needs to find the handlers, and the answer's
-    type for a request without ``Accept`` (the toolkit's default is JSON, which the handlers
-    do not write)."""
-    return {
-        "SAGEMAKER_PROGRAM": ENTRY_POINT,
-        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
-    }
-
-
-@dataclass(frozen=True)
-class Built:
-    """What :func:`build` leaves: the artifact, its baseline, and how it was made."""
-
-    archive: Path
-    baseline: Path
-    holdout_accuracy: float
-    versions: dict[str, str]
-
-
-ARCHIVE, BASELINE, SUMMARY = "model.tar.gz", "baseline.json", "training.json"
-
-
 def build(destination: Path, seed: int = 0) -> Built:
     """Train, package and baseline the sample model in the image's runtime twin, into
     ``destination`` (``model.tar.gz``, ``baseline.json``)."""
-    destination.mkdir(parents=True, exist_ok=True)
-    environment = {**os.environ, "PYTHONPATH": str(twin.REPOSITORY), "PYTHONNOUSERSITE": "1"}
-    environment.pop("PYTHONHOME", None)
-    finished = subprocess.run(
-        [str(twin.python()), "-m", "examples.breast_cancer.model", "--output", str(destination),
-         "--seed", str(seed)],
-        cwd=twin.REPOSITORY, env=environment, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if finished.returncode:
-        raise RuntimeError(f"training in the runtime twin failed: {finished.stderr.strip()}")
-    summary = json.loads((destination / SUMMARY).read_text())
-    return Built(
-        destination / ARCHIVE,
-        destination / BASELINE,
-        float(summary["holdout_accuracy"]),
-        dict(summary["versions"]),
-    )
+    return training.build("examples.breast_cancer.model", destination, seed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,19 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    import sklearn
-
     trained = train(args.seed)
     package(trained, args.output / ARCHIVE)
-    write_baseline(trained, args.output / BASELINE)
-    versions = {
-        "python": ".".join(map(str, sys.version_info[:3])),
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-        "joblib": joblib.__version__,
-    }
-    summary = {"holdout_accuracy": trained.holdout_accuracy, "versions": versions}
-    (args.output / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
+    training.write_outputs(args.output, trained.baseline, trained.holdout_accuracy)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Register the sample model in a dev registry as a training pipeline would: trained in the
+"""Register an example's model in a dev registry as a training pipeline would: trained in the
 image's runtime twin, its artifact and baseline uploaded, a package pending approval, then
 approved. ``make demo`` does it against the emulator, the acceptance run in a sandbox dev
 account."""
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from examples.breast_cancer import model
+from examples.catalog import EXAMPLES, Example
+from examples.training import container_environment
 from pipelines import sdk
 from pipelines.batch_inference import quality
 
@@ -35,10 +36,11 @@ def register(
     region: str,
     workdir: Path,
     approval: str,
+    example: Example = EXAMPLES["breast-cancer"],
 ) -> Registered:
     """Train, upload under ``s3://bucket/output_prefix/``, register in ``group`` (pending),
     then approve with ``approval`` as the reason (a data scientist's click)."""
-    trained = model.build(workdir)  # model.tar.gz, baseline.json
+    trained = example.model().build(workdir)  # model.tar.gz, baseline.json
     output = output_prefix.rstrip("/")
     keys = (f"{output}/model.tar.gz", f"{output}/baseline.json")
     s3.upload_file(str(trained.archive), bucket, keys[0])
@@ -49,14 +51,14 @@ def register(
     )  # fmt: skip
     arn = sagemaker.create_model_package(
         ModelPackageGroupName=group,
-        ModelPackageDescription="scaler + logistic regression",
+        ModelPackageDescription=example.description,
         ModelApprovalStatus="PendingManualApproval",
         InferenceSpecification={
             "Containers": [
                 {
                     "Image": image,
                     "ModelDataUrl": f"s3://{bucket}/{keys[0]}",
-                    "Environment": model.container_environment(),
+                    "Environment": container_environment(),
                     # what it was trained with: build.py warns when the image holds another
                     "Framework": "SKLEARN",
                     "FrameworkVersion": trained.versions["scikit-learn"],
