@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import tarfile
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 
 from examples import demo
 from examples.breast_cancer import data
+from examples.catalog import EXAMPLES
+from examples.ticket_triage import inference
 from local_mode.emulator import ACCOUNTS
 
 ROWS = 3000
@@ -154,3 +157,66 @@ def test_a_failing_stage_is_named_and_exits_non_zero(tmp_path: Path, capsys, mon
     assert capsys.readouterr().err.strip() == (
         "demo failed: model registration failed: registry unavailable"
     )
+
+
+def test_the_second_example_goes_through_the_same_template(tmp_path: Path) -> None:
+    """ticket-triage, another shape (string categories with nulls, a label and three class
+    probabilities per row), deployed with only its own stage files, schema, handlers and
+    baseline: every valid row is scored with every answer column, and the gate reads drift
+    in its categories."""
+    example = EXAMPLES["ticket-triage"]
+    rows = 1500
+    report = demo.run(rows=rows, assume_yes=True, workdir=tmp_path, drift=True, example=example)
+    assert report["example"] == "ticket-triage" and set(report["stages"]) == {"preprod", "prod"}
+    smoke = report["smoke"]["preprod"]  # its own smoke input: 40 rows, nulls among them
+    assert (smoke.rows_in, smoke.rows_rejected, smoke.rows_scored) == (40, 0, 40)
+    assert report["checked"]["preprod"].rows == 40 and report["checked"]["preprod"].warnings == []
+    with tarfile.open(tmp_path / "model.tar.gz") as archive:
+        archive.extract("model.joblib", tmp_path / "model", filter="data")
+    pipeline = joblib.load(tmp_path / "model" / "model.joblib")
+    features = json.loads(example.schema.read_text())["features"]
+
+    for stage, result in report["stages"].items():
+        tfvars, record = result["tfvars"], result["record"]
+        counts, generated = record["Counts"], record["Generated"]
+        assert tfvars["project_name"] == example.project
+        execution = json.loads((tmp_path / f"{stage}-batch-execution.json").read_text())
+        assert execution["PipelineExecutionStatus"] == "Succeeded"
+        assert counts["rows_rejected"] == generated["malformed"] > 0
+        assert counts["rows_scored"] == rows - generated["malformed"]
+        with (tmp_path / f"{stage}-input.csv").open(newline="") as handle:
+            by_id = {row.pop("ticket_id"): row for row in csv.DictReader(handle)}
+        (local_copy,) = counts["local_predictions"]
+        with open(local_copy, newline="") as handle:
+            lines = list(csv.reader(handle))
+        assert len(lines) == counts["rows_scored"]
+        assert all(len(line) == 5 for line in lines)  # id, label, three probabilities
+        body = "".join(
+            ",".join(by_id[line[0]][f["name"]] for f in features) + "\n" for line in lines
+        )
+        expected = pipeline.predict_proba(inference.parse_features(body.encode(), features))
+        answered = np.array([[float(v) for v in line[2:]] for line in lines])
+        assert np.allclose(answered, expected, rtol=0, atol=1e-12)
+        classes = list(pipeline.classes_)
+        assert [line[1] for line in lines] == [classes[k] for k in expected.argmax(axis=1)]
+        assert sum(by_id[line[0]]["channel"] == "" for line in lines) > 0  # nulls were scored
+        served = result["served"]  # the endpoint answers the row's whole answer too
+        assert [served["id"], *served["served"].split(",")] == lines[0]
+        # the dashboard's mean is the mean confidence (each row's top probability)
+        predicted = counts["prediction_metrics"]
+        assert sum(m["sum"] for m in predicted) == pytest.approx(expected.max(axis=1).sum(), 1e-6)
+        # the report draws the predicted classes against the baseline's
+        assert Path(record["Report"]).read_text().count("<section>") == 5
+        drifted = result["drifted"]
+        if drifted["mode"] == "fail":
+            worst = drifted["reason"].split("(worst features by PSI: ")[1].split(" ")[0]
+            assert worst in ("channel", "message_length")
+        else:
+            assert drifted["verdict"] == "warned"
+
+
+def test_an_unknown_example_is_refused_with_the_ones_there_are(capsys) -> None:
+    with pytest.raises(SystemExit) as refused:
+        demo.main(["--example", "not-an-example"])
+    assert refused.value.code == 2
+    assert "choose from 'breast-cancer', 'ticket-triage'" in capsys.readouterr().err
