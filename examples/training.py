@@ -10,13 +10,15 @@ image's own container.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from local_mode import twin
 
@@ -81,3 +83,34 @@ def write_outputs(destination: Path, baseline: dict[str, Any], holdout_accuracy:
     }
     summary = {"holdout_accuracy": holdout_accuracy, "versions": versions}
     (destination / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
+
+
+class Trained(Protocol):
+    """What an example's ``train`` returns."""
+
+    @property
+    def baseline(self) -> dict[str, Any]: ...
+
+    @property
+    def holdout_accuracy(self) -> float: ...
+
+
+_Model = TypeVar("_Model", bound=Trained)
+
+
+def main(
+    argv: Sequence[str] | None,
+    description: str,
+    train: Callable[[int], _Model],
+    package: Callable[[_Model, Path], Path],
+) -> int:
+    """An example's ``python -m examples.<name>.model --output DIR [--seed N]`` (in the twin):
+    train, package into ``DIR/model.tar.gz``, write the baseline and the summary."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    trained = train(args.seed)
+    package(trained, args.output / ARCHIVE)
+    write_outputs(args.output, trained.baseline, trained.holdout_accuracy)
+    return 0

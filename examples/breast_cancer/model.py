@@ -13,7 +13,6 @@ after the next change. ``python -m examples.breast_cancer.model --output DIR`` i
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -32,7 +31,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from examples import training
-from examples.training import ARCHIVE, Built
+from examples.training import Built
 from examples.training import container_environment as container_environment  # its API
 from pipelines.batch_inference import quality
 
@@ -106,16 +105,5 @@ def build(destination: Path, seed: int = 0) -> Built:
     return training.build("examples.breast_cancer.model", destination, seed)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="train and package the sample model here")
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    trained = train(args.seed)
-    package(trained, args.output / ARCHIVE)
-    training.write_outputs(args.output, trained.baseline, trained.holdout_accuracy)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(training.main(None, "train and package the sample model here", train, package))

@@ -13,7 +13,6 @@ the distribution of the priorities it predicts on a holdout.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 import tarfile
@@ -32,7 +31,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from examples import training
 from examples.ticket_triage import data
-from examples.training import ARCHIVE, Built
+from examples.training import Built
 from pipelines.batch_inference import quality
 
 HERE = Path(__file__).resolve().parent
@@ -112,16 +111,5 @@ def build(destination: Path, seed: int = 0) -> Built:
     return training.build("examples.ticket_triage.model", destination, seed)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="train and package the ticket-triage model")
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    trained = train(args.seed)
-    package(trained, args.output / ARCHIVE)
-    training.write_outputs(args.output, trained.baseline, trained.holdout_accuracy)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(training.main(None, "train and package the ticket-triage model", train, package))
