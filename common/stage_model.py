@@ -11,8 +11,24 @@ this variable inverted (its ``--no-build-isolation`` option stores ``False``, an
 variable's value is that option's value), so ``false`` is what switches isolation off.
 The template sets the same map (a test holds them equal); the demo and the local executor
 read it from here.
+
+:func:`container_environment` is the package's own environment for a model whose handlers are
+``code/inference.py`` (the examples', and ``check_model``'s default for a team's model
+directory or ``model.tar.gz``): here, below the examples, so the operator CLIs can read it.
 """
 
 from __future__ import annotations
 
 STAGE_MODEL_ENVIRONMENT = {"PIP_NO_BUILD_ISOLATION": "false"}
+
+
+def container_environment() -> dict[str, str]:
+    """What the scikit-learn serving container needs to find the handlers, and the answer's
+    type for a request without ``Accept`` (the toolkit's default is JSON, which the examples'
+    handlers do not write)."""
+    return {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+    }

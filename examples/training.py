@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from common.stage_model import container_environment as container_environment  # its API
 from local_mode import twin
 
 ARCHIVE, BASELINE, SUMMARY = "model.tar.gz", "baseline.json", "training.json"
@@ -33,18 +34,6 @@ class Built:
     baseline: Path
     holdout_accuracy: float
     versions: dict[str, str]
-
-
-def container_environment() -> dict[str, str]:
-    """What the scikit-learn serving container needs to find the handlers, and the answer's
-    type for a request without ``Accept`` (the toolkit's default is JSON, which the examples'
-    handlers do not write)."""
-    return {
-        "SAGEMAKER_PROGRAM": "inference.py",
-        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
-    }
 
 
 def build(module: str, destination: Path, seed: int = 0) -> Built:
