@@ -155,3 +155,149 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys) -> None:
     (tmp_path / "t.json").write_text('{"model_package_arn": "arn"}')
     assert check_model.main(["--tfvars", str(tmp_path / "t.json")]) == 2
     assert "lacks pipeline_name, artifacts_bucket" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ --model: a team's own model
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = {
+    # the breast-cancer smoke input carries two bad rows on purpose (the pipeline quarantines
+    # them), so its check allows the share its pre-prod stage file allows
+    "breast_cancer": (REPO / "pipelines" / "batch_inference" / "feature-schema.json", SMOKE, "0.1"),
+    "ticket_triage": (
+        REPO / "examples" / "ticket_triage" / "feature-schema.json",
+        REPO / "examples" / "ticket_triage" / "smoke-input.csv",
+        "0",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def triage(tmp_path_factory: pytest.TempPathFactory) -> model.Built:
+    """The ticket-triage model trained and packaged once, in the runtime twin (read only)."""
+    from examples.ticket_triage import model as triage_model
+
+    return triage_model.build(tmp_path_factory.mktemp("triage"))
+
+
+def unpacked(archive: Path, destination: Path) -> Path:
+    with tarfile.open(archive) as bundle:
+        bundle.extractall(destination, filter="data")
+    return destination
+
+
+def own(model_arg: str, example: str, *extra: str) -> list[str]:
+    schema, smoke, allowed = EXAMPLES[example]
+    return [
+        "--model", model_arg, "--schema", str(schema), "--input", str(smoke),
+        "--max-rejected-fraction", allowed, *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("form", ["tarball", "directory"])
+@pytest.mark.parametrize("example", ["breast_cancer", "ticket_triage"])
+def test_a_teams_model_meets_the_contract(
+    example, form, built_model, triage, tmp_path, capsys
+) -> None:
+    archive = (built_model if example == "breast_cancer" else triage).archive
+    given = archive if form == "tarball" else unpacked(archive, tmp_path / "model")
+    summary = tmp_path / "summary.md"
+    assert check_model.main(own(str(given), example, "--summary", str(summary))) == 0
+    out = capsys.readouterr().out.splitlines()
+    checks = [line.split(": ", 2)[1] for line in out[:-1]]
+    assert checks == [
+        "ok  artifact", "ok  content types", "ok  schema", "ok  input", "ok  container",
+        "ok  answers", "ok  columns", "ok  scikit-learn version",
+    ]  # fmt: skip
+    assert "a .tar.gz holding code/inference.py, the handler named" in out[0]
+    if example == "breast_cancer":
+        assert "2 of 40 rows of smoke-input.csv rejected by the schema (r000000009: " in out[3]
+        assert "within --max-rejected-fraction 0.1" in out[3]
+        assert "1 mini-batch of 38 rows answered 200 with text/csv" in out[5]
+        assert "1 answer column on every line, all kept (OutputFilter $[0,31:]" in out[6]
+    else:  # multi-class: the label and three probabilities, nulls and all
+        assert "all 40 rows of smoke-input.csv pass the schema" in out[3]
+        assert "4 answer columns on every line, all kept (OutputFilter $[0,8:]" in out[6]
+    assert out[-1] == f"check_model: model {given} meets the pipeline's contract"
+    assert summary.read_text().count("\n") == 9
+
+
+def test_a_package_arn_is_read_with_the_current_credentials(
+    aws, triage, tmp_path, monkeypatch, capsys
+) -> None:
+    """Its artifact, environment, image and declared types from the registry: here it
+    answers text/csv but declares JSON, the one violation."""
+    registry = DevRegistry(aws)
+    url = registry.put_artifact("training/run-1/output/model.tar.gz", triage.archive.read_bytes())
+    container = {"Image": IMAGE, "ModelDataUrl": url, "Environment": model.container_environment()}
+    arn = registry.register(
+        containers=[{**container, "Framework": "SKLEARN", "FrameworkVersion": "1.9.0"}],
+        specification={"SupportedResponseMIMETypes": ["text/csv", "application/json"]},
+    )
+    credentials = aws.account("dev").get_credentials().get_frozen_credentials()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", credentials.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials.secret_key)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", credentials.token)
+    assert check_model.main(own(arn, "ticket_triage")) == 3
+    captured = capsys.readouterr()
+    violations = [line for line in captured.out.splitlines() if "VIOLATION" in line]
+    assert violations == [
+        "check_model: VIOLATION  content types: the package declares SupportedResponseMIMETypes "
+        "['text/csv', 'application/json']: the pipeline sends and asks for text/csv only; "
+        "register it with ['text/csv'] in and out"
+    ]
+    assert "ok  columns: 4 answer columns" in captured.out
+    assert "no InconsistentVersionWarning (the package declares FrameworkVersion 1.9.0)" in (
+        captured.out
+    )
+    assert (
+        captured.err == f"check_model: model {arn}: 1 contract violation: fix each VIOLATION line\n"
+    )
+    missing = arn.replace("/1", "/99")
+    assert check_model.main(own(missing, "ticket_triage")) == 1
+
+
+def test_a_broken_model_is_reported_with_every_violation_at_once(triage, tmp_path, capsys) -> None:
+    """A handler that answers JSON's type and one line too few, and a smoke row the schema
+    rejects: three lines, each naming what to fix; the checks it meets still say so."""
+    directory = unpacked(triage.archive, tmp_path / "model")
+    handler = directory / "code" / "inference.py"
+    text = handler.read_text()
+    broken = text.replace(
+        'return container_worker.Response(response=body, headers={"Content-Type": CSV})',
+        'body = body[: body.rstrip(b"\\n").rfind(b"\\n") + 1]\n'
+        '    return container_worker.Response(response=body, headers={"Content-Type": '
+        '"application/json"})',
+    )
+    assert broken != text
+    handler.write_text(broken)
+    smoke = tmp_path / "smoke.csv"
+    lines = EXAMPLES["ticket_triage"][1].read_text().splitlines()
+    smoke.write_text("\n".join([*lines, "t999999999,web,api,pro,12,1,20.5,very happy"]) + "\n")
+    argv = ["--model", str(directory), "--schema", str(EXAMPLES["ticket_triage"][0])]
+    assert check_model.main([*argv, "--input", str(smoke)]) == 3
+    captured = capsys.readouterr()
+    violations = [line for line in captured.out.splitlines() if "VIOLATION" in line]
+    assert violations == [
+        "check_model: VIOLATION  input: 1 of 41 rows of smoke.csv rejected by the schema "
+        "(t999999999: 'sentiment': 'very happy' is not a float): fix the rows or the schema "
+        "(or allow a share with --max-rejected-fraction)",
+        "check_model: VIOLATION  answers: rows 1-40 answered with Content-Type "
+        "application/json: answer text/csv, the pipeline's Accept",
+        "check_model: VIOLATION  lines: 39 lines answered for rows 1-40: Batch Transform joins "
+        "the answer to the records line by line, answer one line per row",
+    ]
+    assert "ok  container: started in the sagemaker-scikit-learn:1.9-0-cpu-py3" in captured.out
+    assert captured.err.endswith("3 contract violations: fix each VIOLATION line\n")
+
+
+def test_model_usage_errors_exit_2(tmp_path, capsys) -> None:
+    schema, smoke, _ = EXAMPLES["ticket_triage"]
+    base = ["--schema", str(schema), "--input", str(smoke)]
+    assert check_model.main(["--model", str(tmp_path / "none"), *base]) == 2
+    assert capsys.readouterr().err.endswith("no such file or directory\n")
+    assert check_model.main(["--model", str(tmp_path), *base, "--environment", "NOPE"]) == 2
+    assert capsys.readouterr().err == "check_model: --environment 'NOPE' is not KEY=VALUE\n"
+    with pytest.raises(SystemExit) as usage:
+        check_model.main(["--model", str(tmp_path), "--input", str(smoke)])
+    assert usage.value.code == 2
