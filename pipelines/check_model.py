@@ -1,7 +1,10 @@
-"""Run a promoted model in its container's runtime twin before the stage is deployed.
+"""Run a model in its container's runtime twin before it is deployed, or registered.
 
     python -m pipelines.check_model --tfvars build/preprod.tfvars.json [--input rows.csv]
         [--allow-version-skew] [--summary "$GITHUB_STEP_SUMMARY"]
+    python -m pipelines.check_model --model (ARN | DIR | model.tar.gz) --schema schema.json
+        --input smoke.csv [--environment KEY=VALUE ...] [--max-rejected-fraction F]
+        [--allow-version-skew] [--summary FILE]
 
 ``build.py`` has copied the model into the stage and written the stage's tfvars; before
 Terraform creates anything, this takes the stage's package (``model_package_arn``), its
@@ -18,8 +21,21 @@ lines, or that was pickled with another scikit-learn than the image's
 A model of an image local mode has no twin for (another framework, another scikit-learn
 version) is not checked: the command says so and exits 0, since only SageMaker can run it.
 
-Exit codes: 0 checked (or not checkable here, said on stderr); 2 bad arguments or inputs;
-3 the model cannot start or answer; 1 an AWS error.
+``--model`` checks a team's model against the pipeline's contract and reports every
+violation at once, one line each (a team fixes them together, not one run each): a package
+ARN (read with the current credentials: its artifact, environment, image, declared content
+types), a model directory or a ``model.tar.gz`` (the environment ``container_environment()``'s,
+``code/inference.py``), the stage template's variables over either and ``--environment``
+over those. The checks: the artifact is a ``.tar.gz`` holding the handler the environment
+names; a package declares ``text/csv`` in and out, nothing else; the schema loads and the
+input passes it (rejected rows named with their reasons; ``--max-rejected-fraction``
+allows a share); the container starts with no index; every mini-batch is answered 200 with
+``text/csv``, one line per row (a refusal named with the handler's reason); every line has
+the same number of columns (the pipeline keeps them all); no ``InconsistentVersionWarning``.
+
+Exit codes: 0 checked (or not checkable here, said on stderr), or every contract check met;
+2 bad arguments or inputs; 3 the model cannot start or answer, or a contract violation
+(``--model``); 1 an AWS error.
 """
 
 from __future__ import annotations
