@@ -33,6 +33,7 @@ from typing import Any
 from benchmarks.transform import LocalDiskStore
 from examples import demo
 from examples.breast_cancer import data, model
+from examples.catalog import EXAMPLES
 from local_mode import executor, processing, storage, transform
 from local_mode.emulator import environment, running_emulator
 from local_mode.serving import ModelServer, extract_artifact
@@ -64,7 +65,10 @@ class Captured:
             return self._run_transform(arguments, *args, **kwargs)
 
         def popen(command: list[str], *args: Any, **kwargs: Any) -> Any:
-            self.commands.append((list(command), Path(kwargs["cwd"]), dict(kwargs["env"])))
+            # the module is everyone's: only the Processing script's start is the one replayed
+            # (the model's container and its virtualenv are started through it too)
+            if any(str(part).endswith("preprocess.py") for part in command):
+                self.commands.append((list(command), Path(kwargs["cwd"]), dict(kwargs["env"])))
             return self._popen(command, *args, **kwargs)
 
         executor.run_processing = run_processing
@@ -180,9 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with running_emulator() as aws, environment(aws.environment()):
-        dev_bucket = demo._base_resources(aws)
-        demo.register_model(aws, dev_bucket, workdir)
-        tfvars = demo.deploy("preprod", workdir)
+        example = EXAMPLES["breast-cancer"]  # the one its local scripts replay
+        dev_bucket = demo._base_resources(aws, example)
+        demo.register_model(aws, example, dev_bucket, workdir)
+        tfvars = demo.deploy("preprod", example, workdir)
         demo.create_sagemaker_model(aws, "preprod", tfvars)
         generated = data.generate(workdir / "input.csv", args.rows)
         s3 = aws.client("s3", "preprod")
