@@ -232,6 +232,34 @@ variable "output_data_url" {
   }
 }
 
+variable "predictions_table_url" {
+  description = "Where the Publish step writes the stage's predictions table (day=YYYY-MM-DD/ folders), under output_data_url; the Glue table's location (build.py writes it)."
+  type        = string
+  validation {
+    condition     = can(regex("^s3://[^/]+/.+/$", var.predictions_table_url))
+    error_message = "predictions_table_url must be an s3:// prefix ending in /."
+  }
+}
+
+variable "predictions_table_columns" {
+  description = "The predictions table's columns in the order Publish writes them: the schema's id, the answer's columns the model package declares (its output_columns metadata), model_version, execution_id (build.py writes them)."
+  type        = list(object({ name = string, type = string }))
+  validation {
+    condition     = length(var.predictions_table_columns) >= 4 && alltrue([for c in var.predictions_table_columns : contains(["string", "double", "bigint"], c.type)])
+    error_message = "predictions_table_columns: at least the id, one answer column, model_version and execution_id, each of type string, double or bigint."
+  }
+}
+
+variable "output_format" {
+  description = "The predictions table's file format: csv (with a header) or parquet."
+  type        = string
+  default     = "csv"
+  validation {
+    condition     = contains(["csv", "parquet"], var.output_format)
+    error_message = "output_format must be csv or parquet."
+  }
+}
+
 variable "feature_schema_url" {
   description = "The feature schema Preprocess validates against."
   type        = string
@@ -478,6 +506,9 @@ module "stage" {
   input_data_url             = var.input_data_url
   output_data_url            = var.output_data_url
   feature_schema_url         = var.feature_schema_url
+  predictions_table_url      = var.predictions_table_url
+  predictions_table_columns  = var.predictions_table_columns
+  output_format              = var.output_format
   schedule_expression        = var.schedule_expression
   processing_instance_type   = var.processing_instance_type
   processing_instance_count  = var.processing_instance_count

@@ -27,6 +27,8 @@ class Example:
     schema: Path
     stage_files: dict[str, Path]  # by stage
     drift: str  # what --drift changes in a batch, said in the demo's output
+    # the answer's columns, declared on the package (its predictions table's columns)
+    output_columns: str = "prediction:double"
 
     def model(self) -> ModuleType:
         """``<package>.model`` (imported when used: it may train, and it imports sklearn)."""
@@ -69,6 +71,7 @@ EXAMPLES = {
             schema=REPO / "examples" / "ticket_triage" / "feature-schema.json",
             stage_files=_own("ticket_triage"),
             drift="most tickets come by phone and their messages are three times longer",
+            output_columns="priority:string,p_low:double,p_normal:double,p_urgent:double",
         ),
     )
 }

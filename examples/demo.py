@@ -52,7 +52,7 @@ from common.files import write_execution_record
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples import registration
 from examples.catalog import DEFAULT, EXAMPLES, Example
-from local_mode import executor, sandbox, serve, storage
+from local_mode import executor, sandbox, serve, storage, table
 from local_mode.emulator import Emulator, environment, role_arn, running_emulator
 from local_mode.report import RunReport, write_report
 from pipelines import check_model, partition_runs, smoke
@@ -312,7 +312,7 @@ def score_drifted(
 def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
     """Rows in / rejected / scored, from the Preprocess summaries and the Transform outcome."""
     s3 = aws.client("s3", stage)
-    preprocess, transform = record["Steps"]
+    preprocess, transform, published = record["Steps"]
     summaries = [
         json.loads(s3.get_object(Bucket=b, Key=k)["Body"].read())
         for uri in preprocess["Outcome"]["UploadedObjects"]["summary"]
@@ -324,9 +324,18 @@ def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
         path = Path(record["RecordPath"]).with_name(f"{stage}-predictions-{index + 1}.csv")
         storage.download(s3, bucket, key, path)  # one GET: the emulator's fast path
         local_copies.append(str(path))
+    folder = Path(record["RecordPath"]).with_name(f"{stage}-table")
+    for uri in published["Outcome"]["UploadedObjects"]["table"]:  # the predictions table's
+        bucket, key = utils.parse_s3_uri(uri)
+        storage.download(s3, bucket, key, folder / key.split("/table/", 1)[1])
+    rows = table.read(folder)
+    column = table.first_number_column(rows)
     return {
+        "table_by_day": table.by_day(rows, column) if column else [],
         "summaries": summaries,
         "local_predictions": local_copies,
+        "table": published["Outcome"]["UploadedObjects"]["table"],
+        "local_table": str(folder),
         "rows_in": sum(s["rows_read"] for s in summaries),
         "rows_rejected": sum(s["rows_rejected"] for s in summaries),
         "rows_scored": transform["Outcome"]["RecordsOut"],
@@ -543,6 +552,13 @@ def print_summary(report: dict[str, Any]) -> None:
         for uri, path in zip(counts["predictions"], counts["local_predictions"], strict=True):
             print(f"  predictions: {uri} (copy: {path})")
         print(f"  execution record: {record['RecordPath']}")
+        for day in counts["table_by_day"]:  # what Athena answers over the stage's Glue table
+            print(
+                "  predictions table ("
+                + counts["local_table"]
+                + "): "
+                + ", ".join(f"{key} {value}" for key, value in day.items())
+            )
         served = result["served"]
         print(
             f"  served on loopback: row {served['id']} -> {served['served']} (batch prediction "

@@ -41,6 +41,11 @@ def register(
     """Train, upload under ``s3://bucket/output_prefix/``, register in ``group`` (pending),
     then approve with ``approval`` as the reason (a data scientist's click)."""
     trained = example.model().build(workdir)  # model.tar.gz, baseline.json
+    metadata = {
+        "holdout_accuracy": f"{trained.holdout_accuracy:.4f}",
+        # what each answer column is: the stage's predictions table is named by it
+        "output_columns": example.output_columns,
+    }
     output = output_prefix.rstrip("/")
     keys = (f"{output}/model.tar.gz", f"{output}/baseline.json")
     s3.upload_file(str(trained.archive), bucket, keys[0])
@@ -68,7 +73,7 @@ def register(
             "SupportedResponseMIMETypes": ["text/csv"],
             "SupportedTransformInstanceTypes": ["ml.m5.xlarge"],
         },
-        CustomerMetadataProperties={"holdout_accuracy": f"{trained.holdout_accuracy:.4f}"},
+        CustomerMetadataProperties=metadata,
         DriftCheckBaselines={
             "ModelDataQuality": {
                 "Statistics": {
@@ -78,7 +83,12 @@ def register(
             }
         },
     )["ModelPackageArn"]
+    # sent again with the approval: AWS keeps the properties an update leaves out, but the
+    # emulator (moto 5's update_model_package) sets them to what the call gives, None
     sagemaker.update_model_package(
-        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription=approval
+        ModelPackageArn=arn,
+        ModelApprovalStatus="Approved",
+        ApprovalDescription=approval,
+        CustomerMetadataProperties=metadata,
     )
     return Registered(arn, trained.holdout_accuracy, keys)

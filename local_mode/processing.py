@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -94,6 +95,8 @@ def run_processing(
         raise StepFailed(str(error)) from None
     hosts = host_names(count)
     roots = {host: (work_dir / host).resolve() for host in hosts}  # the script runs from its root
+    for root in roots.values():  # a job starts in an empty container: nothing of an earlier run
+        shutil.rmtree(root, ignore_errors=True)  # (its inputs, its outputs) is seen or uploaded
     outputs = arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
     # the instances' inputs download side by side, as each instance fetches its own on AWS
     started = time.perf_counter()

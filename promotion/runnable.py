@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pipelines.batch_inference import publish
 from promotion.errors import NotRunnable
 
 # what the pipeline's BatchTransform step sends and asks for (pipelines/batch_inference)
@@ -113,6 +114,15 @@ def package_refusal(package: Mapping[str, Any], stage_config: Mapping[str, Any])
                 f"the package's {field} are {', '.join(declared)}, but the pipeline's "
                 f"BatchTransform {direction} {PIPELINE_CONTENT_TYPE}; add {PIPELINE_CONTENT_TYPE} "
                 "if the container handles it, or adapt the pipeline"
+            )
+    declared_outputs = (package.get("CustomerMetadataProperties") or {}).get("output_columns")
+    if declared_outputs is not None:
+        try:
+            publish.parse_columns(declared_outputs)
+        except publish.PublishError as error:
+            return (
+                f"its output_columns metadata {declared_outputs!r} cannot name the stage's "
+                f"predictions table: {error}"
             )
     fields = {
         "transform_instance_type": "SupportedTransformInstanceTypes",

@@ -242,6 +242,7 @@ SETTINGS: dict[str, Setting] = {
     ),
     "input_data_url": Setting("string", "an s3:// URI", _S3_URI),
     "output_data_url": Setting("string", "an s3:// URI", _S3_URI),
+    "output_format": Setting("string", "csv or parquet", _matches("csv|parquet")),
     "endpoint": Setting(
         "object", "an endpoint block, or null", nullable=True, problem=endpoint_problem
     ),

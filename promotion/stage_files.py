@@ -18,6 +18,7 @@ from stage_runtime.partitions import DEFAULT_FORMAT
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef
 
     from pipelines.batch_inference import pipeline as batch_pipeline
 
@@ -68,6 +69,12 @@ class StageLocations:
     pipeline_name: str
     input_data_url: str
     output_data_url: str
+
+    @property
+    def predictions_table_url(self) -> str:
+        """The stage's predictions table: ``day=YYYY-MM-DD/`` folders the Publish step writes
+        and the Glue table projects (under the output prefix the execution role may write)."""
+        return f"{self.output_data_url.rstrip('/')}/table/"
 
     @classmethod
     def of(cls, request: PromotionRequest, bucket: str) -> StageLocations:
@@ -128,12 +135,46 @@ class StageLocations:
 
 
 @dataclass(frozen=True)
+class PackageOutputs:
+    """The package's version and the columns its model answers (``output_columns`` in its
+    ``CustomerMetadataProperties``: ``name:type,...``; a model that declares none answers one
+    ``prediction:double``)."""
+
+    version: int
+    output_columns: str
+
+    @classmethod
+    def of(cls, source: DescribeModelPackageOutputTypeDef) -> PackageOutputs:
+        declared = (source.get("CustomerMetadataProperties") or {}).get("output_columns", "")
+        return cls(int(source["ModelPackageVersion"]), declared.strip() or DEFAULT_OUTPUTS)
+
+    def columns(self) -> list[dict[str, str]]:
+        """The answer's columns: name and Glue type."""
+        pairs = (item.strip().partition(":") for item in self.output_columns.split(","))
+        return [{"name": name, "type": kind or "double"} for name, _, kind in pairs]
+
+
+def table_columns(id_column: str, package: PackageOutputs) -> list[dict[str, str]]:
+    """The predictions table's columns, in the order the Publish step writes them."""
+    return [
+        {"name": id_column, "type": "string"},
+        *package.columns(),
+        {"name": "model_version", "type": "bigint"},
+        {"name": "execution_id", "type": "string"},
+    ]
+
+
+DEFAULT_OUTPUTS = "prediction:double"
+
+
+@dataclass(frozen=True)
 class StageCode:
     """The stage's copies of what the Processing job reads besides the data."""
 
     schema_url: str
     code_url: str
     quality_code_url: str
+    publish_code_url: str
     baseline_url: str | None
 
 
@@ -143,10 +184,12 @@ def render_definition(
     locations: StageLocations,
     model: str,
     code: StageCode,
+    package: PackageOutputs,
 ) -> bytes:
     """The stage's pipeline definition, as stable JSON (sorted keys: same input, same bytes)."""
     from pipelines.batch_inference import pipeline as batch_pipeline  # loads the SDK
 
+    schema = json.loads(request.feature_schema.read_bytes())
     pipeline = batch_pipeline.get_pipeline(
         region=request.region,
         role=settings.sagemaker_role_arn,
@@ -158,7 +201,13 @@ def render_definition(
         input_data_url=locations.input_data_url,
         output_data_url=locations.output_data_url,
         feature_schema_url=code.schema_url,
-        feature_count=len(json.loads(request.feature_schema.read_bytes())["features"]),
+        feature_count=len(schema["features"]),
+        id_column=schema["id_column"],
+        output_columns=package.output_columns,
+        output_format=request.stage_config.get("output_format") or "csv",
+        model_version=package.version,
+        predictions_table_url=locations.predictions_table_url,
+        publish_code_url=code.publish_code_url,
         processing_code_url=code.code_url,
         quality_code_url=code.quality_code_url,
         baseline_url=code.baseline_url,
@@ -245,6 +294,12 @@ def publish_stage_files(
             request.processing_script.with_name("quality.py").read_bytes(),
             "text/x-python",
         ),
+        publish_code_url=store.put(
+            f"{project}/code/publish",
+            "publish.py",
+            request.processing_script.with_name("publish.py").read_bytes(),
+            "text/x-python",
+        ),
         schema_url=store.put(
             f"{project}/code/feature-schema",
             batch_pipeline.SCHEMA_FILE_NAME,
@@ -253,10 +308,12 @@ def publish_stage_files(
         ),
         baseline_url=stage_baseline_url(s3, request, result, settings.artifacts_bucket, write),
     )
-    version = int(result.source["ModelPackageVersion"])
+    package = PackageOutputs.of(result.source)
+    schema = json.loads(request.feature_schema.read_bytes())
+    version = package.version
     name = model_name(request.group, request.stage, version)
     locations = StageLocations.of(request, settings.artifacts_bucket)
-    definition = render_definition(request, settings, locations, name, code)
+    definition = render_definition(request, settings, locations, name, code, package)
     definition_url = store.put(
         f"{project}/pipelines/{request.stage}", "definition.json", definition, "application/json"
     )
@@ -288,5 +345,8 @@ def publish_stage_files(
         "partition_format": request.stage_config.get("partition_format") or DEFAULT_FORMAT,
         "feature_schema_url": code.schema_url,
         "baseline_url": code.baseline_url,
+        "predictions_table_url": locations.predictions_table_url,
+        "predictions_table_columns": table_columns(schema["id_column"], package),
+        "output_format": request.stage_config.get("output_format") or "csv",
         "image_repository_arns": result.image_repository_arns,
     }

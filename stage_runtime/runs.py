@@ -50,6 +50,7 @@ def schedule_parameters(tfvars: dict[str, Any], input_uri: str) -> dict[str, str
     }
     return gate | {
         "ModelName": tfvars["model_name"],
+        "ModelVersion": str(tfvars["model_version"]),
         "InputDataUrl": input_uri,
         "OutputDataUrl": tfvars["output_data_url"],
         "FeatureSchemaUrl": tfvars["feature_schema_url"],
@@ -162,7 +163,7 @@ def _run_day(
         {**parameters, "InputDataUrl": layout.input_uri(day)}
         if parameters is not None
         else schedule_parameters(tfvars, layout.input_uri(day))
-    ) | {"OutputDataUrl": layout.output_uri(day)}
+    ) | {"OutputDataUrl": layout.output_uri(day), "PredictionDay": day.isoformat()}
     if run_locally is not None or wait:
         print(f"{day}: {decision.reason}", flush=True)
     if run_locally is not None:

@@ -26,7 +26,7 @@ def test_definition_written_to_file_with_a_summary(tmp_path: Path, capsys) -> No
     out = tmp_path / "nested" / "definition.json"
     assert definition_cli("--kwargs", json.dumps(KWARGS), "--file-name", str(out)) == 0
     definition = json.loads(out.read_text())
-    assert [s["Name"] for s in definition["Steps"]] == ["Preprocess", "BatchTransform"]
+    assert [s["Name"] for s in definition["Steps"]] == ["Preprocess", "BatchTransform", "Publish"]
     stdout = capsys.readouterr().out
     assert "steps: Preprocess (Processing) -> BatchTransform (Transform)" in stdout
     assert "ModelName=m-1" in stdout
@@ -189,7 +189,7 @@ def test_run_pipeline_local_executes_the_real_definition(
     s3, sagemaker = aws.client("s3"), aws.client("sagemaker")
     sandbox.create_bucket(aws, None, "artifacts")
     repo = Path(__file__).resolve().parents[1] / "pipelines" / "batch_inference"
-    for script in ("preprocess.py", "quality.py"):  # the job's code and its lib input
+    for script in ("preprocess.py", "quality.py", "publish.py"):  # the jobs' code, the lib
         s3.upload_file(str(repo / script), "artifacts", f"batch-inference/code/{script}")
     s3.upload_file(
         str(repo / "feature-schema.json"), "artifacts", "batch-inference/code/feature-schema.json"
@@ -231,7 +231,7 @@ def test_run_pipeline_local_executes_the_real_definition(
         assert "local mode cannot run image" in capsys.readouterr().err
         return
     assert code == 0, capsys.readouterr().err
-    assert [s["StepStatus"] for s in record["Steps"]] == ["Succeeded", "Succeeded"]
+    assert [s["StepStatus"] for s in record["Steps"]] == ["Succeeded"] * 3
     (output,) = record["Steps"][1]["Outcome"]["Objects"]
     execution_id = record["PipelineExecutionArn"].rsplit("/", 1)[-1]
     assert (
@@ -239,6 +239,9 @@ def test_run_pipeline_local_executes_the_real_definition(
         == f"s3://artifacts/batch-inference/output/{execution_id}/predictions/day-1.csv.out"
     )
     assert output["records_out"] == 500 - generated.malformed
+    (published,) = record["Steps"][2]["Outcome"]["UploadedObjects"]["table"]
+    assert published.startswith("s3://artifacts/batch-inference/predictions-table/day=")
+    assert published.endswith(f"/{execution_id}-00001.csv")
     assert "status: Succeeded" in capsys.readouterr().out
 
 

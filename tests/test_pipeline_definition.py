@@ -49,6 +49,7 @@ def test_steps_in_order_and_transform_reads_the_processing_output(definition: di
     assert [(s["Name"], s["Type"]) for s in definition["Steps"]] == [
         ("Preprocess", "Processing"),
         ("BatchTransform", "Transform"),
+        ("Publish", "Processing"),
     ]
     source = step(definition, "BatchTransform")["Arguments"]["TransformInput"]["DataSource"]
     assert source["S3DataSource"] == {
@@ -73,6 +74,8 @@ def test_parameters_and_defaults(definition: dict) -> None:
         "MaxRejectedFraction": ("Float", 0.05),
         "MaxDriftScore": ("Float", 0.25),
         "QualityGateMode": ("String", "warn"),
+        "ModelVersion": ("Integer", 0),
+        "PredictionDay": ("String", ""),
     }
     (mode,) = [p for p in definition["Parameters"] if p["Name"] == "QualityGateMode"]
     assert mode["EnumValues"] == ["fail", "warn"]
@@ -380,3 +383,34 @@ def test_whole_numbers_in_the_stage_file_become_float_defaults() -> None:
     gate = quality_gate({"max_drift_score": 1, "max_rejected_fraction": 0})
     defaults = {p["Name"]: p.get("DefaultValue") for p in render(quality_gate=gate)["Parameters"]}
     assert (defaults["MaxDriftScore"], defaults["MaxRejectedFraction"]) == (1.0, 0.0)
+
+
+def test_publish_turns_the_answers_into_the_stages_table() -> None:
+    """Publish reads what the Transform wrote and writes the table's day partitions under
+    the table's location, naming the package's columns and stamping every row with the
+    model version (a parameter the schedule sets with ModelName) and the execution."""
+    definition = render(
+        model_version=4,
+        id_column="ticket_id",
+        output_columns="priority:string,p_low:double",
+        output_format="parquet",
+        predictions_table_url="s3://b/p/batch-inference/output/table/",
+    )
+    arguments = step(definition, "Publish")["Arguments"]
+    source, code = arguments["ProcessingInputs"]
+    assert code["InputName"] == "code"
+    assert source["S3Input"]["S3Uri"] == {
+        "Get": "Steps.BatchTransform.TransformOutput.S3OutputPath"
+    }
+    (table,) = arguments["ProcessingOutputConfig"]["Outputs"]
+    assert table["S3Output"]["S3Uri"] == "s3://b/p/batch-inference/output/table/"
+    given = arguments["AppSpecification"]["ContainerArguments"]
+    flags = dict(zip(given[::2], given[1::2], strict=True))
+    assert flags["--id-column"] == "ticket_id" and flags["--format"] == "parquet"
+    assert flags["--output-columns"] == "priority:string,p_low:double"
+    assert flags["--execution-id"] == {"Get": "Execution.PipelineExecutionId"}
+    assert flags["--day"] == {"Get": "Parameters.PredictionDay"}
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    assert defaults["ModelVersion"] == 4 and defaults["PredictionDay"] == ""
+    with pytest.raises(ValueError, match="output_format"):
+        render(output_format="orc")

@@ -886,7 +886,9 @@ def test_aws_calls_do_not_grow_with_the_group(
     small, large = promote_with(2), promote_with(150)
     assert small == large
     assert small["dev:sagemaker:ListModelPackages"] == 1
-    assert sum(small.values()) < 25, small
+    # 25 before the Publish step's script became the fourth uploaded file (a HeadObject and a
+    # PutObject each, as the other three)
+    assert sum(small.values()) < 27, small
 
 
 def test_large_artifact_is_copied_server_side_byte_for_byte(

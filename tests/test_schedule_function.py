@@ -136,6 +136,7 @@ def test_the_last_whole_day_and_the_days_before_it_are_each_handled_once(
             **PARAMETERS,
             "InputDataUrl": LAYOUT.input_uri(day),
             "OutputDataUrl": LAYOUT.output_uri(day),
+            "PredictionDay": day.isoformat(),  # the predictions table's partition
         }
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert [(x["event"], x["pipeline"], x["date"], x["action"], x["empty"]) for x in lines] == [

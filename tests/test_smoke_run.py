@@ -55,6 +55,7 @@ def test_a_run_that_scores_nothing_fails_the_deployment(
     parameters = {p["Name"]: p["Value"] for p in start.body["PipelineParameters"]}
     assert parameters == {
         "ModelName": deployed["model_name"],
+        "ModelVersion": str(deployed["model_version"]),
         "InputDataUrl": result.input_uri,
         "OutputDataUrl": deployed["output_data_url"],
         "FeatureSchemaUrl": deployed["feature_schema_url"],

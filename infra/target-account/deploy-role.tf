@@ -98,6 +98,22 @@ data "aws_iam_policy_document" "deploy" {
     resources = concat(local.stage_arns.models, [local.stage_arns.pipelines])
   }
   statement {
+    # the stage's predictions table (terraform/stage/table.tf): Glue authorizes a table call
+    # on the catalog, its database and the table; the provider reads the table's partition
+    # indexes back, and tags the database with the default tags
+    sid = "DeployThePredictionsTable"
+    actions = [
+      "glue:CreateDatabase", "glue:GetDatabase", "glue:UpdateDatabase", "glue:DeleteDatabase",
+      "glue:CreateTable", "glue:GetTable", "glue:UpdateTable", "glue:DeleteTable", "glue:GetPartitionIndexes",
+      "glue:GetTags", "glue:TagResource", "glue:UntagResource",
+    ]
+    resources = [
+      "arn:${local.partition}:glue:${var.region}:${local.account}:catalog",
+      "arn:${local.partition}:glue:${var.region}:${local.account}:database/${module.naming.predictions_table.database}",
+      "arn:${local.partition}:glue:${var.region}:${local.account}:table/${module.naming.predictions_table.database}/${module.naming.predictions_table.table}",
+    ]
+  }
+  statement {
     # the optional real-time endpoint: its configurations, the endpoint, blue/green updates
     # (UpdateEndpoint), and what Application Auto Scaling checks its caller may do
     sid = "DeployTheStagesEndpoint"

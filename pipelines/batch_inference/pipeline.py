@@ -26,6 +26,10 @@ BASELINE_DIR = f"{PROCESSING_ROOT}/input/baseline"
 EXIT_MESSAGE = "/opt/ml/output/message"
 OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
 PROCESSING_OUTPUTS = ("inference", "rejected", "summary")
+PREDICTIONS_DIR = f"{PROCESSING_ROOT}/input/predictions"
+TABLE_DIR = f"{OUTPUT_DIR}/table"
+DEFAULT_OUTPUT_COLUMNS = "prediction:double"
+OUTPUT_FORMATS = ("csv", "parquet")
 SCHEMA_FILE_NAME = "feature-schema.json"
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 DEFAULT_SKLEARN_VERSION = "1.9-0"
@@ -78,6 +82,8 @@ class _Parameters:
     max_rejected_fraction: sdk.ParameterFloat
     max_drift_score: sdk.ParameterFloat
     gate_mode: sdk.ParameterString
+    model_version: sdk.ParameterInteger
+    prediction_day: sdk.ParameterString
 
     @classmethod
     def with_defaults(
@@ -88,6 +94,7 @@ class _Parameters:
         output_data_url: str,
         feature_schema_url: str,
         gate: QualityGate,
+        model_version: int,
     ) -> _Parameters:
         """Data and model from the stage; one ``ml.m5.xlarge`` per step unless overridden."""
         return cls(
@@ -112,6 +119,10 @@ class _Parameters:
             gate_mode=sdk.ParameterString(
                 "QualityGateMode", default_value=gate.mode, enum_values=["fail", "warn"]
             ),
+            # the package version of ModelName, on every row of the predictions table
+            model_version=sdk.ParameterInteger("ModelVersion", default_value=model_version),
+            # the day partition a run scores (runs of a day set it); empty: the start date
+            prediction_day=sdk.ParameterString("PredictionDay", default_value=""),
         )
 
     def all(self) -> list:
@@ -139,6 +150,12 @@ def get_pipeline(
     output_data_url: str | None = None,
     feature_schema_url: str | None = None,
     feature_count: int | None = None,
+    id_column: str = "id",
+    output_columns: str = DEFAULT_OUTPUT_COLUMNS,
+    output_format: str = "csv",
+    model_version: int = 0,
+    predictions_table_url: str | None = None,
+    publish_code_url: str | None = None,
     processing_code_url: str | None = None,
     quality_code_url: str | None = None,
     baseline_url: str | None = None,
@@ -161,8 +178,13 @@ def get_pipeline(
     ``baseline_url`` is the model's data-quality baseline: without one, Preprocess reports
     "no baseline" and the gate holds only the rejected fraction. ``feature_count`` is the
     schema's number of features: the output keeps the id and every column the model returns
-    (see :func:`transform_output_filter`).
+    (see :func:`transform_output_filter`). ``Publish`` then writes those rows, named by
+    ``output_columns`` (the package's ``name:type,...``) and with ``model_version`` and the
+    execution id on each, as ``output_format`` files under ``predictions_table_url``'s day
+    partitions (the stage's table).
     """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}")
     for name, value in (("region", region), ("role", role), ("default_bucket", default_bucket)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string")
@@ -185,6 +207,7 @@ def get_pipeline(
             output_data_url=output_data_url or f"{prefix}/output",
             feature_schema_url=feature_schema_url or f"{prefix}/code/{SCHEMA_FILE_NAME}",
             gate=quality_gate or QualityGate(),
+            model_version=model_version,
         )
         processor = sdk.ScriptProcessor(
             role=role,
@@ -218,10 +241,22 @@ def get_pipeline(
             kms_key_id,
             transform_output_filter(feature_count),
         )
+        published = _publish_step(
+            processor,
+            params,
+            batch_transform,
+            publish_code_url or f"{prefix}/code/publish.py",
+            predictions_table_url or f"{prefix}/predictions-table/",
+            [
+                "--id-column", id_column,
+                "--output-columns", output_columns,
+                "--format", output_format,
+            ],
+        )  # fmt: skip
         return sdk.ParameterizedPipeline(
             name=pipeline_name,
             parameters=params.all(),
-            steps=[preprocess, batch_transform],
+            steps=[preprocess, batch_transform, published],
             sagemaker_session=session,
             pipeline_experiment_config=None,
             # jobs named <base_job_name>-<execution id>-..., not pipelines-<execution id>-...:
@@ -281,6 +316,57 @@ def _transform_step(
             input_filter=TRANSFORM_INPUT_FILTER,
             join_source="Input",
             output_filter=output_filter,
+        ),
+        retry_policies=_retry_policies(),
+    )
+
+
+def _publish_step(
+    processor: sdk.ScriptProcessor,
+    params: _Parameters,
+    transform: sdk.TransformStep,
+    code_url: str,
+    table_url: str,
+    table_arguments: list[str],
+) -> sdk.ProcessingStep:
+    """The Processing step that turns the Transform's answers into the stage's predictions
+    table: named columns, the model version and the execution id on each row, day
+    partitions (``publish.py``)."""
+    arguments = [
+        "--input-dir", PREDICTIONS_DIR,
+        "--output-dir", TABLE_DIR,
+        *table_arguments,
+        "--model-version", params.model_version.to_string(),
+        "--execution-id", sdk.ExecutionVariables.PIPELINE_EXECUTION_ID,
+        "--day", params.prediction_day,
+        "--started", sdk.ExecutionVariables.START_DATETIME,
+        "--exit-message", EXIT_MESSAGE,
+    ]  # fmt: skip
+    return sdk.ProcessingStep(
+        name="Publish",
+        step_args=processor.run(
+            code=code_url,
+            inputs=[
+                sdk.ProcessingInput(
+                    input_name="predictions",
+                    s3_input=sdk.ProcessingS3Input(
+                        s3_uri=transform.properties.TransformOutput.S3OutputPath,
+                        local_path=PREDICTIONS_DIR,
+                        s3_data_type="S3Prefix",
+                        s3_input_mode="File",
+                        s3_data_distribution_type="ShardedByS3Key",
+                    ),
+                )
+            ],
+            outputs=[
+                sdk.ProcessingOutput(
+                    output_name="table",
+                    s3_output=sdk.ProcessingS3Output(
+                        s3_uri=table_url, local_path=TABLE_DIR, s3_upload_mode="EndOfJob"
+                    ),
+                )
+            ],
+            arguments=arguments,
         ),
         retry_policies=_retry_policies(),
     )

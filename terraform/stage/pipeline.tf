@@ -1,6 +1,7 @@
 locals {
   pipeline_parameters = {
     ModelName               = aws_sagemaker_model.batch[var.model_name].name
+    ModelVersion            = tostring(var.model_version)
     InputDataUrl            = var.input_data_url
     OutputDataUrl           = var.output_data_url
     FeatureSchemaUrl        = var.feature_schema_url

@@ -206,3 +206,15 @@ variable "endpoint" {
     alarm_on_no_invocations  = optional(bool, false)
   })
 }
+
+variable "predictions_table_url" {
+  type = string
+}
+
+variable "predictions_table_columns" {
+  type = list(object({ name = string, type = string }))
+}
+
+variable "output_format" {
+  type = string
+}

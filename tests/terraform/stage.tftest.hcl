@@ -62,6 +62,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
   assert {
     condition = jsondecode(module.schedule_function.function.environment[0].variables.PIPELINE_PARAMETERS) == {
       ModelName               = var.model_name
+      ModelVersion            = tostring(var.model_version)
       FeatureSchemaUrl        = var.feature_schema_url
       ProcessingInstanceType  = var.processing_instance_type
       ProcessingInstanceCount = tostring(var.processing_instance_count)
@@ -225,6 +226,7 @@ run "upload_trigger_scores_the_uploaded_object_with_the_promoted_model" {
   assert {
     condition = jsondecode(module.upload_function[0].function.environment[0].variables.PIPELINE_PARAMETERS) == {
       ModelName               = var.model_name
+      ModelVersion            = tostring(var.model_version)
       OutputDataUrl           = var.output_data_url
       FeatureSchemaUrl        = var.feature_schema_url
       ProcessingInstanceType  = var.processing_instance_type
@@ -815,4 +817,40 @@ run "rejects_fewer_max_than_min_instances" {
     endpoint = { min_instance_count = 3, max_instance_count = 2 }
   }
   expect_failures = [var.endpoint]
+}
+
+run "the_predictions_table_projects_each_day_from_its_path" {
+  command = apply
+  module {
+    source = "./terraform/stage"
+  }
+  # Athena's partition projection keys (Athena user guide, "Partition projection"): a date
+  # column, its format, range and interval, and where each day's files are
+  assert {
+    condition = {
+      for key, value in aws_glue_catalog_table.predictions.parameters : key => value
+      if startswith(key, "projection.") || key == "storage.location.template"
+      } == {
+      "projection.enabled"           = "true"
+      "projection.day.type"          = "date"
+      "projection.day.format"        = "yyyy-MM-dd"
+      "projection.day.range"         = "2020-01-01,NOW"
+      "projection.day.interval"      = "1"
+      "projection.day.interval.unit" = "DAYS"
+      "storage.location.template"    = "${var.predictions_table_url}day=$${day}/"
+    }
+    error_message = "the table must project each day from the Publish step's day=YYYY-MM-DD/ folders"
+  }
+  assert {
+    condition     = [for column in aws_glue_catalog_table.predictions.storage_descriptor[0].columns : column.name] == [for column in var.predictions_table_columns : column.name]
+    error_message = "the table's columns must be the ones Publish writes, in its order"
+  }
+  assert {
+    condition     = aws_glue_catalog_table.predictions.partition_keys[0].name == "day" && aws_glue_catalog_table.predictions.storage_descriptor[0].location == var.predictions_table_url
+    error_message = "the table is partitioned by day under predictions_table_url"
+  }
+  assert {
+    condition     = aws_glue_catalog_database.predictions.name == replace("${var.project_name}_${var.environment}", "-", "_")
+    error_message = "the database is named for the stage, as Athena reads it"
+  }
 }

@@ -70,3 +70,8 @@ output "data_capture_prefix" {
   description = "Where the optional endpoint's data capture writes in the stage's artifact bucket."
   value       = "${var.project_name}/data-capture/${var.environment}"
 }
+
+output "predictions_table" {
+  description = "The stage's Glue database and table over its predictions (Athena reads names in lower case, with _ for -)."
+  value       = { database = replace(lower(local.name), "-", "_"), table = "predictions" }
+}
