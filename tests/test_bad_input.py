@@ -10,6 +10,7 @@ run it as a subprocess.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import socket
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import utils
@@ -709,6 +712,172 @@ CSV_CASES = {
 }
 
 
+def _parquet(columns: dict[str, pa.Array] | pa.Table) -> bytes:
+    """A Parquet file's bytes (a dict may name a column twice through a list of pairs)."""
+    table = columns if isinstance(columns, pa.Table) else pa.table(columns)
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def _jsonl(*lines: str) -> bytes:
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+GOOD_PARQUET = {
+    "id": pa.array(["a", "b"]),
+    "age": pa.array([30, 31]),
+    "income": pa.array([1.5, 2.5]),
+    "segment": pa.array(["x", None]),
+}
+GOOD_JSONL = (
+    '{"id": "a", "age": 30, "income": 1.5, "segment": "x"}',
+    '{"id": "b", "age": 31, "income": 2.5, "segment": null}',
+)
+
+# third round (#31): Parquet, JSON Lines and gzip, each as the bad-input table documents it
+FORMAT_CASES = {
+    "JSON Lines: a line that is not JSON": CsvCase(
+        {"j.jsonl": _jsonl(*GOOD_JSONL, '{"id": "c", age: 30}')},
+        {"j.jsonl": (3, 2, 1, False)},
+        "line 3: not JSON (Expecting property name enclosed in double quotes at column 13)",
+    ),
+    "JSON Lines: a line that is not an object": CsvCase(
+        {"j.jsonl": _jsonl('["c", 30, 1.5, "x"]', *GOOD_JSONL)},
+        {"j.jsonl": (3, 2, 1, False)},
+        "line 1: a JSON array, not an object",
+    ),
+    "JSON Lines: a value of the wrong JSON type": CsvCase(
+        {
+            "j.jsonl": _jsonl(
+                '{"id": "c", "age": "thirty", "income": 1.5}',
+                '{"id": "d", "age": true, "income": 1.5}',
+                '{"id": "e", "age": 30, "income": 1.5, "segment": 5}',
+                '{"id": {"k": 1}, "age": 30, "income": 1.5}',
+                *GOOD_JSONL,
+            )
+        },
+        {"j.jsonl": (6, 2, 4, False)},
+        "'age': \"thirty\" is a JSON string, not an int",
+    ),
+    "JSON Lines: a missing non-nullable field": CsvCase(
+        {
+            "j.jsonl": _jsonl(
+                '{"id": "c", "age": 30}', '{"id": "d", "age": 30, "income": null}', *GOOD_JSONL
+            )
+        },
+        {"j.jsonl": (4, 2, 2, False)},
+        "missing value for 'income'",
+    ),
+    "JSON Lines: NaN, a float that overflows, a fraction in an int": CsvCase(
+        {
+            "j.jsonl": _jsonl(
+                '{"id": "c", "age": 30, "income": NaN}',
+                '{"id": "d", "age": 30, "income": 1e999}',
+                '{"id": "e", "age": 30.5, "income": 1.5}',
+                *GOOD_JSONL,
+            )
+        },
+        {"j.jsonl": (5, 2, 3, False)},
+        "'income': '1e999' is out of a float's range (it reads as inf)",
+    ),
+    "JSON Lines: a line that is not UTF-8, a string with a line break": CsvCase(
+        {
+            "j.jsonl": _jsonl(*GOOD_JSONL)
+            + b'{"id": "\xff"}\n'
+            + _jsonl('{"id": "c", "age": 30, "income": 1.5, "segment": "x\\ny"}')
+        },
+        {"j.jsonl": (4, 2, 2, False)},
+        "line 3: not UTF-8 text (invalid start byte)",
+    ),
+    "JSON Lines: a BOM, blank lines, extra keys, an integer id": CsvCase(
+        {
+            "j.jsonl": b"\xef\xbb\xbf"
+            + _jsonl(GOOD_JSONL[0], "", "  ", '{"id": 7, "age": 30, "income": 1, "extra": [1, 2]}')
+        },
+        {"j.jsonl": (2, 2, 0, False)},
+    ),
+    "Parquet: NaN, infinity, a null where a value is needed, an int past 64 bits": CsvCase(
+        {
+            "p.parquet": _parquet(
+                {
+                    "id": pa.array(["c", "d", "e", None, "f", "g", "h"]),
+                    "age": pa.array([30, 30, None, 30, 2**64 - 1, 31, 32], pa.uint64()),
+                    "income": pa.array([float("nan"), float("inf"), 1.5, 1.5, 1.5, 2.5, 3.5]),
+                    "segment": pa.array(["x", "x", "x", "x", "x", None, "a\nb"]),
+                }
+            )
+        },
+        {"p.parquet": (7, 1, 6, False)},
+        "'age': '18446744073709551615' is not an int",
+    ),
+    "Parquet: the types the schema takes, a nullable column missing, extra columns": CsvCase(
+        {
+            "p.parquet": _parquet(
+                {
+                    "id": pa.array([7, 8], pa.int32()),
+                    "age": pa.array([30, 31], pa.int8()),
+                    "income": pa.array([1, 2], pa.int16()),
+                    "extra": pa.array([{"k": 1}, {"k": 2}]),
+                }
+            )
+        },
+        {"p.parquet": (2, 2, 0, False)},
+    ),
+    "Parquet: a required column missing": CsvCase(
+        {
+            "p.parquet": _parquet({k: v for k, v in GOOD_PARQUET.items() if k != "income"}),
+            "good.jsonl": _jsonl(*GOOD_JSONL),
+        },
+        {"p.parquet": (2, 0, 2, True), "good.jsonl": (2, 2, 0, False)},
+        "it lacks the column(s) 'income'; a Parquet file must hold the id and every "
+        "non-nullable feature of the schema",
+    ),
+    "Parquet: no id column": CsvCase(
+        {"p.parquet": _parquet({k: v for k, v in GOOD_PARQUET.items() if k != "id"})},
+        {"p.parquet": (2, 0, 2, True)},
+        "it lacks the column(s) 'id'",
+    ),
+    "Parquet: a type the schema's cannot take": CsvCase(
+        {
+            "p.parquet": _parquet({**GOOD_PARQUET, "age": pa.array([30.0, 31.0])}),
+            "q.parquet": _parquet({**GOOD_PARQUET, "income": pa.array(["1.5", "2.5"])}),
+        },
+        {"p.parquet": (2, 0, 2, True), "q.parquet": (2, 0, 2, True)},
+        "its column 'age' holds double, the schema's 'age' needs integers; write it with a "
+        "type the schema takes",
+    ),
+    "Parquet: a column named twice": CsvCase(
+        {
+            "p.parquet": _parquet(
+                pa.table([*GOOD_PARQUET.values(), pa.array([1, 2])], names=[*GOOD_PARQUET, "age"])
+            )
+        },
+        {"p.parquet": (2, 0, 2, True)},
+        "it names 'age' more than once; keep one column of each name",
+    ),
+    "Parquet: not a Parquet file": CsvCase(
+        {"p.parquet": HEADER + GOOD, "good.csv": HEADER + GOOD},
+        {"p.parquet": (0, 0, 0, True), "good.csv": (2, 2, 0, False)},
+        "not a readable Parquet file (Parquet magic bytes not found in footer. Either the file "
+        "is corrupted or this is not a parquet file.); its rows cannot be counted",
+    ),
+    "Parquet: corrupt data past a readable footer": CsvCase(
+        {
+            "p.parquet": (lambda b: b[:4] + b"\xff" * 200 + b[204:])(
+                _parquet({k: pa.array(v.to_pylist() * 50) for k, v in GOOD_PARQUET.items()})
+            )
+        },
+        {"p.parquet": (100, 0, 100, True)},
+        "not a readable Parquet file",
+    ),
+    "an empty Parquet or JSON Lines file": CsvCase(
+        {"e.parquet": b"", "e.jsonl": b""},
+        {"e.parquet": (0, 0, 0, False), "e.jsonl": (0, 0, 0, False)},
+    ),
+}
+
+
 def run_preprocess(tmp_path: Path, *extra: str, schema: object = SCHEMA) -> int:
     (tmp_path / "schema").mkdir(exist_ok=True)
     if not (tmp_path / "schema" / "s.json").exists():
@@ -750,11 +919,11 @@ def test_a_shard_of_bad_rows_fails_the_job_only_when_it_is_the_whole_input(
     assert json.loads(line)["gate"] == verdict
 
 
-@pytest.mark.parametrize("name", list(CSV_CASES))
-def test_every_csv_record_is_written_rejected_or_kept_whole(
+@pytest.mark.parametrize("name", [*CSV_CASES, *FORMAT_CASES])
+def test_every_record_is_written_rejected_or_kept_whole(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
-    case = CSV_CASES[name]
+    case = {**CSV_CASES, **FORMAT_CASES}[name]
     for file, body in case.files.items():
         (tmp_path / "in").mkdir(exist_ok=True)
         (tmp_path / "in" / file).write_bytes(body)
@@ -779,20 +948,21 @@ def test_every_csv_record_is_written_rejected_or_kept_whole(
             rejected,
         ), file
         assert read == written + rejected
+        output = preprocess.output_name(Path(file))  # "a.parquet" -> "a.parquet.csv"
         quarantined = out / "rejected" / "whole-files" / file
         assert quarantined.exists() == whole
         if whole:  # byte for byte, and nothing of it half-written elsewhere
             assert quarantined.read_bytes() == case.files[file]
             assert summary["quarantined_to"] == f"rejected/whole-files/{file}"
-            assert not (out / "inference" / file).exists()
-            assert not (out / "rejected" / file).exists()
+            assert not (out / "inference" / output).exists()
+            assert not (out / "rejected" / output).exists()
             notes.append(summary["note"])
             continue
-        inference = out / "inference" / file
+        inference = out / "inference" / output
         lines = inference.read_bytes().splitlines() if inference.exists() else []
         assert len(lines) == written  # one record per line, as Transform reads them
         if rejected:
-            with (out / "rejected" / file).open(newline="", encoding="utf-8") as handle:
+            with (out / "rejected" / output).open(newline="", encoding="utf-8") as handle:
                 rows = list(csv.DictReader(handle))
             assert len(rows) == rejected
             assert all(row["record"] for row in rows)  # each can be replayed

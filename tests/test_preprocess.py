@@ -88,6 +88,7 @@ def test_valid_rows_are_written_headerless_in_schema_order(workdir: Path) -> Non
     assert document["files"] == [
         {
             "file": "batch.csv",
+            "format": "csv",
             "rows_read": 3,
             "rows_written": 3,
             "rows_rejected": 0,

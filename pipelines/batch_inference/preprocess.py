@@ -1,15 +1,21 @@
 """Processing-job script: validate and shape batch-inference input, never fit anything.
 
-Reads every ``*.csv`` (with a header) under ``--input-dir`` and, per input file, writes:
+Reads every input file under ``--input-dir``, its format chosen by its name (``EXTENSIONS``:
+``.csv`` with a header, ``.parquet``, ``.jsonl``/``.ndjson`` one JSON object per line; CSV
+and JSON Lines also gzip-compressed, ``.gz``) or for every file by ``--input-format``; each
+format's values pass the same checks. Per input file it writes:
 
 * ``<output>/inference/<same relative path>``: the valid rows as headerless CSV
   ``id,feature...`` in schema order, ready for the Transform step (which drops the id with
-  an input filter and joins it back to the prediction);
-* ``<output>/rejected/<same relative path>``: the invalid rows, with columns
-  ``id,reason,record`` (``record`` is the row as read, for replay);
+  an input filter and joins it back to the prediction); ``.csv`` added to a name that does
+  not end so (``a.parquet.csv``): the same rows give the same bytes in every format;
+* ``<output>/rejected/<same relative path>`` (``.csv`` added likewise): the invalid rows,
+  with columns ``id,reason,record`` (``record`` is the row as read, for replay: a JSON
+  line as it was, a Parquet row as CSV);
 * ``<output>/rejected/whole-files/<same relative path>``: a file that cannot be read row by
-  row (not UTF-8, no id column in its header, another delimiter, a record over 64 MiB), byte
-  for byte, its lines counted as rejected and the reason in the summary;
+  row (not UTF-8, no id column in its header, another delimiter, a record over 64 MiB, a
+  damaged gzip stream; a Parquet file without the schema's columns or types, or corrupt),
+  byte for byte, its rows counted as rejected and the reason in the summary;
 * ``<output>/summary/<host>.json``: rows read / written / rejected per file and in total,
   rejections by reason, and the batch's quality against the model's baseline (``--baseline``:
   per-feature drift, the gate's verdict). One file per host, because with ``ShardedByS3Key``
@@ -24,8 +30,8 @@ metrics: the job itself makes no network call.
 Scaling and encoding are *not* done here: statistics fitted on an inference batch would differ
 from the training ones. Fitted transforms travel inside the model artifact.
 
-Files are streamed in blocks (pyarrow's incremental CSV reader), so memory stays flat
-whatever the input size. The script runs inside SageMaker's scikit-learn container, which
+Files are streamed in blocks (pyarrow's incremental CSV reader, Parquet's record batches,
+JSON Lines by lines), so memory stays flat whatever the input size. The script runs inside SageMaker's scikit-learn container, which
 ships pyarrow and pandas; of this repository it needs only ``quality.py``, which the job
 receives as its own input beside this script (``input/lib/``).
 """
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import importlib.util
 import io
 import json
@@ -43,6 +50,7 @@ import queue
 import re
 import shutil
 import sys
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +60,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, NoReturn, TextIO, 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 
 def _load_quality() -> ModuleType:
@@ -88,6 +97,17 @@ MIN_BLOCK_SIZE = 1 << 12
 MAX_BLOCK_SIZE = 1 << 26
 WHOLE_FILES = "whole-files"
 _LINE_BREAK = "[\r\n]"
+
+# What Preprocess reads, chosen per object by its name's ending (case-insensitive) unless
+# --input-format names one format for every object. ``.json`` is not among them: it is as
+# often one JSON document (an array) as JSON Lines; --input-format jsonl reads it as lines.
+INPUT_FORMATS = ("auto", "csv", "parquet", "jsonl")
+EXTENSIONS = {
+    ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet",
+    ".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".ndjson": "jsonl", ".ndjson.gz": "jsonl",
+}  # fmt: skip
+# what a damaged gzip stream raises, from the gzip module or from pyarrow's reader
+_GZIP_ERRORS = (OSError, EOFError, zlib.error)
 
 # Plain decimal notation only: "nan", "inf", hex and thousands separators are rejected so a
 # value that would silently become NaN or a wrong number never reaches the model.
@@ -177,6 +197,7 @@ class Schema:
 @dataclass
 class FileSummary:
     file: str
+    format: str = "csv"
     rows_read: int = 0
     rows_written: int = 0
     rows_rejected: int = 0
@@ -212,9 +233,38 @@ class _LazyWriter(Generic[_Handle]):
             self.handle.close()
 
 
+def input_format(path: Path, forced: str = "auto") -> str | None:
+    """The format ``path`` is read in: ``forced`` unless ``auto``, else its name's ending's
+    (``EXTENSIONS``), or None: not input, listed in the summary's ``ignored_files``."""
+    if forced != "auto":
+        return forced
+    name = path.name.lower()
+    return next((kind for ending, kind in EXTENSIONS.items() if name.endswith(ending)), None)
+
+
+def gzipped(path: Path) -> bool:
+    """Whether the object is read through gzip: its name ends in ``.gz``, whatever the format."""
+    return path.name.lower().endswith(".gz")
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if gzipped(path) else path.open("rb")  # type: ignore[return-value]
+
+
+def _open_text(path: Path, errors: str = "strict") -> TextIO:
+    return io.TextIOWrapper(_open_binary(path), encoding="utf-8-sig", errors=errors, newline="")
+
+
+def output_name(relative: Path) -> Path:
+    """Where a file's rows go under ``inference/`` and ``rejected/``: both hold CSV, so an
+    input not named ``.csv`` gets ``.csv`` added (``a.parquet`` -> ``a.parquet.csv``; never
+    a replaced ending, which would make ``a.csv`` and ``a.csv.gz`` write the same file)."""
+    return relative if relative.name.lower().endswith(".csv") else Path(f"{relative}.csv")
+
+
 def read_header(path: Path) -> list[str] | None:
-    """The header row, or ``None`` for an empty file."""
-    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+    """The header row, or ``None`` for an empty file (gzip-compressed when named ``.gz``)."""
+    with _open_text(path) as handle:
         for row in csv.reader(handle):
             return [name.strip() for name in row]
     return None
@@ -334,9 +384,68 @@ def _reason(schema: Schema, row: dict[str, str | None], missing: set[str]) -> tu
 
 # Why rows are rejected, as the summary counts them.
 REJECTION_KINDS = (
-    "field_count", "missing_id", "missing_column", "missing_value", "wrong_type", "line_break",
-    "whole_file", "other",
+    "field_count", "malformed_record", "missing_id", "missing_column", "missing_value",
+    "wrong_type", "line_break", "whole_file", "other",
 )  # fmt: skip
+# the raw line of a JSON Lines record, carried beside its values into rejected/ for replay
+_RECORD = "\x00record"
+
+
+class _Unreadable(Exception):
+    """The file cannot be read row by row: it goes whole to rejected/whole-files/.
+    ``records`` is its row count when known (Parquet's footer), else None: counted there."""
+
+    def __init__(self, reason: str, records: int | None = None):
+        super().__init__(reason)
+        self.reason, self.records = reason, records
+
+
+class _Rows:
+    """One file's rows on their way out, whatever its format: valid rows to ``inference/``
+    (headerless CSV in schema order), invalid ones to ``rejected/`` with their reason, every
+    row counted once, the valid ones fed to the drift measures."""
+
+    def __init__(
+        self,
+        relative: Path,
+        schema: Schema,
+        output_dir: Path,
+        kind: str,
+        drift: quality.BatchDrift | None,
+    ):
+        self.schema, self.drift = schema, drift
+        self.summary = FileSummary(file=relative.as_posix(), format=kind)
+        self.missing: list[str] = []  # schema columns the file lacks (nulls, or rejections)
+        name = output_name(relative)
+        self.rejected = _LazyWriter(output_dir / "rejected" / name, _open_rejected)
+        self.inference = _LazyWriter(output_dir / "inference" / name, lambda p: p.open("wb"))
+
+    def reject(self, identifier: str, kind: str, reason: str, record: str) -> None:
+        """One rejected row, already counted as read."""
+        csv.writer(self.rejected.get()).writerow((identifier, reason, record))
+        self.summary.count_rejection(kind)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Check one block: string columns named as the schema's (those the file has), and
+        ``_RECORD`` (the record as read) when the format keeps one."""
+        self.summary.rows_read += batch.num_rows
+        valid_rows, invalid_rows = _split_batch(batch, self.schema, self.missing)
+        if valid_rows.num_rows:
+            _write_csv(valid_rows, self.inference.get())
+            self.summary.rows_written += valid_rows.num_rows
+            if self.drift is not None:
+                _observe(self.drift, valid_rows)
+        missing = set(self.missing)
+        for row in invalid_rows:
+            kind, reason = _reason(self.schema, row, missing)
+            record = row.get(_RECORD)
+            if record is None:
+                record = _record_text([row.get(c) for c in self.schema.columns])
+            self.reject(row.get(self.schema.id_column) or "", kind, reason, record)
+
+    def close(self) -> None:
+        self.inference.close()
+        self.rejected.close()
 
 
 def process_file(
@@ -346,18 +455,58 @@ def process_file(
     output_dir: Path,
     block_size: int = DEFAULT_BLOCK_SIZE,
     drift: quality.BatchDrift | None = None,
+    kind: str = "csv",
 ) -> FileSummary:
-    """Validate one CSV file, streaming it block by block; valid rows feed ``drift``.
+    """Validate one file (``kind``: csv, parquet or jsonl), streaming it block by block;
+    valid rows feed ``drift``.
 
     A file that cannot be read row by row goes whole to ``rejected/whole-files/``: nothing of
-    it is lost, and its lines count as rejected.
+    it is lost, and its rows count as rejected. What a failed attempt wrote is removed, and
+    what it measured is dropped: only a read that reaches the file's end counts.
     """
+    if kind == "csv":
+        return _process_csv(path, relative, schema, output_dir, block_size, drift)
+    if path.stat().st_size == 0:
+        return FileSummary(file=relative.as_posix(), format=kind, note="empty file")
+    attempt = drift.fresh() if drift is not None else None
+    rows = _Rows(relative, schema, output_dir, kind, attempt)
+    try:
+        (_read_parquet if kind == "parquet" else _read_json_lines)(path, rows, block_size)
+    except _Unreadable as error:
+        rows.close()
+        _remove_outputs(output_dir, relative)
+        return _quarantine(
+            path, relative, schema, output_dir, error.reason, False, kind, error.records
+        )
+    finally:
+        rows.close()
+    if drift is not None and attempt is not None:
+        drift.merge(attempt)
+    return rows.summary
+
+
+def _remove_outputs(output_dir: Path, relative: Path) -> None:
+    for name in ("inference", "rejected"):
+        (output_dir / name / output_name(relative)).unlink(missing_ok=True)
+
+
+def _process_csv(
+    path: Path,
+    relative: Path,
+    schema: Schema,
+    output_dir: Path,
+    block_size: int,
+    drift: quality.BatchDrift | None,
+) -> FileSummary:
+    """A CSV file (gzip-compressed when named ``.gz``): its header first, then its rows."""
     try:
         header = read_header(path)
     except UnicodeDecodeError as error:
         return _quarantine(path, relative, schema, output_dir, f"not UTF-8 text ({error.reason})")
     except csv.Error as error:  # e.g. a first field over the csv module's 128 KiB limit
         return _quarantine(path, relative, schema, output_dir, f"unreadable header: {error}")
+    except _GZIP_ERRORS as error:
+        return _quarantine(path, relative, schema, output_dir, _gzip_problem(error))
     if header is None:
         return FileSummary(file=relative.as_posix(), note="empty file (no header)")
     if schema.id_column not in header:
@@ -378,9 +527,11 @@ def process_file(
             summary = _read_rows(
                 path, relative, schema, output_dir, header, block_size, quoted_breaks, attempt
             )
+        except _Unreadable as error:  # the gzip stream is damaged past the header
+            _remove_outputs(output_dir, relative)
+            return _quarantine(path, relative, schema, output_dir, error.reason, True)
         except pa.ArrowInvalid as error:
-            for name in ("inference", "rejected"):  # what the failed attempt wrote
-                (output_dir / name / relative).unlink(missing_ok=True)
+            _remove_outputs(output_dir, relative)  # what the failed attempt wrote
             message = " ".join(str(error).split())
             if "out of sync with chunker" in message and not quoted_breaks:
                 quoted_breaks = True
@@ -400,6 +551,14 @@ def process_file(
         return summary
 
 
+def _gzip_problem(error: BaseException) -> str:
+    """Why a ``.gz`` file cannot be read, and the fix when it is plainly not gzip at all."""
+    detail = " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, gzip.BadGzipFile) or "incorrect header check" in detail:
+        return f"not readable gzip data ({detail}); if it is not compressed, drop .gz from its name"
+    return f"not readable gzip data ({detail}); upload it again whole"
+
+
 def _once(names: list[str]) -> set[str]:
     """The names that appear exactly once."""
     return {name for name in names if names.count(name) == 1}
@@ -408,7 +567,7 @@ def _once(names: list[str]) -> set[str]:
 def _header_problem(path: Path, schema: Schema) -> tuple[str, bool]:
     """Why a header without the id column is not the schema's, as precisely as can be said,
     and whether the first line is a header at all (else it is a record, counted as one)."""
-    with path.open("r", encoding="utf-8-sig", newline="", errors="replace") as handle:
+    with _open_text(path, errors="replace") as handle:
         first = handle.readline()
     for delimiter in (";", "\t", "|"):
         if delimiter in first and "," not in first:
@@ -435,30 +594,56 @@ def _quarantine(
     output_dir: Path,
     reason: str,
     is_header: bool | None = None,
+    kind: str = "csv",
+    records: int | None = None,
 ) -> FileSummary:
-    """Copy the file byte for byte to rejected/whole-files/; count its records as rejected
-    (the first line too unless it is a header: ``is_header``, or guessed when unknown)."""
+    """Copy the file byte for byte to rejected/whole-files/; count its records as rejected:
+    ``records`` when the format knows them (Parquet's footer), else its non-blank lines as
+    far as they can be read (the first one too unless it is a header: ``is_header``, or
+    guessed when unknown). A Parquet file without a readable footer counts 0: unknown."""
     target = output_dir / "rejected" / WHOLE_FILES / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(path, target)
-    lines = 0
-    first: bytes | None = None
-    with path.open("rb") as handle:
-        for line in handle:
-            if line.strip():
-                lines += 1
-                first = line if first is None else first
-    if first is not None and is_header is None:
-        is_header = looks_like_a_header(first)
-    records = lines - 1 if first is not None and is_header else lines
+    if records is None and kind == "parquet":
+        records, reason = 0, f"{reason}; its rows cannot be counted"
+    if records is None:
+        count = _LineCount()
+        try:
+            count.read(_open_binary(path))
+        except gzip.BadGzipFile:  # named .gz but not gzip: its lines as they are
+            count = _LineCount()
+            count.read(path.open("rb"))
+        except _GZIP_ERRORS:
+            reason = f"{reason}; its rows are counted up to the damage"
+        lines, first = count.lines, count.first
+        if first is not None and is_header is None:
+            is_header = looks_like_a_header(first)
+        records = lines - 1 if first is not None and is_header else lines
     summary = FileSummary(
         file=relative.as_posix(),
+        format=kind,
         rows_read=records,
         note=f"rejected whole: {reason}",
         quarantined_to=f"rejected/{WHOLE_FILES}/{relative.as_posix()}",
     )
     summary.count_rejection("whole_file", records)
     return summary
+
+
+@dataclass
+class _LineCount:
+    """A file's non-blank lines and the first of them, counted as read: a read that fails
+    half-way (a damaged gzip stream) still says how far it came."""
+
+    lines: int = 0
+    first: bytes | None = None
+
+    def read(self, handle: BinaryIO) -> None:
+        with handle:
+            for line in handle:
+                if line.strip():
+                    self.lines += 1
+                    self.first = line if self.first is None else self.first
 
 
 def looks_like_a_header(line: bytes) -> bool:
@@ -480,15 +665,14 @@ def _read_rows(
     quoted_breaks: bool = False,
     drift: quality.BatchDrift | None = None,
 ) -> FileSummary:
-    """One pass over the rows; raises ``pa.ArrowInvalid`` when pyarrow cannot go on."""
-    summary = FileSummary(file=relative.as_posix())
-    missing = [c for c in schema.columns if c not in header]
-    summary.missing_columns = missing
+    """One pass over a CSV file's rows; raises ``pa.ArrowInvalid`` when pyarrow cannot go on,
+    ``_Unreadable`` when its gzip stream is damaged."""
+    rows = _Rows(relative, schema, output_dir, "csv", drift)
+    summary = rows.summary
+    rows.missing = [c for c in schema.columns if c not in header]
+    summary.missing_columns = rows.missing
     summary.ignored_columns = [c for c in header if c not in schema.columns]
     present = [c for c in schema.columns if c in header]
-
-    rejected = _LazyWriter(output_dir / "rejected" / relative, _open_rejected)
-    inference = _LazyWriter(output_dir / "inference" / relative, lambda p: p.open("wb"))
     # pyarrow may call the handler from its read-ahead thread while this one works on the
     # previous block, so rows are handed over through a thread-safe queue: each row taken
     # from it is counted and rejected together, and none can slip between the two.
@@ -498,67 +682,272 @@ def _read_rows(
         malformed.put(row)
         return "skip"
 
-    def reject(rows: Iterable[tuple[str, tuple[str, str], str]]) -> None:
-        for identifier, (kind, reason), record in rows:
-            csv.writer(rejected.get()).writerow((identifier, reason, record))
-            summary.count_rejection(kind)
-
     def flush_malformed() -> None:
-        taken = []
         while not malformed.empty():
-            taken.append(malformed.get_nowait())
-        summary.rows_read += len(taken)
-        reject(
-            (
-                "",
-                (
-                    "field_count",
-                    f"line {row.number}: expected {row.expected_columns} fields, "
-                    f"found {row.actual_columns}",
-                ),
-                row.text,
+            row = malformed.get_nowait()
+            summary.rows_read += 1
+            reason = (
+                f"line {row.number}: expected {row.expected_columns} fields, "
+                f"found {row.actual_columns}"
             )
-            for row in taken
-        )
+            rows.reject("", "field_count", reason, row.text)
 
     try:
-        reader = pacsv.open_csv(
-            path,
-            # the header's names as read_header stripped them ("id, age" names "age")
-            read_options=pacsv.ReadOptions(
-                block_size=block_size, use_threads=False, column_names=header, skip_rows=1
-            ),
-            parse_options=pacsv.ParseOptions(
-                invalid_row_handler=on_invalid_row, newlines_in_values=quoted_breaks
-            ),
-            convert_options=pacsv.ConvertOptions(
-                include_columns=present,
-                column_types={c: pa.string() for c in present},
-                strings_can_be_null=False,
-            ),
-        )
-        for batch in reader:
-            flush_malformed()
-            summary.rows_read += batch.num_rows
-            valid_rows, invalid_rows = _split_batch(batch, schema, missing)
-            if valid_rows.num_rows:
-                _write_csv(valid_rows, inference.get())
-                summary.rows_written += valid_rows.num_rows
-                if drift is not None:
-                    _observe(drift, valid_rows)
-            reject(
-                (
-                    row.get(schema.id_column) or "",
-                    _reason(schema, row, set(missing)),
-                    _record_text([row.get(c) for c in schema.columns]),
-                )
-                for row in invalid_rows
-            )
+        with pa.input_stream(str(path), compression="gzip" if gzipped(path) else None) as source:
+            opened = _reading(
+                lambda: pacsv.open_csv(
+                    source,
+                    # the header's names as read_header stripped them ("id, age" names "age")
+                    read_options=pacsv.ReadOptions(
+                        block_size=block_size, use_threads=False, column_names=header,
+                        skip_rows=1,
+                    ),
+                    parse_options=pacsv.ParseOptions(
+                        invalid_row_handler=on_invalid_row, newlines_in_values=quoted_breaks
+                    ),
+                    convert_options=pacsv.ConvertOptions(
+                        include_columns=present,
+                        column_types={c: pa.string() for c in present},
+                        strings_can_be_null=False,
+                    ),
+                ),
+                OSError,  # pyarrow's decompression: a truncated or damaged gzip stream
+                _gzip_problem,
+            )  # fmt: skip
+            for batch in _read_each(opened, OSError, _gzip_problem):
+                flush_malformed()
+                rows.add(batch)
         flush_malformed()
     finally:
-        inference.close()
-        rejected.close()
+        rows.close()
     return summary
+
+
+_Item = TypeVar("_Item")
+
+
+def _reading(
+    read: Callable[[], _Item],
+    errors: type[BaseException] | tuple[type[BaseException], ...],
+    problem: Callable[[BaseException], str],
+    records: int | None = None,
+) -> _Item:
+    """``read()``, its ``errors`` turned into ``_Unreadable(problem(error))``: only a read
+    makes a file unreadable, never a write (an output that cannot be written stops the job)."""
+    try:
+        return read()
+    except errors as error:
+        raise _Unreadable(problem(error), records) from None
+
+
+def _read_each(
+    items: Iterable[_Item],
+    errors: type[BaseException] | tuple[type[BaseException], ...],
+    problem: Callable[[BaseException], str],
+    records: int | None = None,
+) -> Iterable[_Item]:
+    """The items, each read through ``_reading``."""
+    iterator = iter(items)
+    done = object()
+    while (item := _reading(lambda: next(iterator, done), errors, problem, records)) is not done:
+        yield item  # type: ignore[misc]
+
+
+_JSON_TYPES = {"int": "an int", "float": "a float", "string": "a string"}
+
+
+class _JsonInt(str):
+    """An integer's JSON text, as written: checked and cast like the same CSV value."""
+
+
+class _JsonFloat(str):
+    """Another number's JSON text, as written (``NaN`` and ``Infinity`` too, to be refused)."""
+
+
+_JSON = json.JSONDecoder(parse_int=_JsonInt, parse_float=_JsonFloat, parse_constant=_JsonFloat)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, _JsonInt | _JsonFloat):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    return "object" if isinstance(value, dict) else "array"
+
+
+def _json_problem(schema: Schema, record: dict[str, Any]) -> str | None:
+    """The first value (schema order) whose JSON type the schema's type cannot take: an int
+    or a float is a JSON number, a string a JSON string, an id a string or an integer; a
+    missing key or null is an empty value, as an empty CSV field."""
+    for feature in (None, *schema.features):
+        name = schema.id_column if feature is None else feature.name
+        value = record.get(name)
+        if value is None:
+            continue
+        if feature is None:
+            accepted: tuple[type, ...] = (str, _JsonInt)
+            wanted, where = "a string or an integer", f"id column {name!r}"
+        else:
+            # a number that is not an integer is refused as CSV's "1.5" is, by the value check
+            numbers = (_JsonInt, _JsonFloat)
+            accepted = numbers if feature.type in ("int", "float") else (str,)
+            wanted, where = _JSON_TYPES[feature.type], repr(name)
+        if type(value) not in accepted:
+            kind = _json_kind(value)
+            shown = ""  # an object or an array is named, not shown
+            if kind not in ("object", "array"):
+                text = value if kind == "number" else json.dumps(value)
+                shown = f"{text[:40]}... " if len(text) > 40 else f"{text} "
+            return f"{where}: {shown}is a JSON {kind}, not {wanted}"
+    return None
+
+
+def _read_json_lines(path: Path, rows: _Rows, block_size: int) -> None:
+    """A JSON Lines file (gzip-compressed when named ``.gz``), one object per line, in blocks
+    of about ``block_size`` bytes. A line that is not UTF-8, not JSON, not an object or has a
+    value of the wrong JSON type is one rejected row; the values of the others go through
+    the same checks as CSV's, as the text they were written with."""
+    schema = rows.schema
+    columns = schema.columns
+    seen: set[str] = set()
+    values: list[list[str]] = [[] for _ in columns]
+    records: list[str] = []
+    pending = 0
+
+    def flush() -> None:
+        nonlocal values, records, pending
+        if records:
+            arrays = [pa.array(v, pa.string()) for v in values]
+            rows.add(
+                pa.record_batch([*arrays, pa.array(records, pa.string())], [*columns, _RECORD])
+            )
+        values, records, pending = [[] for _ in columns], [], 0
+
+    def refuse(identifier: object, kind: str, reason: str, record: str) -> None:
+        rows.summary.rows_read += 1
+        shown = identifier if type(identifier) in (str, _JsonInt) else ""
+        rows.reject(str(shown), kind, reason, record)
+
+    with _reading(lambda: _open_binary(path), _GZIP_ERRORS, _gzip_problem) as handle:
+        for number, raw in enumerate(_read_each(handle, _GZIP_ERRORS, _gzip_problem), 1):
+            line = raw.strip()
+            if number == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf").strip()
+            if not line:
+                continue
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                reason = f"line {number}: not UTF-8 text ({error.reason})"
+                refuse("", "malformed_record", reason, line.decode("utf-8", "replace"))
+                continue
+            try:
+                record = _JSON.decode(text)
+            except (ValueError, RecursionError) as error:
+                detail = (
+                    f"{error.msg} at column {error.colno}"
+                    if isinstance(error, json.JSONDecodeError)
+                    else "nested too deeply"
+                )
+                reason = f"line {number}: not JSON ({detail})"
+                refuse("", "malformed_record", reason, text)
+                continue
+            if not isinstance(record, dict):
+                reason = f"line {number}: a JSON {_json_kind(record)}, not an object"
+                refuse("", "malformed_record", reason, text)
+                continue
+            seen.update(record)
+            if problem := _json_problem(schema, record):
+                refuse(record.get(schema.id_column), "wrong_type", problem, text)
+                continue
+            for column, name in zip(values, columns, strict=True):
+                value = record.get(name)
+                column.append("" if value is None else str(value))
+            records.append(text)
+            pending += len(line)
+            if pending >= block_size:
+                flush()
+    flush()
+    if rows.summary.rows_read:
+        rows.summary.missing_columns = [c for c in columns if c not in seen]
+    rows.summary.ignored_columns = sorted(seen - set(columns))[:50]
+    if not rows.summary.rows_read:
+        rows.summary.note = "empty file"
+
+
+# Parquet types each schema type takes (a dictionary column: its values' type)
+_PARQUET_TYPES: dict[str | None, tuple[Callable[[pa.DataType], bool], ...]] = {
+    None: (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer),
+    "int": (pa.types.is_integer,),
+    "float": (pa.types.is_integer, pa.types.is_floating, pa.types.is_decimal),
+    "string": (pa.types.is_string, pa.types.is_large_string),
+}
+_PARQUET_WANTED = {
+    None: "strings or integers", "int": "integers", "float": "numbers", "string": "strings",
+}  # fmt: skip
+
+
+def _read_parquet(path: Path, rows: _Rows, block_size: int) -> None:
+    """A Parquet file, by record batches of the schema's columns only (never the whole file:
+    memory follows the batch and the row group, not the file). Its columns are checked
+    against the schema first; each batch is then cast to text and goes through the same
+    checks as CSV's values (NaN or infinity refused, strings trimmed), so a row gives the
+    same output line in every format."""
+    schema = rows.schema
+    parquet = _reading(lambda: pq.ParquetFile(path), _PARQUET_ERRORS, _parquet_problem)
+    fields = parquet.schema_arrow
+    total = parquet.metadata.num_rows
+    names = fields.names
+    repeated = sorted({n for n in names if n in schema.columns} - _once(names))
+    if repeated:
+        shown = ", ".join(repr(n) for n in repeated)
+        raise _Unreadable(f"it names {shown} more than once; keep one column of each name", total)
+    lacking = [
+        c for c in schema.columns
+        if c not in names and (c == schema.id_column or not _feature(schema, c).nullable)
+    ]  # fmt: skip
+    if lacking:
+        shown = ", ".join(repr(c) for c in lacking)
+        raise _Unreadable(
+            f"it lacks the column(s) {shown}; a Parquet file must hold the id and every "
+            "non-nullable feature of the schema",
+            total,
+        )
+    for name in (c for c in schema.columns if c in names):
+        feature = None if name == schema.id_column else _feature(schema, name)
+        kind = fields.field(name).type
+        value_kind = kind.value_type if pa.types.is_dictionary(kind) else kind
+        tests = _PARQUET_TYPES[None if feature is None else feature.type]
+        if not pa.types.is_null(value_kind) and not any(test(value_kind) for test in tests):
+            wanted = _PARQUET_WANTED[None if feature is None else feature.type]
+            raise _Unreadable(
+                f"its column {name!r} holds {kind}, the schema's {name!r} needs {wanted}; "
+                "write it with a type the schema takes",
+                total,
+            )
+    rows.missing = [c for c in schema.columns if c not in names]
+    rows.summary.missing_columns = rows.missing
+    rows.summary.ignored_columns = [n for n in names if n not in schema.columns]
+    present = [c for c in schema.columns if c in names]
+    batches = parquet.iter_batches(
+        batch_size=max(1024, block_size // 64), columns=present, use_threads=False
+    )
+    for batch in _read_each(batches, _PARQUET_ERRORS, _parquet_problem, total):
+        text = [pc.fill_null(pc.cast(batch.column(n), pa.string()), "") for n in present]
+        rows.add(pa.record_batch(text, present))
+
+
+_PARQUET_ERRORS = (pa.ArrowException, OSError)
+
+
+def _parquet_problem(error: BaseException) -> str:
+    return f"not a readable Parquet file ({' '.join(str(error).split())})"
+
+
+def _feature(schema: Schema, name: str) -> Feature:
+    return next(f for f in schema.features if f.name == name)
 
 
 def _observe(drift: quality.BatchDrift, rows: pa.Table) -> None:
@@ -727,20 +1116,21 @@ def run(
     drift: quality.BatchDrift | None = None,
     gate: Gate | None = None,
     baseline_note: str = "no baseline: the model version has none",
+    forced_format: str = "auto",
 ) -> dict:
-    """Process every CSV under ``input_dir``; return the summary document (with the quality
-    report and, given a ``gate``, its verdict: ``passed``, ``warned`` or ``failed``)."""
+    """Process every input file under ``input_dir`` (``input_format``: by its name, unless
+    ``forced_format`` names one format for all); return the summary document (with the
+    quality report and, given a ``gate``, its verdict: ``passed``, ``warned`` or ``failed``)."""
     if not input_dir.is_dir():
         raise UsageError(f"input directory {input_dir} does not exist")
-    files = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
-    ignored = sorted(
-        p.relative_to(input_dir).as_posix()
-        for p in input_dir.rglob("*")
-        if p.is_file() and p.suffix.lower() != ".csv"
-    )
+    found = sorted(p for p in input_dir.rglob("*") if p.is_file())
+    files = [(p, kind) for p in found if (kind := input_format(p, forced_format)) is not None]
+    ignored = [
+        p.relative_to(input_dir).as_posix() for p in found if input_format(p, forced_format) is None
+    ]
     results = [
-        process_file(path, path.relative_to(input_dir), schema, output_dir, block_size, drift)
-        for path in files
+        process_file(path, path.relative_to(input_dir), schema, output_dir, block_size, drift, kind)
+        for path, kind in files
     ]
     totals = {
         key: sum(getattr(r, key) for r in results)
@@ -759,6 +1149,7 @@ def run(
     document = {
         "host": current_host(),
         "schema_columns": schema.columns,
+        "input_format": forced_format,
         "files": [asdict(r) for r in results],
         "ignored_files": ignored,
         **totals,
@@ -858,6 +1249,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="write why the job failed here (SageMaker: /opt/ml/output/message)",
     )
     parser.add_argument(
+        "--input-format",
+        choices=INPUT_FORMATS,
+        default="auto",
+        help="how to read every input file; auto (default): by its name, .csv, .parquet, "
+        ".jsonl or .ndjson (.csv and JSON Lines also .gz), other files ignored",
+    )
+    parser.add_argument(
         "--block-size",
         type=_block_size,
         default=DEFAULT_BLOCK_SIZE,
@@ -919,7 +1317,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         schema = Schema.load(args.schema)
         drift, note = load_baseline(args.baseline, schema)
-        document = run(args.input_dir, args.output_dir, schema, args.block_size, drift, gate, note)
+        document = run(
+            args.input_dir, args.output_dir, schema, args.block_size, drift, gate, note,
+            args.input_format,
+        )  # fmt: skip
     except UsageError as error:
         print(f"preprocess: {error}", file=sys.stderr)
         return 2
