@@ -102,6 +102,7 @@ serve: $(STAMP) $(TWIN_STAMP)
 benchmark: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m benchmarks.transform
 	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.parquet_input
 	$(BIN)/python -m benchmarks.local_stage
 	$(BIN)/python -m benchmarks.serving
 
