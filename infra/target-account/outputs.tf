@@ -28,3 +28,8 @@ output "terraform_state_bucket" {
 output "ssm_parameters" {
   value = sort([for p in aws_ssm_parameter.contract : p.name])
 }
+
+output "input_reader_role_arns" {
+  description = "The roles that read the stage's input (the execution role; the schedule's and upload functions' role): the principals an external input bucket's policy and key policy must allow (docs/stage-template.md, \"Inputs outside the stage's bucket\")."
+  value       = [aws_iam_role.execution.arn, aws_iam_role.upload_starter.arn]
+}

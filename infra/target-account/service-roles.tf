@@ -67,6 +67,9 @@ resource "aws_iam_role" "upload_starter" {
 }
 
 data "aws_iam_policy_document" "upload_starter" {
+  # the schedule's function reads the first rows of a day's input, the upload function
+  # checks each uploaded object: in the external_inputs too
+  source_policy_documents = module.external_inputs.policy == null ? [] : [module.external_inputs.policy]
   statement {
     sid       = "ReadTheUploadQueue" # the Lambda event source polls with the function's role
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]

@@ -11,6 +11,10 @@ locals {
       "subnet-ids"         = { type = "StringList", value = join(",", var.subnet_ids) }
       "security-group-ids" = { type = "StringList", value = join(",", var.security_group_ids) }
     } : {},
+    # JSON: [{url, account_id, kms_key_arn}], what build.py passes the stage template
+    length(local.external_inputs) > 0 ? {
+      "external-inputs" = { type = "String", value = jsonencode(local.external_inputs) }
+    } : {},
   )
 }
 

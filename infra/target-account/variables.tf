@@ -139,3 +139,34 @@ variable "manage_job_log_groups" {
   type        = bool
   default     = true
 }
+
+variable "external_inputs" {
+  description = "Input prefixes outside the stage's bucket that its stage file's input_data_url may name (a data lake bucket of this or another account): the execution role and the schedule's and upload functions' role may list and read under each, and decrypt with its kms_key_arn when its objects are SSE-KMS with a customer managed key. account_id is the bucket's owner (null: this account); the reads hold only while it owns the bucket. The bucket's owner must grant these roles too (docs/stage-template.md, \"Inputs outside the stage's bucket\"). build.py and the stage template refuse an input_data_url outside the stage's bucket and these prefixes."
+  type = list(object({
+    url         = string
+    account_id  = optional(string)
+    kms_key_arn = optional(string)
+  }))
+  default = []
+  validation {
+    # no wildcard: a prefix bounds exactly what it names; not a bucket root (least privilege)
+    condition     = alltrue([for i in var.external_inputs : can(regex("^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]*[^/*?]/$", i.url))])
+    error_message = "external_inputs' urls must be s3://bucket/prefix/: a key prefix inside the bucket (not its root), ending in a slash, with no * or ?."
+  }
+  validation {
+    condition     = alltrue([for i in var.external_inputs : i.account_id == null || can(regex("^[0-9]{12}$", i.account_id))])
+    error_message = "external_inputs' account_id must be the bucket owner's 12-digit account id, or null for this account."
+  }
+  validation {
+    # a key ARN, not an alias (IAM matches kms:Decrypt on the key's ARN), in the stage's
+    # region: S3 uses a key of the bucket's region, and the jobs read in theirs
+    condition     = alltrue([for i in var.external_inputs : i.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:${var.region}:[0-9]{12}:key/[A-Za-z0-9-]+$", i.kms_key_arn))])
+    error_message = "external_inputs' kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>, not an alias) in the stage's region, or null."
+  }
+  validation {
+    # each adds two statements to the execution role's managed policy and its boundary (at
+    # most 6,144 characters each) and its entry to one SSM parameter
+    condition     = length(var.external_inputs) <= 5
+    error_message = "external_inputs may list at most 5 prefixes; list a common parent prefix instead."
+  }
+}
