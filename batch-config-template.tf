@@ -211,12 +211,27 @@ variable "partition_format" {
 }
 
 variable "input_data_url" {
-  description = "S3 prefix the scheduled run scores."
+  description = "S3 prefix the scheduled run scores: in the stage's bucket, or under one of infra/target-account's external_inputs (another bucket, of this or another account, which the stage's roles may read)."
   type        = string
   validation {
     condition     = can(regex("^s3://", var.input_data_url))
     error_message = "input_data_url must be an s3:// URI."
   }
+  validation {
+    # the roles read nothing else (build.py refuses the same, before promotion)
+    condition     = try(regex("^s3://([^/]+)", var.input_data_url)[0], "") == var.artifacts_bucket || anytrue([for i in var.external_inputs : startswith("${trimsuffix(var.input_data_url, "/")}/", i.url)])
+    error_message = "input_data_url must be in the stage's bucket or under one of infra/target-account's external_inputs: the stage's roles may read nothing else."
+  }
+}
+
+variable "external_inputs" {
+  description = "The prefixes outside the stage's bucket its roles may read (from SSM: infra/target-account's external_inputs, each with its bucket's owner and key)."
+  type = list(object({
+    url         = string
+    account_id  = string
+    kms_key_arn = optional(string)
+  }))
+  default = []
 }
 
 variable "output_data_url" {
@@ -504,6 +519,7 @@ module "stage" {
   job_steps                  = var.job_steps
   partition_format           = var.partition_format
   input_data_url             = var.input_data_url
+  external_inputs            = var.external_inputs
   output_data_url            = var.output_data_url
   feature_schema_url         = var.feature_schema_url
   predictions_table_url      = var.predictions_table_url

@@ -93,8 +93,9 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         raise UsageError(f"stage config: {refusal}")
     check_runnable(source, request.stage_config)
     locations = StageLocations.of(request, settings.artifacts_bucket)
-    refusal = locations.overlap(bool(request.stage_config.get("run_on_upload"))) or (
-        locations.outside_iam(request.project_name, request.stage, settings.artifacts_bucket)
+    on_upload = bool(request.stage_config.get("run_on_upload"))
+    refusal = locations.overlap(on_upload) or (
+        locations.outside_iam(request.project_name, request.stage, settings, on_upload)
     )
     if refusal:
         raise UsageError(f"stage config: {refusal}")

@@ -30,6 +30,9 @@ class StageSettings:
     kms_key_arn: str | None = None
     subnet_ids: list[str] = field(default_factory=list)
     security_group_ids: list[str] = field(default_factory=list)
+    # the prefixes outside the bucket the stage's roles may read (infra/target-account's
+    # external_inputs): {"url", "account_id", "kms_key_arn"} each
+    external_inputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 SSM_REQUIRED = {
@@ -45,6 +48,10 @@ SSM_OPTIONAL = {"kms-key-arn": "kms_key_arn"}
 
 
 SSM_LISTS = {"subnet-ids": "subnet_ids", "security-group-ids": "security_group_ids"}
+
+
+# written only when the base allows inputs outside the stage's bucket
+SSM_EXTERNAL_INPUTS = "external-inputs"
 
 
 def ssm_prefix(project: str, stage: str) -> str:
@@ -73,7 +80,40 @@ def read_stage_settings(ssm: SSMClient, project: str, stage: str) -> StageSettin
         attr: [v.strip() for v in values.get(name, "").split(",") if v.strip()]
         for name, attr in SSM_LISTS.items()
     }
+    settings["external_inputs"] = _external_inputs(values.get(SSM_EXTERNAL_INPUTS), prefix)
     return StageSettings(**settings)
+
+
+def _external_inputs(value: str | None, prefix: str) -> list[dict[str, Any]]:
+    """The parameter as infra/target-account writes it (a JSON list of url, account_id,
+    kms_key_arn), or StageNotReady: a hand-edited one must not widen or break the check."""
+    if not value:
+        return []
+    try:
+        inputs = json.loads(value)
+        if isinstance(inputs, list) and all(
+            isinstance(i, dict)
+            and isinstance(i.get("url"), str)
+            and i["url"].startswith("s3://")
+            and i["url"].endswith("/")
+            and isinstance(i.get("account_id"), str)
+            for i in inputs
+        ):
+            return [
+                {
+                    "url": i["url"],
+                    "account_id": i["account_id"],
+                    "kms_key_arn": i.get("kms_key_arn"),
+                }
+                for i in inputs
+            ]
+    except ValueError:
+        pass
+    raise StageNotReady(
+        f"SSM parameter {prefix}{SSM_EXTERNAL_INPUTS} is not what infra/target-account writes "
+        "(a JSON list of url, account_id, kms_key_arn); apply the stage's base infrastructure "
+        "(infra/) again"
+    )
 
 
 def check_bucket(s3: S3Client, bucket: str) -> None:

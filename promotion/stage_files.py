@@ -12,7 +12,7 @@ from common import s3_locations
 from common.s3_locations import content_key
 from promotion.artifacts import artifact_prefix, target_uri
 from promotion.errors import aws_errors, is_not_found
-from promotion.names import model_name, parse_s3_uri, resource_name
+from promotion.names import account_of, model_name, parse_s3_uri, resource_name
 from promotion.stage import StageSettings
 from stage_runtime.partitions import DEFAULT_FORMAT
 
@@ -106,25 +106,49 @@ class StageLocations:
             )
         return None
 
-    def outside_iam(self, project: str, stage: str, bucket: str) -> str | None:
+    def external_input(self, inputs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The base's external input (``StageSettings.external_inputs``) that holds
+        ``input_data_url``, or None. Compared as folders: ``s3://lake/churn/`` holds
+        ``s3://lake/churn`` and ``s3://lake/churn/day/``, not ``s3://lake/churn-other/``."""
+        folder = f"{self.input_data_url.rstrip('/')}/"
+        return next((i for i in inputs if folder.startswith(i["url"])), None)
+
+    def outside_iam(
+        self, project: str, stage: str, settings: StageSettings, run_on_upload: bool
+    ) -> str | None:
         """Why a location the stage file sets is beyond what infra/target-account's roles
-        may use (they are scoped to the project's names and prefixes), or None.
+        may use (they are scoped to the project's names and prefixes, and to the inputs
+        outside the bucket its ``external_inputs`` allow), or None.
 
         The emulator does not evaluate IAM, and on AWS such a stage would fail with
         AccessDenied only after promotion, at the apply or the first run.
         """
-        own = f"s3://{bucket}/{project}/"
+        own = f"s3://{settings.artifacts_bucket}/{project}/"
         outputs = f"{own}batch-inference/output/"
-        for name, url, scope, may in (
-            ("input_data_url", self.input_data_url, own, "read"),
-            ("output_data_url", self.output_data_url, outputs, "write"),
-        ):
-            if not url.rstrip("/").startswith(scope.rstrip("/")):
-                return (
-                    f"{name} {url} is outside what infra/target-account lets the stage's "
-                    f"execution role {may} ({scope}); use a location under it, or remove "
-                    f"{name} for the default"
-                )
+        external = self.external_input(settings.external_inputs)
+        if external is None and not f"{self.input_data_url.rstrip('/')}/".startswith(own):
+            readable = ", ".join([own, *(i["url"] for i in settings.external_inputs)])
+            return (
+                f"input_data_url {self.input_data_url} is outside what infra/target-account "
+                f"lets the stage's execution role read ({readable}); use a location under it, "
+                "have an administrator add its prefix to infra/target-account's "
+                "external_inputs, or remove input_data_url for the default"
+            )
+        if not self.output_data_url.rstrip("/").startswith(outputs.rstrip("/")):
+            return (
+                f"output_data_url {self.output_data_url} is outside what infra/target-account "
+                f"lets the stage's execution role write ({outputs}); use a location under it, "
+                "or remove output_data_url for the default"
+            )
+        account = account_of(settings.sagemaker_role_arn)
+        if run_on_upload and external is not None and external["account_id"] != account:
+            return (
+                f"run_on_upload cannot see uploads to {self.input_data_url}: its bucket belongs "
+                f"to account {external['account_id']} (infra/target-account's external_inputs), "
+                f"and S3 sends a bucket's events only to its own account's EventBridge bus, not "
+                f"to the stage's ({account}); set run_on_upload to false and score day "
+                "partitions on the schedule"
+            )
         if not self.pipeline_name.startswith(f"{project}-{stage}-"):
             return (
                 f"pipeline_name {self.pipeline_name!r} must start with '{project}-{stage}-': "
@@ -341,6 +365,7 @@ def publish_stage_files(
         "pipeline_definition_s3_key": parse_s3_uri(definition_url)[1],
         "job_steps": batch_pipeline.job_steps(json.loads(definition)),
         "input_data_url": locations.input_data_url,
+        "external_inputs": settings.external_inputs,
         "output_data_url": locations.output_data_url,
         "partition_format": request.stage_config.get("partition_format") or DEFAULT_FORMAT,
         "feature_schema_url": code.schema_url,

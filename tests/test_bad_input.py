@@ -30,10 +30,12 @@ import pytest
 import utils
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from local_mode import executor, sandbox
-from local_mode.emulator import REGION, Emulator, role_arn
+from local_mode.emulator import ACCOUNTS, REGION, Emulator, role_arn
 from pipelines.batch_inference import preprocess
+from promotion import stage as stage_module
 from promotion import stage_config
-from promotion.errors import UsageError
+from promotion.errors import StageNotReady, UsageError
+from promotion.stage import StageSettings
 from promotion.stage_files import StageLocations
 from tests import test_local_executor, test_preprocess
 from tests.registry import (
@@ -336,6 +338,109 @@ def test_locations_inside_the_stage_roles_are_accepted(
     }
     config.write_text(json.dumps({**BASE_CONFIG, **inside}))
     assert run_build(tmp_path, "--config", str(config), "--dry-run") == 0
+
+
+# inputs outside the stage's bucket that infra/target-account allows (issue #31, decision 12)
+LAKE = "444444444444"  # a data lake's account
+SAME = ACCOUNTS["preprod"]
+EXTERNAL_CASES: dict[str, tuple[list[dict], dict[str, Any], str | None]] = {
+    "beside the allowed prefix": (
+        [{"url": "s3://data-lake/churn/", "account_id": SAME}],
+        {"input_data_url": "s3://data-lake/churn-old/in/", "run_on_upload": False},
+        "input_data_url s3://data-lake/churn-old/in/ is outside what infra/target-account lets "
+        "the stage's execution role read (s3://{bucket}/churn/, s3://data-lake/churn/); use a "
+        "location under it, have an administrator add its prefix to infra/target-account's "
+        "external_inputs, or remove input_data_url for the default",
+    ),
+    "uploads to another account's bucket": (
+        [{"url": "s3://data-lake/churn/", "account_id": LAKE}],
+        {"input_data_url": "s3://data-lake/churn/scoring/", "run_on_upload": True},
+        f"run_on_upload cannot see uploads to s3://data-lake/churn/scoring/: its bucket belongs "
+        f"to account {LAKE} (infra/target-account's external_inputs), and S3 sends a bucket's "
+        f"events only to its own account's EventBridge bus, not to the stage's ({SAME}); set "
+        "run_on_upload to false and score day partitions on the schedule",
+    ),
+    "another account's bucket on the schedule": (
+        [{"url": "s3://data-lake/churn/", "account_id": LAKE}],
+        {"input_data_url": "s3://data-lake/churn/scoring", "run_on_upload": False},
+        None,
+    ),
+    "uploads to a bucket of the stage's account": (
+        [{"url": "s3://data-lake/churn/", "account_id": SAME, "kms_key_arn": None}],
+        {"input_data_url": "s3://data-lake/churn/scoring/", "run_on_upload": True},
+        None,
+    ),
+}
+
+
+def outside_iam(inputs: list[dict], change: dict[str, Any]) -> str | None:
+    settings = StageSettings(
+        "stage-bucket", role_arn("preprod", "churn-preprod-sagemaker-execution"), "", "",
+        external_inputs=inputs,
+    )  # fmt: skip
+    locations = StageLocations(
+        "churn-preprod-batch-inference",
+        change["input_data_url"],
+        "s3://stage-bucket/churn/batch-inference/output",
+    )
+    return locations.outside_iam(PROJECT, "preprod", settings, change["run_on_upload"])
+
+
+@pytest.mark.parametrize("case", list(EXTERNAL_CASES))
+def test_an_outside_input_is_checked_against_the_bases_external_inputs_offline(
+    no_network: list, case: str
+) -> None:
+    """The check reads only the stage file and the SSM contract (read before it)."""
+    inputs, change, message = EXTERNAL_CASES[case]
+    expected = None if message is None else message.format(bucket="stage-bucket")
+    assert outside_iam(inputs, change) == expected
+    assert no_network == []
+
+
+@pytest.mark.parametrize("case", [c for c, (_, _, m) in EXTERNAL_CASES.items() if m])
+def test_an_outside_input_the_base_does_not_allow_is_refused_before_anything_is_made(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path, capsys, case: str
+) -> None:
+    """End to end: the base's list as infra/target-account writes it in SSM."""
+    inputs, change, message = EXTERNAL_CASES[case]
+    aws.client("ssm", "preprod").put_parameter(
+        Name=f"/{PROJECT}/preprod/external-inputs", Value=json.dumps(inputs), Type="String"
+    )
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**BASE_CONFIG, **change}))
+    assert run_build(tmp_path, "--config", str(config)) == 2
+    assert one_line_error(capsys) == (
+        f"build.py: stage config: {str(message).format(bucket=stage_bucket('preprod'))}"
+    )
+    assert_nothing_made(aws, stage_ready, tmp_path)
+
+
+def test_an_allowed_outside_input_reaches_the_tfvars(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path
+) -> None:
+    inputs = [{"url": "s3://data-lake/churn/", "account_id": LAKE, "kms_key_arn": None}]
+    aws.client("ssm", "preprod").put_parameter(
+        Name=f"/{PROJECT}/preprod/external-inputs", Value=json.dumps(inputs), Type="String"
+    )
+    config = tmp_path / "config.json"
+    change = {"input_data_url": "s3://data-lake/churn/scoring/", "run_on_upload": False}
+    config.write_text(json.dumps({**BASE_CONFIG, **change}))
+    assert run_build(tmp_path, "--config", str(config), "--plan-only") == 0
+    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
+    assert (tfvars["input_data_url"], tfvars["external_inputs"]) == (
+        change["input_data_url"],
+        inputs,
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['{"url": "s3://lake/p/"}', '[{"url": "s3://lake/*", "account_id": "1"}]', "[1", "[{}]"],
+)
+def test_an_external_inputs_parameter_not_written_by_the_base_is_refused(value: str) -> None:
+    """A hand-edited parameter must neither widen the check nor break it with a traceback."""
+    with pytest.raises(StageNotReady, match="is not what infra/target-account writes"):
+        stage_module._external_inputs(value, "/churn/preprod/")
 
 
 def test_a_scaled_endpoint_needs_the_accounts_scaling_role(

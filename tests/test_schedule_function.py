@@ -373,3 +373,26 @@ def test_the_zip_runs_on_its_own(tmp_path: Path, source: Path) -> None:
     # the schedule's: the scheduled time's day in UTC
     expected = "2026-11-04" if source == package.SCHEDULE_HANDLER else "imported"
     assert done.stdout.strip() == expected
+
+
+def test_a_day_of_an_input_outside_the_stage_bucket_is_read_and_started_there(
+    aws: Emulator, stage: dict, sent: list[Request], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A data lake's prefix (infra/target-account's external_inputs, issue #31): the day's
+    data is looked for in that bucket, the run reads its partition there, and the marker
+    stays under the stage's outputs."""
+    lake = partitions.Layout("s3://data-lake/churn/scoring", OUTPUT)
+    sandbox.create_bucket(aws, None, "data-lake")
+    monkeypatch.setenv("INPUT_DATA_URL", lake.input_data_url)
+    bucket, prefix = partitions.parse_s3_uri(lake.input_uri(date(2026, 11, 3)))
+    stage["s3"].put_object(Bucket=bucket, Key=f"{prefix}a.csv", Body=b"record_id\nr1\n")
+    answer = function.handler(scheduled("2026-11-04T01:00:00Z"))
+    assert {day: a["action"] for day, a in answer.items()} == {
+        "2026-11-01": "empty", "2026-11-02": "empty", "2026-11-03": "started",
+    }  # fmt: skip
+    (request,) = starts(sent)
+    assert problems(request) == []
+    parameters = {p["Name"]: p["Value"] for p in request.body["PipelineParameters"]}
+    assert parameters["InputDataUrl"] == "s3://data-lake/churn/scoring/dt=2026-11-03/"
+    assert parameters["OutputDataUrl"] == LAYOUT.output_uri(date(2026, 11, 3))
+    assert partitions.read_marker(stage["s3"], lake.marker_uri(date(2026, 11, 3))) is not None

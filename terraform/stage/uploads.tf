@@ -25,6 +25,12 @@ resource "aws_cloudwatch_event_rule" "upload" {
       condition     = trimsuffix(local.input_prefix, "/") != ""
       error_message = "run_on_upload needs input_data_url to be a prefix inside its bucket, not the bucket root."
     }
+    # S3 sends a bucket's events to its own account's default bus only: this rule never
+    # sees another account's uploads (that would need a rule forwarding them, over there)
+    precondition {
+      condition     = !anytrue([for i in var.external_inputs : startswith("${trimsuffix(var.input_data_url, "/")}/", i.url) && i.account_id != data.aws_caller_identity.current.account_id])
+      error_message = "run_on_upload needs input_data_url's bucket in the stage's account: S3 sends another account's events to that account's EventBridge bus, not this one; set run_on_upload = false and score day partitions on the schedule."
+    }
   }
   name        = module.naming.rules.upload
   description = "Queues a run of ${var.pipeline_name} for each object uploaded under ${var.input_data_url}."

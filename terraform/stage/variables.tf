@@ -115,6 +115,14 @@ variable "input_data_url" {
   type = string
 }
 
+variable "external_inputs" {
+  type = list(object({
+    url         = string
+    account_id  = string
+    kms_key_arn = optional(string)
+  }))
+}
+
 variable "output_data_url" {
   type = string
 }

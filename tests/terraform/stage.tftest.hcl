@@ -332,9 +332,10 @@ run "the_previous_model_is_kept_for_runs_in_flight" {
 run "refuses_outputs_under_the_input_prefix" {
   command = plan
   variables {
-    run_on_upload   = true
-    input_data_url  = "s3://stage-bucket/churn/batch-inference/"
-    output_data_url = "s3://stage-bucket/churn/batch-inference/output"
+    artifacts_bucket = "stage-bucket"
+    run_on_upload    = true
+    input_data_url   = "s3://stage-bucket/churn/batch-inference/"
+    output_data_url  = "s3://stage-bucket/churn/batch-inference/output"
   }
   expect_failures = [var.output_data_url]
 }
@@ -342,9 +343,10 @@ run "refuses_outputs_under_the_input_prefix" {
 run "refuses_outputs_under_the_input_prefix_whatever_the_slashes_even_without_upload_runs" {
   command = plan
   variables {
-    run_on_upload   = false
-    input_data_url  = "s3://stage-bucket/churn/data/"
-    output_data_url = "s3://stage-bucket/churn/data"
+    artifacts_bucket = "stage-bucket"
+    run_on_upload    = false
+    input_data_url   = "s3://stage-bucket/churn/data/"
+    output_data_url  = "s3://stage-bucket/churn/data"
   }
   expect_failures = [var.output_data_url]
 }
@@ -352,9 +354,10 @@ run "refuses_outputs_under_the_input_prefix_whatever_the_slashes_even_without_up
 run "refuses_outputs_under_an_input_prefix_without_slash" {
   command = plan
   variables {
-    run_on_upload   = true
-    input_data_url  = "s3://stage-bucket/churn/data"
-    output_data_url = "s3://stage-bucket/churn/data/output"
+    artifacts_bucket = "stage-bucket"
+    run_on_upload    = true
+    input_data_url   = "s3://stage-bucket/churn/data"
+    output_data_url  = "s3://stage-bucket/churn/data/output"
   }
   expect_failures = [var.output_data_url]
 }
@@ -368,6 +371,39 @@ run "upload_trigger_refuses_the_bucket_root" {
     run_on_upload   = true
     input_data_url  = "s3://landing-bucket"
     output_data_url = "s3://stage-bucket/churn/batch-inference/output"
+  }
+  expect_failures = [aws_cloudwatch_event_rule.upload]
+}
+
+# inputs outside the stage's bucket (infra/target-account's external_inputs, issue #31)
+run "refuses_an_input_outside_the_stage_bucket_and_its_external_inputs" {
+  command = plan
+  variables {
+    run_on_upload   = false
+    input_data_url  = "s3://data-lake/churn/scoring/"
+    external_inputs = [{ url = "s3://data-lake/other-team/", account_id = "222222222222" }]
+  }
+  expect_failures = [var.input_data_url]
+}
+
+run "accepts_an_input_under_an_external_input_and_its_uploads_in_the_stage_account" {
+  command = plan
+  variables {
+    run_on_upload   = true
+    input_data_url  = "s3://data-lake/churn/scoring/"
+    external_inputs = [{ url = "s3://data-lake/churn/", account_id = "222222222222", kms_key_arn = "arn:aws:kms:eu-west-1:222222222222:key/22222222-2222-2222-2222-222222222222" }]
+  }
+}
+
+run "upload_trigger_refuses_an_input_bucket_of_another_account" {
+  command = plan
+  module {
+    source = "./terraform/stage"
+  }
+  variables {
+    run_on_upload   = true
+    input_data_url  = "s3://data-lake/churn/scoring/"
+    external_inputs = [{ url = "s3://data-lake/churn/", account_id = "333333333333" }]
   }
   expect_failures = [aws_cloudwatch_event_rule.upload]
 }
