@@ -18,7 +18,7 @@ import yaml
 
 from tests import iam_review
 from tests.iam_review import Document, Finding
-from tests.terraform_cli import MODULES, ROOTS, module_files, root_files, run_terraform
+from tests.terraform_cli import MODULES, REPO, ROOTS, module_files, root_files, run_terraform
 
 DEV, PREPROD = "111111111111", "222222222222"
 STAGE_KEY = f"arn:aws:kms:eu-west-1:{PREPROD}:key/abc"
@@ -389,3 +389,43 @@ def test_the_external_input_grants_are_the_prefixes_and_keys_only(
     document = Document("module.external_inputs (managed policy)", "identity", policy)
     assert iam_review.review([document], "preprod") == {}
     assert external_input_policy(terraform, tmp_path / "none", []) is None
+
+
+def documented_policies() -> list[dict]:
+    """The JSON blocks of docs/stage-template.md's "Inputs outside the stage's bucket": the
+    bucket policy and the key-policy statement an external bucket's owner adds."""
+    text = (REPO / "docs" / "stage-template.md").read_text()
+    section = text.split("## Inputs outside the stage's bucket", 1)[1].split("\n## ", 1)[0]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", section, re.S)]
+
+
+def test_the_documented_bucket_and_key_policies_grant_the_roles_exactly_the_reads() -> None:
+    """What the docs tell an external bucket's owner to add: the stage's two roles, the
+    listing with the prefix condition, the objects under the prefix, decrypt through S3;
+    judged by both checkers as the resource policies they are."""
+    bucket_policy, key_statement = documented_policies()
+    roles = [
+        f"arn:aws:iam::{PREPROD}:role/churn-preprod-sagemaker-execution",
+        f"arn:aws:iam::{PREPROD}:role/churn-preprod-upload-starter",
+    ]
+    listing, reading = bucket_policy["Statement"]
+    assert (
+        listing["Principal"] == reading["Principal"] == key_statement["Principal"] == {"AWS": roles}
+    )
+    assert (listing["Action"], listing["Resource"]) == ("s3:ListBucket", "arn:aws:s3:::data-lake")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "churn/scoring/*"}}
+    assert (reading["Action"], reading["Resource"]) == (
+        "s3:GetObject", "arn:aws:s3:::data-lake/churn/scoring/*",
+    )  # fmt: skip
+    assert key_statement["Action"] == "kms:Decrypt"
+    documents = [
+        Document("data-lake (bucket policy)", "resource", bucket_policy),
+        Document(
+            "lake key (key policy)",
+            "resource",
+            identity(key_statement),
+            resource=LAKE_KEY,
+            star_is_resource=True,
+        ),
+    ]
+    assert iam_review.review(documents, "preprod") == {}
