@@ -200,6 +200,14 @@ def test_target_account_infra_is_what_build_py_reads(
             "security_group_ids": ["sg-0a"],
             "output_retention_days": 30,
             "log_retention_days": 90,
+            # a data lake of the dev account: its grants judged below with the others
+            "external_inputs": [
+                {
+                    "url": "s3://data-lake/churn/scoring/",
+                    "account_id": ACCOUNTS["dev"],
+                    "kms_key_arn": f"arn:aws:kms:{REGION}:{ACCOUNTS['dev']}:key/lake",
+                }
+            ],
         },
     )
     tf = in_account(terraform, aws, "preprod", module)
@@ -232,6 +240,10 @@ def test_target_account_infra_is_what_build_py_reads(
     assert tfvars["kms_key_arn"] == outputs["kms_key_arn"]
     assert tfvars["subnet_ids"] == ["subnet-0a", "subnet-0b"]
     assert tfvars["security_group_ids"] == ["sg-0a"]
+    assert tfvars["external_inputs"] == [
+        {"url": "s3://data-lake/churn/scoring/", "account_id": ACCOUNTS["dev"],
+         "kms_key_arn": f"arn:aws:kms:{REGION}:{ACCOUNTS['dev']}:key/lake"},
+    ]  # fmt: skip
     assert tfvars["source_model_package_arn"] == source
 
     head = s3.head_object(Bucket=bucket, Key=tfvars["pipeline_definition_s3_key"])
