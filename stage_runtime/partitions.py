@@ -32,7 +32,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -146,9 +147,26 @@ READ_CHUNK = 8 * 1024
 
 
 def has_data(s3: S3Client, input_uri: str) -> bool:
-    """Whether the partition holds a ``.csv`` object (what Preprocess reads) with a row
-    below its header. Each object is read only as far as its first row."""
+    """Whether the partition holds an object Preprocess reads (``DATA_FORMATS``) with a row
+    in it. Each object is read only as far as its first row."""
     return inspect_input(s3, input_uri)[0]
+
+
+# What Preprocess reads, by the name's ending (pipelines/batch_inference/preprocess.py's
+# EXTENSIONS: a test holds the two together), and how many non-blank lines make a row: CSV
+# has a header, JSON Lines none; a Parquet file's rows are in its footer, so a non-empty one
+# counts as data (Preprocess finds zero rows in one that has none, and the run says so).
+DATA_FORMATS = {
+    ".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet",
+    ".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".ndjson": "jsonl", ".ndjson.gz": "jsonl",
+}  # fmt: skip
+_LINES_TO_A_ROW = {"csv": 2, "jsonl": 1}
+
+
+def data_format(key: str) -> str | None:
+    """The format Preprocess reads ``key`` as, or None when it skips it."""
+    name = key.lower()
+    return next((kind for end, kind in DATA_FORMATS.items() if name.endswith(end)), None)
 
 
 def inspect_input(s3: S3Client, input_uri: str) -> tuple[bool, str]:
@@ -168,21 +186,41 @@ def inspect_input(s3: S3Client, input_uri: str) -> tuple[bool, str]:
 
 
 def holds_rows(s3: S3Client, bucket: str, key: str, size: int | None = None) -> bool:
-    """Whether the object is a ``.csv`` with a row below its header: a second non-blank
-    line. Streamed and stopped there, so a large file costs a few KB and a large file with
-    no row (a 70 KiB header, or blank lines) is no data, as Preprocess would find it."""
-    if not key.lower().endswith(".csv") or size == 0:
+    """Whether the object is one Preprocess reads with a row in it (a CSV's second non-blank
+    line, a JSON Lines file's first; gzip is read through). Streamed and stopped there, so a
+    large file costs a few KB and a large file with no row (a 70 KiB header, or blank lines)
+    is no data, as Preprocess would find it."""
+    kind = data_format(key)
+    if kind is None or size == 0:
         return False
+    if kind == "parquet":
+        return True
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    chunks: Iterable[bytes] = iter(lambda: body.read(READ_CHUNK), b"")
+    if key.lower().endswith(".gz"):
+        chunks = _gunzipped(chunks)
     try:
-        return _second_line_found(iter(lambda: body.read(READ_CHUNK), b""))
+        return _lines_found(chunks, _LINES_TO_A_ROW[kind])
+    except zlib.error:
+        return True  # a damaged stream: Preprocess quarantines it and the run says why
     finally:
         body.close()  # the rest is never downloaded
 
 
-def _second_line_found(chunks: Iterable[bytes]) -> bool:
-    """Whether the bytes hold two non-blank lines (``\\n``, ``\\r\\n`` or ``\\r`` ends a
-    line), decided without keeping more than one chunk."""
+def _gunzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip stream (members after the first too), chunk by chunk."""
+    decompressor = zlib.decompressobj(wbits=31)
+    for chunk in chunks:
+        while chunk:
+            yield decompressor.decompress(chunk)
+            chunk = decompressor.unused_data
+            if chunk:  # another gzip member begins
+                decompressor = zlib.decompressobj(wbits=31)
+
+
+def _lines_found(chunks: Iterable[bytes], wanted: int) -> bool:
+    """Whether the bytes hold ``wanted`` non-blank lines (``\\n``, ``\\r\\n`` or ``\\r``
+    ends a line), decided without keeping more than one chunk."""
     lines = 0  # non-blank lines begun so far
     counted = False  # whether the current line is one of them
     for chunk in chunks:
@@ -191,7 +229,7 @@ def _second_line_found(chunks: Iterable[bytes]) -> bool:
                 counted = False  # a line ended in this chunk: the piece begins another
             if not counted and piece.strip():
                 lines, counted = lines + 1, True
-                if lines == 2:
+                if lines == wanted:
                     return True
     return False
 

@@ -490,3 +490,18 @@ def test_a_bad_image_wait_is_one_line_and_exit_2(tmp_path: Path, capsys, minutes
         run_build(tmp_path, "--image-wait-minutes", minutes)
     assert exited.value.code == 2
     assert "--image-wait-minutes" in one_line_error(capsys)
+
+
+def test_a_package_whose_output_columns_a_table_cannot_carry_is_refused() -> None:
+    """Its declaration names the stage's predictions table: refused at promotion, not in the
+    first run's Publish step."""
+    spec = {"InferenceSpecification": {"Containers": [{"Image": IMAGE}]}}
+    declared = {**spec, "CustomerMetadataProperties": {"output_columns": "Label:string"}}
+    refusal = package_refusal(declared, {})
+    assert refusal == (
+        "its output_columns metadata 'Label:string' cannot name the stage's predictions "
+        "table: output column 'Label': use lower-case letters, digits and _, starting with a "
+        "letter or _ (a name Athena reads as written)"
+    )
+    fine = {**spec, "CustomerMetadataProperties": {"output_columns": "label:string,p:double"}}
+    assert package_refusal(fine, {}) is None

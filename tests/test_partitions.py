@@ -4,6 +4,7 @@ pipelines run no jobs: what is checked there is the requests and the marker life
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import date
 from pathlib import Path
@@ -426,13 +427,33 @@ def test_a_long_range_without_wait_is_refused_before_anything_starts(
     [
         ("part.csv", b"id,x\n", False),
         ("part.csv", b"id,x\nr1,2\n", True),
-        ("part.txt", b"id,x\nr1,2\n", False),  # Preprocess reads *.csv only
+        ("part.txt", b"id,x\nr1,2\n", False),  # Preprocess does not read .txt
         ("part.csv", b"id,x\n" + b"\n" * 70 * 1024 + b"r1,2", True),  # a row after blanks
         ("part.csv", b"\n\nid,x\rr1,2", True),  # blank lines first, a lone \r ends the header
+        ("part.jsonl", b'{"id": "r1"}\n', True),  # JSON Lines: no header, a line is a row
+        ("part.NDJSON", b"\n \n", False),
+        ("part.csv.gz", gzip.compress(b"id,x\nr1,2\n"), True),  # read through gzip
+        ("part.csv.gz", gzip.compress(b"id,x\n"), False),
+        ("part.jsonl.gz", gzip.compress(b"") + gzip.compress(b'{"id": 1}\n'), True),  # members
+        ("part.parquet", b"PAR1" + b"\0" * 64 + b"PAR1", True),  # its rows are in its footer
+        ("part.json", b'[{"id": "r1"}]', False),  # one JSON document: not read unless forced
     ],
-    ids=["header", "row", "not-csv", "late-row", "cr"],
+    ids=[
+        "header",
+        "row",
+        "not-read",
+        "late-row",
+        "cr",
+        "jsonl",
+        "jsonl-blank",
+        "csv-gz",
+        "csv-gz-header",
+        "jsonl-gz-members",
+        "parquet",
+        "json",
+    ],
 )
-def test_a_csv_object_has_data_when_a_row_follows_its_header(
+def test_an_object_has_data_when_preprocess_would_find_a_row_in_it(
     aws: Emulator, key: str, body: bytes, expected: bool
 ) -> None:
     s3 = aws.client("s3")
@@ -496,3 +517,11 @@ def test_years_before_1000_are_four_digits_and_their_runs_are_recognised(
     assert found == day
     run = {"InputDataUrl": layout.input_uri(day), "OutputDataUrl": layout.output_uri(day)}
     assert partitions.marker_of_run(layout, run) == layout.marker_uri(day)
+
+
+def test_the_stage_functions_look_for_what_preprocess_reads() -> None:
+    """A day of Parquet or JSON Lines is data to the schedule and to run on upload exactly
+    when Preprocess reads it: the two lists of endings are one."""
+    from pipelines.batch_inference import preprocess
+
+    assert partitions.DATA_FORMATS == preprocess.EXTENSIONS

@@ -19,7 +19,7 @@ built in code, and:
   (S3's *notifications* to SQS, SNS and Lambda URL-encode it, ``a b.csv`` as ``a+b.csv``;
   its EventBridge events do not). Never also its URL-decoded form: with ``a b.csv`` and
   ``a+b.csv`` both present, a guess would score one object twice and the other never;
-- an object without a row below its header (a header alone, or not a ``.csv``) starts no
+- an object without a row (a CSV header alone, or a file Preprocess does not read) starts no
   run, which could only fail: its marker records it ``Empty``, as a day without data;
 - while ``MAX_RUNNING`` executions of the pipeline are Executing, the message is **held**:
   the invocation fails, the message becomes visible again after the queue's visibility
