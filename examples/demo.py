@@ -37,14 +37,16 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 import build
 import utils
@@ -276,6 +278,88 @@ def score_day(
             "marker_uri": layout.marker_uri(day)}  # fmt: skip
 
 
+# the days before yesterday that score yesterday's rows again, from another format
+FORMAT_DAYS = {"parquet": 2, "jsonl": 3}
+
+
+def score_formats(
+    aws: Emulator, example: Example, stage: str, tfvars: dict[str, Any], workdir: Path
+) -> dict[str, Any]:
+    """The rows yesterday's partition scored, as Parquet two days ago and as JSON Lines three
+    days ago (typed by the schema, nulls as nulls): each day is scored as the schedule scores
+    it, and the stage's predictions table must hold the same answers for the same ids on the
+    three days."""
+    layout = runs.layout_of(tfvars)
+    s3 = aws.client("s3", stage)
+    today = datetime.now(UTC).date()
+    yesterday = today - timedelta(days=1)
+    schema = json.loads(example.schema.read_text())
+    id_column = schema["id_column"]
+    arrow_types = {"float": pa.float64(), "int": pa.int64(), "string": pa.string()}
+    table_root = tfvars["predictions_table_url"]
+    scored = _table_day(s3, table_root, yesterday, workdir / f"{stage}-formats" / "csv")
+    kept = set(scored.column(id_column).to_pylist())
+    bucket, prefix = utils.parse_s3_uri(layout.input_uri(yesterday))
+    body = s3.get_object(Bucket=bucket, Key=f"{prefix}batch-0001.csv")["Body"].read()
+    text = pacsv.read_csv(
+        pa.py_buffer(body),
+        parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _: "skip"),  # quarantined
+        convert_options=pacsv.ConvertOptions(
+            column_types={
+                name: pa.string() for name in [id_column, *(f["name"] for f in schema["features"])]
+            },
+            strings_can_be_null=True,
+        ),
+    )
+    rows = text.filter(pc.is_in(text.column(id_column), pa.array(sorted(kept))))
+    typed = pa.table(
+        {id_column: rows.column(id_column)}
+        | {
+            f["name"]: pc.cast(rows.column(f["name"]), arrow_types[f.get("type", "float")])
+            for f in schema["features"]
+        }
+    )
+    days = {kind: today - timedelta(days=back) for kind, back in FORMAT_DAYS.items()}
+    for kind, day in days.items():
+        bucket, prefix = utils.parse_s3_uri(layout.input_uri(day))
+        if kind == "parquet":
+            sink = pa.BufferOutputStream()
+            pq.write_table(typed, sink)
+            data = sink.getvalue().to_pybytes()
+        else:
+            data = b"".join(json.dumps(row).encode() + b"\n" for row in typed.to_pylist())
+        s3.put_object(Bucket=bucket, Key=f"{prefix}batch-0001.{kind}", Body=data)
+    results = partition_runs.run_days(
+        tfvars, aws.account(stage), sorted(days.values()), local=True,
+        work_dir=workdir / f"{stage}-days",
+    )  # fmt: skip
+    failed = [f"{r.day} {r.action} ({r.detail})" for r in results if r.action != "Succeeded"]
+    if failed:
+        raise DemoFailed(f"{stage}: a day in another format was not scored: {failed}")
+    answers = {"csv": _answers(scored, id_column)}
+    for kind, day in days.items():
+        published = _table_day(s3, table_root, day, workdir / f"{stage}-formats" / kind)
+        answers[kind] = _answers(published, id_column)
+    if not (answers["csv"] == answers["parquet"] == answers["jsonl"]):
+        raise DemoFailed(f"{stage}: the same rows got other answers in another format")
+    return {"days": {"csv": yesterday, **days}, "rows": len(answers["csv"])}
+
+
+def _table_day(s3: Any, table_root: str, day: date, folder: Path) -> pa.Table:
+    """The predictions table's rows of one day, copied from the stage's bucket."""
+    partition = f"day={day.isoformat()}"
+    for bucket, key, _ in storage.list_objects(s3, f"{table_root}{partition}/"):
+        storage.download(s3, bucket, key, folder / partition / key.rsplit("/", 1)[1])
+    return table.read(folder)
+
+
+def _answers(rows: pa.Table, id_column: str) -> dict[str, tuple]:
+    """Each id's answer (every column but the id, the provenance and the day)."""
+    skip = {id_column, "model_version", "execution_id", "day"}
+    names = [name for name in rows.column_names if name not in skip]
+    return {row[id_column]: tuple(row[name] for name in names) for row in rows.to_pylist()}
+
+
 def score_drifted(
     aws: Emulator, example: Example, stage: str, tfvars: dict[str, Any], rows: int, workdir: Path
 ) -> dict[str, Any]:
@@ -476,6 +560,10 @@ def run(
                     f"{stage}: yesterday's partition, as the schedule scores it (twice)",
                     partial(score_day, aws, stage, tfvars, workdir / f"{stage}-input.csv", workdir),
                 ),
+                "formats": timer.run(
+                    f"{stage}: the same rows as Parquet and as JSON Lines, on the days before",
+                    partial(score_formats, aws, example, stage, tfvars, workdir),
+                ),
             }
             if drift:
                 report["stages"][stage]["drifted"] = timer.run(
@@ -565,6 +653,12 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{served['batch']}, equal to 1e-12); `make serve STAGE={stage}` serves it again"
         )
         print(f"  run report: {record['Report']}")
+        formats = result["formats"]
+        print(
+            f"  the same {formats['rows']} rows scored from "
+            + ", ".join(f"{kind} ({day})" for kind, day in formats["days"].items())
+            + ": the same answers in the predictions table"
+        )
         day = result["day"]
         marker = day["marker"]
         print(

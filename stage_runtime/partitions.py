@@ -193,8 +193,10 @@ def holds_rows(s3: S3Client, bucket: str, key: str, size: int | None = None) -> 
     kind = data_format(key)
     if kind is None or size == 0:
         return False
-    if kind == "parquet":
-        return True
+    if kind == "parquet":  # rows in its footer: any file that can hold one counts
+        if size is None:
+            size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        return size > 0
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     chunks: Iterable[bytes] = iter(lambda: body.read(READ_CHUNK), b"")
     if key.lower().endswith(".gz"):

@@ -30,6 +30,7 @@ TARGET_PREFIXES = {
     "Logs_20140328": "logs",
     "secretsmanager": "secretsmanager",
     "AmazonEC2ContainerRegistry_V20150921": "ecr",
+    "AWSGlue": "glue",
 }
 # hclog prints an entry's fields in any order; a multi-line value (the body) on its own lines
 _TARGET = re.compile(r"x_amz_target=(?P<target>[\w.]+)")

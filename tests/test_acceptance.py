@@ -315,7 +315,7 @@ def test_a_run_deploys_twice_reports_every_check_and_gives_the_accounts_back(
     )
     assert verdicts["alarms-quiet"]["evidence"].startswith("8 alarms named acc-test-preprod-*")
     assert verdicts["job-names-and-search"]["evidence"] == (
-        "5 SEARCH expressions on acc-test-preprod-batch-inference"
+        "8 SEARCH expressions on acc-test-preprod-batch-inference"  # 3 of them Publish's
     )
     assert document["run"]["emulator"] is True and document["counts"]["passed"] == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import tarfile
+from datetime import timedelta
 from pathlib import Path
 
 import joblib
@@ -15,6 +16,7 @@ from examples import demo
 from examples.breast_cancer import data
 from examples.catalog import EXAMPLES
 from examples.ticket_triage import inference
+from local_mode import table
 from local_mode.emulator import ACCOUNTS
 
 ROWS = 3000
@@ -120,6 +122,16 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         assert marker["rows_read"] == marker["rows_rejected"] + marker["rows_scored"]
         assert marker["rows_scored"] > 0 and day["again"].action == "skipped"
         assert marker["partition"] == f"dt={day['day'].isoformat()}"
+        # the same rows as Parquet and JSON Lines on the days before: the same answers in the
+        # stage's predictions table (the demo compares them id by id and fails otherwise)
+        formats = result["formats"]
+        assert formats["rows"] == marker["rows_scored"]
+        assert [formats["days"][k] for k in ("csv", "parquet", "jsonl")] == [
+            day["day"] - timedelta(days=n) for n in (0, 1, 2)
+        ]
+        # the batch run's rows in the table, each with the model version and the execution
+        (today,) = counts["table_by_day"]
+        assert today["rows"] == counts["rows_scored"] and today["model_versions"] == [1]
 
     assert report["redeploy"] == {
         stage: report["stages"][stage]["tfvars"]["model_package_arn"]
@@ -207,6 +219,18 @@ def test_the_second_example_goes_through_the_same_template(tmp_path: Path) -> No
         assert sum(m["sum"] for m in predicted) == pytest.approx(expected.max(axis=1).sum(), 1e-6)
         # the report draws the predicted classes against the baseline's
         assert Path(record["Report"]).read_text().count("<section>") == 5
+        assert result["formats"]["rows"] == result["day"]["marker"]["rows_scored"] > 0
+        table_rows = table.read(Path(counts["local_table"])).to_pylist()
+        assert {r["ticket_id"] for r in table_rows} == {line[0] for line in lines}
+        assert {(r["model_version"], r["execution_id"]) for r in table_rows} == {
+            (1, record["PipelineExecutionArn"].rsplit("/", 1)[-1])
+        }
+        by_id = {r["ticket_id"]: r for r in table_rows}
+        assert all(
+            [by_id[line[0]][c] for c in ("priority", "p_low", "p_normal", "p_urgent")]
+            == [line[1], *map(float, line[2:])]
+            for line in lines
+        )
         drifted = result["drifted"]
         if drifted["mode"] == "fail":
             worst = drifted["reason"].split("(worst features by PSI: ")[1].split(" ")[0]

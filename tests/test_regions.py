@@ -29,10 +29,13 @@ def definition_image(region: str) -> ImageUri:
         project_name="churn",
         model_name="churn-models-preprod-v1",
     )
-    (preprocess,) = [
-        s for s in json.loads(pipeline.definition())["Steps"] if s["Type"] == "Processing"
-    ]
-    return ImageUri.parse(preprocess["Arguments"]["AppSpecification"]["ImageUri"])
+    # Preprocess and Publish run the same image: the one grant covers both
+    (image,) = {
+        s["Arguments"]["AppSpecification"]["ImageUri"]
+        for s in json.loads(pipeline.definition())["Steps"]
+        if s["Type"] == "Processing"
+    }
+    return ImageUri.parse(image)
 
 
 def test_the_regions_differ_so_the_check_means_something() -> None:

@@ -8,6 +8,7 @@ executions finish the moment they start.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import uuid
@@ -327,7 +328,10 @@ def test_an_invocation_that_is_not_an_sqs_event_is_one_line(
         ("header-and-blank-lines.csv", b"id,a\r\n\r\n   \n\t\n"),
         ("large-header.csv", b"id," + b"c" * 70 * 1024 + b"\n"),
         ("large-blank.csv", b"id,a\n" + b"\n" * 70 * 1024),
-        ("not-a-csv.parquet", b"id,a\n1,2\n"),
+        ("not-read.txt", b"id,a\n1,2\n"),  # a file Preprocess does not read
+        ("header.csv.gz", gzip.compress(b"id,a\n")),
+        ("blank.jsonl", b"\n  \n"),
+        ("empty.parquet", b""),
     ],
 )
 def test_an_upload_without_a_row_is_recorded_empty_and_starts_no_run(

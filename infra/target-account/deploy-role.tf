@@ -99,8 +99,9 @@ data "aws_iam_policy_document" "deploy" {
   }
   statement {
     # the stage's predictions table (terraform/stage/table.tf): Glue authorizes a table call
-    # on the catalog, its database and the table; the provider reads the table's partition
-    # indexes back, and tags the database with the default tags
+    # on the catalog, its database and the table, and a database's deletion on every table
+    # and function in it (the stage's own database only); the provider reads the table's
+    # partition indexes back, and tags the database with the default tags
     sid = "DeployThePredictionsTable"
     actions = [
       "glue:CreateDatabase", "glue:GetDatabase", "glue:UpdateDatabase", "glue:DeleteDatabase",
@@ -110,7 +111,8 @@ data "aws_iam_policy_document" "deploy" {
     resources = [
       "arn:${local.partition}:glue:${var.region}:${local.account}:catalog",
       "arn:${local.partition}:glue:${var.region}:${local.account}:database/${module.naming.predictions_table.database}",
-      "arn:${local.partition}:glue:${var.region}:${local.account}:table/${module.naming.predictions_table.database}/${module.naming.predictions_table.table}",
+      "arn:${local.partition}:glue:${var.region}:${local.account}:table/${module.naming.predictions_table.database}/*",
+      "arn:${local.partition}:glue:${var.region}:${local.account}:userDefinedFunction/${module.naming.predictions_table.database}/*",
     ]
   }
   statement {
