@@ -115,11 +115,23 @@ def _limits(value: Any, shape: Shape, path: str) -> list[str]:
     elif isinstance(shape, StringShape) and isinstance(value, str):
         if "max" in meta and len(value) > meta["max"]:
             found.append(f"{path} is {len(value)} characters, at most {meta['max']} allowed")
-        if "pattern" in meta and not regex.fullmatch(meta["pattern"], value, regex.DOTALL):
+        if "pattern" in meta and not regex.fullmatch(
+            python_pattern(meta["pattern"]), value, regex.DOTALL
+        ):
             found.append(f"{path}={value[:80]!r} does not match {meta['pattern']}")
         if shape.enum and value not in shape.enum:
             found.append(f"{path}={value!r} is not one of {shape.enum}")
     return found
+
+
+# Java's regexes see UTF-16: Glue's patterns give the supplementary characters as the range
+# of their surrogate pairs, which a regex over code points reads as a reversed range
+_SURROGATE_PAIRS = "\\uD800\\uDC00-\\uDBFF\\uDFFF"
+
+
+def python_pattern(pattern: str) -> str:
+    """A model's pattern as Python's regex reads the same strings (code points)."""
+    return pattern.replace(_SURROGATE_PAIRS, "\\U00010000-\\U0010FFFF")
 
 
 def refused_requests(log: Path) -> list[str]:
