@@ -241,7 +241,7 @@ def test_run_pipeline_local_executes_the_real_definition(
     assert output["records_out"] == 500 - generated.malformed
     (published,) = record["Steps"][2]["Outcome"]["UploadedObjects"]["table"]
     assert published.startswith("s3://artifacts/batch-inference/predictions-table/day=")
-    assert published.endswith(f"/{execution_id}-00001.csv")
+    assert published.endswith(f"/{execution_id}-algo-1-00001.csv")
     assert "status: Succeeded" in capsys.readouterr().out
 
 

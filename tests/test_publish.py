@@ -48,7 +48,7 @@ def test_every_answer_lands_named_with_its_version_and_execution_in_its_day(
     assert done.returncode == 0, done.stderr
     assert "published 3 rows in 2 file(s) to day=2026-12-06" in done.stdout
     files = sorted((tmp_path / "out" / "day=2026-12-06").iterdir())
-    assert [f.name for f in files] == [f"exec123-0000{n}.{output_format}" for n in (1, 2)]
+    assert [f.name for f in files] == [f"exec123-algo-1-0000{n}.{output_format}" for n in (1, 2)]
     rows = table.read(tmp_path / "out").sort_by("ticket_id").to_pylist()
     assert rows[0] == {
         "ticket_id": "t1", "priority": "normal", "p_low": 0.2, "p_normal": 0.7,
@@ -114,3 +114,20 @@ def test_declarations_a_table_cannot_carry_are_refused(declared: str, problem: s
 def test_a_run_of_no_day_lands_on_the_day_it_started() -> None:
     assert publish.partition_day("", "2026-12-06T23:59:59.5Z") == date(2026, 12, 6)
     assert publish.partition_day("2026-01-31", "2026-12-06T01:00:00Z") == date(2026, 1, 31)
+
+
+def test_instances_sharing_the_answers_write_files_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ShardedByS3Key each instance publishes its share into the same day folder: the
+    host in the name keeps one's files from replacing another's."""
+    for host, row in (("algo-1", "t1,0.5\n"), ("algo-2", "t2,0.25\n")):
+        (tmp_path / host).mkdir()
+        (tmp_path / host / "part.csv.out").write_text(row)
+        monkeypatch.setenv("SM_CURRENT_HOST", host)
+        publish.publish(
+            tmp_path / host, tmp_path / "out", "id", publish.parse_columns("score"),
+            (1, "exec"), date(2026, 12, 6), "csv",
+        )  # fmt: skip
+    rows = table.read(tmp_path / "out").sort_by("id").to_pylist()
+    assert [(r["id"], r["score"]) for r in rows] == [("t1", 0.5), ("t2", 0.25)]

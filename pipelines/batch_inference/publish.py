@@ -8,9 +8,10 @@ them needs, without changing a value:
   (``--output-columns name:type,...``; ``string``, ``double`` or ``bigint``);
 * the model package version and the pipeline execution that scored it (``model_version``,
   ``execution_id``), so every row says where it came from;
-* a place in a day partition: ``<output-dir>/day=YYYY-MM-DD/<execution id>-<n>.csv`` (or
-  ``.parquet``), the layout the stage's Glue table projects (``--day``, else the execution's
-  start date in UTC).
+* a place in a day partition: ``<output-dir>/day=YYYY-MM-DD/<execution id>-<host>-<n>.csv``
+  (or ``.parquet``), the layout the stage's Glue table projects (``--day``, else the
+  execution's start date in UTC); the host in the name keeps the files of instances that
+  share the answers (``ShardedByS3Key``) apart.
 
 A model that answers another number of columns than the package declares fails the step
 (exit 2, the reason in ``--exit-message``): the table's columns would not say what its
@@ -21,6 +22,8 @@ values are. Files are streamed in blocks, so memory stays flat whatever their si
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ NAME = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")  # a column Athena and Glue take 
 PROVENANCE = ("model_version", "execution_id")
 BLOCK_SIZE = 16 * 2**20
 FORMATS = ("csv", "parquet")
+RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
 
 
 class PublishError(Exception):
@@ -79,6 +83,16 @@ def partition_day(day: str, started: str) -> date:
         return date.fromisoformat(day)
     moment = datetime.fromisoformat(started.replace("Z", "+00:00"))
     return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+
+
+def current_host() -> str:
+    """This instance's name (``algo-N``), as SageMaker gives it to a Processing container."""
+    if os.environ.get("SM_CURRENT_HOST"):
+        return os.environ["SM_CURRENT_HOST"]
+    try:
+        return str(json.loads(Path(RESOURCE_CONFIG).read_text())["current_host"])
+    except (OSError, ValueError, KeyError):
+        return "algo-1"
 
 
 def table_schema(id_column: str, columns: list[Column]) -> pa.Schema:
@@ -171,9 +185,10 @@ def publish(
     """Every ``.out`` file under ``input_dir`` into ``output_dir/day=YYYY-MM-DD/``."""
     schema = table_schema(id_column, columns)
     partition = output_dir / f"day={day.isoformat()}"
+    host = current_host()
     counts = {"files": 0, "rows": 0}
     for index, source in enumerate(sorted(input_dir.rglob("*.out")), start=1):
-        target = partition / f"{provenance[1]}-{index:05d}.{output_format}"
+        target = partition / f"{provenance[1]}-{host}-{index:05d}.{output_format}"
         rows = publish_file(source, target, schema, provenance, output_format)
         counts["files"] += bool(rows)
         counts["rows"] += rows
