@@ -34,6 +34,7 @@ import argparse
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -348,6 +349,7 @@ def score_formats(
 def _table_day(s3: Any, table_root: str, day: date, folder: Path) -> pa.Table:
     """The predictions table's rows of one day, copied from the stage's bucket."""
     partition = f"day={day.isoformat()}"
+    shutil.rmtree(folder, ignore_errors=True)  # the day as the stage's bucket holds it now
     for bucket, key, _ in storage.list_objects(s3, f"{table_root}{partition}/"):
         storage.download(s3, bucket, key, folder / partition / key.rsplit("/", 1)[1])
     return table.read(folder)
@@ -409,6 +411,7 @@ def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
         storage.download(s3, bucket, key, path)  # one GET: the emulator's fast path
         local_copies.append(str(path))
     folder = Path(record["RecordPath"]).with_name(f"{stage}-table")
+    shutil.rmtree(folder, ignore_errors=True)  # this run's rows only, in a reused workdir
     for uri in published["Outcome"]["UploadedObjects"]["table"]:  # the predictions table's
         bucket, key = utils.parse_s3_uri(uri)
         storage.download(s3, bucket, key, folder / key.split("/table/", 1)[1])
