@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import serving
 
 REPOSITORY = "my-org/sagemaker-batch-mlops"
 TOKEN = "github_pat_test_0123456789"
@@ -102,13 +103,5 @@ def _handler(state: GitHubState) -> type[BaseHTTPRequestHandler]:
 @contextmanager
 def github_server() -> Iterator[GitHubState]:
     state = GitHubState()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving(_handler(state)) as state.url:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)

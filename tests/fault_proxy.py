@@ -23,7 +23,9 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.loopback import serving
 
 KINDS = ("throttle", "5xx", "reset")
 # hop-by-hop and length headers http.client sets itself
@@ -185,13 +187,5 @@ def faulty(emulator_url: str, rate: float = 0.3, seed: int = 28) -> Iterator[Fau
         def log_message(self, *_: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    proxy.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler, detached=True) as proxy.url:
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()

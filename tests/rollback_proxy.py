@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.loopback import serving
 
 # hop-by-hop and length headers urllib sets itself
 _SKIPPED = {"host", "content-length", "connection", "transfer-encoding", "accept-encoding"}
@@ -112,11 +113,5 @@ def rolled_back_updates(emulator_url: str, account_id: str) -> Iterator[Proxy]:
         def log_message(self, *_: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Proxy(f"http://127.0.0.1:{server.server_address[1]}", refused)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield Proxy(url, refused)

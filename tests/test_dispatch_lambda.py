@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from lambdas.dispatch_deploy.handler import (
     handler,
 )
 from local_mode.emulator import Emulator
+from tests.loopback import serving
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "github_pat_11ABCDEFG0123456789_TestTokenValueThatMustNeverBeLogged"
@@ -143,17 +144,11 @@ def _request_handler(github: GitHub) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def github() -> Iterator[GitHub]:
     state = GitHub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _request_handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(_request_handler(state)) as state.url:
+        try:
+            yield state
+        finally:
+            state.release.set()  # a request still held answers before the server stops
 
 
 # --- the Lambda's environment -------------------------------------------------------------
