@@ -11,7 +11,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.batch_inference import publish
 from promotion.errors import NotRunnable
 
 # what the pipeline's BatchTransform step sends and asks for (pipelines/batch_inference)
@@ -117,6 +116,8 @@ def package_refusal(package: Mapping[str, Any], stage_config: Mapping[str, Any])
             )
     declared_outputs = (package.get("CustomerMetadataProperties") or {}).get("output_columns")
     if declared_outputs is not None:
+        from pipelines.batch_inference import publish  # pyarrow: only for a declaration
+
         try:
             publish.parse_columns(declared_outputs)
         except publish.PublishError as error:

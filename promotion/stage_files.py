@@ -170,12 +170,19 @@ class PackageOutputs:
     @classmethod
     def of(cls, source: DescribeModelPackageOutputTypeDef) -> PackageOutputs:
         declared = (source.get("CustomerMetadataProperties") or {}).get("output_columns", "")
-        return cls(int(source["ModelPackageVersion"]), declared.strip() or DEFAULT_OUTPUTS)
+        from pipelines.batch_inference import publish  # pyarrow: only when a stage is written
+
+        return cls(int(source["ModelPackageVersion"]), declared.strip() or publish.DEFAULT_COLUMNS)
 
     def columns(self) -> list[dict[str, str]]:
-        """The answer's columns: name and Glue type."""
-        pairs = (item.strip().partition(":") for item in self.output_columns.split(","))
-        return [{"name": name, "type": kind or "double"} for name, _, kind in pairs]
+        """The answer's columns: name and Glue type, read as the Publish step reads them
+        (``runnable.package_refusal`` has refused a declaration it cannot read)."""
+        from pipelines.batch_inference import publish
+
+        return [
+            {"name": column.name, "type": column.type}
+            for column in publish.parse_columns(self.output_columns)
+        ]
 
 
 def table_columns(id_column: str, package: PackageOutputs) -> list[dict[str, str]]:
@@ -186,9 +193,6 @@ def table_columns(id_column: str, package: PackageOutputs) -> list[dict[str, str
         {"name": "model_version", "type": "bigint"},
         {"name": "execution_id", "type": "string"},
     ]
-
-
-DEFAULT_OUTPUTS = "prediction:double"
 
 
 @dataclass(frozen=True)
@@ -209,11 +213,11 @@ def render_definition(
     model: str,
     code: StageCode,
     package: PackageOutputs,
+    schema: dict[str, Any],
 ) -> bytes:
     """The stage's pipeline definition, as stable JSON (sorted keys: same input, same bytes)."""
     from pipelines.batch_inference import pipeline as batch_pipeline  # loads the SDK
 
-    schema = json.loads(request.feature_schema.read_bytes())
     pipeline = batch_pipeline.get_pipeline(
         region=request.region,
         role=settings.sagemaker_role_arn,
@@ -228,7 +232,7 @@ def render_definition(
         feature_count=len(schema["features"]),
         id_column=schema["id_column"],
         output_columns=package.output_columns,
-        output_format=request.stage_config.get("output_format") or "csv",
+        output_format=output_format(request.stage_config),
         model_version=package.version,
         predictions_table_url=locations.predictions_table_url,
         publish_code_url=code.publish_code_url,
@@ -241,6 +245,11 @@ def render_definition(
         security_group_ids=settings.security_group_ids or None,
     )
     return json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True).encode()
+
+
+def output_format(stage_config: dict[str, Any]) -> str:
+    """The predictions table's file format: the stage file's, csv when it says none."""
+    return stage_config.get("output_format") or "csv"
 
 
 def quality_gate(stage_config: dict[str, Any]) -> batch_pipeline.QualityGate:
@@ -304,6 +313,7 @@ def publish_stage_files(
 
     project = request.project_name
     store = _ContentStore(s3, settings.artifacts_bucket, settings.kms_key_arn, write)
+    schema_bytes = request.feature_schema.read_bytes()
     code = StageCode(
         code_url=store.put(
             f"{project}/code/preprocess",
@@ -327,17 +337,17 @@ def publish_stage_files(
         schema_url=store.put(
             f"{project}/code/feature-schema",
             batch_pipeline.SCHEMA_FILE_NAME,
-            request.feature_schema.read_bytes(),
+            schema_bytes,
             "application/json",
         ),
         baseline_url=stage_baseline_url(s3, request, result, settings.artifacts_bucket, write),
     )
     package = PackageOutputs.of(result.source)
-    schema = json.loads(request.feature_schema.read_bytes())
+    schema = json.loads(schema_bytes)
     version = package.version
     name = model_name(request.group, request.stage, version)
     locations = StageLocations.of(request, settings.artifacts_bucket)
-    definition = render_definition(request, settings, locations, name, code, package)
+    definition = render_definition(request, settings, locations, name, code, package, schema)
     definition_url = store.put(
         f"{project}/pipelines/{request.stage}", "definition.json", definition, "application/json"
     )
@@ -372,6 +382,6 @@ def publish_stage_files(
         "baseline_url": code.baseline_url,
         "predictions_table_url": locations.predictions_table_url,
         "predictions_table_columns": table_columns(schema["id_column"], package),
-        "output_format": request.stage_config.get("output_format") or "csv",
+        "output_format": output_format(request.stage_config),
         "image_repository_arns": result.image_repository_arns,
     }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipelines import sdk
+from pipelines.batch_inference import publish
 
 if TYPE_CHECKING:
     import boto3
@@ -28,7 +29,6 @@ OUTPUT_DIR = f"{PROCESSING_ROOT}/output"
 PROCESSING_OUTPUTS = ("inference", "rejected", "summary")
 PREDICTIONS_DIR = f"{PROCESSING_ROOT}/input/predictions"
 TABLE_DIR = f"{OUTPUT_DIR}/table"
-DEFAULT_OUTPUT_COLUMNS = "prediction:double"
 OUTPUT_FORMATS = ("csv", "parquet")
 SCHEMA_FILE_NAME = "feature-schema.json"
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
@@ -151,7 +151,7 @@ def get_pipeline(
     feature_schema_url: str | None = None,
     feature_count: int | None = None,
     id_column: str = "id",
-    output_columns: str = DEFAULT_OUTPUT_COLUMNS,
+    output_columns: str = publish.DEFAULT_COLUMNS,
     output_format: str = "csv",
     model_version: int = 0,
     predictions_table_url: str | None = None,

@@ -42,6 +42,7 @@ NAME = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")  # a column Athena and Glue take 
 PROVENANCE = ("model_version", "execution_id")
 BLOCK_SIZE = 16 * 2**20
 FORMATS = ("csv", "parquet")
+DEFAULT_COLUMNS = "prediction:double"  # what a package that declares no output_columns answers
 RESOURCE_CONFIG = "/opt/ml/config/resourceconfig.json"
 
 
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-dir", type=Path, default=Path(DEFAULT_INPUT_DIR))
     parser.add_argument("--output-dir", type=Path, default=Path(DEFAULT_OUTPUT_DIR))
     parser.add_argument("--id-column", required=True)
-    parser.add_argument("--output-columns", default="prediction:double")
+    parser.add_argument("--output-columns", default=DEFAULT_COLUMNS)
     parser.add_argument("--model-version", type=int, required=True)
     parser.add_argument("--execution-id", required=True)
     parser.add_argument("--day", default="")
