@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from pipelines.batch_inference import publish
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,7 +30,7 @@ class Example:
     stage_files: dict[str, Path]  # by stage
     drift: str  # what --drift changes in a batch, said in the demo's output
     # the answer's columns, declared on the package (its predictions table's columns)
-    output_columns: str = "prediction:double"
+    output_columns: str = publish.DEFAULT_COLUMNS
 
     def model(self) -> ModuleType:
         """``<package>.model`` (imported when used: it may train, and it imports sklearn)."""
