@@ -8,7 +8,10 @@ format's values pass the same checks. Per input file it writes:
 * ``<output>/inference/<same relative path>``: the valid rows as headerless CSV
   ``id,feature...`` in schema order, ready for the Transform step (which drops the id with
   an input filter and joins it back to the prediction); ``.csv`` added to a name that does
-  not end so (``a.parquet.csv``): the same rows give the same bytes in every format;
+  not end so (``a.parquet.csv``): the same rows give the same bytes in every format. A
+  file larger than its share of the Transform fleet (``--transform-instances`` x
+  ``--transform-concurrency`` request slots) is written as parts ``<name>.part-00001``...,
+  whose concatenation is that file, so every Transform instance gets objects to score;
 * ``<output>/rejected/<same relative path>`` (``.csv`` added likewise): the invalid rows,
   with columns ``id,reason,record`` (``record`` is the row as read, for replay: a JSON
   line as it was, a Parquet row as CSV);
@@ -31,7 +34,10 @@ Scaling and encoding are *not* done here: statistics fitted on an inference batc
 from the training ones. Fitted transforms travel inside the model artifact.
 
 Files are streamed in blocks (pyarrow's incremental CSV reader, Parquet's record batches,
-JSON Lines by lines), so memory stays flat whatever the input size. The script runs inside
+JSON Lines by lines), so memory stays flat whatever the input size. ``--workers`` processes
+(default: one per vCPU, as many as ``--max-memory-mb`` holds) read files side by side, and
+a large plain CSV file in spans of whole lines; the rows, counts, rejections and drift are
+those of one process reading each file whole. The script runs inside
 SageMaker's scikit-learn container, which ships pyarrow and pandas; of this repository it
 needs only ``quality.py``, which the job receives as its own input beside this script
 (``input/lib/``).
@@ -40,15 +46,19 @@ needs only ``quality.py``, which the job receives as its own input beside this s
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
+import glob
 import gzip
 import importlib.util
 import io
 import json
 import math
+import multiprocessing
 import os
 import queue
 import re
+import resource
 import shutil
 import sys
 import zlib
@@ -56,7 +66,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, NoReturn, TextIO, TypeVar
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, NoReturn, Protocol, TextIO, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -234,6 +244,41 @@ class _LazyWriter(Generic[_Handle]):
             self.handle.close()
 
 
+def part_name(name: Path, number: int) -> Path:
+    """The ``number``-th part of a file's rows: ``<name>.part-00001``. Every other output
+    name ends in ``.csv``, so a part can never take another input's name."""
+    return Path(f"{name}.part-{number:05d}")
+
+
+class _Parts:
+    """A file's valid rows, written to ``path`` until ``limit`` bytes, then to parts of about
+    that size (``path`` itself becomes ``part_name(path, 1)``): the Transform fleet scores
+    a day's rows as many objects, not one. Opened on first write, like ``_LazyWriter``."""
+
+    def __init__(self, path: Path, limit: int | None = None):
+        self.path, self.limit = path, limit
+        self.handle: BinaryIO | None = None
+        self.parts = self.written = 0
+
+    def write(self, data: bytes) -> None:
+        if self.handle is None:
+            self.parts += 1
+            if self.parts == 2:  # the first part gets its number with the second
+                self.path.rename(part_name(self.path, 1))
+            target = self.path if self.parts == 1 else part_name(self.path, self.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.handle, self.written = target.open("wb"), 0
+        self.handle.write(data)
+        self.written += len(data)
+        if self.limit is not None and self.written >= self.limit:
+            self.close()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
 def input_format(path: Path, forced: str = "auto") -> str | None:
     """The format ``path`` is read in: ``forced`` unless ``auto``, else its name's ending's
     (``EXTENSIONS``), or None: not input, listed in the summary's ``ignored_files``."""
@@ -283,6 +328,10 @@ def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, 
     The values are typed (numbers cast, empty nullable values null): a row is valid only if
     every one of its values both matches its pattern and casts to a finite number, so the
     pattern and the cast can never disagree about a row."""
+    if feature is not None and feature.type == "float":
+        typed = _finite_floats(values)
+        if typed is not None:
+            return typed, pc.is_valid(typed)
     trimmed = pc.utf8_trim_whitespace(values)
     pattern = None if feature is None else _PATTERNS[feature.type]
     nullable = feature is not None and feature.nullable
@@ -299,6 +348,22 @@ def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, 
         breaks = pc.or_(pc.match_substring(trimmed, "\n"), pc.match_substring(trimmed, "\r"))
         return trimmed, pc.and_(valid, pc.invert(breaks))
     return _cast_numbers(feature, trimmed, valid)
+
+
+def _finite_floats(values: pa.Array) -> pa.Array | None:
+    """A float column whose every value casts to a finite number, cast; else None.
+
+    The common case skips the trim, the pattern and the checks that find a bad value:
+    pyarrow's float parser accepts no string as a finite number that ``_NUMBER`` refuses
+    (no blank, sign or letter the pattern lacks; tests hold this over every short string
+    of digits, signs, points, exponents, letters and blanks), so the cast alone decides."""
+    try:
+        typed = pc.cast(values, pa.float64())
+    except pa.ArrowInvalid:
+        return None
+    if typed.null_count or not pc.all(pc.is_finite(typed)).as_py():
+        return None
+    return typed
 
 
 def accepts(feature: Feature | None, values: pa.Array) -> bool:
@@ -413,13 +478,20 @@ class _Rows:
         output_dir: Path,
         kind: str,
         drift: quality.BatchDrift | None,
+        part_bytes: int | None = None,
+        piece: int = 0,
     ):
         self.schema, self.drift = schema, drift
         self.summary = FileSummary(file=relative.as_posix(), format=kind)
         self.missing: list[str] = []  # schema columns the file lacks (nulls, or rejections)
         name = output_name(relative)
-        self.rejected = _LazyWriter(output_dir / "rejected" / name, _open_rejected)
-        self.inference = _LazyWriter(output_dir / "inference" / name, lambda p: p.open("wb"))
+        if piece:  # one range of a split file: its own part, its rejections merged later
+            self.inference = _Parts(output_dir / "inference" / part_name(name, piece))
+            rejected = output_dir / "rejected" / part_name(name, piece)
+        else:
+            self.inference = _Parts(output_dir / "inference" / name, part_bytes)
+            rejected = output_dir / "rejected" / name
+        self.rejected = _LazyWriter(rejected, _open_rejected)
 
     def reject(self, identifier: str, kind: str, reason: str, record: str) -> None:
         """One rejected row, already counted as read."""
@@ -432,7 +504,7 @@ class _Rows:
         self.summary.rows_read += batch.num_rows
         valid_rows, invalid_rows = _split_batch(batch, self.schema, self.missing)
         if valid_rows.num_rows:
-            _write_csv(valid_rows, self.inference.get())
+            _write_csv(valid_rows, self.inference)
             self.summary.rows_written += valid_rows.num_rows
             if self.drift is not None:
                 _observe(self.drift, valid_rows)
@@ -457,20 +529,22 @@ def process_file(
     block_size: int = DEFAULT_BLOCK_SIZE,
     drift: quality.BatchDrift | None = None,
     kind: str = "csv",
+    part_bytes: int | None = None,
 ) -> FileSummary:
     """Validate one file (``kind``: csv, parquet or jsonl), streaming it block by block;
-    valid rows feed ``drift``.
+    valid rows feed ``drift``; its valid rows go to parts of about ``part_bytes`` (one file
+    when None).
 
     A file that cannot be read row by row goes whole to ``rejected/whole-files/``: nothing of
     it is lost, and its rows count as rejected. What a failed attempt wrote is removed, and
     what it measured is dropped: only a read that reaches the file's end counts.
     """
     if kind == "csv":
-        return _process_csv(path, relative, schema, output_dir, block_size, drift)
+        return _process_csv(path, relative, schema, output_dir, block_size, drift, part_bytes)
     if path.stat().st_size == 0:
         return FileSummary(file=relative.as_posix(), format=kind, note="empty file")
     attempt = drift.fresh() if drift is not None else None
-    rows = _Rows(relative, schema, output_dir, kind, attempt)
+    rows = _Rows(relative, schema, output_dir, kind, attempt, part_bytes)
     try:
         (_read_parquet if kind == "parquet" else _read_json_lines)(path, rows, block_size)
     except _Unreadable as error:
@@ -487,8 +561,14 @@ def process_file(
 
 
 def _remove_outputs(output_dir: Path, relative: Path) -> None:
-    for name in ("inference", "rejected"):
-        (output_dir / name / output_name(relative)).unlink(missing_ok=True)
+    """What an attempt at one file wrote: its file or parts, its rejections."""
+    name = output_name(relative)
+    for folder in (output_dir / "inference", output_dir / "rejected"):
+        (folder / name).unlink(missing_ok=True)
+        parent = (folder / name).parent
+        if parent.is_dir():
+            for part in parent.glob(f"{glob.escape(name.name)}.part-*"):
+                part.unlink()
 
 
 def _process_csv(
@@ -498,26 +578,12 @@ def _process_csv(
     output_dir: Path,
     block_size: int,
     drift: quality.BatchDrift | None,
+    part_bytes: int | None = None,
 ) -> FileSummary:
     """A CSV file (gzip-compressed when named ``.gz``): its header first, then its rows."""
-    try:
-        header = read_header(path)
-    except UnicodeDecodeError as error:
-        return _quarantine(path, relative, schema, output_dir, f"not UTF-8 text ({error.reason})")
-    except csv.Error as error:  # e.g. a first field over the csv module's 128 KiB limit
-        return _quarantine(path, relative, schema, output_dir, f"unreadable header: {error}")
-    except _GZIP_ERRORS as error:
-        return _quarantine(path, relative, schema, output_dir, _gzip_problem(error))
-    if header is None:
-        return FileSummary(file=relative.as_posix(), note="empty file (no header)")
-    if schema.id_column not in header:
-        reason, is_header = _header_problem(path, schema)
-        return _quarantine(path, relative, schema, output_dir, reason, is_header)
-    repeated = sorted({name for name in header if name in schema.columns} - _once(header))
-    if repeated:  # which of the two the model should get cannot be known
-        shown = ", ".join(repr(name) for name in repeated)
-        reason = f"its header names {shown} more than once; keep one column of each name"
-        return _quarantine(path, relative, schema, output_dir, reason, True)
+    header = csv_header(path, relative, schema, output_dir)
+    if isinstance(header, FileSummary):
+        return header
     # Blocks are cut at line breaks without parsing quotes (fast); a quoted line break that a
     # block boundary falls after makes pyarrow stop, and the file is read again parsing them.
     quoted_breaks = False
@@ -526,8 +592,9 @@ def _process_csv(
         attempt = drift.fresh() if drift is not None else None
         try:
             summary = _read_rows(
-                path, relative, schema, output_dir, header, block_size, quoted_breaks, attempt
-            )
+                path, relative, schema, output_dir, header, block_size, quoted_breaks, attempt,
+                part_bytes,
+            )  # fmt: skip
         except _Unreadable as error:  # the gzip stream is damaged past the header
             _remove_outputs(output_dir, relative)
             return _quarantine(path, relative, schema, output_dir, error.reason, True)
@@ -550,6 +617,32 @@ def _process_csv(
         if drift is not None and attempt is not None:
             drift.merge(attempt)
         return summary
+
+
+def csv_header(
+    path: Path, relative: Path, schema: Schema, output_dir: Path
+) -> list[str] | FileSummary:
+    """A CSV file's header, or the file's summary when it ends there: empty, or quarantined
+    for a header that cannot name the schema's columns."""
+    try:
+        header = read_header(path)
+    except UnicodeDecodeError as error:
+        return _quarantine(path, relative, schema, output_dir, f"not UTF-8 text ({error.reason})")
+    except csv.Error as error:  # e.g. a first field over the csv module's 128 KiB limit
+        return _quarantine(path, relative, schema, output_dir, f"unreadable header: {error}")
+    except _GZIP_ERRORS as error:
+        return _quarantine(path, relative, schema, output_dir, _gzip_problem(error))
+    if header is None:
+        return FileSummary(file=relative.as_posix(), note="empty file (no header)")
+    if schema.id_column not in header:
+        reason, is_header = _header_problem(path, schema)
+        return _quarantine(path, relative, schema, output_dir, reason, is_header)
+    repeated = sorted({name for name in header if name in schema.columns} - _once(header))
+    if repeated:  # which of the two the model should get cannot be known
+        shown = ", ".join(repr(name) for name in repeated)
+        reason = f"its header names {shown} more than once; keep one column of each name"
+        return _quarantine(path, relative, schema, output_dir, reason, True)
+    return header
 
 
 def _gzip_problem(error: BaseException) -> str:
@@ -665,10 +758,13 @@ def _read_rows(
     block_size: int,
     quoted_breaks: bool = False,
     drift: quality.BatchDrift | None = None,
+    part_bytes: int | None = None,
+    span: Span | None = None,
 ) -> FileSummary:
-    """One pass over a CSV file's rows; raises ``pa.ArrowInvalid`` when pyarrow cannot go on,
-    ``_Unreadable`` when its gzip stream is damaged."""
-    rows = _Rows(relative, schema, output_dir, "csv", drift)
+    """One pass over a CSV file's rows (only ``span``'s, when given); raises
+    ``pa.ArrowInvalid`` when pyarrow cannot go on, ``_Unreadable`` when its gzip stream is
+    damaged, ``_Quoted`` when ``span`` holds a quote."""
+    rows = _Rows(relative, schema, output_dir, "csv", drift, part_bytes, span.piece if span else 0)
     summary = rows.summary
     rows.missing = [c for c in schema.columns if c not in header]
     summary.missing_columns = rows.missing
@@ -683,25 +779,34 @@ def _read_rows(
         malformed.put(row)
         return "skip"
 
+    before: list[int] = []  # lines of the file before the span, counted when first needed
+
     def flush_malformed() -> None:
         while not malformed.empty():
             row = malformed.get_nowait()
             summary.rows_read += 1
+            if span is not None and span.start and not before:
+                before.append(_lines_before(path, span.start))
+            number = row.number + (before[0] if before else 0)
             reason = (
-                f"line {row.number}: expected {row.expected_columns} fields, "
-                f"found {row.actual_columns}"
+                f"line {number}: expected {row.expected_columns} fields, found {row.actual_columns}"
             )
             rows.reject("", "field_count", reason, row.text)
 
+    share = _Range(path, span.start, span.end) if span is not None else None
     try:
-        with pa.input_stream(str(path), compression="gzip" if gzipped(path) else None) as source:
+        with (
+            pa.PythonFile(share, mode="r")
+            if share is not None
+            else pa.input_stream(str(path), compression="gzip" if gzipped(path) else None)
+        ) as source:
             opened = _reading(
                 lambda: pacsv.open_csv(
                     source,
                     # the header's names as read_header stripped them ("id, age" names "age")
                     read_options=pacsv.ReadOptions(
                         block_size=block_size, use_threads=False, column_names=header,
-                        skip_rows=1,
+                        skip_rows=0 if span is not None and span.start else 1,
                     ),
                     parse_options=pacsv.ParseOptions(
                         invalid_row_handler=on_invalid_row, newlines_in_values=quoted_breaks
@@ -716,12 +821,107 @@ def _read_rows(
                 _gzip_problem,
             )  # fmt: skip
             for batch in _read_each(opened, OSError, _gzip_problem):
+                if share is not None and share.quoted:
+                    raise _Quoted
                 flush_malformed()
                 rows.add(batch)
+        if share is not None and share.quoted:
+            raise _Quoted
         flush_malformed()
     finally:
         rows.close()
     return summary
+
+
+@dataclass(frozen=True)
+class Span:
+    """Bytes ``start`` to ``end`` of a CSV file, whole lines, read by one worker; its rows
+    go to the file's part number ``piece``."""
+
+    start: int
+    end: int
+    piece: int
+
+
+class _Quoted(Exception):
+    """A span holds a quote: the file is read whole instead (see ``_Range``)."""
+
+
+class _Range(io.RawIOBase):
+    """The bytes of one span, for pyarrow's reader. A quote in them ends the read early with
+    ``quoted`` set: a quoted field may hold a line break, and a span cut at a line break
+    inside one would misread both halves (finding that out needs the file from its start)."""
+
+    def __init__(self, path: Path, start: int, end: int, quotes_allowed: bool = False):
+        super().__init__()
+        self._file = path.open("rb")
+        self._file.seek(start)
+        self.left, self.quoted, self._quotes_allowed = end - start, False, quotes_allowed
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.quoted or self.left <= 0:
+            return 0
+        view = memoryview(buffer).cast("B")[: self.left]
+        count = self._file.readinto(view)
+        if not self._quotes_allowed and view[:count].tobytes().find(b'"') >= 0:
+            self.quoted = True
+            return 0
+        self.left -= count
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _lines_before(path: Path, end: int) -> int:
+    """How pyarrow numbers the rows of a span: its lines (blank ones not counted) before
+    ``end`` are added, so a rejected row's line number is the same as read whole."""
+    counted = 0
+
+    def count_invalid(_: pacsv.InvalidRow) -> str:
+        nonlocal counted
+        counted += 1
+        return "skip"
+
+    with pa.PythonFile(_Range(path, 0, end, quotes_allowed=True), mode="r") as source:
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(
+                block_size=1 << 22, use_threads=False, column_names=["line"]
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter="\x1f", quote_char=False, invalid_row_handler=count_invalid
+            ),
+            convert_options=pacsv.ConvertOptions(column_types={"line": pa.binary()}),
+        )
+        for batch in reader:
+            counted += batch.num_rows
+    return counted
+
+
+def spans(path: Path, size: int, span_bytes: int) -> list[Span]:
+    """``path`` cut into spans of about ``span_bytes``, each ending after a line break (a
+    line longer than a span joins two)."""
+    cuts = [0]
+    with path.open("rb") as handle:
+        for target in range(span_bytes, size, span_bytes):
+            if target <= cuts[-1]:
+                continue
+            handle.seek(target - 1)
+            while chunk := handle.read(1 << 16):
+                if (found := chunk.find(b"\n")) >= 0:
+                    cuts.append(handle.tell() - len(chunk) + found + 1)
+                    break
+            else:
+                break
+    if cuts[-1] >= size:
+        cuts.pop()
+    pairs = zip(cuts, [*cuts[1:], size], strict=True)
+    return [Span(start, end, piece) for piece, (start, end) in enumerate(pairs, 1)]
 
 
 _Item = TypeVar("_Item")
@@ -976,11 +1176,12 @@ def _split_batch(
     """Validate one block: the valid rows typed and in schema order, the invalid ones raw."""
     rows = batch.num_rows
     columns: dict[str, pa.Array] = {}
-    valid = pa.array([True] * rows)
+    # built without a Python list: converting one makes pyarrow import pandas (0.5 s a process)
+    valid = pc.is_null(pa.nulls(rows))
     for feature, name in zip((None, *schema.features), schema.columns, strict=True):
         if name in missing:
             if feature is None or not feature.nullable:
-                valid = pa.array([False] * rows)
+                valid = pc.is_valid(pa.nulls(rows))
             columns[name] = pa.nulls(
                 rows, _ARROW_TYPES["string" if feature is None else feature.type]
             )
@@ -1006,7 +1207,11 @@ _PLAIN = pacsv.WriteOptions(include_header=False, quoting_style="none")
 _QUOTED = pacsv.WriteOptions(include_header=False, quoting_style="needed")
 
 
-def _write_csv(table: pa.Table, sink: BinaryIO) -> None:
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> Any: ...
+
+
+def _write_csv(table: pa.Table, sink: _Sink) -> None:
     """Write headerless CSV, quoting only when a string value requires it.
 
     pyarrow's "needed" style quotes *every* string; plain ids and categories read better (and
@@ -1115,6 +1320,235 @@ def load_baseline(path: Path | None, schema: Schema) -> tuple[quality.BatchDrift
     return drift, f"baseline {path.name}: {len(drift.features)} features compared"
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every unit of work shares; sent to a worker with each unit."""
+
+    schema: Schema
+    output_dir: Path
+    block_size: int
+    drift: quality.BatchDrift | None  # an empty tracker: each unit fills its own copy
+    part_bytes: int | None
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One file, or one span of a large plain CSV file (with the file's checked header)."""
+
+    index: int
+    path: Path
+    relative: Path
+    kind: str
+    size: int
+    span: Span | None = None
+    header: tuple[str, ...] = ()
+
+
+@dataclass
+class _Done:
+    """A unit's counts and drift; ``summary`` None: a span that must be read with its file.
+    ``process`` and ``peak_mb``: which process read it, and that process's peak memory."""
+
+    summary: FileSummary | None
+    drift: quality.BatchDrift | None
+    process: int = 0
+    peak_mb: float = 0.0
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _run_unit(job: _Job, unit: _Unit) -> _Done:
+    """Read one unit into its own outputs (in a worker process, or in this one)."""
+    drift = job.drift.fresh() if job.drift is not None else None
+    if unit.span is None:
+        summary: FileSummary | None = process_file(
+            unit.path, unit.relative, job.schema, job.output_dir, job.block_size, drift,
+            unit.kind, job.part_bytes,
+        )  # fmt: skip
+    else:
+        try:
+            summary = _read_rows(
+                unit.path, unit.relative, job.schema, job.output_dir, list(unit.header),
+                job.block_size, False, drift, None, unit.span,
+            )  # fmt: skip
+        except (pa.ArrowInvalid, _Unreadable, _Quoted):
+            summary, drift = None, None
+    return _Done(summary, drift, os.getpid(), peak_memory_mb())
+
+
+def _execute(job: _Job, units: list[_Unit], workers: int) -> list[_Done]:
+    """Every unit, by ``workers`` processes side by side (the largest first, so the last to
+    finish is small), or here when one is enough; results in the units' order."""
+    if workers <= 1 or len(units) <= 1:
+        return [_run_unit(job, unit) for unit in units]
+    # forkserver, not fork: the caller may hold pyarrow's threads, which fork would copy
+    # mid-work; each worker starts from a clean process with the modules loaded once
+    context = multiprocessing.get_context("forkserver")
+    # imported once in the server, not in each worker: pandas alone takes 0.5 s, and
+    # pyarrow imports it on the first conversion of a Python value
+    context.set_forkserver_preload(["__main__", "pyarrow.compute", "pyarrow.csv", "pandas"])
+    with concurrent.futures.ProcessPoolExecutor(workers, context) as pool:
+        order = sorted(range(len(units)), key=lambda i: -units[i].size)
+        futures = {i: pool.submit(_run_unit, job, units[i]) for i in order}
+        return [futures[i].result() for i in range(len(units))]
+
+
+REJECTED_HEADER = b"id,reason,record\r\n"  # what _open_rejected writes first
+
+
+def _join_rejected(output_dir: Path, relative: Path, pieces: int) -> None:
+    """A split file's rejections, one file again: each span's in order, one header."""
+    name = output_name(relative)
+    target = output_dir / "rejected" / name
+    written = False
+    for piece in range(1, pieces + 1):
+        part = output_dir / "rejected" / part_name(name, piece)
+        if not part.is_file():
+            continue
+        with part.open("rb") as source, target.open("ab" if written else "wb") as sink:
+            if written:
+                source.seek(len(REJECTED_HEADER))
+            shutil.copyfileobj(source, sink, 1 << 20)
+        part.unlink()
+        written = True
+
+
+def _merge_spans(
+    job: _Job, unit: _Unit, done: list[_Done], drift: quality.BatchDrift | None
+) -> FileSummary:
+    """One file from its spans' results; read again whole (in this process) when a span
+    could not be read on its own: a quote, a record over the block size, a bad byte."""
+    if any(d.summary is None for d in done):
+        _remove_outputs(job.output_dir, unit.relative)
+        return process_file(
+            unit.path, unit.relative, job.schema, job.output_dir, job.block_size, drift,
+            unit.kind, job.part_bytes,
+        )  # fmt: skip
+    _join_rejected(job.output_dir, unit.relative, len(done))
+    merged = FileSummary(file=unit.relative.as_posix(), format=unit.kind)
+    for part in done:
+        assert part.summary is not None
+        merged.missing_columns = part.summary.missing_columns
+        merged.ignored_columns = part.summary.ignored_columns
+        merged.rows_read += part.summary.rows_read
+        merged.rows_written += part.summary.rows_written
+        for kind, count in part.summary.rejected_by_reason.items():
+            merged.count_rejection(kind, count)
+        if drift is not None and part.drift is not None:
+            drift.merge(part.drift)
+    return merged
+
+
+# a part smaller than this is not worth a worker or a Transform object of its own
+MIN_PART_BYTES = 16 << 20
+SPANS_PER_WORKER = 2  # a large file's spans per worker: the last to finish waits less
+# bytes of CSV per byte of input when the output's size is estimated before reading
+_EXPANSION = {"gzip": 4.0, "parquet": 3.0}
+
+
+# a worker's peak memory at the default block size, with the drift measures (measured:
+# docs/benchmarks.md): what --max-memory-mb is divided by
+WORKER_MEMORY_MB = 200
+
+
+def available_cpus() -> int:
+    """The vCPUs this process may run on (the instance's, in a Processing job)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def instance_memory_mb() -> int:
+    """The instance's memory (a Processing job's container has the whole instance)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1 << 20)
+    except (ValueError, OSError, AttributeError):
+        return 4096
+
+
+def sizing_for(
+    workers: int,
+    max_memory_mb: int,
+    transform_instances: int,
+    transform_concurrency: int,
+    min_part_mb: int = MIN_PART_BYTES >> 20,
+) -> tuple[Sizing, str]:
+    """How many workers (asked for, or one per vCPU; never more than the memory setting
+    holds) and how many parts (the Transform fleet's request slots, shared by the
+    Processing instances, each of which cuts its own share), and a line saying so."""
+    memory = max_memory_mb or instance_memory_mb() * 3 // 4
+    wanted = workers or available_cpus()
+    held = max(1, memory // WORKER_MEMORY_MB)
+    count = min(wanted, held)
+    parts = math.ceil(transform_instances * transform_concurrency / host_count())
+    note = f"{count} worker(s)"
+    if count < wanted:
+        note += f" of {wanted} ({memory} MB of memory holds {held} at {WORKER_MEMORY_MB} MB)"
+    sizing = Sizing(count, parts, min_part_mb << 20)
+    return sizing, f"{note}, output for {parts} Transform request slot(s)"
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How the inference output is cut: ``parts`` objects for the Transform fleet (its
+    instances x the requests each serves at once, divided among Processing instances),
+    read by ``workers`` processes."""
+
+    workers: int = 1
+    parts: int = 1
+    min_part_bytes: int = MIN_PART_BYTES  # smaller input is read here, by one process
+
+
+def _estimated_output(path: Path, kind: str, size: int) -> float:
+    if kind == "parquet":
+        return size * _EXPANSION["parquet"]
+    return size * (_EXPANSION["gzip"] if gzipped(path) else 1.0)
+
+
+def _plan(
+    files: list[tuple[Path, str]], input_dir: Path, schema: Schema, output_dir: Path,
+    sizing: Sizing,
+) -> tuple[list[_Unit], dict[int, FileSummary], int | None]:  # fmt: skip
+    """The units of work, the files already done (a header that ends them), the part size.
+
+    A plain CSV file larger than its share is cut into spans of whole lines, so one large
+    file keeps every worker busy and becomes one part per span; every other file is one unit,
+    whose output rolls over into parts of ``part_bytes``."""
+    sizes = [path.stat().st_size for path, _ in files]
+    estimate = sum(_estimated_output(p, k, n) for (p, k), n in zip(files, sizes, strict=True))
+    least = sizing.min_part_bytes
+    part_bytes = max(least, math.ceil(estimate / sizing.parts)) if sizing.parts > 1 else None
+    splittable = [i for i, (path, kind) in enumerate(files) if kind == "csv" and not gzipped(path)]
+    span_bytes: int | None = None
+    if sizing.workers > 1 or part_bytes is not None:
+        share = sum(sizes[i] for i in splittable) / (SPANS_PER_WORKER * sizing.workers)
+        span_bytes = max(least, math.ceil(share))
+        if part_bytes is not None:
+            span_bytes = min(span_bytes, part_bytes)
+    units: list[_Unit] = []
+    finished: dict[int, FileSummary] = {}
+    for index, (path, kind) in enumerate(files):
+        relative = path.relative_to(input_dir)
+        if index in splittable and span_bytes is not None and sizes[index] > span_bytes:
+            header = csv_header(path, relative, schema, output_dir)
+            if isinstance(header, FileSummary):
+                finished[index] = header
+                continue
+            cut = spans(path, sizes[index], span_bytes)
+            if len(cut) > 1:
+                units += [
+                    _Unit(index, path, relative, kind, s.end - s.start, s, tuple(header))
+                    for s in cut
+                ]
+                continue
+        units.append(_Unit(index, path, relative, kind, sizes[index]))
+    return units, finished, part_bytes
+
+
 def run(
     input_dir: Path,
     output_dir: Path,
@@ -1124,21 +1558,43 @@ def run(
     gate: Gate | None = None,
     baseline_note: str = "no baseline: the model version has none",
     forced_format: str = "auto",
+    sizing: Sizing | None = None,
 ) -> dict:
     """Process every input file under ``input_dir`` (``input_format``: by its name, unless
     ``forced_format`` names one format for all); return the summary document (with the
-    quality report and, given a ``gate``, its verdict: ``passed``, ``warned`` or ``failed``)."""
+    quality report and, given a ``gate``, its verdict: ``passed``, ``warned`` or ``failed``).
+
+    With ``sizing``, files and spans of large files are read by several processes and the
+    inference output is cut into parts; the rows, their order within each file, the
+    rejections and every count are the same as read by one."""
     if not input_dir.is_dir():
         raise UsageError(f"input directory {input_dir} does not exist")
+    sizing = sizing or Sizing()
     found = sorted(p for p in input_dir.rglob("*") if p.is_file())
     files = [(p, kind) for p in found if (kind := input_format(p, forced_format)) is not None]
     ignored = [
         p.relative_to(input_dir).as_posix() for p in found if input_format(p, forced_format) is None
     ]
-    results = [
-        process_file(path, path.relative_to(input_dir), schema, output_dir, block_size, drift, kind)
-        for path, kind in files
-    ]
+    units, finished, part_bytes = _plan(files, input_dir, schema, output_dir, sizing)
+    job = _Job(schema, output_dir, block_size, drift.fresh() if drift else None, part_bytes)
+    # starting workers costs about a second: less input than a part is read here
+    worthwhile = sum(unit.size for unit in units) >= sizing.min_part_bytes
+    workers = max(1, min(sizing.workers, len(units))) if worthwhile else 1
+    done = _execute(job, units, workers)
+    results: list[FileSummary] = []
+    for index in range(len(files)):
+        if index in finished:
+            results.append(finished[index])
+            continue
+        mine = [(u, d) for u, d in zip(units, done, strict=True) if u.index == index]
+        (unit, first), *_ = mine
+        if unit.span is not None:
+            results.append(_merge_spans(job, unit, [d for _, d in mine], drift))
+            continue
+        assert first.summary is not None
+        if drift is not None and first.drift is not None:
+            drift.merge(first.drift)
+        results.append(first.summary)
     totals = {
         key: sum(getattr(r, key) for r in results)
         for key in ("rows_read", "rows_written", "rows_rejected")
@@ -1153,9 +1609,21 @@ def run(
     breaches = gate.breaches(totals["rows_read"], totals["rows_rejected"], drift_report)
     if nothing_left:
         breaches.insert(0, f"every one of the {totals['rows_read']} rows was rejected")
+    inference = output_dir / "inference"
+    peaks = {d.process: d.peak_mb for d in done} | {os.getpid(): peak_memory_mb()}
     document = {
         "host": current_host(),
         "schema_columns": schema.columns,
+        "parallelism": {
+            "workers": workers,
+            "units": len(units),
+            # each process's peak, summed: an upper bound of what the job held at once
+            "peak_memory_mb": round(sum(peaks.values()), 1),
+            "part_bytes": part_bytes,
+            "inference_parts": sum(1 for p in inference.rglob("*") if p.is_file())
+            if inference.is_dir()
+            else 0,
+        },
         "input_format": forced_format,
         "files": [asdict(r) for r in results],
         "ignored_files": ignored,
@@ -1201,6 +1669,8 @@ def _checked(
 
 
 _block_size = _checked(int, lambda v: v >= MIN_BLOCK_SIZE, f"at least {MIN_BLOCK_SIZE} bytes")
+_count = _checked(int, lambda v: v >= 0, "a whole number, 0 for automatic")
+_positive = _checked(int, lambda v: v >= 1, "a whole number of at least 1")
 _share = _checked(float, lambda v: 0.0 <= v <= 1.0, "a share from 0 to 1")
 _drift_limit = _checked(float, lambda v: v >= 0.0 and math.isfinite(v), "a PSI limit of 0 or more")
 
@@ -1263,6 +1733,40 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         ".jsonl or .ndjson (.csv and JSON Lines also .gz), other files ignored",
     )
     parser.add_argument(
+        "--workers",
+        type=_count,
+        default=0,
+        help="processes reading files and spans of large CSV files side by side (default 0: "
+        "one per vCPU, as many as --max-memory-mb allows)",
+    )
+    parser.add_argument(
+        "--max-memory-mb",
+        type=_count,
+        default=0,
+        help=f"memory the workers may hold together, about {WORKER_MEMORY_MB} MB each at the "
+        "default block size (default 0: 3/4 of the instance's memory)",
+    )
+    parser.add_argument(
+        "--transform-instances",
+        type=_positive,
+        default=1,
+        help="the Transform's instance count: the inference output is cut into parts so "
+        "that every instance and every request slot gets some (default 1)",
+    )
+    parser.add_argument(
+        "--transform-concurrency",
+        type=_positive,
+        default=1,
+        help="requests each Transform instance serves at once (MaxConcurrentTransforms)",
+    )
+    parser.add_argument(
+        "--min-part-mb",
+        type=_count,
+        default=MIN_PART_BYTES >> 20,
+        help="the smallest inference part and span of a file worth a worker; less input "
+        f"than this is read by one process (default {MIN_PART_BYTES >> 20})",
+    )
+    parser.add_argument(
         "--block-size",
         type=_block_size,
         default=DEFAULT_BLOCK_SIZE,
@@ -1321,12 +1825,17 @@ def _fail(message: str, exit_message: Path | None) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     gate = Gate(args.max_rejected_fraction, args.max_drift_score, args.quality_gate_mode)
+    sizing, sized = sizing_for(
+        args.workers, args.max_memory_mb, args.transform_instances,
+        args.transform_concurrency, args.min_part_mb,
+    )  # fmt: skip
+    print(f"preprocess: {sized}", flush=True)
     try:
         schema = Schema.load(args.schema)
         drift, note = load_baseline(args.baseline, schema)
         document = run(
             args.input_dir, args.output_dir, schema, args.block_size, drift, gate, note,
-            args.input_format,
+            args.input_format, sizing,
         )  # fmt: skip
     except UsageError as error:
         print(f"preprocess: {error}", file=sys.stderr)
