@@ -128,6 +128,9 @@ def test_processing_uses_parameters_for_resources_and_inputs(definition: dict) -
         "--quality-gate-mode", {"Get": "Parameters.QualityGateMode"},
         "--pipeline-name", {"Get": "Execution.PipelineName"},
         "--exit-message", "/opt/ml/output/message",
+        # the inference output in parts for every Transform instance
+        "--transform-instances",
+        {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.TransformInstanceCount"}]}},
     ]  # fmt: skip
     assert app["ImageUri"] == (
         "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3"

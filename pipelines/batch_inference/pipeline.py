@@ -439,6 +439,9 @@ def _preprocess_step(
                 sdk.ExecutionVariables.PIPELINE_NAME,
                 "--exit-message",
                 EXIT_MESSAGE,
+                # the inference output is cut into parts for every Transform instance
+                "--transform-instances",
+                params.transform_count.to_string(),
             ],
         ),
         retry_policies=_retry_policies(),
