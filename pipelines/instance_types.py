@@ -6,11 +6,20 @@ numbers below are EC2's. They decide how many requests a Transform instance serv
 (one gunicorn worker per vCPU in the scikit-learn image), how many files Preprocess reads at
 once, and what a capacity plan assumes. A type missing here is not refused by AWS, only
 unknown to these defaults: add its line.
+
+For the capacity plan (``pipelines/capacity.py``) each type also has its physical cores
+(every m5, c5 and r5 vCPU is one of two hardware threads of a core: Amazon EC2 Instance
+Types guide, "Specifications", e.g. m5.xlarge 4 vCPUs, 2 cores, 2 threads per core) and its
+baseline network bandwidth in Gbps (same guide, "Network specifications": the sizes up to
+4xlarge are "baseline / burst", e.g. m5.xlarge 1.25 / 10.0, and only the baseline is
+sustained; the larger ones have one figure).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+THREADS_PER_CORE = 2  # every m5, c5 and r5 size (EC2's guide, "Specifications")
 
 
 @dataclass(frozen=True)
@@ -18,24 +27,30 @@ class InstanceType:
     name: str
     vcpus: int
     memory_gib: int
+    network_gbps: float  # baseline: what a long transfer can count on
+
+    @property
+    def cores(self) -> int:
+        """Physical cores: the vCPUs are hardware threads, two per core."""
+        return max(1, self.vcpus // THREADS_PER_CORE)
 
 
-_SIZES = {  # size: vCPUs, and GiB of memory per family
-    "large": (2, {"m5": 8, "c5": 4, "r5": 16}),
-    "xlarge": (4, {"m5": 16, "c5": 8, "r5": 32}),
-    "2xlarge": (8, {"m5": 32, "c5": 16, "r5": 64}),
-    "4xlarge": (16, {"m5": 64, "c5": 32, "r5": 128}),
-    "9xlarge": (36, {"c5": 72}),
-    "8xlarge": (32, {"m5": 128, "r5": 256}),
-    "12xlarge": (48, {"m5": 192, "c5": 96, "r5": 384}),
-    "16xlarge": (64, {"m5": 256, "r5": 512}),
-    "18xlarge": (72, {"c5": 144}),
-    "24xlarge": (96, {"m5": 384, "c5": 192, "r5": 768}),
+_SIZES = {  # size: vCPUs, baseline Gbps, and GiB of memory per family
+    "large": (2, 0.75, {"m5": 8, "c5": 4, "r5": 16}),
+    "xlarge": (4, 1.25, {"m5": 16, "c5": 8, "r5": 32}),
+    "2xlarge": (8, 2.5, {"m5": 32, "c5": 16, "r5": 64}),
+    "4xlarge": (16, 5.0, {"m5": 64, "c5": 32, "r5": 128}),
+    "9xlarge": (36, 12.0, {"c5": 72}),
+    "8xlarge": (32, 10.0, {"m5": 128, "r5": 256}),
+    "12xlarge": (48, 12.0, {"m5": 192, "c5": 96, "r5": 384}),
+    "16xlarge": (64, 20.0, {"m5": 256, "r5": 512}),
+    "18xlarge": (72, 25.0, {"c5": 144}),
+    "24xlarge": (96, 25.0, {"m5": 384, "c5": 192, "r5": 768}),
 }
 
 INSTANCE_TYPES: dict[str, InstanceType] = {
-    f"ml.{family}.{size}": InstanceType(f"ml.{family}.{size}", vcpus, memory)
-    for size, (vcpus, families) in _SIZES.items()
+    f"ml.{family}.{size}": InstanceType(f"ml.{family}.{size}", vcpus, memory, gbps)
+    for size, (vcpus, gbps, families) in _SIZES.items()
     for family, memory in families.items()
 }
 
