@@ -98,13 +98,16 @@ STAGE ?= preprod
 serve: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m local_mode.serve --stage $(STAGE)
 
-# speed and memory targets, as ratios against baselines measured in the same run
+# speed and memory targets, as ratios against baselines measured in the same run; last, the
+# capacity plan's rates, recorded (no ratio: pipelines/capacity_measurements.json, with the
+# machine and the date)
 benchmark: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m benchmarks.transform
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.parquet_input
 	$(BIN)/python -m benchmarks.local_stage
 	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.throughput --record
 
 # the acceptance run in two sandbox accounts (#35; docs/deploying-to-aws.md,
 # section 8), e.g. make aws-acceptance ACCEPTANCE_ARGS="--dev-profile d --stage-profile s ...";

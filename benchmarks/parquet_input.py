@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -86,14 +87,17 @@ def prepare(workdir: Path, rows: int) -> Path:
     return folder
 
 
-def run_script(folder: Path) -> tuple[float, float, dict]:
-    """``preprocess.py`` on the folder in the runtime twin: (peak RSS MiB, seconds, summary)."""
+def run_script(
+    folder: Path, arguments: Sequence[str] = (), keep_output: bool = False
+) -> tuple[float, float, dict]:
+    """``preprocess.py`` on the folder in the runtime twin, with ``arguments`` added: (peak
+    RSS MiB, seconds, summary). Its output (``folder/out``) is removed unless ``keep_output``."""
     out = folder / "out"
     shutil.rmtree(out, ignore_errors=True)
     argv = [
         "preprocess", "--input-dir", str(folder / "in"), "--output-dir", str(out),
         "--schema", str(folder / "feature-schema.json"),
-        "--baseline", str(folder / "baseline.json"),
+        "--baseline", str(folder / "baseline.json"), *arguments,
     ]  # fmt: skip
     code = (
         "import runpy, sys\n"
@@ -111,7 +115,8 @@ def run_script(folder: Path) -> tuple[float, float, dict]:
     seconds = time.perf_counter() - started
     peak_kib = int(result.stdout.strip().splitlines()[-1])
     summary = json.loads((out / "summary" / "algo-1.json").read_text())
-    shutil.rmtree(out)  # the inference output is as large as the input: not kept
+    if not keep_output:
+        shutil.rmtree(out)  # the inference output is as large as the input: not kept
     return peak_kib / 1024, seconds, summary
 
 
