@@ -455,6 +455,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], int]:
     if not 1 <= args.instances <= MAX_INSTANCES:
         raise CommandFailed(f"--instances {args.instances} must be 1 to {MAX_INSTANCES}")
     lines = markdown_header() if args.markdown else []
+    notes: list[str] = []  # under a markdown table: why a row has no count
     code = SUCCESS
     settings = settings_from(args, counts[0])
     for rows in counts:
@@ -471,6 +472,8 @@ def run(args: argparse.Namespace) -> tuple[list[str], int]:
                 missed, code = error, error.exit_code
         if args.markdown:
             lines.append(markdown_row(plan, best))
+            if missed is not None:
+                notes.append(f"{rows:,} rows: {missed}")
             continue
         lines.append(f"{rows:,} rows a day, {args.instances} instance(s) per step:")
         lines.extend(describe(plan))
@@ -479,7 +482,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], int]:
             lines.extend(describe(best))
         if missed is not None:
             lines.append(f"for the deadline: {missed}")
-    lines.extend(footnotes(settings))
+    lines.extend([*notes, *footnotes(settings)])
     return lines, code
 
 

@@ -172,6 +172,20 @@ def test_no_count_meets_a_deadline_shorter_than_the_start_ups(
     assert err.strip().splitlines() == ["pipelines.capacity: no count meets the deadline (above)"]
 
 
+def test_a_markdown_row_without_a_count_is_explained_under_the_table(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = capacity.main(
+        cli(files, "--rows", "1000,3000000000", "--instance-type", "ml.m5.xlarge",
+            "--deadline", "20m", "--markdown")
+    )  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert code == EXECUTION_FAILED
+    assert out[2].startswith("| 1,000 | 17 min |") and "| 1 + 1 | 17 min |" in out[2]
+    assert out[3].startswith("| 3,000,000,000 |") and "| none up to 100 |" in out[3]
+    assert out[4].startswith("3,000,000,000 rows: no count up to 100 per step meets the deadline")
+
+
 def test_no_count_meets_a_deadline_the_work_outlasts_at_the_cap(files: tuple[Path, Path]) -> None:
     chosen = settings(files, 3_000_000_000)
     with pytest.raises(capacity.NoCountMeetsDeadline) as raised:
