@@ -7,7 +7,9 @@ or pyarrow than the image has fails here as it would on SageMaker; other images 
 (``image_uris.local_refusal``).
 
 Sharding follows SageMaker's ``ShardedByS3Key``: the sorted objects are dealt to the
-instances in turn, so instance ``i`` of ``n`` gets objects ``i, i+n, i+2n, ...``.
+instances in turn, so instance ``i`` of ``n`` gets objects ``i, i+n, i+2n, ...``. Each
+instance runs on its own share of this machine's CPUs (``cores``), as each has its own
+vCPUs on AWS.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.image_uris import local_refusal
-from local_mode import storage, twin
+from local_mode import cores, storage, twin
 from local_mode.expressions import DefinitionError
 
 if TYPE_CHECKING:
@@ -116,6 +118,8 @@ def run_processing(
         host: _start_instance(arguments, interpreter, entrypoint, roots[host], host, hosts)
         for host in hosts
     }
+    for index, (process, _) in enumerate(processes.values()):
+        cores.hold(process.pid, index, count)  # each instance on its own CPUs, as on AWS
     failures = [
         failure
         for host, running in processes.items()
