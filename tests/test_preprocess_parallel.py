@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
@@ -126,46 +125,30 @@ def test_a_large_csv_file_read_in_spans_by_two_workers_gives_what_one_reader_giv
     assert text_lines[number - 1] == last[2]
 
 
-def pyarrow_rows_before(path: Path, end: int) -> int:
-    """pyarrow's own count of the rows before ``end`` (its reader, one column, no quoting)."""
-    invalid = 0
-
-    def count(_: object) -> str:
-        nonlocal invalid
-        invalid += 1
-        return "skip"
-
-    table = pacsv.read_csv(
-        pa.BufferReader(path.read_bytes()[:end]),
-        read_options=pacsv.ReadOptions(column_names=["line"], use_threads=False),
-        parse_options=pacsv.ParseOptions(
-            delimiter="\x1f", quote_char=False, invalid_row_handler=count
-        ),
-        convert_options=pacsv.ConvertOptions(column_types={"line": pa.binary()}),
-    )
-    return table.num_rows + invalid
-
-
-def test_lines_before_a_span_are_counted_as_pyarrow_numbers_them(tmp_path: Path) -> None:
-    """Every kind of line break (\\n, \\r\\n, a lone \\r), empty and blank lines, a break
-    split across the counter's chunks: the count of rows before each line break is
-    pyarrow's."""
+def test_line_numbers_after_the_first_span_are_the_files_whatever_its_line_breaks(
+    tmp_path: Path,
+) -> None:
+    """\\n, \\r\\n and a lone \\r mixed, empty and blank lines, rows of the wrong length
+    everywhere: a span's lines are counted as pyarrow numbers them (its rows read), so
+    every rejected row names the line it has in the whole file."""
     rng = random.Random(7)
-    pieces = []
-    for _ in range(3000):
-        pieces.append(rng.choice(["a,b", "1", " ", "", "x" * rng.randint(1, 900)]))
-        pieces.append(rng.choice(["\n", "\r\n", "\r", "\n\n", "\r\n\r\n"]))
-    data = ("".join(pieces) + "\n").encode()
-    path = tmp_path / "lines.csv"
-    path.write_bytes(data)
-    ends = [i + 1 for i, byte in enumerate(data) if byte == 10]
-    for end in [*ends[:: max(1, len(ends) // 60)], ends[-1]]:
-        assert preprocess._lines_before(path, end) == pyarrow_rows_before(path, end), end
-    # a \r\n split by the 1 MiB chunk: the \r is the chunk's last byte
-    big = b"a\n" * ((1 << 19) - 1) + b"b\r\nc\n"
-    assert big[(1 << 20) - 1 : (1 << 20) + 1] == b"\r\n"
-    path.write_bytes(big)
-    assert preprocess._lines_before(path, len(big)) == pyarrow_rows_before(path, len(big))
+    lines = ["id,age,income,segment"]
+    for i in range(6000):
+        lines.append(
+            rng.choice([f"r{i},30,1.5,a", f"r{i},30,1.5,a", f"r{i},30", " ", "", f"r{i},x,1,b"])
+        )
+    text = "".join(line + rng.choice(["\n", "\r\n", "\n", "\r"]) for line in lines)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "day.csv").write_text(text + "\n", encoding="utf-8")
+    whole = run(tmp_path / "in", tmp_path / "whole", preprocess.Sizing(), baseline=False)
+    split = run(tmp_path / "in", tmp_path / "split", SPLIT, baseline=False)
+    assert split["parallelism"]["units"] == 4
+    assert without_parallelism(split) == without_parallelism(whole)
+    split_rejected = rejected_rows(tmp_path / "split" / "rejected" / "day.csv")
+    assert sorted(split_rejected) == sorted(
+        rejected_rows(tmp_path / "whole" / "rejected" / "day.csv")
+    )
+    assert sum(1 for row in split_rejected if row[1].startswith("line ")) > 1000
 
 
 def test_a_quote_anywhere_makes_the_file_read_whole(tmp_path: Path) -> None:

@@ -70,7 +70,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, NoReturn, Protocol, TextIO, TypeVar
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -782,17 +781,15 @@ def _read_rows(
         malformed.put(row)
         return "skip"
 
-    before: list[int] = []  # lines of the file before the span, counted when first needed
-
     def flush_malformed() -> None:
         while not malformed.empty():
             row = malformed.get_nowait()
             summary.rows_read += 1
-            if span is not None and span.start and not before:
-                before.append(_lines_before(path, span.start))
-            number = row.number + (before[0] if before else 0)
+            # a span's numbers start at its own first line: _join_rejected adds the lines
+            # before it
             reason = (
-                f"line {number}: expected {row.expected_columns} fields, found {row.actual_columns}"
+                f"line {row.number}: expected {row.expected_columns} fields, "
+                f"found {row.actual_columns}"
             )
             rows.reject("", "field_count", reason, row.text)
 
@@ -878,34 +875,6 @@ class _Range(io.RawIOBase):
     def close(self) -> None:
         self._file.close()
         super().close()
-
-
-def _lines_before(path: Path, end: int) -> int:
-    """How pyarrow numbers the rows of a span: the file's non-empty lines before ``end``
-    (a line break after ``end - 1``) are added, so a rejected row's line number is the
-    one it has read whole. pyarrow ends a line at ``\\r\\n``, ``\\r`` or ``\\n`` and skips
-    empty lines; counted here in 1 MiB chunks (its own reader held 400 MB to count them)."""
-    lines = 0
-    previous_break = True  # the file's start counts as after a break: a first empty line
-    held = b""  # a chunk's last \r, which may be the first half of \r\n
-    with path.open("rb") as handle:
-        left = end
-        while left > 0 or held:
-            chunk = handle.read(min(1 << 20, left)) if left > 0 else b""
-            left -= len(chunk)
-            data = held + chunk
-            held = b""
-            if left > 0 and data.endswith(b"\r"):
-                data, held = data[:-1], b"\r"
-            if not data:
-                break
-            flat = np.frombuffer(data.replace(b"\r\n", b"\n").replace(b"\r", b"\n"), np.uint8)
-            breaks = flat == 10
-            empty = int(np.count_nonzero(breaks[1:] & breaks[:-1]))
-            empty += int(bool(breaks[0]) and previous_break)
-            lines += int(np.count_nonzero(breaks)) - empty
-            previous_break = bool(breaks[-1])
-    return lines
 
 
 def spans(path: Path, size: int, span_bytes: int) -> list[Span]:
@@ -1409,23 +1378,54 @@ def _execute(job: _Job, units: list[_Unit], workers: int) -> list[_Done]:
 
 
 REJECTED_HEADER = b"id,reason,record\r\n"  # what _open_rejected writes first
+_MALFORMED = re.compile(r"line (\d+)(: expected \d+ fields, found \d+)")
 
 
-def _join_rejected(output_dir: Path, relative: Path, pieces: int) -> None:
-    """A split file's rejections, one file again: each span's in order, one header."""
+def _join_rejected(output_dir: Path, relative: Path, lines: list[int]) -> None:
+    """A split file's rejections, one file again: each span's in order, one header.
+
+    pyarrow numbers a span's lines from its start (blank lines not counted; the header is
+    the first span's line 1); ``lines`` holds each span's count of the lines it numbered
+    (its rows read), so a row with the wrong number of fields gets the line number it has
+    read whole. Only those rows' reasons change: the others are copied as written."""
     name = output_name(relative)
     target = output_dir / "rejected" / name
     written = False
-    for piece in range(1, pieces + 1):
+    before = 1  # the header
+    for piece, counted in enumerate(lines, start=1):
         part = output_dir / "rejected" / part_name(name, piece)
-        if not part.is_file():
-            continue
-        with part.open("rb") as source, target.open("ab" if written else "wb") as sink:
-            if written:
-                source.seek(len(REJECTED_HEADER))
-            shutil.copyfileobj(source, sink, 1 << 20)
-        part.unlink()
-        written = True
+        if part.is_file():
+            with target.open("ab" if written else "wb") as sink:
+                if piece == 1:
+                    with part.open("rb") as source:
+                        shutil.copyfileobj(source, sink, 1 << 20)
+                else:
+                    _renumbered(part, sink, before, header=not written)
+            part.unlink()
+            written = True
+        before += counted
+
+
+def _renumbered(part: Path, sink: BinaryIO, offset: int, header: bool) -> None:
+    """One later span's rejections (its header only when it is the first written), each
+    malformed row's line moved by ``offset``, written back by the same CSV writer (the
+    same bytes for every other row)."""
+    with part.open(encoding="utf-8", newline="") as source:
+        rows = csv.reader(source)
+        if not header:
+            next(rows)
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        for row in rows:
+            found = _MALFORMED.fullmatch(row[1]) if len(row) == 3 and not row[0] else None
+            if found:
+                row[1] = f"line {int(found.group(1)) + offset}{found.group(2)}"
+            writer.writerow(row)
+            if text.tell() >= 1 << 20:
+                sink.write(text.getvalue().encode("utf-8"))
+                text.seek(0)
+                text.truncate()
+        sink.write(text.getvalue().encode("utf-8"))
 
 
 def _merge_spans(
@@ -1439,7 +1439,7 @@ def _merge_spans(
             unit.path, unit.relative, job.schema, job.output_dir, job.block_size, drift,
             unit.kind, job.part_bytes,
         )  # fmt: skip
-    _join_rejected(job.output_dir, unit.relative, len(done))
+    _join_rejected(job.output_dir, unit.relative, [d.summary.rows_read for d in done if d.summary])
     merged = FileSummary(file=unit.relative.as_posix(), format=unit.kind)
     for part in done:
         assert part.summary is not None
