@@ -62,6 +62,7 @@ import queue
 import re
 import resource
 import shutil
+import struct
 import sys
 import zlib
 from collections.abc import Callable, Iterable
@@ -70,6 +71,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Generic, NoReturn, Protocol, TextIO, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -341,15 +343,37 @@ def _check_column(feature: Feature | None, values: pa.Array) -> tuple[pa.Array, 
         # the number patterns need a digit: an empty value fails them, no length test needed
         valid = pc.match_substring_regex(trimmed, pattern)
     else:
-        present = pc.greater(pc.utf8_length(trimmed), 0)
+        present = pc.cast(pc.utf8_length(trimmed), pa.bool_())  # a length > 0
         well_formed = present if pattern is None else pc.match_substring_regex(trimmed, pattern)
         valid = pc.or_(well_formed, pc.invert(present)) if nullable else well_formed
-    valid = pc.fill_null(valid, False)
+    valid = _false_if_null(valid)
     if feature is None or feature.type == "string":
         # a quoted line break would split the record in two for Batch Transform (one per line)
         breaks = pc.or_(pc.match_substring(trimmed, "\n"), pc.match_substring(trimmed, "\r"))
         return trimmed, pc.and_(valid, pc.invert(breaks))
     return _cast_numbers(feature, trimmed, valid)
+
+
+# pyarrow imports pandas (0.5 s and 60 MB a process) the first time it converts a Python
+# scalar or an array to numpy: the common path does neither
+
+
+def _false_if_null(mask: pa.Array) -> pa.Array:
+    """``fill_null(mask, False)``, without a Python scalar."""
+    return pc.and_kleene(mask, pc.is_valid(mask))
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """A float64 column as numpy, null as NaN: its buffers read directly when it has no
+    null (the common case), else through ``to_numpy``."""
+    if column.null_count:
+        return column.to_numpy()
+    parts = [
+        np.frombuffer(chunk.buffers()[1], np.float64, len(chunk), chunk.offset * 8)
+        for chunk in column.chunks
+        if len(chunk)
+    ]
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
 def _finite_floats(values: pa.Array) -> pa.Array | None:
@@ -380,8 +404,8 @@ def _cast_numbers(
 ) -> tuple[pa.Array, pa.Array]:
     """Cast a number column's well-formed values; a value that does not cast, or casts to
     an infinite float (``1e999``), makes its row invalid, never the whole file unreadable."""
-    empty = pc.equal(pc.utf8_length(trimmed), 0)
-    text = pc.if_else(pc.and_(valid, pc.invert(empty)), trimmed, pa.scalar(None, pa.string()))
+    present = pc.cast(pc.utf8_length(trimmed), pa.bool_())  # a length > 0
+    text = pc.if_else(pc.and_(valid, present), trimmed, pa.nulls(len(trimmed), pa.string()))
     if feature.type == "int":  # the pattern allows "+1"; pyarrow's integer cast does not
         text = pc.replace_substring_regex(text, r"^\+", "")
     target = _ARROW_TYPES[feature.type]
@@ -391,14 +415,21 @@ def _cast_numbers(
         typed = pa.array([_cast_one(value, target) for value in text.to_pylist()], target)
         valid = pc.and_(valid, pc.or_(pc.is_null(text), pc.is_valid(typed)))
     if feature.type == "float":
-        valid = pc.and_(valid, pc.fill_null(pc.is_finite(typed), True))
-    return typed, pc.fill_null(valid, False)
+        valid = pc.and_(valid, pc.or_kleene(pc.is_finite(typed), pc.is_null(typed)))
+    return typed, _false_if_null(valid)
 
 
 def _cast_one(value: str | None, target: pa.DataType) -> Any:
-    """One value cast as the column's cast would, or None when it cannot be."""
+    """One value cast as the column's cast would, or None when it cannot be. The one-value
+    array is made from its bytes: converting a Python list would make pyarrow import pandas
+    (0.5 s and 60 MB in every process that rejects a row)."""
+    if value is None:
+        return None
+    data = value.encode("utf-8")
+    offsets = pa.py_buffer(struct.pack("<2i", 0, len(data)))
+    text = pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(data)])
     try:
-        return pc.cast(pa.array([value], pa.string()), target)[0].as_py()
+        return pc.cast(text, target)[0].as_py()
     except pa.ArrowInvalid:
         return None
 
@@ -1136,7 +1167,7 @@ def _observe(drift: quality.BatchDrift, rows: pa.Table) -> None:
     for name, feature in drift.features.items():
         column = rows.column(name)
         if feature.baseline["type"] == "numeric":
-            feature.update(pc.cast(column, pa.float64()).to_numpy())  # null -> NaN
+            feature.update(_floats(pc.cast(column, pa.float64())))
         else:
             counted = pc.value_counts(pc.drop_null(column)).to_pylist()
             feature.update_counts(
@@ -1368,9 +1399,8 @@ def _execute(job: _Job, units: list[_Unit], workers: int) -> list[_Done]:
     # forkserver, not fork: the caller may hold pyarrow's threads, which fork would copy
     # mid-work; each worker starts from a clean process with the modules loaded once
     context = multiprocessing.get_context("forkserver")
-    # imported once in the server, not in each worker: pandas alone takes 0.5 s, and
-    # pyarrow imports it on the first conversion of a Python value
-    context.set_forkserver_preload(["__main__", "pyarrow.compute", "pyarrow.csv", "pandas"])
+    # imported once in the server, not in each worker
+    context.set_forkserver_preload(["__main__", "pyarrow.compute", "pyarrow.csv"])
     with concurrent.futures.ProcessPoolExecutor(workers, context) as pool:
         order = sorted(range(len(units)), key=lambda i: -units[i].size)
         futures = {i: pool.submit(_run_unit, job, units[i]) for i in order}
