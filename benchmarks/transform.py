@@ -24,6 +24,10 @@ sample model, it prints rows/s and ratios for:
 * **peak memory** of the local Transform at a quarter of the rows and at all of them (target:
   flat, it streams).
 
+``--payload-sweep 1,2,3,6`` measures only the serving stack, one worker with one request at a
+time, on the same rows cut into mini-batches of each ``MaxPayloadInMB``: rows/s and ms per
+request for each size, the measurement the Transform's default ``MaxPayloadInMB`` comes from.
+
 The slow toolkit paths run on a slice of the rows (``--toolkit-rows``) and are reported per
 row. The local Transform and the limit are timed best of ``--repeat`` (3) runs each.
 """
@@ -166,9 +170,12 @@ def in_process_limit(source: Path, server: ModelServer, workdir: Path) -> float:
     return time.perf_counter() - started
 
 
-def mini_batches(source: Path, rows: int) -> list[bytes]:
-    """The first ``rows`` rows as the 6 MB feature payloads the Transform would send."""
-    options = transform.TransformOptions.from_arguments(PIPELINE_TRANSFORM)
+def mini_batches(source: Path, rows: int, payload_mb: int = 6) -> list[bytes]:
+    """The first ``rows`` rows as the feature payloads of ``payload_mb`` MB the Transform
+    would send."""
+    options = transform.TransformOptions.from_arguments(
+        {**PIPELINE_TRANSFORM, "MaxPayloadInMB": payload_mb}
+    )
     with source.open("rb") as reader:
         lines = [next(reader).rstrip(b"\n") for _ in range(rows)]
     features = records.select_csv(lines, options.input_filter)
@@ -178,6 +185,23 @@ def mini_batches(source: Path, rows: int) -> list[bytes]:
             transform.RecordBatch(lines, features, False).payload_sizes(), options
         )
     ]
+
+
+def payload_sweep(
+    source: Path, server: ModelServer, rows: int, sizes: list[int], repeat: int
+) -> dict[str, dict[str, float]]:
+    """Per ``MaxPayloadInMB``: the serving stack's rows/s and ms per request, one worker
+    with one request at a time (best of ``repeat``), on the same ``rows`` rows."""
+    found = {}
+    for size in sizes:
+        batches = mini_batches(source, rows, size)
+        seconds = min(serving_stack(batches, server, 1) for _ in range(repeat))
+        found[f"{size} MB"] = {
+            "rows_per_request": round(rows / len(batches)),
+            "rows_per_s": round(rows / seconds),
+            "ms_per_request": round(1000 * seconds / len(batches), 1),
+        }
+    return found
 
 
 def toolkit_path(batches: list[bytes], server: ModelServer) -> float:
@@ -237,7 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="best of N for the main timings")
     parser.add_argument("--workdir", type=Path, default=Path("build/benchmarks"))
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--payload-sweep", help="MaxPayloadInMB sizes to measure the serving stack at, e.g. 1,2,6"
+    )
     args = parser.parse_args(argv)
+    if args.payload_sweep:
+        source, server = prepare(args.workdir, args.rows)
+        sizes = [int(size) for size in args.payload_sweep.split(",")]
+        rows = min(args.stack_rows, args.rows)
+        print(json.dumps(payload_sweep(source, server, rows, sizes, args.repeat), indent=2))
+        return 0
     if args.memory_probe:
         source, server = prepare(args.workdir, args.memory_probe)
         local_transform(source, server, args.workdir)
