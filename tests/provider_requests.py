@@ -96,7 +96,8 @@ def problems(request: Request) -> list[str]:
 
 
 def _limits(value: Any, shape: Shape, path: str) -> list[str]:
-    """The maximums, patterns and enums botocore's validator leaves out."""
+    """The maximums, patterns and enums botocore's validator leaves out (it checks a
+    number's minimum, not its maximum)."""
     found = []
     meta = shape.metadata
     if isinstance(shape, StructureShape) and isinstance(value, dict):
@@ -121,7 +122,13 @@ def _limits(value: Any, shape: Shape, path: str) -> list[str]:
             found.append(f"{path}={value[:80]!r} does not match {meta['pattern']}")
         if shape.enum and value not in shape.enum:
             found.append(f"{path}={value!r} is not one of {shape.enum}")
+    elif _is_number(value) and "max" in meta and value > meta["max"]:
+        found.append(f"{path}={value} is over the maximum {meta['max']}")
     return found
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 # Java's regexes see UTF-16: Glue's patterns give the supplementary characters as the range

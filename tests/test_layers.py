@@ -16,11 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Lowest first. A module may import its own layer and the layers below it, never above.
 # The first prefix that matches a module names its layer (so ``pipelines.sdk`` is the
-# definition's, and the rest of ``pipelines`` is the operators' library and CLIs).
+# definition's, and the rest of ``pipelines`` is the operators' library and CLIs; the instance
+# table is the definition's too: the Transform's concurrency is resolved from it).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shared helpers", ("common",)),
     ("stage functions' runtime", ("stage_runtime",)),
-    ("pipeline definition", ("pipelines.sdk", "pipelines.batch_inference")),
+    (
+        "pipeline definition",
+        ("pipelines.sdk", "pipelines.instance_types", "pipelines.batch_inference"),
+    ),
     ("local mode", ("local_mode",)),
     ("operator library and CLIs", ("pipelines",)),
     ("promotion", ("promotion",)),

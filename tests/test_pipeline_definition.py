@@ -417,3 +417,157 @@ def test_publish_turns_the_answers_into_the_stages_table() -> None:
     assert defaults["ModelVersion"] == 4 and defaults["PredictionDay"] == ""
     with pytest.raises(ValueError, match="output_format"):
         render(output_format="orc")
+
+
+# ------------------------------------------------- how BatchTransform sends its requests
+
+
+def transform_request(definition: dict) -> dict:
+    """BatchTransform's CreateTransformJob request as a run with the defaults submits it
+    (parameters, execution variables and Preprocess's output resolved; the job's name)."""
+    from local_mode.expressions import Context, resolve, resolve_parameters
+
+    context = Context(
+        parameters=resolve_parameters(definition, {"ModelName": "churn-model-v3"}),
+        execution={"PipelineExecutionId": "abc123", "PipelineName": "churn-batch"},
+        steps={"Preprocess": {"ProcessingOutputConfig": {"Outputs": [
+            {"OutputName": "inference", "S3Output": {"S3Uri": "s3://b/run/inference"}}
+        ]}}},
+    )  # fmt: skip
+    arguments = resolve(step(definition, "BatchTransform")["Arguments"], context)
+    return {**arguments, "TransformJobName": f"{arguments['TransformJobName']}-abc123"}
+
+
+def assert_aws_accepts(request: dict) -> None:
+    """botocore's model (the maximums too), and the 100 MB in flight per instance that
+    AWS's CreateTransformJob documents but the model cannot express."""
+    from tests.provider_requests import Request, problems
+
+    assert problems(Request("sagemaker", "CreateTransformJob", request)) == []
+    assert 1 <= request["MaxPayloadInMB"] <= 100
+    assert request["MaxConcurrentTransforms"] * request["MaxPayloadInMB"] <= 100
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "concurrent", "payload_mb"),
+    [
+        ("ml.m5.xlarge", 4, 6),  # the default type: 4 vCPUs, 4 gunicorn workers
+        ("ml.m5.large", 2, 6),
+        ("ml.m5.4xlarge", 16, 6),  # 16 x 6 = 96 MB: the largest type 6 MB fits
+        ("ml.c5.9xlarge", 36, 2),  # 36 x 6 would be 216 MB in flight: 100 // 36
+        ("ml.m5.12xlarge", 48, 2),
+        ("ml.m5.24xlarge", 96, 1),
+    ],
+)
+def test_the_transform_sends_one_request_per_vcpu_of_the_stages_type(
+    instance_type: str, concurrent: int, payload_mb: int
+) -> None:
+    definition = render(model_name="churn-model-v3", transform_instance_type=instance_type)
+    request = transform_request(definition)
+    assert request["TransformResources"]["InstanceType"] == instance_type  # the default's
+    assert (request["MaxConcurrentTransforms"], request["MaxPayloadInMB"]) == (
+        concurrent,
+        payload_mb,
+    )
+    assert request["BatchStrategy"] == "MultiRecord"
+    assert request["ModelClientConfig"] == {
+        "InvocationsTimeoutInSeconds": 60,
+        "InvocationsMaxRetries": 3,
+    }
+    assert_aws_accepts(request)
+
+
+def test_every_type_of_the_table_gets_requests_aws_accepts() -> None:
+    from pipelines.batch_inference.transform_settings import transform_requests
+    from pipelines.instance_types import INSTANCE_TYPES
+
+    for name, known in INSTANCE_TYPES.items():
+        requests = transform_requests(name)
+        assert requests.max_concurrent == known.vcpus, name
+        assert requests.max_payload_mb == min(6, 100 // known.vcpus), name
+        assert requests.max_concurrent * requests.max_payload_mb <= 100, name
+
+
+def test_the_stages_settings_override_each_default() -> None:
+    from pipelines.batch_inference.transform_settings import transform_requests
+
+    definition = render(
+        model_name="churn-model-v3",
+        transform_instance_type="ml.m5.4xlarge",
+        transform_requests=transform_requests(
+            "ml.m5.4xlarge",
+            max_concurrent=8,
+            max_payload_mb=12,
+            timeout_seconds=300,
+            max_retries=0,
+        ),
+    )
+    request = transform_request(definition)
+    assert (request["MaxConcurrentTransforms"], request["MaxPayloadInMB"]) == (8, 12)
+    assert request["ModelClientConfig"] == {
+        "InvocationsTimeoutInSeconds": 300,
+        "InvocationsMaxRetries": 0,
+    }
+    assert_aws_accepts(request)
+    # one setting alone: the others keep their defaults for the type
+    alone = transform_requests("ml.m5.4xlarge", max_payload_mb=4)
+    assert (alone.max_concurrent, alone.max_payload_mb, alone.timeout_seconds) == (16, 4, 60)
+    assert transform_requests("ml.m5.12xlarge", max_concurrent=10).max_payload_mb == 6
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "settings", "message"),
+    [
+        (
+            "ml.g5.xlarge",
+            {},
+            "transform_instance_type ml.g5.xlarge: ml.g5.xlarge is not in "
+            "pipelines/instance_types.py (known: ml.m5, ml.c5 and ml.r5 sizes); add its vCPUs "
+            "and memory there, or set transform_max_concurrent in the stage file to its vCPU "
+            "count",
+        ),
+        (
+            "ml.m5.4xlarge",
+            {"max_payload_mb": 7},
+            "transform_max_payload_mb 7 x transform_instance_type ml.m5.4xlarge's 16 vCPUs = "
+            "112 MB in flight per instance, over AWS's 100 MB (MaxConcurrentTransforms x "
+            "MaxPayloadInMB): set transform_max_payload_mb to 6 or less, or "
+            "transform_max_concurrent to 14 or less",
+        ),
+        (
+            "ml.m5.xlarge",
+            {"max_concurrent": 20, "max_payload_mb": 6},
+            "transform_max_payload_mb 6 x transform_max_concurrent 20 = 120 MB",
+        ),
+        (
+            "ml.m5.xlarge",
+            {"max_concurrent": 101},
+            "transform_max_concurrent must be a whole number from 1 to 100, got 101",
+        ),
+        (
+            "ml.m5.xlarge",
+            {"timeout_seconds": 3601},
+            "transform_timeout_seconds must be a whole number from 1 to 3600, got 3601",
+        ),
+        (
+            "ml.m5.xlarge",
+            {"max_retries": 4},
+            "transform_max_retries must be a whole number from 0 to 3, got 4",
+        ),
+    ],
+)
+def test_settings_aws_would_refuse_are_refused_by_name(
+    instance_type: str, settings: dict, message: str
+) -> None:
+    from pipelines.batch_inference.transform_settings import (
+        TransformSettingsError,
+        transform_requests,
+    )
+
+    with pytest.raises(TransformSettingsError) as raised:
+        transform_requests(instance_type, **settings)
+    assert message in str(raised.value)
+    # and building a definition for that type fails the same way (get_pipeline resolves)
+    if not settings:
+        with pytest.raises(TransformSettingsError, match="set transform_max_concurrent"):
+            render(transform_instance_type=instance_type)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipelines import sdk
-from pipelines.batch_inference import publish
+from pipelines.batch_inference import publish, transform_settings
+from pipelines.batch_inference.transform_settings import TransformRequests
 
 if TYPE_CHECKING:
     import boto3
@@ -95,8 +96,10 @@ class _Parameters:
         feature_schema_url: str,
         gate: QualityGate,
         model_version: int,
+        transform_instance_type: str,
     ) -> _Parameters:
-        """Data and model from the stage; one ``ml.m5.xlarge`` per step unless overridden."""
+        """Data and model from the stage; one ``ml.m5.xlarge`` per step unless overridden
+        (the Transform's type: the stage's, which its concurrency was resolved for)."""
         return cls(
             input_data=sdk.ParameterString("InputDataUrl", default_value=input_data_url),
             output_data=sdk.ParameterString("OutputDataUrl", default_value=output_data_url),
@@ -109,7 +112,7 @@ class _Parameters:
             ),
             processing_count=sdk.ParameterInteger("ProcessingInstanceCount", default_value=1),
             transform_type=sdk.ParameterString(
-                "TransformInstanceType", default_value=DEFAULT_INSTANCE_TYPE
+                "TransformInstanceType", default_value=transform_instance_type
             ),
             transform_count=sdk.ParameterInteger("TransformInstanceCount", default_value=1),
             max_rejected_fraction=sdk.ParameterFloat(
@@ -160,6 +163,8 @@ def get_pipeline(
     quality_code_url: str | None = None,
     baseline_url: str | None = None,
     quality_gate: QualityGate | None = None,
+    transform_instance_type: str = DEFAULT_INSTANCE_TYPE,
+    transform_requests: TransformRequests | None = None,
     processing_image_uri: str | None = None,
     sklearn_version: str = DEFAULT_SKLEARN_VERSION,
     kms_key_id: str | None = None,
@@ -181,7 +186,10 @@ def get_pipeline(
     (see :func:`transform_output_filter`). ``Publish`` then writes those rows, named by
     ``output_columns`` (the package's ``name:type,...``) and with ``model_version`` and the
     execution id on each, as ``output_format`` files under ``predictions_table_url``'s day
-    partitions (the stage's table).
+    partitions (the stage's table). ``transform_instance_type`` is the ``TransformInstanceType``
+    default and the type ``transform_requests`` (how the Transform sends its requests,
+    ``pipelines/transform_settings.py``) are resolved for when not given; they stay what
+    they are when a run overrides ``TransformInstanceType``.
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}")
@@ -197,6 +205,9 @@ def get_pipeline(
         ):
             raise ValueError(f'{name} must be a list of ids, e.g. ["{example}"]')
     prefix = f"s3://{default_bucket}/{project_name or base_job_prefix}"
+    # resolved once, before the steps: MaxConcurrentTransforms (requests per Transform
+    # instance) is also what Preprocess may size its output parts by
+    transform = transform_requests or transform_settings.transform_requests(transform_instance_type)
     with sdk.quiet_environment(region):
         session = sagemaker_session or sdk.PipelineSession(
             boto_session=offline_boto_session(region), default_bucket=default_bucket
@@ -208,6 +219,7 @@ def get_pipeline(
             feature_schema_url=feature_schema_url or f"{prefix}/code/{SCHEMA_FILE_NAME}",
             gate=quality_gate or QualityGate(),
             model_version=model_version,
+            transform_instance_type=transform_instance_type,
         )
         processor = sdk.ScriptProcessor(
             role=role,
@@ -240,6 +252,7 @@ def get_pipeline(
             f"{base_job_prefix}-transform",
             kms_key_id,
             transform_output_filter(feature_count),
+            transform,
         )
         published = _publish_step(
             processor,
@@ -286,15 +299,18 @@ def _transform_step(
     job_name_prefix: str,
     kms_key_id: str | None,
     output_filter: str,
+    requests: TransformRequests,
 ) -> sdk.TransformStep:
     """The Transform step: the model scores what Preprocess kept; each line is the id and
-    the model's answer (``output_filter``)."""
+    the model's answer (``output_filter``), in ``requests.max_concurrent`` requests at a time
+    per instance of ``requests.max_payload_mb`` at most, each with its timeout and retries."""
     transformer = sdk.Transformer(
         model_name=params.model,
         instance_type=params.transform_type,
         instance_count=1,  # replaced by TransformInstanceCount: see parameter_overrides
         strategy="MultiRecord",
-        max_payload=6,
+        max_concurrent_transforms=requests.max_concurrent,
+        max_payload=requests.max_payload_mb,
         assemble_with="Line",
         accept="text/csv",
         output_path=params.run_output("predictions"),
@@ -316,6 +332,7 @@ def _transform_step(
             input_filter=TRANSFORM_INPUT_FILTER,
             join_source="Input",
             output_filter=output_filter,
+            model_client_config=requests.model_client_config(),
         ),
         retry_policies=_retry_policies(),
     )
