@@ -275,6 +275,55 @@ variable "output_format" {
   }
 }
 
+# How BatchTransform sends its requests: build.py writes them into the pipeline definition
+# (pipelines/batch_inference/transform_settings.py); Terraform does not read them. null: the
+# default for transform_instance_type (README, "Transform requests").
+variable "transform_max_concurrent" {
+  description = "MaxConcurrentTransforms: requests in flight per Transform instance (null: one per vCPU of transform_instance_type, the serving stack's gunicorn workers)."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.transform_max_concurrent == null ? true : (var.transform_max_concurrent >= 1 && var.transform_max_concurrent <= 100 && floor(var.transform_max_concurrent) == var.transform_max_concurrent)
+    error_message = "transform_max_concurrent must be a whole number from 1 to 100, or null."
+  }
+}
+
+variable "transform_max_payload_mb" {
+  description = "MaxPayloadInMB: the largest request (null: 6, less when transform_max_concurrent x 6 would pass AWS's 100 MB)."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.transform_max_payload_mb == null ? true : (var.transform_max_payload_mb >= 1 && var.transform_max_payload_mb <= 100 && floor(var.transform_max_payload_mb) == var.transform_max_payload_mb)
+    error_message = "transform_max_payload_mb must be a whole number from 1 to 100, or null."
+  }
+  validation {
+    # AWS: MaxConcurrentTransforms x MaxPayloadInMB cannot exceed 100 MB (build.py also checks
+    # it when the concurrency comes from the instance type)
+    condition     = var.transform_max_payload_mb == null || var.transform_max_concurrent == null ? true : var.transform_max_payload_mb * var.transform_max_concurrent <= 100
+    error_message = "transform_max_payload_mb x transform_max_concurrent must be 100 MB or less (AWS's limit)."
+  }
+}
+
+variable "transform_timeout_seconds" {
+  description = "ModelClientConfig.InvocationsTimeoutInSeconds: how long one request may take (null: 60, the serving stack's own limit)."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.transform_timeout_seconds == null ? true : (var.transform_timeout_seconds >= 1 && var.transform_timeout_seconds <= 3600 && floor(var.transform_timeout_seconds) == var.transform_timeout_seconds)
+    error_message = "transform_timeout_seconds must be a whole number from 1 to 3600, or null."
+  }
+}
+
+variable "transform_max_retries" {
+  description = "ModelClientConfig.InvocationsMaxRetries: how often a failed request is sent again (null: 3)."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.transform_max_retries == null ? true : (var.transform_max_retries >= 0 && var.transform_max_retries <= 3 && floor(var.transform_max_retries) == var.transform_max_retries)
+    error_message = "transform_max_retries must be a whole number from 0 to 3, or null."
+  }
+}
+
 variable "feature_schema_url" {
   description = "The feature schema Preprocess validates against."
   type        = string

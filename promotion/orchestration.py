@@ -39,7 +39,7 @@ from promotion.stage import (
     previous_specification,
     read_stage_settings,
 )
-from promotion.stage_files import StageLocations, publish_stage_files
+from promotion.stage_files import StageLocations, publish_stage_files, transform_requests
 from promotion.target_package import (
     create_target_package,
     ensure_group,
@@ -105,6 +105,8 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         clients.target_sagemaker, request.group, source["ModelPackageArn"]
     )
     images = [] if existing else locate_images(clients, request, source, settings)
+    # after what refuses the package itself, before anything is written
+    transform_requests(request.stage_config)
     version = int(source["ModelPackageVersion"])
     # read before any write, so an unreadable deployment record changes nothing
     deployed = deployed_state(

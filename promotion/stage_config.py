@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.batch_inference import transform_settings as transform
 from promotion.errors import UsageError
 from stage_runtime.partitions import check_format
 
@@ -215,6 +216,33 @@ SETTINGS: dict[str, Setting] = {
     "processing_instance_count": Setting("number", "a whole number >= 1", _whole(1)),
     "transform_instance_type": Setting("string", "an instance type like ml.m5.xlarge", _INSTANCE),
     "transform_instance_count": Setting("number", "a whole number >= 1", _whole(1)),
+    # how BatchTransform sends its requests (pipelines/batch_inference/transform_settings.py);
+    # null: the default for transform_instance_type
+    "transform_max_concurrent": Setting(
+        "number",
+        f"a whole number from 1 to {transform.PAYLOAD_BUDGET_MB}, or null (one per vCPU)",
+        _whole(1, transform.PAYLOAD_BUDGET_MB),
+        nullable=True,
+    ),
+    "transform_max_payload_mb": Setting(
+        "number",
+        f"a whole number from 1 to {transform.PAYLOAD_BUDGET_MB}, or null "
+        f"({transform.DEFAULT_PAYLOAD_MB}, less on types of over 16 vCPUs)",
+        _whole(1, transform.PAYLOAD_BUDGET_MB),
+        nullable=True,
+    ),
+    "transform_timeout_seconds": Setting(
+        "number",
+        f"a whole number from 1 to 3600, or null ({transform.DEFAULT_TIMEOUT_SECONDS})",
+        _whole(*transform.TIMEOUT_RANGE),
+        nullable=True,
+    ),
+    "transform_max_retries": Setting(
+        "number",
+        f"a whole number from 0 to 3, or null ({transform.DEFAULT_MAX_RETRIES})",
+        _whole(*transform.RETRIES_RANGE),
+        nullable=True,
+    ),
     "run_on_upload": Setting("bool", "true or false"),
     "upload_max_running": Setting("number", "a whole number from 1 to 50", _whole(1, 50)),
     "upload_max_wait_hours": Setting("number", "a whole number from 1 to 48", _whole(1, 48)),

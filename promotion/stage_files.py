@@ -10,8 +10,10 @@ from botocore.exceptions import ClientError
 
 from common import s3_locations
 from common.s3_locations import content_key
+from pipelines.batch_inference import transform_settings
+from pipelines.batch_inference.transform_settings import TransformRequests
 from promotion.artifacts import artifact_prefix, target_uri
-from promotion.errors import aws_errors, is_not_found
+from promotion.errors import UsageError, aws_errors, is_not_found
 from promotion.names import account_of, model_name, parse_s3_uri, resource_name
 from promotion.stage import StageSettings
 from stage_runtime.partitions import DEFAULT_FORMAT
@@ -240,6 +242,8 @@ def render_definition(
         quality_code_url=code.quality_code_url,
         baseline_url=code.baseline_url,
         quality_gate=quality_gate(request.stage_config),
+        transform_instance_type=transform_instance_type(request.stage_config),
+        transform_requests=transform_requests(request.stage_config),
         kms_key_id=settings.kms_key_arn,
         subnets=settings.subnet_ids or None,
         security_group_ids=settings.security_group_ids or None,
@@ -250,6 +254,24 @@ def render_definition(
 def output_format(stage_config: dict[str, Any]) -> str:
     """The predictions table's file format: the stage file's, csv when it says none."""
     return stage_config.get("output_format") or "csv"
+
+
+def transform_instance_type(stage_config: dict[str, Any]) -> str:
+    """The BatchTransform step's type: the stage file's (the template requires one), the
+    pipeline's default when a file given to build.py names none."""
+    from pipelines.batch_inference import pipeline as batch_pipeline  # loads the SDK
+
+    return stage_config.get("transform_instance_type") or batch_pipeline.DEFAULT_INSTANCE_TYPE
+
+
+def transform_requests(stage_config: dict[str, Any]) -> TransformRequests:
+    """How BatchTransform sends its requests: the stage file's settings, the defaults for its
+    ``transform_instance_type`` otherwise; a ``UsageError`` (exit code 2) naming the setting
+    and the fix when they cannot be resolved or AWS would refuse them."""
+    try:
+        return transform_settings.of_stage(stage_config, transform_instance_type(stage_config))
+    except transform_settings.TransformSettingsError as error:
+        raise UsageError(f"stage config: {error}") from None
 
 
 def quality_gate(stage_config: dict[str, Any]) -> batch_pipeline.QualityGate:
@@ -383,5 +405,7 @@ def publish_stage_files(
         "predictions_table_url": locations.predictions_table_url,
         "predictions_table_columns": table_columns(schema["id_column"], package),
         "output_format": output_format(request.stage_config),
+        # what the definition's BatchTransform sends, resolved (the stage file's or defaults)
+        **transform_requests(request.stage_config).stage_values(),
         "image_repository_arns": result.image_repository_arns,
     }

@@ -486,6 +486,128 @@ def test_a_number_too_large_for_a_float_is_refused_not_read_as_infinite(
         utils.load_stage_config(config, "preprod")
 
 
+# #34: how BatchTransform sends its requests, each setting alone (offline, like the others)
+TRANSFORM_SETTING_CASES = [
+    (
+        {"transform_max_retries": 4},
+        "transform_max_retries must be a whole number from 0 to 3, or null (3), got 4",
+    ),
+    (
+        {"transform_timeout_seconds": 0},
+        "transform_timeout_seconds must be a whole number from 1 to 3600, or null (60), got 0",
+    ),
+    (
+        {"transform_max_payload_mb": 101},
+        "transform_max_payload_mb must be a whole number from 1 to 100, or null (6, less on "
+        "types of over 16 vCPUs), got 101",
+    ),
+    ({"transform_max_concurrent": 2.5}, "transform_max_concurrent must be a whole number from 1"),
+    (
+        {"transform_max_concurrent": "4"},
+        "transform_max_concurrent must be a number (a whole number from 1 to 100, or null (one "
+        "per vCPU)), got '4'",
+    ),
+    (
+        {"transform_max_concurent": 4},
+        "unknown setting 'transform_max_concurent'; did you mean 'transform_max_concurrent'?",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), TRANSFORM_SETTING_CASES)
+def test_a_bad_transform_setting_is_refused_offline(
+    no_network: list,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys,
+    change: dict,
+    message: str,
+) -> None:
+    test_a_bad_stage_config_is_refused_before_any_aws_call(
+        no_network, monkeypatch, tmp_path, capsys, "", change, message
+    )
+
+
+# ...and together with the instance type: checked after the package's own refusals, before
+# anything is made (a type the table does not know has no default concurrency)
+TRANSFORM_CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "a type the instance table does not know": (
+        {"transform_instance_type": "ml.m6i.xlarge"},
+        "transform_instance_type ml.m6i.xlarge: ml.m6i.xlarge is not in "
+        "pipelines/instance_types.py (known: ml.m5, ml.c5 and ml.r5 sizes); add its vCPUs and "
+        "memory there, or set transform_max_concurrent in the stage file to its vCPU count "
+        "(the image's serving stack answers one request per vCPU at a time)",
+    ),
+    "more payload in flight than AWS allows": (
+        {"transform_instance_type": "ml.m5.4xlarge", "transform_max_payload_mb": 7},
+        "transform_max_payload_mb 7 x transform_instance_type ml.m5.4xlarge's 16 vCPUs = 112 MB "
+        "in flight per instance, over AWS's 100 MB (MaxConcurrentTransforms x MaxPayloadInMB): "
+        "set transform_max_payload_mb to 6 or less, or transform_max_concurrent to 14 or less",
+    ),
+}
+
+
+def transform_stage(aws: Emulator, instance_type: str) -> list[str]:
+    """A ready preprod and an Approved package that supports ``instance_type``; the stage
+    bucket's keys before."""
+    DevRegistry(aws).register(
+        "Approved", specification={"SupportedTransformInstanceTypes": [instance_type]}
+    )
+    create_stage(aws, "preprod")
+    return bucket_keys(aws, "preprod", stage_bucket("preprod"))
+
+
+@pytest.mark.parametrize("case", list(TRANSFORM_CASES))
+def test_transform_settings_that_cannot_be_resolved_are_refused_before_anything_is_made(
+    aws: Emulator, tmp_path: Path, capsys, case: str
+) -> None:
+    change, message = TRANSFORM_CASES[case]
+    keys_before = transform_stage(aws, change["transform_instance_type"])
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**BASE_CONFIG, **change}))
+    assert run_build(tmp_path, "--config", str(config)) == UsageError.exit_code == 2
+    error = one_line_error(capsys)
+    assert error == f"build.py: stage config: {message}"
+    assert_nothing_made(aws, keys_before, tmp_path)
+
+
+def test_a_type_the_table_does_not_know_builds_with_its_concurrency_given(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    """The stage file's settings reach the definition build.py uploads (and the tfvars, as
+    every stage setting does); the type is the definition's TransformInstanceType default."""
+    from tests.test_pipeline_definition import assert_aws_accepts, transform_request
+
+    transform_stage(aws, "ml.m6i.xlarge")
+    change = {
+        "transform_instance_type": "ml.m6i.xlarge",
+        "transform_max_concurrent": 4,
+        "transform_timeout_seconds": 120,
+    }
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**BASE_CONFIG, **change}))
+    assert run_build(tmp_path, "--config", str(config)) == 0
+    tfvars = json.loads((tmp_path / "preprod.tfvars.json").read_text())
+    # the tfvars record the resolved values, the defaults included
+    assert {key: tfvars[key] for key in change} == change
+    assert (tfvars["transform_max_payload_mb"], tfvars["transform_max_retries"]) == (6, 3)
+    definition = json.loads(
+        aws.client("s3", "preprod")
+        .get_object(Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"])[
+            "Body"
+        ]
+        .read()
+    )
+    request = transform_request(definition)
+    assert request["TransformResources"]["InstanceType"] == "ml.m6i.xlarge"
+    assert (request["MaxConcurrentTransforms"], request["MaxPayloadInMB"]) == (4, 6)
+    assert request["ModelClientConfig"] == {
+        "InvocationsTimeoutInSeconds": 120,
+        "InvocationsMaxRetries": 3,
+    }
+    assert_aws_accepts(request)
+
+
 def test_every_shipped_stage_config_is_valid() -> None:
     for stage, name in (
         ("preprod", "pre-prod-config.tfvars.json"),

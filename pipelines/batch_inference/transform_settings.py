@@ -63,6 +63,12 @@ class TransformRequests:
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     max_retries: int = DEFAULT_MAX_RETRIES
 
+    def stage_values(self) -> dict[str, int]:
+        """The values by the stage file's names (build.py writes them into the tfvars: the
+        deployment records what its definition sends)."""
+        values = (self.max_concurrent, self.max_payload_mb, self.timeout_seconds, self.max_retries)
+        return dict(zip(SETTING_NAMES, values, strict=True))
+
     def model_client_config(self) -> dict[str, int]:
         return {
             "InvocationsTimeoutInSeconds": self.timeout_seconds,

@@ -469,6 +469,23 @@ run "rejects_a_zero_instance_count" {
   expect_failures = [var.transform_instance_count]
 }
 
+run "rejects_more_transform_payload_in_flight_than_aws_allows" {
+  command = plan
+  variables {
+    transform_max_concurrent = 16
+    transform_max_payload_mb = 7
+  }
+  expect_failures = [var.transform_max_payload_mb]
+}
+
+run "rejects_more_invocation_retries_than_aws_allows" {
+  command = plan
+  variables {
+    transform_max_retries = 4
+  }
+  expect_failures = [var.transform_max_retries]
+}
+
 run "rejects_a_bad_schedule" {
   command = plan
   variables {
