@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -41,6 +42,15 @@ RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Refused|Failure)\b: .*")
 
 class ContainerFailed(Exception):
     """The container could not start or stopped: the message is its log's reason."""
+
+
+class InvocationTimeout(Exception):
+    """No answer within the request's time limit (Batch Transform's
+    ``InvocationsTimeoutInSeconds``): the connection is dropped, as the caller gives up."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"no answer within {seconds:g} s")
 
 
 class ContainerRefusal(Exception):
@@ -124,10 +134,14 @@ class Container:
         self.workers = workers
         self.log_to_terminal = log_to_terminal  # make serve: the log as CloudWatch would show it
         self.stdout_path, self.stderr_path = self.root / "stdout.log", self.root / "stderr.log"
-        self._printed_offset = self._errors_offset = 0
+        self._printed_offset = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._owner = os.getpid()
-        self._connection: http.client.HTTPConnection | None = None
+        # requests may come from several threads at a time (a Transform's
+        # MaxConcurrentTransforms): each thread keeps its own kept-alive connection
+        self._local = threading.local()
+        self._connections: set[http.client.HTTPConnection] = set()
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -225,9 +239,10 @@ class Container:
         gevent workers takes two seconds, which every local Transform would pay."""
         if os.getpid() != self._owner:
             return
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        with self._lock:
+            connections, self._connections = self._connections, set()
+        for connection in connections:
+            connection.close()
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(ProcessLookupError):  # the launcher and all it started
@@ -290,12 +305,12 @@ class Container:
 
     def take_printed(self) -> list[str]:
         """Lines the container printed to standard output since the last call (the handlers'
-        metric lines: on AWS, the job's log)."""
-        with self.stdout_path.open("rb") as stdout:
+        metric lines: on AWS, the job's log); each line once, whichever thread asks."""
+        with self._lock, self.stdout_path.open("rb") as stdout:
             stdout.seek(self._printed_offset)
             data = stdout.read()
-        whole = data[: data.rfind(b"\n") + 1]
-        self._printed_offset += len(whole)
+            whole = data[: data.rfind(b"\n") + 1]
+            self._printed_offset += len(whole)
         return whole.decode("utf-8", errors="replace").splitlines()
 
     # ------------------------------------------------------------------ requests
@@ -311,25 +326,29 @@ class Container:
         """One request to this container on a new connection: (status, Content-Type, body)."""
         return request(self.port, method, path, body, headers, timeout)
 
-    def respond(self, payload: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        """One invocation, as Batch Transform sends it (one kept-alive connection):
-        the body and its Content-Type; ``ContainerRefusal`` for any other status than 200."""
+    def respond(
+        self, payload: bytes, content_type: str, accept: str, timeout: float | None = None
+    ) -> tuple[bytes, str]:
+        """One invocation, as Batch Transform sends it (one kept-alive connection per
+        thread): the body and its Content-Type; ``ContainerRefusal`` for any other status
+        than 200, ``InvocationTimeout`` when no answer comes within ``timeout`` seconds
+        (``INVOCATION_TIMEOUT_SECONDS`` by default)."""
         headers = {"Content-Type": content_type, "Accept": accept}
-        self._errors_offset = self._size(self.stderr_path)
+        limit = timeout or INVOCATION_TIMEOUT_SECONDS
+        self._local.errors_offset = self._size(self.stderr_path)
         for attempt in (1, 2):
-            if self._connection is None:
-                self._connection = http.client.HTTPConnection(
-                    "127.0.0.1", self.port, timeout=INVOCATION_TIMEOUT_SECONDS
-                )
+            connection = self._thread_connection(limit)
             try:
-                self._connection.request("POST", "/invocations", body=payload, headers=headers)
-                response = self._connection.getresponse()
+                connection.request("POST", "/invocations", body=payload, headers=headers)
+                response = connection.getresponse()
                 status, body = response.status, response.read()
                 returned_type = response.getheader("Content-Type") or ""
                 break
+            except TimeoutError:  # the answer may still come: this connection is given up
+                self._drop_connection()
+                raise InvocationTimeout(limit) from None
             except (http.client.HTTPException, ConnectionError):
-                self._connection.close()
-                self._connection = None
+                self._drop_connection()
                 if attempt == 2 or self._exited():
                     raise ContainerFailed(
                         f"the container stopped answering: {self.reason()}"
@@ -339,6 +358,26 @@ class Container:
                 status, returned_type, body, self._raised() if status >= 500 else None
             )
         return body, returned_type
+
+    def _thread_connection(self, timeout: float) -> http.client.HTTPConnection:
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.add(connection)
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
+        return connection
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+            with self._lock:
+                self._connections.discard(connection)
 
     def _exited(self) -> bool:
         """Whether the container's process is gone, asked in a way that holds in any process:
@@ -363,12 +402,14 @@ class Container:
         """The first exception the container logged since the request began: the handler's
         own, before the toolkit's wrapper (``ClientError``) around it."""
         with self.stderr_path.open("rb") as stderr:
-            stderr.seek(self._errors_offset)
+            stderr.seek(getattr(self._local, "errors_offset", 0))
             logged = stderr.read().decode("utf-8", errors="replace")
         return next((line for line in logged.splitlines() if RAISED.match(line)), None)
 
-    def invoke(self, payload: bytes, content_type: str, accept: str) -> bytes:
-        return self.respond(payload, content_type, accept)[0]
+    def invoke(
+        self, payload: bytes, content_type: str, accept: str, timeout: float | None = None
+    ) -> bytes:
+        return self.respond(payload, content_type, accept, timeout)[0]
 
     def __repr__(self) -> str:
         return f"Container({self.model_dir}, port={self.port})"

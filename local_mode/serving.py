@@ -20,6 +20,8 @@ import importlib.util
 import io
 import sys
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -30,6 +32,7 @@ from sagemaker_inference import content_types, decoder, encoder
 from sagemaker_inference.errors import UnsupportedFormatError
 
 from common.environment import overridden
+from local_mode.container import InvocationTimeout
 
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 
@@ -75,6 +78,9 @@ class ModelServer:
         self.model_dir = model_dir
         self.environment = dict(environment)
         self._printed: list[str] = []
+        # the handlers run with this process's environment and standard output swapped, so
+        # one request at a time (a Transform's concurrent requests queue here)
+        self._serving = threading.Lock()
         with self._container():
             module = self._entry_point(environment.get("SAGEMAKER_PROGRAM"))
             model_fn = getattr(module, "model_fn", None)
@@ -135,16 +141,23 @@ class ModelServer:
 
     def take_printed(self) -> list[str]:
         """The lines the handlers printed since the last call (what the job's log holds)."""
-        printed, self._printed = self._printed, []
+        with self._serving:
+            printed, self._printed = self._printed, []
         return printed
 
-    def invoke(self, payload: bytes, content_type: str, accept: str) -> bytes:
+    def invoke(
+        self, payload: bytes, content_type: str, accept: str, timeout: float | None = None
+    ) -> bytes:
         """One request: the body as the container receives it, the response body back."""
-        return self.respond(payload, content_type, accept)[0]
+        return self.respond(payload, content_type, accept, timeout)[0]
 
-    def respond(self, payload: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    def respond(
+        self, payload: bytes, content_type: str, accept: str, timeout: float | None = None
+    ) -> tuple[bytes, str]:
         """One request: the response body and its content type (``accept`` unless the
         handler returned ``(body, content type)``, as the container allows).
+        ``InvocationTimeout`` when it took over ``timeout`` seconds: a handler in this
+        process cannot be interrupted, so the answer is dropped once it comes.
 
         As the container's request object: no ``Content-Type`` is JSON; no ``Accept`` (or
         ``*/*``) is ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, else JSON; a text body is decoded
@@ -155,6 +168,14 @@ class ModelServer:
         data: Any = payload
         if content_type in content_types.UTF8_TYPES:
             data = payload.decode("utf-8", errors="replace")
+        with self._serving:
+            started = time.monotonic()
+            answer = self._answer(data, content_type, accept)
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise InvocationTimeout(timeout)
+            return answer
+
+    def _answer(self, data: Any, content_type: str, accept: str) -> tuple[bytes, str]:
         with self._container():
             if self.transform_fn is not None:
                 result = self.transform_fn(self.model, data, content_type, accept)

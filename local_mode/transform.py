@@ -8,8 +8,13 @@ to its input (``JoinSource``), filtered again (``OutputFilter``) and assembled
 (``AssembleWith``) into ``<S3OutputPath>/<input key relative to the prefix>.out``; plain
 CSV batches with a ``$[k:]`` filter take ``columnar``'s Arrow path, with the same bytes.
 ``InstanceCount`` N deals the objects to N worker processes, as SageMaker deals them to N
-instances. A request that makes the model raise fails the step with the position of the
-first record that fails on its own.
+instances; each keeps up to ``MaxConcurrentTransforms`` requests in flight against its
+container (from one object or several), and writes every object's answers in its records'
+order. A request gets ``ModelClientConfig``'s ``InvocationsTimeoutInSeconds`` to answer and
+is sent again up to ``InvocationsMaxRetries`` times (AWS's defaults, 600 s and 3, when the
+request sets none); a request still unanswered fails the step naming the timeout, and one
+that makes the model raise fails it with the position of the first record that fails on
+its own.
 
 ``LOCAL_SERVING=in-process`` serves the model in this process instead
 (``serving.ModelServer``), a faster imitation that ``tests/test_container_contract.py``
@@ -18,11 +23,13 @@ holds to the container's statuses, bodies, content types and printed lines.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import gzip
 import multiprocessing
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +44,7 @@ from common.image_uris import local_refusal
 from common.s3_locations import parse_s3_uri, transfer_extra_args
 from local_mode import columnar as columnar_path
 from local_mode import records, storage, twin
-from local_mode.container import Container, ContainerFailed, ContainerRefusal
+from local_mode.container import Container, ContainerFailed, ContainerRefusal, InvocationTimeout
 from local_mode.expressions import DefinitionError
 from local_mode.invocations import Backend
 from local_mode.processing import StepFailed, instance_count, metric_lines_in
@@ -50,6 +57,11 @@ if TYPE_CHECKING:
 READ_CHUNK = 8 * 2**20
 SERVING_VARIABLE = "LOCAL_SERVING"  # "container" (the default) or "in-process"
 DEFAULT_PAYLOAD_MB = 6
+# CreateTransformJob's defaults: MaxConcurrentTransforms 0 or unset is 1 for a container
+# without /execution-parameters (this one does not ask it); ModelClientConfig's are 600 s, 3
+DEFAULT_CONCURRENT = 1
+DEFAULT_TIMEOUT_SECONDS = 600
+DEFAULT_MAX_RETRIES = 3
 JSON_TYPES = {"application/json", "application/jsonlines", "application/x-jsonlines"}
 
 
@@ -70,6 +82,9 @@ class TransformOptions:
     output_path: str
     input_uri: str
     kms_key_id: str | None
+    max_concurrent: int = DEFAULT_CONCURRENT
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    max_retries: int = DEFAULT_MAX_RETRIES
 
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any]) -> TransformOptions:
@@ -87,6 +102,7 @@ class TransformOptions:
         if compression not in ("None", "Gzip"):
             raise DefinitionError(f"CompressionType {compression} is not supported")
         payload_mb = int(arguments.get("MaxPayloadInMB", DEFAULT_PAYLOAD_MB))
+        client = arguments.get("ModelClientConfig") or {}
         options = cls(
             content_type=transform_input.get("ContentType", "application/octet-stream"),
             accept=output.get("Accept") or transform_input.get("ContentType", "text/csv"),
@@ -101,6 +117,9 @@ class TransformOptions:
             output_path=output["S3OutputPath"],
             input_uri=source["S3Uri"],
             kms_key_id=output.get("KmsKeyId"),
+            max_concurrent=int(arguments.get("MaxConcurrentTransforms") or DEFAULT_CONCURRENT),
+            timeout_seconds=int(client.get("InvocationsTimeoutInSeconds", DEFAULT_TIMEOUT_SECONDS)),
+            max_retries=int(client.get("InvocationsMaxRetries", DEFAULT_MAX_RETRIES)),
         )
         filtering = not (options.input_filter.selects_all and options.output_filter.selects_all)
         if split == "None" and (filtering or options.join_input):
@@ -301,14 +320,36 @@ class RecordBatch:
         return np.fromiter((line.count(b",") + 1 for line in lines), np.int64, len(lines))
 
 
+@dataclass
+class Pending:
+    """A request sent (or queued) and where its records are: collected in order."""
+
+    batch: Batch
+    first: int
+    last: int
+    offset: int  # records of the object before the batch
+    source: str
+    answer: concurrent.futures.Future[bytes]
+
+
 class RecordTransformer:
     """Turns one object's records into output bytes for one loaded model.
 
     ``columnar`` (default on) serves plain CSV batches through ``columnar.LineTable``, which
-    gives the same bytes as the record path with far fewer Python objects per record."""
+    gives the same bytes as the record path with far fewer Python objects per record.
+    With ``MaxConcurrentTransforms`` N over 1, requests go out from N threads (one
+    connection each), at most N at a time for this instance whatever object they come from;
+    ``close()`` stops them."""
 
     def __init__(self, server: Backend, options: TransformOptions, columnar: bool = True):
         self.server, self.options = server, options
+        self.window = max(options.max_concurrent, 1)
+        self._pool = (
+            concurrent.futures.ThreadPoolExecutor(self.window, thread_name_prefix="invocation")
+            if self.window > 1
+            else None
+        )
+        self._in_flight = threading.BoundedSemaphore(self.window)
         self._select = records.select_json if options.is_json else records.select_csv
         self._join = records.join_json if options.is_json else records.join_csv
         self._drop = (
@@ -332,10 +373,9 @@ class RecordTransformer:
             return RecordBatch(originals, features, quoted, ids)
         return RecordBatch(originals, records.select_csv(originals, selector, quoted), quoted)
 
-    def run(self, batch: Batch, source: str, offset: int) -> tuple[bytes, int, int]:
-        """Serve a prepared batch; return (output bytes, records in, records out)."""
+    def requests(self, batch: Batch, source: str, offset: int) -> Iterator[tuple[int, int, bytes]]:
+        """``(first, last, payload)`` of each request of a prepared batch, in order."""
         options = self.options
-        pieces, produced = [], 0
         for first, last in request_ranges(batch.payload_sizes(), options):
             payload = batch.payload(first, last)
             if options.max_payload_bytes and len(payload) > options.max_payload_bytes:
@@ -343,36 +383,111 @@ class RecordTransformer:
                     f"record {offset + first + 1} of {source} is {len(payload)} bytes, over "
                     f"MaxPayloadInMB ({options.max_payload_bytes // 2**20})"
                 )
-            response = self._invoke(payload, batch, first, last, source, offset)
-            output, count = self._assemble(response, batch, first, last, source, offset + first)
+            yield first, last, payload
+
+    def submit(self, payload: bytes) -> concurrent.futures.Future[bytes]:
+        """Send ``payload`` (with its timeout and retries): at once in this thread when one
+        request at a time is allowed, else from a sender thread once fewer than
+        ``MaxConcurrentTransforms`` of this instance's requests are in flight."""
+        if self._pool is None:
+            answer: concurrent.futures.Future[bytes] = concurrent.futures.Future()
+            try:
+                answer.set_result(self.send(payload))
+            except Exception as error:
+                answer.set_exception(error)
+            return answer
+        self._in_flight.acquire()
+        try:
+            answer = self._pool.submit(self.send, payload)
+        except BaseException:
+            self._in_flight.release()
+            raise
+        answer.add_done_callback(lambda _: self._in_flight.release())
+        return answer
+
+    def send(self, payload: bytes) -> bytes:
+        """One invocation as Batch Transform makes it: sent again on any failure, up to
+        ``InvocationsMaxRetries`` times; the last failure is raised."""
+        options = self.options
+        for attempt in range(options.max_retries + 1):
+            try:
+                return self.server.invoke(
+                    payload, options.content_type, options.accept, options.timeout_seconds
+                )
+            except Exception:
+                if attempt == options.max_retries:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def collect(self, pending: Pending) -> tuple[bytes, int]:
+        """The output of a sent request, once it is answered: (bytes, records out)."""
+        try:
+            response = pending.answer.result()
+        except Exception as error:
+            raise self._request_failure(pending, error) from None
+        return self._assemble(
+            response,
+            pending.batch,
+            pending.first,
+            pending.last,
+            pending.source,
+            pending.offset + pending.first,
+        )
+
+    def run(self, batch: Batch, source: str, offset: int) -> tuple[bytes, int, int]:
+        """Serve a prepared batch, one request at a time; return (output bytes, records
+        in, records out)."""
+        pieces, produced = [], 0
+        for first, last, payload in self.requests(batch, source, offset):
+            sent = Pending(batch, first, last, offset, source, self.submit(payload))
+            output, count = self.collect(sent)
             produced += count
             pieces.append(output)
         return b"".join(pieces), len(batch), produced
 
-    def whole(self, data: bytes) -> tuple[bytes, int, int]:
+    def whole(self, data: bytes, source: str = "the object") -> tuple[bytes, int, int]:
         """``SplitType=None``: the whole object is one request."""
-        response = self.server.invoke(data, self.options.content_type, self.options.accept)
+        try:
+            response = self.send(data)
+        except InvocationTimeout as timeout:
+            raise self._timeout_failure(source, timeout) from None
         if self.options.assemble_with == "Line" and response and not response.endswith(b"\n"):
             response += b"\n"
         return response, 1, 1
 
-    def _invoke(
-        self, payload: bytes, batch: Batch, first: int, last: int, source: str, offset: int
-    ) -> bytes:
+    def close(self) -> None:
+        """Stop the sender threads (a request in flight is waited for; queued ones dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _timeout_failure(self, where: str, timeout: InvocationTimeout) -> StepFailed:
+        attempts = self.options.max_retries + 1
+        return StepFailed(
+            f"{where}: no answer within {timeout.seconds:g} s "
+            f"(ModelClientConfig.InvocationsTimeoutInSeconds) in {attempts} attempt(s) "
+            "(InvocationsMaxRetries + 1): send fewer records per request (MaxPayloadInMB) or "
+            "allow more time"
+        )
+
+    def _request_failure(self, pending: Pending, batch_error: Exception) -> StepFailed:
         options = self.options
-        try:
-            return self.server.invoke(payload, options.content_type, options.accept)
-        except Exception as batch_error:
-            # find the first record that fails alone, to report where the data is bad
-            for index, record in enumerate(batch.model_records(first, last)):
-                try:
-                    self.server.invoke(record + b"\n", options.content_type, options.accept)
-                except Exception as error:
-                    raise self.record_failure(source, offset + first, index, error) from None
-            raise StepFailed(
-                f"records {offset + first + 1}-{offset + last} of {source} fail together: "
-                f"{type(batch_error).__name__}: {batch_error}"
-            ) from None
+        first, last, offset, source = pending.first, pending.last, pending.offset, pending.source
+        if isinstance(batch_error, InvocationTimeout):
+            return self._timeout_failure(
+                f"records {offset + first + 1}-{offset + last} of {source}", batch_error
+            )
+        # find the first record that fails alone, to report where the data is bad
+        for index, record in enumerate(pending.batch.model_records(first, last)):
+            try:
+                self.server.invoke(
+                    record + b"\n", options.content_type, options.accept, options.timeout_seconds
+                )
+            except Exception as error:
+                return self.record_failure(source, offset + first, index, error)
+        return StepFailed(
+            f"records {offset + first + 1}-{offset + last} of {source} fail together: "
+            f"{type(batch_error).__name__}: {batch_error}"
+        )
 
     def _assemble(
         self, response: bytes, batch: Batch, first: int, last: int, source: str, offset: int
@@ -419,6 +534,8 @@ class RecordTransformer:
             if isinstance(error, ContainerRefusal)
             else f"{type(error).__name__}: {error}"
         )
+        if isinstance(error, InvocationTimeout):
+            said = f"{said} (ModelClientConfig.InvocationsTimeoutInSeconds)"
         return StepFailed(f"record {offset + index + 1} of {source}: {said}")
 
 
@@ -463,21 +580,48 @@ def transform_object(
     with tempfile.NamedTemporaryFile(dir=work_dir, suffix=".out", delete=False) as sink:
         if options.split_type == "None":
             data, records_in, records_out = transformer.whole(
-                b"".join(_chunks(body, options.compression))
+                b"".join(_chunks(body, options.compression)), source
             )
             sink.write(data)
         else:
-            batches = _line_batches(_chunks(body, options.compression))
-            try:
-                for batch in _one_ahead(transformer.prepare, batches):
-                    output, count_in, count_out = transformer.run(batch, source, records_in)
+            # up to MaxConcurrentTransforms requests in flight; answers written in order
+            pending: collections.deque[Pending] = collections.deque()
+
+            def collect(keep: int) -> None:
+                nonlocal records_out
+                while len(pending) > keep:
+                    output, count = transformer.collect(pending.popleft())
                     sink.write(output)
-                    records_in += count_in
-                    records_out += count_out
-            except records.RecordError as error:  # from preparing the batch after records_in
-                raise transformer.record_failure(
-                    source, records_in, error.line or 0, error
-                ) from None
+                    records_out += count
+
+            batches = _one_ahead(
+                transformer.prepare, _line_batches(_chunks(body, options.compression))
+            )
+            while True:
+                try:
+                    batch = next(batches, None)
+                except records.RecordError as error:  # preparing the batch after records_in
+                    collect(0)  # a request before it may have failed first
+                    raise transformer.record_failure(
+                        source, records_in, error.line or 0, error
+                    ) from None
+                if batch is None:
+                    break
+                sent = transformer.requests(batch, source, records_in)
+                while True:
+                    try:
+                        request = next(sent, None)
+                    except StepFailed:  # a record over MaxPayloadInMB
+                        collect(0)
+                        raise
+                    if request is None:
+                        break
+                    first, last, payload = request
+                    collect(transformer.window - 1)
+                    answer = transformer.submit(payload)
+                    pending.append(Pending(batch, first, last, records_in, source, answer))
+                records_in += len(batch)
+            collect(0)
     out_bucket, out_key = parse_s3_uri(output_uri)
     store.upload_file(
         sink.name, out_bucket, out_key, ExtraArgs=transfer_extra_args(options.kms_key_id)
@@ -522,6 +666,34 @@ class _Credentials:
         )
 
 
+def transform_objects(
+    store: ObjectStore,
+    transformer: RecordTransformer,
+    objects: list[tuple[str, str]],
+    work_dir: Path,
+) -> Iterator[ObjectResult]:
+    """One instance's objects, in order: one after the other with one request in flight;
+    with more, up to ``MaxConcurrentTransforms`` objects at a time (their requests share the
+    instance's limit), so that many small objects keep it as busy as one large one. The
+    first object that fails (in order) fails them all."""
+    if transformer.window == 1 or len(objects) == 1:
+        for bucket, key in objects:
+            yield transform_object(store, transformer, bucket, key, work_dir)
+        return
+    workers = min(transformer.window, len(objects))
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="object") as pool:
+        futures = [
+            pool.submit(transform_object, store, transformer, bucket, key, work_dir)
+            for bucket, key in objects
+        ]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
 def _worker_run(
     credentials: _Credentials,
     spec: ModelSpec,
@@ -533,10 +705,11 @@ def _worker_run(
     s3 = credentials.session().client("s3")
     root = Path(work_dir)
     server = load_model(s3, spec, root)
+    transformer = RecordTransformer(server, options)
     try:
-        transformer = RecordTransformer(server, options)
-        return [transform_object(s3, transformer, bucket, key, root) for bucket, key in objects]
+        return list(transform_objects(s3, transformer, objects, root))
     finally:
+        transformer.close()
         server.stop()
 
 
@@ -568,12 +741,13 @@ def run_transform(
     results: list[ObjectResult] = []
     if count == 1:
         server = load_model(s3, spec, work_dir)
+        transformer = RecordTransformer(server, options)
         try:
-            transformer = RecordTransformer(server, options)
-            for bucket, key in objects:
-                results.append(transform_object(s3, transformer, bucket, key, work_dir))
-                _log_object(log, results[-1])
+            for result in transform_objects(s3, transformer, objects, work_dir):
+                results.append(result)
+                _log_object(log, result)
         finally:
+            transformer.close()
             server.stop()
     else:
         context = multiprocessing.get_context("spawn")  # no fork: the caller may run threads

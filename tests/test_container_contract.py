@@ -246,8 +246,9 @@ def test_a_dropped_connection_is_retried_in_a_forked_process_too(
     child = os.fork()
     if child == 0:  # pragma: no cover - the forked worker
         try:
-            assert container._connection is not None and container._connection.sock is not None
-            container._connection.sock.shutdown(socket.SHUT_RDWR)  # as when the server drops it
+            kept = container._local.connection  # this thread's kept-alive connection
+            assert kept is not None and kept.sock is not None
+            kept.sock.shutdown(socket.SHUT_RDWR)  # as when the server drops it
             answer = container.respond(rows[0], "text/csv", "text/csv")[0]
         except BaseException as error:  # reported to the test
             answer = f"{type(error).__name__}: {error}".encode()

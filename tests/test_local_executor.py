@@ -342,6 +342,174 @@ def test_the_handlers_see_the_jobs_environment_and_their_metric_lines_are_kept(
     assert record["Steps"][0]["Outcome"]["Metrics"] == []
 
 
+# ------------------------------------ MaxConcurrentTransforms, timeout and retries (#34)
+
+# A model that reports, on each record, how many requests were in the container at once while
+# it served it (a file per request in flight), after PROBE_SLEEP seconds; it counts its calls
+# and fails the first PROBE_FAILURES of them, as a transient fault would.
+PROBE_SCRIPT = textwrap.dedent(
+    """
+    import os, time, uuid
+
+    def model_fn(model_dir):
+        return None
+
+    def input_fn(data, content_type):
+        return [line for line in data.splitlines() if line]
+
+    def predict_fn(rows, model):
+        probe = os.environ["PROBE_DIR"]
+        with open(os.path.join(probe, "calls"), "a") as calls:
+            calls.write("x")
+        mine = os.path.join(probe, "inflight", uuid.uuid4().hex)
+        open(mine, "w").close()
+        try:
+            time.sleep(float(os.environ.get("PROBE_SLEEP", "0.2")))
+            seen = len(os.listdir(os.path.join(probe, "inflight")))
+        finally:
+            os.remove(mine)
+        failures = int(os.environ.get("PROBE_FAILURES", "0"))
+        if os.path.getsize(os.path.join(probe, "calls")) <= failures:
+            raise ValueError("a transient fault")
+        return seen, rows
+
+    def output_fn(prediction, accept):
+        seen, rows = prediction
+        return "".join(f"{seen}\\n" for _ in rows)
+    """
+)
+
+
+@pytest.fixture
+def probe(aws: Emulator, s3, tmp_path: Path) -> Path:
+    """The ``prober`` model (PROBE_SCRIPT) and the folder it reports in."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = PROBE_SCRIPT.encode()
+        info = tarfile.TarInfo("code/inference.py")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    aws.client("sagemaker").create_model(
+        ModelName="prober",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/exec",
+        PrimaryContainer={
+            "Image": IMAGE,
+            "ModelDataUrl": put(s3, "models/prober/model.tar.gz", buffer.getvalue()),
+            "Environment": {**HANDLERS, **STAGE_MODEL_ENVIRONMENT},
+        },
+    )
+    folder = tmp_path / "probe"
+    (folder / "inflight").mkdir(parents=True)
+    return folder
+
+
+def probe_definition(probe: Path, settings: dict[str, str], **changes: Any) -> dict:
+    """A Transform of the prober, every request checked against botocore's model."""
+    from local_mode.expressions import Context, resolve
+    from tests.provider_requests import Request, problems
+
+    definition = transform_definition(
+        ModelName="prober", Environment={"PROBE_DIR": str(probe), **settings}, **changes
+    )
+    (step,) = definition["Steps"]
+    context = Context(parameters={}, execution={"PipelineExecutionId": "exec00000001"})
+    request = {**resolve(step["Arguments"], context), "TransformJobName": "score-exec00000001"}
+    assert problems(Request("sagemaker", "CreateTransformJob", request)) == []
+    return definition
+
+
+def calls(probe: Path) -> int:
+    return (probe / "calls").stat().st_size
+
+
+@pytest.mark.parametrize(("concurrent", "in_flight"), [(None, 1), (1, 1), (3, 3)])
+def test_an_instance_keeps_max_concurrent_transforms_requests_in_flight(
+    aws, s3, probe: Path, tmp_path: Path, concurrent: int | None, in_flight: int
+) -> None:
+    """Never more than MaxConcurrentTransforms requests at once per instance, and that
+    many whenever there is work (1 when unset, as for a container without
+    /execution-parameters), from one object or several; answers stay in record order."""
+    for name in ("a", "b"):
+        put(s3, f"in/{name}.csv", b"".join(f"{name}{i},1\n".encode() for i in range(6)))
+    definition = probe_definition(
+        probe, {}, BatchStrategy="SingleRecord", MaxConcurrentTransforms=concurrent
+    )
+    record = run(aws, definition, tmp_path / "run")
+    assert record["PipelineExecutionStatus"] == "Succeeded", record["Steps"][0].get("FailureReason")
+    seen = [
+        [int(v) for v in get(s3, f"s3://{BUCKET}/out/exec00000001/{name}.csv.out").split()]
+        for name in ("a", "b")
+    ]
+    assert [len(answers) for answers in seen] == [6, 6]  # one answer per record
+    assert max(max(answers) for answers in seen) == in_flight
+    assert calls(probe) == 12
+
+
+def test_the_answers_keep_their_records_order_with_requests_in_flight(
+    aws, s3, model, tmp_path
+) -> None:
+    put(s3, "in/x.csv", b"".join(f"{i},1\n".encode() for i in range(40)))
+    definition = transform_definition(
+        BatchStrategy="SingleRecord",
+        MaxConcurrentTransforms=4,
+        DataProcessing={"JoinSource": "Input"},
+    )
+    assert run(aws, definition, tmp_path)["PipelineExecutionStatus"] == "Succeeded"
+    expected = b"".join(f"{i},1,{2 * i + 10}\n".encode() for i in range(40))
+    assert get(s3, f"s3://{BUCKET}/out/exec00000001/x.csv.out") == expected
+
+
+@pytest.mark.parametrize("serving", ["container", "in-process"])
+def test_a_request_over_the_invocation_timeout_fails_the_step_naming_the_setting(
+    aws, s3, probe: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serving: str
+) -> None:
+    """The container's answer is given up at the timeout; a handler in this process cannot
+    be interrupted, so its late answer is dropped instead: the same failure either way."""
+    monkeypatch.setenv("LOCAL_SERVING", serving)
+    put(s3, "in/x.csv", b"a,1\nb,2\n")
+    definition = probe_definition(
+        probe,
+        {"PROBE_SLEEP": "3" if serving == "container" else "1.2"},
+        ModelClientConfig={"InvocationsTimeoutInSeconds": 1, "InvocationsMaxRetries": 1},
+    )
+    record = run(aws, definition, tmp_path / "run")
+    assert record["PipelineExecutionStatus"] == "Failed"
+    assert record["Steps"][0]["FailureReason"] == (
+        f"records 1-2 of s3://{BUCKET}/in/x.csv: no answer within 1 s "
+        "(ModelClientConfig.InvocationsTimeoutInSeconds) in 2 attempt(s) (InvocationsMaxRetries "
+        "+ 1): send fewer records per request (MaxPayloadInMB) or allow more time"
+    )
+    assert calls(probe) == 2  # the request, then its one retry
+    assert keys(s3, "out/") == []
+
+
+@pytest.mark.parametrize(
+    ("retries", "outcome", "sent"),
+    [
+        (2, "Succeeded", 3),  # two faults, then the answer: within the retries
+        # one fault too many: the retries are spent, and each record alone then answers
+        (1, f"records 1-2 of s3://{BUCKET}/in/x.csv fail together: ", 4),
+    ],
+)
+def test_a_failed_request_is_sent_again_up_to_the_max_retries(
+    aws, s3, probe: Path, tmp_path: Path, retries: int, outcome: str, sent: int
+) -> None:
+    put(s3, "in/x.csv", b"a,1\nb,2\n")
+    definition = probe_definition(
+        probe,
+        {"PROBE_FAILURES": "2", "PROBE_SLEEP": "0"},
+        ModelClientConfig={"InvocationsMaxRetries": retries},
+    )
+    record = run(aws, definition, tmp_path / "run")
+    if outcome == "Succeeded":
+        assert record["PipelineExecutionStatus"] == "Succeeded"
+        assert get(s3, f"s3://{BUCKET}/out/exec00000001/x.csv.out") == b"1\n1\n"
+    else:
+        assert record["Steps"][0]["FailureReason"].startswith(outcome)
+        assert "a transient fault" in record["Steps"][0]["FailureReason"]
+    assert calls(probe) == sent
+
+
 def test_a_job_environment_that_is_not_names_to_strings_fails_the_step(
     aws, s3, model, tmp_path
 ) -> None:
