@@ -20,6 +20,7 @@ DOCS = REPO / "docs"
 NOT_OURS = {
     "sagemaker/model.py": "the SageMaker Python SDK v2's file",
     "sagemaker_containers/_mapping.py": "sagemaker-containers' file, patched in the runtime twin",
+    "sagemaker_containers/_server.py": "sagemaker-containers' file: its gunicorn workers",
     "sagemaker_inference/decoder.py": "sagemaker-inference's file, patched in the image",
     "acceptance/second.csv": "an S3 key under the stage's input prefix (the acceptance run)",
 }
