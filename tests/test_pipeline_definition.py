@@ -509,6 +509,14 @@ def test_the_stages_settings_override_each_default() -> None:
         "InvocationsMaxRetries": 0,
     }
     assert_aws_accepts(request)
+    # as --kwargs gives them: a mapping, resolved and checked for the type
+    given = render(
+        transform_instance_type="ml.m5.4xlarge", transform_requests={"max_payload_mb": 4}
+    )
+    assert transform_request(given)["MaxConcurrentTransforms"] == 16
+    assert transform_request(given)["MaxPayloadInMB"] == 4
+    with pytest.raises(TypeError):
+        render(transform_requests={"max_concurrency": 4})
     # one setting alone: the others keep their defaults for the type
     alone = transform_requests("ml.m5.4xlarge", max_payload_mb=4)
     assert (alone.max_concurrent, alone.max_payload_mb, alone.timeout_seconds) == (16, 4, 60)

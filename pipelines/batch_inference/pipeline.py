@@ -164,7 +164,7 @@ def get_pipeline(
     baseline_url: str | None = None,
     quality_gate: QualityGate | None = None,
     transform_instance_type: str = DEFAULT_INSTANCE_TYPE,
-    transform_requests: TransformRequests | None = None,
+    transform_requests: TransformRequests | Mapping[str, int] | None = None,
     processing_image_uri: str | None = None,
     sklearn_version: str = DEFAULT_SKLEARN_VERSION,
     kms_key_id: str | None = None,
@@ -188,8 +188,10 @@ def get_pipeline(
     execution id on each, as ``output_format`` files under ``predictions_table_url``'s day
     partitions (the stage's table). ``transform_instance_type`` is the ``TransformInstanceType``
     default and the type ``transform_requests`` (how the Transform sends its requests,
-    ``pipelines/transform_settings.py``) are resolved for when not given; they stay what
-    they are when a run overrides ``TransformInstanceType``.
+    ``transform_settings.py``) are resolved for when not given, or given as a mapping of
+    some of ``transform_settings.transform_requests``' keywords (``{"max_concurrent": 8}``,
+    as ``--kwargs`` passes it); they stay what they are when a run overrides
+    ``TransformInstanceType``.
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}")
@@ -207,7 +209,13 @@ def get_pipeline(
     prefix = f"s3://{default_bucket}/{project_name or base_job_prefix}"
     # resolved once, before the steps: MaxConcurrentTransforms (requests per Transform
     # instance) is also what Preprocess may size its output parts by
-    transform = transform_requests or transform_settings.transform_requests(transform_instance_type)
+    transform = (
+        transform_requests
+        if isinstance(transform_requests, TransformRequests)
+        else transform_settings.transform_requests(
+            transform_instance_type, **(transform_requests or {})
+        )
+    )
     with sdk.quiet_environment(region):
         session = sagemaker_session or sdk.PipelineSession(
             boto_session=offline_boto_session(region), default_bucket=default_bucket
