@@ -131,6 +131,7 @@ def test_processing_uses_parameters_for_resources_and_inputs(definition: dict) -
         # the inference output in parts for every Transform instance
         "--transform-instances",
         {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.TransformInstanceCount"}]}},
+        "--transform-concurrency", "4",  # the vCPUs of the default ml.m5.xlarge
     ]  # fmt: skip
     assert app["ImageUri"] == (
         "141502667606.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-scikit-learn:1.9-0-cpu-py3"
@@ -509,6 +510,10 @@ def test_the_stages_settings_override_each_default() -> None:
         "InvocationsMaxRetries": 0,
     }
     assert_aws_accepts(request)
+    # Preprocess cuts its output for the same number of requests per Transform instance
+    (preprocess,) = [s for s in definition["Steps"] if s["Name"] == "Preprocess"]
+    arguments = preprocess["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--transform-concurrency") + 1] == "8"
     # as --kwargs gives them: a mapping, resolved and checked for the type
     given = render(
         transform_instance_type="ml.m5.4xlarge", transform_requests={"max_payload_mb": 4}

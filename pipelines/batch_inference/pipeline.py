@@ -252,6 +252,7 @@ def get_pipeline(
             processing_code_url or f"{prefix}/code/preprocess.py",
             quality_code_url or f"{prefix}/code/quality.py",
             baseline_url,
+            transform.max_concurrent,
         )
         batch_transform = _transform_step(
             params,
@@ -403,9 +404,11 @@ def _preprocess_step(
     code_url: str,
     quality_code_url: str,
     baseline_url: str | None,
+    transform_concurrency: int = 1,
 ) -> sdk.ProcessingStep:
     """The Processing step: input sharded by S3 key so instance count scales it out; the
-    quality check and its gate run inside it, in the same pass over the rows."""
+    quality check and its gate run inside it, in the same pass over the rows; its output
+    cut into parts for the Transform's instances x the requests each serves at once."""
 
     def s3_input(name: str, uri: sdk.ParameterString | str, local_path: str, distribution: str):
         return sdk.ProcessingInput(
@@ -467,6 +470,8 @@ def _preprocess_step(
                 # the inference output is cut into parts for every Transform instance
                 "--transform-instances",
                 params.transform_count.to_string(),
+                "--transform-concurrency",
+                str(transform_concurrency),
             ],
         ),
         retry_policies=_retry_policies(),
