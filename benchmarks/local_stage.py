@@ -12,6 +12,9 @@ rows, then:
   ``preprocess.py`` command the executor ran (same arguments, environment and downloaded
   input) and the local Transform (``transform_object``, the same options and handlers) on
   Preprocess's local output. Target: at most 1.5x;
+* **two Transform instances** on the one large file: Preprocess cuts its output into parts
+  for both (``--transform-instances``), each instance runs on its own CPU. Targets: each
+  scores 40-60 % of the rows, and the stage takes at most 0.65x of one instance's;
 * **two Processing instances**: ``Preprocess`` with ``ProcessingInstanceCount=2`` over two
   input objects (``ShardedByS3Key``: one each) against one instance over the same two
   objects, both through the emulator. Target: at most 0.65x on this 2-core machine.
@@ -41,6 +44,7 @@ from stage_runtime import runs
 
 STAGE_TARGET = 1.5
 TWO_INSTANCES_TARGET = 0.65
+TWO_TRANSFORM_TARGET = 0.65
 
 
 class Captured:
@@ -57,7 +61,10 @@ class Captured:
         self._popen = processing.subprocess.Popen
 
         def run_processing(arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-            self.processing = arguments
+            # Preprocess's job, not Publish's (the third step, Processing too)
+            entrypoint = arguments["AppSpecification"]["ContainerEntrypoint"]
+            if any(str(part).endswith("preprocess.py") for part in entrypoint):
+                self.processing = arguments
             return self._run_processing(arguments, *args, **kwargs)
 
         def run_transform(arguments: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
@@ -89,7 +96,12 @@ def seconds(record: dict[str, Any], step: str | None = None) -> float:
 
 
 def run_stage(
-    aws: Any, tfvars: dict[str, Any], folder: str, instances: int, workdir: Path
+    aws: Any,
+    tfvars: dict[str, Any],
+    folder: str,
+    instances: int,
+    workdir: Path,
+    transform_instances: int = 1,
 ) -> dict[str, Any]:
     """The deployed definition on ``s3://<bucket>/<input>/<folder>/``, through the emulator."""
     s3 = aws.client("s3", "preprod")
@@ -99,7 +111,10 @@ def run_stage(
     )
     parameters = runs.schedule_parameters(
         tfvars, f"s3://{bucket}/{prefix.rstrip('/')}/{folder}/"
-    ) | {"ProcessingInstanceCount": str(instances), "TransformInstanceCount": "1"}
+    ) | {
+        "ProcessingInstanceCount": str(instances),
+        "TransformInstanceCount": str(transform_instances),
+    }
     return executor.execute(
         definition,
         parameters,
@@ -168,6 +183,14 @@ def split_in_two(path: Path, workdir: Path) -> tuple[Path, Path]:
     return halves
 
 
+def transform_shares(record: dict[str, Any]) -> dict[str, float]:
+    """Each Transform instance's share of the rows it scored."""
+    (step,) = [s for s in record["Steps"] if s["StepName"] == "BatchTransform"]
+    instances = step["Outcome"]["Instances"]
+    total = sum(i["RecordsIn"] for i in instances.values())
+    return {host: i["RecordsIn"] / total for host, i in instances.items()}
+
+
 def verdict(ratio: float, target: float) -> str:
     return "met" if ratio <= target else "NOT MET"
 
@@ -209,6 +232,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{seconds(record, 'BatchTransform'):.1f}s), the scripts on local files "
             f"{on_local_files:.1f}s ({local_preprocess:.1f}s, {local_transform:.1f}s): "
             f"{ratio:.2f}x (target <= {STAGE_TARGET}x: {verdict(ratio, STAGE_TARGET)})",
+            flush=True,
+        )
+
+        # the one large file again, scored by two Transform instances: Preprocess cuts its
+        # output into parts for both, each instance on its own CPU
+        fleet = run_stage(aws, tfvars, "one", 1, workdir / "two-transform", transform_instances=2)
+        shares = transform_shares(fleet)
+        ratio = seconds(fleet) / through_emulator
+        met = ratio <= TWO_TRANSFORM_TARGET and all(0.4 <= v <= 0.6 for v in shares.values())
+        print(
+            f"one input of {args.rows:,} rows, two Transform instances: rows scored "
+            + ", ".join(f"{host} {share:.0%}" for host, share in sorted(shares.items()))
+            + f" (target 40-60 % each); stage {seconds(fleet):.1f}s vs {through_emulator:.1f}s "
+            f"with one (BatchTransform {seconds(fleet, 'BatchTransform'):.1f}s vs "
+            f"{seconds(record, 'BatchTransform'):.1f}s): {ratio:.2f}x (target <= "
+            f"{TWO_TRANSFORM_TARGET}x): {'met' if met else 'NOT MET'}",
             flush=True,
         )
 

@@ -43,7 +43,7 @@ import numpy as np
 from common.image_uris import local_refusal
 from common.s3_locations import parse_s3_uri, transfer_extra_args
 from local_mode import columnar as columnar_path
-from local_mode import records, storage, twin
+from local_mode import cores, records, storage, twin
 from local_mode.container import Container, ContainerFailed, ContainerRefusal, InvocationTimeout
 from local_mode.expressions import DefinitionError
 from local_mode.invocations import Backend
@@ -201,8 +201,13 @@ def serve_model(model_dir: Path, environment: dict[str, str], work_dir: Path) ->
             return ModelServer(model_dir, environment)
         except ModelLoadError as error:
             raise StepFailed(str(error)) from None
+    # one gunicorn worker per vCPU, as the image starts on an instance: the CPUs this
+    # instance may use (the stack's own count, cpu_count(), would see the whole machine)
+    workers = len(os.sched_getaffinity(0))
     try:
-        return Container(model_dir, environment, work_dir=work_dir / "container").start()
+        return Container(
+            model_dir, environment, workers=workers, work_dir=work_dir / "container"
+        ).start()
     except (ContainerFailed, twin.TwinMissing) as error:
         raise StepFailed(f"the model's container did not start: {error}") from None
 
@@ -700,8 +705,14 @@ def _worker_run(
     options: TransformOptions,
     objects: list[tuple[str, str]],
     work_dir: str,
+    index: int = 0,
+    count: int = 1,
 ) -> list[ObjectResult]:
-    """One instance: load the model once, transform its share of the objects."""
+    """Instance ``index`` of ``count``: on its own share of the CPUs (as each instance has its
+    own vCPUs on AWS; the model's container it starts inherits them), load the model once,
+    transform its share of the objects."""
+    if count > 1:
+        os.sched_setaffinity(0, cores.share(index, count))
     s3 = credentials.session().client("s3")
     root = Path(work_dir)
     server = load_model(s3, spec, root)
@@ -739,12 +750,14 @@ def run_transform(
         )
     shares = [objects[i::count] for i in range(count)]
     results: list[ObjectResult] = []
+    hosts: list[str] = []  # which instance scored each result
     if count == 1:
         server = load_model(s3, spec, work_dir)
         transformer = RecordTransformer(server, options)
         try:
             for result in transform_objects(s3, transformer, objects, work_dir):
                 results.append(result)
+                hosts.append("algo-1")
                 _log_object(log, result)
         finally:
             transformer.close()
@@ -758,21 +771,36 @@ def run_transform(
                     instance_dir = work_dir / f"algo-{index + 1}"
                     instance_dir.mkdir(parents=True, exist_ok=True)
                     futures.append(
-                        pool.submit(
-                            _worker_run,
-                            _Credentials.of(session),
-                            spec,
-                            options,
-                            share,
-                            str(instance_dir),
+                        (
+                            instance_dir.name,
+                            pool.submit(
+                                _worker_run,
+                                _Credentials.of(session),
+                                spec,
+                                options,
+                                share,
+                                str(instance_dir),
+                                index,
+                                count,
+                            ),
                         )
                     )
-            for future in futures:
+            for host, future in futures:
                 for result in future.result():
                     results.append(result)
+                    hosts.append(host)
                     _log_object(log, result)
+    instances: dict[str, dict[str, int]] = {}
+    for host, result in zip(hosts, results, strict=True):
+        scored = instances.setdefault(host, {"Objects": 0, "RecordsIn": 0})
+        scored["Objects"] += 1
+        scored["RecordsIn"] += result.records_in
     return {
-        "Objects": [{k: v for k, v in vars(r).items() if k != "metrics"} for r in results],
+        "Objects": [
+            {**{k: v for k, v in vars(r).items() if k != "metrics"}, "instance": host}
+            for host, r in zip(hosts, results, strict=True)
+        ],
+        "Instances": instances,
         "RecordsIn": sum(r.records_in for r in results),
         "RecordsOut": sum(r.records_out for r in results),
         "Metrics": [line for r in results for line in r.metrics],

@@ -315,6 +315,15 @@ def test_several_instances_share_the_objects(aws, s3, model, tmp_path) -> None:
     assert sorted(
         p.name for p in tmp_path.joinpath("Score").iterdir() if p.name.startswith("algo")
     ) == ["algo-1", "algo-2"]
+    # objects dealt in turn (ShardedByS3Key's way): 0 and 2 to the first, 1 to the second
+    outcome = record["Steps"][0]["Outcome"]
+    assert outcome["Instances"] == {
+        "algo-1": {"Objects": 2, "RecordsIn": 2},
+        "algo-2": {"Objects": 1, "RecordsIn": 1},
+    }
+    assert [(o["source"].rsplit("/", 1)[1], o["instance"]) for o in outcome["Objects"]] == [
+        ("part-0.csv", "algo-1"), ("part-2.csv", "algo-1"), ("part-1.csv", "algo-2"),
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("instances", [1, 2])
