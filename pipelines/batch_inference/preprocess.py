@@ -37,8 +37,8 @@ from the training ones. Fitted transforms travel inside the model artifact.
 
 Files are streamed in blocks (pyarrow's incremental CSV reader, Parquet's record batches,
 JSON Lines by lines), so memory stays flat whatever the input size. ``--workers`` processes
-(default: one per vCPU, as many as ``--max-memory-mb`` holds) read files side by side, and
-a large plain CSV file in spans of whole lines; the rows, counts, rejections and drift are
+(default: one per vCPU, as many as ``--max-memory-mb`` holds) read files side by side, a
+large plain CSV file in spans of whole lines and a large Parquet file by its row groups; the rows, counts, rejections and drift are
 those of one process reading each file whole. The script runs inside
 SageMaker's scikit-learn container, which ships pyarrow and pandas; of this repository it
 needs only ``quality.py``, which the job receives as its own input beside this script
@@ -1095,7 +1095,18 @@ _PARQUET_WANTED = {
 }  # fmt: skip
 
 
-def _read_parquet(path: Path, rows: _Rows, block_size: int) -> None:
+def _row_group_count(path: Path) -> int:
+    """A Parquet file's row groups, 0 when its footer cannot be read (it is then read whole,
+    and quarantined as such)."""
+    try:
+        return pq.ParquetFile(path).metadata.num_row_groups
+    except _PARQUET_ERRORS:
+        return 0
+
+
+def _read_parquet(
+    path: Path, rows: _Rows, block_size: int, row_groups: list[int] | None = None
+) -> None:
     """A Parquet file, by record batches of the schema's columns only (never the whole file:
     memory follows the batch and the row group, not the file). Its columns are checked
     against the schema first; each batch is then cast to text and goes through the same
@@ -1144,7 +1155,10 @@ def _read_parquet(path: Path, rows: _Rows, block_size: int) -> None:
     rows.summary.ignored_columns = [n for n in names if n not in schema.columns]
     present = [c for c in schema.columns if c in names]
     batches = parquet.iter_batches(
-        batch_size=max(1024, block_size // 64), columns=present, use_threads=False
+        batch_size=max(1024, block_size // 64),
+        row_groups=row_groups,
+        columns=present,
+        use_threads=False,
     )
     for batch in _read_each(batches, _PARQUET_ERRORS, _parquet_problem, total):
         text = [pc.fill_null(pc.cast(batch.column(n), pa.string()), "") for n in present]
@@ -1338,7 +1352,8 @@ class _Job:
 
 @dataclass(frozen=True)
 class _Unit:
-    """One file, or one span of a large plain CSV file (with the file's checked header)."""
+    """One file, one span of a large plain CSV file (with the file's checked header), or
+    some row groups of a large Parquet file (its part number ``piece``)."""
 
     index: int
     path: Path
@@ -1347,6 +1362,12 @@ class _Unit:
     size: int
     span: Span | None = None
     header: tuple[str, ...] = ()
+    groups: tuple[int, ...] = ()
+    piece: int = 0
+
+    @property
+    def split(self) -> bool:
+        return self.span is not None or bool(self.groups)
 
 
 @dataclass
@@ -1375,8 +1396,18 @@ def peak_memory_mb() -> float:
 def _run_unit(job: _Job, unit: _Unit) -> _Done:
     """Read one unit into its own outputs (in a worker process, or in this one)."""
     drift = job.drift.fresh() if job.drift is not None else None
-    if unit.span is None:
-        summary: FileSummary | None = process_file(
+    summary: FileSummary | None
+    if unit.groups:
+        rows = _Rows(unit.relative, job.schema, job.output_dir, "parquet", drift, None, unit.piece)
+        try:
+            _read_parquet(unit.path, rows, job.block_size, list(unit.groups))
+            summary = rows.summary
+        except _Unreadable:
+            summary, drift = None, None
+        finally:
+            rows.close()
+    elif unit.span is None:
+        summary = process_file(
             unit.path, unit.relative, job.schema, job.output_dir, job.block_size, drift,
             unit.kind, job.part_bytes,
         )  # fmt: skip
@@ -1564,10 +1595,20 @@ def _plan(
     estimate = sum(_estimated_output(p, k, n) for (p, k), n in zip(files, sizes, strict=True))
     least = sizing.min_part_bytes
     part_bytes = max(least, math.ceil(estimate / sizing.parts)) if sizing.parts > 1 else None
-    splittable = [i for i, (path, kind) in enumerate(files) if kind == "csv" and not gzipped(path)]
+    # what a plain CSV file's spans and a Parquet file's row groups are cut by: the CSV they
+    # write (a CSV file's own bytes; a Parquet file's estimated from its compressed ones)
+    weights = [
+        n if kind == "csv" else _estimated_output(p, kind, n)
+        for (p, kind), n in zip(files, sizes, strict=True)
+    ]
+    splittable = [
+        i
+        for i, (path, kind) in enumerate(files)
+        if (kind == "csv" and not gzipped(path)) or kind == "parquet"
+    ]
     span_bytes: int | None = None
     if sizing.workers > 1 or part_bytes is not None:
-        share = sum(sizes[i] for i in splittable) / (SPANS_PER_WORKER * sizing.workers)
+        share = sum(weights[i] for i in splittable) / (SPANS_PER_WORKER * sizing.workers)
         span_bytes = max(least, math.ceil(share))
         if part_bytes is not None:
             span_bytes = min(span_bytes, part_bytes)
@@ -1575,7 +1616,19 @@ def _plan(
     finished: dict[int, FileSummary] = {}
     for index, (path, kind) in enumerate(files):
         relative = path.relative_to(input_dir)
-        if index in splittable and span_bytes is not None and sizes[index] > span_bytes:
+        big = index in splittable and span_bytes is not None and weights[index] > span_bytes
+        if big and kind == "parquet" and span_bytes is not None:
+            groups = _row_group_count(path)
+            pieces = min(groups, math.ceil(weights[index] / span_bytes))
+            if pieces > 1:
+                bounds = [groups * n // pieces for n in range(pieces + 1)]  # contiguous
+                units += [
+                    _Unit(index, path, relative, kind, int(weights[index] / pieces),
+                          groups=tuple(range(bounds[n], bounds[n + 1])), piece=n + 1)
+                    for n in range(pieces)
+                ]  # fmt: skip
+                continue
+        elif big and span_bytes is not None:
             header = csv_header(path, relative, schema, output_dir)
             if isinstance(header, FileSummary):
                 finished[index] = header
@@ -1630,7 +1683,7 @@ def run(
             continue
         mine = [(u, d) for u, d in zip(units, done, strict=True) if u.index == index]
         (unit, first), *_ = mine
-        if unit.span is not None:
+        if unit.split:
             results.append(_merge_spans(job, unit, [d for _, d in mine], drift))
             continue
         assert first.summary is not None
