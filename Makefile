@@ -105,6 +105,7 @@ benchmark: $(STAMP) $(TWIN_STAMP)
 	$(BIN)/python -m benchmarks.transform
 	$(BIN)/python -m benchmarks.quality
 	$(BIN)/python -m benchmarks.parquet_input
+	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.local_stage
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.throughput --record

@@ -102,8 +102,11 @@ def run_stage(
     instances: int,
     workdir: Path,
     transform_instances: int = 1,
+    one_object: bool = False,
 ) -> dict[str, Any]:
-    """The deployed definition on ``s3://<bucket>/<input>/<folder>/``, through the emulator."""
+    """The deployed definition on ``s3://<bucket>/<input>/<folder>/``, through the emulator
+    (``one_object``: Preprocess as before #34, one process writing one inference object per
+    input file)."""
     s3 = aws.client("s3", "preprod")
     bucket, prefix = storage.parse_s3_uri(tfvars["input_data_url"])
     definition = executor.load_definition(
@@ -115,6 +118,12 @@ def run_stage(
         "ProcessingInstanceCount": str(instances),
         "TransformInstanceCount": str(transform_instances),
     }
+    if one_object:
+        (step,) = [s for s in definition["Steps"] if s["Name"] == "Preprocess"]
+        arguments = step["Arguments"]["AppSpecification"]["ContainerArguments"]
+        for option, value in (("--transform-instances", "1"), ("--transform-concurrency", "1")):
+            arguments[arguments.index(option) + 1] = value
+        arguments += ["--workers", "1"]
     return executor.execute(
         definition,
         parameters,
@@ -248,6 +257,21 @@ def main(argv: list[str] | None = None) -> int:
             f"with one (BatchTransform {seconds(fleet, 'BatchTransform'):.1f}s vs "
             f"{seconds(record, 'BatchTransform'):.1f}s): {ratio:.2f}x (target <= "
             f"{TWO_TRANSFORM_TARGET}x): {'met' if met else 'NOT MET'}",
+            flush=True,
+        )
+        # what the parts buy: the same two instances when Preprocess writes one object
+        before = run_stage(
+            aws, tfvars, "one", 1, workdir / "one-object", transform_instances=2, one_object=True
+        )
+        ratio = seconds(fleet, "BatchTransform") / seconds(before, "BatchTransform")
+        print(
+            "two Transform instances, the same input as one inference object (before #34): rows "
+            "scored "
+            + ", ".join(
+                f"{host} {share:.0%}" for host, share in sorted(transform_shares(before).items())
+            )
+            + f"; BatchTransform {seconds(before, 'BatchTransform'):.1f}s, with the parts "
+            f"{seconds(fleet, 'BatchTransform'):.1f}s: {ratio:.2f}x",
             flush=True,
         )
 
