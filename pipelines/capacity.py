@@ -3,14 +3,15 @@ that meet a deadline, projected from rates measured on this machine.
 
     python -m pipelines.capacity --rows 100000000 --instance-type ml.m5.xlarge
         [--transform-instance-type TYPE] [--instances N] [--deadline 2h]
-        [--bytes-per-row B] [--startup-minutes M] [--measurements FILE] [--prices FILE]
-        [--markdown]
+        [--bytes-per-row B] [--startup-minutes M] [--volume-gb G] [--measurements FILE]
+        [--prices FILE] [--markdown]
 
 Per step: wall = start-up + transfer + compute, where compute is the rows over the per-core
 rate ``python -m benchmarks.throughput --record`` measured (``capacity_measurements.json``)
 times the cores the step uses on the type (``pipelines/instance_types.py``) times the
 instances; Preprocess downloads its input and uploads its output around the script
-(``File`` mode, ``EndOfJob``), Transform streams while it scores. Cost = instances x wall x
+(``File`` mode, ``EndOfJob``), and both must fit each instance's volume (``--volume-gb``, the
+stage's ``processing_volume_size_gb``); Transform streams while it scores. Cost = instances x wall x
 the on-demand price (``pipelines/prices.py``). ``--deadline`` finds the cheapest pair of
 counts (1 to 100 each, SageMaker's limit) whose two steps end within it. ``--rows`` takes a
 comma-separated list; ``--markdown`` prints one table row per value (the README's table).
@@ -18,8 +19,9 @@ The model, its sources and what stays unproven: docs/capacity.md.
 
 Exit codes (common/exit_codes.py): 0 the plan was printed (and, with ``--deadline``, counts
 meet it); 2 bad arguments or inputs (an unknown type, rows <= 0, a deadline that is not a
-duration, a measurements or price file that cannot be read); 3 no count up to 100 per step
-meets the deadline (the line says why). Every failure is one line on stderr.
+duration, a volume AWS refuses, a measurements or price file that cannot be read); 3 no
+count up to 100 per step meets the deadline (the line says why). Every failure is one line
+on stderr.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 
 from common.exit_codes import EXECUTION_FAILED, SUCCESS, USAGE_ERROR, CommandFailed
 from pipelines import prices
+from pipelines.batch_inference import processing_settings
 from pipelines.instance_types import InstanceType, UnknownInstanceType, instance_type
 
 MEASUREMENTS = Path(__file__).with_name("capacity_measurements.json")
@@ -46,10 +49,11 @@ MAX_INSTANCES = 100
 # the share of an instance's memory Preprocess's workers may take (the rest: the OS,
 # SageMaker's agent, the page cache the downloaded input sits in)
 MEMORY_SHARE = 0.8
-# Preprocess's storage volume per instance: the SDK's ScriptProcessor default (GB are GiB on
-# EBS), which the definition does not change; its input is downloaded there and its output
-# written there before the upload, so both must fit, with a tenth kept for the rest
-VOLUME_GIB = 30
+# Preprocess's storage volume per instance, by default the stage's default (GB are GiB on
+# EBS): its input is downloaded there and its output written there before the upload, so
+# both must fit, with a tenth kept for the rest
+VOLUME_GIB = processing_settings.DEFAULT_VOLUME_GB
+VOLUME_SETTING = processing_settings.SETTING_NAME
 VOLUME_USABLE = 0.9
 # SageMaker's start-up per job before the script or the model serves (provisioning, the
 # image pull, the container start): an estimate from reports, not a measurement; sources in
@@ -139,11 +143,17 @@ class StepPlan:
     overlapped: bool  # transfer runs while it computes (Transform) or around it (Preprocess)
     price: float | None  # USD per instance-hour, None when the table has none
     disk_gib: float = 0.0  # what an instance stores on its volume (Preprocess: in + out)
+    volume_gib: int = VOLUME_GIB  # each instance's volume (Preprocess's: the stage's setting)
 
     @property
     def fits(self) -> bool:
         """Whether an instance's share fits its storage volume (Transform streams)."""
-        return self.disk_gib <= VOLUME_GIB * VOLUME_USABLE
+        return self.disk_gib <= self.volume_gib * VOLUME_USABLE
+
+    @property
+    def volume_needed_gib(self) -> int:
+        """The smallest volume an instance's share fits, a tenth kept for the rest."""
+        return max(1, math.ceil(self.disk_gib / VOLUME_USABLE))
 
     @property
     def wall_s(self) -> float:
@@ -203,6 +213,7 @@ def preprocess_step(
     rates: Rates,
     startup_s: float,
     price: float | None,
+    volume_gib: int = VOLUME_GIB,
 ) -> StepPlan:
     """Preprocess: one worker per vCPU, as many as memory holds; the workers run on the
     physical cores (a second hardware thread's gain is not counted); the input is
@@ -220,7 +231,7 @@ def preprocess_step(
     transfer = moved / _bytes_per_second(kind)
     return StepPlan(
         "Preprocess", kind, instances, workers, cores, startup_s, transfer, compute, False, price,
-        disk_gib=moved / 2**30,
+        disk_gib=moved / 2**30, volume_gib=volume_gib,
     )  # fmt: skip
 
 
@@ -251,6 +262,7 @@ class Settings:
     rates: Rates
     startup_s: float
     table: dict[str, Any]
+    volume_gib: int = VOLUME_GIB  # each Preprocess instance's (processing_volume_size_gb)
 
     def price(self, kind: InstanceType, job: prices.Job) -> float | None:
         try:
@@ -264,6 +276,7 @@ class Settings:
             preprocess_step(
                 self.rows, self.processing_type, processing_instances, self.rates,
                 self.startup_s, self.price(self.processing_type, "processing"),
+                self.volume_gib,
             ),
             transform_step(
                 self.rows, self.transform_type, transform_instances, self.rates,
@@ -295,7 +308,8 @@ def recommend(settings: Settings, deadline_s: float, cap: int = MAX_INSTANCES) -
     if not fastest.preprocess.fits:
         reason = (
             f"even {cap} Preprocess instances need {fastest.preprocess.disk_gib:.0f} GiB each on "
-            f"a {VOLUME_GIB} GiB volume"
+            f"a {settings.volume_gib} GiB volume ({VOLUME_SETTING}: raise it to at least "
+            f"{fastest.preprocess.volume_needed_gib})"
         )
     elif 2 * settings.startup_s >= deadline_s:
         reason = (
@@ -372,10 +386,11 @@ def describe(plan: Plan) -> list[str]:
     lines.append(f"{'pipeline':<74}{duration(plan.wall_s):>12}{_money(plan.cost):>11}")
     step = plan.preprocess
     if not step.fits:
-        needed = math.ceil(step.disk_gib * step.instances / (VOLUME_GIB * VOLUME_USABLE))
+        needed = math.ceil(step.disk_gib * step.instances / (step.volume_gib * VOLUME_USABLE))
         lines.append(
             f"WILL NOT FIT: Preprocess stores {step.disk_gib:.0f} GiB per instance (input and "
-            f"output) on a {VOLUME_GIB} GiB volume: give it at least {needed} instances"
+            f"output) on a {step.volume_gib} GiB volume: give it at least {needed} instances, "
+            f"or set {VOLUME_SETTING} to at least {step.volume_needed_gib}"
         )
     return lines
 
@@ -418,6 +433,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--deadline", help="recommend counts that finish within it, e.g. 2h")
     add("--bytes-per-row", type=float, help="your input's width (default: the sample's)")
     add("--startup-minutes", type=float, default=STARTUP_MINUTES, help="start-up per job")
+    add(
+        "--volume-gb",
+        type=int,
+        default=VOLUME_GIB,
+        help=f"each Preprocess instance's volume, the stage's {VOLUME_SETTING} ({VOLUME_GIB})",
+    )
     add("--measurements", type=Path, help="rates file (default: the shipped one)")
     add("--prices", type=Path, help="price table (default: the shipped one)")
     add("--markdown", action="store_true", help="one table row per --rows value")
@@ -443,9 +464,14 @@ def settings_from(args: argparse.Namespace, rows: int) -> Settings:
         table = prices.load_table(args.prices)
     except prices.PriceTableError as error:
         raise CommandFailed(str(error)) from None
+    problem = processing_settings.volume_problem(args.volume_gb, "--volume-gb")
+    if problem:
+        raise CommandFailed(problem)
     processing = _kind(args.instance_type)
     transform = _kind(args.transform_instance_type or args.instance_type)
-    return Settings(rows, processing, transform, rates, args.startup_minutes * 60, table)
+    return Settings(
+        rows, processing, transform, rates, args.startup_minutes * 60, table, args.volume_gb
+    )
 
 
 def run(args: argparse.Namespace) -> tuple[list[str], int]:
@@ -461,7 +487,7 @@ def run(args: argparse.Namespace) -> tuple[list[str], int]:
     for rows in counts:
         settings = Settings(
             rows, settings.processing_type, settings.transform_type, settings.rates,
-            settings.startup_s, settings.table,
+            settings.startup_s, settings.table, settings.volume_gib,
         )  # fmt: skip
         plan = settings.plan(args.instances, args.instances)
         best, missed = None, None
@@ -498,6 +524,8 @@ def footnotes(settings: Settings) -> list[str]:
         f"{rates.serving_per_core:,.0f} rows/s per core, {rates.input_bytes_per_row:,.0f} bytes "
         f"a row in; start-up {settings.startup_s / 60:g} min per job (an estimate); * Transform's "
         "transfer runs while it scores",
+        f"Preprocess's volume: {settings.volume_gib} GiB per instance ({VOLUME_SETTING}, "
+        "--volume-gb), 90 % of it for the instance's input and output",
         f"prices: {table.get('region', 'region not stated')} on-demand, {table['path']}"
         + (" (NOT verified against AWS's page: docs/capacity.md)" if unverified else ""),
     ]

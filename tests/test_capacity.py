@@ -156,8 +156,52 @@ def test_preprocess_gets_the_instances_its_volume_needs(files: tuple[Path, Path]
     lines = capacity.describe(chosen.plan(1, 1))
     assert lines[-1] == (
         f"WILL NOT FIT: Preprocess stores {stored:.0f} GiB per instance (input and output) on "
-        f"a 30 GiB volume: give it at least {math.ceil(stored / usable)} instances"
+        f"a 30 GiB volume: give it at least {math.ceil(stored / usable)} instances, or set "
+        f"processing_volume_size_gb to at least {math.ceil(stored / 0.9)}"
     )
+
+
+def settings_with_volume(files: tuple[Path, Path], rows: int, volume_gb: int) -> capacity.Settings:
+    args = capacity._parser().parse_args(
+        cli(files, "--rows", str(rows), "--instance-type", "ml.m5.xlarge",
+            "--volume-gb", str(volume_gb))
+    )  # fmt: skip
+    return capacity.settings_from(args, rows)
+
+
+def test_the_stages_volume_decides_what_fits_and_what_the_fix_is(
+    files: tuple[Path, Path],
+) -> None:
+    """--volume-gb is the stage's processing_volume_size_gb: the share that fits an
+    instance, the counts recommended, and the size the message asks for."""
+    rows = 100_000_000
+    stored = rows * (500 + 400) / 2**30  # 83.8 GiB of input and output on one instance
+    needed = math.ceil(stored / 0.9)  # 94: a tenth of the volume kept for the rest
+    assert settings(files, rows).volume_gib == 30  # without --volume-gb: the stage's default
+    assert not settings_with_volume(files, rows, needed - 1).plan(1, 1).fits
+    assert settings_with_volume(files, rows, needed).plan(1, 1).fits
+    # the plan without the volume's constraint: one instance per step when it fits
+    best = capacity.recommend(settings_with_volume(files, rows, needed), 10 * 3600)
+    assert (best.preprocess.instances, best.transform.instances) == (1, 1)
+    small = capacity.recommend(settings_with_volume(files, rows, 30), 10 * 3600)
+    assert small.preprocess.instances == math.ceil(stored / (30 * 0.9)) == 4
+    # what the footnotes and the refusal say
+    lines, _ = capacity.run(
+        capacity._parser().parse_args(
+            cli(files, "--rows", str(rows), "--instance-type", "ml.m5.xlarge",
+                "--volume-gb", "500")
+        )
+    )  # fmt: skip
+    assert (
+        "Preprocess's volume: 500 GiB per instance (processing_volume_size_gb, --volume-gb), "
+        "90 % of it for the instance's input and output"
+    ) in lines
+    assert not any(line.startswith("WILL NOT FIT") for line in lines)
+    with pytest.raises(capacity.NoCountMeetsDeadline, match=(
+        r"even 100 Preprocess instances need 84 GiB each on a 60 GiB volume "
+        r"\(processing_volume_size_gb: raise it to at least 94\)"
+    )):  # fmt: skip
+        capacity.recommend(settings_with_volume(files, 10**10, 60), 24 * 3600)
 
 
 def test_no_count_meets_a_deadline_shorter_than_the_start_ups(
@@ -243,6 +287,13 @@ def test_a_type_without_a_price_is_projected_and_its_cost_named_missing(
          "--instances 101 must be 1 to 100"),
         (["--rows", "10", "--instance-type", "ml.m5.xlarge", "--bytes-per-row", "0"],
          "--bytes-per-row 0 must be more than 0"),
+        (["--rows", "10", "--instance-type", "ml.m5.xlarge", "--volume-gb", "0"],
+         "--volume-gb must be a whole number from 1 to 16384 (GB of storage per Processing "
+         "instance, AWS's range for VolumeSizeInGB), got 0"),
+        (["--rows", "10", "--instance-type", "ml.m5.xlarge", "--volume-gb", "16385"],
+         "--volume-gb must be a whole number from 1 to 16384"),
+        (["--rows", "10", "--instance-type", "ml.m5.xlarge", "--volume-gb", "1.5"],
+         "argument --volume-gb: invalid int value: '1.5'"),
         (["--instance-type", "ml.m5.xlarge"], "the following arguments are required: --rows"),
     ],
 )  # fmt: skip
