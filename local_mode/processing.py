@@ -10,6 +10,11 @@ Sharding follows SageMaker's ``ShardedByS3Key``: the sorted objects are dealt to
 instances in turn, so instance ``i`` of ``n`` gets objects ``i, i+n, i+2n, ...``. Each
 instance runs on its own share of this machine's CPUs (``cores``), as each has its own
 vCPUs on AWS.
+
+Each instance's storage volume (``VolumeSizeInGB``) holds its downloaded inputs and the
+outputs its script writes until the upload: an instance that stores more than its volume
+fails the step, after the download or after the script, as the job would fail on SageMaker
+with no space left on the device, and nothing is uploaded.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from common.image_uris import local_refusal
 from local_mode import cores, storage, twin
 from local_mode.expressions import DefinitionError
+from pipelines.batch_inference import processing_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -38,6 +44,8 @@ STDERR_TAIL_LINES = 20
 EXIT_MESSAGE = "/opt/ml/output/message"
 EXIT_MESSAGE_BYTES = 1024
 UPLOAD_THREADS = 4  # output folders uploaded at once (the big ones are a job's data)
+GIB = 2**30  # a volume's GB are GiB (EBS sizes)
+NEARLY_FULL = 0.9  # a share of the volume worth a line in the log
 
 
 class StepFailed(Exception):
@@ -56,6 +64,72 @@ def instance_count(resources: dict[str, Any]) -> int:
     if count < 1:
         raise StepFailed(f"InstanceCount must be at least 1, got {count}")
     return count
+
+
+def volume_gb(cluster: dict[str, Any]) -> int:
+    """A Processing job's ``VolumeSizeInGB``, as AWS accepts it (required, 1 to 16384)."""
+    if "VolumeSizeInGB" not in cluster:
+        raise DefinitionError(
+            "ProcessingResources.ClusterConfig.VolumeSizeInGB is required (AWS refuses a "
+            "Processing job without it)"
+        )
+    name = (
+        f"VolumeSizeInGB (the stage file's {processing_settings.SETTING_NAME}, a run's "
+        f"{processing_settings.PARAMETER_NAME})"
+    )
+    problem = processing_settings.volume_problem(cluster["VolumeSizeInGB"], name)
+    if problem:
+        raise StepFailed(problem)
+    return int(cluster["VolumeSizeInGB"])
+
+
+def stored_bytes(root: Path, container_paths: Iterable[str]) -> int:
+    """The bytes of the files under these container folders of one instance (each file
+    once), as they take room on its volume: their full size, as S3 sent or will receive it."""
+    files = {
+        path
+        for folder in container_paths
+        for path in _local(root, folder).rglob("*")
+        if path.is_file() and not path.is_symlink()
+    }
+    return sum(path.stat().st_size for path in files)
+
+
+def check_volume(
+    roots: dict[str, Path],
+    arguments: dict[str, Any],
+    volume: int,
+    log: Callable[[str], None],
+    written: bool,
+) -> None:
+    """Fail the step when an instance stores more than its volume: its downloaded inputs
+    (and, once the script ran, ``written``, its outputs)."""
+    inputs = [c["S3Input"]["LocalPath"] for c in arguments.get("ProcessingInputs", [])]
+    outputs = [
+        o["S3Output"]["LocalPath"]
+        for o in arguments.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    ]
+    over = []
+    for host, root in roots.items():
+        downloaded = stored_bytes(root, inputs)
+        stored = stored_bytes(root, inputs + outputs) if written else downloaded
+        if stored > volume * GIB:
+            what = (
+                f"{downloaded / GIB:.2f} GiB of inputs, {(stored - downloaded) / GIB:.2f} GiB "
+                "of outputs"
+                if written
+                else "its inputs, before the script started"
+            )
+            over.append(f"{host} stores {stored / GIB:.2f} GiB on its {volume} GiB volume ({what})")
+        elif stored > volume * GIB * NEARLY_FULL:
+            log(f"    {host}: {stored / GIB:.2f} GiB stored on its {volume} GiB volume")
+    if over:
+        raise StepFailed(
+            f"{'; '.join(over)}: on SageMaker the job would fail with no space left on the "
+            f"device; raise VolumeSizeInGB (the stage file's {processing_settings.SETTING_NAME}, "
+            f"a run's {processing_settings.PARAMETER_NAME}) or spread the input over more "
+            "instances (ProcessingInstanceCount)"
+        )
 
 
 def host_names(count: int) -> list[str]:
@@ -87,6 +161,7 @@ def run_processing(
     """Run the job described by ``arguments`` (a resolved CreateProcessingJob request):
     prepare each instance, run them side by side, upload their outputs."""
     count = instance_count(arguments["ProcessingResources"]["ClusterConfig"])
+    volume = volume_gb(arguments["ProcessingResources"]["ClusterConfig"])
     entrypoint = _python_entrypoint(arguments["AppSpecification"])
     refusal = local_refusal(arguments["AppSpecification"].get("ImageUri"))
     if refusal:
@@ -113,6 +188,7 @@ def run_processing(
         for output in outputs:
             _local(roots[host], output["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
     log(f"    inputs downloaded in {time.perf_counter() - started:.1f}s")
+    check_volume(roots, arguments, volume, log, written=False)
     started = time.perf_counter()
     processes = {
         host: _start_instance(arguments, interpreter, entrypoint, roots[host], host, hosts)
@@ -128,6 +204,10 @@ def run_processing(
     metrics = [line for root in roots.values() for line in metric_lines(root / "job.log")]
     if failures:
         raise StepFailed("; ".join(failures), metrics)
+    try:  # before anything is uploaded
+        check_volume(roots, arguments, volume, log, written=True)
+    except StepFailed as error:
+        raise StepFailed(str(error), metrics) from None
     log(f"    script ran in {time.perf_counter() - started:.1f}s")
     started = time.perf_counter()
     kms = arguments.get("ProcessingOutputConfig", {}).get("KmsKeyId")

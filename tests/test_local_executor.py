@@ -557,6 +557,9 @@ PROCESSING_SCRIPT = textwrap.dedent(
     if (data / "fail.txt").exists():
         print("bad input: fail.txt present", file=sys.stderr)
         sys.exit(4)
+    if (data / "big.txt").exists():  # an output of that many bytes, sparse: no disk used
+        with open(out / "big.bin", "wb") as handle:
+            handle.truncate(int((data / "big.txt").read_text()))
     host = json.loads(Path(args["--config"]).read_text())["current_host"]
     files = sorted(p.relative_to(data).as_posix() for p in data.rglob("*") if p.is_file())
     schema = Path(args["--schema"]).read_text()
@@ -568,7 +571,10 @@ PROCESSING_SCRIPT = textwrap.dedent(
 def processing_definition(count: int = 2) -> dict:
     return {
         "Version": "2020-12-01",
-        "Parameters": [{"Name": "Count", "Type": "Integer", "DefaultValue": count}],
+        "Parameters": [
+            {"Name": "Count", "Type": "Integer", "DefaultValue": count},
+            {"Name": "Volume", "Type": "Integer", "DefaultValue": 30},
+        ],
         "Steps": [
             {
                 "Name": "Prep",
@@ -578,7 +584,7 @@ def processing_definition(count: int = 2) -> dict:
                         "ClusterConfig": {
                             "InstanceType": "ml.m5.xlarge",
                             "InstanceCount": {"Get": "Parameters.Count"},
-                            "VolumeSizeInGB": 30,
+                            "VolumeSizeInGB": {"Get": "Parameters.Volume"},
                         }
                     },
                     "AppSpecification": {
@@ -705,6 +711,121 @@ def test_failing_script_fails_the_step_with_its_stderr_and_stops(
     assert reason == "algo-1 exited with code 4: bad input: fail.txt present"
     assert record["FailureReason"].startswith("Step Prep failed: algo-1 exited with code 4")
     assert keys(s3, "reports/") == []
+
+
+def prep_request(definition: dict, parameters: dict[str, Any]) -> dict:
+    """The Prep step's CreateProcessingJob request as the run submits it."""
+    from local_mode.expressions import Context, resolve, resolve_parameters
+
+    context = Context(
+        parameters=resolve_parameters(definition, parameters),
+        execution={"PipelineExecutionId": "exec00000001"},
+    )
+    arguments = resolve(definition["Steps"][0]["Arguments"], context)
+    return {**arguments, "ProcessingJobName": "prep-exec00000001"}
+
+
+GIB = 2**30
+VOLUME_FIX = (
+    "on SageMaker the job would fail with no space left on the device; raise VolumeSizeInGB "
+    "(the stage file's processing_volume_size_gb, a run's ProcessingVolumeSizeInGB) or spread "
+    "the input over more instances (ProcessingInstanceCount)"
+)
+
+
+def test_an_instance_that_writes_more_than_its_volume_fails_before_the_upload(
+    aws, s3, model, processing_inputs, tmp_path
+) -> None:
+    """A request AWS accepts (1 GB is in its range) whose job cannot hold what it writes: the
+    step fails naming the setting, nothing is uploaded, the next step never starts."""
+    from tests.provider_requests import Request, problems
+
+    big = int(1.25 * GIB)
+    put(s3, "raw/big.txt", str(big).encode())
+    definition = processing_definition(1)
+    request = prep_request(definition, {"Volume": 1})
+    assert request["ProcessingResources"]["ClusterConfig"]["VolumeSizeInGB"] == 1
+    assert problems(Request("sagemaker", "CreateProcessingJob", request)) == []
+    record = run(aws, definition, tmp_path, {"Volume": 1})
+    assert record["PipelineExecutionStatus"] == "Failed"
+    assert [s["StepName"] for s in record["Steps"]] == ["Prep"]
+    # big.bin and the script's report written; a few hundred bytes downloaded
+    assert record["Steps"][0]["FailureReason"] == (
+        f"algo-1 stores 1.25 GiB on its 1 GiB volume (0.00 GiB of inputs, 1.25 GiB of outputs): "
+        f"{VOLUME_FIX}"
+    )
+    assert keys(s3, "reports/") == []
+
+
+def test_a_volume_aws_refuses_fails_the_step_naming_the_setting(
+    aws, s3, model, processing_inputs, tmp_path
+) -> None:
+    from tests.provider_requests import Request, problems
+
+    definition = processing_definition(1)
+    assert problems(Request("sagemaker", "CreateProcessingJob", prep_request(definition, {
+        "Volume": 16385
+    })))  # fmt: skip
+    record = run(aws, definition, tmp_path, {"Volume": 16385})
+    assert record["PipelineExecutionStatus"] == "Failed"
+    assert record["Steps"][0]["FailureReason"] == (
+        "VolumeSizeInGB (the stage file's processing_volume_size_gb, a run's "
+        "ProcessingVolumeSizeInGB) must be a whole number from 1 to 16384 (GB of storage per "
+        "Processing instance, AWS's range for VolumeSizeInGB), got 16385"
+    )
+    del definition["Steps"][0]["Arguments"]["ProcessingResources"]["ClusterConfig"][
+        "VolumeSizeInGB"
+    ]
+    record = run(aws, definition, tmp_path / "2")
+    assert record["Steps"][0]["FailureReason"] == (
+        "ProcessingResources.ClusterConfig.VolumeSizeInGB is required (AWS refuses a "
+        "Processing job without it)"
+    )
+    assert keys(s3, "reports/") == []
+
+
+def sparse(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as handle:
+        handle.truncate(size)
+
+
+def test_an_instance_is_refused_when_its_inputs_alone_pass_its_volume(tmp_path) -> None:
+    """Checked right after the download (before the script would start); each instance on
+    its own, at the volume's exact size; inputs and outputs counted once each."""
+    from local_mode import processing
+
+    arguments = {
+        "ProcessingInputs": [
+            {"InputName": "data", "S3Input": {"LocalPath": "/opt/ml/processing/input/data"}},
+            {"InputName": "code", "S3Input": {"LocalPath": "/opt/ml/processing/input/code"}},
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [{"OutputName": "out", "S3Output": {"LocalPath": "/opt/ml/processing/out"}}]
+        },
+    }
+    roots = {host: tmp_path / host for host in ("algo-1", "algo-2")}
+    sparse(roots["algo-1"] / "opt/ml/processing/input/data/a.csv", GIB - 10)
+    sparse(roots["algo-1"] / "opt/ml/processing/input/code/run.py", 10)  # exactly 1 GiB
+    sparse(roots["algo-2"] / "opt/ml/processing/input/data/b.csv", GIB // 2)
+    sparse(roots["algo-2"] / "opt/ml/processing/out/part-0.csv", GIB // 2 + 1)
+    logged: list[str] = []
+    processing.check_volume(roots, arguments, 1, logged.append, written=False)
+    assert logged == ["    algo-1: 1.00 GiB stored on its 1 GiB volume"]  # nearly full
+    with pytest.raises(processing.StepFailed) as raised:
+        processing.check_volume(roots, arguments, 1, logged.append, written=True)
+    assert str(raised.value) == (
+        "algo-2 stores 1.00 GiB on its 1 GiB volume (0.50 GiB of inputs, 0.50 GiB of outputs): "
+        + VOLUME_FIX
+    )
+    sparse(roots["algo-1"] / "opt/ml/processing/input/data/more.csv", 1)
+    with pytest.raises(processing.StepFailed) as raised:
+        processing.check_volume(roots, arguments, 1, logged.append, written=False)
+    assert str(raised.value) == (
+        "algo-1 stores 1.00 GiB on its 1 GiB volume (its inputs, before the script started): "
+        + VOLUME_FIX
+    )
+    processing.check_volume(roots, arguments, 2, logged.append, written=True)  # room enough
 
 
 def test_the_execution_names_the_account_its_jobs_act_in(aws, s3, model, tmp_path) -> None:
