@@ -359,6 +359,19 @@ variable "processing_instance_count" {
   }
 }
 
+# build.py writes it into the pipeline definition (the ProcessingVolumeSizeInGB parameter's
+# default: pipelines/batch_inference/processing_settings.py); Terraform does not read it.
+variable "processing_volume_size_gb" {
+  description = "VolumeSizeInGB: the storage volume of each Processing instance (Preprocess and Publish). Preprocess stores its share of the day's input and its output there, about 2.2 x that share of input for rows like the sample's: python -m pipelines.capacity --volume-gb G says whether a day fits."
+  type        = number
+  default     = 30
+  validation {
+    # ProcessingClusterConfig.VolumeSizeInGB in AWS's API: 1 to 16384
+    condition     = var.processing_volume_size_gb >= 1 && var.processing_volume_size_gb <= 16384 && floor(var.processing_volume_size_gb) == var.processing_volume_size_gb
+    error_message = "processing_volume_size_gb must be a whole number from 1 to 16384 (AWS's range for VolumeSizeInGB)."
+  }
+}
+
 variable "transform_instance_type" {
   description = "Instance type of the BatchTransform step."
   type        = string

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.batch_inference import processing_settings as processing
 from pipelines.batch_inference import transform_settings as transform
 from promotion.errors import UsageError
 from stage_runtime.partitions import check_format
@@ -214,6 +215,12 @@ SETTINGS: dict[str, Setting] = {
     ),
     "processing_instance_type": Setting("string", "an instance type like ml.m5.xlarge", _INSTANCE),
     "processing_instance_count": Setting("number", "a whole number >= 1", _whole(1)),
+    # each Processing instance's storage volume (pipelines/batch_inference/processing_settings.py)
+    "processing_volume_size_gb": Setting(
+        "number",
+        f"{processing.RULE} (GB per Processing instance, AWS's range for VolumeSizeInGB)",
+        _whole(*processing.VOLUME_GB_RANGE),
+    ),
     "transform_instance_type": Setting("string", "an instance type like ml.m5.xlarge", _INSTANCE),
     "transform_instance_count": Setting("number", "a whole number >= 1", _whole(1)),
     # how BatchTransform sends its requests (pipelines/batch_inference/transform_settings.py);

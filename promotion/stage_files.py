@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from common import s3_locations
 from common.s3_locations import content_key
-from pipelines.batch_inference import transform_settings
+from pipelines.batch_inference import processing_settings, transform_settings
 from pipelines.batch_inference.transform_settings import TransformRequests
 from promotion.artifacts import artifact_prefix, target_uri
 from promotion.errors import UsageError, aws_errors, is_not_found
@@ -244,6 +244,7 @@ def render_definition(
         quality_gate=quality_gate(request.stage_config),
         transform_instance_type=transform_instance_type(request.stage_config),
         transform_requests=transform_requests(request.stage_config),
+        processing_volume_size_gb=processing_volume_size_gb(request.stage_config),
         kms_key_id=settings.kms_key_arn,
         subnets=settings.subnet_ids or None,
         security_group_ids=settings.security_group_ids or None,
@@ -254,6 +255,13 @@ def render_definition(
 def output_format(stage_config: dict[str, Any]) -> str:
     """The predictions table's file format: the stage file's, csv when it says none."""
     return stage_config.get("output_format") or "csv"
+
+
+def processing_volume_size_gb(stage_config: dict[str, Any]) -> int:
+    """Each Processing instance's volume in GB: the stage file's (checked offline), the
+    SDK's default of 30 otherwise."""
+    value = stage_config.get(processing_settings.SETTING_NAME)
+    return processing_settings.DEFAULT_VOLUME_GB if value is None else int(value)
 
 
 def transform_instance_type(stage_config: dict[str, Any]) -> str:
@@ -405,6 +413,8 @@ def publish_stage_files(
         "predictions_table_url": locations.predictions_table_url,
         "predictions_table_columns": table_columns(schema["id_column"], package),
         "output_format": output_format(request.stage_config),
+        # the volume the definition gives each Processing instance, resolved
+        processing_settings.SETTING_NAME: processing_volume_size_gb(request.stage_config),
         # what the definition's BatchTransform sends, resolved (the stage file's or defaults)
         **transform_requests(request.stage_config).stage_values(),
         "image_repository_arns": result.image_repository_arns,

@@ -528,6 +528,76 @@ def test_a_bad_transform_setting_is_refused_offline(
     )
 
 
+# #34: each Processing instance's storage volume (offline, like the others)
+VOLUME_RULE = (
+    "processing_volume_size_gb must be a whole number from 1 to 16384 (GB per Processing "
+    "instance, AWS's range for VolumeSizeInGB)"
+)
+VOLUME_SETTING_CASES = [
+    ({"processing_volume_size_gb": 0}, f"{VOLUME_RULE}, got 0"),
+    ({"processing_volume_size_gb": 16385}, f"{VOLUME_RULE}, got 16385"),
+    ({"processing_volume_size_gb": 62.5}, f"{VOLUME_RULE}, got 62.5"),
+    ({"processing_volume_size_gb": None}, f"{VOLUME_RULE}, not null"),
+    (
+        {"processing_volume_size_gb": "100"},
+        "processing_volume_size_gb must be a number (a whole number from 1 to 16384 (GB per "
+        "Processing instance, AWS's range for VolumeSizeInGB)), got '100'",
+    ),
+    (
+        {"processing_volume_size": 100},
+        "unknown setting 'processing_volume_size'; did you mean 'processing_volume_size_gb'?",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), VOLUME_SETTING_CASES)
+def test_a_bad_processing_volume_is_refused_offline(
+    no_network: list,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys,
+    change: dict,
+    message: str,
+) -> None:
+    test_a_bad_stage_config_is_refused_before_any_aws_call(
+        no_network, monkeypatch, tmp_path, capsys, "", change, message
+    )
+
+
+def test_the_stages_processing_volume_reaches_the_definition_and_the_tfvars(
+    aws: Emulator, stage_ready: list[str], tmp_path: Path
+) -> None:
+    """What build.py uploads gives both Processing jobs the stage file's volume (the
+    parameter's default, which the schedule does not override), and the tfvars record it;
+    without the setting, 30 in both (what the SDK sent before)."""
+    from tests.test_pipeline_definition import assert_processing_accepted, processing_request
+
+    def built(change: dict[str, Any], folder: Path) -> tuple[dict, dict]:
+        config = folder / "config.json"
+        config.write_text(json.dumps({**BASE_CONFIG, **change}))
+        assert run_build(folder, "--config", str(config)) == 0
+        tfvars = json.loads((folder / "preprod.tfvars.json").read_text())
+        body = aws.client("s3", "preprod").get_object(
+            Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"]
+        )["Body"]
+        return tfvars, json.loads(body.read())
+
+    assert "processing_volume_size_gb" not in BASE_CONFIG
+    for change, expected in (({}, 30), ({"processing_volume_size_gb": 125}, 125)):
+        folder = tmp_path / str(expected)
+        folder.mkdir()
+        tfvars, definition = built(change, folder)
+        assert tfvars["processing_volume_size_gb"] == expected
+        (parameter,) = [
+            p for p in definition["Parameters"] if p["Name"] == "ProcessingVolumeSizeInGB"
+        ]
+        assert parameter["DefaultValue"] == expected
+        for name in ("Preprocess", "Publish"):
+            request = processing_request(definition, name)
+            assert request["ProcessingResources"]["ClusterConfig"]["VolumeSizeInGB"] == expected
+            assert_processing_accepted(request)
+
+
 # ...and together with the instance type: checked after the package's own refusals, before
 # anything is made (a type the table does not know has no default concurrency)
 TRANSFORM_CASES: dict[str, tuple[dict[str, Any], str]] = {

@@ -69,6 +69,7 @@ def test_parameters_and_defaults(definition: dict) -> None:
         "ModelName": ("String", "churn-model-v3"),
         "ProcessingInstanceType": ("String", "ml.m5.xlarge"),
         "ProcessingInstanceCount": ("Integer", 1),
+        "ProcessingVolumeSizeInGB": ("Integer", 30),  # the SDK's default, kept
         "TransformInstanceType": ("String", "ml.m5.xlarge"),
         "TransformInstanceCount": ("Integer", 1),
         "MaxRejectedFraction": ("Float", 0.05),
@@ -418,6 +419,79 @@ def test_publish_turns_the_answers_into_the_stages_table() -> None:
     assert defaults["ModelVersion"] == 4 and defaults["PredictionDay"] == ""
     with pytest.raises(ValueError, match="output_format"):
         render(output_format="orc")
+
+
+# ------------------------------------------- the Processing instances' storage volume
+
+
+def processing_request(definition: dict, name: str, overrides: dict | None = None) -> dict:
+    """A Processing step's CreateProcessingJob request as a run submits it (parameters,
+    execution variables and the earlier steps' properties resolved; the job's name)."""
+    from local_mode.expressions import Context, resolve, resolve_parameters
+
+    context = Context(
+        parameters=resolve_parameters(definition, {"ModelName": "m", **(overrides or {})}),
+        execution={"PipelineExecutionId": "abc123", "PipelineName": "churn-batch",
+                   "StartDateTime": "2026-12-07T02:00:00Z"},
+        steps={
+            "Preprocess": {"ProcessingOutputConfig": {"Outputs": [
+                {"OutputName": "inference", "S3Output": {"S3Uri": "s3://b/run/inference"}}
+            ]}},
+            "BatchTransform": {"TransformOutput": {"S3OutputPath": "s3://b/run/predictions"}},
+        },
+    )  # fmt: skip
+    arguments = resolve(step(definition, name)["Arguments"], context)
+    return {**arguments, "ProcessingJobName": f"{arguments['ProcessingJobName']}-abc123"}
+
+
+def assert_processing_accepted(request: dict) -> None:
+    from tests.provider_requests import Request, problems
+
+    assert problems(Request("sagemaker", "CreateProcessingJob", request)) == []
+
+
+@pytest.mark.parametrize("volume_gb", [1, 30, 125, 16384])
+def test_both_processing_steps_get_the_stages_volume_as_a_parameter_default(
+    volume_gb: int,
+) -> None:
+    definition = render(processing_volume_size_gb=volume_gb)
+    (parameter,) = [p for p in definition["Parameters"] if p["Name"] == "ProcessingVolumeSizeInGB"]
+    assert (parameter["Type"], parameter["DefaultValue"]) == ("Integer", volume_gb)
+    for name in ("Preprocess", "Publish"):
+        cluster = step(definition, name)["Arguments"]["ProcessingResources"]["ClusterConfig"]
+        assert cluster["VolumeSizeInGB"] == {"Get": "Parameters.ProcessingVolumeSizeInGB"}
+        request = processing_request(definition, name)
+        assert request["ProcessingResources"]["ClusterConfig"]["VolumeSizeInGB"] == volume_gb
+        assert_processing_accepted(request)
+
+
+def test_a_run_may_give_its_processing_instances_another_volume() -> None:
+    """A large backfill on fewer instances than the stage's needs a larger volume: the
+    run's value reaches both jobs; one AWS refuses is refused by botocore's model too."""
+    from tests.provider_requests import Request, problems
+
+    definition = render(processing_volume_size_gb=30)
+    for name in ("Preprocess", "Publish"):
+        request = processing_request(
+            definition, name, {"ProcessingInstanceCount": 1, "ProcessingVolumeSizeInGB": 500}
+        )
+        assert request["ProcessingResources"]["ClusterConfig"]["VolumeSizeInGB"] == 500
+        assert_processing_accepted(request)
+    over = processing_request(definition, "Preprocess", {"ProcessingVolumeSizeInGB": 16385})
+    assert problems(Request("sagemaker", "CreateProcessingJob", over)) == [
+        "sagemaker.CreateProcessingJob: CreateProcessingJob.ProcessingResources.ClusterConfig."
+        "VolumeSizeInGB=16385 is over the maximum 16384"
+    ]
+
+
+@pytest.mark.parametrize("value", [0, 16385, 2.5, "30", True, None, float("inf")])
+def test_a_volume_aws_would_refuse_is_refused_by_name(value: object) -> None:
+    with pytest.raises(ValueError) as raised:
+        render(processing_volume_size_gb=value)
+    assert str(raised.value) == (
+        "processing_volume_size_gb must be a whole number from 1 to 16384 (GB of storage per "
+        f"Processing instance, AWS's range for VolumeSizeInGB), got {value!r}"
+    )
 
 
 # ------------------------------------------------- how BatchTransform sends its requests

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipelines import sdk
-from pipelines.batch_inference import publish, transform_settings
+from pipelines.batch_inference import processing_settings, publish, transform_settings
 from pipelines.batch_inference.transform_settings import TransformRequests
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class _Parameters:
     model: sdk.ParameterString
     processing_type: sdk.ParameterString
     processing_count: sdk.ParameterInteger
+    processing_volume: sdk.ParameterInteger
     transform_type: sdk.ParameterString
     transform_count: sdk.ParameterInteger
     max_rejected_fraction: sdk.ParameterFloat
@@ -97,9 +98,11 @@ class _Parameters:
         gate: QualityGate,
         model_version: int,
         transform_instance_type: str,
+        processing_volume_gb: int,
     ) -> _Parameters:
         """Data and model from the stage; one ``ml.m5.xlarge`` per step unless overridden
-        (the Transform's type: the stage's, which its concurrency was resolved for)."""
+        (the Transform's type: the stage's, which its concurrency was resolved for; the
+        Processing instances' volume: the stage's)."""
         return cls(
             input_data=sdk.ParameterString("InputDataUrl", default_value=input_data_url),
             output_data=sdk.ParameterString("OutputDataUrl", default_value=output_data_url),
@@ -111,6 +114,11 @@ class _Parameters:
                 "ProcessingInstanceType", default_value=DEFAULT_INSTANCE_TYPE
             ),
             processing_count=sdk.ParameterInteger("ProcessingInstanceCount", default_value=1),
+            # a parameter, not a constant: each instance stores its share of the input, so a
+            # run given fewer instances than the stage's (a large backfill) may need more
+            processing_volume=sdk.ParameterInteger(
+                processing_settings.PARAMETER_NAME, default_value=processing_volume_gb
+            ),
             transform_type=sdk.ParameterString(
                 "TransformInstanceType", default_value=transform_instance_type
             ),
@@ -165,6 +173,7 @@ def get_pipeline(
     quality_gate: QualityGate | None = None,
     transform_instance_type: str = DEFAULT_INSTANCE_TYPE,
     transform_requests: TransformRequests | Mapping[str, int] | None = None,
+    processing_volume_size_gb: int = processing_settings.DEFAULT_VOLUME_GB,
     processing_image_uri: str | None = None,
     sklearn_version: str = DEFAULT_SKLEARN_VERSION,
     kms_key_id: str | None = None,
@@ -191,10 +200,17 @@ def get_pipeline(
     ``transform_settings.py``) are resolved for when not given, or given as a mapping of
     some of ``transform_settings.transform_requests``' keywords (``{"max_concurrent": 8}``,
     as ``--kwargs`` passes it); they stay what they are when a run overrides
-    ``TransformInstanceType``.
+    ``TransformInstanceType``. ``processing_volume_size_gb`` is the default of
+    ``ProcessingVolumeSizeInGB``, the storage volume of each instance of Preprocess and
+    Publish (``processing_settings.py``).
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}")
+    problem = processing_settings.volume_problem(
+        processing_volume_size_gb, "processing_volume_size_gb"
+    )
+    if problem:
+        raise ValueError(problem)
     for name, value in (("region", region), ("role", role), ("default_bucket", default_bucket)):
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string")
@@ -228,6 +244,7 @@ def get_pipeline(
             gate=quality_gate or QualityGate(),
             model_version=model_version,
             transform_instance_type=transform_instance_type,
+            processing_volume_gb=int(processing_volume_size_gb),
         )
         processor = sdk.ScriptProcessor(
             role=role,
@@ -235,6 +252,9 @@ def get_pipeline(
             command=["python3"],
             instance_type=params.processing_type,
             instance_count=params.processing_count,
+            # Preprocess and Publish alike: Publish's share grows with the day as
+            # Preprocess's does, on the same ProcessingInstanceCount
+            volume_size_in_gb=params.processing_volume,
             base_job_name=f"{base_job_prefix}-preprocess",
             sagemaker_session=session,
             volume_kms_key=kms_key_id,

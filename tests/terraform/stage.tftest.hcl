@@ -469,6 +469,22 @@ run "rejects_a_zero_instance_count" {
   expect_failures = [var.transform_instance_count]
 }
 
+run "rejects_a_processing_volume_larger_than_aws_allows" {
+  command = plan
+  variables {
+    processing_volume_size_gb = 16385
+  }
+  expect_failures = [var.processing_volume_size_gb]
+}
+
+run "rejects_a_fractional_processing_volume" {
+  command = plan
+  variables {
+    processing_volume_size_gb = 0.5
+  }
+  expect_failures = [var.processing_volume_size_gb]
+}
+
 run "rejects_more_transform_payload_in_flight_than_aws_allows" {
   command = plan
   variables {
