@@ -255,9 +255,9 @@ def test_many_files_of_every_format_by_two_workers_give_the_same_files(tmp_path:
     for document in (parallel, many):
         assert without_parallelism(document) == without_parallelism(whole)
     # each file's valid rows byte for byte (the plain CSV ones read in spans and the
-    # Parquet one by its row groups, as their parts joined); its rejections as rows (a block's malformed lines reach the rejected file
-    # from pyarrow's read-ahead thread, so they may come before the previous block's bad
-    # values, in one reader too)
+    # Parquet one by its row groups, as their parts joined); its rejections as rows (a
+    # block's malformed lines reach the rejected file from pyarrow's read-ahead thread, so
+    # they may come before the previous block's bad values, in one reader too)
     for name in ("packed.csv.gz.csv", "sub/lines.jsonl.csv", "columns.parquet.csv"):
         expected = (tmp_path / "whole" / "inference" / name).read_bytes()
         assert inference_rows(tmp_path / "many", name) == expected
