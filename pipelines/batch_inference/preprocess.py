@@ -40,10 +40,9 @@ JSON Lines by lines), so memory stays flat whatever the input size. ``--workers`
 (default: one per vCPU, as many as ``--max-memory-mb`` holds) read files side by side, a
 large plain CSV file in spans of whole lines and a large Parquet file by its row groups; the
 rows, counts, rejections and drift are those of one process reading each file whole. The
-script runs inside
-SageMaker's scikit-learn container, which ships pyarrow and pandas; of this repository it
-needs only ``quality.py``, which the job receives as its own input beside this script
-(``input/lib/``).
+script runs inside SageMaker's scikit-learn container, which ships pyarrow and pandas; of
+this repository it needs only ``quality.py``, which the job receives as its own input beside
+this script (``input/lib/``).
 """
 
 from __future__ import annotations
