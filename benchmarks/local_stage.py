@@ -89,10 +89,16 @@ class Captured:
         processing.subprocess.Popen = self._popen  # type: ignore[misc]
 
 
+STAGE_STEPS = ("Preprocess", "BatchTransform")  # what the local-files replay runs too
+
+
 def seconds(record: dict[str, Any], step: str | None = None) -> float:
+    """One step's seconds, or the stage's: Preprocess and BatchTransform (Publish, the
+    third step, has no local-files counterpart here)."""
     if record["PipelineExecutionStatus"] != "Succeeded":
         raise RuntimeError(f"the run failed: {record.get('FailureReason')}")
-    return sum(s["DurationSeconds"] for s in record["Steps"] if step in (None, s["StepName"]))
+    steps = STAGE_STEPS if step is None else (step,)
+    return sum(s["DurationSeconds"] for s in record["Steps"] if s["StepName"] in steps)
 
 
 def run_stage(
