@@ -207,11 +207,11 @@ _LINES = b"".join(
 @pytest.mark.parametrize(
     ("name", "body", "reason", "read"),
     [
-        ("t.csv.gz", gzip.compress(b"id,age,income,segment\n" + _ROWS)[:2000],
+        ("t.csv.gz", gzip.compress(b"id,age,income,segment\n" + _ROWS, mtime=0)[:2000],
          "not readable gzip data (", None),
         ("n.csv.gz", b"id,age,income,segment\na,30,1.5,x\n", "not readable gzip data (Not a "
          "gzipped file (b'id'))", 1),
-        ("t.jsonl.gz", gzip.compress(_LINES)[:2000], "not readable gzip data (", None),
+        ("t.jsonl.gz", gzip.compress(_LINES, mtime=0)[:2000], "not readable gzip data (", None),
     ],
 )  # fmt: skip
 def test_a_damaged_gzip_file_goes_whole_to_quarantine(
