@@ -10,6 +10,7 @@ the template's validations; ``tests/test_terraform.py`` keeps both in step.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
@@ -17,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import botocore.session
+from botocore.model import StringShape
 
 from pipelines.batch_inference import processing_settings as processing
 from pipelines.batch_inference import transform_settings as transform
@@ -45,6 +49,40 @@ def _whole(low: int, high: int | None = None) -> Callable[[Any], bool]:
 
 
 _INSTANCE = _matches(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+
+
+@functools.cache
+def _offered(shape: str) -> frozenset[str]:
+    """The instance types a SageMaker job takes, from botocore's model of the API (offline):
+    ``ProcessingInstanceType``, ``TransformInstanceType``."""
+    found = botocore.session.get_session().get_service_model("sagemaker").shape_for(shape)
+    assert isinstance(found, StringShape), f"{shape} is not an enumeration in botocore's model"
+    return frozenset(found.enum)
+
+
+def _instance_problem(name: str, shape: str, job: str) -> Callable[[Any], str | None]:
+    """A setting's instance type must be one the job takes: the API refuses another at run
+    time (e.g. no ml.r5 for Batch Transform), long after the deploy."""
+
+    def problem(value: Any) -> str | None:
+        if not _INSTANCE(value):
+            return f"{name} must be an instance type like ml.m5.xlarge, got {value!r}"
+        offered = _offered(shape)
+        if value in offered:
+            return None
+        family = value.rsplit(".", 1)[0]
+        sizes = sorted(
+            (v for v in offered if v.startswith(f"{family}.")), key=lambda v: (len(v), v)
+        )
+        instead = f"{family} offers {', '.join(sizes)}" if sizes else "e.g. ml.m5.xlarge"
+        return (
+            f"{name} {value!r} is not an instance type SageMaker offers for {job} (the API's "
+            f"{shape}); {instead}"
+        )
+
+    return problem
+
+
 _S3_URI = _matches(r"s3://[^/]+(/.*)?")
 
 
@@ -213,7 +251,13 @@ SETTINGS: dict[str, Setting] = {
     "schedule_expression": Setting(
         "string", "rate(N unit) or cron(6 fields)", problem=schedule_problem
     ),
-    "processing_instance_type": Setting("string", "an instance type like ml.m5.xlarge", _INSTANCE),
+    "processing_instance_type": Setting(
+        "string",
+        "an instance type Processing jobs take, like ml.m5.xlarge",
+        problem=_instance_problem(
+            "processing_instance_type", "ProcessingInstanceType", "Processing jobs"
+        ),
+    ),
     "processing_instance_count": Setting("number", "a whole number >= 1", _whole(1)),
     # each Processing instance's storage volume (pipelines/batch_inference/processing_settings.py)
     "processing_volume_size_gb": Setting(
@@ -221,7 +265,13 @@ SETTINGS: dict[str, Setting] = {
         f"{processing.RULE} (GB per Processing instance, AWS's range for VolumeSizeInGB)",
         _whole(*processing.VOLUME_GB_RANGE),
     ),
-    "transform_instance_type": Setting("string", "an instance type like ml.m5.xlarge", _INSTANCE),
+    "transform_instance_type": Setting(
+        "string",
+        "an instance type Batch Transform takes, like ml.m5.xlarge",
+        problem=_instance_problem(
+            "transform_instance_type", "TransformInstanceType", "Batch Transform"
+        ),
+    ),
     "transform_instance_count": Setting("number", "a whole number >= 1", _whole(1)),
     # how BatchTransform sends its requests (pipelines/batch_inference/transform_settings.py);
     # null: the default for transform_instance_type

@@ -528,6 +528,58 @@ def test_a_bad_transform_setting_is_refused_offline(
     )
 
 
+# #34: an instance type the job does not take (botocore's model of the API, offline): AWS
+# would refuse it only at the first run
+INSTANCE_TYPE_CASES = [
+    (
+        {"transform_instance_type": "ml.r5.xlarge"},
+        "transform_instance_type 'ml.r5.xlarge' is not an instance type SageMaker offers for "
+        "Batch Transform (the API's TransformInstanceType); e.g. ml.m5.xlarge",
+    ),
+    (
+        {"processing_instance_type": "ml.m5.8xlarge"},
+        "processing_instance_type 'ml.m5.8xlarge' is not an instance type SageMaker offers for "
+        "Processing jobs (the API's ProcessingInstanceType); ml.m5 offers ml.m5.large, "
+        "ml.m5.xlarge, ml.m5.2xlarge, ml.m5.4xlarge, ml.m5.12xlarge, ml.m5.24xlarge",
+    ),
+    (
+        {"processing_instance_type": "m5.large"},
+        "processing_instance_type must be an instance type like ml.m5.xlarge, got 'm5.large'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), INSTANCE_TYPE_CASES)
+def test_an_instance_type_the_job_does_not_take_is_refused_offline(
+    no_network: list,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys,
+    change: dict,
+    message: str,
+) -> None:
+    test_a_bad_stage_config_is_refused_before_any_aws_call(
+        no_network, monkeypatch, tmp_path, capsys, "", change, message
+    )
+
+
+def test_every_instance_type_of_the_table_the_stage_may_name_is_one_the_job_takes() -> None:
+    """What the stage check accepts for each job is what the API lists: every type of the
+    instance table either passes or is refused with the job named."""
+    from pipelines.instance_types import INSTANCE_TYPES
+    from promotion.stage_config import check_setting
+
+    for setting, job in (("processing_instance_type", "Processing jobs"),
+                         ("transform_instance_type", "Batch Transform")):  # fmt: skip
+        refused = [n for n in INSTANCE_TYPES if check_setting(setting, n) is not None]
+        assert all(job in str(check_setting(setting, n)) for n in refused)
+        assert check_setting(setting, "ml.m5.xlarge") is None
+    refused_by_transform = [
+        n for n in INSTANCE_TYPES if check_setting("transform_instance_type", n) is not None
+    ]
+    assert "ml.r5.xlarge" in refused_by_transform and "ml.c5.large" in refused_by_transform
+
+
 # #34: each Processing instance's storage volume (offline, like the others)
 VOLUME_RULE = (
     "processing_volume_size_gb must be a whole number from 1 to 16384 (GB per Processing "

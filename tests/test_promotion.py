@@ -592,7 +592,7 @@ def test_bad_stage_config(
     ("setting", "instance_type"),
     [
         ("processing_instance_type", "ml.g5.xlarge"),
-        ("transform_instance_type", "ml.r5d.large"),
+        ("transform_instance_type", "ml.g4dn.2xlarge"),  # (Batch Transform takes no r5d)
         ("endpoint.instance_type", "ml.g4dn.xlarge"),  # the endpoint's volume has the key too
     ],
 )
