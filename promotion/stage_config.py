@@ -94,8 +94,9 @@ def _is_number(value: Any) -> bool:
 _ENDPOINT_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "enabled": ("true or false", lambda v: isinstance(v, bool)),
     "instance_type": (
-        "an instance type like ml.m5.large",
-        lambda v: isinstance(v, str) and _INSTANCE(v),
+        "an instance type real-time endpoints take (the API's ProductionVariantInstanceType), "
+        "like ml.m5.large",
+        lambda v: isinstance(v, str) and v in _offered("ProductionVariantInstanceType"),
     ),
     "min_instance_count": ("a whole number >= 1", lambda v: _is_number(v) and _whole(1)(v)),
     "max_instance_count": ("a whole number >= 1", lambda v: _is_number(v) and _whole(1)(v)),

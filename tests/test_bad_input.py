@@ -546,6 +546,11 @@ INSTANCE_TYPE_CASES = [
         {"processing_instance_type": "m5.large"},
         "processing_instance_type must be an instance type like ml.m5.xlarge, got 'm5.large'",
     ),
+    (
+        {"endpoint": {"instance_type": "ml.zz.large"}},
+        "endpoint.instance_type must be an instance type real-time endpoints take (the API's "
+        "ProductionVariantInstanceType), like ml.m5.large, got 'ml.zz.large'",
+    ),
 ]
 
 
