@@ -514,20 +514,6 @@ TRANSFORM_SETTING_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("change", "message"), TRANSFORM_SETTING_CASES)
-def test_a_bad_transform_setting_is_refused_offline(
-    no_network: list,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys,
-    change: dict,
-    message: str,
-) -> None:
-    test_a_bad_stage_config_is_refused_before_any_aws_call(
-        no_network, monkeypatch, tmp_path, capsys, "", change, message
-    )
-
-
 # #34: an instance type the job does not take (botocore's model of the API, offline): AWS
 # would refuse it only at the first run
 INSTANCE_TYPE_CASES = [
@@ -552,20 +538,6 @@ INSTANCE_TYPE_CASES = [
         "ProductionVariantInstanceType), like ml.m5.large, got 'ml.zz.large'",
     ),
 ]
-
-
-@pytest.mark.parametrize(("change", "message"), INSTANCE_TYPE_CASES)
-def test_an_instance_type_the_job_does_not_take_is_refused_offline(
-    no_network: list,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys,
-    change: dict,
-    message: str,
-) -> None:
-    test_a_bad_stage_config_is_refused_before_any_aws_call(
-        no_network, monkeypatch, tmp_path, capsys, "", change, message
-    )
 
 
 def test_every_instance_type_of_the_table_the_stage_may_name_is_one_the_job_takes() -> None:
@@ -607,8 +579,10 @@ VOLUME_SETTING_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("change", "message"), VOLUME_SETTING_CASES)
-def test_a_bad_processing_volume_is_refused_offline(
+@pytest.mark.parametrize(
+    ("change", "message"), TRANSFORM_SETTING_CASES + INSTANCE_TYPE_CASES + VOLUME_SETTING_CASES
+)
+def test_a_bad_scale_out_setting_is_refused_offline(
     no_network: list,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
