@@ -55,7 +55,7 @@ from common.files import write_execution_record
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples import registration
 from examples.catalog import DEFAULT, EXAMPLES, Example
-from local_mode import executor, sandbox, serve, storage, table
+from local_mode import alarms, executor, sandbox, serve, storage, table
 from local_mode.emulator import Emulator, environment, role_arn, running_emulator
 from local_mode.report import RunReport, write_report
 from pipelines import check_model, partition_runs, smoke
@@ -383,16 +383,26 @@ def score_drifted(
         return {"mode": mode, "verdict": "failed", "reason": reason, "record": record}
     if record["PipelineExecutionStatus"] != "Succeeded":
         raise DemoFailed(f"the {stage} drifted run failed: {reason}")
-    # one metric line per instance; the one that read the batch warns, about drift
-    limit = quality_gate(tfvars).max_drift_score
+    # one metric line per instance; the one that read the batch warns, about drift, and the
+    # stage's drift alarm (what CloudWatch would make of those lines) goes off
+    gate = quality_gate(tfvars)
+    lines = record["Steps"][0]["Outcome"]["Metrics"]
     warned = [
         m
-        for m in record["Steps"][0]["Outcome"]["Metrics"]
-        if m["gate"] == "warned" and m.get("drift_score", 0.0) > limit
+        for m in lines
+        if m["gate"] == "warned" and m.get("drift_score", 0.0) > gate.max_drift_score
     ]
-    if not warned:
+    _, drift_alarm = alarms.data_quality_alarms(gate.max_rejected_fraction, gate.max_drift_score)
+    alarm = alarms.state(drift_alarm, tfvars["pipeline_name"], map(json.dumps, lines))
+    if not warned or alarm[0] != "ALARM":
         raise DemoFailed(f"the {stage} gate (warn) did not warn about the drifted batch's drift")
-    return {"mode": mode, "verdict": "warned", "metric": warned[0], "record": record}
+    return {
+        "mode": mode,
+        "verdict": "warned",
+        "metric": warned[0],
+        "alarm": alarm,
+        "record": record,
+    }
 
 
 def _counts(aws: Emulator, stage: str, record: dict) -> dict[str, Any]:
@@ -677,7 +687,8 @@ def print_summary(report: dict[str, Any]) -> None:
         elif drifted:
             print(
                 f"{stage} drifted batch: scored, gate warn: drift score "
-                f"{drifted['metric']['drift_score']:.4f} over the limit (an alarm on AWS)"
+                f"{drifted['metric']['drift_score']:.4f} over the limit; the drift alarm: "
+                f"{drifted['alarm'][1]}"
             )
     for stage, checked in report.get("checked", {}).items():
         print(f"{stage} check_model (before the stage's model is created): {checked.line()}")

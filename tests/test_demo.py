@@ -74,6 +74,7 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         else:
             assert drifted["verdict"] == "warned" and drifted["metric"]["drift_score"] > 0.25
             assert drifted["metric"]["rows_scored"] == drifted["metric"]["rows_written"] > 0
+            assert drifted["alarm"][0] == "ALARM"  # the stage's drift alarm, evaluated locally
         assert counts["rows_in"] == ROWS
         # each run's HTML report (tests/test_report.py opens one in a browser)
         assert Path(record["Report"]).read_text().count("<section>") == 5  # with predictions

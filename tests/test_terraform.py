@@ -20,6 +20,7 @@ import pytest
 
 import utils
 from examples.breast_cancer.inference import prediction_line
+from local_mode import alarms as local_alarms
 from local_mode.emulator import ACCOUNTS, REGION, Emulator, environment
 from local_mode.executor import job_name
 from local_mode.transform import resolve_model
@@ -367,6 +368,35 @@ def assert_quality_metrics_read_the_printed_line(
         assert alarm["Statistic"] == "Maximum"
         setting = {"DriftScore": "max_drift_score", "RejectedFraction": "max_rejected_fraction"}
         assert alarm["Threshold"] == values[setting[metric]]
+    local = local_alarms.data_quality_alarms(
+        values["max_rejected_fraction"], values["max_drift_score"]
+    )
+    assert_local_alarms_are_the_templates(aws, stage, pipeline, local, filters)
+
+
+def assert_local_alarms_are_the_templates(
+    aws: Emulator,
+    stage: str,
+    pipeline: str,
+    declared: list[local_alarms.LocalAlarm],
+    filters: dict[str, Any],
+) -> None:
+    """Local mode's declaration of each alarm (local_mode/alarms.py) is what the template
+    created: the alarm by its key, its metric's filter pattern and value, statistic,
+    threshold, comparison and missing-data treatment, one period."""
+    cloudwatch = aws.client("cloudwatch", stage)
+    for alarm in declared:
+        name = f"{PROJECT}-{stage}-batch-inference-{alarm.key.replace('_', '-')}"
+        (created,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+        assert created["MetricName"] == alarm.metric.name
+        assert created["Statistic"] == alarm.statistic
+        assert created["Threshold"] == alarm.threshold
+        assert created["ComparisonOperator"] == alarm.comparison
+        assert created["TreatMissingData"] == alarm.treat_missing_data
+        assert created["EvaluationPeriods"] == 1
+        (transformation,) = filters[alarm.metric.name]["metricTransformations"]
+        assert filters[alarm.metric.name]["filterPattern"] == alarm.metric.pattern_for(pipeline)
+        assert transformation["metricValue"] == alarm.metric.value
 
 
 def assert_dashboard_shows_the_stage(aws: Emulator, stage: str, values: dict) -> None:
