@@ -179,20 +179,28 @@ def render(report: RunReport) -> str:
         *(("failure", reason) for reason in [record.get("FailureReason")] if reason),
         *(("note", note) for note in report.notes),
     ]
+    return html_page(report.title, facts, figures(report), status)
+
+
+def html_page(
+    title: str, facts: list[tuple[str, Any]], charts: list[tuple[str, Any]], status: str = ""
+) -> str:
+    """A page of facts (a table) and plotly charts, plotly's script inlined once: a run's
+    report, a shadow comparison (``pipelines/shadow_page.py``)."""
     rows = "\n".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts
     )
-    charts = []
-    for index, (title, figure) in enumerate(figures(report)):
+    sections = []
+    for index, (heading, figure) in enumerate(charts):
         body = figure.to_html(
             full_html=False,
             include_plotlyjs=index == 0,  # the package's own plotly.min.js, once, inline
             div_id=f"chart-{index}",
             config={"displayModeBar": False, "responsive": True},
         )
-        charts.append(f"<section><h2>{html.escape(title)}</h2>{body}</section>")
+        sections.append(f"<section><h2>{html.escape(heading)}</h2>{body}</section>")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(report.title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1rem; }}
@@ -201,11 +209,11 @@ th, td {{ text-align: left; padding: 0.2rem 0.8rem; border-bottom: 1px solid #dd
 section {{ display: inline-block; width: 48%; min-width: 420px; vertical-align: top; }}
 </style></head>
 <body>
-<h1>{html.escape(report.title)}</h1>
+<h1>{html.escape(title)}</h1>
 <table class="status-{html.escape(status)}">
 {rows}
 </table>
-{"".join(charts)}
+{"".join(sections)}
 </body></html>
 """
 

@@ -168,3 +168,29 @@ def test_a_score_baseline_gets_its_bins_against_the_batchs_shares() -> None:
     baseline_bar, run_bar = dict(figures(run))["Predictions against the baseline's"].data
     assert len(run_bar.x) == len(edges) + 1 == len(baseline_bar.y)
     assert list(run_bar.y) == pytest.approx([1 / 3, 0.0, 0.0, 2 / 3])  # NaN is no prediction
+
+
+def test_the_shadow_page_renders_offline_without_errors(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """The shadow comparison's page (pipelines/shadow_page.py, the same page shell): its
+    histograms draw, nothing is fetched, a hostile production id shows as text."""
+    from pipelines import shadow_page
+    from tests.test_shadow_page import HOSTILE, comparisons
+
+    page = tmp_path / "shadow.html"
+    page.write_text(shadow_page.html("prod: shadow of version 2", comparisons()))
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: (
+            d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
+            >= 2
+        )
+    )
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert [url for url in fetched if not url.startswith(("file:", "data:", "blob:"))] == []
+    assert HOSTILE.splitlines()[0] in browser.find_element("tag name", "body").text
