@@ -77,6 +77,7 @@ def test_parameters_and_defaults(definition: dict) -> None:
         "QualityGateMode": ("String", "warn"),
         "ModelVersion": ("Integer", 0),
         "PredictionDay": ("String", ""),
+        "PredictionsTableUrl": ("String", "s3://artifacts-bucket/churn/predictions-table/"),
     }
     (mode,) = [p for p in definition["Parameters"] if p["Name"] == "QualityGateMode"]
     assert mode["EnumValues"] == ["fail", "warn"]
@@ -408,7 +409,10 @@ def test_publish_turns_the_answers_into_the_stages_table() -> None:
         "Get": "Steps.BatchTransform.TransformOutput.S3OutputPath"
     }
     (table,) = arguments["ProcessingOutputConfig"]["Outputs"]
-    assert table["S3Output"]["S3Uri"] == "s3://b/p/batch-inference/output/table/"
+    # the stage's table by default; a run may write elsewhere (a shadow run's own prefix)
+    assert table["S3Output"]["S3Uri"] == {"Get": "Parameters.PredictionsTableUrl"}
+    (location,) = [p for p in definition["Parameters"] if p["Name"] == "PredictionsTableUrl"]
+    assert location["DefaultValue"] == "s3://b/p/batch-inference/output/table/"
     given = arguments["AppSpecification"]["ContainerArguments"]
     flags = dict(zip(given[::2], given[1::2], strict=True))
     assert flags["--id-column"] == "ticket_id" and flags["--format"] == "parquet"

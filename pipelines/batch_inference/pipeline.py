@@ -86,6 +86,7 @@ class _Parameters:
     gate_mode: sdk.ParameterString
     model_version: sdk.ParameterInteger
     prediction_day: sdk.ParameterString
+    predictions_table: sdk.ParameterString
 
     @classmethod
     def with_defaults(
@@ -99,6 +100,7 @@ class _Parameters:
         model_version: int,
         transform_instance_type: str,
         processing_volume_gb: int,
+        predictions_table_url: str,
     ) -> _Parameters:
         """Data and model from the stage; one ``ml.m5.xlarge`` per step unless overridden
         (the Transform's type: the stage's, which its concurrency was resolved for; the
@@ -134,6 +136,11 @@ class _Parameters:
             model_version=sdk.ParameterInteger("ModelVersion", default_value=model_version),
             # the day partition a run scores (runs of a day set it); empty: the start date
             prediction_day=sdk.ParameterString("PredictionDay", default_value=""),
+            # where Publish writes: the stage's table; a shadow run's own prefix, which no
+            # table or reader looks at (pipelines/shadow_run.py)
+            predictions_table=sdk.ParameterString(
+                "PredictionsTableUrl", default_value=predictions_table_url
+            ),
         )
 
     def all(self) -> list:
@@ -245,6 +252,7 @@ def get_pipeline(
             model_version=model_version,
             transform_instance_type=transform_instance_type,
             processing_volume_gb=int(processing_volume_size_gb),
+            predictions_table_url=predictions_table_url or f"{prefix}/predictions-table/",
         )
         processor = sdk.ScriptProcessor(
             role=role,
@@ -288,7 +296,6 @@ def get_pipeline(
             params,
             batch_transform,
             publish_code_url or f"{prefix}/code/publish.py",
-            predictions_table_url or f"{prefix}/predictions-table/",
             [
                 "--id-column", id_column,
                 "--output-columns", output_columns,
@@ -372,7 +379,6 @@ def _publish_step(
     params: _Parameters,
     transform: sdk.TransformStep,
     code_url: str,
-    table_url: str,
     table_arguments: list[str],
 ) -> sdk.ProcessingStep:
     """The Processing step that turns the Transform's answers into the stage's predictions
@@ -408,7 +414,9 @@ def _publish_step(
                 sdk.ProcessingOutput(
                     output_name="table",
                     s3_output=sdk.ProcessingS3Output(
-                        s3_uri=table_url, local_path=TABLE_DIR, s3_upload_mode="EndOfJob"
+                        s3_uri=params.predictions_table,
+                        local_path=TABLE_DIR,
+                        s3_upload_mode="EndOfJob",
                     ),
                 )
             ],
