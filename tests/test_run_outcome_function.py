@@ -256,3 +256,38 @@ def test_a_misconfigured_function_names_the_variable(
     monkeypatch.setenv(variable, value)
     with pytest.raises(function.function_environment.ConfigError, match=message):
         function.handler(ended("arn:aws:sagemaker:eu-west-1:123456789012:pipeline/p/execution/x"))
+
+
+def test_a_shadow_run_of_a_scored_day_leaves_the_days_marker_alone(
+    stage: dict[str, Any],
+) -> None:
+    """A shadow run (pipelines/shadow_run.py) reads a scored day's input partition, so its
+    end event leads the function to that day's marker, which names the champion's run: it
+    is left as it is, whatever the shadow's outcome."""
+    from pipelines import shadow_run
+
+    arn = scheduled_day_run(stage)
+    set_status(stage, arn, "Succeeded")
+    put_summary(stage, LAYOUT.output_uri(DAY), arn, read=2, rejected=0)
+    function.handler(ended(arn))
+    uri = LAYOUT.marker_uri(DAY)
+    scored = partitions.read_marker(stage["s3"], uri)
+    assert scored is not None and scored["status"] == "Succeeded"
+    tfvars = {
+        "model_name": "churn-models-v3", "model_version": 3, "output_data_url": OUTPUT,
+        "feature_schema_url": f"s3://{BUCKET}/schema.json",
+        "processing_instance_type": "ml.m5.xlarge", "processing_instance_count": 1,
+        "transform_instance_type": "ml.m5.xlarge", "transform_instance_count": 1,
+    }  # fmt: skip
+    parameters = shadow_run.shadow_parameters(tfvars, scored, "churn-models-v4", 4)
+    assert parameters["InputDataUrl"] == LAYOUT.input_uri(DAY)
+    assert parameters["OutputDataUrl"].startswith(f"{OUTPUT}/_shadow/v4/")
+    assert parameters["PredictionsTableUrl"] == f"{OUTPUT}/_shadow/v4/table/"
+    shadow = stage["sagemaker"].start_pipeline_execution(
+        PipelineName=PIPELINE,
+        PipelineParameters=[{"Name": k, "Value": v} for k, v in parameters.items()],
+    )["PipelineExecutionArn"]
+    for status in ("Failed", "Succeeded"):
+        set_status(stage, shadow, status)
+        assert function.handler(ended(shadow, status)) == {"marker": uri, "recorded": False}
+        assert partitions.read_marker(stage["s3"], uri) == scored
