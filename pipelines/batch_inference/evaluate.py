@@ -272,6 +272,26 @@ def registered_value(statistics: dict[str, Any] | None, task: str) -> float | No
     return float(value)
 
 
+def read_registered(path: Path | None) -> dict[str, Any] | None:
+    """The package's ModelQuality statistics: the file, or the one JSON file in the folder
+    a Processing input downloads it into (keeping its name); None when there is none."""
+    if path is None:
+        return None
+    files = sorted(path.glob("*.json")) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return None
+    try:
+        loaded = json.loads(files[0].read_text())
+    except ValueError:
+        loaded = None
+    if not isinstance(loaded, dict):
+        raise EvaluationError(
+            f"{files[0].name}: the registered ModelQuality statistics are not a JSON object: "
+            "fix the package's model quality statistics"
+        )
+    return loaded
+
+
 def quality_drop(observed: float, registered: float | None, task: str) -> float | None:
     """How much worse the headline metric is than registered, as a fraction of it."""
     if registered is None or not math.isfinite(observed) or registered == 0:
@@ -338,7 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labels-dir", type=Path, default=Path(DEFAULT_LABELS_DIR))
     parser.add_argument("--predictions-dir", type=Path, default=Path(DEFAULT_PREDICTIONS_DIR))
     parser.add_argument("--output-dir", type=Path, default=Path(DEFAULT_OUTPUT_DIR))
-    parser.add_argument("--registered", type=Path, help="the package's ModelQuality statistics")
+    parser.add_argument(
+        "--registered", type=Path, help="the package's ModelQuality statistics (file or folder)"
+    )
     parser.add_argument("--id-column", required=True)
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--score-column", default="prediction")
@@ -353,15 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not 0 < args.threshold < 1:
             raise EvaluationError(f"--threshold {args.threshold:g} must be between 0 and 1")
-        statistics = None
-        if args.registered and args.registered.is_file():
-            try:
-                statistics = json.loads(args.registered.read_text())
-            except ValueError:
-                raise EvaluationError(
-                    f"{args.registered.name}: the registered ModelQuality statistics are not "
-                    "JSON: fix the package's model quality statistics"
-                ) from None
+        statistics = read_registered(args.registered)
         result = evaluate(
             read_labels(args.labels_dir, args.id_column, args.label_column),
             read_predictions(
