@@ -188,6 +188,25 @@ variable "pipeline_definition_s3_key" {
   type        = string
 }
 
+variable "quality_pipeline_name" {
+  description = "The model-quality pipeline (build.py: the pipeline's name and -quality), which measures each scored day against its delayed labels."
+  type        = string
+}
+
+variable "quality_pipeline_definition_s3_key" {
+  description = "Content-addressed key of the model-quality pipeline's definition build.py uploaded."
+  type        = string
+}
+
+variable "labels_url" {
+  description = "S3 prefix where each day's delayed labels land, one folder per day in partition_format (build.py: <project>/batch-inference/labels/ in the stage bucket)."
+  type        = string
+  validation {
+    condition     = can(regex("^s3://[^/]+/.+/$", var.labels_url))
+    error_message = "labels_url must be an s3:// prefix ending in /."
+  }
+}
+
 variable "job_steps" {
   description = "The pipeline's job steps: step name -> its type and the prefix of its jobs' names (build.py reads them from the definition; the dashboard finds job metrics by them)."
   type = map(object({
@@ -410,6 +429,16 @@ variable "max_drift_score" {
   }
 }
 
+variable "max_quality_drop" {
+  description = "Model quality with delayed labels: the alarm's limit on how much worse a day's headline metric (AUC; RMSE for regression) may be than the package's registered one, as a fraction of it (0.05: 5 % worse)."
+  type        = number
+  default     = 0.05
+  validation {
+    condition     = var.max_quality_drop >= 0
+    error_message = "max_quality_drop must be a fraction of 0 or more (0.05: alarm when 5 % worse than registered)."
+  }
+}
+
 variable "quality_gate_mode" {
   description = "Over a quality limit: fail (stop the run before scoring) or warn (score, alarm)."
   type        = string
@@ -558,51 +587,55 @@ locals {
 }
 
 module "stage" {
-  source                     = "./terraform/stage"
-  environment                = var.environment
-  region                     = var.region
-  project_name               = var.project_name
-  model_package_group_name   = var.model_package_group_name
-  model_package_arn          = var.model_package_arn
-  source_model_package_arn   = var.source_model_package_arn
-  model_version              = var.model_version
-  model_name                 = var.model_name
-  previous_model             = var.previous_model
-  endpoint_config_in_service = var.endpoint_config_in_service
-  image_repository_arns      = var.image_repository_arns
-  artifacts_bucket           = var.artifacts_bucket
-  sagemaker_role_arn         = var.sagemaker_role_arn
-  upload_starter_role_arn    = var.upload_starter_role_arn
-  kms_key_arn                = var.kms_key_arn
-  subnet_ids                 = var.subnet_ids
-  security_group_ids         = var.security_group_ids
-  pipeline_name              = var.pipeline_name
-  pipeline_definition_s3_key = var.pipeline_definition_s3_key
-  job_steps                  = var.job_steps
-  partition_format           = var.partition_format
-  input_data_url             = var.input_data_url
-  external_inputs            = var.external_inputs
-  output_data_url            = var.output_data_url
-  feature_schema_url         = var.feature_schema_url
-  predictions_table_url      = var.predictions_table_url
-  predictions_table_columns  = var.predictions_table_columns
-  output_format              = var.output_format
-  schedule_expression        = var.schedule_expression
-  processing_instance_type   = var.processing_instance_type
-  processing_instance_count  = var.processing_instance_count
-  transform_instance_type    = var.transform_instance_type
-  transform_instance_count   = var.transform_instance_count
-  max_rejected_fraction      = var.max_rejected_fraction
-  max_drift_score            = var.max_drift_score
-  quality_gate_mode          = var.quality_gate_mode
-  baseline_url               = var.baseline_url
-  run_on_upload              = var.run_on_upload
-  schedule_starter_zip       = var.schedule_starter_zip
-  upload_starter_zip         = var.upload_starter_zip
-  upload_max_running         = var.upload_max_running
-  upload_max_wait_hours      = var.upload_max_wait_hours
-  alarm_email                = var.alarm_email
-  endpoint                   = var.endpoint
+  source                             = "./terraform/stage"
+  environment                        = var.environment
+  region                             = var.region
+  project_name                       = var.project_name
+  model_package_group_name           = var.model_package_group_name
+  model_package_arn                  = var.model_package_arn
+  source_model_package_arn           = var.source_model_package_arn
+  model_version                      = var.model_version
+  model_name                         = var.model_name
+  previous_model                     = var.previous_model
+  endpoint_config_in_service         = var.endpoint_config_in_service
+  image_repository_arns              = var.image_repository_arns
+  artifacts_bucket                   = var.artifacts_bucket
+  sagemaker_role_arn                 = var.sagemaker_role_arn
+  upload_starter_role_arn            = var.upload_starter_role_arn
+  kms_key_arn                        = var.kms_key_arn
+  subnet_ids                         = var.subnet_ids
+  security_group_ids                 = var.security_group_ids
+  pipeline_name                      = var.pipeline_name
+  pipeline_definition_s3_key         = var.pipeline_definition_s3_key
+  quality_pipeline_name              = var.quality_pipeline_name
+  quality_pipeline_definition_s3_key = var.quality_pipeline_definition_s3_key
+  labels_url                         = var.labels_url
+  job_steps                          = var.job_steps
+  partition_format                   = var.partition_format
+  input_data_url                     = var.input_data_url
+  external_inputs                    = var.external_inputs
+  output_data_url                    = var.output_data_url
+  feature_schema_url                 = var.feature_schema_url
+  predictions_table_url              = var.predictions_table_url
+  predictions_table_columns          = var.predictions_table_columns
+  output_format                      = var.output_format
+  schedule_expression                = var.schedule_expression
+  processing_instance_type           = var.processing_instance_type
+  processing_instance_count          = var.processing_instance_count
+  transform_instance_type            = var.transform_instance_type
+  transform_instance_count           = var.transform_instance_count
+  max_rejected_fraction              = var.max_rejected_fraction
+  max_drift_score                    = var.max_drift_score
+  quality_gate_mode                  = var.quality_gate_mode
+  max_quality_drop                   = var.max_quality_drop
+  baseline_url                       = var.baseline_url
+  run_on_upload                      = var.run_on_upload
+  schedule_starter_zip               = var.schedule_starter_zip
+  upload_starter_zip                 = var.upload_starter_zip
+  upload_max_running                 = var.upload_max_running
+  upload_max_wait_hours              = var.upload_max_wait_hours
+  alarm_email                        = var.alarm_email
+  endpoint                           = var.endpoint
 }
 
 # ----------------------------------------------------------------------------- outputs

@@ -321,6 +321,9 @@ SETTINGS: dict[str, Setting] = {
     "max_rejected_fraction": Setting("number", "a share from 0 to 1", lambda v: 0 <= v <= 1),
     "max_drift_score": Setting("number", "a PSI limit of 0 or more", lambda v: v >= 0),
     "quality_gate_mode": Setting("string", "fail or warn", _matches("fail|warn")),
+    "max_quality_drop": Setting(
+        "number", "a fraction of 0 or more (0.05: 5 % worse than registered)", lambda v: v >= 0
+    ),
     "partition_format": Setting(
         "string",
         "a strftime pattern of folders with %Y, %m and %d once each, like dt=%Y-%m-%d",

@@ -12,6 +12,7 @@ from common import s3_locations
 from common.s3_locations import content_key
 from pipelines.batch_inference import processing_settings, transform_settings
 from pipelines.batch_inference.transform_settings import TransformRequests
+from promotion import quality_files
 from promotion.artifacts import artifact_prefix, target_uri
 from promotion.errors import UsageError, aws_errors, is_not_found
 from promotion.names import account_of, model_name, parse_s3_uri, resource_name
@@ -418,4 +419,8 @@ def publish_stage_files(
         # what the definition's BatchTransform sends, resolved (the stage file's or defaults)
         **transform_requests(request.stage_config).stage_values(),
         "image_repository_arns": result.image_repository_arns,
+        # the model-quality pipeline's code, definition and labels (promotion/quality_files.py)
+        **quality_files.quality_tfvars(
+            request, settings, result, locations, store, schema["id_column"]
+        ),
     }

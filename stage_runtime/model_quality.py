@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from common.s3_locations import parse_s3_uri
-from stage_runtime import executions, partitions
+from stage_runtime import executions, function_environment, partitions
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sagemaker import SageMakerClient
 
@@ -60,6 +62,24 @@ class Stage:
 
     def quality_output_uri(self, day: date) -> str:
         return f"{self.layout.output_uri(day)}/{QUALITY_FOLDER}"
+
+
+MAX_LABEL_LOOKBACK_DAYS = 90
+
+
+def stage_of(env: Mapping[str, str]) -> Stage | None:
+    """The stage's model-quality settings from a function's environment (the template sets
+    ``QUALITY_PIPELINE_NAME``, ``LABELS_URL``, ``PREDICTIONS_TABLE_URL``), or None when the
+    function was deployed without them (a stage from before model quality)."""
+    if not env.get("QUALITY_PIPELINE_NAME"):
+        return None
+    return Stage(
+        function_environment.layout(env),
+        labels_url=function_environment.required(env, "LABELS_URL"),
+        predictions_table_url=function_environment.required(env, "PREDICTIONS_TABLE_URL"),
+        quality_pipeline_name=env["QUALITY_PIPELINE_NAME"],
+        kms_key_arn=env.get("KMS_KEY_ARN") or None,
+    )
 
 
 @dataclass(frozen=True)

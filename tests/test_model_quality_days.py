@@ -201,3 +201,49 @@ def test_an_evaluation_whose_end_was_missed_is_completed_at_the_next_look(
     assert results[str(DAY)]["action"] == "start"
     assert len(executions(sagemaker)) == 2
     assert marker(s3)["model_quality"]["execution_arn"] == results[str(DAY)]["execution_arn"]
+
+
+def test_the_schedule_starts_and_the_outcome_function_records_an_evaluation(
+    aws_stage: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The two functions as the template configures them: the night five days after the
+    scored day starts its evaluation (labels landed since), and the evaluation's end event
+    writes the result into the day's marker; a scoring run's end is still the day's own."""
+    from lambdas.record_run_outcome import handler as outcome
+    from lambdas.start_scheduled_run import handler as schedule
+
+    s3, sagemaker, aws = aws_stage["s3"], aws_stage["sagemaker"], aws_stage["aws"]
+    create_empty_pipeline(sagemaker, "churn-preprod-batch-inference")
+    for name, value in {
+        "PIPELINE_NAME": "churn-preprod-batch-inference", "PIPELINE_PARAMETERS": "{}",
+        "INPUT_DATA_URL": STAGE.layout.input_data_url, "LOOKBACK_DAYS": "0",
+        "OUTPUT_DATA_URL": STAGE.layout.output_data_url,
+        "PARTITION_FORMAT": partitions.DEFAULT_FORMAT, "QUALITY_PIPELINE_NAME": QUALITY,
+        "LABELS_URL": STAGE.labels_url, "PREDICTIONS_TABLE_URL": STAGE.predictions_table_url,
+        "LABEL_LOOKBACK_DAYS": "14",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    scored(s3)
+    labels(s3)
+    event = {
+        "version": "0", "id": "e1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "time": "2026-11-08T02:00:00Z", "region": "eu-west-1", "resources": [], "detail": {},
+    }  # fmt: skip
+    answer = schedule.handler(event)
+    (arn,) = executions(sagemaker)
+    assert answer["model_quality"][str(DAY)] == {"action": "start", "execution_arn": arn}
+    assert schedule.handler(event)["model_quality"][str(DAY)]["action"] == "skip"
+    set_status(aws, arn, "Succeeded")
+    bucket, prefix = partitions.parse_s3_uri(STAGE.quality_output_uri(DAY))
+    s3.put_object(
+        Bucket=bucket, Key=f"{prefix}/{arn.rsplit('/', 1)[-1]}/{evaluate.RESULT}",
+        Body=job_result(tmp_path),
+    )  # fmt: skip
+    ended = {
+        "version": "0", "id": "e2", "source": "aws.sagemaker", "region": "eu-west-1",
+        "detail-type": "SageMaker Model Building Pipeline Execution Status Change",
+        "detail": {"pipelineExecutionArn": arn, "currentPipelineExecutionStatus": "Succeeded"},
+    }  # fmt: skip
+    assert outcome.handler(ended)["recorded"] is True
+    assert marker(s3)["model_quality"]["verdict"] == "degraded"
+    assert marker(s3)["status"] == "Succeeded"

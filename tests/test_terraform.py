@@ -306,6 +306,53 @@ def day_line(pipeline: str, action: str) -> str:
     return line
 
 
+# the metrics the stage's filters make of evaluate.py's line (the model-quality job)
+MODEL_QUALITY_FIELDS = {
+    "QualityDrop": "quality_drop", "LabelCoverage": "label_coverage", "AUC": "auc",
+    "Accuracy": "accuracy", "Precision": "precision", "Recall": "recall",
+    "LogLoss": "log_loss", "CalibrationError": "calibration_error", "MAE": "mae",
+    "RMSE": "rmse", "Bias": "bias",
+}  # fmt: skip
+
+
+def model_quality_line(tmp_path: Path, pipeline: str, task: str) -> str:
+    """The JSON line evaluate.py prints for a small labelled day (its own main, in-process):
+    a classification 20 % worse than registered (AUC 0.75 against 0.9375), or a regression
+    that improved (RMSE 1.32 against 2: a negative drop, and a negative bias)."""
+    import contextlib
+    import io
+
+    from pipelines.batch_inference import evaluate
+
+    root = tmp_path / f"model-quality-{pipeline}-{task}"
+    (root / "labels").mkdir(parents=True)
+    (root / "table").mkdir()
+    scores = [0.9, 0.2, 0.4, 0.6] if task == "classification" else [9.0, 19.0, 31.0, 38.0]
+    labels = [1, 0, 1, 0] if task == "classification" else [10, 20, 30, 40]
+    (root / "labels" / "a.csv").write_text(
+        "id,label\n" + "".join(f"r{i},{v}\n" for i, v in enumerate(labels))
+    )
+    (root / "table" / "e.csv").write_text(
+        "id,prediction,model_version,execution_id\n"
+        + "".join(f"r{i},{v},1,exec\n" for i, v in enumerate(scores))
+    )
+    headline = {"classification": ("binary_classification_metrics", "auc", 0.9375),
+                "regression": ("regression_metrics", "rmse", 2.0)}[task]  # fmt: skip
+    registered = {headline[0]: {headline[1]: {"value": headline[2]}}}
+    (root / "registered.json").write_text(json.dumps(registered))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = evaluate.main(
+            ["--labels-dir", str(root / "labels"), "--predictions-dir", str(root / "table"),
+             "--output-dir", str(root / "out"), "--registered", str(root / "registered.json"),
+             "--id-column", "id", "--task", task, "--execution-id", "exec",
+             "--day", "2026-11-01", "--pipeline-name", pipeline]
+        )  # fmt: skip
+    assert code == 0
+    (line,) = out.getvalue().splitlines()
+    return line
+
+
 def assert_quality_metrics_read_the_printed_line(
     aws: Emulator, stage: str, values: dict, tmp_path: Path
 ) -> None:
@@ -315,7 +362,7 @@ def assert_quality_metrics_read_the_printed_line(
     filters = quality_filters(aws, stage)
     assert sorted(filters) == sorted(
         ["RowsRead", "RowsRejected", "RowsScored", "RejectedFraction", "DriftScore",
-         "PredictionCount", "PredictionSum", "EmptyDays"]
+         "PredictionCount", "PredictionSum", "EmptyDays", *MODEL_QUALITY_FIELDS]
     )  # fmt: skip
     pipeline = values["pipeline_name"]
     measured = printed_metric_line(tmp_path, pipeline, baseline=True)
@@ -327,6 +374,11 @@ def assert_quality_metrics_read_the_printed_line(
     other_predictions = prediction_line(f"{pipeline}-other", np.array([0.5]))
     # the schedule function's line for a day without data, and for a day it started
     empty, started = (day_line(pipeline, action) for action in ("empty", "started"))
+    # the model-quality job's line for a labelled day, of each task, and another pipeline's
+    classified, regressed = (
+        model_quality_line(tmp_path, pipeline, task) for task in ("classification", "regression")
+    )
+    other_quality = model_quality_line(tmp_path, f"{pipeline}-other", "classification")
     fields = {"RowsRead": "rows_read", "RowsRejected": "rows_rejected",
               "RowsScored": "rows_scored", "RejectedFraction": "rejected_fraction",
               "DriftScore": "drift_score", "PredictionCount": "count",
@@ -343,6 +395,14 @@ def assert_quality_metrics_read_the_printed_line(
             assert (publish(empty), publish(started)) == (1, 0)
             assert publish(day_line(f"{pipeline}-other", "empty")) is None
             assert publish(measured) is None
+            continue
+        if metric in MODEL_QUALITY_FIELDS:
+            assert found["logGroupName"] == "/aws/sagemaker/ProcessingJobs"
+            field = MODEL_QUALITY_FIELDS[metric]
+            for line in (classified, regressed):  # each task publishes what it measured
+                assert publish(line) == json.loads(line).get(field)
+            assert publish(other_quality) is None
+            assert publish(measured) is None  # Preprocess's line is not the job's
             continue
         if metric.startswith("Prediction"):
             assert found["logGroupName"] == "/aws/sagemaker/TransformJobs"
@@ -362,11 +422,16 @@ def assert_quality_metrics_read_the_printed_line(
         for a in aws.client("cloudwatch", stage).describe_alarms()["MetricAlarms"]
         if a["Namespace"] == "BatchInference/Quality"
     }
-    assert sorted(alarms) == ["DriftScore", "RejectedFraction"]
+    assert sorted(alarms) == ["DriftScore", "QualityDrop", "RejectedFraction"]
+    # the classification 20 % worse than registered, the regression that improved
+    assert (metric_value(filters["QualityDrop"]["filterPattern"], "$.quality_drop", classified),
+            metric_value(filters["QualityDrop"]["filterPattern"], "$.quality_drop", regressed),
+    ) == (pytest.approx(0.2), pytest.approx((1.75**0.5 - 2) / 2))  # fmt: skip
     for metric, alarm in alarms.items():
         assert alarm["Dimensions"] == [{"Name": "PipelineName", "Value": pipeline}]
         assert alarm["Statistic"] == "Maximum"
-        setting = {"DriftScore": "max_drift_score", "RejectedFraction": "max_rejected_fraction"}
+        setting = {"DriftScore": "max_drift_score", "RejectedFraction": "max_rejected_fraction",
+                   "QualityDrop": "max_quality_drop"}  # fmt: skip
         assert alarm["Threshold"] == values[setting[metric]]
     local = local_alarms.data_quality_alarms(
         values["max_rejected_fraction"], values["max_drift_score"]
@@ -473,6 +538,7 @@ def test_the_dashboard_checks_are_not_vacuous() -> None:
 ADDED_AFTER_THE_MODULE_LAYOUT = {
     "module.stage.aws_glue_catalog_database.predictions",
     "module.stage.aws_glue_catalog_table.predictions",
+    "module.stage.aws_sagemaker_pipeline.quality",  # model quality with delayed labels (#32)
 }
 
 
@@ -543,9 +609,15 @@ def test_apply_plan_destroy_against_the_emulator(
     ]
     # a run that ends invokes the run-outcome function, for this pipeline only
     ended_rule = events.describe_rule(Name=f"{PROJECT}-{stage}-run-ended")
+    quality = sagemaker.describe_pipeline(PipelineName=values["quality_pipeline_name"])
     assert json.loads(ended_rule["EventPattern"])["detail"]["pipelineArn"] == [
-        pipeline["PipelineArn"]
-    ]
+        pipeline["PipelineArn"], quality["PipelineArn"],
+    ]  # fmt: skip
+    # the model-quality pipeline runs build.py's definition: one Evaluate step whose line
+    # names the scoring pipeline (the metric filters' dimension)
+    (evaluate_step,) = json.loads(quality["PipelineDefinition"])["Steps"]
+    arguments = evaluate_step["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert arguments[arguments.index("--pipeline-name") + 1] == values["pipeline_name"]
     (ended_target,) = events.list_targets_by_rule(Rule=ended_rule["Name"])["Targets"]
     outcome = lambdas.get_function(FunctionName=f"{PROJECT}-{stage}-record-run-outcome")
     assert ended_target["Arn"] == outcome["Configuration"]["FunctionArn"]

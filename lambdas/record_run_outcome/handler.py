@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from common import aws_sessions
-from stage_runtime import executions, function_environment, partitions
+from stage_runtime import executions, function_environment, model_quality, partitions
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -91,6 +91,10 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     session = aws_sessions.session()  # the project's one retry policy
     s3 = session.client("s3")
     sagemaker = session.client("sagemaker")
+    quality = model_quality.stage_of(os.environ)
+    if quality is not None and f":pipeline/{quality.quality_pipeline_name}/" in arn:
+        # an evaluation of a day's delayed labels: its result goes into the day's marker
+        return model_quality.record(s3, sagemaker, quality, arn, reported)
     return record_outcome(s3, sagemaker, config, arn, reported)
 
 

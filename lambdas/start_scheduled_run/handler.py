@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from common import aws_sessions
-from stage_runtime import function_environment, partitions, runs
+from stage_runtime import function_environment, model_quality, partitions, runs
 from stage_runtime.function_environment import ConfigError as ConfigError  # tests, callers
 
 logger = logging.getLogger(__name__)
@@ -139,6 +139,25 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         metric_lines=True,
     )
     errors = [f"{r.day}: {r.detail}" for r in results if r.action == "error"]
+    evaluated = evaluate_labelled_days(day)
+    errors += [f"{d} (model quality): {r['detail']}" for d, r in evaluated.items() if "detail" in r]
     if errors:
         raise DaysNotHandled("; ".join(errors))
-    return {str(r.day): {"action": r.action, "execution_arn": r.execution_arn} for r in results}
+    answer = {str(r.day): {"action": r.action, "execution_arn": r.execution_arn} for r in results}
+    return answer | ({"model_quality": evaluated} if evaluated else {})
+
+
+def evaluate_labelled_days(day: date, environ: Mapping[str, str] | None = None) -> dict:
+    """The scored days of the ``LABEL_LOOKBACK_DAYS`` before ``day`` whose delayed labels
+    have landed since: each evaluated once per upload of them (stage_runtime/model_quality)."""
+    env = os.environ if environ is None else environ
+    stage = model_quality.stage_of(env)
+    if stage is None:
+        return {}
+    lookback = function_environment.whole_number(
+        env, "LABEL_LOOKBACK_DAYS", 1, model_quality.MAX_LABEL_LOOKBACK_DAYS
+    )
+    session = aws_sessions.session()
+    return model_quality.run_days(
+        session.client("s3"), session.client("sagemaker"), stage, window(day, lookback - 1)
+    )

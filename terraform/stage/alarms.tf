@@ -18,6 +18,21 @@ locals {
     PredictionSum    = { value = "$.sum", unit = "None", match = "= *", event = "batch-predictions", log_group = "/aws/sagemaker/TransformJobs" }
     # the schedule's function: 1 per day it found without data (0 for the others)
     EmptyDays = { value = "$.empty", unit = "Count", match = ">= 0", event = "partition-run", log_group = module.schedule_function.log_group_name }
+    # the model-quality job (evaluate.py), once per day whose delayed labels landed: its
+    # metrics against the labels, the join's coverage, the drop from the registered quality
+    # (a fraction; negative when better). A classification's line has no MAE/RMSE/Bias, a
+    # regression's no AUC..CalibrationError: each filter publishes only what its task measured.
+    QualityDrop      = { value = "$.quality_drop", unit = "None", match = "= *", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    LabelCoverage    = { value = "$.label_coverage", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    AUC              = { value = "$.auc", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    Accuracy         = { value = "$.accuracy", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    Precision        = { value = "$.precision", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    Recall           = { value = "$.recall", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    LogLoss          = { value = "$.log_loss", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    CalibrationError = { value = "$.calibration_error", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    MAE              = { value = "$.mae", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    RMSE             = { value = "$.rmse", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    Bias             = { value = "$.bias", unit = "None", match = "= *", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
   }
 }
 
@@ -89,6 +104,20 @@ locals {
         watched     = aws_sagemaker_pipeline.batch.pipeline_name
         statistic   = "Maximum"
         threshold   = var.max_drift_score
+        notify_ok   = false
+      }
+    },
+    {
+      # a day's quality, measured once its delayed labels landed, fell further below what
+      # the package was registered with than the stage allows (evaluate.py's quality_drop)
+      quality_drop = {
+        description = "A day scored by ${var.pipeline_name} measured against its delayed labels is more than ${var.max_quality_drop * 100} % worse than the model was registered with (AUC, or RMSE for regression): see the day's marker (model_quality) and the runbook."
+        namespace   = local.quality_namespace
+        metric      = aws_cloudwatch_log_metric_filter.quality["QualityDrop"].metric_transformation[0].name
+        dimension   = "PipelineName"
+        watched     = aws_sagemaker_pipeline.batch.pipeline_name
+        statistic   = "Maximum"
+        threshold   = var.max_quality_drop
         notify_ok   = false
       }
     },

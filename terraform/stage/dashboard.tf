@@ -124,7 +124,7 @@ resource "aws_cloudwatch_dashboard" "batch" {
           ]
         }
       },
-    ] : [], local.endpoint_widgets)
+    ] : [], local.endpoint_widgets, local.model_quality_widgets)
   })
 }
 
@@ -172,4 +172,26 @@ locals {
       }
     },
   ] : widget if local.endpoint != null]
+}
+
+# Model quality with delayed labels (evaluate.py's line, one point per day evaluated, at the
+# time its labels were evaluated): the classification metrics, the regression ones, and the
+# drop from the registered quality with the label coverage, against max_quality_drop.
+locals {
+  model_quality_widgets = [
+    for i, widget in [
+      { title = "Model quality (delayed labels): classification", metrics = ["AUC", "Accuracy", "Precision", "Recall", "LogLoss", "CalibrationError"], limits = [] },
+      { title = "Model quality (delayed labels): regression", metrics = ["MAE", "RMSE", "Bias"], limits = [] },
+      { title = "Model quality: drop from the registered quality (alarm over max_quality_drop) and label coverage", metrics = ["QualityDrop", "LabelCoverage"], limits = [var.max_quality_drop] },
+      ] : {
+      type = "metric", x = (i % 2) * 12, y = 48 + floor(i / 2) * 6, width = 12, height = 6
+      properties = merge({
+        title   = widget.title
+        region  = var.region
+        stat    = "Maximum"
+        period  = 3600
+        metrics = [for m in widget.metrics : [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality[m].metric_transformation[0].name, "PipelineName", var.pipeline_name]]
+      }, [for limit in widget.limits : { annotations = { horizontal = [{ label = "max_quality_drop", value = limit }] } }]...)
+    }
+  ]
 }

@@ -9,7 +9,7 @@ resource "aws_cloudwatch_event_rule" "run_ended" {
     source        = ["aws.sagemaker"]
     "detail-type" = ["SageMaker Model Building Pipeline Execution Status Change"]
     detail = {
-      pipelineArn                    = [aws_sagemaker_pipeline.batch.arn]
+      pipelineArn                    = [aws_sagemaker_pipeline.batch.arn, aws_sagemaker_pipeline.quality.arn]
       currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped", "CompletedWithFailures"]
     }
   })
@@ -25,12 +25,12 @@ module "outcome_function" {
   timeout            = 60
   kms_key_arn        = local.kms_key_arn
   log_retention_days = 365
-  environment = {
+  environment = merge(local.model_quality_environment, {
     INPUT_DATA_URL   = var.input_data_url
     OUTPUT_DATA_URL  = var.output_data_url
     PARTITION_FORMAT = var.partition_format
     KMS_KEY_ARN      = var.kms_key_arn == null ? "" : var.kms_key_arn
-  }
+  })
   dead_letter_arn = aws_sqs_queue.schedule_dlq.arn
   rule            = { name = aws_cloudwatch_event_rule.run_ended.name, arn = aws_cloudwatch_event_rule.run_ended.arn, statement_id = "TheRunEndedRuleInvokes" }
 }

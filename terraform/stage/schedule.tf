@@ -44,7 +44,8 @@ module "schedule_function" {
   timeout            = 120
   kms_key_arn        = local.kms_key_arn
   log_retention_days = 365 # what happened to each day, for a year
-  environment = {
+  environment = merge(local.model_quality_environment, {
+    LABEL_LOOKBACK_DAYS = tostring(local.label_lookback_days)
     PIPELINE_NAME       = aws_sagemaker_pipeline.batch.pipeline_name
     PIPELINE_PARAMETERS = jsonencode({ for k, v in local.pipeline_parameters : k => v if !contains(["InputDataUrl", "OutputDataUrl"], k) })
     INPUT_DATA_URL      = var.input_data_url
@@ -52,7 +53,7 @@ module "schedule_function" {
     PARTITION_FORMAT    = var.partition_format
     KMS_KEY_ARN         = var.kms_key_arn == null ? "" : var.kms_key_arn
     LOOKBACK_DAYS       = tostring(local.schedule_lookback_days)
-  }
+  })
   # an invocation that still fails after Lambda's two retries lands with the rule's own
   # undeliverable events (alarmed)
   dead_letter_arn = aws_sqs_queue.schedule_dlq.arn

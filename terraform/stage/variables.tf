@@ -163,6 +163,10 @@ variable "quality_gate_mode" {
   type = string
 }
 
+variable "max_quality_drop" {
+  type = number
+}
+
 variable "baseline_url" {
   type = string
 }
@@ -224,5 +228,17 @@ variable "predictions_table_columns" {
 }
 
 variable "output_format" {
+  type = string
+}
+
+variable "quality_pipeline_name" {
+  type = string
+}
+
+variable "quality_pipeline_definition_s3_key" {
+  type = string
+}
+
+variable "labels_url" {
   type = string
 }

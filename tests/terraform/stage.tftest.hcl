@@ -90,9 +90,17 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     condition = jsondecode(aws_cloudwatch_event_rule.run_ended.event_pattern) == {
       source        = ["aws.sagemaker"]
       "detail-type" = ["SageMaker Model Building Pipeline Execution Status Change"]
-      detail        = { pipelineArn = [aws_sagemaker_pipeline.batch.arn], currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped", "CompletedWithFailures"] }
+      detail        = { pipelineArn = [aws_sagemaker_pipeline.batch.arn, aws_sagemaker_pipeline.quality.arn], currentPipelineExecutionStatus = ["Succeeded", "Failed", "Stopped", "CompletedWithFailures"] }
     }
-    error_message = "the run-ended rule must match this stage's pipeline's executions that ended, and only those"
+    error_message = "the run-ended rule must match this stage's pipelines' executions (scoring, model quality) that ended, and only those"
+  }
+  assert {
+    condition     = aws_sagemaker_pipeline.quality.pipeline_name == var.quality_pipeline_name && one(aws_sagemaker_pipeline.quality.pipeline_definition_s3_location).object_key == var.quality_pipeline_definition_s3_key && aws_sagemaker_pipeline.quality.role_arn == var.sagemaker_role_arn
+    error_message = "the model-quality pipeline must run build.py's definition as the execution role"
+  }
+  assert {
+    condition     = alltrue([for f in [module.schedule_function.function, module.outcome_function.function] : f.environment[0].variables.QUALITY_PIPELINE_NAME == var.quality_pipeline_name && f.environment[0].variables.LABELS_URL == var.labels_url && f.environment[0].variables.PREDICTIONS_TABLE_URL == var.predictions_table_url]) && module.schedule_function.function.environment[0].variables.LABEL_LOOKBACK_DAYS == "14"
+    error_message = "the schedule's and run-outcome functions must know the model-quality pipeline, the labels and the predictions table"
   }
   assert {
     condition     = module.outcome_function.function.handler == "record_run_outcome.handler" && module.outcome_function.function.source_code_hash == filebase64sha256(var.schedule_starter_zip) && module.outcome_function.function.role == var.upload_starter_role_arn && module.outcome_function.function.dead_letter_config[0].target_arn == aws_sqs_queue.schedule_dlq.arn
@@ -131,8 +139,12 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "runs that could not start (dead letters) must raise an alarm"
   }
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 9 : 8)
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 12 : 11)
     error_message = "the dashboard lost a widget"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stage["quality_drop"].threshold == var.max_quality_drop && aws_cloudwatch_metric_alarm.stage["quality_drop"].metric_name == "QualityDrop" && aws_cloudwatch_metric_alarm.stage["quality_drop"].dimensions.PipelineName == var.pipeline_name && strcontains(aws_cloudwatch_log_metric_filter.quality["QualityDrop"].pattern, "$.event = \"model-quality\"")
+    error_message = "the model-quality alarm must watch this pipeline's QualityDrop (evaluate.py's line) at max_quality_drop"
   }
   assert {
     condition     = alltrue([for k, f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == (startswith(k, "Prediction") ? "/aws/sagemaker/TransformJobs" : k == "EmptyDays" ? module.schedule_function.log_group.name : "/aws/sagemaker/ProcessingJobs") && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "&& ${f.metric_transformation[0].value} ")])
