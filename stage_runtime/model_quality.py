@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 RESULT = "model-quality.json"  # evaluate.py's RESULT: a test holds the two together
 QUALITY_FOLDER = "quality"  # <output>/<partition>/quality/<execution id>/model-quality.json
 LABEL_SUFFIXES = (".csv", ".csv.gz")  # what evaluate.py reads
+# an evaluation that ended so is started again (new token) at the next look
+RETRIED = frozenset({"Failed", "Stopped"})
 # what the marker keeps of the job's result (the whole of it stays in S3, named in "result")
 RECORDED = ("metrics", "coverage", "headline", "registered", "quality_drop", "verdict")
 
@@ -126,7 +128,7 @@ def decide(s3: S3Client, stage: Stage, day: date) -> Decision:
     ):
         state = quality.get("status")
         what = "being evaluated" if state in executions.RUNNING else f"evaluated ({state})"
-        if state != "Failed":
+        if state not in RETRIED:
             return Decision(
                 day, "skip", f"{day}'s labels are {what}: {quality.get('execution_arn')}"
             )
@@ -138,8 +140,9 @@ def decide(s3: S3Client, stage: Stage, day: date) -> Decision:
         "QualityOutputUrl": stage.quality_output_uri(day),
     }
     # a failed evaluation of the same labels is retried with a new token (its ARN in it)
-    last = quality.get("execution_arn", "") if isinstance(quality, dict) else ""
-    again = " again (the last evaluation failed)" if last else ""
+    earlier = quality if isinstance(quality, dict) else {}
+    last = str(earlier.get("execution_arn", ""))
+    again = f" again (the last evaluation {str(earlier.get('status')).lower()})" if last else ""
     token = partitions.start_token(
         stage.quality_pipeline_name, stage.layout.partition(day), f"{scored}|{fingerprint}|{last}"
     )

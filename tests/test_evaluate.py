@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn import calibration, metrics
 
-from local_mode import twin
+from local_mode import alarms, quality_alarms, twin
 from pipelines.batch_inference import evaluate, publish
 
 SCRIPT = Path(evaluate.__file__)
@@ -154,6 +154,12 @@ def test_a_degraded_model_is_a_drop_over_the_limit(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     line = json.loads(done.stdout)
     assert 0.35 < line["quality_drop"] < 0.55
+    # the stage's alarm, evaluated as CloudWatch would over the job's line (local mode's
+    # declaration, which the Terraform apply test holds to the template's)
+    alarm = quality_alarms.quality_drop_alarm(0.1)
+    assert alarms.state(alarm, "p", [done.stdout])[0] == "ALARM"
+    assert alarms.state(quality_alarms.quality_drop_alarm(0.6), "p", [done.stdout])[0] == "OK"
+    assert alarms.state(alarm, "other-pipeline", [done.stdout])[0] == "OK"  # not its line
     assert json.loads((tmp_path / "out" / evaluate.RESULT).read_text())["verdict"] == "degraded"
 
 

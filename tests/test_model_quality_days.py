@@ -168,8 +168,9 @@ def test_the_evaluations_end_is_written_into_the_days_marker(
     assert model_quality.decide(s3, STAGE, DAY).action == "skip"
 
 
+@pytest.mark.parametrize("ended", ["Failed", "Stopped"])
 def test_a_failed_evaluation_is_recorded_and_retried_with_a_new_token(
-    aws_stage: dict[str, Any],
+    aws_stage: dict[str, Any], ended: str
 ) -> None:
     s3, sagemaker, aws = aws_stage["s3"], aws_stage["sagemaker"], aws_stage["aws"]
     scored(s3)
@@ -177,12 +178,12 @@ def test_a_failed_evaluation_is_recorded_and_retried_with_a_new_token(
     first = model_quality.decide(s3, STAGE, DAY)
     model_quality.run_days(s3, sagemaker, STAGE, [DAY])
     (arn,) = executions(sagemaker)
-    set_status(aws, arn, "Failed")
-    assert model_quality.record(s3, sagemaker, STAGE, arn, "Failed")["status"] == "Failed"
-    assert marker(s3)["model_quality"]["status"] == "Failed"
+    set_status(aws, arn, ended)
+    assert model_quality.record(s3, sagemaker, STAGE, arn, ended)["status"] == ended
+    assert marker(s3)["model_quality"]["status"] == ended
     retry = model_quality.decide(s3, STAGE, DAY)
     assert retry.action == "start" and retry.token != first.token
-    assert "again (the last evaluation failed)" in retry.reason
+    assert f"again (the last evaluation {ended.lower()})" in retry.reason
     assert marker(s3)["execution_arn"] == SCORED  # the day's own run is kept
 
 

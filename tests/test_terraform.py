@@ -21,6 +21,7 @@ import pytest
 import utils
 from examples.breast_cancer.inference import prediction_line
 from local_mode import alarms as local_alarms
+from local_mode import quality_alarms
 from local_mode.emulator import ACCOUNTS, REGION, Emulator, environment
 from local_mode.executor import job_name
 from local_mode.transform import resolve_model
@@ -436,7 +437,17 @@ def assert_quality_metrics_read_the_printed_line(
     local = local_alarms.data_quality_alarms(
         values["max_rejected_fraction"], values["max_drift_score"]
     )
+    local.append(quality_alarms.quality_drop_alarm(values["max_quality_drop"]))
     assert_local_alarms_are_the_templates(aws, stage, pipeline, local, filters)
+    # every model-quality metric as local mode declares it is the filter the template made,
+    # and local mode's alarm reads the job's line as CloudWatch would: 20 % worse is ALARM
+    for declared in quality_alarms.METRICS:
+        (transformation,) = filters[declared.name]["metricTransformations"]
+        assert filters[declared.name]["filterPattern"] == declared.pattern_for(pipeline)
+        assert transformation["metricValue"] == declared.value
+    drop = quality_alarms.quality_drop_alarm(values["max_quality_drop"])
+    assert local_alarms.state(drop, pipeline, [classified])[0] == "ALARM"
+    assert local_alarms.state(drop, pipeline, [regressed])[0] == "OK"
 
 
 def assert_local_alarms_are_the_templates(
@@ -613,9 +624,15 @@ def test_apply_plan_destroy_against_the_emulator(
     assert json.loads(ended_rule["EventPattern"])["detail"]["pipelineArn"] == [
         pipeline["PipelineArn"], quality["PipelineArn"],
     ]  # fmt: skip
-    # the model-quality pipeline runs build.py's definition: one Evaluate step whose line
-    # names the scoring pipeline (the metric filters' dimension)
-    (evaluate_step,) = json.loads(quality["PipelineDefinition"])["Steps"]
+    # the model-quality pipeline's definition (build.py's, the key the template applies): one
+    # Evaluate step whose line names the scoring pipeline (the metric filters' dimension)
+    quality_key = values["quality_pipeline_definition_s3_key"]
+    quality_definition = (
+        aws.client("s3", stage)
+        .get_object(Bucket=values["artifacts_bucket"], Key=quality_key)["Body"]
+        .read()
+    )
+    (evaluate_step,) = json.loads(quality_definition)["Steps"]
     arguments = evaluate_step["Arguments"]["AppSpecification"]["ContainerArguments"]
     assert arguments[arguments.index("--pipeline-name") + 1] == values["pipeline_name"]
     (ended_target,) = events.list_targets_by_rule(Rule=ended_rule["Name"])["Targets"]

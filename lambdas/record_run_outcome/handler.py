@@ -18,6 +18,9 @@ DescribePipelineExecution's; where that still says running, the event's status. 
 error fails the invocation: Lambda retries it twice, then sends the event to the stage's
 alarmed dead-letter queue.
 
+The end of a model-quality execution (the stage's second pipeline, which its rule matches
+too) is written into its day's marker as ``model_quality`` (``stage_runtime/model_quality.py``).
+
 Standard library, boto3 (the Lambda runtime's) and the ``common`` and ``stage_runtime``
 packages the deployment zip carries (``lambdas/package.py``: it ships in the schedule
 function's zip).
@@ -92,7 +95,8 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     s3 = session.client("s3")
     sagemaker = session.client("sagemaker")
     quality = model_quality.stage_of(os.environ)
-    if quality is not None and f":pipeline/{quality.quality_pipeline_name}/" in arn:
+    # compared in lower case: SageMaker may write a pipeline's name in lower case in its ARNs
+    if quality is not None and f":pipeline/{quality.quality_pipeline_name}/".lower() in arn.lower():
         # an evaluation of a day's delayed labels: its result goes into the day's marker
         return model_quality.record(s3, sagemaker, quality, arn, reported)
     return record_outcome(s3, sagemaker, config, arn, reported)

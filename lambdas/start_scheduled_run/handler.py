@@ -18,6 +18,11 @@ log metric filter (days found empty). A day that cannot be handled does not stop
 the invocation then fails: Lambda retries the event twice and then sends it to the
 schedule's dead-letter queue, which is alarmed.
 
+With the stage's model-quality settings (``QUALITY_PIPELINE_NAME``...), it then looks at the
+``LABEL_LOOKBACK_DAYS`` days before the scheduled one for scored days whose delayed labels
+have landed, and starts the model-quality pipeline on each, once per upload of its labels
+(``stage_runtime/model_quality.py``).
+
 Standard library, boto3 (the Lambda runtime's) and the ``common`` and ``stage_runtime``
 packages the deployment zip carries (``lambdas/package.py``).
 """
