@@ -13,6 +13,7 @@ predictions table's column the labels are measured against; ``prediction`` by de
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from promotion.artifacts import artifact_prefix, target_uri
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
 
     from promotion.request import PromotionRequest, PromotionResult
     from promotion.stage import StageSettings
-    from promotion.stage_files import StageLocations, _ContentStore
+
+# stage_files' content store: (prefix, name, body, content type) -> the object's s3:// URI
+Put = Callable[[str, str, bytes, str], str]
 
 QUALITY_SUFFIX = "-quality"
 DEFAULT_MAX_QUALITY_DROP = 0.05  # batch-config-template.tf's default of max_quality_drop
@@ -81,25 +84,23 @@ def quality_tfvars(
     request: PromotionRequest,
     settings: StageSettings,
     result: PromotionResult,
-    locations: StageLocations,
-    store: _ContentStore,
+    pipeline_name: str,
+    put: Put,
     id_column: str,
 ) -> dict[str, Any]:
     """Upload evaluate.py and the model-quality pipeline's definition; its tfvars."""
     from pipelines.batch_inference import quality_pipeline  # loads the SDK
 
     code = request.processing_script.with_name("evaluate.py").read_bytes()
-    code_url = store.put(
-        f"{request.project_name}/code/evaluate", "evaluate.py", code, "text/x-python"
-    )
-    name = quality_pipeline_name(locations.pipeline_name)
+    code_url = put(f"{request.project_name}/code/evaluate", "evaluate.py", code, "text/x-python")
+    name = quality_pipeline_name(pipeline_name)
     declared = package_quality(result.source)
     pipeline = quality_pipeline.get_quality_pipeline(
         region=request.region,
         role=settings.sagemaker_role_arn,
         default_bucket=settings.artifacts_bucket,
         pipeline_name=name,
-        scored_pipeline_name=locations.pipeline_name,
+        scored_pipeline_name=pipeline_name,
         base_job_prefix=resource_name(request.project_name, request.stage, limit=30),
         evaluate_code_url=code_url,
         id_column=id_column,
@@ -115,7 +116,7 @@ def quality_tfvars(
         security_group_ids=settings.security_group_ids or None,
     )
     definition = json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True)
-    definition_url = store.put(
+    definition_url = put(
         f"{request.project_name}/pipelines/{request.stage}",
         "quality-definition.json",
         definition.encode(),

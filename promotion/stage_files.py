@@ -421,6 +421,6 @@ def publish_stage_files(
         "image_repository_arns": result.image_repository_arns,
         # the model-quality pipeline's code, definition and labels (promotion/quality_files.py)
         **quality_files.quality_tfvars(
-            request, settings, result, locations, store, schema["id_column"]
+            request, settings, result, locations.pipeline_name, store.put, schema["id_column"]
         ),
     }

@@ -579,8 +579,21 @@ VOLUME_SETTING_CASES = [
 ]
 
 
+# #32: the model-quality alarm's limit (offline, like the others; the template's validation
+# agrees: max_quality_drop >= 0)
+QUALITY_DROP_RULE = "a fraction of 0 or more (0.05: 5 % worse than registered)"
+QUALITY_SETTING_CASES = [
+    ({"max_quality_drop": -0.1}, f"max_quality_drop must be {QUALITY_DROP_RULE}, got -0.1"),
+    (
+        {"max_quality_drop": "5%"},
+        f"max_quality_drop must be a number ({QUALITY_DROP_RULE}), got '5%'",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("change", "message"), TRANSFORM_SETTING_CASES + INSTANCE_TYPE_CASES + VOLUME_SETTING_CASES
+    ("change", "message"),
+    TRANSFORM_SETTING_CASES + INSTANCE_TYPE_CASES + VOLUME_SETTING_CASES + QUALITY_SETTING_CASES,
 )
 def test_a_bad_scale_out_setting_is_refused_offline(
     no_network: list,

@@ -87,6 +87,50 @@ def empty_bucket(aws: Emulator, account: str, bucket: str) -> None:
             s3.delete_object(Bucket=bucket, Key=entry["Key"], VersionId=entry["VersionId"])
 
 
+def assert_the_day_is_evaluated_and_recorded(
+    aws: Emulator, tfvars: dict, monkeypatch: pytest.MonkeyPatch, schedule: Any, outcome: Any
+) -> None:
+    """The functions' model-quality calls, as the template configures them (their policy is
+    checked with the rest of their calls)."""
+    from stage_runtime import model_quality, partitions
+
+    admin = aws.client("sagemaker", "preprod")
+    admin.create_pipeline(
+        PipelineName=tfvars["quality_pipeline_name"],
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinitionS3Location={
+            "Bucket": tfvars["artifacts_bucket"],
+            "ObjectKey": tfvars["quality_pipeline_definition_s3_key"],
+        },
+        RoleArn=tfvars["sagemaker_role_arn"],
+    )
+    for name, value in {
+        "QUALITY_PIPELINE_NAME": tfvars["quality_pipeline_name"],
+        "LABELS_URL": tfvars["labels_url"],
+        "PREDICTIONS_TABLE_URL": tfvars["predictions_table_url"],
+        "LABEL_LOOKBACK_DAYS": "14",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s3 = aws.client("s3", "preprod")
+    bucket, prefix = partitions.parse_s3_uri(f"{tfvars['labels_url']}dt=2026-11-01/")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}labels.csv", Body=b"record_id,label\nr1,1\n")
+    event = {"source": "aws.events", "detail-type": "Scheduled Event", "id": str(uuid.uuid4())}
+    night = schedule.handler({**event, "time": "2026-11-06T01:00:00Z"})
+    evaluation = night["model_quality"]["2026-11-01"]
+    assert evaluation["action"] == "start"
+    arn = evaluation["execution_arn"]
+    output = f"{tfvars['output_data_url']}/dt=2026-11-01/{model_quality.QUALITY_FOLDER}"
+    bucket, prefix = partitions.parse_s3_uri(output)
+    result = {"metrics": {"auc": 0.5}, "coverage": {"matched": 1}, "verdict": "unknown"}
+    s3.put_object(  # what the job writes (moto runs no step; its execution ended at once)
+        Bucket=bucket, Key=f"{prefix}/{arn.rsplit('/', 1)[-1]}/{model_quality.RESULT}",
+        Body=json.dumps(result).encode(),
+    )  # fmt: skip
+    ended = {"source": outcome.EVENT_SOURCE, "detail-type": outcome.EVENT_TYPE}
+    recorded = outcome.handler({**ended, "detail": {"pipelineExecutionArn": arn}})
+    assert recorded["recorded"] is True and recorded["status"] == "Succeeded"
+
+
 def assert_the_schedule_function_may_do_what_it_does(
     aws: Emulator, iam: Any, tfvars: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,6 +197,9 @@ def assert_the_schedule_function_may_do_what_it_does(
     body = json.dumps({"detail": {"bucket": {"name": input_bucket}, "object": {"key": key}}})
     started = upload.handler({"Records": [{"messageId": "m1", "body": body}]})["started"]
     assert len(started) == 1
+    # model quality (#32): the scored day's labels land; the next night's schedule starts its
+    # evaluation and the run-outcome function records its end in the day's marker
+    assert_the_day_is_evaluated_and_recorded(aws, tfvars, monkeypatch, schedule, outcome)
     operations = {operation for _, operation, _ in recorder.calls}
     assert operations >= {
         "ListObjectsV2", "GetObject", "HeadObject", "PutObject", "StartPipelineExecution",

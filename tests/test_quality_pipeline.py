@@ -141,3 +141,35 @@ def test_bad_labels_fail_the_execution_with_the_jobs_reason(
     assert "part-1.csv: a label that is not a number" in record["Steps"][0]["FailureReason"]
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix="output/dt=2026-11-01/quality/")
     assert listed.get("KeyCount", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ({"quality_task": "ranking"}, "the package's quality_task 'ranking' is not "),
+        ({"quality_threshold": "1.5"}, "the package's quality_threshold '1.5' is not a number "),
+        ({"quality_threshold": "half"}, "the package's quality_threshold 'half' is not a number "),
+    ],
+)
+def test_a_package_quality_declaration_build_py_cannot_use_is_refused(
+    metadata: dict[str, str], message: str
+) -> None:
+    from promotion.errors import UsageError
+    from promotion.quality_files import package_quality
+
+    with pytest.raises(UsageError, match=f"^{message}"):
+        package_quality({"CustomerMetadataProperties": metadata})  # type: ignore[typeddict-item]
+
+
+def test_a_package_declares_its_task_threshold_and_score_column() -> None:
+    from promotion.quality_files import package_quality, quality_pipeline_name
+
+    assert package_quality({}) == {  # type: ignore[typeddict-item]
+        "task": "classification", "threshold": 0.5, "score_column": "prediction",
+    }  # fmt: skip
+    declared = {"quality_task": "regression", "quality_score_column": "eta_minutes"}
+    assert package_quality({"CustomerMetadataProperties": declared})["task"] == "regression"  # type: ignore[typeddict-item]
+    assert quality_pipeline_name("churn-prod-batch-inference") == (
+        "churn-prod-batch-inference-quality"
+    )
+    assert len(quality_pipeline_name("p" * 256)) == 256
