@@ -513,6 +513,28 @@ variable "alarm_email" {
   default     = null
 }
 
+variable "score_by_hours" {
+  description = "When a day must be scored by: hours after its end, UTC (6: by 06:00 the next day). The freshness check reads the day's marker then and alarms with the reason when it is not Succeeded."
+  type        = number
+  default     = 6
+  validation {
+    condition     = var.score_by_hours >= 1 && var.score_by_hours <= 72 && floor(var.score_by_hours) == var.score_by_hours
+    error_message = "score_by_hours must be a whole number from 1 to 72 (hours after the day's end, UTC)."
+  }
+  validation {
+    # a schedule that fires once a day at HH:MM looks at yesterday then: a deadline before
+    # that would find every day late
+    condition     = try(var.score_by_hours * 60 > tonumber(regex("^cron\\(([0-9]{1,2}) ([0-9]{1,2}) [*?] \\* [*?] \\*\\)$", var.schedule_expression)[1]) * 60 + tonumber(regex("^cron\\(([0-9]{1,2}) ([0-9]{1,2}) [*?] \\* [*?] \\*\\)$", var.schedule_expression)[0]), true)
+    error_message = "score_by_hours must be after the daily schedule's run (schedule_expression's hour and minute, UTC): an earlier deadline finds every day late."
+  }
+}
+
+variable "freshness_alarms" {
+  description = "Whether the stage checks each day at its deadline (score_by_hours) and alarms when it is late, and alarms when the schedule stops running (its dead-man's switch)."
+  type        = bool
+  default     = true
+}
+
 variable "endpoint" {
   description = "Optional real-time endpoint serving the promoted model (null, or enabled = false: nothing is created). Instance-based with auto scaling (instance_type, min/max_instance_count, target_invocations_per_instance a minute), or serverless (serverless = { memory_size_in_mb, max_concurrency, without_network_isolation = true }: AWS runs serverless models without network isolation or VPC); data capture of a sample of requests and answers to the stage bucket; alarm thresholds."
   type = object({
@@ -636,6 +658,8 @@ module "stage" {
   upload_max_wait_hours              = var.upload_max_wait_hours
   alarm_email                        = var.alarm_email
   endpoint                           = var.endpoint
+  score_by_hours                     = var.score_by_hours
+  freshness_alarms                   = var.freshness_alarms
 }
 
 # ----------------------------------------------------------------------------- outputs

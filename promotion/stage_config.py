@@ -25,6 +25,7 @@ from botocore.model import StringShape
 from pipelines.batch_inference import processing_settings as processing
 from pipelines.batch_inference import transform_settings as transform
 from promotion.errors import UsageError
+from stage_runtime import freshness
 from stage_runtime.partitions import check_format
 
 
@@ -232,6 +233,26 @@ def schedule_problem(value: str) -> str | None:
     return None
 
 
+_DAILY_CRON = re.compile(r"cron\((?P<minute>[0-9]{1,2}) (?P<hour>[0-9]{1,2}) [*?] \* [*?] \*\)")
+
+
+def deadline_problem(settings: dict[str, Any]) -> str | None:
+    """Why ``score_by_hours`` cannot be met by the stage's schedule, or None: a schedule that
+    fires once a day at HH:MM looks at yesterday then, so a deadline at or before that finds
+    every day late (the template's validation agrees). A rate's time of day is the rule's
+    creation time, unknown here."""
+    hours = settings.get("score_by_hours", freshness.DEFAULT_SCORE_BY_HOURS)
+    daily = _DAILY_CRON.fullmatch(settings.get("schedule_expression", ""))
+    if daily is None or hours * 60 > int(daily["hour"]) * 60 + int(daily["minute"]):
+        return None
+    return (
+        f"score_by_hours {hours} puts each day's deadline at or before the schedule's run "
+        f"({settings['schedule_expression']}: {int(daily['hour']):02d}:{int(daily['minute']):02d}"
+        f" UTC, when it scores the day before), so every day would be late; set score_by_hours "
+        f"to more than {int(daily['hour'])} plus the hours a run takes"
+    )
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -335,6 +356,14 @@ SETTINGS: dict[str, Setting] = {
     "endpoint": Setting(
         "object", "an endpoint block, or null", nullable=True, problem=endpoint_problem
     ),
+    # when each day must be scored by (stage_runtime/freshness.py), and whether it is checked
+    "score_by_hours": Setting(
+        "number",
+        f"a whole number from {freshness.SCORE_BY_HOURS[0]} to {freshness.SCORE_BY_HOURS[1]} "
+        "(hours after the day's end, UTC)",
+        _whole(*freshness.SCORE_BY_HOURS),
+    ),
+    "freshness_alarms": Setting("bool", "true or false"),
 }
 
 _PYTHON_TYPES: dict[str, Callable[[Any], bool]] = {
@@ -420,6 +449,9 @@ def load_stage_config(path: Path, stage: str) -> dict[str, Any]:
         problem = check_setting(name, value)
         if problem:
             raise UsageError(f"stage config {path}: {problem}")
+    problem = deadline_problem(document)
+    if problem:
+        raise UsageError(f"stage config {path}: {problem}")
     if document.get("environment", stage) != stage:
         raise UsageError(
             f"stage config {path} is for environment {document['environment']!r}, "

@@ -17,6 +17,7 @@ from promotion.artifacts import artifact_prefix, target_uri
 from promotion.errors import UsageError, aws_errors, is_not_found
 from promotion.names import account_of, model_name, parse_s3_uri, resource_name
 from promotion.stage import StageSettings
+from stage_runtime import freshness
 from stage_runtime.partitions import DEFAULT_FORMAT
 
 if TYPE_CHECKING:
@@ -423,4 +424,14 @@ def publish_stage_files(
         **quality_files.quality_tfvars(
             request, settings, result, locations.pipeline_name, store.put, schema["id_column"]
         ),
+        **freshness_settings(request.stage_config),
+    }
+
+
+def freshness_settings(stage_config: dict[str, Any]) -> dict[str, Any]:
+    """The stage's deadline and freshness switch: the stage file's, or the defaults (the
+    template's too)."""
+    return {
+        "score_by_hours": stage_config.get("score_by_hours", freshness.DEFAULT_SCORE_BY_HOURS),
+        "freshness_alarms": stage_config.get("freshness_alarms", True),
     }

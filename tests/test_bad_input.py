@@ -1619,3 +1619,56 @@ def test_an_unwritable_record_path_is_refused_before_the_run(tmp_path: Path, cli
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(prefix), line
     assert "execution" not in result.stdout  # nothing ran
+
+
+DEADLINE_RULE = (
+    "score_by_hours must be a whole number from 1 to 72 (hours after the day's end, UTC)"
+)
+FRESHNESS_SETTING_CASES = [
+    ({"score_by_hours": 0}, f"{DEADLINE_RULE}, got 0"),
+    ({"score_by_hours": 73}, f"{DEADLINE_RULE}, got 73"),
+    ({"score_by_hours": 6.5}, f"{DEADLINE_RULE}, got 6.5"),
+    ({"score_by_hours": None}, f"{DEADLINE_RULE}, not null"),
+    ({"score_by_hours": "6"}, "score_by_hours must be a number (a whole number from 1 to 72"),
+    ({"freshness_alarms": "yes"}, "freshness_alarms must be true or false"),
+    ({"score_by_hour": 6}, "unknown setting 'score_by_hour'; did you mean 'score_by_hours'?"),
+    (
+        {"schedule_expression": "cron(30 7 * * ? *)", "score_by_hours": 7},
+        "score_by_hours 7 puts each day's deadline at or before the schedule's run "
+        "(cron(30 7 * * ? *): 07:30 UTC, when it scores the day before), so every day would be "
+        "late; set score_by_hours to more than 7 plus the hours a run takes",
+    ),
+    (  # the default deadline (6) before a run at 08:00
+        {"schedule_expression": "cron(0 8 * * ? *)"},
+        "score_by_hours 6 puts each day's deadline at or before the schedule's run",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), FRESHNESS_SETTING_CASES)
+def test_a_bad_deadline_is_refused_offline(
+    no_network: list,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys,
+    change: dict,
+    message: str,
+) -> None:
+    test_a_bad_stage_config_is_refused_before_any_aws_call(
+        no_network, monkeypatch, tmp_path, capsys, "", change, message
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},  # the default: 06:00 UTC, after a rate's or the template's 02:00 run
+        {"schedule_expression": "cron(30 7 * * ? *)", "score_by_hours": 8},
+        {"schedule_expression": "cron(0 18 ? * MON-FRI *)", "score_by_hours": 1},  # not daily
+        {"score_by_hours": 72, "freshness_alarms": False},
+    ],
+)
+def test_a_deadline_after_the_schedules_run_is_accepted(tmp_path: Path, change: dict) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**BASE_CONFIG, **change}))
+    assert utils.load_stage_config(config, "preprod") == {**BASE_CONFIG, **change}

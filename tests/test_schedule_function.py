@@ -139,6 +139,8 @@ def test_the_last_whole_day_and_the_days_before_it_are_each_handled_once(
             "PredictionDay": day.isoformat(),  # the predictions table's partition
         }
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    heartbeat = {"event": "schedule-ran", "pipeline": PIPELINE, "fired": "2026-11-04", "days": 3}
+    assert lines.pop() == heartbeat | {"runs": 1}  # after the days: the dead-man's switch
     assert [(x["event"], x["pipeline"], x["date"], x["action"], x["empty"]) for x in lines] == [
         ("partition-run", PIPELINE, "2026-11-01", "started", 0),
         ("partition-run", PIPELINE, "2026-11-02", "empty", 1),
@@ -155,6 +157,7 @@ def test_the_last_whole_day_and_the_days_before_it_are_each_handled_once(
     assert [a["action"] for a in again.values()] == ["skipped", "empty", "skipped"]
     assert len(starts(sent)) == 2
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert lines.pop() == heartbeat | {"runs": 1}  # each delivery is a run of the schedule
     assert [x["empty"] for x in lines] == [0, 0, 0]  # the 2nd was counted once, above
     done = partitions.read_marker(s3, LAYOUT.marker_uri(date(2026, 11, 3)))
     assert done is not None and done["status"] == "Succeeded" and done["rows_scored"] == 0

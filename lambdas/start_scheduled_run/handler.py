@@ -16,7 +16,12 @@ marker as it was read: an event delivered twice, or the schedule and a backfill 
 time, start one run. One JSON line per day (``"event": "partition-run"``) feeds the stage's
 log metric filter (days found empty). A day that cannot be handled does not stop the others;
 the invocation then fails: Lambda retries the event twice and then sends it to the
-schedule's dead-letter queue, which is alarmed.
+schedule's dead-letter queue, which is alarmed. Each invocation also prints one heartbeat
+line (``"event": "schedule-ran"``): the stage's dead-man's switch alarms when they stop.
+
+The stage's deadline rule invokes the same function with ``{"check": "freshness", "event":
+<its Scheduled Event>}``: then the function only reads the due day's marker and prints its
+verdict (``stage_runtime/freshness.py``, ``check_freshness``), starting and writing nothing.
 
 With the stage's model-quality settings (``QUALITY_PIPELINE_NAME``...), it then looks at the
 ``LABEL_LOOKBACK_DAYS`` days before the scheduled one for scored days whose delayed labels
@@ -37,7 +42,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from common import aws_sessions
-from stage_runtime import function_environment, model_quality, partitions, runs
+from stage_runtime import freshness, function_environment, model_quality, partitions, runs
 from stage_runtime.function_environment import ConfigError as ConfigError  # tests, callers
 
 logger = logging.getLogger(__name__)
@@ -132,7 +137,10 @@ class DaysNotHandled(RuntimeError):
 
 def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     """EventBridge entry point: the day before the scheduled one (the last whole day) and
-    ``LOOKBACK_DAYS`` days before that, oldest first."""
+    ``LOOKBACK_DAYS`` days before that, oldest first; or, for the deadline rule's event, the
+    freshness check of the day due (``check_freshness``)."""
+    if isinstance(event, Mapping) and event.get("check") == freshness.CHECK:
+        return check_freshness(FreshnessConfig.from_environment(), aws_sessions.session(), event)
     config = Config.from_environment()
     day, _ = scheduled_day(event)
     days = window(day, config.lookback_days)
@@ -143,6 +151,8 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
         parameters=config.parameters,
         metric_lines=True,
     )
+    # the dead-man's switch: it ran (its days' failures have their own alarm)
+    print(freshness.heartbeat_line(config.pipeline_name, day, len(results)), flush=True)
     errors = [f"{r.day}: {r.detail}" for r in results if r.action == "error"]
     evaluated = evaluate_labelled_days(day)
     errors += [f"{d} (model quality): {r['detail']}" for d, r in evaluated.items() if "detail" in r]
@@ -166,3 +176,42 @@ def evaluate_labelled_days(day: date, environ: Mapping[str, str] | None = None) 
     return model_quality.run_days(
         session.client("s3"), session.client("sagemaker"), stage, window(day, lookback - 1)
     )
+
+
+@dataclass(frozen=True)
+class FreshnessConfig:
+    """What the freshness check reads of the function's environment."""
+
+    pipeline_name: str
+    layout: partitions.Layout
+    score_by_hours: int
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> FreshnessConfig:
+        env = os.environ if environ is None else environ
+        low, high = freshness.SCORE_BY_HOURS
+        return cls(
+            pipeline_name=function_environment.required(env, "PIPELINE_NAME"),
+            layout=function_environment.layout(env),
+            score_by_hours=function_environment.whole_number(env, "SCORE_BY_HOURS", low, high),
+        )
+
+
+def check_freshness(
+    config: FreshnessConfig, session: Any, event: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The deadline rule's check: the day whose deadline it fired at, from its marker.
+
+    Reads only (the marker; without one, the day's input); prints the day's line for the
+    stage's freshness metrics. The fire time is the wrapped Scheduled Event's, so a late or
+    retried delivery checks the same day."""
+    fired, _ = scheduled_day(event.get("event"))
+    if fired.toordinal() - 1 - config.score_by_hours // 24 < date.min.toordinal():
+        raise NotAScheduledEvent(f"no day is due on {fired} (before year 1)")
+    day = freshness.due_day(fired, config.score_by_hours)
+    verdict = freshness.check_day(session.client("s3"), config.layout, day)
+    late = "late" if verdict.late else "in time"
+    print(f"{day}: {late}: {verdict.reason}: {verdict.detail}", flush=True)
+    print(freshness.line(config.pipeline_name, verdict, config.score_by_hours), flush=True)
+    return {"date": str(day), "late": verdict.late, "reason": verdict.reason,
+            "detail": verdict.detail}  # fmt: skip

@@ -48,9 +48,10 @@ resource "aws_sns_topic_subscription" "email" {
   endpoint  = var.alarm_email
 }
 
-# The stage's alarms share one shape (a metric over 5 minutes above a threshold, missing data
-# not breaching, notifying the topic), so one resource makes them all; each key names its
-# alarm: <name>-batch-inference-<key, with dashes>.
+# The stage's alarms share one shape (a metric over a period above a threshold, notifying the
+# topic), so one resource makes them all; each key names its alarm: <name>-batch-inference-<key,
+# with dashes>. An alarm may set its own period, comparison and treat_missing_data; otherwise 5
+# minutes, above the threshold, missing data not breaching.
 locals {
   alarms = merge(
     {
@@ -152,7 +153,8 @@ locals {
         threshold   = 3600
         notify_ok   = false
       }
-    } : {}
+    } : {},
+    var.freshness_alarms ? local.freshness_alarms : {}, # freshness.tf
   )
 }
 
@@ -178,11 +180,11 @@ resource "aws_cloudwatch_metric_alarm" "stage" {
   metric_name         = each.value.metric
   dimensions          = { (each.value.dimension) = each.value.watched }
   statistic           = each.value.statistic
-  period              = 300
+  period              = try(each.value.period, 300)
   evaluation_periods  = 1
   threshold           = each.value.threshold
-  comparison_operator = "GreaterThanThreshold"
-  treat_missing_data  = "notBreaching"
+  comparison_operator = try(each.value.comparison, "GreaterThanThreshold")
+  treat_missing_data  = try(each.value.treat_missing_data, "notBreaching")
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = each.value.notify_ok ? [aws_sns_topic.alarms.arn] : null
 }

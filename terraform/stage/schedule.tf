@@ -20,7 +20,7 @@ resource "aws_sqs_queue_policy" "schedule_dlq" {
       Principal = { Service = "events.amazonaws.com" }
       Action    = "sqs:SendMessage"
       Resource  = aws_sqs_queue.schedule_dlq.arn
-      Condition = { ArnEquals = { "aws:SourceArn" = concat([aws_cloudwatch_event_rule.schedule.arn, aws_cloudwatch_event_rule.run_ended.arn], aws_cloudwatch_event_rule.upload[*].arn) } }
+      Condition = { ArnEquals = { "aws:SourceArn" = concat([aws_cloudwatch_event_rule.schedule.arn, aws_cloudwatch_event_rule.run_ended.arn], aws_cloudwatch_event_rule.upload[*].arn, aws_cloudwatch_event_rule.freshness[*].arn) } }
     }]
   })
 }
@@ -53,6 +53,7 @@ module "schedule_function" {
     PARTITION_FORMAT    = var.partition_format
     KMS_KEY_ARN         = var.kms_key_arn == null ? "" : var.kms_key_arn
     LOOKBACK_DAYS       = tostring(local.schedule_lookback_days)
+    SCORE_BY_HOURS      = tostring(var.score_by_hours) # the freshness check (freshness.tf)
   })
   # an invocation that still fails after Lambda's two retries lands with the rule's own
   # undeliverable events (alarmed)

@@ -195,6 +195,14 @@ variable "alarm_email" {
   type = string
 }
 
+variable "score_by_hours" {
+  type = number
+}
+
+variable "freshness_alarms" {
+  type = bool
+}
+
 variable "endpoint" {
   type = object({
     enabled                         = optional(bool, true)

@@ -935,3 +935,118 @@ run "the_predictions_table_projects_each_day_from_its_path" {
     error_message = "the database is named for the stage, as Athena reads it"
   }
 }
+
+run "freshness_checks_each_day_at_its_deadline_with_the_schedules_function" {
+  command = apply
+  module {
+    source = "./terraform/stage"
+  }
+  variables {
+    score_by_hours = 30
+  }
+  assert {
+    condition     = one(aws_cloudwatch_event_rule.freshness).schedule_expression == "cron(0 6 * * ? *)" && module.schedule_function.function.environment[0].variables["SCORE_BY_HOURS"] == "30"
+    error_message = "the check must fire at the deadline's hour (30 h: 06:00 UTC) and know the deadline"
+  }
+  assert {
+    condition     = one(aws_cloudwatch_event_target.freshness).arn == module.schedule_function.function.arn && one(one(aws_cloudwatch_event_target.freshness).input_transformer).input_template == "{\"check\": \"freshness\", \"event\": <aws.events.event>}" && one(aws_lambda_permission.freshness).source_arn == one(aws_cloudwatch_event_rule.freshness).arn
+    error_message = "the deadline rule must invoke the schedule's function with the wrapped Scheduled Event, and may"
+  }
+  assert {
+    condition     = toset(keys(aws_cloudwatch_log_metric_filter.freshness)) == toset(["LateInputNeverArrived", "LateRunFailed", "LateStillRunning", "LateScheduleDidNotFire", "ScheduleRuns"]) && alltrue([for f in aws_cloudwatch_log_metric_filter.freshness : f.log_group_name == module.schedule_function.log_group_name])
+    error_message = "one metric per reason a day is late, and the heartbeat, from the schedule function's log"
+  }
+  assert {
+    condition     = alltrue([for key in ["late_input_never_arrived", "late_run_failed", "late_still_running", "late_schedule_did_not_fire"] : aws_cloudwatch_metric_alarm.stage[key].treat_missing_data == "notBreaching" && aws_cloudwatch_metric_alarm.stage[key].period == 300 && aws_cloudwatch_metric_alarm.stage[key].comparison_operator == "GreaterThanThreshold"])
+    error_message = "a late day's alarms go off on a late line only"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stage["schedule_silent"].treat_missing_data == "breaching" && aws_cloudwatch_metric_alarm.stage["schedule_silent"].comparison_operator == "LessThanThreshold" && aws_cloudwatch_metric_alarm.stage["schedule_silent"].threshold == 1 && aws_cloudwatch_metric_alarm.stage["schedule_silent"].period == 90000
+    error_message = "the dead-man's switch must alarm on silence over a day and an hour (rate(1 day))"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stage["failed"].period == 300 && aws_cloudwatch_metric_alarm.stage["failed"].treat_missing_data == "notBreaching" && aws_cloudwatch_metric_alarm.stage["failed"].comparison_operator == "GreaterThanThreshold"
+    error_message = "an alarm that sets no period, comparison or missing-data treatment keeps the defaults"
+  }
+}
+
+run "the_dead_mans_switch_follows_a_minutes_rate" {
+  command = plan
+  module {
+    source = "./terraform/stage"
+  }
+  variables {
+    schedule_expression = "rate(5 minutes)"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stage["schedule_silent"].period == 600
+    error_message = "rate(5 minutes): five minutes and as much slack"
+  }
+}
+
+run "the_dead_mans_switch_follows_a_daily_cron" {
+  command = plan
+  module {
+    source = "./terraform/stage"
+  }
+  variables {
+    schedule_expression = "cron(0 2 * * ? *)"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stage["schedule_silent"].period == 90000
+    error_message = "a cron that fires once a day: a day and an hour"
+  }
+}
+
+run "the_dead_mans_switch_takes_other_crons_as_weekly" {
+  command = plan
+  module {
+    source = "./terraform/stage"
+  }
+  variables {
+    schedule_expression = "cron(0 18 ? * MON-FRI *)"
+  }
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.stage["schedule_silent"].period == 604800
+    error_message = "a cron of uneven gaps: seven days, CloudWatch's longest"
+  }
+}
+
+run "no_freshness_check_unless_on" {
+  command = plan
+  module {
+    source = "./terraform/stage"
+  }
+  variables {
+    freshness_alarms = false
+  }
+  assert {
+    condition     = length(aws_cloudwatch_event_rule.freshness) == 0 && length(aws_cloudwatch_log_metric_filter.freshness) == 0 && length([for key in keys(aws_cloudwatch_metric_alarm.stage) : key if startswith(key, "late_") || key == "schedule_silent" || key == "freshness_not_checked"]) == 0 && contains(keys(aws_cloudwatch_metric_alarm.stage), "failed")
+    error_message = "freshness_alarms = false must leave out the check, its metrics and alarms, and nothing else"
+  }
+}
+
+run "rejects_a_deadline_out_of_range" {
+  command = plan
+  variables {
+    score_by_hours = 73
+  }
+  expect_failures = [var.score_by_hours]
+}
+
+run "rejects_a_fractional_deadline" {
+  command = plan
+  variables {
+    score_by_hours = 6.5
+  }
+  expect_failures = [var.score_by_hours]
+}
+
+run "rejects_a_deadline_before_the_daily_run" {
+  command = plan
+  variables {
+    schedule_expression = "cron(30 7 * * ? *)"
+    score_by_hours      = 7
+  }
+  expect_failures = [var.score_by_hours]
+}

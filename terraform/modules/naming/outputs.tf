@@ -25,7 +25,7 @@ output "function_log_groups" {
 
 output "rules" {
   description = "The stage's EventBridge rules (at most 64 characters: project_name is at most 32)."
-  value       = { schedule = "${local.name}-batch-inference", run_ended = "${local.name}-run-ended", upload = "${local.name}-on-upload" }
+  value       = { schedule = "${local.name}-batch-inference", run_ended = "${local.name}-run-ended", upload = "${local.name}-on-upload", freshness = "${local.name}-freshness" }
 }
 
 output "queues" {
