@@ -190,6 +190,12 @@ def assert_the_schedule_function_may_do_what_it_does(
     assert recorded["recorded"] is True  # moto's run ended at once
     again = schedule.handler({**event, "time": "2026-11-02T01:00:00Z"})
     assert [a["action"] for a in again.values()] == ["empty", "skipped"]
+    # the freshness check (the deadline rule's event): a day scored, a day never looked at
+    monkeypatch.setenv("SCORE_BY_HOURS", "6")
+    checks = {"2026-11-02T06:00:00Z": "scored", "2026-10-30T06:00:00Z": "schedule-did-not-fire"}
+    for fired, reason in checks.items():
+        wrapped = {"check": "freshness", "event": {**event, "time": fired}}
+        assert schedule.handler(wrapped)["reason"] == reason
     key = f"{input_prefix.rstrip('/')}/adhoc/b.csv"
     s3.put_object(Bucket=input_bucket, Key=key, Body=b"record_id\nr1\n")
     parameters = {"ModelName": tfvars["model_name"], "OutputDataUrl": tfvars["output_data_url"]}

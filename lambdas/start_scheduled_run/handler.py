@@ -141,15 +141,17 @@ def handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     freshness check of the day due (``check_freshness``)."""
     if isinstance(event, Mapping) and event.get("check") == freshness.CHECK:
         return check_freshness(FreshnessConfig.from_environment(), aws_sessions.session(), event)
-    config = Config.from_environment()
+    # the project's one retry policy
+    return run_schedule(Config.from_environment(), aws_sessions.session(), event)
+
+
+def run_schedule(config: Config, session: Any, event: Any) -> dict[str, Any]:
+    """The scheduled event's days, each handled once (local mode calls it with the
+    emulator's session, as it calls ``check_freshness``)."""
     day, _ = scheduled_day(event)
     days = window(day, config.lookback_days)
     results = runs.run_days(
-        config.tfvars(),
-        aws_sessions.session(),  # the project's one retry policy
-        days,
-        parameters=config.parameters,
-        metric_lines=True,
+        config.tfvars(), session, days, parameters=config.parameters, metric_lines=True
     )
     # the dead-man's switch: it ran (its days' failures have their own alarm)
     print(freshness.heartbeat_line(config.pipeline_name, day, len(results)), flush=True)
