@@ -12,7 +12,9 @@
    file's ``smoke_input``, scored by the deployed pipeline: ``pipelines/smoke_run.py``),
    then the *deployed* pipeline definition locally on generated input, then yesterday's
    partition as the stage's schedule scores it, twice: scored once, then skipped (its
-   marker says it was scored: ``pipelines/partition_runs.py``); and serves the stage's model
+   marker says it was scored: ``pipelines/partition_runs.py``); checks each day's freshness
+   at its deadline, a day whose input never arrived raising its alarm
+   (``local_mode/freshness.py``); and serves the stage's model
    on loopback (``local_mode/serve.py``), whose answer for one scored row must equal
    the batch prediction;
 6. asks for the manual approval (``--yes`` answers it), then does the same for prod with the
@@ -31,6 +33,8 @@ Any failure prints what failed and exits non-zero.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import math
@@ -55,12 +59,14 @@ from common.files import write_execution_record
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples import registration
 from examples.catalog import DEFAULT, EXAMPLES, Example
+from lambdas.start_scheduled_run import handler as schedule
 from local_mode import alarms, executor, sandbox, serve, storage, table
+from local_mode import freshness as local_freshness
 from local_mode.emulator import Emulator, environment, role_arn, running_emulator
 from local_mode.report import RunReport, write_report
 from pipelines import check_model, partition_runs, smoke
 from promotion.stage_files import quality_gate
-from stage_runtime import partitions, runs
+from stage_runtime import freshness, partitions, runs
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
@@ -346,6 +352,70 @@ def score_formats(
     return {"days": {"csv": yesterday, **days}, "rows": len(answers["csv"])}
 
 
+# the day before the formats' days that the demo makes late: its input never arrives
+LATE_DAY = 4
+
+
+def check_freshness(
+    aws: Emulator, stage: str, tfvars: dict[str, Any], workdir: Path
+) -> dict[str, Any]:
+    """The stage's freshness alarms as they would stand on AWS: the schedule's function run
+    in process with the stage's session, as its two rules invoke it. Tonight's schedule
+    looks at the last three days (all scored: skipped; its heartbeat feeds the dead-man's
+    switch); a day four days back, whose input never arrived, is marked ``Empty`` by the
+    schedule's look; then the deadline check runs for yesterday and for that day, each at its
+    deadline (``score_by_hours`` after the day's end), and each alarm's state is evaluated
+    over the lines the function printed (``local_mode/freshness.py``)."""
+    session = aws.account(stage)
+    layout = runs.layout_of(tfvars)
+    today = datetime.now(UTC).date()
+    yesterday, late = today - timedelta(days=1), today - timedelta(days=LATE_DAY)
+    (looked,) = partition_runs.run_days(
+        tfvars, session, [late], local=True, work_dir=workdir / f"{stage}-days"
+    )
+    if looked.action != "empty":
+        raise DemoFailed(f"{stage} day {late}: {looked.action} ({looked.detail}); expected empty")
+    pipeline, hours = tfvars["pipeline_name"], tfvars["score_by_hours"]
+    # the function's environment as the template sets it (PIPELINE_PARAMETERS: no partitions)
+    parameters = runs.schedule_parameters(tfvars, layout.input_uri(today))
+    del parameters["InputDataUrl"], parameters["OutputDataUrl"]
+    config = schedule.Config(pipeline, parameters, layout, tfvars.get("kms_key_arn"), 2)
+    tonight = _scheduled(datetime.combine(today, datetime.min.time(), UTC) + timedelta(hours=2))
+    ran, lines = _printed(lambda: schedule.run_schedule(config, session, tonight))
+    if {r["action"] for r in ran.values()} != {"skipped"}:
+        raise DemoFailed(f"{stage}: tonight's schedule found days to run: {ran}")
+    switch = alarms.state(local_freshness.heartbeat_alarm(), pipeline, lines)
+    checked: dict[date, dict[str, Any]] = {}
+    check = schedule.FreshnessConfig(pipeline, layout, hours)
+    for day in (yesterday, late):
+        event = {"check": "freshness", "event": _scheduled(freshness.deadline(day, hours))}
+        answer, printed = _printed(partial(schedule.check_freshness, check, session, event))
+        checked[day] = {"answer": answer, "alarm": local_freshness.summary(pipeline, printed)}
+    if not checked[late]["alarm"].startswith("ALARM") or checked[yesterday]["answer"]["late"]:
+        raise DemoFailed(f"{stage}: freshness checks {checked}; expected {late} late only")
+    return {"late": late, "yesterday": yesterday, "checked": checked, "switch": switch,
+            "score_by_hours": hours}  # fmt: skip
+
+
+def _scheduled(moment: datetime) -> dict[str, Any]:
+    """A schedule rule's event (its documented shape, without ``detail``) for ``moment``."""
+    return {
+        "source": "aws.events",
+        "detail-type": "Scheduled Event",
+        "id": f"demo-{moment.isoformat()}",
+        "time": moment.isoformat(),
+    }
+
+
+def _printed(action: Callable[[], _Result]) -> tuple[_Result, list[str]]:
+    """What ``action`` returns, and the lines it printed (echoed: the demo's log shows them)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        result = action()
+    print(out.getvalue(), end="", flush=True)
+    return result, out.getvalue().splitlines()
+
+
 def _table_day(s3: Any, table_root: str, day: date, folder: Path) -> pa.Table:
     """The predictions table's rows of one day, copied from the stage's bucket."""
     partition = f"day={day.isoformat()}"
@@ -577,6 +647,10 @@ def run(
                     f"{stage}: the same rows as Parquet and as JSON Lines, on the days before",
                     partial(score_formats, aws, example, stage, tfvars, workdir),
                 ),
+                "freshness": timer.run(
+                    f"{stage}: the freshness check at each day's deadline, a late day among them",
+                    partial(check_freshness, aws, stage, tfvars, workdir),
+                ),
             }
             if drift:
                 report["stages"][stage]["drifted"] = timer.run(
@@ -679,6 +753,7 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{marker['rows_read']}, rejected {marker['rows_rejected']}, scored "
             f"{marker['rows_scored']}; again: {day['again'].action} (marker {day['marker_uri']})"
         )
+        print_freshness(result["freshness"])
     for stage, result in report["stages"].items():
         drifted = result.get("drifted")
         if drifted and drifted["verdict"] == "failed":
@@ -701,6 +776,16 @@ def print_summary(report: dict[str, Any]) -> None:
     if "prod" not in report["stages"]:
         print("prod: not deployed (no approval)")
     print("re-deploy: same packages, nothing copied")
+
+
+def print_freshness(fresh: dict[str, Any]) -> None:
+    """The freshness alarms' states: the late day's, yesterday's, the dead-man's switch's."""
+    late, yesterday = fresh["checked"][fresh["late"]], fresh["checked"][fresh["yesterday"]]
+    hours = fresh["score_by_hours"]
+    print(f"  freshness alarm: {late['alarm']} (deadline {hours} h after the day's end, UTC)")
+    print(f"  freshness of {fresh['yesterday']}: {yesterday['alarm']}")
+    verdict, why = fresh["switch"]
+    print(f"  dead-man's switch (schedule-silent): {verdict} ({why})")
 
 
 def main(argv: list[str] | None = None) -> int:

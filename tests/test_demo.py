@@ -130,6 +130,17 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         assert [formats["days"][k] for k in ("csv", "parquet", "jsonl")] == [
             day["day"] - timedelta(days=n) for n in (0, 1, 2)
         ]
+        # each day's freshness at its deadline: the day whose input never arrived (the
+        # schedule marked it Empty) raises its alarm, yesterday (scored) does not, and
+        # tonight's schedule run keeps the dead-man's switch OK
+        fresh = result["freshness"]
+        assert fresh["late"] == day["day"] - timedelta(days=demo.LATE_DAY - 1)
+        assert fresh["yesterday"] == day["day"]
+        late = fresh["checked"][fresh["late"]]
+        assert (late["answer"]["reason"], late["answer"]["late"]) == ("input-never-arrived", True)
+        assert late["alarm"] == f"ALARM ({fresh['late']}: input-never-arrived)"
+        assert fresh["checked"][day["day"]]["alarm"] == f"OK ({day['day']}: scored)"
+        assert fresh["switch"][0] == "OK"
         # the batch run's rows in the table, each with the model version and the execution
         (today,) = counts["table_by_day"]
         assert today["rows"] == counts["rows_scored"] and today["model_versions"] == [1]
@@ -145,6 +156,9 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         in out
     )
     assert "re-deploy: same packages, nothing copied" in out
+    late = report["stages"]["prod"]["freshness"]["late"]
+    assert f"  freshness alarm: ALARM ({late}: input-never-arrived) (deadline 6 h" in out
+    assert "  dead-man's switch (schedule-silent): OK (ScheduleRuns Sum 1 " in out
     assert "`make serve STAGE=prod` serves it again" in out
     assert ": Succeeded, rows read 1000, rejected " in out and "; again: skipped" in out
     assert (

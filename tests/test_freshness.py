@@ -8,14 +8,18 @@ freshness.tf). Markers are written as the schedule and the run-outcome function 
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
 from lambdas.start_scheduled_run import handler as function
+from local_mode import freshness as local_freshness
 from local_mode import sandbox
+from local_mode.alarms import state
 from local_mode.emulator import Emulator
 from stage_runtime import freshness, partitions
 
@@ -126,14 +130,23 @@ def test_the_check_reads_the_due_days_marker_and_names_why_it_is_late(
     after = sorted(o["Key"] for o in stage.list_objects_v2(Bucket=BUCKET).get("Contents", []))
     assert after == keys
     assert set(operations) <= {"ListObjectsV2", "GetObject"}, operations
-    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
-    (line,) = lines
+    printed = capsys.readouterr().out.splitlines()
+    (line,) = [json.loads(x) for x in printed if x.startswith("{")]
     assert line["event"] == "freshness" and line["pipeline"] == PIPELINE
     assert (line["date"], line["deadline"]) == ("2026-11-01", "2026-11-02T06:00:00+00:00")
     assert (line["reason"], line["late"]) == (reason, int(reason != freshness.SCORED))
     assert line["status"] == (marker["status"] if marker else None)
     flags = {r: line[freshness.field(r)] for r in freshness.REASONS}
     assert flags == {r: int(r == reason) for r in freshness.REASONS}
+    # the stage's alarms over what it printed, as CloudWatch would set them: the reason's own
+    states = {s.key: s.state for s in local_freshness.freshness_states(PIPELINE, printed)}
+    assert states == {
+        f"late_{freshness.field(r)}": "ALARM" if r == reason else "OK" for r in freshness.REASONS
+    }
+    expected = (
+        f"OK (2026-11-01: {reason})" if reason == "scored" else f"ALARM (2026-11-01: {reason})"
+    )
+    assert local_freshness.summary(PIPELINE, printed) == expected
 
 
 @pytest.mark.parametrize(
@@ -221,3 +234,36 @@ def test_each_schedule_run_prints_one_heartbeat(
         {"event": "schedule-ran", "pipeline": PIPELINE, "fired": "2026-11-04", "days": 3, "runs": 1}
     ]
     assert [line["event"] for line in lines] == ["partition-run"] * 3 + ["schedule-ran"]
+
+
+def test_the_heartbeat_of_every_run_keeps_the_dead_mans_switch_ok(
+    stage: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The switch over a period: OK with the schedule's line in it, ALARM without (silence
+    is breaching), whatever else the function printed."""
+    function.handler(check_event("2026-11-04T01:00:00Z")["event"])
+    printed = capsys.readouterr().out.splitlines()
+    switch = local_freshness.heartbeat_alarm()
+    assert state(switch, PIPELINE, printed)[0] == "OK"
+    assert state(switch, f"{PIPELINE}-other", printed)[0] == "ALARM"
+    without = [x for x in printed if '"schedule-ran"' not in x]
+    assert state(switch, PIPELINE, without) == (
+        "ALARM", "no ScheduleRuns datapoint in the period (missing data is breaching): ALARM"
+    )  # fmt: skip
+
+
+TFTEST = Path(__file__).parent / "terraform" / "stage.tftest.hcl"
+
+
+def test_local_modes_heartbeat_period_is_the_one_the_template_derives() -> None:
+    """tests/terraform/stage.tftest.hcl asserts the template's period for several schedules
+    (a mock apply); the Python mirror, which the demo and the apply test use, agrees."""
+    runs = re.findall(
+        r'run "the_dead_mans_switch[^"]*" \{.*?schedule_expression = "([^"]+)".*?'
+        r'\["schedule_silent"\]\.period == ([0-9]+)',
+        TFTEST.read_text(),
+        re.DOTALL,
+    )
+    assert len(runs) >= 3
+    for expression, period in runs:
+        assert local_freshness.heartbeat_period(expression) == int(period), expression
