@@ -21,6 +21,7 @@ import pytest
 import utils
 from examples.breast_cancer.inference import prediction_line
 from local_mode import alarms as local_alarms
+from local_mode import freshness as local_freshness
 from local_mode import quality_alarms
 from local_mode.emulator import ACCOUNTS, REGION, Emulator, environment
 from local_mode.executor import job_name
@@ -261,6 +262,7 @@ def quality_filters(aws: Emulator, stage: str) -> dict[str, Any]:
         for group in (*JOB_LOG_GROUPS, schedule)
         for f in logs.describe_metric_filters(logGroupName=group)["metricFilters"]
         if f["filterName"].startswith(f"{PROJECT}-{stage}-")
+        and f["metricTransformations"][0]["metricNamespace"] == "BatchInference/Quality"
     }
 
 
@@ -475,6 +477,92 @@ def assert_local_alarms_are_the_templates(
         assert transformation["metricValue"] == alarm.metric.value
 
 
+def assert_freshness_alarms_read_the_printed_lines(aws: Emulator, stage: str, values: dict) -> None:
+    """The deadline rule invokes the schedule's function with the wrapped Scheduled Event;
+    the applied freshness filters and alarms are local mode's declarations
+    (local_mode/freshness.py), and read the lines the function prints: each reason's metric
+    is 1 on its reason's line and 0 on any other day's, the heartbeat's 1 on each run."""
+    from datetime import date
+
+    from stage_runtime import freshness
+
+    pipeline = values["pipeline_name"]
+    events, lambdas = aws.client("events", stage), aws.client("lambda", stage)
+    function = lambdas.get_function(FunctionName=f"{PROJECT}-{stage}-start-scheduled-run")
+    assert function["Configuration"]["Environment"]["Variables"]["SCORE_BY_HOURS"] == str(
+        values["score_by_hours"]
+    )
+    deadline_rule = events.describe_rule(Name=f"{PROJECT}-{stage}-freshness")
+    assert deadline_rule["ScheduleExpression"] == f"cron(0 {values['score_by_hours'] % 24} * * ? *)"
+    (target,) = events.list_targets_by_rule(Rule=deadline_rule["Name"])["Targets"]
+    assert target["Arn"] == function["Configuration"]["FunctionArn"]
+    template = target["InputTransformer"]["InputTemplate"]
+    assert template == '{"check": "freshness", "event": <aws.events.event>}'
+    assert json.loads(template.replace("<aws.events.event>", "{}"))["check"] == freshness.CHECK
+    assert target["DeadLetterConfig"]["Arn"].endswith("-batch-inference-dlq")
+    logs = aws.client("logs", stage)
+    filters = {
+        f["metricTransformations"][0]["metricName"]: f
+        for f in logs.describe_metric_filters(logGroupName=function_log_group(stage))[
+            "metricFilters"
+        ]
+        if f["metricTransformations"][0]["metricNamespace"] == local_freshness.NAMESPACE
+    }
+    declared = {a.metric.name: a for a in local_freshness.late_alarms().values()}
+    declared["ScheduleRuns"] = local_freshness.heartbeat_alarm()
+    assert sorted(filters) == sorted(declared)
+    alarms = {
+        a["MetricName"]: a
+        for a in aws.client("cloudwatch", stage).describe_alarms()["MetricAlarms"]
+        if a["Namespace"] == local_freshness.NAMESPACE
+    }
+    assert sorted(alarms) == sorted(declared)
+    assert_local_alarms_are_the_templates(aws, stage, pipeline, list(declared.values()), filters)
+    for metric, alarm in alarms.items():  # what that check leaves out
+        assert filters[metric]["metricTransformations"][0]["dimensions"] == {
+            "PipelineName": "$.pipeline"
+        }
+        assert alarm["Dimensions"] == [{"Name": "PipelineName", "Value": pipeline}]
+        assert len(alarm["AlarmDescription"]) <= 1024  # PutMetricAlarm's limit
+    period = local_freshness.heartbeat_period(values["schedule_expression"])
+    assert alarms["ScheduleRuns"]["Period"] == period
+    assert {alarms[m]["Period"] for m in local_freshness.REASON_METRICS.values()} == {
+        local_freshness.LATE_PERIOD
+    }
+    # the lines the function prints: a day of each reason, a scored day, another pipeline's
+    day, hours = date(2026, 11, 1), values["score_by_hours"]
+    late = {
+        reason: freshness.line(pipeline, freshness.Verdict(day, reason, "why", None), hours)
+        for reason in freshness.REASONS
+    }
+    scored = freshness.line(pipeline, freshness.Verdict(day, "scored", "3 rows", "Ok"), hours)
+    other = freshness.line(
+        f"{pipeline}-other", freshness.Verdict(day, freshness.RUN_FAILED, "why"), hours
+    )
+    heartbeat = freshness.heartbeat_line(pipeline, day, 3)
+    for reason, metric in local_freshness.REASON_METRICS.items():
+        publish = partial(
+            metric_value, filters[metric]["filterPattern"], declared[metric].metric.value
+        )
+        assert [publish(late[r]) for r in freshness.REASONS] == [
+            float(r == reason) for r in freshness.REASONS
+        ]
+        assert (publish(scored), publish(other), publish(heartbeat)) == (0, None, None)
+        local = local_freshness.late_alarms()[reason]
+        assert local_alarms.state(local, pipeline, [late[reason]])[0] == "ALARM"
+        assert local_alarms.state(local, pipeline, [scored, other])[0] == "OK"
+    beats = partial(metric_value, filters["ScheduleRuns"]["filterPattern"], "$.runs")
+    assert (beats(heartbeat), beats(scored), beats(late[freshness.RUN_FAILED])) == (1, None, None)
+    switch = local_freshness.heartbeat_alarm()
+    assert local_alarms.state(switch, pipeline, [heartbeat])[0] == "OK"
+    silent = local_alarms.state(switch, pipeline, [scored])  # missing data breaches
+    assert silent[0] == "ALARM"
+
+
+def function_log_group(stage: str) -> str:
+    return f"/aws/lambda/{PROJECT}-{stage}-start-scheduled-run"
+
+
 def assert_dashboard_shows_the_stage(aws: Emulator, stage: str, values: dict) -> None:
     """Every series is one AWS publishes or one of the stage's metric filters makes; one
     step-failure series per step; each job graph finds the jobs of its own step (named as
@@ -550,6 +638,14 @@ ADDED_AFTER_THE_MODULE_LAYOUT = {
     "module.stage.aws_glue_catalog_database.predictions",
     "module.stage.aws_glue_catalog_table.predictions",
     "module.stage.aws_sagemaker_pipeline.quality",  # model quality with delayed labels (#32)
+    # the freshness check (its alarms are instances of aws_cloudwatch_metric_alarm.stage)
+    "module.stage.aws_cloudwatch_event_rule.freshness[0]",
+    "module.stage.aws_cloudwatch_event_target.freshness[0]",
+    "module.stage.aws_lambda_permission.freshness[0]",
+    *(
+        f'module.stage.aws_cloudwatch_log_metric_filter.freshness["{metric}"]'
+        for metric in (*local_freshness.REASON_METRICS.values(), "ScheduleRuns")
+    ),
 }
 
 
@@ -583,10 +679,12 @@ def test_apply_plan_destroy_against_the_emulator(
     (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
     assert target["Arn"] == schedule["Configuration"]["FunctionArn"]
     assert "RoleArn" not in target and "SageMakerPipelineParameters" not in target
-    # only this rule may invoke the function
-    (grant,) = json.loads(lambdas.get_policy(FunctionName=target["Arn"])["Policy"])["Statement"]
-    assert grant["Principal"] == {"Service": "events.amazonaws.com"}
-    assert grant["Condition"]["ArnLike"]["AWS:SourceArn"] == events.describe_rule(Name=rule)["Arn"]
+    # only this rule and the deadline rule (the freshness check) may invoke the function
+    grants = json.loads(lambdas.get_policy(FunctionName=target["Arn"])["Policy"])["Statement"]
+    assert sorted(g["Condition"]["ArnLike"]["AWS:SourceArn"] for g in grants) == sorted(
+        events.describe_rule(Name=name)["Arn"] for name in (rule, f"{PROJECT}-{stage}-freshness")
+    )
+    assert all(g["Principal"] == {"Service": "events.amazonaws.com"} for g in grants)
     scheduled = schedule["Configuration"]["Environment"]["Variables"]
     parameters = json.loads(scheduled["PIPELINE_PARAMETERS"])
     assert parameters["ModelName"] == values["model_name"]
@@ -671,6 +769,7 @@ def test_apply_plan_destroy_against_the_emulator(
     assert mapping["BatchSize"] == 1
     assert_dashboard_shows_the_stage(aws, stage, values)
     assert_quality_metrics_read_the_printed_line(aws, stage, values, tmp_path)
+    assert_freshness_alarms_read_the_printed_lines(aws, stage, values)
     # deploying writes one IAM policy, the execution role's image pulls (the roles are the
     # base infrastructure's): every pull its jobs and model make, nothing else
     state = managed_resources(json.loads(tf("show", "-json").stdout))
