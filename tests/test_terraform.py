@@ -770,6 +770,19 @@ def test_apply_plan_destroy_against_the_emulator(
     assert_dashboard_shows_the_stage(aws, stage, values)
     assert_quality_metrics_read_the_printed_line(aws, stage, values, tmp_path)
     assert_freshness_alarms_read_the_printed_lines(aws, stage, values)
+    # ...as the provider sent them (moto validates neither): botocore's model takes the deadline
+    # rule's target with its input transformer, and each freshness metric filter
+    sent = logged_requests(module / "provider.log")
+    (deadline_target,) = [
+        r for r in sent if r.operation == "PutTargets" and r.body["Rule"].endswith("-freshness")
+    ]
+    (sent_target,) = deadline_target.body["Targets"]
+    assert "<aws.events.event>" in sent_target["InputTransformer"]["InputTemplate"]
+    freshness_filters = [
+        r for r in sent if r.operation == "PutMetricFilter" and "Late" in r.body["filterName"]
+    ]
+    assert len(freshness_filters) == len(local_freshness.REASON_METRICS)
+    assert [problems(r) for r in [deadline_target, *freshness_filters]] == [[]] * 5
     # deploying writes one IAM policy, the execution role's image pulls (the roles are the
     # base infrastructure's): every pull its jobs and model make, nothing else
     state = managed_resources(json.loads(tf("show", "-json").stdout))
