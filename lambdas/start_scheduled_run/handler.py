@@ -156,7 +156,7 @@ def run_schedule(config: Config, session: Any, event: Any) -> dict[str, Any]:
     # the dead-man's switch: it ran (its days' failures have their own alarm)
     print(freshness.heartbeat_line(config.pipeline_name, day, len(results)), flush=True)
     errors = [f"{r.day}: {r.detail}" for r in results if r.action == "error"]
-    evaluated = evaluate_labelled_days(day)
+    evaluated = evaluate_labelled_days(day, session)
     errors += [f"{d} (model quality): {r['detail']}" for d, r in evaluated.items() if "detail" in r]
     if errors:
         raise DaysNotHandled("; ".join(errors))
@@ -164,7 +164,9 @@ def run_schedule(config: Config, session: Any, event: Any) -> dict[str, Any]:
     return answer | ({"model_quality": evaluated} if evaluated else {})
 
 
-def evaluate_labelled_days(day: date, environ: Mapping[str, str] | None = None) -> dict:
+def evaluate_labelled_days(
+    day: date, session: Any, environ: Mapping[str, str] | None = None
+) -> dict:
     """The scored days of the ``LABEL_LOOKBACK_DAYS`` before ``day`` whose delayed labels
     have landed since: each evaluated once per upload of them (stage_runtime/model_quality)."""
     env = os.environ if environ is None else environ
@@ -174,7 +176,6 @@ def evaluate_labelled_days(day: date, environ: Mapping[str, str] | None = None) 
     lookback = function_environment.whole_number(
         env, "LABEL_LOOKBACK_DAYS", 1, model_quality.MAX_LABEL_LOOKBACK_DAYS
     )
-    session = aws_sessions.session()
     return model_quality.run_days(
         session.client("s3"), session.client("sagemaker"), stage, window(day, lookback - 1)
     )
