@@ -608,6 +608,27 @@ locals {
   }
 }
 
+variable "instance_prices" {
+  description = "On-demand USD per instance-hour by instance type (both jobs), over the template's dated price table (stage_runtime/sagemaker_prices.json): what each run's cost is computed with. {} keeps the table's."
+  type        = map(number)
+  default     = {}
+  nullable    = false
+  validation {
+    condition     = alltrue([for kind, usd in var.instance_prices : can(regex("^ml\\.[a-z0-9]+\\.[a-z0-9]+$", kind)) && usd > 0 && usd < 1000])
+    error_message = "instance_prices maps instance types like ml.m5.xlarge to USD per instance-hour, more than 0 and less than 1000."
+  }
+}
+
+variable "max_backfill_cost_usd" {
+  description = "A backfill (run_pipeline --stage --date --until) whose projected cost is above this many USD is refused without --yes; null: no limit. Read by the CLI from the tfvars."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.max_backfill_cost_usd == null ? true : var.max_backfill_cost_usd >= 0
+    error_message = "max_backfill_cost_usd must be a number of USD of 0 or more, or null (no limit)."
+  }
+}
+
 module "stage" {
   source                             = "./terraform/stage"
   environment                        = var.environment
@@ -656,6 +677,7 @@ module "stage" {
   upload_starter_zip                 = var.upload_starter_zip
   upload_max_running                 = var.upload_max_running
   upload_max_wait_hours              = var.upload_max_wait_hours
+  instance_prices                    = var.instance_prices
   alarm_email                        = var.alarm_email
   endpoint                           = var.endpoint
   score_by_hours                     = var.score_by_hours

@@ -66,7 +66,7 @@ from local_mode.emulator import Emulator, environment, role_arn, running_emulato
 from local_mode.report import RunReport, write_report
 from pipelines import check_model, partition_runs, smoke
 from promotion.stage_files import quality_gate
-from stage_runtime import freshness, partitions, runs
+from stage_runtime import freshness, partitions, run_cost, runs
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker.type_defs import ModelPackageSummaryTypeDef
@@ -177,6 +177,7 @@ def execute_deployed(
         session=aws.account(stage),
         work_dir=workdir / f"{stage}-{name}-run",
         log=lambda line: print(f"    {line}", flush=True),
+        price_table=run_cost.table_of(tfvars.get("instance_prices")),
     )
     path = workdir / f"{stage}-{name}-execution.json"
     write_execution_record(path, record)
@@ -724,6 +725,7 @@ def print_summary(report: dict[str, Any]) -> None:
                 f"{sum(m['sum'] for m in predicted) / count:.4f}"
             )
         print("  " + ", ".join(f"{k} {v:.1f}s" for k, v in counts["seconds"].items()))
+        print(f"  run {run_cost.summary(record.get('Cost'))}")
         for uri, path in zip(counts["predictions"], counts["local_predictions"], strict=True):
             print(f"  predictions: {uri} (copy: {path})")
         print(f"  execution record: {record['RecordPath']}")
@@ -753,6 +755,7 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{marker['rows_read']}, rejected {marker['rows_rejected']}, scored "
             f"{marker['rows_scored']}; again: {day['again'].action} (marker {day['marker_uri']})"
         )
+        print(f"  day {day['day']}'s run {run_cost.summary(marker.get('cost'))}")
         print_freshness(result["freshness"])
     for stage, result in report["stages"].items():
         drifted = result.get("drifted")

@@ -31,6 +31,8 @@ OUTCOME_ENTRY = "record_run_outcome.py"  # its Lambda handler: record_run_outcom
 # what the stage functions' handlers import besides the standard library and boto3: these
 # packages, zipped whole (a module added to them is shipped without a list to keep)
 RUNTIME_PACKAGES = ("common", "stage_runtime")
+# data files the runtime packages read (a run's cost reads the shipped price table)
+RUNTIME_DATA = ("stage_runtime/sagemaker_prices.json",)
 
 
 def runtime_modules() -> tuple[str, ...]:
@@ -77,7 +79,7 @@ def build_zip(output: Path, source: Path = HANDLER) -> str:
     output.parent.mkdir(parents=True, exist_ok=True)
     entries = [(ENTRY_NAME, Path(source)), *ENTRIES.get(Path(source).resolve(), ())]
     if Path(source).resolve() in STAGE_HANDLERS:
-        entries += [(name, REPO / name) for name in runtime_modules()]
+        entries += [(name, REPO / name) for name in (*runtime_modules(), *RUNTIME_DATA)]
     descriptor, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.")
     try:
         with os.fdopen(descriptor, "wb") as stream, zipfile.ZipFile(stream, "w") as archive:

@@ -1,7 +1,10 @@
 """Execute a pipeline definition locally and keep a record like SageMaker's own.
 
 The record mirrors ``DescribePipelineExecution`` + ``ListPipelineExecutionSteps``: status,
-start and end times, and per step its status, job metadata and failure reason.
+start and end times, and per step its status, job metadata and failure reason; each step
+that became a job also keeps what ``DescribeProcessingJob`` / ``DescribeTransformJob`` would
+answer of it (``Job``: instances, start and end), and the record the run's ``Cost``
+(stage_runtime/run_cost.py, the shipped prices or ``price_table``).
 
     python -m local_mode.executor --definition build/definition.json \\
         [--parameters '{"ModelName": "m"}'] [--record build/execution.json]
@@ -35,6 +38,7 @@ from common.s3_locations import parse_s3_object_uri
 from local_mode import expressions
 from local_mode.processing import StepFailed, run_processing
 from local_mode.transform import run_transform
+from stage_runtime import run_cost
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -62,6 +66,37 @@ def _now() -> str:
 
 
 def execute(
+    definition: dict[str, Any],
+    parameters: dict[str, Any] | None = None,
+    *,
+    pipeline_name: str = "local-pipeline",
+    session: boto3.Session | None = None,
+    work_dir: Path | None = None,
+    execution_id: str | None = None,
+    log: Callable[[str], None] = print,
+    price_table: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``run`` the definition, and record what the run cost (``Cost``): its jobs'
+    instance-seconds at ``price_table``'s prices (default: the shipped table), per 1,000 rows
+    the Transform scored, as the stage's run-outcome function computes it on AWS."""
+    record = run(
+        definition, parameters, pipeline_name=pipeline_name, session=session,
+        work_dir=work_dir, execution_id=execution_id, log=log,
+    )  # fmt: skip
+    table = price_table if price_table is not None else run_cost.table_of(None)
+    scored = [
+        s["Outcome"]["RecordsOut"]
+        for s in record["Steps"]
+        if s.get("StepType") == "Transform" and "RecordsOut" in s.get("Outcome", {})
+    ]
+    record["Cost"] = run_cost.cost(
+        run_cost.local_usages(record), table, sum(scored) if scored else None
+    )
+    log(f"  {run_cost.summary(record['Cost'])}")
+    return record
+
+
+def run(
     definition: dict[str, Any],
     parameters: dict[str, Any] | None = None,
     *,
@@ -204,9 +239,12 @@ def _run_step(
     started = time.perf_counter()
     record: dict[str, Any] = {"StepName": name, "StepType": kind, "StartTime": _now()}
     log(f"  {name} ({kind}) started")
+    arguments: dict[str, Any] | None = None
+    job_started = datetime.now(UTC)
     try:
         arguments = expressions.resolve(step.get("Arguments", {}), context)
         work_dir.mkdir(parents=True, exist_ok=True)
+        job_started = datetime.now(UTC)
         if kind == "Processing":
             outcome = run_processing(arguments, session.client("s3"), work_dir, log)
         else:
@@ -234,6 +272,8 @@ def _run_step(
             f"{job}Arn": arn,
             f"{job}Status": "Completed",
         }
+    if isinstance(arguments, dict):  # it became a job: what SageMaker's Describe would say
+        record["Job"] = job_description(kind, given_name, arguments, job_started, record)
     record["EndTime"] = _now()
     record["DurationSeconds"] = round(time.perf_counter() - started, 3)
     status = record["StepStatus"]
@@ -241,6 +281,36 @@ def _run_step(
     if status == "Failed":
         log(f"    reason: {record['FailureReason']}")
     return record
+
+
+def job_description(
+    kind: str,
+    name: str,
+    arguments: dict[str, Any],
+    started: datetime,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """The fields of ``DescribeProcessingJob`` / ``DescribeTransformJob`` a run's cost reads
+    (stage_runtime/run_cost.py): the job's name, status, instances and start and end times
+    (microseconds: a local job takes seconds). The instances are the ones the definition
+    asked for: local mode runs ``InstanceCount`` processes, on this machine."""
+    ended = datetime.now(UTC).isoformat()
+    status = "Completed" if record.get("StepStatus") == "Succeeded" else "Failed"
+    if kind == "Processing":
+        return {
+            "ProcessingJobName": name,
+            "ProcessingJobStatus": status,
+            "ProcessingResources": arguments.get("ProcessingResources", {}),
+            "ProcessingStartTime": started.isoformat(),
+            "ProcessingEndTime": ended,
+        }
+    return {
+        "TransformJobName": name,
+        "TransformJobStatus": status,
+        "TransformResources": arguments.get("TransformResources", {}),
+        "TransformStartTime": started.isoformat(),
+        "TransformEndTime": ended,
+    }
 
 
 def load_definition(location: str, s3: S3Client | None = None) -> dict[str, Any]:

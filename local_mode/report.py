@@ -2,7 +2,8 @@
 
 What an operator asks after a run, from what the run left: the rows funnel (read, rejected,
 scored), why rows were rejected, each feature's drift against the model's baseline next to
-the gate's limit, the predictions' histogram against the baseline's, and the steps' times.
+the gate's limit, the predictions' histogram against the baseline's, the steps' times, and
+what the run cost (per step, total, per 1,000 rows, and the prices' date and source).
 The charts are plotly's, with its JavaScript inlined from the Python package (no CDN), so the
 file opens anywhere, offline.
 
@@ -167,6 +168,54 @@ def _prediction_histogram(report: RunReport) -> Any:
     return figure
 
 
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.6f}"
+
+
+def cost_section(record: dict[str, Any]) -> str:
+    """The run's cost (the record's ``Cost``, stage_runtime/run_cost.py) as an HTML table:
+    each step's instances, seconds and USD, the total, per 1,000 rows scored, and what the
+    prices rest on (the table's date and source; "unverified" until checked). Empty when
+    the record has no cost."""
+    cost = record.get("Cost")
+    if not cost:
+        return ""
+    head = "<tr><th>step</th><th>instances</th><th>seconds</th><th>instance-seconds</th>"
+    head += "<th>USD per hour</th><th>USD</th></tr>"
+    lines = [head]
+    for step in cost.get("steps", []):
+        instances = f"{step.get('instance_count')} x {step.get('instance_type')}"
+        seconds = "unknown" if step.get("seconds") is None else f"{step['seconds']:.3f}"
+        cells = [
+            step["step"], instances, seconds, str(step.get("instance_seconds") or "unknown"),
+            _usd(step.get("usd_per_hour")), _usd(step.get("usd")),
+        ]  # fmt: skip
+        if step.get("problem"):
+            cells[-1] += f" ({step['problem']})"
+        lines.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    per = cost.get("cost_per_1000_rows")
+    prices = cost.get("prices", {})
+    verified = "verified" if prices.get("verified") else "unverified"
+    own = prices.get("stage_prices") or []
+    basis = (
+        f"on-demand prices of {prices.get('region')}, retrieved {prices.get('retrieved')} "
+        f"({verified}) from {prices.get('source')}, table {prices.get('table')}"
+        + (f"; the stage's own prices for {', '.join(own)}" if own else "")
+    )
+    facts = [
+        ("total", f"{_usd(cost.get('total_usd'))} {cost.get('currency', 'USD')}"),
+        ("per 1,000 rows scored", f"{_usd(per)} {cost.get('currency', 'USD')}"),
+        ("rows scored", str(cost.get("rows_scored"))),
+        ("prices", basis),
+    ]
+    if cost.get("unknown"):
+        facts.append(("unknown", cost["unknown"]))
+    summary = "".join(
+        f"<tr><th>{html.escape(k)}</th><td colspan=5>{html.escape(v)}</td></tr>" for k, v in facts
+    )
+    return f'<h2>Cost</h2><table class="cost">{"".join(lines)}{summary}</table>'
+
+
 def render(report: RunReport) -> str:
     """The report as one HTML document, plotly's script inlined once."""
     record, gate = report.record, _gate(report.summaries)
@@ -179,14 +228,19 @@ def render(report: RunReport) -> str:
         *(("failure", reason) for reason in [record.get("FailureReason")] if reason),
         *(("note", note) for note in report.notes),
     ]
-    return html_page(report.title, facts, figures(report), status)
+    return html_page(report.title, facts, figures(report), status, cost_section(record))
 
 
 def html_page(
-    title: str, facts: list[tuple[str, Any]], charts: list[tuple[str, Any]], status: str = ""
+    title: str,
+    facts: list[tuple[str, Any]],
+    charts: list[tuple[str, Any]],
+    status: str = "",
+    extra: str = "",
 ) -> str:
     """A page of facts (a table) and plotly charts, plotly's script inlined once: a run's
-    report, a shadow comparison (``pipelines/shadow_page.py``)."""
+    report, a shadow comparison (``pipelines/shadow_page.py``). ``extra``: HTML (escaped by
+    its maker) between the facts and the charts, e.g. a run's cost."""
     rows = "\n".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts
     )
@@ -213,6 +267,7 @@ section {{ display: inline-block; width: 48%; min-width: 420px; vertical-align: 
 <table class="status-{html.escape(status)}">
 {rows}
 </table>
+{extra}
 {"".join(sections)}
 </body></html>
 """

@@ -1,7 +1,10 @@
 """Score days of a stage's input, each exactly once: the backfill command.
 
     python -m pipelines.run_pipeline --stage preprod --date 2026-11-01 [--until 2026-11-03] \\
-        [--force] [--wait] [--local] [--tfvars build/preprod.tfvars.json]
+        [--force] [--wait] [--local] [--yes] [--tfvars build/preprod.tfvars.json]
+
+Before any run it prints the days' projected cost (``pipelines/backfill_cost.py``) and
+refuses (exit 2) when that is above the stage's ``max_backfill_cost_usd``, unless ``--yes``.
 
 For each day, from its partition marker (``stage_runtime/partitions.py``): a day already scored
 is skipped (``--force`` scores it again), a day whose run is still executing is skipped even
@@ -33,7 +36,7 @@ import botocore.exceptions
 
 from common import aws_sessions
 from common.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR
-from pipelines import smoke
+from pipelines import backfill_cost, smoke
 from stage_runtime import partitions, runs
 from stage_runtime.runs import DayResult, RunError
 
@@ -44,7 +47,7 @@ def run_days(
     """``runs.run_days``, with local mode's executor when ``local`` (the CLI's and the
     demo's way to run days against the emulator)."""
     return runs.run_days(
-        tfvars, session, days, run_locally=smoke.run_locally if local else None, **options
+        tfvars, session, days, run_locally=smoke.run_locally_recorded if local else None, **options
     )
 
 
@@ -74,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", action="store_true", help="one run at a time, each awaited")
     parser.add_argument("--local", action="store_true", help="run with the local executor")
     parser.add_argument("--work-dir", type=Path, help="local mode: where jobs run")
+    parser.add_argument(
+        "--yes", action="store_true", help="run even above the stage's max_backfill_cost_usd"
+    )
     parser.add_argument("--poll-seconds", type=float, default=30.0, help=argparse.SUPPRESS)
     return parser
 
@@ -100,9 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             tfvars = smoke.load_tfvars(path, smoke_input=False)
         except smoke.SmokeError as error:
             raise RunError(str(error), error.exit_code) from None
+        session = aws_sessions.session()
+        # before any run: what the days would cost, refused above the stage's limit
+        projection = backfill_cost.project(session.client("s3"), tfvars, days, args.force)
+        print(projection.line(), flush=True)
+        backfill_cost.check_limit(projection, tfvars, args.yes)
         results = run_days(
             tfvars,
-            aws_sessions.session(),
+            session,
             days,
             force=args.force,
             wait=args.wait,
@@ -110,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             poll_seconds=args.poll_seconds,
             work_dir=args.work_dir,
         )
-    except RunError as error:
+    except (RunError, backfill_cost.CostRefused) as error:
         print(f"run_pipeline: {error}", file=sys.stderr)
         return error.exit_code
     except ValueError as error:  # --until before --date, a marker that is not ours

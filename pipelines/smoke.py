@@ -20,7 +20,7 @@ from common.exit_codes import (
     CommandFailed,
 )
 from common.s3_locations import content_key, parse_s3_uri, sse_arguments
-from stage_runtime import executions, partitions
+from stage_runtime import executions, partitions, run_cost
 from stage_runtime.runs import schedule_parameters
 
 if TYPE_CHECKING:
@@ -176,6 +176,18 @@ def run_locally(
     work_dir: Path | None,
 ) -> tuple[str, str, str | None]:
     """The deployed definition, run by the local executor with ``session``'s credentials."""
+    arn, status, reason, _ = run_locally_recorded(session, s3, tfvars, parameters, work_dir)
+    return arn, status, reason
+
+
+def run_locally_recorded(
+    session: boto3.Session,
+    s3: S3Client,
+    tfvars: dict[str, Any],
+    parameters: dict[str, str],
+    work_dir: Path | None,
+) -> tuple[str, str, str | None, dict[str, Any]]:
+    """``run_locally``, and the execution record (a backfill's marker takes its cost)."""
     from local_mode import executor
 
     definition = executor.load_definition(
@@ -188,11 +200,13 @@ def run_locally(
         session=session,
         work_dir=work_dir,
         log=lambda line: print(f"    {line}", flush=True),
+        price_table=run_cost.table_of(tfvars.get("instance_prices")),
     )
     return (
         record["PipelineExecutionArn"],
         record["PipelineExecutionStatus"],
         record.get("FailureReason"),
+        record,
     )
 
 

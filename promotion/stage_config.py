@@ -27,13 +27,14 @@ from pipelines.batch_inference import transform_settings as transform
 from promotion.errors import UsageError
 from stage_runtime import freshness
 from stage_runtime.partitions import check_format
+from stage_runtime.run_cost import instance_prices_problem
 
 
 @dataclass(frozen=True)
 class Setting:
     """One settable variable: its Terraform type, whether null is allowed, and its rule."""
 
-    terraform_type: str  # "string", "number", "bool" or "object"
+    terraform_type: str  # "string", "number", "bool", "object" or "map(number)"
     rule: str = ""  # what a valid value looks like, for the error
     valid: Callable[[Any], bool] = lambda value: True
     nullable: bool = False
@@ -364,6 +365,18 @@ SETTINGS: dict[str, Setting] = {
         _whole(*freshness.SCORE_BY_HOURS),
     ),
     "freshness_alarms": Setting("bool", "true or false"),
+    # what each run costs (stage_runtime/run_cost.py): the stage's prices over the table's
+    "instance_prices": Setting(
+        "map(number)",
+        'an object of instance types to USD per instance-hour, like {"ml.m5.xlarge": 0.23}',
+        problem=instance_prices_problem,
+    ),
+    "max_backfill_cost_usd": Setting(
+        "number",
+        "a number of USD of 0 or more, or null (no limit)",
+        lambda v: v >= 0,
+        nullable=True,
+    ),
 }
 
 _PYTHON_TYPES: dict[str, Callable[[Any], bool]] = {
@@ -375,6 +388,7 @@ _PYTHON_TYPES: dict[str, Callable[[Any], bool]] = {
     ),
     "bool": lambda value: isinstance(value, bool),
     "object": lambda value: isinstance(value, dict),
+    "map(number)": lambda value: isinstance(value, dict),
 }
 
 
@@ -385,7 +399,7 @@ def check_setting(name: str, value: Any) -> str | None:
         return None if setting.nullable else f"{name} must be {setting.rule}, not null"
     if not _PYTHON_TYPES[setting.terraform_type](value):
         kind = {"string": "a string", "number": "a number", "bool": "true or false"}
-        kind["object"] = "an object"
+        kind["object"] = kind["map(number)"] = "an object"
         return f"{name} must be {kind[setting.terraform_type]} ({setting.rule}), got {value!r}"
     if setting.problem is not None:
         return setting.problem(value)

@@ -424,6 +424,9 @@ def publish_stage_files(
         **quality_files.quality_tfvars(
             request, settings, result, locations.pipeline_name, store.put, schema["id_column"]
         ),
+        # a run's cost (stage_runtime/run_cost.py) and the backfill's limit on it
+        "instance_prices": request.stage_config.get("instance_prices") or {},
+        "max_backfill_cost_usd": request.stage_config.get("max_backfill_cost_usd"),
         **freshness_settings(request.stage_config),
     }
 

@@ -355,17 +355,27 @@ def outcome_marker(
     status: str,
     reason: str | None,
     started: str | None,
+    cost: CostOf | None = None,
 ) -> dict[str, Any]:
     """The marker of a day's run that ended: its status, and its rows when it succeeded."""
     begun = started_marker(layout, day, execution_arn) | {"started": started}
-    return ended_marker(s3, begun, status, reason)
+    return ended_marker(s3, begun, status, reason, cost)
+
+
+# (execution ARN, rows scored or None) -> the run's cost (stage_runtime/run_cost.py), or None
+CostOf = Callable[[str, int | None], dict[str, Any] | None]
 
 
 def ended_marker(
-    s3: S3Client, marker: dict[str, Any], status: str, reason: str | None
+    s3: S3Client,
+    marker: dict[str, Any],
+    status: str,
+    reason: str | None,
+    cost: CostOf | None = None,
 ) -> dict[str, Any]:
     """``marker`` (a run's, still Executing) rewritten with how the run ended: its status,
-    and its rows (read from the run's output) when it succeeded, else the reason."""
+    and its rows (read from the run's output) when it succeeded, else the reason; with
+    ``cost``, what the run cost (a failed run's jobs cost too)."""
     ended = {k: v for k, v in marker.items() if k not in ("format", "failure_reason")}
     ended |= {"status": status, "finished": now()}
     if status == "Succeeded":
@@ -373,6 +383,10 @@ def ended_marker(
         ended |= run_counts(s3, marker["output"], execution_id)
     elif reason:
         ended["failure_reason"] = reason
+    if cost is not None and marker.get("execution_arn"):
+        priced = cost(marker["execution_arn"], ended.get("rows_scored"))
+        if priced is not None:
+            ended["cost"] = priced
     return ended
 
 
@@ -383,6 +397,7 @@ def complete(
     execution_status: Callable[[str], tuple[str, str | None]],
     kms_key_id: str | None,
     if_match: str | None = None,
+    cost: CostOf | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The marker at ``uri`` completed if its run has ended (written back), and whether it
     was; a marker of a run still going, or of no run, is returned as it is. ``if_match``:
@@ -400,7 +415,7 @@ def complete(
         reason = "the marker said Executing but named no execution; recorded as failed"
     if status in RUNNING:
         return marker | {"status": status}, False
-    ended = ended_marker(s3, marker, status, reason)
+    ended = ended_marker(s3, marker, status, reason, cost)
     write_marker(s3, uri, ended, kms_key_id, if_match)
     return ended, True
 
@@ -425,8 +440,10 @@ def decide(
     force: bool,
     execution_status: Callable[[str], tuple[str, str | None]],
     kms_key_id: str | None = None,
+    cost: CostOf | None = None,
 ) -> Decision:
-    """What to do for ``day``; a marker of a run that has ended since is rewritten first.
+    """What to do for ``day``; a marker of a run that has ended since is rewritten first
+    (with ``cost``: and what the run cost).
 
     ``execution_status(arn)`` -> (status, failure reason): SageMaker's, or the local record's.
     A running execution is never doubled, even with ``force``.
@@ -436,7 +453,7 @@ def decide(
     previous = marker.get("status") if marker else None
     completed = False
     if marker is not None:
-        marker, completed = complete(s3, uri, marker, execution_status, kms_key_id)
+        marker, completed = complete(s3, uri, marker, execution_status, kms_key_id, cost=cost)
         if marker["status"] in RUNNING:
             status, arn = marker["status"].lower(), marker["execution_arn"]
             return Decision(day, "skip", f"a run is still {status}: {arn}", previous)

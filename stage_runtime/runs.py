@@ -22,15 +22,16 @@ import boto3
 import botocore.exceptions
 
 from common.exit_codes import CommandFailed
-from stage_runtime import executions, partitions
+from stage_runtime import executions, partitions, run_cost
 
 if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
-# (session, s3 client, tfvars, parameters, work dir) -> (execution ARN, status, reason)
+# (session, s3 client, tfvars, parameters, work dir) -> (execution ARN, status, reason,
+# local mode's execution record: its steps' job descriptions give the run's cost)
 LocalRunner = Callable[
     [boto3.Session, Any, dict[str, Any], dict[str, str], Path | None],
-    tuple[str, str, str | None],
+    tuple[str, str, str | None, dict[str, Any]],
 ]
 
 
@@ -151,7 +152,13 @@ def _run_day(
 ) -> DayResult:
     kms = tfvars.get("kms_key_arn")
     status = _local_status if run_locally else executions.status_reader(sagemaker)
-    decision = partitions.decide(s3, layout, day, force, status, kms)
+    table = run_cost.table_of(tfvars.get("instance_prices"))
+    # a run that ended since the last look: its marker gets its cost too (not local runs':
+    # theirs end before the marker is left, or were cut off)
+    cost: partitions.CostOf | None = (
+        None if run_locally else run_cost.sagemaker_cost_of(sagemaker, table)
+    )
+    decision = partitions.decide(s3, layout, day, force, status, kms, cost=cost)
     marker_uri = layout.marker_uri(day)
     if decision.action == "skip":
         return DayResult(day, "skipped", decision.reason)
@@ -168,7 +175,11 @@ def _run_day(
         print(f"{day}: {decision.reason}", flush=True)
     if run_locally is not None:
         folder = work_dir / day.isoformat() if work_dir else None
-        arn, final, reason = run_locally(session, s3, tfvars, run_parameters, folder)
+        arn, final, reason, record = run_locally(session, s3, tfvars, run_parameters, folder)
+        # the record's own cost (the executor priced it with the stage's table), so the
+        # marker and the record say the same
+        usages = run_cost.local_usages(record)
+        cost = lambda _arn, rows: record.get("Cost") or run_cost.cost(usages, table, rows)  # noqa: E731
     else:
         token = partitions.start_token(
             tfvars["pipeline_name"], layout.partition(day), decision.state
@@ -178,14 +189,14 @@ def _run_day(
         if not wait:
             return DayResult(day, "started", decision.reason, arn)
         final, reason = _wait(sagemaker, arn, poll_seconds)
-    marker = partitions.outcome_marker(s3, layout, day, arn, final, reason, None)
+    marker = partitions.outcome_marker(s3, layout, day, arn, final, reason, None, cost)
     partitions.write_marker(s3, marker_uri, marker, kms)
     detail = (
         f"{marker['rows_read']} rows read, {marker['rows_rejected']} rejected, "
         f"{marker['rows_scored']} scored"
         if final == "Succeeded"
         else reason or "no failure reason given"
-    )
+    ) + f"; {run_cost.summary(marker.get('cost'))}"
     return DayResult(day, final, detail, arn)
 
 

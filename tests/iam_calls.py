@@ -99,6 +99,12 @@ def required_permissions(
             return [(f"sagemaker:{operation}", params["PipelineExecutionArn"])]
         if params.get("PipelineName"):  # Start/ListPipelineExecution(s): the pipeline
             return [(f"sagemaker:{operation}", f"{prefix}:pipeline/{params['PipelineName']}")]
+        for field, kind in (
+            ("ProcessingJobName", "processing-job"),
+            ("TransformJobName", "transform-job"),
+        ):
+            if params.get(field):  # Describe/Create/Stop...Job: the job
+                return [(f"sagemaker:{operation}", f"{prefix}:{kind}/{params[field]}")]
         arn = params.get("ResourceArn") or params.get("ModelPackageArn")
         package = params.get("ModelPackageName")
         group = params.get("ModelPackageGroupName")

@@ -338,7 +338,7 @@ def test_the_zip_runs_on_its_own(tmp_path: Path, source: Path) -> None:
     entries = [name for name, _ in package.ENTRIES.get(source, ())]
     modules = package.runtime_modules()
     assert {m.split("/")[0] for m in modules} == set(package.RUNTIME_PACKAGES)
-    assert names == sorted(["handler.py", *entries, *modules])
+    assert names == sorted(["handler.py", *entries, *modules, *package.RUNTIME_DATA])
     assert package.build_zip(tmp_path / "again.zip", source) == digest  # reproducible
     dotted = [m[:-3].replace("/", ".").removesuffix(".__init__") for m in modules]
     probe = (
@@ -353,6 +353,9 @@ def test_the_zip_runs_on_its_own(tmp_path: Path, source: Path) -> None:
         "allowed = {'boto3', 'botocore', 's3transfer', 'jmespath', 'dateutil', 'urllib3', 'six', "
         "'certifi', '_distutils_hack'}; "
         "assert extra <= allowed, sorted(extra - allowed); "
+        # a run's cost reads the price table the zip carries beside its reader
+        "from stage_runtime import prices; assert prices.PRICES.is_relative_to(root); "
+        "assert prices.load_table()['prices']; "
         "print(handler.scheduled_day({'source': 'aws.events', 'detail-type': "
         "'Scheduled Event', 'id': 'x', 'time': '2026-11-03T23:30:00-02:00'})[0] "
         "if hasattr(handler, 'scheduled_day') else 'imported')"

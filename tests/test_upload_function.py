@@ -632,9 +632,10 @@ def built_zip(tmp_path: Path) -> Iterator[Path]:
 
 def test_the_zip_holds_exactly_the_handler_and_what_it_imports(built_zip: Path) -> None:
     with zipfile.ZipFile(built_zip) as archive:
-        assert archive.namelist() == ["handler.py", *package.runtime_modules()]
+        shipped = [*package.runtime_modules(), *package.RUNTIME_DATA]
+        assert archive.namelist() == ["handler.py", *shipped]
         assert archive.read("handler.py") == package.UPLOAD_HANDLER.read_bytes()
-        for name in package.runtime_modules():
+        for name in shipped:
             assert archive.read(name) == (package.REPO / name).read_bytes()
 
 

@@ -20,6 +20,14 @@ locals {
   function_log_groups = [local.upload_log_group, local.schedule_log_group, local.outcome_log_group]
   # the stage's pipelines' executions (DescribePipelineExecution's resource)
   stage_pipeline_executions = "${local.stage_pipelines}/execution/*"
+  # the stage's jobs: the pipeline names them <base_job_prefix>-preprocess-..., -transform-...,
+  # where base_job_prefix is resource_name(project, stage, limit=30) (promotion/stage_files.py):
+  # "<name>-" while <name> has 30 characters at most, else its first 21 and a hash
+  stage_job_prefix = length(local.name) <= 30 ? "${local.name}-" : substr(local.name, 0, 21)
+  stage_jobs = [
+    "${format(local.arn_prefix, "sagemaker")}:processing-job/${local.stage_job_prefix}*",
+    "${format(local.arn_prefix, "sagemaker")}:transform-job/${local.stage_job_prefix}*",
+  ]
 }
 
 data "aws_iam_policy_document" "service_trust" {
@@ -108,8 +116,14 @@ data "aws_iam_policy_document" "upload_starter" {
   statement {
     # a marker names its execution; a run that ended is matched to its marker by its input
     sid       = "AskHowARunEndedAndWhatItScored"
-    actions   = ["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineParametersForExecution"]
+    actions   = ["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineParametersForExecution", "sagemaker:ListPipelineExecutionSteps"]
     resources = [local.stage_pipeline_executions]
+  }
+  statement {
+    # a run's cost: each step's job, its instances and start and end (stage_runtime/run_cost.py)
+    sid       = "ReadWhatARunsJobsRanOn"
+    actions   = ["sagemaker:DescribeProcessingJob", "sagemaker:DescribeTransformJob"]
+    resources = local.stage_jobs
   }
   statement {
     # <output>/_runs/<partition>.json and _runs/uploads/<key>.json under the stage's default

@@ -31,13 +31,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from common import aws_sessions
-from stage_runtime import executions, function_environment, model_quality, partitions
+from stage_runtime import executions, function_environment, model_quality, partitions, run_cost
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -60,11 +60,23 @@ class Config:
 
     layout: partitions.Layout
     kms_key_arn: str | None
+    # the shipped price table with the stage's INSTANCE_PRICES over it: each run's cost
+    prices: dict[str, Any] = field(default_factory=run_cost.stage_table)
+    pipeline_name: str = ""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Config:
         env = os.environ if environ is None else environ
-        return cls(function_environment.layout(env), env.get("KMS_KEY_ARN") or None)
+        try:
+            table = run_cost.stage_table(env)
+        except ValueError as error:
+            raise function_environment.ConfigError(str(error)) from None
+        return cls(
+            function_environment.layout(env),
+            env.get("KMS_KEY_ARN") or None,
+            table,
+            env.get("PIPELINE_NAME", ""),
+        )
 
 
 def execution_of(event: Any) -> tuple[str, str]:
@@ -128,9 +140,10 @@ def record_outcome(
             current = reported  # the event is newer than what Describe shows yet
         return current, reason
 
+    cost = run_cost.sagemaker_cost_of(sagemaker, config.prices)
     try:
         marker, recorded = partitions.complete(
-            s3, uri, marker, status, config.kms_key_arn, if_match=etag
+            s3, uri, marker, status, config.kms_key_arn, if_match=etag, cost=cost
         )
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "PreconditionFailed":
@@ -138,4 +151,11 @@ def record_outcome(
         logger.info("%s: the marker %s changed since it was read, left alone", arn, uri)
         return {"marker": uri, "recorded": False}
     logger.info("%s: %s is %s", arn, uri, marker["status"])
-    return {"marker": uri, "recorded": recorded, "status": marker["status"]}
+    answer = {"marker": uri, "recorded": recorded, "status": marker["status"]}
+    if recorded and "cost" in marker:
+        # the stage's RunCost / CostPer1000Rows metric filters read this line
+        # as the filter matches it: the pipeline's name (its ARN holds it in lower case)
+        pipeline = config.pipeline_name or arn.split(":pipeline/", 1)[1].split("/", 1)[0]
+        print(run_cost.metric_line(pipeline, marker.get("date"), marker["cost"]), flush=True)
+        logger.info("%s: %s", arn, run_cost.summary(marker["cost"]))
+    return answer

@@ -37,12 +37,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from common import aws_sessions
-from stage_runtime import freshness, function_environment, model_quality, partitions, runs
+from stage_runtime import (
+    freshness,
+    function_environment,
+    model_quality,
+    partitions,
+    run_cost,
+    runs,
+)
 from stage_runtime.function_environment import ConfigError as ConfigError  # tests, callers
 
 logger = logging.getLogger(__name__)
@@ -66,6 +73,8 @@ class Config:
     layout: partitions.Layout
     kms_key_arn: str | None
     lookback_days: int
+    # the stage's prices over the shipped table: a run's cost when a look completes its marker
+    instance_prices: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -76,12 +85,17 @@ class Config:
 
         parameters = function_environment.pipeline_parameters(env)
         lookback = function_environment.whole_number(env, "LOOKBACK_DAYS", 0, MAX_LOOKBACK_DAYS)
+        try:
+            instance_prices = run_cost.parse_instance_prices(env.get(run_cost.PRICES_VARIABLE))
+        except ValueError as error:
+            raise function_environment.ConfigError(str(error)) from None
         return cls(
             pipeline_name=required("PIPELINE_NAME"),
             parameters=parameters,
             layout=function_environment.layout(env),
             kms_key_arn=env.get("KMS_KEY_ARN") or None,
             lookback_days=lookback,
+            instance_prices=instance_prices,
         )
 
     def tfvars(self) -> dict[str, Any]:
@@ -92,6 +106,7 @@ class Config:
             "output_data_url": self.layout.output_data_url,
             "partition_format": self.layout.partition_format,
             "kms_key_arn": self.kms_key_arn,
+            "instance_prices": self.instance_prices,
         }
 
 

@@ -33,6 +33,9 @@ locals {
     MAE              = { value = "$.mae", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
     RMSE             = { value = "$.rmse", unit = "None", match = ">= 0", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
     Bias             = { value = "$.bias", unit = "None", match = "= *", event = "model-quality", log_group = "/aws/sagemaker/ProcessingJobs" }
+    # the run-outcome function: what each run cost (stage_runtime/run_cost.py), when known
+    RunCost         = { value = "$.cost_usd", unit = "None", match = ">= 0", event = "run-cost", log_group = module.outcome_function.log_group_name }
+    CostPer1000Rows = { value = "$.cost_per_1000_rows", unit = "None", match = ">= 0", event = "run-cost", log_group = module.outcome_function.log_group_name }
   }
 }
 

@@ -110,6 +110,19 @@ resource "aws_cloudwatch_dashboard" "batch" {
           query  = "SOURCE '/aws/sagemaker/ProcessingJobs' | SOURCE '/aws/sagemaker/TransformJobs' | fields @timestamp, @logStream, @message | filter @message like /(?i)(error|exception|traceback)/ | sort @timestamp desc | limit 100"
         }
       },
+      {
+        type = "metric", x = 0, y = 36, width = 24, height = 6
+        properties = {
+          title  = "Cost per run (USD, on-demand prices of the template's table and instance_prices) and per 1,000 rows scored"
+          region = var.region
+          stat   = "Sum"
+          period = 86400
+          metrics = [
+            [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality["RunCost"].metric_transformation[0].name, "PipelineName", var.pipeline_name, { label = "USD per day" }],
+            [local.quality_namespace, aws_cloudwatch_log_metric_filter.quality["CostPer1000Rows"].metric_transformation[0].name, "PipelineName", var.pipeline_name, { stat = "Maximum", label = "USD per 1,000 rows (largest run)", yAxis = "right" }],
+          ]
+        }
+      },
       ], var.run_on_upload ? [
       {
         type = "metric", x = 0, y = 30, width = 24, height = 6

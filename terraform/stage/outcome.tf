@@ -30,6 +30,9 @@ module "outcome_function" {
     OUTPUT_DATA_URL  = var.output_data_url
     PARTITION_FORMAT = var.partition_format
     KMS_KEY_ARN      = var.kms_key_arn == null ? "" : var.kms_key_arn
+    # the stage's prices over the shipped table, for each run's cost (stage_runtime/run_cost.py)
+    INSTANCE_PRICES = jsonencode(var.instance_prices)
+    PIPELINE_NAME   = aws_sagemaker_pipeline.batch.pipeline_name # what the cost line names
   })
   dead_letter_arn = aws_sqs_queue.schedule_dlq.arn
   rule            = { name = aws_cloudwatch_event_rule.run_ended.name, arn = aws_cloudwatch_event_rule.run_ended.arn, statement_id = "TheRunEndedRuleInvokes" }

@@ -53,7 +53,8 @@ module "schedule_function" {
     PARTITION_FORMAT    = var.partition_format
     KMS_KEY_ARN         = var.kms_key_arn == null ? "" : var.kms_key_arn
     LOOKBACK_DAYS       = tostring(local.schedule_lookback_days)
-    SCORE_BY_HOURS      = tostring(var.score_by_hours) # the freshness check (freshness.tf)
+    SCORE_BY_HOURS      = tostring(var.score_by_hours)    # the freshness check (freshness.tf)
+    INSTANCE_PRICES     = jsonencode(var.instance_prices) # a run's cost, when it completes a marker
   })
   # an invocation that still fails after Lambda's two retries lands with the rule's own
   # undeliverable events (alarmed)

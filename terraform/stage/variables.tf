@@ -191,6 +191,11 @@ variable "upload_max_wait_hours" {
   type = number
 }
 
+variable "instance_prices" {
+  description = "USD per instance-hour over the template's price table (stage_runtime/sagemaker_prices.json), for each run's cost."
+  type        = map(number)
+}
+
 variable "alarm_email" {
   type = string
 }
