@@ -122,6 +122,26 @@ CONFIG_CASES = [
         {"endpoint": {"data_capture": {"sampling_percentage": 0}}},
         "endpoint.data_capture.sampling_percentage must be a whole number from 1 to 100, got 0",
     ),
+    # a run's cost (#32): the stage's prices and the backfill's limit
+    (
+        {"instance_prices": {"ml.m5.xlarge": -1}},
+        "instance_prices: ml.m5.xlarge must be a price in USD per instance-hour, more than 0 "
+        "and less than 1000, got -1",
+    ),
+    (
+        {"instance_prices": {"m5.xlarge": 0.2}},
+        "instance_prices: 'm5.xlarge' is not an instance type like ml.m5.xlarge",
+    ),
+    (
+        {"instance_prices": [0.2]},
+        "instance_prices must be an object (an object of instance types to USD per "
+        'instance-hour, like {"ml.m5.xlarge": 0.23}), got [0.2]',
+    ),
+    (
+        {"max_backfill_cost_usd": -5},
+        "max_backfill_cost_usd must be a number of USD of 0 or more, or null (no limit), got -5",
+    ),
+    ({"max_backfill_cost_usd": "10"}, "max_backfill_cost_usd must be a number"),
 ]
 
 

@@ -359,7 +359,7 @@ def test_the_shipped_price_table_says_its_region_source_date_and_what_is_unverif
         assert set(entry) - {"verified"} <= set(prices.JOBS), name
     page = (REPO / "docs" / "capacity.md").read_text(encoding="utf-8")
     if not all(entry["verified"] for entry in table["prices"].values()):
-        assert "not verified" in page.lower() and "pipelines/sagemaker_prices.json" in page
+        assert "not verified" in page.lower() and "stage_runtime/sagemaker_prices.json" in page
 
 
 def test_the_shipped_measurements_say_when_where_and_how_they_were_taken() -> None:

@@ -123,6 +123,18 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         assert marker["rows_read"] == marker["rows_rejected"] + marker["rows_scored"]
         assert marker["rows_scored"] > 0 and day["again"].action == "skipped"
         assert marker["partition"] == f"dt={day['day'].isoformat()}"
+        # what each run cost (#32): the record's and the day's marker's, from their jobs
+        for cost, rows in ((record["Cost"], counts["rows_scored"]),
+                           (marker["cost"], marker["rows_scored"])):  # fmt: skip
+            assert [s["step"] for s in cost["steps"]] == ["Preprocess", "BatchTransform", "Publish"]
+            assert all(s["usd"] > 0 and s["seconds"] > 0 for s in cost["steps"])
+            assert cost["total_usd"] == pytest.approx(
+                sum(s["usd"] for s in cost["steps"]), abs=1e-6
+            )
+            assert cost["rows_scored"] == rows
+            assert cost["cost_per_1000_rows"] == round(cost["total_usd"] * 1000 / rows, 6)
+            assert cost["prices"]["verified"] is False
+        assert "<h2>Cost</h2>" in Path(record["Report"]).read_text(encoding="utf-8")
         # the same rows as Parquet and JSON Lines on the days before: the same answers in the
         # stage's predictions table (the demo compares them id by id and fails otherwise)
         formats = result["formats"]
@@ -159,6 +171,9 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
     late = report["stages"]["prod"]["freshness"]["late"]
     assert f"  freshness alarm: ALARM ({late}: input-never-arrived) (deadline 6 h" in out
     assert "  dead-man's switch (schedule-silent): OK (ScheduleRuns Sum 1 " in out
+    prod_cost = report["stages"]["prod"]["record"]["Cost"]["total_usd"]
+    assert f"  run cost USD {prod_cost:.6f} (USD " in out and "unverified)" in out
+    assert out.count("'s run cost USD ") == 2  # each stage's day
     assert "`make serve STAGE=prod` serves it again" in out
     assert ": Succeeded, rows read 1000, rejected " in out and "; again: skipped" in out
     assert (

@@ -264,7 +264,7 @@ def settings_table() -> str:
     for name, setting in SETTINGS.items():
         text = " ".join(variables[name]["description"].strip('"').split())
         description = text.replace("|", "\\|").replace("<", "&lt;")  # no HTML in a table
-        kind = variables[name]["type"] if setting.terraform_type != "object" else "object"
+        kind = setting.terraform_type  # the template's, held equal by tests/test_terraform.py
         # a choice of literal values ("fail or warn") shows them as values
         rule = re.sub(r"^(\w+) or (\w+)$", r"`\1` or `\2`", setting.rule)
         rows.append(f"| `{name}` | {kind} | {default(name)} | {rule} | {description} |")

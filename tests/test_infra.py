@@ -210,7 +210,7 @@ def assert_the_schedule_function_may_do_what_it_does(
     assert operations >= {
         "ListObjectsV2", "GetObject", "HeadObject", "PutObject", "StartPipelineExecution",
         "DescribePipelineExecution", "ListPipelineParametersForExecution",
-        "ListPipelineExecutions",
+        "ListPipelineExecutions", "ListPipelineExecutionSteps",
     }  # fmt: skip
     starter = policy_document(
         iam.get_role_policy(
@@ -220,6 +220,27 @@ def assert_the_schedule_function_may_do_what_it_does(
     region, account = REGION, ACCOUNTS["preprod"]
     assert missing_permissions(recorder, starter, region, account) == []
     assert missing_permissions(recorder, {"Statement": []}, region, account)
+    # a run's cost describes each step's job (moto lists no steps, so no job was described
+    # above): the jobs as the stage's pipeline names them are granted, another project's not
+    from local_mode.executor import job_name
+
+    definition = json.loads(
+        s3.get_object(Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"])[
+            "Body"
+        ].read()
+    )
+    described = CallRecorder([
+        ("sagemaker", f"Describe{step['Type']}Job",
+         {f"{step['Type']}JobName": job_name(step, "k3x9q2m7w1z4")})
+        for step in definition["Steps"]
+    ])  # fmt: skip
+    assert len(described.calls) == 3
+    assert missing_permissions(described, starter, region, account) == []
+    others = CallRecorder([
+        ("sagemaker", "DescribeProcessingJob", {"ProcessingJobName": "other-preprod-preprocess-x"}),
+        ("sagemaker", "DescribeTransformJob", {"TransformJobName": "pipelines-k3x9-Transform"}),
+    ])  # fmt: skip
+    assert len(missing_permissions(others, starter, region, account)) == 2
 
 
 def test_target_account_infra_is_what_build_py_reads(

@@ -150,7 +150,7 @@ def test_the_stage_file_settings_are_the_templates_tunable_variables() -> None:
     for name, setting in utils.SETTINGS.items():
         assert name in variables, f"{name} is settable but the template declares no such variable"
         declared = variables[name]["type"]  # python-hcl2: "${object({...})}" for an object
-        assert declared == setting.terraform_type or (
+        assert declared in (setting.terraform_type, f"${{{setting.terraform_type}}}") or (
             setting.terraform_type == "object" and declared.startswith("${object(")
         ), name
         assert setting.nullable == (
@@ -178,7 +178,7 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "56 passed, 0 failed" in result.stdout
+    assert "59 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
@@ -257,9 +257,10 @@ def quality_filters(aws: Emulator, stage: str) -> dict[str, Any]:
     metric name."""
     logs = aws.client("logs", stage)
     schedule = f"/aws/lambda/{PROJECT}-{stage}-start-scheduled-run"
+    outcome = f"/aws/lambda/{PROJECT}-{stage}-record-run-outcome"  # each run's cost
     return {
         f["metricTransformations"][0]["metricName"]: f
-        for group in (*JOB_LOG_GROUPS, schedule)
+        for group in (*JOB_LOG_GROUPS, schedule, outcome)
         for f in logs.describe_metric_filters(logGroupName=group)["metricFilters"]
         if f["filterName"].startswith(f"{PROJECT}-{stage}-")
         and f["metricTransformations"][0]["metricNamespace"] == "BatchInference/Quality"
@@ -356,6 +357,31 @@ def model_quality_line(tmp_path: Path, pipeline: str, task: str) -> str:
     return line
 
 
+COST_METRICS = {"RunCost": "total_usd", "CostPer1000Rows": "cost_per_1000_rows"}
+
+
+def assert_cost_metric_reads_the_outcome_functions_line(
+    found: dict[str, Any], pipeline: str, stage: str
+) -> None:
+    """RunCost / CostPer1000Rows, on the run-outcome function's log group, read the line it
+    prints for a run whose cost is known (stage_runtime/run_cost.py's ``metric_line``), and
+    nothing of a run whose cost is unknown or of another pipeline."""
+    from stage_runtime import prices, run_cost
+
+    (transformation,) = found["metricTransformations"]
+    metric = transformation["metricName"]
+    assert found["logGroupName"] == f"/aws/lambda/{PROJECT}-{stage}-record-run-outcome"
+    publish = partial(metric_value, found["filterPattern"], transformation["metricValue"])
+    usages = [run_cost.JobUsage("Preprocess", "processing", "j", "ml.m5.xlarge", 2, 600.0)]
+    cost = run_cost.cost(usages, prices.load_table(), 4000)
+    assert cost[COST_METRICS[metric]] > 0
+    assert publish(run_cost.metric_line(pipeline, "2026-11-01", cost)) == cost[COST_METRICS[metric]]
+    unknown = run_cost.unknown_cost("the run's jobs could not be read", prices.load_table())
+    assert publish(run_cost.metric_line(pipeline, "2026-11-01", unknown)) is None
+    assert publish(run_cost.metric_line(f"{pipeline}-other", "2026-11-01", cost)) is None
+    assert publish(day_line(pipeline, "started")) is None
+
+
 def assert_quality_metrics_read_the_printed_line(
     aws: Emulator, stage: str, values: dict, tmp_path: Path
 ) -> None:
@@ -365,7 +391,7 @@ def assert_quality_metrics_read_the_printed_line(
     filters = quality_filters(aws, stage)
     assert sorted(filters) == sorted(
         ["RowsRead", "RowsRejected", "RowsScored", "RejectedFraction", "DriftScore",
-         "PredictionCount", "PredictionSum", "EmptyDays", *MODEL_QUALITY_FIELDS]
+         "PredictionCount", "PredictionSum", "EmptyDays", *MODEL_QUALITY_FIELDS, *COST_METRICS]
     )  # fmt: skip
     pipeline = values["pipeline_name"]
     measured = printed_metric_line(tmp_path, pipeline, baseline=True)
@@ -393,6 +419,9 @@ def assert_quality_metrics_read_the_printed_line(
         pattern = found["filterPattern"]
         assert len(pattern) <= 1024  # PutMetricFilter's limit
         publish = partial(metric_value, pattern, transformation["metricValue"])
+        if metric in COST_METRICS:
+            assert_cost_metric_reads_the_outcome_functions_line(found, pipeline, stage)
+            continue
         if metric == "EmptyDays":
             assert found["logGroupName"] == f"/aws/lambda/{PROJECT}-{stage}-start-scheduled-run"
             assert (publish(empty), publish(started)) == (1, 0)

@@ -38,6 +38,9 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
   module {
     source = "./terraform/stage"
   }
+  variables {
+    instance_prices = { "ml.c5.xlarge" = 0.25 } # the stage's own price, for each run's cost
+  }
 
   assert {
     condition     = aws_cloudwatch_event_rule.schedule.schedule_expression == var.schedule_expression
@@ -111,6 +114,14 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the run-outcome function must find the markers where the starters write them"
   }
   assert {
+    condition     = module.outcome_function.function.environment[0].variables.INSTANCE_PRICES == jsonencode(var.instance_prices) && module.schedule_function.function.environment[0].variables.INSTANCE_PRICES == jsonencode(var.instance_prices) && module.outcome_function.function.environment[0].variables.PIPELINE_NAME == var.pipeline_name
+    error_message = "the functions that complete markers must price runs with the stage's instance_prices, and name the pipeline as the cost filters match it"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_metric_filter.quality["RunCost"].metric_transformation[0].value == "$.cost_usd" && aws_cloudwatch_log_metric_filter.quality["CostPer1000Rows"].metric_transformation[0].value == "$.cost_per_1000_rows" && strcontains(aws_cloudwatch_log_metric_filter.quality["RunCost"].pattern, "$.event = \"run-cost\"")
+    error_message = "each run's cost must be a metric from the run-outcome function's run-cost line"
+  }
+  assert {
     condition     = jsondecode(aws_s3_object.deployment_record.content) == { current = { model_name = var.model_name, model_package_arn = var.model_package_arn, source_model_package_arn = var.source_model_package_arn, model_version = var.model_version, endpoint_config = null }, previous = null }
     error_message = "the deployment record must name the deployed model (build.py reads it as the next previous_model)"
   }
@@ -139,7 +150,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "runs that could not start (dead letters) must raise an alarm"
   }
   assert {
-    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 12 : 11)
+    condition     = length(jsondecode(aws_cloudwatch_dashboard.batch.dashboard_body).widgets) == (var.run_on_upload ? 13 : 12)
     error_message = "the dashboard lost a widget"
   }
   assert {
@@ -147,7 +158,7 @@ run "schedule_starts_the_pipeline_with_the_promoted_model" {
     error_message = "the model-quality alarm must watch this pipeline's QualityDrop (evaluate.py's line) at max_quality_drop"
   }
   assert {
-    condition     = alltrue([for k, f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == (startswith(k, "Prediction") ? "/aws/sagemaker/TransformJobs" : k == "EmptyDays" ? module.schedule_function.log_group.name : "/aws/sagemaker/ProcessingJobs") && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "&& ${f.metric_transformation[0].value} ")])
+    condition     = alltrue([for k, f in aws_cloudwatch_log_metric_filter.quality : f.log_group_name == (startswith(k, "Prediction") ? "/aws/sagemaker/TransformJobs" : k == "EmptyDays" ? module.schedule_function.log_group.name : contains(["RunCost", "CostPer1000Rows"], k) ? module.outcome_function.log_group.name : "/aws/sagemaker/ProcessingJobs") && strcontains(f.pattern, "$.pipeline = \"${var.pipeline_name}\"") && strcontains(f.pattern, "&& ${f.metric_transformation[0].value} ")])
     error_message = "the metric filters must read this pipeline's lines on the jobs' log groups (predictions: Transform), each matching its value field"
   }
   assert {
@@ -300,6 +311,30 @@ run "upload_trigger_needs_the_functions_package" {
     upload_starter_zip = null
   }
   expect_failures = [var.upload_starter_zip]
+}
+
+run "rejects_an_instance_price_that_is_no_price" {
+  command = plan
+  variables {
+    instance_prices = { "ml.m5.xlarge" = 0 }
+  }
+  expect_failures = [var.instance_prices]
+}
+
+run "rejects_an_instance_price_for_no_instance_type" {
+  command = plan
+  variables {
+    instance_prices = { "m5.xlarge" = 0.23 }
+  }
+  expect_failures = [var.instance_prices]
+}
+
+run "rejects_a_negative_backfill_limit" {
+  command = plan
+  variables {
+    max_backfill_cost_usd = -1
+  }
+  expect_failures = [var.max_backfill_cost_usd]
 }
 
 run "upload_waiting_is_bounded_by_sqs_limits" {
