@@ -60,7 +60,7 @@ from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from examples import registration
 from examples.catalog import DEFAULT, EXAMPLES, Example
 from lambdas.start_scheduled_run import handler as schedule
-from local_mode import alarms, executor, sandbox, serve, storage, table
+from local_mode import alarms, cost_metrics, executor, sandbox, serve, storage, table
 from local_mode import freshness as local_freshness
 from local_mode.emulator import Emulator, environment, role_arn, running_emulator
 from local_mode.report import RunReport, write_report
@@ -756,6 +756,14 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{marker['rows_scored']}; again: {day['again'].action} (marker {day['marker_uri']})"
         )
         print(f"  day {day['day']}'s run {run_cost.summary(marker.get('cost'))}")
+        if marker.get("cost"):  # the run-cost line through the stage's metric filters
+            shown = cost_metrics.dashboard_values(
+                tfvars["pipeline_name"], marker["date"], marker["cost"]
+            )
+            print(
+                "  dashboard's cost widget for that run: "
+                + ", ".join(f"{name} {value}" for name, value in shown.items())
+            )
         print_freshness(result["freshness"])
     for stage, result in report["stages"].items():
         drifted = result.get("drifted")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -259,8 +260,8 @@ def instance_prices_problem(value: Any, setting: str = "instance_prices") -> str
 
 
 def _instance_name(kind: str) -> bool:
-    parts = kind.split(".")
-    return len(parts) == 3 and parts[0] == "ml" and all(p.isalnum() and p.isascii() for p in parts)
+    """The template's rule: ``^ml\\.[a-z0-9]+\\.[a-z0-9]+$``."""
+    return re.fullmatch(r"ml\.[a-z0-9]+\.[a-z0-9]+", kind) is not None
 
 
 def stage_table(environ: Mapping[str, str] | None = None) -> dict[str, Any]:

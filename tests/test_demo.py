@@ -174,6 +174,11 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
     prod_cost = report["stages"]["prod"]["record"]["Cost"]["total_usd"]
     assert f"  run cost USD {prod_cost:.6f} (USD " in out and "unverified)" in out
     assert out.count("'s run cost USD ") == 2  # each stage's day
+    day_cost = report["stages"]["prod"]["day"]["marker"]["cost"]
+    assert (
+        f"  dashboard's cost widget for that run: RunCost {day_cost['total_usd']}, "
+        f"CostPer1000Rows {day_cost['cost_per_1000_rows']}"
+    ) in out
     assert "`make serve STAGE=prod` serves it again" in out
     assert ": Succeeded, rows read 1000, rejected " in out and "; again: skipped" in out
     assert (

@@ -366,11 +366,16 @@ def assert_cost_metric_reads_the_outcome_functions_line(
     """RunCost / CostPer1000Rows, on the run-outcome function's log group, read the line it
     prints for a run whose cost is known (stage_runtime/run_cost.py's ``metric_line``), and
     nothing of a run whose cost is unknown or of another pipeline."""
+    from local_mode import cost_metrics
     from stage_runtime import prices, run_cost
 
     (transformation,) = found["metricTransformations"]
     metric = transformation["metricName"]
     assert found["logGroupName"] == f"/aws/lambda/{PROJECT}-{stage}-record-run-outcome"
+    # local mode's declaration of the filter (what the demo evaluates) is the template's
+    (declared,) = [m for m in cost_metrics.COST_METRICS if m.name == metric]
+    assert found["filterPattern"] == declared.pattern_for(pipeline)
+    assert transformation["metricValue"] == declared.value
     publish = partial(metric_value, found["filterPattern"], transformation["metricValue"])
     usages = [run_cost.JobUsage("Preprocess", "processing", "j", "ml.m5.xlarge", 2, 600.0)]
     cost = run_cost.cost(usages, prices.load_table(), 4000)
