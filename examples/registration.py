@@ -1,13 +1,19 @@
 """Register an example's model in a dev registry as a training pipeline would: trained in the
-image's runtime twin, its artifact and baseline uploaded, a package pending approval, then
-approved. ``make demo`` does it against the emulator, the acceptance run in a sandbox dev
-account."""
+image's runtime twin, its artifact, baseline and holdout quality uploaded, a package pending
+approval, then approved. ``make demo`` does it against the emulator, the acceptance run in a
+sandbox dev account.
+
+The holdout's quality, when the example measures one (a binary classifier: the breast-cancer
+model), is registered as ``ModelMetrics.ModelQuality.Statistics``: the value a stage's
+model-quality job measures each labelled day's drop against. A multi-class model (the
+ticket-triage example) registers none: the job measures binary classification and
+regression only, so its verdict would be ``unknown`` and no alarm could go off."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from examples.catalog import EXAMPLES, Example
 from examples.training import container_environment
@@ -35,21 +41,31 @@ def register(
     group: str,
     region: str,
     workdir: Path,
-    approval: str,
+    approval: str | None,
     example: Example = EXAMPLES["breast-cancer"],
+    degraded: bool = False,
 ) -> Registered:
     """Train, upload under ``s3://bucket/output_prefix/``, register in ``group`` (pending),
-    then approve with ``approval`` as the reason (a data scientist's click)."""
-    trained = example.model().build(workdir)  # model.tar.gz, baseline.json
+    then approve with ``approval`` as the reason (a data scientist's click; None leaves it
+    pending). ``degraded``: the example's deliberately worse model (``--degraded``)."""
+    model = example.model()
+    # model.tar.gz, baseline.json (and model-quality.json)
+    trained = model.build(workdir, degraded=True) if degraded else model.build(workdir)
     metadata = {
         "holdout_accuracy": f"{trained.holdout_accuracy:.4f}",
         # what each answer column is: the stage's predictions table is named by it
         "output_columns": example.output_columns,
     }
     output = output_prefix.rstrip("/")
-    keys = (f"{output}/model.tar.gz", f"{output}/baseline.json")
+    keys: tuple[str, ...] = (f"{output}/model.tar.gz", f"{output}/baseline.json")
     s3.upload_file(str(trained.archive), bucket, keys[0])
     s3.upload_file(str(trained.baseline), bucket, keys[1])
+    metrics: dict[str, Any] = {}
+    if trained.model_quality is not None:
+        keys += (f"{output}/model-quality.json",)
+        s3.upload_file(str(trained.model_quality), bucket, keys[2])
+        statistics = {"ContentType": "application/json", "S3Uri": f"s3://{bucket}/{keys[2]}"}
+        metrics = {"ModelMetrics": {"ModelQuality": {"Statistics": statistics}}}
     image = sdk.image_uris.retrieve(
         framework="sklearn", region=region, version="1.9-0", py_version="py3",
         instance_type="ml.m5.xlarge",
@@ -82,7 +98,10 @@ def register(
                 }
             }
         },
+        **metrics,
     )["ModelPackageArn"]
+    if approval is None:
+        return Registered(arn, trained.holdout_accuracy, keys)
     # sent again with the approval: AWS keeps the properties an update leaves out, but the
     # emulator (moto 5's update_model_package) sets them to what the call gives, None
     sagemaker.update_model_package(

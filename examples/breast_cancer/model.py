@@ -3,7 +3,12 @@
 A scikit-learn ``Pipeline`` (scaler + logistic regression), so the scaling fitted on the
 training data travels inside the artifact and the batch is never re-fitted. Its data-quality
 baseline (the training features' statistics and the holdout's predictions) is written beside
-it and registered as the package's ``DriftCheckBaselines``.
+it and registered as the package's ``DriftCheckBaselines``; the holdout's quality (AUC,
+accuracy, precision, recall, F1, as Model Monitor's statistics) as its
+``ModelMetrics.ModelQuality``, what a stage's model-quality job measures each day against.
+``--degraded`` trains the same pipeline on shuffled labels: a model no better than chance
+whose holdout says so, which ``make demo`` scores a day with to trip the stage's
+``quality_drop`` alarm.
 
 :func:`build` trains in the runtime twin of the image that serves the model (its
 scikit-learn, numpy and joblib): a model pickled by another scikit-learn than the one that
@@ -20,7 +25,9 @@ import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -61,21 +68,27 @@ class TrainedModel:
     pipeline: Pipeline
     holdout_accuracy: float
     baseline: dict
+    model_quality: dict[str, Any]  # the holdout's, as Model Monitor's statistics
 
 
-def train(seed: int = 0) -> TrainedModel:
+def train(seed: int = 0, degraded: bool = False) -> TrainedModel:
+    """Fit on 80 % of the data set, measure on the rest; ``degraded``: fit on the training
+    labels shuffled (the holdout keeps its true labels, so its quality is chance's)."""
     features, labels = load_breast_cancer(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(
         features, labels, test_size=0.2, random_state=seed, stratify=labels
     )
+    if degraded:
+        y_train = np.random.default_rng(seed).permutation(y_train)
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     pipeline.fit(x_train, y_train)
     accuracy = float(np.mean(pipeline.predict(x_test) == y_test))
+    scores = pipeline.predict_proba(x_test)[:, 1]
     baseline = quality.compute_baseline(
-        {name: x_train[:, i] for i, name in enumerate(feature_names())},
-        predictions=pipeline.predict_proba(x_test)[:, 1],
+        {name: x_train[:, i] for i, name in enumerate(feature_names())}, predictions=scores
     )
-    return TrainedModel(pipeline, accuracy, baseline)
+    statistics = training.binary_classification_statistics(y_test, scores)
+    return TrainedModel(pipeline, accuracy, baseline, statistics)
 
 
 def write_baseline(model: TrainedModel, destination: Path) -> Path:
@@ -99,11 +112,19 @@ def package(model: TrainedModel, destination: Path) -> Path:
     return destination
 
 
-def build(destination: Path, seed: int = 0) -> Built:
+def build(destination: Path, seed: int = 0, degraded: bool = False) -> Built:
     """Train, package and baseline the sample model in the image's runtime twin, into
-    ``destination`` (``model.tar.gz``, ``baseline.json``)."""
-    return training.build("examples.breast_cancer.model", destination, seed)
+    ``destination`` (``model.tar.gz``, ``baseline.json``, ``model-quality.json``)."""
+    return training.build("examples.breast_cancer.model", destination, seed, degraded)
 
 
 if __name__ == "__main__":
-    sys.exit(training.main(None, "train and package the sample model here", train, package))
+    sys.exit(
+        training.main(
+            None,
+            "train and package the sample model here",
+            train,
+            package,
+            train_degraded=partial(train, degraded=True),
+        )
+    )
