@@ -4,6 +4,8 @@ What an operator asks after a run, from what the run left: the rows funnel (read
 scored), why rows were rejected, each feature's drift against the model's baseline next to
 the gate's limit, the predictions' histogram against the baseline's, the steps' times, and
 what the run cost (per step, total, per 1,000 rows, and the prices' date and source).
+A model-quality evaluation's report (``model_quality``: what the day's marker recorded)
+shows the day's metrics against its delayed labels, the registered headline and the drop.
 The charts are plotly's, with its JavaScript inlined from the Python package (no CDN), so the
 file opens anywhere, offline.
 
@@ -37,6 +39,80 @@ class RunReport:
     baseline: dict[str, Any] | None = None  # the model's baseline document
     predictions: np.ndarray | None = None  # what the Transform wrote: scores or labels
     notes: list[str] = field(default_factory=list)
+    # a day's marker's model_quality (stage_runtime/model_quality.py): metrics, coverage,
+    # headline, registered, quality_drop, verdict
+    model_quality: dict[str, Any] | None = None
+
+
+# the model-quality chart's metrics, in its order (evaluate.py's names)
+QUALITY_METRICS = (
+    "auc", "accuracy", "precision", "recall", "brier", "calibration_error", "mae", "rmse",
+)  # fmt: skip
+
+
+def _quality_facts(quality: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The evaluation's numbers as the table's rows."""
+    coverage = quality.get("coverage") or {}
+    metrics = quality.get("metrics") or {}
+    drop = quality.get("quality_drop")
+    return [
+        ("model quality", quality.get("verdict", "n/a")),
+        *((name, f"{value:.4f}") for name, value in metrics.items() if value is not None),
+        (f"registered {quality.get('headline')}", quality.get("registered") or "none"),
+        ("quality drop", "unknown" if drop is None else f"{drop:.4f}"),
+        ("labels matched", f"{coverage.get('matched')} of {coverage.get('labels')} labels, "
+                           f"{coverage.get('predictions')} predictions"),
+    ]  # fmt: skip
+
+
+def _evaluation_figures(report: RunReport) -> list[tuple[str, Any]]:
+    """A model-quality evaluation's charts: the day's metrics, the job's time."""
+    import plotly.graph_objects as go
+
+    assert report.model_quality is not None
+    steps = report.record.get("Steps", [])
+    timings = go.Figure(
+        go.Bar(
+            y=[s["StepName"] for s in steps],
+            x=[s.get("DurationSeconds", 0) for s in steps],
+            orientation="h",
+            marker_color=[OVER if s.get("StepStatus") == "Failed" else UNDER for s in steps],
+        )
+    )
+    timings.update_layout(xaxis_title="seconds")
+    figures = [
+        ("Model quality against the delayed labels", _quality_chart(report.model_quality)),
+        ("Step times", timings),
+    ]
+    for _, figure in figures:
+        figure.update_layout(height=320, margin={"l": 40, "r": 20, "t": 20, "b": 40})
+    return figures
+
+
+def _quality_chart(quality: dict[str, Any]) -> Any:
+    """The day's metrics as bars, the registered headline as a dashed line."""
+    import plotly.graph_objects as go
+
+    metrics = quality.get("metrics") or {}
+    names = [name for name in QUALITY_METRICS if metrics.get(name) is not None]
+    headline = quality.get("headline")
+    figure = go.Figure(
+        go.Bar(
+            x=names,
+            y=[metrics[name] for name in names],
+            marker_color=[
+                OVER if name == headline and quality.get("verdict") == "degraded" else UNDER
+                for name in names
+            ],
+        )
+    )
+    if quality.get("registered") is not None:
+        figure.add_hline(
+            y=quality["registered"],
+            line_dash="dash",
+            annotation_text=f"registered {headline} {quality['registered']:.3f}",
+        )
+    return figure
 
 
 def _totals(summaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -86,6 +162,8 @@ def figures(report: RunReport) -> list[tuple[str, Any]]:
     """Each chart's title and plotly figure, in the order the page shows them."""
     import plotly.graph_objects as go
 
+    if report.model_quality is not None and not report.summaries:
+        return _evaluation_figures(report)
     totals = _totals(report.summaries)
     gate = _gate(report.summaries)
     figures: list[tuple[str, Any]] = []
@@ -226,6 +304,7 @@ def render(report: RunReport) -> str:
         ("gate", f"{gate.get('mode', 'n/a')}: {gate.get('verdict', 'n/a')}" if gate else "n/a"),
         *(("breach", breach) for breach in gate.get("breaches", [])),
         *(("failure", reason) for reason in [record.get("FailureReason")] if reason),
+        *(_quality_facts(report.model_quality) if report.model_quality is not None else []),
         *(("note", note) for note in report.notes),
     ]
     return html_page(report.title, facts, figures(report), status, cost_section(record))
