@@ -57,7 +57,7 @@ import build
 import utils
 from common.files import write_execution_record
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
-from examples import registration
+from examples import quality_demo, registration
 from examples.catalog import DEFAULT, EXAMPLES, Example
 from lambdas.start_scheduled_run import handler as schedule
 from local_mode import alarms, cost_metrics, executor, sandbox, serve, storage, table
@@ -594,6 +594,11 @@ def run(
             f"train, register and approve the {example.name} model in dev",
             lambda: register_model(aws, example, dev_bucket, workdir),
         )
+        report["model_quality"] = timer.run(
+            f"model quality: a degraded {example.name} model for the quality alarm (trained, "
+            "registered in dev, left pending)",
+            partial(quality_demo.prepare, aws, example, report["source_arn"], dev_bucket, workdir),
+        )
         stages = ["preprod"]
         version = None
         for stage in ("preprod", "prod"):
@@ -653,6 +658,14 @@ def run(
                     partial(check_freshness, aws, stage, tfvars, workdir),
                 ),
             }
+            degraded = report["model_quality"].get("degraded")
+            if degraded is not None:
+                day = report["stages"][stage]["day"]["day"]
+                report["stages"][stage]["quality"] = timer.run(
+                    f"{stage}: {day}'s delayed labels evaluated; the day scored again by the "
+                    "degraded model and evaluated",
+                    partial(quality_demo.show, aws, example, stage, tfvars, day, degraded, workdir),
+                )
             if drift:
                 report["stages"][stage]["drifted"] = timer.run(
                     f"{stage}: a drifted batch of {rows} rows ({example.drift}) against the "
@@ -765,6 +778,8 @@ def print_summary(report: dict[str, Any]) -> None:
                 + ", ".join(f"{name} {value}" for name, value in shown.items())
             )
         print_freshness(result["freshness"])
+        for line in quality_demo.summary_lines(result["quality"]) if "quality" in result else []:
+            print(f"  {line}")
     for stage, result in report["stages"].items():
         drifted = result.get("drifted")
         if drifted and drifted["verdict"] == "failed":
@@ -784,6 +799,8 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{smoked.status}, rows in {smoked.rows_in}, rejected {smoked.rows_rejected}, "
             f"scored {smoked.rows_scored}"
         )
+    if "skipped" in report.get("model_quality", {}):
+        print(f"model quality: skipped: {report['model_quality']['skipped']}")
     if "prod" not in report["stages"]:
         print("prod: not deployed (no approval)")
     print("re-deploy: same packages, nothing copied")
@@ -822,7 +839,7 @@ def main(argv: list[str] | None = None) -> int:
         report = run(
             args.rows, args.yes, args.workdir, drift=args.drift, example=EXAMPLES[args.example]
         )
-    except (DemoFailed, utils.PromotionError) as error:
+    except (DemoFailed, quality_demo.QualityDemoFailed, utils.PromotionError) as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1
     print_summary(report)
