@@ -194,3 +194,83 @@ def test_the_shadow_page_renders_offline_without_errors(
     )
     assert [url for url in fetched if not url.startswith(("file:", "data:", "blob:"))] == []
     assert HOSTILE.splitlines()[0] in browser.find_element("tag name", "body").text
+
+
+def _evaluation(verdict: str) -> RunReport:
+    """A model-quality evaluation's report: the day's marker's model_quality as
+    stage_runtime.model_quality records it."""
+    auc = 0.49 if verdict == "degraded" else 0.995
+    metrics = {
+        "auc": auc,
+        "accuracy": 0.61,
+        "precision": 0.64,
+        "recall": 0.87,
+        "log_loss": 0.69,
+        "brier": 0.25,
+        "calibration_error": 0.09,
+        "positive_rate": 0.63,
+    }
+    coverage = {"labels": 1000, "predictions": 998, "matched": 998,
+                "labels_without_prediction": 2, "predictions_without_label": 0, "unscored": 0,
+                "label_coverage": 0.998}  # fmt: skip
+    quality = {"metrics": metrics, "coverage": coverage, "headline": "auc", "registered": 0.996,
+               "quality_drop": (0.996 - auc) / 0.996, "verdict": verdict}  # fmt: skip
+    record = {
+        "PipelineExecutionArn": "arn:aws:sagemaker:eu-west-1:0:pipeline/p-quality/execution/q",
+        "PipelineExecutionStatus": "Succeeded",
+        "Steps": [{"StepName": "Evaluate", "StepType": "Processing", "DurationSeconds": 0.8,
+                   "StepStatus": "Succeeded"}],
+    }  # fmt: skip
+    return RunReport(
+        title="prod: model quality of 2026-12-06", record=record, summaries=[],
+        model_quality=quality, notes=["the stage's quality_drop alarm: ALARM"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("verdict", ["degraded", "ok"])
+def test_an_evaluations_report_shows_the_days_metrics_against_the_registered_one(
+    verdict: str,
+) -> None:
+    """No rows to draw (the evaluation scores nothing): the day's metrics, the headline red
+    when it dropped too far, the registered value as the line it is measured against."""
+    run = _evaluation(verdict)
+    charts = dict(figures(run))
+    assert list(charts) == ["Model quality against the delayed labels", "Step times"]
+    (bar,) = charts["Model quality against the delayed labels"].data
+    shown = ["auc", "accuracy", "precision", "recall", "brier", "calibration_error"]
+    assert list(bar.x) == shown
+    assert list(bar.y) == [run.model_quality["metrics"][name] for name in shown]  # type: ignore[index]
+    assert bar.marker.color[0] == (OVER if verdict == "degraded" else UNDER)
+    assert set(bar.marker.color[1:]) == {UNDER}
+    (registered,) = charts["Model quality against the delayed labels"].layout.shapes
+    assert registered.y0 == registered.y1 == 0.996
+    page = render(run)
+    drop = (0.996 - run.model_quality["metrics"]["auc"]) / 0.996  # type: ignore[index]
+    assert f"<th>model quality</th><td>{verdict}</td>" in page
+    assert f"<th>quality drop</th><td>{drop:.4f}</td>" in page
+    assert "<th>registered auc</th><td>0.996</td>" in page
+    assert "<th>labels matched</th><td>998 of 1000 labels, 998 predictions</td>" in page
+
+
+def test_an_evaluations_report_renders_offline_without_errors(
+    browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    run = _evaluation("degraded")
+    page = write_report(tmp_path / "quality.html", run)
+    browser.get(page.as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: (
+            d.execute_script("return document.querySelectorAll('.js-plotly-plot .main-svg').length")
+            >= 2
+        )
+    )
+    assert browser.execute_script("return document.querySelectorAll('.js-plotly-plot').length") == 2
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert [url for url in fetched if not url.startswith(("file:", "data:", "blob:"))] == []
+    text = browser.find_element("tag name", "body").text
+    assert "registered auc 0.996" in text  # the line's label, drawn by plotly
+    assert "quality_drop alarm: ALARM" in text
