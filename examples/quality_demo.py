@@ -162,7 +162,8 @@ def upload_labels(
     source = workdir / f"{stage}-input.csv"
     again = workdir / f"{stage}-labelled-input.csv"
     labels = workdir / f"{stage}-labels.csv"
-    rows = sum(1 for _ in source.open("rb")) - 1
+    with source.open("rb") as generated:
+        rows = sum(1 for _ in generated) - 1  # the header
     example.data().generate(again, rows, labels_path=labels)
     if not filecmp.cmp(source, again, shallow=False):
         raise QualityDemoFailed(f"{stage}: the generator did not write the same rows again")

@@ -11,8 +11,11 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
 
-from examples import demo
+from examples import demo, training
 from examples.breast_cancer import data
 from examples.catalog import EXAMPLES
 from examples.ticket_triage import inference
@@ -38,6 +41,16 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
     with tarfile.open(tmp_path / "model.tar.gz") as archive:
         archive.extract("model.joblib", tmp_path / "model", filter="data")
     model = joblib.load(tmp_path / "model" / "model.joblib")
+    with tarfile.open(tmp_path / "degraded" / "model.tar.gz") as archive:
+        archive.extract("model.joblib", tmp_path / "degraded-model", filter="data")
+    degraded_model = joblib.load(tmp_path / "degraded-model" / "model.joblib")
+    # the registered quality: the holdout's AUC (model.py's split), measured here again
+    features, targets = load_breast_cancer(return_X_y=True)
+    _, x_test, _, y_test = train_test_split(
+        features, targets, test_size=0.2, random_state=0, stratify=targets
+    )
+    holdout_auc = roc_auc_score(y_test, model.predict_proba(x_test)[:, 1])
+    assert report["model_quality"]["degraded"].holdout_auc < 0.6  # chance, on its own holdout
 
     for stage, result in report["stages"].items():
         tfvars, record = result["tfvars"], result["record"]
@@ -157,6 +170,47 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         (today,) = counts["table_by_day"]
         assert today["rows"] == counts["rows_scored"] and today["model_versions"] == [1]
 
+        # the day's delayed labels (the generator's true classes) measured against its
+        # predictions, by the deployed model and then by the degraded one
+        quality = result["quality"]
+        data.generate(tmp_path / "again.csv", ROWS, labels_path=tmp_path / "truth.csv")
+        with (tmp_path / "truth.csv").open(newline="") as handle:
+            truth = {r["record_id"]: int(r["label"]) for r in csv.DictReader(handle)}
+        day_ids = [line.split(",", 1)[0] for line in head[1:]]
+        scored_ids = [i for i in day_ids if i in valid]
+        assert len(scored_ids) == marker["rows_scored"]
+        y_day = [truth[i] for i in scored_ids]
+        x_day = np.array([valid[i] for i in scored_ids])
+        limit = tfvars["max_quality_drop"]
+        for kind, scorer in (("deployed", model), ("degraded", degraded_model)):
+            evaluation = quality[kind]
+            measured = evaluation["model_quality"]
+            auc = roc_auc_score(y_day, scorer.predict_proba(x_day)[:, 1])
+            assert measured["metrics"]["auc"] == pytest.approx(auc, abs=1e-9)
+            assert measured["registered"] == pytest.approx(holdout_auc, abs=1e-12)
+            assert measured["quality_drop"] == pytest.approx((holdout_auc - auc) / holdout_auc)
+            assert measured["coverage"]["labels"] == demo.DAY_ROWS  # malformed rows labelled too
+            assert measured["coverage"]["matched"] == marker["rows_scored"]
+            # the job's printed line, through the stage's alarm as CloudWatch would read it
+            (line,) = evaluation["lines"]
+            assert json.loads(line)["pipeline"] == tfvars["pipeline_name"]
+            assert Path(evaluation["report"]).read_text().count("<section>") == 2
+        assert quality["deployed"]["model_quality"]["verdict"] == "ok"
+        assert quality["deployed"]["alarm"][0] == "OK"
+        assert quality["degraded"]["model_quality"]["verdict"] == "degraded"
+        assert quality["degraded"]["alarm"][0] == "ALARM"
+        assert quality["degraded"]["model_quality"]["quality_drop"] > limit
+        # the day's marker: the degraded run is the day's Succeeded one, and its evaluation
+        # (a new one for the same labels: the scored execution changed) is recorded in it
+        rescored = quality["degraded"]["run"]
+        latest = quality["degraded"]["marker"]
+        assert latest["execution_arn"] == rescored.execution_arn != marker["execution_arn"]
+        assert (
+            latest["model_quality"]["scored_execution"] == rescored.execution_arn.rsplit("/", 1)[-1]
+        )
+        assert latest["model_quality"]["status"] == "Succeeded"
+        assert quality["deployed"]["execution_arn"] != quality["degraded"]["execution_arn"]
+
     assert report["redeploy"] == {
         stage: report["stages"][stage]["tfvars"]["model_package_arn"]
         for stage in ("preprod", "prod")
@@ -186,6 +240,13 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
     )
     assert "prod drifted batch: stopped before scoring. Step Preprocess failed:" in out
     assert "preprod drifted batch: scored, gate warn: drift score" in out
+    for stage in ("preprod", "prod"):
+        degraded = report["stages"][stage]["quality"]["degraded"]["model_quality"]
+        assert (
+            f"quality alarm: ALARM (AUC {degraded['metrics']['auc']:.3f}, registered "
+            f"{degraded['registered']:.3f}, drop {degraded['quality_drop']:.2f} > 0.05)"
+        ) in out
+    assert out.count("    quality alarm: OK (AUC ") == 2
 
 
 def test_without_approval_prod_is_not_deployed(tmp_path: Path, capsys) -> None:
@@ -272,6 +333,20 @@ def test_the_second_example_goes_through_the_same_template(tmp_path: Path) -> No
             assert worst in ("channel", "message_length")
         else:
             assert drifted["verdict"] == "warned"
+        assert "quality" not in result  # multi-class: no model-quality demo
+    assert "multi-class" in report["model_quality"]["skipped"]
+
+
+def test_an_example_without_a_degraded_model_refuses_degraded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.ticket_triage import model
+
+    with pytest.raises(SystemExit) as refused:
+        training.main(["--output", str(tmp_path), "--degraded"], "d", model.train, model.package)
+    assert refused.value.code == 2
+    assert "--degraded: this example has no degraded model" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
 
 
 def test_an_unknown_example_is_refused_with_the_ones_there_are(capsys) -> None:
