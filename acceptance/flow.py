@@ -198,7 +198,8 @@ class Run:
                 lambda: sagemaker.delete_model_package_group(ModelPackageGroupName=self.group),
             )
         prefix = f"training/{self.project}/v{version}/output"
-        for name in ("model.tar.gz", "baseline.json"):  # recorded before the upload
+        # recorded before the upload (model-quality.json: the holdout's registered quality)
+        for name in ("model.tar.gz", "baseline.json", "model-quality.json"):
             key = f"{prefix}/{name}"
             self.made.add(
                 f"s3://{self.dev_bucket}/{key}",
