@@ -22,6 +22,10 @@
 7. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
    copied), prints a summary and stops the emulator.
 
+In each stage, yesterday's day is then measured against its delayed labels, and a degraded
+model's run of the same day trips the stage's ``quality_drop`` alarm
+(``examples/quality_demo.py``).
+
 Each run's quality (rejected fraction, drift against the model's baseline, the gate's verdict)
 is printed from the same JSON line CloudWatch's metric filters read on AWS. ``--drift`` also
 scores a batch whose size features grew by half in each stage: preprod's gate (``warn``)

@@ -72,8 +72,9 @@ def skip_reason(aws: Emulator, example: Example, package_arn: str) -> str | None
     """Why the example's stages get no model-quality demo, or None when they do."""
     if registered_quality(aws, package_arn) is None:
         return (
-            f"the {example.name} package registers no ModelQuality (a multi-class model: the "
-            "model-quality job measures binary classification and regression only)"
+            f"the {example.name} package registers no ModelQuality to measure a drop against "
+            "(the model-quality job measures binary classification and regression; a "
+            "multi-class model, like ticket-triage's, registers none)"
         )
     return None
 
