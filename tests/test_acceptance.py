@@ -356,6 +356,7 @@ def test_keep_leaves_what_the_run_made_and_lists_it(
     assert sorted(set(groups) - set(groups_before)) == ["acc-test-models"]
     assert sorted(set(keys) - set(keys_before)) == [
         "training/acc-test/v1/output/baseline.json",
+        "training/acc-test/v1/output/model-quality.json",  # the registered holdout quality
         "training/acc-test/v1/output/model.tar.gz",
     ]
     err = capsys.readouterr().err
