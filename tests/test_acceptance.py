@@ -313,7 +313,7 @@ def test_a_run_deploys_twice_reports_every_check_and_gives_the_accounts_back(
         "no --deploy-profile of the deploy role acc-test-preprod-deploy"
         in (verdicts["permissions-boundary"]["evidence"])
     )
-    assert verdicts["alarms-quiet"]["evidence"].startswith("8 alarms named acc-test-preprod-*")
+    assert verdicts["alarms-quiet"]["evidence"].startswith("15 alarms named acc-test-preprod-*")
     assert verdicts["job-names-and-search"]["evidence"] == (
         "8 SEARCH expressions on acc-test-preprod-batch-inference"  # 3 of them Publish's
     )
