@@ -29,7 +29,6 @@ import argparse
 import io
 import json
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,12 +45,11 @@ from common.files import write_text_atomically
 from common.s3_locations import parse_s3_uri
 from pipelines import shadow_page, smoke
 from pipelines.shadow_comparison import ComparisonError, Decision, compare
-from stage_runtime import executions, partitions
+from stage_runtime import partitions
 from stage_runtime.runs import layout_of, schedule_parameters
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sagemaker import SageMakerClient
 
 SHADOW = "_shadow"  # <output_data_url>/_shadow/v<N>/: everything a shadow run writes
 DEFAULT_DAYS = 3
@@ -99,40 +97,6 @@ def shadow_parameters(
         "PredictionsTableUrl": f"{root}/table/",
         "PredictionDay": marker["date"],
     }
-
-
-def _start_and_wait(
-    sagemaker: SageMakerClient,
-    tfvars: dict[str, Any],
-    parameters: dict[str, str],
-    version: int,
-    timeout_seconds: float,
-    poll_seconds: float,
-) -> tuple[str, str, str | None]:
-    """Start the deployed pipeline with ``parameters`` and follow it to its end (a run still
-    going at the deadline is left running, and said so)."""
-    display = "".join(c if c.isalnum() else "-" for c in parameters["PredictionDay"])
-    arn = sagemaker.start_pipeline_execution(
-        PipelineName=tfvars["pipeline_name"],
-        PipelineExecutionDisplayName=f"shadow-v{version}-{display}",
-        PipelineExecutionDescription=f"Shadow run of version {version} on a scored day",
-        PipelineParameters=[{"Name": k, "Value": v} for k, v in parameters.items()],
-        ClientRequestToken=str(uuid.uuid4()),
-    )["PipelineExecutionArn"]
-    print(f"shadow run: started {arn}", flush=True)
-    followed = executions.follow(
-        sagemaker, arn, poll_seconds, timeout_seconds, program="shadow run"
-    )
-    if followed.described is not None and followed.status in executions.ENDED:
-        return arn, followed.status, followed.described.get("FailureReason")
-    return (
-        arn,
-        executions.UNKNOWN,
-        (
-            f"not ended after {timeout_seconds / 60:g} min ({followed.error or followed.status}); "
-            f"{executions.follow_hint(arn)}"
-        ),
-    )
 
 
 def read_day(s3: S3Client, table_url: str, day: str, execution_id: str, id_column: str) -> pa.Table:
@@ -264,9 +228,13 @@ def shadow_run(
             folder = work_dir / f"shadow-{day}" if work_dir else None
             arn, status, reason = smoke.run_locally(session, s3, tfvars, parameters, folder)
         else:
-            arn, status, reason = _start_and_wait(
-                sagemaker, tfvars, parameters, candidate_version, timeout_seconds, poll_seconds
-            )
+            display = "".join(c if c.isalnum() else "-" for c in day)
+            arn, status, reason = smoke.run_on_sagemaker(
+                sagemaker, tfvars, parameters, timeout_seconds, poll_seconds,
+                display_name=f"shadow-v{candidate_version}-{display}",
+                description=f"Shadow run of version {candidate_version} on a scored day",
+                program="shadow run",
+            )  # fmt: skip
         if status != "Succeeded":
             result.failures.append(f"{day}: the shadow run {arn} {status}: {reason}")
             continue

@@ -131,20 +131,28 @@ def run_on_sagemaker(
     timeout_seconds: float,
     poll_seconds: float,
     sleep: Callable[[float], None] = time.sleep,
+    *,
+    display_name: str | None = None,
+    description: str | None = None,
+    program: str = "smoke run",
 ) -> tuple[str, str, str | None]:
-    """Start the deployed pipeline and wait for it, at most ``timeout_seconds``.
+    """Start the deployed pipeline and wait for it, at most ``timeout_seconds`` (the smoke
+    run's, and a shadow run's day: ``pipelines/shadow_run.py``).
 
     A run still executing at the deadline is stopped (it would cost instance hours for a
     verdict nobody waits for); a run whose status cannot be read is never stopped."""
     arn = sagemaker.start_pipeline_execution(
         PipelineName=tfvars["pipeline_name"],
-        PipelineExecutionDisplayName=f"smoke-v{tfvars.get('model_version', 0)}",
-        PipelineExecutionDescription=f"Smoke run of {tfvars['model_name']} after its deployment",
+        PipelineExecutionDisplayName=display_name or f"smoke-v{tfvars.get('model_version', 0)}",
+        PipelineExecutionDescription=description
+        or f"Smoke run of {tfvars['model_name']} after its deployment",
         PipelineParameters=[{"Name": k, "Value": v} for k, v in parameters.items()],
         ClientRequestToken=str(uuid.uuid4()),
     )["PipelineExecutionArn"]
-    print(f"smoke run: started {arn}", flush=True)
-    followed = executions.follow(sagemaker, arn, poll_seconds, timeout_seconds, sleep)
+    print(f"{program}: started {arn}", flush=True)
+    followed = executions.follow(
+        sagemaker, arn, poll_seconds, timeout_seconds, sleep, program=program
+    )
     status, described = followed.status, followed.described
     if described is not None and status in executions.ENDED:
         return arn, status, described.get("FailureReason")
