@@ -59,6 +59,17 @@ def logged_requests(log: Path) -> list[Request]:
         requests.append(
             Request(TARGET_PREFIXES[prefix], operation, json.loads(text) if text else {})
         )
+    # a request logged in pieces (over 64 KiB: split_json_entries) is checked too
+    for fields in split_json_entries(log.read_text(errors="replace")):
+        target = fields.get("http.request.header.x_amz_target")
+        if fields.get("@message") != "HTTP Request Sent" or not isinstance(target, str):
+            continue
+        prefix, operation = target.rsplit(".", 1)
+        if prefix not in TARGET_PREFIXES:
+            raise AssertionError(f"no botocore service known for X-Amz-Target {prefix!r}")
+        text = str(fields.get("http.request.body") or "").strip()
+        document = json.JSONDecoder().raw_decode(text)[0] if text else {}
+        requests.append(Request(TARGET_PREFIXES[prefix], operation, document))
     return requests
 
 
@@ -70,12 +81,51 @@ def rest_request_bodies(log: Path, service: str, operation: str) -> list[dict[st
     """The JSON bodies of a REST-protocol operation (no ``X-Amz-Target``, e.g. Lambda's
     ``CreateFunction``) in a provider debug log: not validated, read for what they carry."""
     found = []
-    for entry in re.split(r"\n(?=\d{4}-\d\d-\d\dT)", log.read_text(errors="replace")):
+    text = log.read_text(errors="replace")
+    for entry in re.split(r"\n(?=\d{4}-\d\d-\d\dT)", text):
         method, name, body = _METHOD.search(entry), _SERVICE.search(entry), _BODY.search(entry)
         if "HTTP Request Sent" not in entry or not (method and name and body):
             continue
         if (name["service"], method["method"]) == (service, operation):
             found.append(json.loads(body["body"]))
+    for fields in split_json_entries(text):
+        if fields.get("@message") != "HTTP Request Sent":
+            continue
+        if (fields.get("rpc.service"), fields.get("rpc.method")) == (service, operation):
+            # the SDK's logger may append "\n[truncated...]" after a long body's JSON
+            body, _ = json.JSONDecoder().raw_decode(fields["http.request.body"])
+            found.append(body)
+    return found
+
+
+# an entry's prefix in Terraform's log, before the provider's own text
+_PREFIX = re.compile(r"^\d{4}-\d\d-\d\dT\S+ \[\w+\] provider\.[^:]+: ", re.M)
+
+
+def split_json_entries(text: str) -> list[dict[str, Any]]:
+    """The provider's log lines longer than 64 KiB, joined and parsed.
+
+    Terraform reads a plugin's log line by line in pieces of at most 64 KiB and logs each
+    piece under its own prefix; a piece of the provider's JSON line is not JSON, so Terraform
+    logs it raw instead of as fields (a request whose body is a Lambda zip of 48 KB, 65 KB
+    in base64, is one). Each raw ``{"@`` piece is joined with the pieces after it until it
+    parses."""
+    pieces = [(match.end(), match) for match in _PREFIX.finditer(text)]
+    found = []
+    for index, (start, _) in enumerate(pieces):
+        if not text.startswith('{"@', start):
+            continue
+        joined = ""
+        for later in range(index, min(index + 64, len(pieces))):
+            end = pieces[later + 1][1].start() - 1 if later + 1 < len(pieces) else len(text)
+            joined += text[pieces[later][0] : end]
+            try:
+                document = json.loads(joined)
+            except ValueError:
+                continue
+            if isinstance(document, dict):
+                found.append(document)
+            break
     return found
 
 

@@ -1078,3 +1078,29 @@ def check_the_real_time_endpoint(
     assert refused_requests(module / "provider.log") == []
     assert sagemaker.list_endpoints()["Endpoints"] == []
     assert sagemaker.list_endpoint_configs()["EndpointConfigs"] == []
+
+
+def test_a_request_logged_in_64_kib_pieces_is_read_whole(tmp_path: Path) -> None:
+    """Terraform logs a provider line over 64 KiB in pieces, each under its own prefix and
+    raw (not as fields): a Lambda CreateFunction whose zip is 48 KB is one. The pieces are
+    joined back, so its body (and a JSON-protocol request's) is still read and checked."""
+    prefix = "2026-12-07T11:56:53.414Z [DEBUG] provider.terraform-provider-aws_v5.100.0_x5: "
+    zipped = "A" * 70_000
+    function = {"FunctionName": "f", "ZipFile": zipped, "DeadLetterConfig": {"TargetArn": "q"}}
+    queue = {"QueueName": "q", "Padding": "x" * 100_000}
+    lines = []
+    for fields in (
+        {"rpc.service": "Lambda", "rpc.method": "CreateFunction",
+         "http.request.body": json.dumps(function) + "\n[truncated...]"},
+        {"rpc.service": "SQS", "rpc.method": "CreateQueue",
+         "http.request.header.x_amz_target": "AmazonSQS.CreateQueue",
+         "http.request.body": json.dumps(queue)},
+    ):  # fmt: skip
+        line = json.dumps({"@level": "debug", "@message": "HTTP Request Sent", **fields})
+        lines += [prefix + line[i : i + 65536] for i in range(0, len(line), 65536)]
+    log = tmp_path / "provider.log"
+    log.write_text(prefix + "other\n" + "\n".join(lines) + "\n" + prefix + "[DEBUG] after\n")
+    assert rest_request_bodies(log, "Lambda", "CreateFunction") == [function]
+    (created,) = logged_requests(log)
+    assert (created.service, created.operation, created.body) == ("sqs", "CreateQueue", queue)
+    assert 'Unknown parameter in input: "Padding"' in problems(created)[0]  # still checked
