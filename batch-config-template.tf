@@ -150,6 +150,18 @@ variable "sagemaker_role_arn" {
   type        = string
 }
 
+variable "shadow_role_arn" {
+  description = "The shadow run's execution role (from SSM; null where infra/target-account predates it): the shadow pipeline's jobs and the candidate models run as it, and it writes only under the output's _shadow/ prefix."
+  type        = string
+  default     = null
+}
+
+variable "shadow_pipeline_name" {
+  description = "The shadow run's pipeline (the stage pipeline's definition run as shadow_role_arn), written by build.py."
+  type        = string
+  default     = null
+}
+
 variable "start_pipeline_role_arn" {
   description = "Role EventBridge could start the pipeline with (from SSM). Unused since the schedule invokes its function, which starts runs as upload_starter_role_arn; kept while the SSM contract provides it."
   type        = string

@@ -32,6 +32,7 @@ STAGE_ROLES = {
     "sagemaker-role-arn": ("sagemaker-execution", "sagemaker.amazonaws.com"),
     "start-pipeline-role-arn": ("start-pipeline", "events.amazonaws.com"),
     "upload-starter-role-arn": ("upload-starter", "lambda.amazonaws.com"),
+    "shadow-role-arn": ("shadow-execution", "sagemaker.amazonaws.com"),
 }
 
 

@@ -28,6 +28,9 @@ class StageSettings:
     start_pipeline_role_arn: str
     upload_starter_role_arn: str
     kms_key_arn: str | None = None
+    # the shadow run's execution role (writes only under <output>/_shadow/); None where the
+    # account's infra/target-account predates it: the shadow is then skipped
+    shadow_role_arn: str | None = None
     subnet_ids: list[str] = field(default_factory=list)
     security_group_ids: list[str] = field(default_factory=list)
     # the prefixes outside the bucket the stage's roles may read (infra/target-account's
@@ -44,7 +47,7 @@ SSM_REQUIRED = {
 }
 
 
-SSM_OPTIONAL = {"kms-key-arn": "kms_key_arn"}
+SSM_OPTIONAL = {"kms-key-arn": "kms_key_arn", "shadow-role-arn": "shadow_role_arn"}
 
 
 SSM_LISTS = {"subnet-ids": "subnet_ids", "security-group-ids": "security_group_ids"}

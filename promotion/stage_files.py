@@ -398,6 +398,10 @@ def publish_stage_files(
         "endpoint_config_in_service": result.endpoint_config_in_service,
         "artifacts_bucket": settings.artifacts_bucket,
         "sagemaker_role_arn": settings.sagemaker_role_arn,
+        # the shadow run's role and pipeline (pipelines/shadow_run.py), made by the stage's
+        # apply when the account's base has the role
+        "shadow_role_arn": settings.shadow_role_arn,
+        "shadow_pipeline_name": f"{locations.pipeline_name}-shadow",
         "start_pipeline_role_arn": settings.start_pipeline_role_arn,
         "upload_starter_role_arn": settings.upload_starter_role_arn,
         "kms_key_arn": settings.kms_key_arn,
