@@ -4,7 +4,7 @@
         [--model-version 7] [--source-role-arn ARN | --source-profile P] \\
         [--target-role-arn ARN | --target-profile P] [--config pre-prod-config.tfvars.json] \\
         [--output build/preprod.tfvars.json] [--project-name P] [--region R] \\
-        [--endpoint-url URL] [--dry-run | --plan-only]
+        [--endpoint-url URL] [--dry-run | --plan-only [--shadow-candidate]]
 
 Copies the package's artifacts into the stage's bucket (server-side), registers an Approved
 package in the stage's registry (or reuses the one promoted earlier from the same source),
@@ -12,7 +12,9 @@ uploads the processing code and the pipeline definition, and writes the stage's 
 variables. ``--plan-only`` writes the same variables and changes nothing in AWS (the
 package to be promoted appears as ``.../model-package/<group>/promoted-at-apply-from-v<N>``):
 the prod plan a reviewer reads before approving. Every failure is one line on stderr with its
-own exit code (docs/promotion.md, Exit codes). No AWS call happens at import time.
+own exit code (docs/promotion.md, Exit codes). With ``--shadow-candidate`` the plan also makes
+the version's candidate Model for the shadow run, and nothing else
+(promotion/shadow_candidate.py). No AWS call happens at import time.
 """
 
 from __future__ import annotations
@@ -125,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
         "--plan-only",
         action="store_true",
         help="write the tfvars a deployment would apply, change nothing in AWS (a plan job)",
+    )
+    parser.add_argument(
+        "--shadow-candidate",
+        action="store_true",
+        help="with --plan-only: also create the version's shadow candidate model "
+        "(<group>-<stage>-c<N>) for pipelines.shadow_run, and remove older candidates",
     )
     return parser
 
@@ -260,6 +268,11 @@ def _request(args: argparse.Namespace) -> utils.PromotionRequest:
             raise utils.UsageError(f"missing setting: {how}")
     _check_project_name(args.project_name)
     _check_feature_schema(args.feature_schema)
+    if args.shadow_candidate and not args.plan_only:
+        raise utils.UsageError(
+            "--shadow-candidate belongs to the plan before the gate: add --plan-only (an "
+            "approved deployment deletes its candidate itself)"
+        )
     config_path = args.config or REPO / STAGE_CONFIGS[args.stage]
     return utils.PromotionRequest(
         stage=args.stage,
@@ -273,6 +286,7 @@ def _request(args: argparse.Namespace) -> utils.PromotionRequest:
         feature_schema=args.feature_schema,
         dry_run=args.dry_run,
         plan_only=args.plan_only,
+        shadow_candidate=args.shadow_candidate,
         image_wait_seconds=args.image_wait_minutes * 60,
     )
 
@@ -308,6 +322,7 @@ def _summary(result: utils.PromotionResult, request: utils.PromotionRequest, out
         f"pipeline: {result.tfvars['pipeline_name']} "
         f"(s3://{result.tfvars['artifacts_bucket']}/{result.tfvars['pipeline_definition_s3_key']})",
         f"model:    {result.tfvars['model_name']}",
+        *([result.shadow] if result.shadow else []),
         f"wrote:    {output}"
         + (" (plan only: nothing changed in AWS)" if request.plan_only else ""),
     ]

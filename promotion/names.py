@@ -38,6 +38,12 @@ def model_name(group: str, stage: str, version: int) -> str:
     return resource_name(group, stage, f"v{version}")
 
 
+def candidate_model_name(group: str, stage: str, version: int) -> str:
+    """A version's shadow candidate in the stage (promotion/shadow_candidate.py): as long as
+    ``model_name``'s, so the group-name check below covers it too."""
+    return resource_name(group, stage, f"c{version}")
+
+
 def check_group_name(group: str, stage: str) -> None:
     """Refuse a group whose model names would be shortened with a hash.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from promotion import shadow_candidate
 from promotion.artifacts import (
     METRICS_FIELDS,
     artifact_prefix,
@@ -21,7 +22,7 @@ from promotion.images import (
     retarget,
     wait_until_replicated,
 )
-from promotion.names import account_of, check_group_name, model_name
+from promotion.names import account_of, candidate_model_name, check_group_name, model_name
 from promotion.request import PromotionRequest, PromotionResult
 from promotion.runnable import (
     check_runnable,
@@ -153,6 +154,10 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         result.tfvars = publish_stage_files(
             clients.target_s3, request, settings, result, write=False
         )
+        if request.shadow_candidate:
+            result.shadow = shadow_candidate.prepare(
+                clients, request, result, existing, deployed.current_version
+            )
         return result
 
     if not existing:
@@ -188,6 +193,14 @@ def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:
         )
         result.target_package_arn = package["ModelPackageArn"]
     result.tfvars = publish_stage_files(clients.target_s3, request, settings, result)
+    # the approved version runs as the stage's own model now: its shadow candidate goes
+    shadow_candidate.remove_candidates(
+        clients.target_sagemaker,
+        clients.target_s3,
+        request,
+        settings.artifacts_bucket,
+        only=candidate_model_name(request.group, request.stage, version),
+    )
     return result
 
 

@@ -31,6 +31,8 @@ class PromotionRequest:
     dry_run: bool = False
     # write the tfvars a deployment would apply, but nothing to AWS (the plan before a gate)
     plan_only: bool = False
+    # with plan_only: make the version's shadow candidate Model (promotion/shadow_candidate.py)
+    shadow_candidate: bool = False
     # how long to wait for ECR to replicate the package's dev-registry images to the stage
     image_wait_seconds: float = DEFAULT_WAIT_SECONDS
 
@@ -52,3 +54,5 @@ class PromotionResult:
     warnings: list[str] = field(default_factory=list)
     # what the stage's execution role may pull: this version's, the kept one's, Preprocess's
     image_repository_arns: list[str] = field(default_factory=list)
+    # the shadow candidate's line (shadow_candidate.Candidate.line), when one was asked for
+    shadow: str | None = None

@@ -179,6 +179,8 @@ class DeployedState:
     previous_model: dict | None
     # the endpoint configuration the endpoint serves now, kept until the new one serves
     endpoint_config: dict | None
+    # the version the stage runs now (the shadow run's champion), None before the first
+    current_version: int | None = None
 
 
 def deployed_state(
@@ -207,7 +209,7 @@ def deployed_state(
         previous = current if current["model_name"] != model_name else record.get("previous")
         if previous is not None:
             previous = {k: v for k, v in previous.items() if k != "endpoint_config"}
-        return DeployedState(previous, endpoint_config)
+        return DeployedState(previous, endpoint_config, int(current["model_version"]))
     except (ValueError, KeyError, TypeError, AttributeError):
         raise StageNotReady(
             f"the deployment record s3://{bucket}/{key} is not what batch-config-template.tf "
