@@ -3,6 +3,17 @@
     python -m pipelines.shadow_run --stage prod --candidate-model NAME --candidate-version N \\
         [--days 3] [--local] [--tfvars build/prod.tfvars.json] [--out build/shadow-prod] \\
         [--summary FILE] [--max-flip-rate 0.05] [--threshold 0.5]
+    python -m pipelines.shadow_run --tfvars build/prod.tfvars.json --plan-job \\
+        [--accept-flips] [--local] [--out DIR] [--summary FILE]
+
+``--plan-job`` is the prod plan job's form: the candidate is the tfvars' version and the
+Model ``build.py --plan-only --shadow-candidate`` made for it (``<group>-<stage>-c<N>``), and
+the days, the flip limit and whether ids may leave the account are the stage's settings
+(``shadow_days``, ``shadow_max_flip_rate``, ``shadow_show_ids``). When there is nothing to
+shadow (no candidate made, no scored day, ``shadow_days`` 0, no shadow role or pipeline yet)
+it says why in one line and exits 0; ``--accept-flips`` turns the limit into a warning (the
+workflow's override). On SageMaker a run starts the stage's shadow pipeline, whose jobs run
+as the shadow role: it may write only under ``_shadow/``, whatever parameters it is given.
 
 For each of the stage's last ``--days`` days whose marker says ``Succeeded`` (the champion
 scored it), the stage's deployed pipeline runs again on that day's input, with the same
@@ -18,9 +29,9 @@ table, the execution the marker names): ``pipelines/shadow_comparison.py``. Writ
 executions), ``shadow.html`` (``pipelines/shadow_page.py``), and the Markdown summary, also
 appended to ``--summary`` (the deploy workflow's job summary).
 
-Exit codes: 0 compared; 3 a shadow run failed, or a day's decisions changed more often than
-``--max-flip-rate``; 2 bad arguments or stage inputs (no scored day, a candidate model that
-does not exist); 1 an AWS error.
+Exit codes: 0 compared (or, with ``--plan-job``, nothing to shadow); 3 a shadow run failed,
+or a day's decisions changed more often than the limit (unless accepted); 2 bad arguments or
+stage inputs (no scored day, a candidate model that does not exist); 1 an AWS error.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import io
 import json
 import sys
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,26 +74,42 @@ class ShadowError(CommandFailed):
     """The shadow run cannot go on as asked; ``exit_code`` says why (usage by default)."""
 
 
+class NothingToShadow(ShadowError):
+    """No candidate model, shadow pipeline or scored day: an error by hand, a skip in the
+    plan job (a first deployment, a re-deploy of the running version)."""
+
+
 def shadow_root(tfvars: dict[str, Any], version: int) -> str:
     return f"{tfvars['output_data_url'].rstrip('/')}/{SHADOW}/v{version}"
 
 
 def scored_days(s3: S3Client, layout: partitions.Layout, count: int) -> list[dict[str, Any]]:
     """The markers of the last ``count`` days the champion scored (``Succeeded``), oldest
-    first. Upload markers are not days; a marker that is not ours is an error, as for the
-    schedule."""
+    first. Each marker's day is read from its key, so only the newest markers are fetched
+    (a year of days costs listings, not 365 reads). A marker that is not ours is an error,
+    as for the schedule."""
     bucket, prefix = parse_s3_uri(layout.partition_marker_uri("x").rsplit("/", 1)[0] + "/")
-    found: list[dict[str, Any]] = []
+    pattern = partitions.partition_pattern(layout.partition_format)
+    dated: list[tuple[date, str]] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
             relative = item["Key"][len(prefix) :]
             if relative.startswith(f"{partitions.UPLOADS}/") or not relative.endswith(".json"):
                 continue
-            marker = partitions.read_marker(s3, f"s3://{bucket}/{item['Key']}")
-            if marker is not None and marker.get("status") in partitions.DONE:
-                found.append(marker)
-    found.sort(key=lambda marker: marker["date"])
-    return found[-count:]
+            try:
+                day = partitions.partition_day(pattern, relative.removesuffix(".json") + "/")
+            except ValueError:
+                day = None
+            if day is not None:
+                dated.append((day, item["Key"]))
+    found: list[dict[str, Any]] = []
+    for _, key in sorted(dated, reverse=True):
+        marker = partitions.read_marker(s3, f"s3://{bucket}/{key}")
+        if marker is not None and marker.get("status") in partitions.DONE:
+            found.append(marker)
+            if len(found) == count:
+                break
+    return found[::-1]
 
 
 def shadow_parameters(
@@ -155,6 +183,63 @@ def decision_of(tfvars: dict[str, Any], threshold: float) -> tuple[list[str], De
     return [c["name"] for c in answers], decision
 
 
+def pipeline_of(tfvars: dict[str, Any]) -> str:
+    """The pipeline a shadow run starts on SageMaker: the stage's shadow pipeline (its jobs
+    run as the shadow role, which writes only under ``_shadow/``) where the account has the
+    role, else the stage's own (a stage whose base predates the role, run by hand)."""
+    if tfvars.get("shadow_role_arn") and tfvars.get("shadow_pipeline_name"):
+        return str(tfvars["shadow_pipeline_name"])
+    return str(tfvars["pipeline_name"])
+
+
+def deployed_definition(sagemaker: Any, pipeline: str) -> dict[str, Any] | None:
+    """The pipeline's definition as SageMaker holds it (what a local run executes too: a
+    plan's tfvars name a definition the approved deployment uploads only later), or None."""
+    try:
+        described = sagemaker.describe_pipeline(PipelineName=pipeline)
+    except botocore.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in (
+            "ValidationException",
+            "ResourceNotFound",
+        ):
+            raise
+        return None
+    try:
+        return dict(json.loads(described["PipelineDefinition"]))
+    except (TypeError, ValueError) as error:
+        raise ShadowError(
+            f"the pipeline {pipeline!r} describes no JSON definition ({error}): recreate it "
+            "from the stage's definition"
+        ) from None
+
+
+def _exists(describe: Any, **name: str) -> bool:
+    """Whether a SageMaker resource exists (its Describe call's ValidationException or
+    ResourceNotFound say it does not)."""
+    try:
+        describe(**name)
+    except botocore.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code not in ("ValidationException", "ResourceNotFound"):
+            raise
+        return False
+    return True
+
+
+def withheld(days: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The comparisons without production ids: what may leave the account when the stage's
+    ``shadow_show_ids`` is false (the job summary and the artifact are GitHub's)."""
+    return {
+        day: comparison
+        | {
+            "largest_disagreements": [
+                row | {"id": "(withheld)"} for row in comparison["largest_disagreements"]
+            ]
+        }
+        for day, comparison in days.items()
+    }
+
+
 @dataclass
 class ShadowResult:
     stage: str
@@ -170,6 +255,9 @@ class ShadowResult:
             "days": self.days,
             "failures": self.failures,
         }
+
+    def without_ids(self) -> ShadowResult:
+        return ShadowResult(self.stage, self.candidate, withheld(self.days), self.failures)
 
     def title(self) -> str:
         return f"{self.stage}: version {self.candidate['version']} in the shadow of the champion"
@@ -200,19 +288,23 @@ def shadow_run(
     champion's answers; no marker, table or schedule of the champion is touched."""
     s3 = session.client("s3")
     sagemaker = session.client("sagemaker")
-    try:
-        sagemaker.describe_model(ModelName=candidate_model)
-    except botocore.exceptions.ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "ValidationException":
-            raise
-        raise ShadowError(
+    if not _exists(sagemaker.describe_model, ModelName=candidate_model):
+        raise NothingToShadow(
             f"the candidate's SageMaker Model {candidate_model!r} does not exist in the stage: "
-            "create it first (the shadow run never creates or switches models)"
-        ) from None
+            "create it first (build.py --plan-only --shadow-candidate; the shadow run never "
+            "creates or switches models)"
+        )
+    pipeline = pipeline_of(tfvars)
+    definition = deployed_definition(sagemaker, pipeline)
+    if definition is None:
+        raise NothingToShadow(
+            f"the shadow pipeline {pipeline!r} does not exist yet: the stage's next apply "
+            "creates it (batch-config-template.tf, with the account's shadow role)"
+        )
     layout = layout_of(tfvars)
     markers = scored_days(s3, layout, days)
     if not markers:
-        raise ShadowError(
+        raise NothingToShadow(
             f"no day of {layout.output_data_url} is scored yet (no Succeeded marker under "
             f"{partitions.MARKERS}/): nothing to shadow"
         )
@@ -226,11 +318,14 @@ def shadow_run(
         print(f"shadow run: {day}: version {candidate_version} on {marker['input']}", flush=True)
         if local:
             folder = work_dir / f"shadow-{day}" if work_dir else None
-            arn, status, reason = smoke.run_locally(session, s3, tfvars, parameters, folder)
+            arn, status, reason = smoke.run_locally(
+                session, s3, tfvars, parameters, folder, definition
+            )
         else:
             display = "".join(c if c.isalnum() else "-" for c in day)
             arn, status, reason = smoke.run_on_sagemaker(
-                sagemaker, tfvars, parameters, timeout_seconds, poll_seconds,
+                sagemaker, tfvars | {"pipeline_name": pipeline}, parameters, timeout_seconds,
+                poll_seconds,
                 display_name=f"shadow-v{candidate_version}-{display}",
                 description=f"Shadow run of version {candidate_version} on a scored day",
                 program="shadow run",
@@ -257,13 +352,18 @@ def shadow_run(
     return result
 
 
-def write_outputs(result: ShadowResult, out: Path, summary: Path | None) -> str:
-    """shadow.json, shadow.html and the Markdown (also appended to ``summary``)."""
+def write_outputs(
+    result: ShadowResult, out: Path, summary: Path | None, notes: tuple[str, ...] = ()
+) -> str:
+    """shadow.json, shadow.html and the Markdown (also appended to ``summary``); ``notes``
+    are lines for the reader under the table (the limit's verdict, withheld ids)."""
     out.mkdir(parents=True, exist_ok=True)
     text = shadow_page.markdown(result.title(), result.days)
     if result.failures:
         text += "\n" + "\n".join(f"- **failed**: {shadow_page.code(f)}" for f in result.failures)
         text += "\n"
+    if notes:
+        text += "\n" + "\n".join(f"- {note}" for note in notes) + "\n"
     write_text_atomically(
         out / "shadow.json", json.dumps(result.document(), indent=2, allow_nan=False) + "\n"
     )
@@ -299,14 +399,25 @@ def _parser() -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--stage", help="the stage whose build/<stage>.tfvars.json to use")
     where.add_argument("--tfvars", type=Path, help="build.py's output for the stage")
-    parser.add_argument("--candidate-model", required=True, help="its SageMaker Model's name")
-    parser.add_argument("--candidate-version", type=int, required=True, help="its version")
+    parser.add_argument("--candidate-model", help="its SageMaker Model's name")
+    parser.add_argument("--candidate-version", type=int, help="its version")
     parser.add_argument(
-        "--days", type=int, default=DEFAULT_DAYS, choices=range(1, MAX_DAYS + 1),
-        metavar=f"1..{MAX_DAYS}", help=f"the last scored days to shadow (default {DEFAULT_DAYS})",
+        "--days", type=int, choices=range(1, MAX_DAYS + 1), metavar=f"1..{MAX_DAYS}",
+        help=f"the last scored days to shadow (default {DEFAULT_DAYS})",
     )  # fmt: skip
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--max-flip-rate", type=_rate, help="fail above this share of flips")
+    parser.add_argument(
+        "--plan-job",
+        action="store_true",
+        help="the prod plan job's run: the candidate, days, limit and ids from the stage's "
+        "tfvars; nothing to shadow is a skip, not an error",
+    )
+    parser.add_argument(
+        "--accept-flips",
+        action="store_true",
+        help="with --plan-job: a flip rate over the stage's limit warns instead of failing",
+    )
     parser.add_argument("--local", action="store_true", help="run with the local executor")
     parser.add_argument("--out", type=Path, help="where shadow.json/.html/.md go")
     parser.add_argument("--summary", type=Path, help="append the Markdown here")
@@ -316,28 +427,118 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What one invocation shadows: by hand from the arguments, in the plan job from the
+    stage's settings."""
+
+    model: str
+    version: int
+    days: int
+    limit: float | None
+    show_ids: bool
+
+
+def asked(args: argparse.Namespace, tfvars: dict[str, Any], stage: str) -> Asked:
+    if not args.plan_job:
+        if args.accept_flips:
+            raise ShadowError("--accept-flips belongs to --plan-job (by hand, leave out the limit)")
+        if not args.candidate_model or args.candidate_version is None:
+            raise ShadowError(
+                "name the candidate: --candidate-model M --candidate-version N (or --plan-job "
+                "for the tfvars' version and its shadow candidate)"
+            )
+        return Asked(
+            args.candidate_model,
+            args.candidate_version,
+            args.days or DEFAULT_DAYS,
+            args.max_flip_rate,
+            True,
+        )
+    given = [
+        flag
+        for flag, value in (
+            ("--candidate-model", args.candidate_model),
+            ("--candidate-version", args.candidate_version),
+            ("--days", args.days),
+            ("--max-flip-rate", args.max_flip_rate),
+        )
+        if value is not None
+    ]
+    if given:
+        raise ShadowError(
+            f"{', '.join(given)}: --plan-job takes these from the stage's tfvars (shadow_days, "
+            "shadow_max_flip_rate); leave them out, or drop --plan-job"
+        )
+    version = int(tfvars["model_version"])
+    return Asked(
+        candidate_of(tfvars),
+        version,
+        int(tfvars.get("shadow_days", DEFAULT_DAYS)),
+        tfvars.get("shadow_max_flip_rate"),
+        bool(tfvars.get("shadow_show_ids", False)),
+    )
+
+
+def candidate_of(tfvars: dict[str, Any]) -> str:
+    """The stage's candidate Model for the tfvars' version: ``<group>-<stage>-c<N>`` beside
+    its ``-v<N>`` (promotion.names.candidate_model_name; Terraform's serverless ``-s<N>``)."""
+    version = tfvars["model_version"]
+    return f"{str(tfvars['model_name']).removesuffix(f'-v{version}')}-c{version}"
+
+
+def skip_reason(tfvars: dict[str, Any], stage: str, wanted: Asked) -> str | None:
+    """Why the plan job shadows nothing, before any AWS call (None: go on)."""
+    if wanted.days == 0:
+        return f"shadow_days is 0 in the {stage} stage file"
+    if not tfvars.get("shadow_role_arn"):
+        return (
+            f"the {stage} account has no shadow role (SSM shadow-role-arn): apply "
+            "infra/target-account again to add it"
+        )
+    return None
+
+
+def skipped(reason: str, summary: Path | None) -> int:
+    line = f"shadow run skipped: {reason}"
+    print(line)
+    if summary is not None:
+        with summary.open("a", encoding="utf-8") as handle:
+            handle.write(f"\n**shadow run skipped:** {reason}\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     path = args.tfvars or Path("build") / f"{args.stage}.tfvars.json"
-    stage = args.stage or path.name.split(".", 1)[0]
     try:
         try:
             tfvars = smoke.load_tfvars(path, smoke_input=False)
         except smoke.SmokeError as error:
             raise ShadowError(str(error), error.exit_code) from None
+        stage = args.stage or str(tfvars.get("environment") or path.name.split(".", 1)[0])
+        wanted = asked(args, tfvars, stage)
+        reason = skip_reason(tfvars, stage, wanted) if args.plan_job else None
+        if reason:
+            return skipped(reason, args.summary)
         result = shadow_run(
             tfvars,
             aws_sessions.session(),
             stage,
-            args.candidate_model,
-            args.candidate_version,
-            days=args.days,
+            wanted.model,
+            wanted.version,
+            days=wanted.days,
             threshold=args.threshold,
             local=args.local,
             timeout_seconds=args.timeout_minutes * 60,
             poll_seconds=args.poll_seconds,
             work_dir=args.work_dir,
         )
+    except NothingToShadow as error:
+        if args.plan_job:
+            return skipped(str(error), args.summary)
+        print(f"shadow_run: {error}", file=sys.stderr)
+        return error.exit_code
     except CommandFailed as error:
         print(f"shadow_run: {error}", file=sys.stderr)
         return error.exit_code
@@ -347,17 +548,39 @@ def main(argv: list[str] | None = None) -> int:
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
         print(f"shadow_run: AWS error: {error}", file=sys.stderr)
         return AWS_ERROR
-    text = write_outputs(result, args.out or Path("build") / f"shadow-{stage}", args.summary)
+    worst = result.worst_rate()
+    over = wanted.limit is not None and worst > wanted.limit and not result.failures
+    notes = []
+    if wanted.limit is not None and not result.failures:
+        verdict = "over" if over else "within"
+        notes.append(
+            f"flip limit: the worst day changes {worst:.2%} of its decisions, {verdict} the "
+            f"limit of {wanted.limit:.2%}"
+            + (" (shadow_max_flip_rate)" if args.plan_job else " (--max-flip-rate)")
+        )
+    if over and args.accept_flips:
+        notes.append(
+            "**warning**: over the limit, accepted by the run's accept_shadow_flips: the "
+            "approver decides with this comparison"
+        )
+    if not wanted.show_ids:
+        notes.append("ids withheld: shadow_show_ids is false for this stage")
+    shown = result if wanted.show_ids else result.without_ids()
+    out = args.out or Path("build") / f"shadow-{stage}"
+    text = write_outputs(shown, out, args.summary, tuple(notes))
     print(text, end="")
     if result.failures:
         print(f"shadow_run: {len(result.failures)} day(s) not compared (above)", file=sys.stderr)
         return EXECUTION_FAILED
-    worst = result.worst_rate()
-    if args.max_flip_rate is not None and worst > args.max_flip_rate:
+    if over and not args.accept_flips:
         print(
-            f"shadow_run: the candidate changes {worst:.2%} of a day's decisions, over "
-            f"--max-flip-rate {args.max_flip_rate:.2%}: review the comparison, or raise the "
-            "limit to approve it anyway",
+            f"shadow_run: the candidate changes {worst:.2%} of a day's decisions, over the "
+            f"limit of {wanted.limit:.2%}: review the comparison; to approve it anyway, "
+            + (
+                "run deploy again with accept_shadow_flips (the override)"
+                if args.plan_job
+                else "raise --max-flip-rate"
+            ),
             file=sys.stderr,
         )
         return EXECUTION_FAILED

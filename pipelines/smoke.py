@@ -182,9 +182,13 @@ def run_locally(
     tfvars: dict[str, Any],
     parameters: dict[str, str],
     work_dir: Path | None,
+    definition: dict[str, Any] | None = None,
 ) -> tuple[str, str, str | None]:
-    """The deployed definition, run by the local executor with ``session``'s credentials."""
-    arn, status, reason, _ = run_locally_recorded(session, s3, tfvars, parameters, work_dir)
+    """The deployed definition (or ``definition``: a pipeline's own, as SageMaker holds it),
+    run by the local executor with ``session``'s credentials."""
+    arn, status, reason, _ = run_locally_recorded(
+        session, s3, tfvars, parameters, work_dir, definition
+    )
     return arn, status, reason
 
 
@@ -194,13 +198,15 @@ def run_locally_recorded(
     tfvars: dict[str, Any],
     parameters: dict[str, str],
     work_dir: Path | None,
+    definition: dict[str, Any] | None = None,
 ) -> tuple[str, str, str | None, dict[str, Any]]:
     """``run_locally``, and the execution record (a backfill's marker takes its cost)."""
     from local_mode import executor
 
-    definition = executor.load_definition(
-        f"s3://{tfvars['artifacts_bucket']}/{tfvars['pipeline_definition_s3_key']}", s3
-    )
+    if definition is None:
+        definition = executor.load_definition(
+            f"s3://{tfvars['artifacts_bucket']}/{tfvars['pipeline_definition_s3_key']}", s3
+        )
     record = executor.execute(
         definition,
         parameters,
