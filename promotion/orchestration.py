@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from promotion import shadow_candidate
@@ -23,7 +22,7 @@ from promotion.images import (
     wait_until_replicated,
 )
 from promotion.names import account_of, candidate_model_name, check_group_name, model_name
-from promotion.request import PromotionRequest, PromotionResult
+from promotion.request import Clients, PromotionRequest, PromotionResult
 from promotion.runnable import (
     check_runnable,
     framework_image_refusal,
@@ -50,26 +49,7 @@ from promotion.target_package import (
 )
 
 if TYPE_CHECKING:
-    from mypy_boto3_ecr import ECRClient
-    from mypy_boto3_iam import IAMClient
-    from mypy_boto3_s3 import S3Client
-    from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef, TagTypeDef
-    from mypy_boto3_ssm import SSMClient
-
-
-@dataclass(frozen=True)
-class Clients:
-    """boto3 clients: read access in the dev account, deploy access in the target account."""
-
-    source_sagemaker: SageMakerClient
-    source_s3: S3Client
-    source_ecr: ECRClient
-    target_sagemaker: SageMakerClient
-    target_s3: S3Client
-    target_ssm: SSMClient
-    target_ecr: ECRClient
-    target_iam: IAMClient
 
 
 def promote(clients: Clients, request: PromotionRequest) -> PromotionResult:

@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING, Any
 from promotion.images import DEFAULT_WAIT_SECONDS
 
 if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_iam import IAMClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef
+    from mypy_boto3_ssm import SSMClient
 
     from promotion.artifacts import CopyPlan
     from promotion.images import ImagePlan
@@ -56,3 +61,17 @@ class PromotionResult:
     image_repository_arns: list[str] = field(default_factory=list)
     # the shadow candidate's line (shadow_candidate.Candidate.line), when one was asked for
     shadow: str | None = None
+
+
+@dataclass(frozen=True)
+class Clients:
+    """boto3 clients: read access in the dev account, deploy access in the target account."""
+
+    source_sagemaker: SageMakerClient
+    source_s3: S3Client
+    source_ecr: ECRClient
+    target_sagemaker: SageMakerClient
+    target_s3: S3Client
+    target_ssm: SSMClient
+    target_ecr: ECRClient
+    target_iam: IAMClient

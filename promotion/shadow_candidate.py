@@ -35,8 +35,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
     from mypy_boto3_sagemaker.type_defs import DescribeModelPackageOutputTypeDef
 
-    from promotion.orchestration import Clients
-    from promotion.request import PromotionRequest, PromotionResult
+    from promotion.request import Clients, PromotionRequest, PromotionResult
 
 DEFAULT_SHADOW_DAYS = 3  # the stage setting shadow_days' default (pipelines/shadow_run.py)
 # what CreateModel's ContainerDefinition takes of a package's container (botocore's model)
