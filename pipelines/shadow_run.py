@@ -40,6 +40,7 @@ import argparse
 import io
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -312,24 +313,30 @@ def shadow_run(
     id_column = tfvars["predictions_table_columns"][0]["name"]
     root = shadow_root(tfvars, candidate_version)
     result = ShadowResult(stage, {"model": candidate_model, "version": candidate_version})
-    for marker in markers:
+
+    def run(marker: dict[str, Any]) -> tuple[str, str, str | None]:
         day = marker["date"]
         parameters = shadow_parameters(tfvars, marker, candidate_model, candidate_version)
         print(f"shadow run: {day}: version {candidate_version} on {marker['input']}", flush=True)
         if local:
             folder = work_dir / f"shadow-{day}" if work_dir else None
-            arn, status, reason = smoke.run_locally(
-                session, s3, tfvars, parameters, folder, definition
-            )
-        else:
-            display = "".join(c if c.isalnum() else "-" for c in day)
-            arn, status, reason = smoke.run_on_sagemaker(
-                sagemaker, tfvars | {"pipeline_name": pipeline}, parameters, timeout_seconds,
-                poll_seconds,
-                display_name=f"shadow-v{candidate_version}-{display}",
-                description=f"Shadow run of version {candidate_version} on a scored day",
-                program="shadow run",
-            )  # fmt: skip
+            return smoke.run_locally(session, s3, tfvars, parameters, folder, definition)
+        display = "".join(c if c.isalnum() else "-" for c in day)
+        return smoke.run_on_sagemaker(
+            sagemaker, tfvars | {"pipeline_name": pipeline}, parameters, timeout_seconds,
+            poll_seconds,
+            display_name=f"shadow-v{candidate_version}-{display}",
+            description=f"Shadow run of version {candidate_version} on a scored day",
+            program="shadow run",
+        )  # fmt: skip
+
+    # On SageMaker the days run at once: the plan role's session lasts an hour, and days one
+    # after another would not fit in it. Locally they share this machine's cores: in turn.
+    with ThreadPoolExecutor(max_workers=1 if local else len(markers)) as pool:
+        ended = list(pool.map(run, markers))
+    for marker, (arn, status, reason) in zip(markers, ended, strict=True):
+        day = marker["date"]
+        parameters = shadow_parameters(tfvars, marker, candidate_model, candidate_version)
         if status != "Succeeded":
             result.failures.append(f"{day}: the shadow run {arn} {status}: {reason}")
             continue

@@ -377,3 +377,43 @@ def test_the_plan_job_takes_the_candidate_and_limits_from_the_stage_only(
     assert "name the candidate: --candidate-model M --candidate-version N" in (
         capsys.readouterr().err
     )
+
+
+def test_on_sagemaker_the_days_run_at_once_and_each_is_stopped_at_the_deadline(
+    aws: Emulator,
+    stage: dict,  # noqa: F811 (test_partitions' fixture)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The plan role's session lasts an hour: the days' runs are started together, not one
+    after another's end (both starts come before the first stop), and each still running
+    at the deadline is asked to stop and said."""
+    from tests.provider_requests import problems
+    from tests.registry import keep_executions_running
+    from tests.test_smoke_run import recorded
+
+    in_preprod(aws, monkeypatch)
+    tfvars = stage["tfvars"]
+    create_shadow_pipeline(aws, tfvars)
+    for day in (DAY_1, DAY_2):
+        rows = data.generate(tmp_path / f"{day}.csv", rows=40, seed=day.day)
+        put_day(aws, tfvars, day, "batch.csv", rows.path.read_bytes())
+    assert backfill(stage, "--local", "--work-dir", str(tmp_path / "runs"), last=DAY_2) == 0
+    keep_executions_running(monkeypatch)
+    session = aws.account("preprod")
+    sent = recorded(session)
+    result = shadow_run.shadow_run(
+        tfvars, session, "preprod", tfvars["model_name"], 2, timeout_seconds=0.5,
+        poll_seconds=0.05,
+    )  # fmt: skip
+    assert result.days == {}
+    assert sorted(f.split(":", 1)[0] for f in result.failures) == [str(DAY_1), str(DAY_2)]
+    # moto has no StopPipelineExecution: the stop is asked (and checked against botocore)
+    assert all("TimedOut: still Executing after" in f for f in result.failures)
+    stops = [r for r in sent if r.operation == "StopPipelineExecution"]
+    assert [problems(stop) for stop in stops] == [[], []]
+    order = [r.operation for r in sent if r.operation.endswith("PipelineExecution")]
+    assert order.count("StartPipelineExecution") == 2 == order.count("StopPipelineExecution")
+    assert order.index("StopPipelineExecution") > max(
+        i for i, op in enumerate(order) if op == "StartPipelineExecution"
+    )
