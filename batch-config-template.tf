@@ -641,6 +641,36 @@ variable "max_backfill_cost_usd" {
   }
 }
 
+# The shadow run in prod's plan job (pipelines/shadow_run.py --plan-job reads them from the
+# tfvars; pipelines/shadow_settings.py): validated here like the offline check, nothing made.
+variable "shadow_days" {
+  description = "Before prod's approval the candidate version scores the stage's last this many scored days in the shadow pipeline, beside the deployed version, and the plan job's summary shows the comparison (pipelines/shadow_run.py); 0: no shadow run. Read by the CLI from the tfvars."
+  type        = number
+  default     = 3
+  nullable    = false
+  validation {
+    condition     = var.shadow_days >= 0 && var.shadow_days <= 14 && floor(var.shadow_days) == var.shadow_days
+    error_message = "shadow_days must be a whole number from 0 to 14 (0: no shadow run)."
+  }
+}
+
+variable "shadow_max_flip_rate" {
+  description = "The shadow run fails prod's plan job, so the approval cannot be given, when the candidate changes more than this share of a shadowed day's decisions (deploy.yml's accept_shadow_flips input overrides it); null: never fails. Read by the CLI from the tfvars."
+  type        = number
+  default     = null
+  validation {
+    condition     = var.shadow_max_flip_rate == null ? true : var.shadow_max_flip_rate >= 0 && var.shadow_max_flip_rate <= 1
+    error_message = "shadow_max_flip_rate must be a share from 0 to 1, or null (never fails the plan)."
+  }
+}
+
+variable "shadow_show_ids" {
+  description = "Whether the shadow run's job summary and HTML page, which leave the account for GitHub, show the ids of the rows the two versions disagree on most; false: the ids stay out of them. Read by the CLI from the tfvars."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
 module "stage" {
   source                             = "./terraform/stage"
   environment                        = var.environment

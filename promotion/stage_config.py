@@ -22,6 +22,7 @@ from typing import Any
 import botocore.session
 from botocore.model import StringShape
 
+from pipelines import shadow_settings as shadow
 from pipelines.batch_inference import processing_settings as processing
 from pipelines.batch_inference import transform_settings as transform
 from promotion.errors import UsageError
@@ -377,6 +378,12 @@ SETTINGS: dict[str, Setting] = {
         lambda v: v >= 0,
         nullable=True,
     ),
+    # the shadow run in prod's plan job (pipelines/shadow_settings.py): read from the tfvars
+    shadow.DAYS: Setting("number", shadow.DAYS_RULE, _whole(*shadow.DAYS_RANGE)),
+    shadow.MAX_FLIP_RATE: Setting(
+        "number", shadow.FLIP_RATE_RULE, lambda v: 0 <= v <= 1, nullable=True
+    ),
+    shadow.SHOW_IDS: Setting("bool", "true or false"),
 }
 
 _PYTHON_TYPES: dict[str, Callable[[Any], bool]] = {

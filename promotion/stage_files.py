@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from common import s3_locations
 from common.s3_locations import content_key
+from pipelines import shadow_settings
 from pipelines.batch_inference import processing_settings, transform_settings
 from pipelines.batch_inference.transform_settings import TransformRequests
 from promotion import quality_files
@@ -432,6 +433,8 @@ def publish_stage_files(
         "instance_prices": request.stage_config.get("instance_prices") or {},
         "max_backfill_cost_usd": request.stage_config.get("max_backfill_cost_usd"),
         **freshness_settings(request.stage_config),
+        # the shadow run in prod's plan job (pipelines/shadow_run.py --plan-job), resolved
+        **shadow_settings.stage_values(request.stage_config),
     }
 
 

@@ -142,6 +142,22 @@ CONFIG_CASES = [
         "max_backfill_cost_usd must be a number of USD of 0 or more, or null (no limit), got -5",
     ),
     ({"max_backfill_cost_usd": "10"}, "max_backfill_cost_usd must be a number"),
+    # the shadow run before prod's approval (#33)
+    (
+        {"shadow_days": 15},
+        "shadow_days must be a whole number from 0 to 14 (0: no shadow run), got 15",
+    ),
+    ({"shadow_days": 1.5}, "shadow_days must be a whole number from 0 to 14"),
+    (
+        {"shadow_days": None},
+        "shadow_days must be a whole number from 0 to 14 (0: no shadow run), not null",
+    ),
+    (
+        {"shadow_max_flip_rate": 1.5},
+        "shadow_max_flip_rate must be a share from 0 to 1, or null (never fails the plan), got 1.5",
+    ),
+    ({"shadow_max_flip_rate": "0.2"}, "shadow_max_flip_rate must be a number"),
+    ({"shadow_show_ids": "no"}, "shadow_show_ids must be true or false (true or false), got 'no'"),
 ]
 
 

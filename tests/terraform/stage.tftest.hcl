@@ -337,6 +337,22 @@ run "rejects_a_negative_backfill_limit" {
   expect_failures = [var.max_backfill_cost_usd]
 }
 
+run "rejects_a_shadow_of_more_than_two_weeks" {
+  command = plan
+  variables {
+    shadow_days = 15
+  }
+  expect_failures = [var.shadow_days]
+}
+
+run "rejects_a_shadow_flip_limit_above_one" {
+  command = plan
+  variables {
+    shadow_max_flip_rate = 1.5
+  }
+  expect_failures = [var.shadow_max_flip_rate]
+}
+
 run "upload_waiting_is_bounded_by_sqs_limits" {
   command = plan
   variables {
