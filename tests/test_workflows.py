@@ -136,7 +136,11 @@ def test_deploy_triggers(deploy: dict[str, Any]) -> None:
     assert set(on) == {"workflow_dispatch", "repository_dispatch", "push"}
 
     inputs = on["workflow_dispatch"]["inputs"]
-    assert set(inputs) == {"model_version", "model_package_arn"}
+    assert set(inputs) == {"model_version", "model_package_arn", "accept_shadow_flips"}
+    # the override of the shadow run's limit: off unless a person dispatching asks for it
+    override = inputs.pop("accept_shadow_flips")
+    assert override["type"] == "boolean" and override["default"] is False
+    assert "override" in override["description"]
     for name, spec in inputs.items():
         assert spec["type"] == "string", name
         assert spec.get("required", False) is False, f"{name} must be optional"
@@ -311,6 +315,7 @@ def test_the_prod_plan_is_made_before_the_gate_with_nothing_applied(
         "stage": "prod",
         "plan_only": True,
         "model_version": "${{ needs.preprod.outputs.model_version }}",
+        "accept_shadow_flips": "${{ inputs.accept_shadow_flips == true }}",
     }
     assert plan["permissions"] == {"contents": "read", "id-token": "write"}
     assert stage_job["environment"] == (
@@ -318,7 +323,8 @@ def test_the_prod_plan_is_made_before_the_gate_with_nothing_applied(
     )
     assert stage_job["env"]["PLAN_ONLY"] == "${{ inputs.plan_only }}"
     _, build = step(stage_job, runs("python build.py"), "runs build.py")
-    assert 'if [[ "$PLAN_ONLY" == true ]]; then args+=(--plan-only); fi' in build["run"]
+    plan_only = 'if [[ "$PLAN_ONLY" == true ]]; then args+=(--plan-only --shadow-candidate); fi'
+    assert plan_only in build["run"]
     _, plan_step = step(stage_job, runs("terraform plan"), "plans")
     assert "lock=(-lock=false)" in plan_step["run"] and '"${lock[@]}"' in plan_step["run"]
     _, apply = step(stage_job, runs("terraform apply"), "applies")
@@ -345,6 +351,62 @@ def test_preprod_is_smoke_run_after_its_apply_into_the_job_summary(
     )
     assert apply_index < refresh_index < smoke_index and refresh["if"] == smoke["if"]
     assert refresh["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+
+
+def test_the_prod_plan_job_runs_the_shadow_into_the_summary_and_keeps_its_page(
+    deploy: dict[str, Any], stage_job: dict[str, Any]
+) -> None:
+    """Only in the plan job, after the plan, its summary and its digest (a failing shadow
+    leaves the plan in the summary), on fresh credentials of the plan role that outlast it,
+    the override reaching the script through env only; the page kept whatever happened, and
+    a failed shadow fails the plan job, which the gate and prod need."""
+    _, build = step(stage_job, runs("python build.py"), "runs build.py")
+    assert "args+=(--plan-only --shadow-candidate)" in build["run"]
+    show_index, _ = step(stage_job, runs("terraform show -no-color"), "shows the plan")
+    changes_index, _ = step(stage_job, lambda s: s.get("id") == "changes", "digests the plan")
+    index, shadow = step(stage_job, runs("python -m pipelines.shadow_run"), "runs the shadow")
+    assert show_index < changes_index < index
+    assert shadow["if"] == "${{ inputs.plan_only }}"
+    assert "continue-on-error" not in shadow, "over the limit, the plan job must fail"
+    assert shadow["env"] == {"ACCEPT_SHADOW_FLIPS": "${{ inputs.accept_shadow_flips }}"}
+    assert EXPRESSION.search(shadow["run"]) is None
+    for flag in ('--tfvars "build/$STAGE.tfvars.json"', "--plan-job",
+                 '--summary "$GITHUB_STEP_SUMMARY"', '--out "$RUNNER_TEMP/shadow"'):  # fmt: skip
+        assert flag in shadow["run"], flag
+    accept = 'if [[ "$ACCEPT_SHADOW_FLIPS" == true ]]; then args+=(--accept-flips); fi'
+    assert accept in shadow["run"]
+    call = triggers(load(WORKFLOWS / "deploy-stage.yml"))["workflow_call"]["inputs"]
+    assert call["accept_shadow_flips"]["type"] == "boolean"
+    assert call["accept_shadow_flips"]["default"] is False
+
+    refresh = stage_job["steps"][index - 1]
+    assert uses("aws-actions/configure-aws-credentials")(refresh), "fresh credentials first"
+    assert refresh["if"] == shadow["if"]
+    assert refresh["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+    session = int(refresh["with"]["role-duration-seconds"])
+    timeout = re.search(r"--timeout-minutes (\d+)", shadow["run"])
+    assert timeout and int(timeout.group(1)) * 60 < session
+    plan_role = next(
+        spec
+        for block in blocks(root_files("target-account"))["resource"]
+        for name, spec in block.get('"aws_iam_role"', {}).items()
+        if name == '"plan"'
+    )
+    assert plan_role["max_session_duration"] >= session, "IAM refuses a longer session"
+
+    upload_index, upload = step(
+        stage_job, lambda s: uses("actions/upload-artifact")(s), "keeps the shadow page"
+    )
+    assert upload_index == index + 1
+    assert upload["if"] == "${{ always() && inputs.plan_only }}"
+    # prod-shadow: only prod has a plan job
+    assert upload["with"]["name"] == "${{ inputs.stage }}-shadow"
+    assert upload["with"]["path"] == "${{ runner.temp }}/shadow/"
+    # the plan job failing is what keeps the gate shut: nothing runs past it regardless
+    for job in ("gate", "prod"):
+        assert "prod-plan" in deploy["jobs"][job]["needs"]
+        assert "always()" not in deploy["jobs"][job].get("if", "")
+    assert deploy["jobs"]["gate"].get("if") is None
 
 
 def test_the_test_job_is_the_ci_workflow(deploy: dict[str, Any]) -> None:
@@ -580,8 +642,8 @@ def test_the_validation_script(
 def test_two_oidc_roles_dev_credentials_only_for_build_py(stage_job: dict[str, Any]) -> None:
     action = "aws-actions/configure-aws-credentials"
     configured = [(i, s) for i, s in enumerate(stage_job["steps"]) if uses(action)(s)]
-    # then the stage's role again, fresh: for Terraform and for the smoke run (tests below)
-    assert len(configured) == 4
+    # then the stage's role again, fresh: for Terraform, the smoke run and the shadow run
+    assert len(configured) == 5
     (dev_index, dev), (stage_index, stage), *again = configured
     assert {a["with"]["role-to-assume"] for _, a in again} == {stage["with"]["role-to-assume"]}
     assert dev["with"]["role-to-assume"] == "${{ vars.AWS_REGISTRY_READ_ROLE_ARN }}"
