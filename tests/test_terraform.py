@@ -178,7 +178,7 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "59 passed, 0 failed" in result.stdout
+    assert "61 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
