@@ -158,7 +158,7 @@ def test_deploy_triggers(deploy: dict[str, Any]) -> None:
 
 
 # what a deployment runs: build.py, the stage functions' handlers, and the CLIs deploy-stage.yml
-# calls (check_model before the apply, the smoke run after it)
+# calls (check_model before the apply, the smoke run after it, the plan job's shadow run)
 DEPLOYED_ENTRY_POINTS = (
     "build",
     "lambdas.start_upload_run.handler",
@@ -166,6 +166,7 @@ DEPLOYED_ENTRY_POINTS = (
     "lambdas.record_run_outcome.handler",
     "pipelines.check_model",
     "pipelines.smoke_run",
+    "pipelines.shadow_run",  # the prod plan job's shadow run
     "promotion.prod_gate",
 )
 
