@@ -140,6 +140,8 @@ COMPUTED_WITH_DEFAULTS = {"project_id", "previous_model", "kms_key_arn", "subnet
 COMPUTED_WITH_DEFAULTS |= {"security_group_ids", "upload_starter_zip", "baseline_url"}
 COMPUTED_WITH_DEFAULTS |= {"endpoint_config_in_service"}  # from the deployment record
 COMPUTED_WITH_DEFAULTS |= {"external_inputs"}  # from SSM (infra/target-account)
+# the shadow run's role (SSM, optional) and its pipeline's name, which build.py derives
+COMPUTED_WITH_DEFAULTS |= {"shadow_role_arn", "shadow_pipeline_name"}
 
 
 def test_the_stage_file_settings_are_the_templates_tunable_variables() -> None:
