@@ -11,14 +11,21 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import uuid
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from lambdas.dispatch_deploy import handler as dispatch
+from local_mode import sandbox
+from local_mode.emulator import Emulator
 from promotion import prod_gate
+from tests.registry import PROJECT
 from tests.terraform_cli import MODULES, blocks, root_files
 from tests.workflow_steps import assert_project_toolchain, runs, step, uses
 
@@ -777,6 +784,206 @@ def test_prod_applies_only_a_plan_that_changes_what_the_approver_read(
     assert refused.returncode == 1
     assert "::error::this plan changes other resources than the plan approved" in refused.stdout
     assert 'delete aws_sagemaker_model.batch["m-v1"]' in refused.stdout
+
+
+# ----------------------------------------------------------------------------- the shadow step
+
+SHADOW_DAYS = (date(2026, 11, 1), date(2026, 11, 2))
+RECORDED = ("model_name", "model_package_arn", "source_model_package_arn", "model_version")
+
+
+@pytest.fixture
+def prod_plan_job(
+    aws: Emulator, tmp_path: Path, built_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Prod as its plan job finds it: version 1 deployed (its Model, its pipeline and the
+    shadow pipeline, as the apply makes them) and two days scored by it; version 2 approved
+    in dev, trained on shuffled labels (answers that differ), its tfvars and candidate Model
+    made by the plan job's ``build.py --plan-only --shadow-candidate``; the job's workspace."""
+    from examples.breast_cancer import data, model
+    from pipelines import run_pipeline
+    from promotion.names import candidate_model_name
+    from promotion.stage import deployment_record_key
+    from stage_runtime import partitions
+    from tests.registry import GROUP, IMAGE, DevRegistry, create_deployed_pipeline, run_build
+
+    # the model is served in process (tests/test_container_contract.py holds that to the
+    # image's stack): what is tested here is the step, not serving
+    monkeypatch.setenv("LOCAL_SERVING", "in-process")
+    for name, value in aws.credential_variables("prod").items():
+        monkeypatch.setenv(name, value)
+    sandbox.create_stage(aws, "prod", PROJECT)
+    # prod's stage file, on one instance per step (what is tested is the step, not sharding)
+    config = tmp_path / "prod-config.tfvars.json"
+    shipped = json.loads((REPO / "prod-config.tfvars.json").read_text())
+    counts = {"processing_instance_count": 1, "transform_instance_count": 1}
+    config.write_text(json.dumps(shipped | counts))
+    registry = DevRegistry(aws)
+    candidate_built = model.build(tmp_path / "v2", seed=1, degraded=True)
+    for number, built in ((1, built_model), (2, candidate_built)):
+        url = registry.put_artifact(f"run-{number}/model.tar.gz", built.archive.read_bytes())
+        container = {"Image": IMAGE, "ModelDataUrl": url}
+        registry.register("Approved", [container | {"Environment": model.container_environment()}])
+        if number == 1:
+            assert run_build(tmp_path, "--config", str(config), "--model-version", "1",
+                             stage="prod") == 0  # fmt: skip
+            deployed = json.loads((tmp_path / "prod.tfvars.json").read_text())
+    prod_s3 = aws.client("s3", "prod")
+    sagemaker = aws.client("sagemaker", "prod")
+    sagemaker.create_model(
+        ModelName=deployed["model_name"],
+        ExecutionRoleArn=deployed["sagemaker_role_arn"],
+        PrimaryContainer={
+            "ModelPackageName": deployed["model_package_arn"],
+            "Environment": STAGE_MODEL_ENVIRONMENT,
+        },
+    )
+    create_deployed_pipeline(aws, deployed, "prod")
+    # the deployment record the apply writes (aws_s3_object): what build.py finds deployed
+    current = {key: deployed[key] for key in RECORDED} | {"endpoint_config": None}
+    prod_s3.put_object(
+        Bucket=deployed["artifacts_bucket"],
+        Key=deployment_record_key(PROJECT, "prod"),
+        Body=json.dumps({"current": current, "previous": None}).encode(),
+    )
+    # the shadow pipeline: the same definition, run as the shadow role (given as text: moto
+    # describes one made from an S3 location with the Python repr of its definition)
+    definition = prod_s3.get_object(
+        Bucket=deployed["artifacts_bucket"], Key=deployed["pipeline_definition_s3_key"]
+    )["Body"].read()
+    sagemaker.create_pipeline(
+        PipelineName=deployed["shadow_pipeline_name"],
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinition=definition.decode(),
+        RoleArn=deployed["shadow_role_arn"],
+    )
+    layout = partitions.Layout(deployed["input_data_url"], deployed["output_data_url"])
+    for day in SHADOW_DAYS:
+        rows = data.generate(tmp_path / f"{day}.csv", rows=200, seed=day.day)
+        bucket, prefix = partitions.parse_s3_uri(layout.input_uri(day))
+        prod_s3.put_object(Bucket=bucket, Key=f"{prefix}batch.csv", Body=rows.path.read_bytes())
+    deployed_path = tmp_path / "deployed.tfvars.json"
+    (tmp_path / "prod.tfvars.json").rename(deployed_path)
+    first, last = (str(day) for day in (SHADOW_DAYS[0], SHADOW_DAYS[-1]))
+    local = ["--local", "--work-dir", str(tmp_path / "runs")]
+    assert run_pipeline.main(["--tfvars", str(deployed_path), "--date", first, "--until", last,
+                              *local]) == 0  # fmt: skip
+    markers = {
+        str(day): partitions.read_marker(prod_s3, layout.marker_uri(day)) for day in SHADOW_DAYS
+    }
+
+    # the plan job's build.py: the candidate's Model made, nothing else changed
+    plan = ("--config", str(config), "--model-version", "2", "--plan-only", "--shadow-candidate")
+    assert run_build(tmp_path, *plan, stage="prod") == 0
+    planned = json.loads((tmp_path / "prod.tfvars.json").read_text())
+    assert planned["model_version"] == 2
+    # the stage file's settings, resolved: prod's limit, the defaults
+    assert (planned["shadow_days"], planned["shadow_max_flip_rate"]) == (3, 0.2)
+    assert planned["shadow_show_ids"] is False
+    candidate = candidate_model_name(GROUP, "prod", 2)
+    assert (
+        sagemaker.describe_model(ModelName=candidate)["ExecutionRoleArn"]
+        == (planned["shadow_role_arn"])
+    )
+    workspace = tmp_path / "workspace"
+    (workspace / "build").mkdir(parents=True)
+    (workspace / ".venv").symlink_to(REPO / ".venv")
+    return {"tfvars": planned, "workspace": workspace, "candidate": candidate, "markers": markers}
+
+
+def run_shadow_step(
+    aws: Emulator, job: dict[str, Any], proxy_url: str, accept: bool, **settings: Any
+) -> tuple[subprocess.CompletedProcess, str, Path]:
+    """The plan job's shadow step, its own script run as the runner runs it (bash -eo
+    pipefail, in the checkout, the job's and the step's env), the tfvars as build.py wrote
+    them with the stage file's ``settings``: its result, the job summary, its --out."""
+    stage_job = load(WORKFLOWS / "deploy-stage.yml")["jobs"]["deploy"]
+    _, shadow = step(stage_job, runs("python -m pipelines.shadow_run"), "runs the shadow")
+    workspace = job["workspace"]
+    (workspace / "build" / "prod.tfvars.json").write_text(json.dumps(job["tfvars"] | settings))
+    runner_temp = Path(tempfile.mkdtemp(dir=workspace.parent, prefix="runner-"))
+    summary = runner_temp / "step_summary.md"
+    summary.write_text("### prod plan, before approval: model version 2\n\n(the plan)\n")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(workspace),
+        "PYTHONPATH": str(REPO),  # the checkout: python -m runs its modules
+        **aws.environment(),
+        **aws.credential_variables("prod"),
+        "AWS_ENDPOINT_URL_SAGEMAKER": proxy_url,
+        "STAGE": "prod",
+        "PLAN_ONLY": "true",
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        # GitHub renders a boolean input into env as "true" or "false"
+        "ACCEPT_SHADOW_FLIPS": "true" if accept else "false",
+    }
+    result = subprocess.run(
+        [shutil.which("bash") or "/bin/bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+         shadow["run"]],
+        cwd=workspace, env=env, capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    return result, summary.read_text(), runner_temp / "shadow"
+
+
+def test_the_shadow_step_puts_the_comparison_before_the_reviewer_and_its_limit_fails_the_plan(
+    aws: Emulator, prod_plan_job: dict[str, Any], tmp_path: Path
+) -> None:
+    """The step's script against the emulator, moto's pipeline executions run by the local
+    executor (tests/pipeline_proxy.py): the candidate scores prod's last scored days in the
+    shadow pipeline and the comparison lands in the summary the reviewer reads; over the
+    stage's shadow_max_flip_rate the step fails (so the plan job does, and the gate never
+    opens); with accept_shadow_flips it passes with a warning."""
+    from tests.pipeline_proxy import executing_pipelines
+
+    tfvars = prod_plan_job["tfvars"]
+    with executing_pipelines(aws.endpoint_url, aws.account("prod"), tmp_path / "jobs") as proxy:
+        # (a) no limit: the comparison of both days, appended after the plan
+        result, summary, out = run_shadow_step(
+            aws, prod_plan_job, proxy.url, False, shadow_days=2, shadow_max_flip_rate=None
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert summary.startswith("### prod plan, before approval: model version 2\n\n(the plan)\n")
+        document = json.loads((out / "shadow.json").read_text())
+        assert sorted(document["days"]) == [str(day) for day in SHADOW_DAYS]
+        assert len(proxy.runs) == 2
+        for day, compared in document["days"].items():
+            marker = prod_plan_job["markers"][day]
+            assert compared["executions"]["champion"] == marker["execution_arn"]
+            arn = compared["executions"]["candidate"]
+            assert f":pipeline/{tfvars['shadow_pipeline_name'].lower()}/execution/" in arn
+            run = proxy.runs[arn]
+            assert run["PipelineExecutionStatus"] == "Succeeded"
+            assert run["Parameters"]["ModelName"] == prod_plan_job["candidate"]
+            assert run["Parameters"]["OutputDataUrl"].startswith(
+                f"{tfvars['output_data_url'].rstrip('/')}/_shadow/v2/"
+            )
+            assert compared["rows"]["both"] == marker["rows_scored"] > 0
+            assert day in summary
+        rate = max(day["decision"]["flip_rate"] for day in document["days"].values())
+        assert rate > 0.2, "version 2 answers at random: its decisions flip"
+        assert f"{rate:.2%}" in summary or f"{rate:.1%}" in summary
+        assert (out / "shadow.html").is_file()
+
+        # (b) prod's own limit (0.2 in its stage file), below that rate: the step fails,
+        # naming the limit and the override
+        result, summary, out = run_shadow_step(aws, prod_plan_job, proxy.url, False, shadow_days=1)
+        assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "over the limit of 20.00%" in result.stderr
+        assert "run deploy again with accept_shadow_flips (the override)" in result.stderr
+        assert "over the limit of 20.00% (shadow_max_flip_rate)" in summary
+        # shadow_days from the tfvars: the last scored day only
+        ((last, day),) = json.loads((out / "shadow.json").read_text())["days"].items()
+        assert last == str(SHADOW_DAYS[-1])
+        assert f"{day['decision']['flip_rate']:.2%}" in summary
+
+        # (c) the override: the same run passes, and the summary says what was accepted
+        result, summary, out = run_shadow_step(aws, prod_plan_job, proxy.url, True, shadow_days=1)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert "over the limit of 20.00% (shadow_max_flip_rate)" in summary
+        assert "**warning**: over the limit, accepted by the run's accept_shadow_flips" in summary
+        assert "over the limit" not in result.stderr
+    assert len(proxy.runs) == 4
 
 
 # ----------------------------------------------------------------------------- every workflow
