@@ -933,7 +933,8 @@ def test_the_shadow_step_puts_the_comparison_before_the_reviewer_and_its_limit_f
     executor (tests/pipeline_proxy.py): the candidate scores prod's last scored days in the
     shadow pipeline and the comparison lands in the summary the reviewer reads; over the
     stage's shadow_max_flip_rate the step fails (so the plan job does, and the gate never
-    opens); with accept_shadow_flips it passes with a warning."""
+    opens); with accept_shadow_flips it passes with a warning; with nothing to shadow it
+    passes with one line saying why."""
     from tests.pipeline_proxy import executing_pipelines
 
     tfvars = prod_plan_job["tfvars"]
@@ -983,7 +984,21 @@ def test_the_shadow_step_puts_the_comparison_before_the_reviewer_and_its_limit_f
         assert "over the limit of 20.00% (shadow_max_flip_rate)" in summary
         assert "**warning**: over the limit, accepted by the run's accept_shadow_flips" in summary
         assert "over the limit" not in result.stderr
-    assert len(proxy.runs) == 4
+        assert len(proxy.runs) == 4
+
+        # nothing to shadow: one line for the reviewer, the step passes, nothing runs
+        for settings, why in (
+            ({"shadow_days": 0}, "shadow_days is 0 in the prod stage file"),
+            ({"shadow_role_arn": None}, "the prod account has no shadow role"),
+        ):
+            result, summary, out = run_shadow_step(aws, prod_plan_job, proxy.url, False, **settings)
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+            added = summary.removeprefix(
+                "### prod plan, before approval: model version 2\n\n(the plan)\n"
+            )
+            assert added.strip().startswith(f"**shadow run skipped:** {why}"), summary
+            assert len(added.strip().splitlines()) == 1, added
+        assert len(proxy.runs) == 4
 
 
 # ----------------------------------------------------------------------------- every workflow
