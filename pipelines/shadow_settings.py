@@ -19,7 +19,7 @@ SHOW_IDS = "shadow_show_ids"
 
 DEFAULT_DAYS = 3
 # 0 turns the shadow off; 14 is the most shadow_run takes (its --days). Each day is one run
-# of the shadow pipeline, after one another, on plan-job credentials that last an hour
+# of the shadow pipeline, all at once, on plan-job credentials that last an hour
 DAYS_RANGE = (0, 14)
 DAYS_RULE = f"a whole number from {DAYS_RANGE[0]} to {DAYS_RANGE[1]} (0: no shadow run)"
 FLIP_RATE_RULE = "a share from 0 to 1, or null (never fails the plan)"

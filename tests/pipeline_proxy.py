@@ -13,7 +13,8 @@ Create the pipeline from the definition's text: moto describes one made from an 
 with the Python repr of its definition.
 
 Running it before answering keeps the caller's first ``DescribePipelineExecution`` final, so
-no poll interval is waited for; a run must take less than botocore's read timeout (60 s).
+no poll interval is waited for; the runs a caller starts at once must together take less than
+botocore's read timeout (60 s).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def executing_pipelines(
     target = urllib.parse.urlsplit(emulator_url)
     sagemaker = session.client("sagemaker", endpoint_url=emulator_url)
     lock = threading.Lock()
+    # one execution at a time: executions started at once (a shadow run's days) would share
+    # this process's in-process model serving; SageMaker's run side by side
+    running = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -78,15 +82,16 @@ def executing_pipelines(
         def _run(self, request: dict[str, Any], arn: str) -> None:
             pipeline = sagemaker.describe_pipeline(PipelineName=request["PipelineName"])
             execution_id = arn.rsplit("/", 1)[-1]
-            record = executor.execute(
-                json.loads(pipeline["PipelineDefinition"]),
-                {p["Name"]: p["Value"] for p in request.get("PipelineParameters", [])},
-                pipeline_name=pipeline["PipelineName"],
-                session=session,
-                work_dir=work_dir / execution_id,
-                execution_id=execution_id,
-                log=lambda line: None,
-            )
+            with running:
+                record = executor.execute(
+                    json.loads(pipeline["PipelineDefinition"]),
+                    {p["Name"]: p["Value"] for p in request.get("PipelineParameters", [])},
+                    pipeline_name=pipeline["PipelineName"],
+                    session=session,
+                    work_dir=work_dir / execution_id,
+                    execution_id=execution_id,
+                    log=lambda line: None,
+                )
             with lock:
                 proxy.runs[arn] = record
 
