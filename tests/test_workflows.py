@@ -965,6 +965,11 @@ def test_the_shadow_step_puts_the_comparison_before_the_reviewer_and_its_limit_f
         assert rate > 0.2, "version 2 answers at random: its decisions flip"
         assert f"{rate:.2%}" in summary or f"{rate:.1%}" in summary
         assert (out / "shadow.html").is_file()
+        # what the artifact uploads leaves the account: no production id (shadow_show_ids)
+        shown = [row["id"] for day in document["days"].values()
+                 for row in day["largest_disagreements"]]  # fmt: skip
+        assert shown and set(shown) == {"(withheld)"}
+        assert "ids withheld: shadow_show_ids is false for this stage" in summary
 
         # (b) prod's own limit (0.2 in its stage file), below that rate: the step fails,
         # naming the limit and the override
