@@ -56,7 +56,7 @@ from common import aws_sessions
 from common.exit_codes import AWS_ERROR, EXECUTION_FAILED, USAGE_ERROR, CommandFailed
 from common.files import write_text_atomically
 from common.s3_locations import parse_s3_uri
-from pipelines import shadow_page, smoke
+from pipelines import shadow_page, shadow_settings, smoke
 from pipelines.shadow_comparison import ComparisonError, Decision, compare
 from stage_runtime import partitions
 from stage_runtime.runs import layout_of, schedule_parameters
@@ -65,8 +65,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 SHADOW = "_shadow"  # <output_data_url>/_shadow/v<N>/: everything a shadow run writes
-DEFAULT_DAYS = 3
-MAX_DAYS = 14
+DEFAULT_DAYS = shadow_settings.DEFAULT_DAYS
+MAX_DAYS = shadow_settings.DAYS_RANGE[1]
 DEFAULT_THRESHOLD = 0.5
 TABLE_FORMATS = (".csv", ".parquet")
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
+from pipelines import shadow_settings
 from promotion.artifacts import copy_artifacts, package_artifacts, plan_copies, target_uri
 from promotion.errors import aws_errors, is_not_found
 from promotion.images import retarget, wait_until_replicated
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
     from promotion.request import Clients, PromotionRequest, PromotionResult
 
-DEFAULT_SHADOW_DAYS = 3  # the stage setting shadow_days' default (pipelines/shadow_run.py)
 # what CreateModel's ContainerDefinition takes of a package's container (botocore's model)
 CONTAINER_FIELDS = ("ContainerHostname", "Image", "ModelDataUrl", "ModelDataSource", "Environment")
 
@@ -72,7 +72,7 @@ def skip_reason(
             f"the {request.stage} account has no shadow role (SSM shadow-role-arn): apply "
             "infra/target-account again to add it"
         )
-    if request.stage_config.get("shadow_days", DEFAULT_SHADOW_DAYS) == 0:
+    if shadow_settings.stage_values(request.stage_config)[shadow_settings.DAYS] == 0:
         return "shadow_days is 0 in the stage file"
     if deployed_version is None:
         return f"nothing is deployed in {request.stage} yet: no scored day to compare with"

@@ -49,6 +49,9 @@ def stage_calls(monkeypatch: pytest.MonkeyPatch) -> CallRecorder:
     return recorder
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def record_deployed(aws: Emulator, tfvars: dict[str, Any]) -> None:
     """The deployment record the stage template's apply writes (aws_s3_object)."""
     current = {
@@ -169,6 +172,7 @@ def test_a_newer_candidate_supersedes_the_older_and_the_approved_one_is_removed(
         ("deployed version", "version 1 is the one preprod runs"),
         ("first deployment", "nothing is deployed in preprod yet"),
         ("no shadow role", "the preprod account has no shadow role (SSM shadow-role-arn)"),
+        ("shadow_days 0", "shadow_days is 0 in the stage file"),
     ],
 )
 def test_no_candidate_when_there_is_nothing_to_shadow(
@@ -180,8 +184,14 @@ def test_no_candidate_when_there_is_nothing_to_shadow(
     dev.register("Approved")
     if case != "first deployment":
         deploy(aws, tmp_path, 1)
+    config: list[str] = []
+    if case == "shadow_days 0":
+        stage_file = REPO / "pre-prod-config.tfvars.json"
+        changed = json.loads(stage_file.read_text()) | {"shadow_days": 0}
+        (tmp_path / "stage.json").write_text(json.dumps(changed))
+        config = ["--config", str(tmp_path / "stage.json")]
     version = 1 if case == "deployed version" else 2
-    assert plan(tmp_path, version, "--shadow-candidate") == 0
+    assert plan(tmp_path, version, "--shadow-candidate", *config) == 0
     assert f"shadow candidate: skipped: {reason}" in capsys.readouterr().out
     assert candidates(aws) == [] and shadow_keys(aws) == []
 
