@@ -19,7 +19,13 @@
    the batch prediction;
 6. asks for the manual approval (``--yes`` answers it), then does the same for prod with the
    exact version preprod got;
-7. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
+7. a second, retrained version (``--retrained``) is registered, approved and deployed to
+   preprod (build.py, check_model, its model, the smoke run); prod's plan job follows
+   (``build.py --plan-only``, the candidate's model) and scores prod's last scored days with
+   it in the shadow of version 1 (``pipelines/shadow_run.py``, ``examples/shadow_demo.py``):
+   each day's comparison (rows by both, flips at the threshold, PSI, gates) and its page
+   are printed BEFORE the second approval is asked; once approved, it is deployed to prod;
+8. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
    copied), prints a summary and stops the emulator.
 
 In each stage, yesterday's day is then measured against its delayed labels, and a degraded
@@ -61,14 +67,14 @@ import build
 import utils
 from common.files import write_execution_record
 from common.stage_model import STAGE_MODEL_ENVIRONMENT
-from examples import quality_demo, registration
+from examples import quality_demo, registration, shadow_demo
 from examples.catalog import DEFAULT, EXAMPLES, Example
 from lambdas.start_scheduled_run import handler as schedule
 from local_mode import alarms, cost_metrics, executor, sandbox, serve, storage, table
 from local_mode import freshness as local_freshness
 from local_mode.emulator import Emulator, environment, role_arn, running_emulator
 from local_mode.report import RunReport, write_report
-from pipelines import check_model, partition_runs, smoke
+from pipelines import check_model, partition_runs, shadow_run, smoke
 from promotion.stage_files import quality_gate
 from stage_runtime import freshness, partitions, run_cost, runs
 
@@ -99,30 +105,39 @@ class Timer:
 
 
 def register_model(
-    aws: Emulator, example: Example, bucket: str, workdir: Path
+    aws: Emulator, example: Example, bucket: str, workdir: Path, retrained: bool = False
 ) -> tuple[str, float]:
     """Train the example's model in the image's runtime twin, upload and register it
-    (pending), then approve it."""
+    (pending), then approve it; ``retrained``: its second version (``--retrained``)."""
+    run = f"{int(time.time())}{'-retrained' if retrained else ''}"
     registered = registration.register(
         aws.client("sagemaker", "dev"),
         aws.client("s3", "dev"),
         bucket=bucket,
-        output_prefix=f"training/{example.project}/{int(time.time())}/output",
+        output_prefix=f"training/{example.project}/{run}/output",
         group=example.group,
         region=aws.region,
         workdir=workdir,
         approval="demo approval",
         example=example,
+        retrained=retrained,
     )
     return registered.package_arn, registered.holdout_accuracy
 
 
 def deploy(
-    stage: str, example: Example, workdir: Path, version: int | None = None
+    stage: str,
+    example: Example,
+    workdir: Path,
+    version: int | None = None,
+    options: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """``build.py`` for one stage, as the workflow calls it, with the example's stage file
-    and schema (the template's own for the first example)."""
-    output = workdir / f"{stage}.tfvars.json"
+    and schema (the template's own for the first example); ``options``: more of its flags
+    (the prod plan's ``--plan-only``: its tfvars go to ``<workdir>/plan/``)."""
+    folder = workdir / "plan" if "--plan-only" in options else workdir
+    folder.mkdir(parents=True, exist_ok=True)
+    output = folder / f"{stage}.tfvars.json"
     argv = [
         "--stage", stage,
         "--model-package-group-name", example.group,
@@ -135,7 +150,7 @@ def deploy(
     ]  # fmt: skip
     if version is not None:
         argv += ["--model-version", str(version)]
-    code = build.main(argv)
+    code = build.main(argv + list(options))
     if code != 0:
         raise DemoFailed(f"build.py --stage {stage} failed with exit code {code}")
     return json.loads(output.read_text())
@@ -160,6 +175,31 @@ def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) ->
         ],
         EnableNetworkIsolation=True,
     )
+
+
+def install(
+    aws: Emulator, timer: Timer, stage: str, tfvars: dict[str, Any], workdir: Path
+) -> tuple[check_model.CheckResult, smoke.SmokeResult | None]:
+    """What the deployment does after build.py: the model checked in its container's runtime
+    twin, the stage's SageMaker Model created, then the smoke run (if the stage names one)."""
+    checked = timer.run(
+        f"{stage}: the promoted model in its container's runtime twin (check_model)",
+        partial(check_model.check, tfvars, aws.account(stage), check_model.stage_input(tfvars)),
+    )
+    print(f"    {checked.line()}", flush=True)
+    create_sagemaker_model(aws, stage, tfvars)
+    if not tfvars.get("smoke_input"):
+        return checked, None
+    smoked = timer.run(
+        f"{stage}: smoke run of the deployment ({tfvars['smoke_input']})",
+        partial(
+            smoke.smoke_run, tfvars, aws.account(stage), local=True,
+            work_dir=workdir / f"{stage}-smoke-v{tfvars['model_version']}",
+        ),
+    )  # fmt: skip
+    if not smoked.passed:
+        raise DemoFailed(f"the {stage} smoke run failed: {smoked.failure_reason}")
+    return checked, smoked
 
 
 def execute_deployed(
@@ -614,28 +654,9 @@ def run(
                 f"build.py --stage {stage}", partial(deploy, stage, example, workdir, version)
             )
             version = tfvars["model_version"]
-            checked = timer.run(
-                f"{stage}: the promoted model in its container's runtime twin (check_model)",
-                partial(
-                    check_model.check, tfvars, aws.account(stage), check_model.stage_input(tfvars)
-                ),
-            )
-            print(f"    {checked.line()}", flush=True)
+            checked, smoked = install(aws, timer, stage, tfvars, workdir)
             report.setdefault("checked", {})[stage] = checked
-            create_sagemaker_model(aws, stage, tfvars)
-            if tfvars.get("smoke_input"):
-                smoked = timer.run(
-                    f"{stage}: smoke run of the deployment ({tfvars['smoke_input']})",
-                    partial(
-                        smoke.smoke_run,
-                        tfvars,
-                        aws.account(stage),
-                        local=True,
-                        work_dir=workdir / f"{stage}-smoke",
-                    ),
-                )
-                if not smoked.passed:
-                    raise DemoFailed(f"the {stage} smoke run failed: {smoked.failure_reason}")
+            if smoked is not None:
                 report.setdefault("smoke", {})[stage] = smoked
             record = timer.run(
                 f"{stage}: run the deployed pipeline on {rows} rows",
@@ -676,17 +697,93 @@ def run(
                     f"quality gate ({tfvars.get('quality_gate_mode', 'warn')})",
                     partial(score_drifted, aws, example, stage, tfvars, rows, workdir),
                 )
+        deployed = {s: report["stages"][s]["tfvars"] for s in stages}
+        if "prod" in stages:
+            report["second"] = second_version(aws, example, dev_bucket, workdir, timer, assume_yes,
+                                              report)  # fmt: skip
+            for stage in ("preprod", "prod"):
+                if stage in report["second"]:
+                    deployed[stage] = report["second"][stage]["tfvars"]
         report["redeploy"] = timer.run(
             "deploy again: nothing new is created",
-            lambda: {s: deploy(s, example, workdir, version)["model_package_arn"] for s in stages},
+            lambda: {
+                s: deploy(s, example, workdir, deployed[s]["model_version"])["model_package_arn"]
+                for s in stages
+            },
         )
         for stage in stages:
-            if report["redeploy"][stage] != report["stages"][stage]["tfvars"]["model_package_arn"]:
+            if report["redeploy"][stage] != deployed[stage]["model_package_arn"]:
                 raise DemoFailed(f"re-deploying {stage} created a new package")
-            if len(_target_packages(aws, example, stage)) != 1:
-                raise DemoFailed(f"{stage} holds more than one promoted package")
+            promoted = 1 + (stage in report.get("second", {}))
+            if len(_target_packages(aws, example, stage)) != promoted:
+                raise DemoFailed(f"{stage} holds other packages than the {promoted} promoted")
     report["durations"] = timer.durations
     return report
+
+
+def second_version(
+    aws: Emulator,
+    example: Example,
+    bucket: str,
+    workdir: Path,
+    timer: Timer,
+    assume_yes: bool,
+    report: dict[str, Any],
+) -> dict[str, Any]:
+    """The second, retrained version (#33): registered and approved in dev, deployed to
+    preprod; then prod's plan job: its candidate model, and the shadow run of prod's last
+    scored days beside version 1, whose comparison is printed BEFORE the approval is asked;
+    once approved, deployed to prod (``examples/shadow_demo.py``)."""
+    second: dict[str, Any] = {}
+    second["source_arn"], second["accuracy"] = timer.run(
+        f"a second {example.name} model, retrained: registered and approved in dev",
+        partial(register_model, aws, example, bucket, workdir / "second", retrained=True),
+    )
+    tfvars = timer.run(
+        "build.py --stage preprod: the second version",
+        partial(deploy, "preprod", example, workdir),
+    )
+    version = second["version"] = tfvars["model_version"]
+    checked, smoked = install(aws, timer, "preprod", tfvars, workdir)
+    second["preprod"] = {"tfvars": tfvars, "checked": checked, "smoke": smoked}
+    # what `make serve STAGE=preprod` serves: the version the stage runs now
+    serve.copy_stage_model(aws.account("preprod"), tfvars["model_name"],
+                           serve.model_copy(workdir, "preprod"))  # fmt: skip
+    champion = report["stages"]["prod"]
+    if "quality" in champion:  # the day's marker names the degraded model's run
+        day = champion["day"]["day"]
+        second["restored"] = timer.run(
+            f"prod: {day} scored again by version {champion['tfvars']['model_version']} (the "
+            "backfill's force: the quality demo's degraded run was the day's last)",
+            partial(shadow_demo.restore_champion_day, aws, champion["tfvars"], day, workdir),
+        )
+    plan = timer.run(
+        f"prod plan job: build.py --stage prod --model-version {version} --plan-only",
+        partial(deploy, "prod", example, workdir, version, ("--plan-only",)),
+    )
+    candidate = timer.run(
+        f"prod plan job: the candidate's SageMaker Model (version {version}, shadow role)",
+        partial(shadow_demo.create_candidate, aws, plan, second["source_arn"], version),
+    )
+    shown = second["shadow"] = timer.run(
+        f"prod plan job: version {version} in the shadow of version "
+        f"{champion['tfvars']['model_version']} on prod's last scored days",
+        partial(shadow_demo.shadow, aws, champion["tfvars"], candidate, workdir),
+    )
+    second["plan"] = plan
+    for day, comparison in shown["days"].items():
+        print(f"    shadow {shadow_demo.headline(day, comparison)}", flush=True)
+    print(f"    shadow page: {shown['html']}", flush=True)
+    if approved_for_prod(assume_yes, version):
+        tfvars = timer.run(
+            f"build.py --stage prod (version {version})",
+            partial(deploy, "prod", example, workdir, version),
+        )
+        checked, smoked = install(aws, timer, "prod", tfvars, workdir)
+        second["prod"] = {"tfvars": tfvars, "checked": checked, "smoke": smoked}
+        serve.copy_stage_model(aws.account("prod"), tfvars["model_name"],
+                               serve.model_copy(workdir, "prod"))  # fmt: skip
+    return second
 
 
 def _base_resources(aws: Emulator, example: Example) -> str:
@@ -803,11 +900,48 @@ def print_summary(report: dict[str, Any]) -> None:
             f"{smoked.status}, rows in {smoked.rows_in}, rejected {smoked.rows_rejected}, "
             f"scored {smoked.rows_scored}"
         )
+    if "second" in report:
+        print_second(report["second"])
     if "skipped" in report.get("model_quality", {}):
         print(f"model quality: skipped: {report['model_quality']['skipped']}")
     if "prod" not in report["stages"]:
         print("prod: not deployed (no approval)")
     print("re-deploy: same packages, nothing copied")
+
+
+def print_second(second: dict[str, Any]) -> None:
+    """The second version's way: preprod, the shadow run in prod's plan, prod."""
+    version = second["version"]
+    print(
+        f"second version {version} (retrained): {second['source_arn']} (holdout accuracy "
+        f"{second['accuracy']:.3f})"
+    )
+    preprod = second["preprod"]
+    print(f"  preprod: version {version} -> {preprod['tfvars']['model_package_arn']}")
+    if preprod["smoke"] is not None:
+        smoked = preprod["smoke"]
+        print(
+            f"  preprod smoke run: {smoked.status}, rows in {smoked.rows_in}, rejected "
+            f"{smoked.rows_rejected}, scored {smoked.rows_scored}"
+        )
+    if "restored" in second:
+        restored = second["restored"]
+        print(f"  prod {restored.day}: scored again by the champion before the shadow")
+    shown = second["shadow"]
+    print(
+        f"  prod shadow before the approval (candidate model {shown['candidate'].name}), "
+        "each day beside the champion's answers:"
+    )
+    for day, comparison in shown["days"].items():
+        print(f"    {shadow_demo.headline(day, comparison)}")
+    print(
+        f"  shadow page: {shown['html']}; {len(shown['written'])} objects written, all under "
+        "_shadow/: the champion's markers, outputs and table unchanged"
+    )
+    if "prod" in second:
+        print(f"  prod: version {version} -> {second['prod']['tfvars']['model_package_arn']}")
+    else:
+        print(f"  prod: version {version} not deployed (no approval); prod keeps its version")
 
 
 def print_freshness(fresh: dict[str, Any]) -> None:
@@ -843,7 +977,13 @@ def main(argv: list[str] | None = None) -> int:
         report = run(
             args.rows, args.yes, args.workdir, drift=args.drift, example=EXAMPLES[args.example]
         )
-    except (DemoFailed, quality_demo.QualityDemoFailed, utils.PromotionError) as error:
+    except (
+        DemoFailed,
+        quality_demo.QualityDemoFailed,
+        shadow_demo.ShadowDemoFailed,
+        shadow_run.ShadowError,
+        utils.PromotionError,
+    ) as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1
     print_summary(report)

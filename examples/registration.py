@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sagemaker import SageMakerClient
 
 
+RETRAINED_SEED = 1  # the second version's split / sample (the first one's is seed 0)
+
+
 @dataclass(frozen=True)
 class Registered:
     package_arn: str
@@ -44,13 +47,20 @@ def register(
     approval: str | None,
     example: Example = EXAMPLES["breast-cancer"],
     degraded: bool = False,
+    retrained: bool = False,
 ) -> Registered:
     """Train, upload under ``s3://bucket/output_prefix/``, register in ``group`` (pending),
     then approve with ``approval`` as the reason (a data scientist's click; None leaves it
-    pending). ``degraded``: the example's deliberately worse model (``--degraded``)."""
+    pending). ``degraded``: the example's deliberately worse model (``--degraded``);
+    ``retrained``: its second version (``--retrained``, seed ``RETRAINED_SEED``)."""
     model = example.model()
     # model.tar.gz, baseline.json (and model-quality.json)
-    trained = model.build(workdir, degraded=True) if degraded else model.build(workdir)
+    if degraded:
+        trained = model.build(workdir, degraded=True)
+    elif retrained:
+        trained = model.build(workdir, seed=RETRAINED_SEED, retrained=True)
+    else:
+        trained = model.build(workdir)
     metadata = {
         "holdout_accuracy": f"{trained.holdout_accuracy:.4f}",
         # what each answer column is: the stage's predictions table is named by it

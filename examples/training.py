@@ -44,15 +44,17 @@ class Built:
     model_quality: Path | None = None  # the holdout's ModelQuality statistics, if measured
 
 
-def build(module: str, destination: Path, seed: int = 0, degraded: bool = False) -> Built:
-    """Run ``python -m <module> --output destination --seed seed [--degraded]`` in the
-    runtime twin."""
+def build(
+    module: str, destination: Path, seed: int = 0, degraded: bool = False, retrained: bool = False
+) -> Built:
+    """Run ``python -m <module> --output destination --seed seed [--degraded | --retrained]``
+    in the runtime twin."""
     destination.mkdir(parents=True, exist_ok=True)
     environment = {**os.environ, "PYTHONPATH": str(twin.REPOSITORY), "PYTHONNOUSERSITE": "1"}
     environment.pop("PYTHONHOME", None)
     command = [str(twin.python()), "-m", module, "--output", str(destination), "--seed", str(seed)]
     finished = subprocess.run(
-        command + (["--degraded"] if degraded else []),
+        command + (["--degraded"] if degraded else []) + (["--retrained"] if retrained else []),
         cwd=twin.REPOSITORY, env=environment, capture_output=True, text=True, check=False,
     )  # fmt: skip
     if finished.returncode:
@@ -149,20 +151,34 @@ def main(
     train: Callable[[int], _Model],
     package: Callable[[_Model, Path], Path],
     train_degraded: Callable[[int], _Model] | None = None,
+    train_retrained: Callable[[int], _Model] | None = None,
 ) -> int:
     """An example's ``python -m examples.<name>.model --output DIR [--seed N] [--degraded]``
     (in the twin): train, package into ``DIR/model.tar.gz``, write the baseline, the
     ModelQuality statistics (when the model measures them: ``model_quality``) and the
     summary. ``--degraded``: ``train_degraded``, a deliberately worse model (for the demo's
-    quality alarm); an example without one refuses it (exit 2)."""
+    quality alarm); an example without one refuses it (exit 2). ``--retrained``:
+    ``train_retrained``, the demo's second version, trained again so that a few percent of
+    its decisions differ (what ``make demo``'s shadow run shows before the prod approval)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--degraded", action="store_true", help="train a deliberately worse model")
+    variant = parser.add_mutually_exclusive_group()
+    variant.add_argument("--degraded", action="store_true", help="train a deliberately worse model")
+    variant.add_argument(
+        "--retrained", action="store_true", help="train the demo's second, retrained version"
+    )
     args = parser.parse_args(argv)
     if args.degraded and train_degraded is None:
         parser.error("--degraded: this example has no degraded model")
-    trained = (train_degraded if args.degraded and train_degraded else train)(args.seed)
+    if args.retrained and train_retrained is None:
+        parser.error("--retrained: this example has no retrained model")
+    chosen = train
+    if args.degraded and train_degraded:
+        chosen = train_degraded
+    elif args.retrained and train_retrained:
+        chosen = train_retrained
+    trained = chosen(args.seed)
     package(trained, args.output / ARCHIVE)
     write_outputs(
         args.output,

@@ -210,13 +210,62 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
         )
         assert latest["model_quality"]["status"] == "Succeeded"
         assert quality["deployed"]["execution_arn"] != quality["degraded"]["execution_arn"]
+        day_rows = dict(zip(scored_ids, x_day, strict=True))  # the last stage's: prod's
+
+    # the second version (#33): retrained, promoted to preprod, shadowed in prod on the days
+    # version 1 scored, then approved and deployed to prod
+    second = report["second"]
+    assert second["version"] == 3  # dev: 1 the first, 2 the degraded (pending), 3 this one
+    assert second["preprod"]["tfvars"]["model_version"] == 3
+    assert second["preprod"]["smoke"].passed and second["preprod"]["checked"].rows == 38
+    assert second["prod"]["tfvars"]["model_version"] == 3
+    assert second["plan"]["model_version"] == 3  # the plan job's tfvars, written in plan/
+    assert (tmp_path / "plan" / "prod.tfvars.json").is_file()
+    with tarfile.open(tmp_path / "second" / "model.tar.gz") as archive:
+        archive.extract("model.joblib", tmp_path / "second-model", filter="data")
+    retrained = joblib.load(tmp_path / "second-model" / "model.joblib")
+    shown = second["shadow"]
+    champion = report["stages"]["prod"]
+    assert shown["candidate"].name == "breast-cancer-classifier-prod-c3"
+    yesterday = champion["day"]["day"]
+    # the last three scored days: yesterday's CSV, and the same rows as Parquet and JSON Lines
+    assert list(shown["days"]) == [str(yesterday - timedelta(days=n)) for n in (2, 1, 0)]
+    # yesterday's marker named the degraded run (the quality demo's): scored again by v1
+    restored = second["restored"]
+    assert restored.action == "Succeeded"
+    assert shown["days"][str(yesterday)]["executions"]["champion"] == restored.execution_arn
+    ids = sorted(day_rows)
+    x_rows = np.array([day_rows[i] for i in ids])
+    before = model.predict_proba(x_rows)[:, 1] >= 0.5
+    after = retrained.predict_proba(x_rows)[:, 1] >= 0.5
+    for day, comparison in shown["days"].items():
+        assert comparison["rows"]["both"] == len(ids) == champion["day"]["marker"]["rows_scored"]
+        assert comparison["rows"]["champion_only"] == comparison["rows"]["candidate_only"] == 0
+        decision = comparison["decision"]
+        # the flips recomputed from the two models on the day's rows
+        assert decision["flips"] == int((before != after).sum()) > 0, day
+        assert decision["to_positive"] == int((after & ~before).sum())
+        assert 0 < decision["flip_rate"] < 0.1  # a few percent: a retrained model, not a broken one
+        assert comparison["gates"] == {"champion": "passed", "candidate": "passed"}
+        assert comparison["outputs"]["prediction"]["psi"] < 0.25
+    # everything the shadow wrote is under prod's _shadow/v3/ (the demo fails on any change
+    # to the champion's objects: markers, outputs, table, definitions)
+    root = f"{champion['tfvars']['output_data_url'].rstrip('/')}/_shadow/v3/"
+    assert shown["written"] and all(uri.startswith(root) for uri in shown["written"])
+    document = json.loads(shown["json"].read_text())
+    assert document["days"] == json.loads(json.dumps(shown["days"]))
+    assert shown["html"].read_text().count("<section><h2>") == len(shown["days"])  # a chart each
 
     assert report["redeploy"] == {
-        stage: report["stages"][stage]["tfvars"]["model_package_arn"]
-        for stage in ("preprod", "prod")
+        stage: second[stage]["tfvars"]["model_package_arn"] for stage in ("preprod", "prod")
     }
     demo.print_summary(report)
     out = capsys.readouterr().out
+    # the comparison is shown before the second version's approval is asked
+    first_headline = out.index(f"    shadow {min(shown['days'])}: rows by both {len(ids)}, ")
+    assert first_headline < out.index("==> manual approval: version 3 approved for prod")
+    assert out.index("==> manual approval: version 1 approved") < first_headline
+    assert f"    shadow page: {shown['html']}" in out
     assert (
         f"rows in {ROWS}, rejected {report['stages']['prod']['record']['Counts']['rows_rejected']}"
         in out
@@ -335,6 +384,24 @@ def test_the_second_example_goes_through_the_same_template(tmp_path: Path) -> No
             assert drifted["verdict"] == "warned"
         assert "quality" not in result  # multi-class: no model-quality demo
     assert "multi-class" in report["model_quality"]["skipped"]
+    # its second version (another sample of tickets), shadowed in prod: labels that change
+    second = report["second"]
+    assert second["version"] == 2 and "restored" not in second  # no degraded model here
+    with tarfile.open(tmp_path / "second" / "model.tar.gz") as archive:
+        archive.extract("model.joblib", tmp_path / "second-model", filter="data")
+    retrained = joblib.load(tmp_path / "second-model" / "model.joblib")
+    scored = {line[0] for line in lines}  # prod's batch (the loop's last stage)
+    with (tmp_path / "prod-input.csv").open(newline="") as handle:
+        day = [r for _, r in zip(range(demo.DAY_ROWS), csv.DictReader(handle), strict=False)]
+    day = [row for row in day if row["ticket_id"] in scored]
+    text = "".join(",".join(row[f["name"]] for f in features) + "\n" for row in day)
+    rows = inference.parse_features(text.encode(), features)
+    changed = int((pipeline.predict(rows) != retrained.predict(rows)).sum())
+    for comparison in second["shadow"]["days"].values():
+        assert comparison["rows"]["both"] == len(day)
+        decision = comparison["decision"]
+        assert (decision["kind"], decision["changed"]) == ("label", changed)
+        assert 0 < decision["change_rate"] < 0.1
 
 
 def test_an_example_without_a_degraded_model_refuses_degraded(

@@ -1,0 +1,172 @@
+"""``make demo``'s shadow run: the second version scores prod's last days before its approval.
+
+After prod has scored its days with version 1, the demo registers a second, genuinely
+retrained version (``--retrained``: another split and regularisation, so a few percent of
+decisions move across the threshold), deploys it to preprod, then does what prod's plan job
+does before the reviewer is asked (#33): the candidate's SageMaker Model is created in prod
+without switching anything, and ``pipelines.shadow_run`` scores prod's last scored days with
+it through the stage's deployed definition, each beside the champion's own answers for that
+day. The comparison's headline per day (rows both scored, flips at the threshold, PSI, both
+gates' verdicts) is printed, and its page is written, before the approval prompt.
+
+The shadow must leave no trace in what the champion owns: every object of the prod account
+is listed (with its ETag) before and after, and the demo fails if one changed or went away,
+or if a new one is outside the shadow's prefixes (``<output>/_shadow/v<N>/`` and the
+candidate's ``<project>/shadow-models/v<N>/``); the day markers are among those objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import utils
+from common.stage_model import STAGE_MODEL_ENVIRONMENT
+from pipelines import partition_runs, shadow_page, shadow_run
+from promotion.names import resource_name
+from stage_runtime import runs
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from local_mode.emulator import Emulator
+
+SHADOW_OUT = "prod-shadow"  # <workdir>/prod-shadow/: shadow.json, shadow.html, shadow.md
+
+
+class ShadowDemoFailed(Exception):
+    """A shadow step of the demo failed; the message says which and why."""
+
+
+def account_objects(s3: S3Client) -> dict[str, str]:
+    """Every object of the account's buckets, ``s3://bucket/key`` -> ETag."""
+    found: dict[str, str] = {}
+    for bucket in s3.list_buckets().get("Buckets", []):
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"])
+        for page in pages:
+            for item in page.get("Contents", []):
+                found[f"s3://{bucket['Name']}/{item['Key']}"] = item["ETag"]
+    return found
+
+
+def traces(before: dict[str, str], after: dict[str, str], allowed: list[str]) -> list[str]:
+    """What changed between two listings outside ``allowed`` prefixes: objects changed or
+    gone (whatever their prefix), new objects elsewhere."""
+    found = [f"changed: {uri}" for uri in before if uri in after and after[uri] != before[uri]]
+    found += [f"gone: {uri}" for uri in before if uri not in after]
+    found += [
+        f"new outside the shadow's prefixes: {uri}"
+        for uri in after
+        if uri not in before and not any(uri.startswith(prefix) for prefix in allowed)
+    ]
+    return sorted(found)
+
+
+def restore_champion_day(
+    aws: Emulator, tfvars: dict[str, Any], day: date, workdir: Path
+) -> runs.DayResult:
+    """``day`` scored again by the deployed version, as the backfill forces a day: the model
+    quality demo left the degraded model's run in its marker, and a shadow compares with the
+    run the marker names."""
+    (result,) = partition_runs.run_days(
+        tfvars, aws.account("prod"), [day], local=True, force=True,
+        work_dir=workdir / "prod-days-restored",
+    )  # fmt: skip
+    if result.action != "Succeeded":
+        raise ShadowDemoFailed(f"prod: {day} scored again by the champion: {result.detail}")
+    return result
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    version: int
+    artifact: str  # its copy in the stage's bucket
+
+
+def create_candidate(
+    aws: Emulator, tfvars: dict[str, Any], source_arn: str, version: int
+) -> Candidate:
+    """The candidate's SageMaker Model in prod, ``<group>-prod-c<N>``, as the plan job makes
+    it: the dev package's artifact copied under ``<project>/shadow-models/v<N>/``, the
+    shadow role, network isolation, tagged ``shadow=true``. Nothing the stage runs
+    changes."""
+    (container,) = (
+        aws.client("sagemaker", "dev")
+        .describe_model_package(ModelPackageName=source_arn)["InferenceSpecification"]
+        .get("Containers", [])
+    )
+    source_bucket, source_key = utils.parse_s3_uri(container["ModelDataUrl"])
+    body = aws.client("s3", "dev").get_object(Bucket=source_bucket, Key=source_key)["Body"]
+    bucket = tfvars["artifacts_bucket"]
+    key = f"{tfvars['project_name']}/shadow-models/v{version}/{source_key.rsplit('/', 1)[-1]}"
+    aws.client("s3", "prod").put_object(Bucket=bucket, Key=key, Body=body.read())
+    name = resource_name(tfvars["model_package_group_name"], "prod", f"c{version}")
+    aws.client("sagemaker", "prod").create_model(
+        ModelName=name,
+        ExecutionRoleArn=tfvars["shadow_role_arn"],
+        Containers=[
+            {
+                "Image": container["Image"],
+                "ModelDataUrl": f"s3://{bucket}/{key}",
+                "Environment": dict(container.get("Environment", {})) | STAGE_MODEL_ENVIRONMENT,
+            }
+        ],
+        EnableNetworkIsolation=True,
+        Tags=[{"Key": "model-version", "Value": str(version)}, {"Key": "shadow", "Value": "true"}],
+    )
+    return Candidate(name, version, f"s3://{bucket}/{key}")
+
+
+def shadow(
+    aws: Emulator, tfvars: dict[str, Any], candidate: Candidate, workdir: Path
+) -> dict[str, Any]:
+    """The shadow run of ``candidate`` on prod's last scored days (``tfvars``: the deployed
+    stage's), its outputs in ``<workdir>/prod-shadow/``; fails if a day was not compared or
+    the champion's objects show a trace of it."""
+    s3 = aws.client("s3", "prod")
+    before = account_objects(s3)
+    result = shadow_run.shadow_run(
+        tfvars,
+        aws.account("prod"),
+        "prod",
+        candidate.name,
+        candidate.version,
+        days=int(tfvars.get("shadow_days") or shadow_run.DEFAULT_DAYS),
+        local=True,
+        work_dir=workdir / "prod-shadow-runs",
+    )
+    out = workdir / SHADOW_OUT
+    markdown = shadow_run.write_outputs(result, out, None)
+    if result.failures:
+        raise ShadowDemoFailed("prod shadow run: " + "; ".join(result.failures))
+    after = account_objects(s3)
+    left = traces(before, after, [f"{shadow_run.shadow_root(tfvars, candidate.version)}/"])
+    if left:
+        raise ShadowDemoFailed(
+            f"the shadow run left {len(left)} trace(s) in the champion's objects: {left[:3]}"
+        )
+    return {
+        "candidate": candidate,
+        "days": result.days,
+        "json": out / "shadow.json",
+        "html": out / "shadow.html",
+        "markdown": markdown,
+        "written": sorted(set(after) - set(before)),
+    }
+
+
+def headline(day: str, comparison: dict[str, Any]) -> str:
+    """One day's comparison in a line: rows both scored, decisions changed, PSI, gates."""
+    rows, gates = comparison["rows"], comparison["gates"]
+    psi = ", ".join(
+        f"{name} {'n/a' if output['psi'] is None else format(output['psi'], '.3f')}"
+        for name, output in comparison["outputs"].items()
+    )
+    return (
+        f"{day}: rows by both {rows['both']}, "
+        f"{shadow_page.decision_line(comparison['decision'])}, PSI {psi}, gates champion "
+        f"{gates['champion']}, candidate {gates['candidate']}"
+    )
