@@ -75,6 +75,7 @@ from local_mode import freshness as local_freshness
 from local_mode.emulator import Emulator, environment, role_arn, running_emulator
 from local_mode.report import RunReport, write_report
 from pipelines import check_model, partition_runs, shadow_run, smoke
+from promotion.stage import deployment_record_key
 from promotion.stage_files import quality_gate
 from stage_runtime import freshness, partitions, run_cost, runs
 
@@ -157,13 +158,15 @@ def deploy(
 
 
 def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) -> None:
-    """The SageMaker Model the stage's Terraform creates from the promoted package."""
+    """The SageMaker Model the stage's Terraform creates from the promoted package, and the
+    deployment record its apply writes last."""
     client = aws.client("sagemaker", stage)
     try:
         client.describe_model(ModelName=tfvars["model_name"])
         return
     except client.exceptions.ClientError:
         pass
+    record_deployment(aws, stage, tfvars)
     client.create_model(
         ModelName=tfvars["model_name"],
         ExecutionRoleArn=tfvars["sagemaker_role_arn"],
@@ -174,6 +177,20 @@ def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) ->
             }
         ],
         EnableNetworkIsolation=True,
+    )
+
+
+def record_deployment(aws: Emulator, stage: str, tfvars: dict[str, Any]) -> None:
+    """The deployment record the stage's apply writes (terraform/stage/model.tf's
+    ``deployment_record``; the demo has no endpoint): build.py reads it at the next
+    promotion, for the model it keeps and the version a shadow candidate is compared with."""
+    fields = ("model_name", "model_package_arn", "source_model_package_arn", "model_version")
+    current = {name: tfvars[name] for name in fields} | {"endpoint_config": None}
+    aws.client("s3", stage).put_object(
+        Bucket=tfvars["artifacts_bucket"],
+        Key=deployment_record_key(tfvars["project_name"], stage),
+        Body=json.dumps({"current": current, "previous": tfvars.get("previous_model")}).encode(),
+        ContentType="application/json",
     )
 
 
@@ -758,13 +775,11 @@ def second_version(
             partial(shadow_demo.restore_champion_day, aws, champion["tfvars"], day, workdir),
         )
     plan = timer.run(
-        f"prod plan job: build.py --stage prod --model-version {version} --plan-only",
-        partial(deploy, "prod", example, workdir, version, ("--plan-only",)),
+        f"prod plan job: build.py --stage prod --model-version {version} --plan-only "
+        "--shadow-candidate",
+        partial(deploy, "prod", example, workdir, version, ("--plan-only", "--shadow-candidate")),
     )
-    candidate = timer.run(
-        f"prod plan job: the candidate's SageMaker Model (version {version}, shadow role)",
-        partial(shadow_demo.create_candidate, aws, plan, second["source_arn"], version),
-    )
+    candidate = shadow_demo.candidate_of(aws, plan)
     shown = second["shadow"] = timer.run(
         f"prod plan job: version {version} in the shadow of version "
         f"{champion['tfvars']['model_version']} on prod's last scored days",
@@ -781,6 +796,11 @@ def second_version(
         )
         checked, smoked = install(aws, timer, "prod", tfvars, workdir)
         second["prod"] = {"tfvars": tfvars, "checked": checked, "smoke": smoked}
+        # the approved deployment removed its candidate (promotion/shadow_candidate.py)
+        second["candidate_left"] = shadow_demo.candidate_left(aws, plan, candidate)
+        if second["candidate_left"]:
+            raise DemoFailed(f"prod: version {version}'s candidate outlived its deployment: "
+                             f"{second['candidate_left']}")  # fmt: skip
         serve.copy_stage_model(aws.account("prod"), tfvars["model_name"],
                                serve.model_copy(workdir, "prod"))  # fmt: skip
     return second

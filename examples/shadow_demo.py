@@ -1,18 +1,20 @@
 """``make demo``'s shadow run: the second version scores prod's last days before its approval.
 
 After prod has scored its days with version 1, the demo registers a second, genuinely
-retrained version (``--retrained``: another split and regularisation, so a few percent of
-decisions move across the threshold), deploys it to preprod, then does what prod's plan job
-does before the reviewer is asked (#33): the candidate's SageMaker Model is created in prod
-without switching anything, and ``pipelines.shadow_run`` scores prod's last scored days with
-it through the stage's deployed definition, each beside the champion's own answers for that
-day. The comparison's headline per day (rows both scored, flips at the threshold, PSI, both
-gates' verdicts) is printed, and its page is written, before the approval prompt.
+retrained version (``--retrained``: another split, fitted on 40 % of its rows, so a few
+percent of decisions move across the threshold), deploys it to preprod, then does what
+prod's plan job does before the reviewer is asked (#33): ``build.py --plan-only
+--shadow-candidate`` makes the candidate's SageMaker Model in prod without switching
+anything (``promotion/shadow_candidate.py``), and ``pipelines.shadow_run`` scores prod's
+last scored days with it through the stage's deployed definition, each beside the
+champion's own answers for that day. The comparison's headline per day (rows both scored,
+flips at the threshold, PSI, both gates' verdicts) is printed, and its page is written,
+before the approval prompt. The approved deployment then removes the candidate (checked).
 
-The shadow must leave no trace in what the champion owns: every object of the prod account
-is listed (with its ETag) before and after, and the demo fails if one changed or went away,
-or if a new one is outside the shadow's prefixes (``<output>/_shadow/v<N>/`` and the
-candidate's ``<project>/shadow-models/v<N>/``); the day markers are among those objects.
+The shadow run must leave no trace in what the champion owns: every object of the prod
+account is listed (with its ETag) before and after it, and the demo fails if one changed or
+went away, or if a new one is outside ``<output>/_shadow/v<N>/``; the day markers, the
+champion's outputs and table, and the pipeline definitions are among those objects.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import utils
-from common.stage_model import STAGE_MODEL_ENVIRONMENT
 from pipelines import partition_runs, shadow_page, shadow_run
-from promotion.names import resource_name
+from promotion import shadow_candidate
+from promotion.names import candidate_model_name
 from stage_runtime import runs
 
 if TYPE_CHECKING:
@@ -83,41 +84,47 @@ def restore_champion_day(
 class Candidate:
     name: str
     version: int
-    artifact: str  # its copy in the stage's bucket
+    artifacts: list[str]  # its copies in the stage's bucket (``shadow-models/v<N>/``)
+    tags: dict[str, str]
 
 
-def create_candidate(
-    aws: Emulator, tfvars: dict[str, Any], source_arn: str, version: int
-) -> Candidate:
-    """The candidate's SageMaker Model in prod, ``<group>-prod-c<N>``, as the plan job makes
-    it: the dev package's artifact copied under ``<project>/shadow-models/v<N>/``, the
-    shadow role, network isolation, tagged ``shadow=true``. Nothing the stage runs
-    changes."""
-    (container,) = (
-        aws.client("sagemaker", "dev")
-        .describe_model_package(ModelPackageName=source_arn)["InferenceSpecification"]
-        .get("Containers", [])
+def candidate_of(aws: Emulator, plan: dict[str, Any]) -> Candidate:
+    """The candidate ``build.py --plan-only --shadow-candidate`` made in prod for the plan's
+    version (``<group>-prod-c<N>``), with its copies and tags; the demo fails without it."""
+    version = int(plan["model_version"])
+    name = candidate_model_name(plan["model_package_group_name"], "prod", version)
+    sagemaker = aws.client("sagemaker", "prod")
+    try:
+        model = sagemaker.describe_model(ModelName=name)
+    except sagemaker.exceptions.ClientError as error:
+        raise ShadowDemoFailed(f"the plan made no candidate model {name}: {error}") from None
+    tags = sagemaker.list_tags(ResourceArn=model["ModelArn"])["Tags"]
+    return Candidate(
+        name,
+        version,
+        _objects(aws.client("s3", "prod"), plan, version),
+        {tag["Key"]: tag["Value"] for tag in tags},
     )
-    source_bucket, source_key = utils.parse_s3_uri(container["ModelDataUrl"])
-    body = aws.client("s3", "dev").get_object(Bucket=source_bucket, Key=source_key)["Body"]
-    bucket = tfvars["artifacts_bucket"]
-    key = f"{tfvars['project_name']}/shadow-models/v{version}/{source_key.rsplit('/', 1)[-1]}"
-    aws.client("s3", "prod").put_object(Bucket=bucket, Key=key, Body=body.read())
-    name = resource_name(tfvars["model_package_group_name"], "prod", f"c{version}")
-    aws.client("sagemaker", "prod").create_model(
-        ModelName=name,
-        ExecutionRoleArn=tfvars["shadow_role_arn"],
-        Containers=[
-            {
-                "Image": container["Image"],
-                "ModelDataUrl": f"s3://{bucket}/{key}",
-                "Environment": dict(container.get("Environment", {})) | STAGE_MODEL_ENVIRONMENT,
-            }
-        ],
-        EnableNetworkIsolation=True,
-        Tags=[{"Key": "model-version", "Value": str(version)}, {"Key": "shadow", "Value": "true"}],
-    )
-    return Candidate(name, version, f"s3://{bucket}/{key}")
+
+
+def _objects(s3: S3Client, plan: dict[str, Any], version: int) -> list[str]:
+    bucket = plan["artifacts_bucket"]
+    prefix = f"{shadow_candidate.shadow_prefix(plan['project_name'], version)}/"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [f"s3://{bucket}/{item['Key']}" for page in pages for item in page.get("Contents", [])]
+
+
+def candidate_left(aws: Emulator, plan: dict[str, Any], candidate: Candidate) -> list[str]:
+    """What is left of ``candidate`` in prod (its model, its copies): nothing once the
+    approved deployment of its version ran."""
+    sagemaker = aws.client("sagemaker", "prod")
+    left = _objects(aws.client("s3", "prod"), plan, candidate.version)
+    try:
+        sagemaker.describe_model(ModelName=candidate.name)
+        left.append(f"model {candidate.name}")
+    except sagemaker.exceptions.ClientError:
+        pass
+    return left
 
 
 def shadow(

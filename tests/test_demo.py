@@ -226,7 +226,13 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
     retrained = joblib.load(tmp_path / "second-model" / "model.joblib")
     shown = second["shadow"]
     champion = report["stages"]["prod"]
-    assert shown["candidate"].name == "breast-cancer-classifier-prod-c3"
+    # the plan's candidate (build.py --plan-only --shadow-candidate), gone once deployed
+    candidate = shown["candidate"]
+    assert candidate.name == "breast-cancer-classifier-prod-c3"
+    assert candidate.tags["shadow"] == "true" and candidate.tags["model-version"] == "3"
+    copies = f"s3://{champion['tfvars']['artifacts_bucket']}/breast-cancer/shadow-models/v3/"
+    assert candidate.artifacts and all(uri.startswith(copies) for uri in candidate.artifacts)
+    assert second["candidate_left"] == []
     yesterday = champion["day"]["day"]
     # the last three scored days: yesterday's CSV, and the same rows as Parquet and JSON Lines
     assert list(shown["days"]) == [str(yesterday - timedelta(days=n)) for n in (2, 1, 0)]
@@ -266,6 +272,7 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
     assert first_headline < out.index("==> manual approval: version 3 approved for prod")
     assert out.index("==> manual approval: version 1 approved") < first_headline
     assert f"    shadow page: {shown['html']}" in out
+    assert "shadow candidate: created breast-cancer-classifier-prod-c3 (artifacts under " in out
     assert (
         f"rows in {ROWS}, rejected {report['stages']['prod']['record']['Counts']['rows_rejected']}"
         in out
