@@ -205,6 +205,7 @@ def install(
     )
     print(f"    {checked.line()}", flush=True)
     create_sagemaker_model(aws, stage, tfvars)
+    shadow_demo.apply_shadow_pipeline(aws, stage, tfvars)
     if not tfvars.get("smoke_input"):
         return checked, None
     smoked = timer.run(
@@ -782,8 +783,9 @@ def second_version(
     candidate = shadow_demo.candidate_of(aws, plan)
     shown = second["shadow"] = timer.run(
         f"prod plan job: version {version} in the shadow of version "
-        f"{champion['tfvars']['model_version']} on prod's last scored days",
-        partial(shadow_demo.shadow, aws, champion["tfvars"], candidate, workdir),
+        f"{champion['tfvars']['model_version']} on prod's last scored days (shadow_run "
+        "--plan-job)",
+        partial(shadow_demo.shadow, aws, plan, candidate, workdir),
     )
     second["plan"] = plan
     for day, comparison in shown["days"].items():

@@ -19,11 +19,15 @@ champion's outputs and table, and the pipeline definitions are among those objec
 
 from __future__ import annotations
 
+import json
+import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from local_mode.emulator import environment
 from pipelines import partition_runs, shadow_page, shadow_run
 from promotion import shadow_candidate
 from promotion.names import candidate_model_name
@@ -127,40 +131,76 @@ def candidate_left(aws: Emulator, plan: dict[str, Any], candidate: Candidate) ->
     return left
 
 
-def shadow(
-    aws: Emulator, tfvars: dict[str, Any], candidate: Candidate, workdir: Path
-) -> dict[str, Any]:
-    """The shadow run of ``candidate`` on prod's last scored days (``tfvars``: the deployed
-    stage's), its outputs in ``<workdir>/prod-shadow/``; fails if a day was not compared or
-    the champion's objects show a trace of it."""
-    s3 = aws.client("s3", "prod")
-    before = account_objects(s3)
-    result = shadow_run.shadow_run(
-        tfvars,
-        aws.account("prod"),
-        "prod",
-        candidate.name,
-        candidate.version,
-        days=int(tfvars.get("shadow_days") or shadow_run.DEFAULT_DAYS),
-        local=True,
-        work_dir=workdir / "prod-shadow-runs",
+def apply_shadow_pipeline(aws: Emulator, stage: str, tfvars: dict[str, Any]) -> None:
+    """The stage's shadow pipeline as its apply makes it (#33, where the account has the
+    shadow role): the deployed definition with the execution role's ARN replaced by the
+    shadow role's, run as the shadow role. Given as text: moto describes a pipeline made from
+    an S3 location with the Python repr of its definition, where SageMaker returns JSON."""
+    if not tfvars.get("shadow_role_arn"):
+        return
+    body = (
+        aws.client("s3", stage)
+        .get_object(Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"])[
+            "Body"
+        ]
+        .read()
+        .decode()
     )
-    out = workdir / SHADOW_OUT
-    markdown = shadow_run.write_outputs(result, out, None)
-    if result.failures:
-        raise ShadowDemoFailed("prod shadow run: " + "; ".join(result.failures))
+    definition = body.replace(tfvars["sagemaker_role_arn"], tfvars["shadow_role_arn"])
+    sagemaker = aws.client("sagemaker", stage)
+    name = tfvars["shadow_pipeline_name"]
+    if sagemaker.list_pipelines(PipelineNamePrefix=name)["PipelineSummaries"]:
+        sagemaker.update_pipeline(
+            PipelineName=name, PipelineDefinition=definition, RoleArn=tfvars["shadow_role_arn"]
+        )
+        return
+    sagemaker.create_pipeline(
+        PipelineName=name,
+        PipelineDefinition=definition,
+        RoleArn=tfvars["shadow_role_arn"],
+        ClientRequestToken=str(uuid.uuid4()),
+    )
+
+
+def shadow(
+    aws: Emulator, plan: dict[str, Any], candidate: Candidate, workdir: Path
+) -> dict[str, Any]:
+    """Prod's plan job's shadow step, ``python -m pipelines.shadow_run --tfvars <plan>
+    --plan-job --local`` (in process, with the prod account's credentials): its outputs in
+    ``<workdir>/prod-shadow/``, the job summary the reviewer reads in
+    ``<workdir>/prod-plan-summary.md``. Fails if it did not compare every day, or if the
+    champion's objects show a trace of it."""
+    s3 = aws.client("s3", "prod")
+    out, summary = workdir / SHADOW_OUT, workdir / "prod-plan-summary.md"
+    shutil.rmtree(out, ignore_errors=True)  # a reused workdir: no earlier run's page
+    summary.write_text("")
+    before = account_objects(s3)
+    argv = [
+        "--tfvars", str(workdir / "plan" / "prod.tfvars.json"), "--plan-job", "--local",
+        "--out", str(out), "--summary", str(summary),
+        "--work-dir", str(workdir / "prod-shadow-runs"),
+    ]  # fmt: skip
+    with environment(aws.credential_variables("prod")):  # the CLI's boto3 chain, in prod
+        code = shadow_run.main(argv)
+    if code != 0 or not (out / "shadow.json").is_file():
+        raise ShadowDemoFailed(
+            f"prod plan job: the shadow run exited {code}: {summary.read_text().strip()}"
+        )
+    document = json.loads((out / "shadow.json").read_text())
+    if document["candidate"] != {"model": candidate.name, "version": candidate.version}:
+        raise ShadowDemoFailed(f"the shadow run took {document['candidate']}, not {candidate}")
     after = account_objects(s3)
-    left = traces(before, after, [f"{shadow_run.shadow_root(tfvars, candidate.version)}/"])
+    left = traces(before, after, [f"{shadow_run.shadow_root(plan, candidate.version)}/"])
     if left:
         raise ShadowDemoFailed(
             f"the shadow run left {len(left)} trace(s) in the champion's objects: {left[:3]}"
         )
     return {
         "candidate": candidate,
-        "days": result.days,
+        "days": document["days"],
         "json": out / "shadow.json",
         "html": out / "shadow.html",
-        "markdown": markdown,
+        "summary": summary,
         "written": sorted(set(after) - set(before)),
     }
 

@@ -261,6 +261,12 @@ def test_demo_scores_every_valid_row_with_the_real_model(tmp_path: Path, capsys)
     document = json.loads(shown["json"].read_text())
     assert document["days"] == json.loads(json.dumps(shown["days"]))
     assert shown["html"].read_text().count("<section><h2>") == len(shown["days"])  # a chart each
+    # what the prod reviewer reads: prod's limit (0.2) met, production ids withheld
+    reviewed = shown["summary"].read_text()
+    assert reviewed.startswith("### prod: version 3 in the shadow of the champion\n")
+    worst = max(c["decision"]["flip_rate"] for c in shown["days"].values())
+    assert f"changes {worst:.2%} of its decisions, within the limit of 20.00%" in reviewed
+    assert "ids withheld: shadow_show_ids is false" in reviewed
 
     assert report["redeploy"] == {
         stage: second[stage]["tfvars"]["model_package_arn"] for stage in ("preprod", "prod")
