@@ -429,6 +429,21 @@ def test_an_example_without_a_degraded_model_refuses_degraded(
     assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
 
 
+def test_a_model_is_either_degraded_or_retrained(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from examples.breast_cancer import model
+
+    with pytest.raises(SystemExit) as refused:
+        training.main(
+            ["--output", str(tmp_path), "--degraded", "--retrained"], "d", model.train,
+            model.package, train_degraded=model.train, train_retrained=model.train,
+        )  # fmt: skip
+    assert refused.value.code == 2
+    assert "--retrained: not allowed with argument --degraded" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing trained, nothing written
+
+
 def test_an_unknown_example_is_refused_with_the_ones_there_are(capsys) -> None:
     with pytest.raises(SystemExit) as refused:
         demo.main(["--example", "not-an-example"])
