@@ -21,8 +21,9 @@
    exact version preprod got;
 7. a second, retrained version (``--retrained``) is registered, approved and deployed to
    preprod (build.py, check_model, its model, the smoke run); prod's plan job follows
-   (``build.py --plan-only``, the candidate's model) and scores prod's last scored days with
-   it in the shadow of version 1 (``pipelines/shadow_run.py``, ``examples/shadow_demo.py``):
+   (``build.py --plan-only --shadow-candidate``: the candidate's model) and scores prod's last
+   scored days with it in the shadow of version 1 (``pipelines.shadow_run --plan-job``,
+   ``examples/shadow_demo.py``):
    each day's comparison (rows by both, flips at the threshold, PSI, gates) and its page
    are printed BEFORE the second approval is asked; once approved, it is deployed to prod;
 8. deploys both stages again to show the re-deploy is a no-op (same packages, nothing
@@ -158,15 +159,13 @@ def deploy(
 
 
 def create_sagemaker_model(aws: Emulator, stage: str, tfvars: dict[str, Any]) -> None:
-    """The SageMaker Model the stage's Terraform creates from the promoted package, and the
-    deployment record its apply writes last."""
+    """The SageMaker Model the stage's Terraform creates from the promoted package."""
     client = aws.client("sagemaker", stage)
     try:
         client.describe_model(ModelName=tfvars["model_name"])
         return
     except client.exceptions.ClientError:
         pass
-    record_deployment(aws, stage, tfvars)
     client.create_model(
         ModelName=tfvars["model_name"],
         ExecutionRoleArn=tfvars["sagemaker_role_arn"],
@@ -198,14 +197,17 @@ def install(
     aws: Emulator, timer: Timer, stage: str, tfvars: dict[str, Any], workdir: Path
 ) -> tuple[check_model.CheckResult, smoke.SmokeResult | None]:
     """What the deployment does after build.py: the model checked in its container's runtime
-    twin, the stage's SageMaker Model created, then the smoke run (if the stage names one)."""
+    twin, what the stage's apply makes (its SageMaker Model, shadow pipeline and deployment
+    record), then the smoke run (if the stage names one)."""
     checked = timer.run(
         f"{stage}: the promoted model in its container's runtime twin (check_model)",
         partial(check_model.check, tfvars, aws.account(stage), check_model.stage_input(tfvars)),
     )
     print(f"    {checked.line()}", flush=True)
+    # where the stage's apply would act: its model, its shadow pipeline, then (last) its record
     create_sagemaker_model(aws, stage, tfvars)
     shadow_demo.apply_shadow_pipeline(aws, stage, tfvars)
+    record_deployment(aws, stage, tfvars)
     if not tfvars.get("smoke_input"):
         return checked, None
     smoked = timer.run(
