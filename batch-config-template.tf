@@ -162,6 +162,16 @@ variable "shadow_pipeline_name" {
   default     = null
 }
 
+variable "shadow_pipeline_definition_s3_key" {
+  description = "Content-addressed key of the shadow pipeline's definition build.py uploaded: the stage's definition with the execution role's RoleArn replaced by shadow_role_arn (null without a shadow role)."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.shadow_role_arn == null || (var.shadow_pipeline_name != null && var.shadow_pipeline_definition_s3_key != null)
+    error_message = "shadow_role_arn needs shadow_pipeline_name and shadow_pipeline_definition_s3_key: run build.py, which writes all three."
+  }
+}
+
 variable "start_pipeline_role_arn" {
   description = "Role EventBridge could start the pipeline with (from SSM). Unused since the schedule invokes its function, which starts runs as upload_starter_role_arn; kept while the SSM contract provides it."
   type        = string
@@ -686,6 +696,9 @@ module "stage" {
   image_repository_arns              = var.image_repository_arns
   artifacts_bucket                   = var.artifacts_bucket
   sagemaker_role_arn                 = var.sagemaker_role_arn
+  shadow_role_arn                    = var.shadow_role_arn
+  shadow_pipeline_name               = var.shadow_pipeline_name
+  shadow_pipeline_definition_s3_key  = var.shadow_pipeline_definition_s3_key
   upload_starter_role_arn            = var.upload_starter_role_arn
   kms_key_arn                        = var.kms_key_arn
   subnet_ids                         = var.subnet_ids
@@ -734,6 +747,11 @@ output "model_name" {
 
 output "pipeline_arn" {
   value = module.stage.pipeline_arn
+}
+
+output "shadow_pipeline_arn" {
+  description = "The shadow run's pipeline (null without a shadow role)."
+  value       = module.stage.shadow_pipeline_arn
 }
 
 output "schedule_rule_arn" {

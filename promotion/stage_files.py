@@ -255,6 +255,30 @@ def render_definition(
     return json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True).encode()
 
 
+def shadow_definition(definition: bytes, execution_role_arn: str, shadow_role_arn: str) -> bytes:
+    """The stage's definition as the shadow pipeline runs it: every ``RoleArn`` that names
+    the execution role names the shadow role (which writes only under ``_shadow/``), and
+    nothing else changes. Terraform cannot do this at plan time: a plan-only build.py
+    uploads no definition for it to read."""
+    replaced = 0
+
+    def swap(node: Any) -> Any:
+        nonlocal replaced
+        if isinstance(node, dict):
+            if node.get("RoleArn") == execution_role_arn:
+                replaced += 1
+                node = {**node, "RoleArn": shadow_role_arn}
+            return {key: swap(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [swap(value) for value in node]
+        return node
+
+    shadow = swap(json.loads(definition))
+    if not replaced:  # a definition whose jobs would not run as the shadow role
+        raise ValueError(f"the pipeline definition names no RoleArn {execution_role_arn}")
+    return json.dumps(shadow, indent=2, sort_keys=True).encode()
+
+
 def output_format(stage_config: dict[str, Any]) -> str:
     """The predictions table's file format: the stage file's, csv when it says none."""
     return stage_config.get("output_format") or "csv"
@@ -384,6 +408,12 @@ def publish_stage_files(
     definition_url = store.put(
         f"{project}/pipelines/{request.stage}", "definition.json", definition, "application/json"
     )
+    shadow_url = settings.shadow_role_arn and store.put(
+        f"{project}/pipelines/{request.stage}",
+        "shadow-definition.json",
+        shadow_definition(definition, settings.sagemaker_role_arn, settings.shadow_role_arn),
+        "application/json",
+    )
     return {
         **request.stage_config,
         "environment": request.stage,
@@ -403,6 +433,7 @@ def publish_stage_files(
         # apply when the account's base has the role
         "shadow_role_arn": settings.shadow_role_arn,
         "shadow_pipeline_name": f"{locations.pipeline_name}-shadow",
+        "shadow_pipeline_definition_s3_key": parse_s3_uri(shadow_url)[1] if shadow_url else None,
         "start_pipeline_role_arn": settings.start_pipeline_role_arn,
         "upload_starter_role_arn": settings.upload_starter_role_arn,
         "kms_key_arn": settings.kms_key_arn,

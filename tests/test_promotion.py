@@ -928,3 +928,31 @@ def test_multipart_server_side_copy(aws: Emulator, dev: DevRegistry, preprod: di
     assert calls["dev:s3:GetObject"] == 0
     # a second pass finds the verified copy and does nothing
     assert utils.copy_artifacts(clients.source_s3, clients.target_s3, plans, None, config) == []
+
+
+def test_the_shadow_definition_changes_only_the_jobs_execution_role() -> None:
+    """The shadow pipeline's definition (promotion/stage_files.py): each RoleArn naming the
+    execution role names the shadow role, nested steps too; any other value stays, another
+    role included; a definition with no such RoleArn is refused, not passed on unchanged."""
+    from promotion.stage_files import shadow_definition
+
+    execution, shadow = role_arn("preprod", "x-sagemaker-execution"), role_arn("preprod", "x-s")
+    other = role_arn("preprod", "x-other")
+    definition = {
+        "Version": "2020-12-01",
+        "Steps": [
+            {"Name": "Preprocess", "Arguments": {"RoleArn": execution, "Env": {"R": execution}}},
+            {"Name": "Check", "Arguments": {"IfSteps": [{"Arguments": {"RoleArn": execution}}]}},
+            {"Name": "Other", "Arguments": {"RoleArn": other}},
+        ],
+    }
+    text = json.dumps(definition, indent=2, sort_keys=True).encode()
+    result = json.loads(shadow_definition(text, execution, shadow))
+    first, nested = result["Steps"][0], result["Steps"][1]["Arguments"]["IfSteps"][0]
+    assert [first["Arguments"]["RoleArn"], nested["Arguments"]["RoleArn"]] == [shadow, shadow]
+    assert first["Arguments"]["Env"] == {"R": execution}  # not a job's role: kept
+    assert result["Steps"][2]["Arguments"]["RoleArn"] == other
+    first["Arguments"]["RoleArn"] = nested["Arguments"]["RoleArn"] = execution
+    assert result == definition
+    with pytest.raises(ValueError, match="names no RoleArn"):
+        shadow_definition(text, other.replace("x-other", "y"), shadow)

@@ -5,10 +5,11 @@ destroy of both stages against the emulator. (``tests/terraform_cli.py`` runs te
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -140,8 +141,9 @@ COMPUTED_WITH_DEFAULTS = {"project_id", "previous_model", "kms_key_arn", "subnet
 COMPUTED_WITH_DEFAULTS |= {"security_group_ids", "upload_starter_zip", "baseline_url"}
 COMPUTED_WITH_DEFAULTS |= {"endpoint_config_in_service"}  # from the deployment record
 COMPUTED_WITH_DEFAULTS |= {"external_inputs"}  # from SSM (infra/target-account)
-# the shadow run's role (SSM, optional) and its pipeline's name, which build.py derives
+# the shadow run's role (SSM, optional), its pipeline and that pipeline's definition
 COMPUTED_WITH_DEFAULTS |= {"shadow_role_arn", "shadow_pipeline_name"}
+COMPUTED_WITH_DEFAULTS |= {"shadow_pipeline_definition_s3_key"}
 
 
 def test_the_stage_file_settings_are_the_templates_tunable_variables() -> None:
@@ -180,7 +182,7 @@ def test_terraform_test_with_a_mock_provider(
     var_file.write_text(json.dumps(promoted_tfvars(aws, stage, tmp_path)))
     result = run_terraform(terraform, workdir, "test", f"-var-file={var_file}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "61 passed, 0 failed" in result.stdout
+    assert "64 passed, 0 failed" in result.stdout
 
 
 # moto 5.2.5 does not keep these, so a plan right after apply always wants to change them:
@@ -674,6 +676,7 @@ ADDED_AFTER_THE_MODULE_LAYOUT = {
     "module.stage.aws_glue_catalog_database.predictions",
     "module.stage.aws_glue_catalog_table.predictions",
     "module.stage.aws_sagemaker_pipeline.quality",  # model quality with delayed labels (#32)
+    "module.stage.aws_sagemaker_pipeline.shadow[0]",  # shadow runs before prod's gate (#33)
     # the freshness check (its alarms are instances of aws_cloudwatch_metric_alarm.stage)
     "module.stage.aws_cloudwatch_event_rule.freshness[0]",
     "module.stage.aws_cloudwatch_event_target.freshness[0]",
@@ -769,6 +772,11 @@ def test_apply_plan_destroy_against_the_emulator(
     (evaluate_step,) = json.loads(quality_definition)["Steps"]
     arguments = evaluate_step["Arguments"]["AppSpecification"]["ContainerArguments"]
     assert arguments[arguments.index("--pipeline-name") + 1] == values["pipeline_name"]
+    assert_the_shadow_pipeline_differs_only_by_its_role(aws, stage, values)
+    shadow = sagemaker.describe_pipeline(PipelineName=values["shadow_pipeline_name"])
+    assert (
+        shadow["PipelineArn"] not in json.loads(ended_rule["EventPattern"])["detail"]["pipelineArn"]
+    )  # a shadow run ends without the run-outcome function: no marker of the champion's
     (ended_target,) = events.list_targets_by_rule(Rule=ended_rule["Name"])["Targets"]
     outcome = lambdas.get_function(FunctionName=f"{PROJECT}-{stage}-record-run-outcome")
     assert ended_target["Arn"] == outcome["Configuration"]["FunctionArn"]
@@ -873,16 +881,24 @@ def test_apply_plan_destroy_against_the_emulator(
     redeployed = lambdas.get_function(FunctionName=target["Arn"])["Configuration"]
     parameters = json.loads(redeployed["Environment"]["Variables"]["PIPELINE_PARAMETERS"])
     assert parameters["ModelName"] == second["model_name"]
-    # the update sent version 2's definition location, and nothing AWS would refuse beside it
+    # the updates sent version 2's definition locations (the stage's and the shadow's), and
+    # nothing AWS would refuse beside them
     sent = logged_requests(module / "provider.log")
-    (update,) = [r for r in sent if r.operation == "UpdatePipeline"]
-    assert update.body == {
-        "PipelineName": second["pipeline_name"],
-        "PipelineDefinitionS3Location": {
-            "Bucket": second["artifacts_bucket"],
-            "ObjectKey": second["pipeline_definition_s3_key"],
-        },
-    }
+    updates = [r.body for r in sent if r.operation == "UpdatePipeline"]
+    assert sorted(updates, key=lambda body: body["PipelineName"]) == [
+        {
+            "PipelineName": second[name],
+            "PipelineDefinitionS3Location": {
+                "Bucket": second["artifacts_bucket"],
+                "ObjectKey": second[key],
+            },
+        }
+        for name, key in (
+            ("pipeline_name", "pipeline_definition_s3_key"),
+            ("shadow_pipeline_name", "shadow_pipeline_definition_s3_key"),
+        )
+    ]
+    assert_the_shadow_pipeline_differs_only_by_its_role(aws, stage, second)
     definition = sagemaker.describe_pipeline(PipelineName=second["pipeline_name"])
     assert second["model_name"] in definition["PipelineDefinition"]  # version 2's definition
     # the run in flight reaches BatchTransform: its model still resolves, artifact and all
@@ -915,6 +931,42 @@ def test_apply_plan_destroy_against_the_emulator(
     assert events.list_rules(NamePrefix=rule)["Rules"] == []
     assert sagemaker.list_pipelines()["PipelineSummaries"] == []
     assert sagemaker.list_models()["Models"] == []
+
+
+def deployed_definition(described: Mapping[str, Any]) -> Any:
+    """A pipeline's definition as DescribePipeline returns it: AWS's JSON text; moto 5.2.5
+    returns the Python form of what it read from the S3 location."""
+    text = described["PipelineDefinition"]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return ast.literal_eval(text)
+
+
+def assert_the_shadow_pipeline_differs_only_by_its_role(
+    aws: Emulator, stage: str, values: dict
+) -> None:
+    """The shadow pipeline as deployed: the stage pipeline's definition, every job of it
+    that runs as the execution role running as the shadow role instead, and the pipeline
+    itself run as the shadow role; nothing else differs."""
+    sagemaker, s3 = aws.client("sagemaker", stage), aws.client("s3", stage)
+    stage_pipeline = sagemaker.describe_pipeline(PipelineName=values["pipeline_name"])
+    shadow = sagemaker.describe_pipeline(PipelineName=values["shadow_pipeline_name"])
+    execution, shadow_role = values["sagemaker_role_arn"], values["shadow_role_arn"]
+    assert (stage_pipeline["RoleArn"], shadow["RoleArn"]) == (execution, shadow_role)
+    assert execution != shadow_role
+    text = (
+        s3.get_object(Bucket=values["artifacts_bucket"], Key=values["pipeline_definition_s3_key"])[
+            "Body"
+        ]
+        .read()
+        .decode()
+    )
+    assert deployed_definition(stage_pipeline) == json.loads(text)
+    # Preprocess and Publish, the Processing jobs, are where the role appears, as RoleArn
+    assert text.count(f'"RoleArn": "{execution}"') == text.count(execution) >= 2
+    assert deployed_definition(shadow) == json.loads(text.replace(execution, shadow_role))
+    assert deployed_definition(shadow) != json.loads(text)
 
 
 def assert_the_stage_may_pull_what_it_runs(aws: Emulator, stage: str, values: dict) -> None:

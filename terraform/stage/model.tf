@@ -87,7 +87,7 @@ resource "aws_s3_object" "deployment_record" {
   # written last: only a deployment that got everything it claims (the endpoint serving the
   # new version among it) may become the next promotion's previous_model
   depends_on = [
-    aws_sagemaker_pipeline.batch, module.schedule_function, module.outcome_function,
+    aws_sagemaker_pipeline.batch, aws_sagemaker_pipeline.shadow, module.schedule_function, module.outcome_function,
     aws_cloudwatch_event_target.upload_queue, module.upload_function,
     aws_sagemaker_endpoint.realtime, aws_appautoscaling_policy.endpoint, aws_cloudwatch_metric_alarm.stage,
     aws_cloudwatch_metric_alarm.endpoint, aws_cloudwatch_log_metric_filter.quality, aws_cloudwatch_dashboard.batch,

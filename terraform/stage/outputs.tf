@@ -6,6 +6,10 @@ output "pipeline_arn" {
   value = aws_sagemaker_pipeline.batch.arn
 }
 
+output "shadow_pipeline_arn" {
+  value = one(aws_sagemaker_pipeline.shadow[*].arn)
+}
+
 output "schedule_rule_arn" {
   value = aws_cloudwatch_event_rule.schedule.arn
 }

@@ -92,6 +92,24 @@ variable "security_group_ids" {
   type = list(string)
 }
 
+variable "shadow_role_arn" {
+  description = "The shadow run's execution role (infra/target-account); null: no shadow pipeline."
+  type        = string
+  default     = null
+}
+
+variable "shadow_pipeline_name" {
+  description = "The shadow run's pipeline: <pipeline_name>-shadow."
+  type        = string
+  default     = null
+}
+
+variable "shadow_pipeline_definition_s3_key" {
+  description = "The shadow pipeline's definition: the stage's, its jobs' RoleArn the shadow role's."
+  type        = string
+  default     = null
+}
+
 variable "pipeline_name" {
   type = string
 }

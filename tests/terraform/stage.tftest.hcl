@@ -1101,3 +1101,53 @@ run "rejects_a_deadline_before_the_daily_run" {
   }
   expect_failures = [var.score_by_hours]
 }
+
+run "the_shadow_pipeline_is_the_stage_pipeline_run_as_the_shadow_role" {
+  command   = apply
+  state_key = "shadow" # a state of its own: the override below reaches a created pipeline
+  module {
+    source = "./terraform/stage"
+  }
+  override_resource {
+    target = aws_sagemaker_pipeline.shadow[0]
+    values = { arn = "arn:aws:sagemaker:eu-west-1:222222222222:pipeline/mock-shadow" }
+  }
+  assert {
+    condition     = length(aws_sagemaker_pipeline.shadow) == 1 && aws_sagemaker_pipeline.shadow[0].pipeline_name == var.shadow_pipeline_name && aws_sagemaker_pipeline.shadow[0].pipeline_name != var.pipeline_name
+    error_message = "a stage whose account has the shadow role gets its shadow pipeline, under its own name"
+  }
+  assert {
+    condition     = aws_sagemaker_pipeline.shadow[0].role_arn == var.shadow_role_arn && aws_sagemaker_pipeline.batch.role_arn == var.sagemaker_role_arn && var.shadow_role_arn != var.sagemaker_role_arn
+    error_message = "the shadow pipeline must run as the shadow role, the stage's as the execution role"
+  }
+  assert {
+    condition     = one(aws_sagemaker_pipeline.shadow[0].pipeline_definition_s3_location).bucket == var.artifacts_bucket && one(aws_sagemaker_pipeline.shadow[0].pipeline_definition_s3_location).object_key == var.shadow_pipeline_definition_s3_key && var.shadow_pipeline_definition_s3_key != var.pipeline_definition_s3_key
+    error_message = "the shadow pipeline must run build.py's shadow definition (the stage's with the shadow role's RoleArn), not the stage's own"
+  }
+  assert {
+    condition     = !contains(jsondecode(aws_cloudwatch_event_rule.run_ended.event_pattern).detail.pipelineArn, aws_sagemaker_pipeline.shadow[0].arn) && module.schedule_function.function.environment[0].variables.PIPELINE_NAME == var.pipeline_name
+    error_message = "a shadow run is no run of the stage: the run-ended rule must not match it (no marker recorded), the schedule must start the stage's pipeline"
+  }
+}
+
+run "no_shadow_pipeline_without_the_shadow_role" {
+  command = plan
+  module {
+    source = "./terraform/stage"
+  }
+  variables {
+    shadow_role_arn = null
+  }
+  assert {
+    condition     = length(aws_sagemaker_pipeline.shadow) == 0 && aws_sagemaker_pipeline.batch.pipeline_name == var.pipeline_name
+    error_message = "an account whose infra predates the shadow role gets no shadow pipeline, and the stage's pipeline as before"
+  }
+}
+
+run "rejects_a_shadow_role_without_its_definition" {
+  command = plan
+  variables {
+    shadow_pipeline_definition_s3_key = null
+  }
+  expect_failures = [var.shadow_pipeline_definition_s3_key]
+}
