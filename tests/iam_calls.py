@@ -68,6 +68,9 @@ def required_permissions(
     if (service, operation) in NEEDS_NO_PERMISSION:
         return []
     if service == "s3":
+        if operation == "DeleteObjects":  # authorised as DeleteObject on each key
+            keys = [item["Key"] for item in params["Delete"]["Objects"]]
+            return [("s3:DeleteObject", _s3_arn(params["Bucket"], key)) for key in keys]
         key = None if operation in BUCKET_OPERATIONS else params.get("Key")
         needed = [(S3_ACTIONS.get(operation, f"s3:{operation}"), _s3_arn(params["Bucket"], key))]
         source = params.get("CopySource")
@@ -99,6 +102,14 @@ def required_permissions(
             return [(f"sagemaker:{operation}", params["PipelineExecutionArn"])]
         if params.get("PipelineName"):  # Start/ListPipelineExecution(s): the pipeline
             return [(f"sagemaker:{operation}", f"{prefix}:pipeline/{params['PipelineName']}")]
+        model = params.get("ModelName")
+        if model and operation in ("CreateModel", "DescribeModel", "DeleteModel"):
+            needed = [(f"sagemaker:{operation}", f"{prefix}:model/{model}")]
+            if operation == "CreateModel":  # the model's role is passed; its tags are added
+                needed.append(("iam:PassRole", params["ExecutionRoleArn"]))
+                if params.get("Tags"):
+                    needed.append(("sagemaker:AddTags", f"{prefix}:model/{model}"))
+            return needed
         for field, kind in (
             ("ProcessingJobName", "processing-job"),
             ("TransformJobName", "transform-job"),

@@ -24,6 +24,7 @@ from moto.events.utils import EventMessageType
 
 import build
 import utils
+from common import aws_sessions
 from lambdas.package import build_zip
 from local_mode import sandbox
 from local_mode.emulator import ACCOUNTS, REGION, Emulator, role_arn
@@ -50,6 +51,7 @@ from tests.terraform_cli import (
 )
 
 REPOSITORY = "acme/churn-batch"
+PROJECT_SESSION = aws_sessions.session  # before any test replaces it
 # moto 5.2.5 leaves a bucket's EventBridge notification out of
 # GetBucketNotificationConfiguration, and does not keep a function's DeadLetterConfig, so the
 # plan after apply wants to set them again (and this test cannot read the latter back).
@@ -346,8 +348,12 @@ def test_target_account_infra_is_what_build_py_reads(
     }
     assert passed == {
         role_arn("preprod", f"{PROJECT}-preprod-{name}")
-        for name in ("sagemaker-execution", "upload-starter")  # the schedule no longer uses
-    }  # start-pipeline: its function starts runs as the upload-starter role
+        # the schedule no longer uses start-pipeline: its function starts runs as the
+        # upload-starter role; the shadow pipeline (#33) runs as shadow-execution
+        for name in ("sagemaker-execution", "upload-starter", "shadow-execution")
+    }
+    assert tfvars["shadow_role_arn"] == outputs["shadow_role_arn"]
+    assert tfvars["shadow_role_arn"] == role_arn("preprod", f"{PROJECT}-preprod-shadow-execution")
     assert tfvars["start_pipeline_role_arn"] == role_arn(
         "preprod", f"{PROJECT}-preprod-start-pipeline"
     )
@@ -369,14 +375,7 @@ def test_target_account_infra_is_what_build_py_reads(
             "PolicyDocument"
         ]
     )
-    writes = [
-        action
-        for statement in plan_policy["Statement"]
-        for action in _list(statement)
-        if not action.split(":")[1].startswith(("Get", "Describe", "List"))
-        and action != "kms:Decrypt"
-    ]
-    assert writes == []
+    assert plan_writes(plan_policy) == shadow_writes(bucket, outputs)
     build_calls["target"].calls.clear()
     assert run_build(tmp_path, "--plan-only", stage="preprod") == 0
     assert build_calls["target"].calls
@@ -395,6 +394,11 @@ def test_target_account_infra_is_what_build_py_reads(
         == f"repo:{REPOSITORY}:environment:preprod-plan"
     )
     assert_the_schedule_function_may_do_what_it_does(aws, iam, tfvars, monkeypatch)
+    policies = {"plan": plan_policy, "deploy": deploy_policy}
+    assert_the_shadow_run_may_do_what_it_does(
+        aws, tmp_path, tfvars, policies, build_calls, image, monkeypatch
+    )
+    assert_the_shadow_role_writes_only_shadow_outputs(aws, tfvars)
     execution = execution_base_policy(aws)
     granted = {s["Sid"]: s for s in execution["Statement"]}
     # the pipeline's Processing job only isolated and in the stage's subnets (issue #27 L2)
@@ -447,6 +451,220 @@ def test_target_account_infra_is_what_build_py_reads(
         ]
         == []
     )
+
+
+def plan_writes(policy: dict) -> dict[str, set[str]]:
+    """The plan role's grants other than reads, by action: the resources of each."""
+    writes: dict[str, set[str]] = {}
+    for statement in policy["Statement"]:
+        for action in _list(statement):
+            if action.split(":")[1].startswith(("Get", "Describe", "List")):
+                continue
+            if action != "kms:Decrypt":
+                writes.setdefault(action, set()).update(_resources(statement))
+    return writes
+
+
+def shadow_writes(bucket: str, outputs: dict[str, Any]) -> dict[str, set[str]]:
+    """What the shadow run (#33) may change, and nothing else: the candidate's artifacts and
+    model, passing the shadow role to it, and runs of the stage's shadow pipeline."""
+    sagemaker = f"arn:aws:sagemaker:{REGION}:{ACCOUNTS['preprod']}"
+    artifacts = {f"arn:aws:s3:::{bucket}/{PROJECT}/shadow-models/*"}
+    candidates = {f"{sagemaker}:model/{g}-preprod-c*" for g in (GROUP, GROUP.lower())}
+    pipelines = f"{sagemaker}:pipeline/{PROJECT}-preprod-*-shadow"
+    return {
+        **dict.fromkeys(["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], artifacts),
+        "kms:GenerateDataKey": {outputs["kms_key_arn"]},
+        **dict.fromkeys(
+            ["sagemaker:CreateModel", "sagemaker:DeleteModel", "sagemaker:AddTags"], candidates
+        ),
+        "iam:PassRole": {outputs["shadow_role_arn"]},
+        "sagemaker:StartPipelineExecution": {pipelines},
+        "sagemaker:StopPipelineExecution": {f"{pipelines}/execution/*"},
+    }
+
+
+def watched_session(aws: Emulator, recorder: CallRecorder) -> boto3.Session:
+    """The preprod account's session whose every client's calls ``recorder`` records."""
+    keys = aws.credential_variables("preprod")
+    session = boto3.Session(
+        aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=keys["AWS_SESSION_TOKEN"],
+        region_name=REGION,
+    )
+    real_client: Any = session.client
+
+    def watched_client(service: str, **kwargs: Any) -> Any:
+        return recorder.watch(real_client(service, endpoint_url=aws.endpoint_url, **kwargs))
+
+    session.client = watched_client  # type: ignore[method-assign,assignment]
+    return session
+
+
+def assert_the_shadow_run_may_do_what_it_does(
+    aws: Emulator,
+    tmp_path: Path,
+    tfvars: dict,
+    policies: dict[str, dict],
+    build_calls: dict[str, CallRecorder],
+    image: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prod's plan job before the gate (#33), over the day the schedule's run scored, with
+    version 1 deployed and version 2 approved: build.py --plan-only --shadow-candidate
+    makes the candidate model, then pipelines/shadow_run.py runs it on SageMaker. Every
+    call of both is the plan role's, and the shadow run writes nothing; the approved
+    deployment of version 2 then deletes its candidate, as the deploy role."""
+    from pipelines import shadow_run
+    from promotion.names import candidate_model_name
+    from promotion.stage import deployment_record_key
+    from stage_runtime import partitions
+
+    # build.py's sessions as in the workflow again (the functions' checks above replaced them)
+    monkeypatch.setattr(aws_sessions, "session", PROJECT_SESSION)
+    region, account = REGION, ACCOUNTS["preprod"]
+    s3, admin = aws.client("s3", "preprod"), aws.client("sagemaker", "preprod")
+    deployed = {
+        k: tfvars[k]
+        for k in ("model_name", "model_package_arn", "source_model_package_arn", "model_version")
+    }
+    s3.put_object(  # the record the stage's apply writes (terraform/stage/model.tf)
+        Bucket=tfvars["artifacts_bucket"], Key=deployment_record_key(PROJECT, "preprod"),
+        Body=json.dumps({"current": {**deployed, "endpoint_config": None}, "previous": None}),
+    )  # fmt: skip
+    dev = DevRegistry(aws, create=False)
+    url = dev.put_artifact("training/run-2/output/model.tar.gz", model_tarball(b"model 2"))
+    dev.register("Approved", [{"Image": image, "ModelDataUrl": url}])
+    build_calls["target"].calls.clear()
+    assert run_build(tmp_path, "--plan-only", "--shadow-candidate", stage="preprod") == 0
+    planned = json.loads((tmp_path / "preprod.tfvars.json").read_text())
+    candidate, version = candidate_model_name(GROUP, "preprod", 2), 2
+    assert planned["model_version"] == version
+    assert (
+        admin.describe_model(ModelName=candidate)["ExecutionRoleArn"] == tfvars["shadow_role_arn"]
+    )
+    made = {op for _, op, _ in build_calls["target"].calls}
+    assert made >= {"CreateModel", "CopyObject", "ListModels"}, made
+    plan_policy = policies["plan"]
+    assert missing_permissions(build_calls["target"], plan_policy, region, account) == []
+    # the shadow pipeline as the stage's apply makes it (terraform/stage/shadow.tf), but
+    # with the definition inline: moto describes an S3-made one in Python's form, not JSON
+    definition = s3.get_object(
+        Bucket=tfvars["artifacts_bucket"], Key=tfvars["shadow_pipeline_definition_s3_key"]
+    )["Body"].read()
+    admin.create_pipeline(
+        PipelineName=tfvars["shadow_pipeline_name"],
+        ClientRequestToken=str(uuid.uuid4()),
+        PipelineDefinition=definition.decode(),
+        RoleArn=tfvars["shadow_role_arn"],
+    )
+    layout = partitions.Layout(tfvars["input_data_url"], tfvars["output_data_url"])
+    marker = partitions.read_marker(s3, layout.marker_uri(date(2026, 11, 1)))
+    assert marker is not None and marker["status"] == "Succeeded"
+    champion = marker["execution_arn"].rsplit("/", 1)[-1]
+    bucket, table = partitions.parse_s3_uri(tfvars["predictions_table_url"])
+    id_column = tfvars["predictions_table_columns"][0]["name"]
+    s3.put_object(
+        Bucket=bucket, Key=f"{table}day=2026-11-01/{champion}-part-0.csv",
+        Body=f"{id_column},score\nr1,0.9\n".encode(),
+    )  # fmt: skip
+    _, output = partitions.parse_s3_uri(marker["output"])
+    summary = {"quality": {"gate": {"verdict": "passed"}}}
+    s3.put_object(
+        Bucket=bucket, Key=f"{output}/{champion}/preprocess/summary/0.json",
+        Body=json.dumps(summary).encode(),
+    )  # fmt: skip
+    before = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    recorder = CallRecorder()
+    session = watched_session(aws, recorder)
+    result = shadow_run.shadow_run(
+        planned, session, "preprod", candidate, version, days=3, poll_seconds=0
+    )
+    # moto ends the run at once with no output: the day is not compared, its calls are made
+    assert [f.split(":")[0] for f in result.failures] == ["2026-11-01"]
+    # the comparison's reads of a day both runs scored: the gate verdicts it shows
+    gate = shadow_run._gate(session.client("s3"), marker["output"], champion)
+    assert gate == "passed"
+    started = [p for _, op, p in recorder.calls if op == "StartPipelineExecution"]
+    assert [p["PipelineName"] for p in started] == [tfvars["shadow_pipeline_name"]]
+    assert {op for _, op, _ in recorder.calls} >= {
+        "DescribeModel", "DescribePipeline", "ListObjectsV2", "GetObject",
+        "StartPipelineExecution", "DescribePipelineExecution",
+    }  # fmt: skip
+    assert not [op for _, op, _ in recorder.calls if op.startswith(("Put", "Delete", "Copy"))]
+    assert {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]} == before
+    assert missing_permissions(recorder, plan_policy, region, account) == []
+    assert missing_permissions(recorder, {"Statement": []}, region, account)
+    # following a run that goes on, and stopping it at the deadline (moto has neither)
+    execution = f"arn:aws:sagemaker:{region}:{account}:pipeline/{tfvars['shadow_pipeline_name']}"
+    follows = CallRecorder([
+        (service, operation, {"PipelineExecutionArn": f"{execution}/execution/k3x9q2m7w1z4"})
+        for service, operation in (
+            ("sagemaker", "ListPipelineExecutionSteps"), ("sagemaker", "StopPipelineExecution")
+        )
+    ])  # fmt: skip
+    assert missing_permissions(follows, plan_policy, region, account) == []
+    # never the stage's own pipeline, its runs or its models
+    stage = f"arn:aws:sagemaker:{region}:{account}:pipeline/{tfvars['pipeline_name']}"
+    champions = CallRecorder([
+        ("sagemaker", "StartPipelineExecution", {"PipelineName": tfvars["pipeline_name"]}),
+        ("sagemaker", "StopPipelineExecution", {"PipelineExecutionArn": f"{stage}/execution/x"}),
+        ("sagemaker", "DeleteModel", {"ModelName": tfvars["model_name"]}),
+        ("sagemaker", "CreateModel", {
+            "ModelName": planned["model_name"], "ExecutionRoleArn": tfvars["shadow_role_arn"],
+        }),
+    ])  # fmt: skip
+    assert len(missing_permissions(champions, plan_policy, region, account)) == 4
+    # version 2 approved and deployed: its candidate and the candidate's copies go
+    build_calls["target"].calls.clear()
+    assert run_build(tmp_path, stage="preprod") == 0
+    assert candidate not in {m["ModelName"] for m in admin.list_models()["Models"]}
+    removed = {op for _, op, _ in build_calls["target"].calls}
+    assert removed >= {"DeleteModel", "DeleteObjects"}, removed
+    assert missing_permissions(build_calls["target"], policies["deploy"], region, account) == []
+
+
+def assert_the_shadow_role_writes_only_shadow_outputs(aws: Emulator, tfvars: dict) -> None:
+    """The shadow role (#33): capped by its own policy; writes under ``_shadow/`` only,
+    never a marker, the predictions table or a champion run's outputs; transforms with
+    candidate models only; no endpoint; pulls the candidate's and Preprocess's images."""
+    iam = aws.client("iam", "preprod")
+    name = f"{PROJECT}-preprod-shadow-execution"
+    role = iam.get_role(RoleName=name)["Role"]
+    (attached,) = iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == attached["PolicyArn"]
+    assert iam.list_role_policies(RoleName=name)["PolicyNames"] == []
+    policy = managed_policy(aws, attached["PolicyArn"])
+    region, account = REGION, ACCOUNTS["preprod"]
+    bucket, output = tfvars["artifacts_bucket"], tfvars["output_data_url"].split("/", 3)[3]
+    champion = [
+        f"{output}/_runs/dt=2026-11-01.json",  # a day's marker
+        f"{output}/table/day=2026-11-01/x-part-0.csv",  # the predictions table
+        f"{output}/dt=2026-11-01/x/preprocess/inference/part-0.csv",  # a run's outputs
+        f"{PROJECT}/model-artifacts/churn-models/v2/model.tar.gz",
+    ]
+    puts = CallRecorder([("s3", "PutObject", {"Bucket": bucket, "Key": k}) for k in champion])
+    assert len(missing_permissions(puts, policy, region, account)) == len(champion)
+    shadow = f"{output}/_shadow/v2/dt=2026-11-01/x/preprocess/inference/part-0.csv"
+    ours = CallRecorder([("s3", "PutObject", {"Bucket": bucket, "Key": shadow})])
+    assert missing_permissions(ours, policy, region, account) == []
+    granted = {s["Sid"]: s for s in policy["Statement"]}
+    sagemaker = f"arn:aws:sagemaker:{region}:{account}"
+    candidates = sorted({f"{sagemaker}:model/{g}-preprod-c*" for g in (GROUP, GROUP.lower())})
+    (transforms,) = [s for s in granted.values() if "sagemaker:CreateTransformJob" in _list(s)]
+    models = transforms["Condition"]["ArnLike"]["sagemaker:ModelArn"]
+    assert sorted([models] if isinstance(models, str) else models) == candidates
+    assert sorted(_resources(granted["UseTheCandidateModels"])) == candidates
+    (processing,) = [s for s in granted.values() if "sagemaker:CreateProcessingJob" in _list(s)]
+    assert processing["Condition"]["Bool"] == {"sagemaker:NetworkIsolation": "true"}
+    actions = {a for s in granted.values() for a in _list(s)}
+    assert not [a for a in actions if "Endpoint" in a or a.startswith("logs:CreateLogGroup")]
+    (passes,) = [s for s in granted.values() if "iam:PassRole" in _list(s)]
+    assert _resources(passes) == [role["Arn"]]
+    for package in target_packages(aws):  # versions 1 and 2
+        pulls = image_pulls(pulled_images(aws, "preprod", package, tfvars))
+        assert missing_permissions(pulls, policy, region, account) == []
 
 
 def managed_policy(aws: Emulator, arn: str) -> dict[str, Any]:
@@ -616,6 +834,38 @@ def test_the_iam_write_check_is_not_vacuous() -> None:
     assert iam_writes({"Statement": [{"Effect": "Allow", "Action": "iam:PassRole"}]}) == []
 
 
+def test_a_model_is_authorised_on_its_name_its_role_and_its_tags() -> None:
+    """CreateModel as IAM authorises it (the shadow's candidate): on the model, with
+    iam:PassRole of its execution role and, with tags, sagemaker:AddTags on the model."""
+    region, account = "eu-west-1", "222222222222"
+    role = f"arn:aws:iam::{account}:role/churn-prod-shadow-execution"
+    models = f"arn:aws:sagemaker:{region}:{account}:model/churn-models-prod-c"
+    created = CallRecorder([
+        ("sagemaker", "CreateModel", {
+            "ModelName": "churn-models-prod-c2", "ExecutionRoleArn": role,
+            "Tags": [{"Key": "shadow", "Value": "true"}],
+        }),
+    ])  # fmt: skip
+    granted: dict[str, list[dict[str, Any]]] = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["sagemaker:CreateModel", "sagemaker:AddTags"],
+                "Resource": f"{models}*",
+            }
+        ]
+    }
+    assert missing_permissions(created, granted, region, account) == [
+        f"iam:PassRole on {role} (sagemaker.CreateModel)"
+    ]
+    granted["Statement"].append({"Effect": "Allow", "Action": "iam:PassRole", "Resource": role})
+    assert missing_permissions(created, granted, region, account) == []
+    deployed = CallRecorder([("sagemaker", "DeleteModel", {"ModelName": "churn-models-prod-v2"})])
+    assert missing_permissions(deployed, granted, region, account) == [
+        f"sagemaker:DeleteModel on {models[:-1]}v2 (sagemaker.DeleteModel)"
+    ]
+
+
 def approval_event(status: str, group: str = GROUP) -> EventMessageType:
     return {
         "source": "aws.sagemaker",
@@ -643,6 +893,7 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
         role_arn("preprod", "churn-preprod-deploy"),
         role_arn("prod", "churn-prod-deploy"),
     ]
+    plan_role = role_arn("prod", "churn-prod-plan")
     write_vars(
         module,
         {
@@ -655,6 +906,7 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
             "model_artifacts_kms_key_arn": key,
             "manage_model_artifacts_bucket_policy": True,
             "target_deploy_role_arns": deploy_roles,
+            "target_plan_role_arns": [plan_role],  # copies a candidate for its shadow run
             "replicate_images": True,  # the team's own image below
             "dispatch_lambda_zip": str(package),
         },
@@ -696,7 +948,11 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
     readers = next(
         s for s in policy["Statement"] if s["Sid"] == "TargetDeployRolesReadModelArtifacts"
     )
-    assert sorted(readers["Principal"]["AWS"]) == sorted(deploy_roles)
+    assert sorted(readers["Principal"]["AWS"]) == sorted([*deploy_roles, plan_role])
+    listers = next(
+        s for s in policy["Statement"] if s["Sid"] == "TargetDeployRolesListModelArtifacts"
+    )
+    assert sorted(listers["Principal"]["AWS"]) == sorted(deploy_roles)  # the copy only reads
     trust = aws.client("iam", "dev").get_role(RoleName=f"{PROJECT}-registry-read")["Role"]
     trust_policy = policy_document(trust["AssumeRolePolicyDocument"])
     by_sid = {s.get("Sid"): s for s in trust_policy["Statement"]}
@@ -716,7 +972,7 @@ def test_dev_account_infra_dispatches_only_approvals_of_the_group(
         f"repo:{REPOSITORY}:environment:{e}" for e in ("preprod", "prod", "prod-plan")
     ]
     grants = aws.client("kms", "dev").list_grants(KeyId=key)["Grants"]
-    assert sorted(g["GranteePrincipal"] for g in grants) == sorted(deploy_roles)
+    assert sorted(g["GranteePrincipal"] for g in grants) == sorted([*deploy_roles, plan_role])
     assert all(sorted(g["Operations"]) == ["Decrypt", "DescribeKey"] for g in grants)
 
     # the registry-read role covers every call build.py makes in the dev account (the

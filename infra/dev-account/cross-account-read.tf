@@ -1,5 +1,10 @@
 # build.py copies artifacts server side with the target account's credentials, so the target
-# deploy roles read the dev bucket (their own policy allows it too) and decrypt its objects.
+# deploy roles read the dev bucket (their own policy allows it too) and decrypt its objects;
+# so do the plan roles, which copy a candidate's for its shadow run (#33).
+locals {
+  artifact_readers = distinct(concat(var.target_deploy_role_arns, var.target_plan_role_arns))
+}
+
 data "aws_iam_policy_document" "model_artifacts_bucket" {
   statement {
     sid       = "DenyPlainHttp"
@@ -22,7 +27,7 @@ data "aws_iam_policy_document" "model_artifacts_bucket" {
     resources = local.artifact_arns
     principals {
       type        = "AWS"
-      identifiers = var.target_deploy_role_arns
+      identifiers = local.artifact_readers
     }
   }
   statement {
@@ -49,7 +54,7 @@ resource "aws_s3_bucket_policy" "model_artifacts" {
 
 # Grants add to the key's policy instead of replacing it.
 resource "aws_kms_grant" "target_deploy_roles" {
-  for_each          = var.model_artifacts_kms_key_arn == null ? {} : { for arn in var.target_deploy_role_arns : arn => arn }
+  for_each          = var.model_artifacts_kms_key_arn == null ? {} : { for arn in local.artifact_readers : arn => arn }
   name              = "${var.project_name}-promotion-read"
   key_id            = var.model_artifacts_kms_key_arn
   grantee_principal = each.value

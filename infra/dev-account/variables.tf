@@ -73,6 +73,16 @@ variable "target_deploy_role_arns" {
   }
 }
 
+variable "target_plan_role_arns" {
+  description = "The plan roles of the stages that run a shadow before their gate (prod's: output plan_role_arn of infra/target-account): they read the model artifacts too, to copy the candidate's for its shadow run (build.py --plan-only --shadow-candidate). Not trusted by the registry-read role (the plan job reads the registry through GitHub's OIDC)."
+  type        = list(string)
+  default     = []
+  validation {
+    condition     = alltrue([for arn in var.target_plan_role_arns : can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:role/", arn))])
+    error_message = "target_plan_role_arns must be IAM role ARNs."
+  }
+}
+
 variable "image_repository_prefixes" {
   description = "Name prefixes of this account's ECR repositories that hold the images models are served with: replicated to the stages, read by build.py. Default: the project name."
   type        = list(string)

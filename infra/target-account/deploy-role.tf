@@ -18,6 +18,13 @@ data "aws_iam_policy_document" "deploy" {
     resources = [local.project_objects]
   }
   statement {
+    # an approved deployment deletes its version's shadow candidate and the candidate's
+    # artifact copies (promotion/shadow_candidate.py)
+    sid       = "DeleteTheDeployedCandidatesArtifacts"
+    actions   = ["s3:DeleteObject"]
+    resources = [local.shadow_models]
+  }
+  statement {
     sid       = "ListTheProjectsPrefix"
     actions   = ["s3:ListBucket"]
     resources = [local.bucket_arn]
@@ -206,6 +213,17 @@ data "aws_iam_policy_document" "deploy" {
     sid       = "PassTheExecutionRoleToSageMaker"
     actions   = ["iam:PassRole"]
     resources = [aws_iam_role.execution.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["sagemaker.amazonaws.com"]
+    }
+  }
+  statement {
+    # the stage's shadow pipeline (terraform/stage/shadow.tf) runs as the shadow role
+    sid       = "PassTheShadowRoleToSageMaker"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.shadow.arn]
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"

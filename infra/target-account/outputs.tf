@@ -10,6 +10,11 @@ output "sagemaker_role_arn" {
   value = aws_iam_role.execution.arn
 }
 
+output "shadow_role_arn" {
+  description = "The shadow run's execution role (writes only under the output's _shadow/ prefix); build.py reads it from SSM (shadow-role-arn)."
+  value       = aws_iam_role.shadow.arn
+}
+
 output "deploy_role_arn" {
   description = "Store as the GitHub environment variable AWS_DEPLOY_ROLE_ARN."
   value       = aws_iam_role.deploy.arn

@@ -6,6 +6,9 @@ locals {
       "kms-key-arn"             = { type = "String", value = aws_kms_key.stage.arn }
       "start-pipeline-role-arn" = { type = "String", value = aws_iam_role.start_pipeline.arn }
       "upload-starter-role-arn" = { type = "String", value = aws_iam_role.upload_starter.arn }
+      # the shadow run's role (shadow-role.tf): build.py writes it into the tfvars, and the
+      # stage's apply makes the shadow pipeline with it
+      "shadow-role-arn" = { type = "String", value = aws_iam_role.shadow.arn }
     },
     length(var.subnet_ids) > 0 ? {
       "subnet-ids"         = { type = "StringList", value = join(",", var.subnet_ids) }

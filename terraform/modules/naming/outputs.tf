@@ -56,6 +56,16 @@ output "execution_role" {
   value       = "${local.name}-sagemaker-execution"
 }
 
+output "shadow_execution_role" {
+  description = "The role the stage's shadow runs execute as (infra/target-account): writes only under the output's _shadow/ prefix."
+  value       = "${local.name}-shadow-execution"
+}
+
+output "candidate_model_prefixes" {
+  description = "What a shadow candidate's model names start with (promotion.names.candidate_model_name: <group>-<environment>-c<version>), in both cases as model_prefixes."
+  value       = [for prefix in distinct([for group in [var.model_package_group_name, lower(var.model_package_group_name)] : "${group}-${var.environment}-"]) : "${prefix}c"]
+}
+
 output "ssm_prefix" {
   description = "The SSM parameters build.py reads (infra/target-account writes them)."
   value       = "/${var.project_name}/${var.environment}"
