@@ -132,21 +132,16 @@ def candidate_left(aws: Emulator, plan: dict[str, Any], candidate: Candidate) ->
 
 
 def apply_shadow_pipeline(aws: Emulator, stage: str, tfvars: dict[str, Any]) -> None:
-    """The stage's shadow pipeline as its apply makes it (#33, where the account has the
-    shadow role): the deployed definition with the execution role's ARN replaced by the
-    shadow role's, run as the shadow role. Given as text: moto describes a pipeline made from
-    an S3 location with the Python repr of its definition, where SageMaker returns JSON."""
+    """The stage's shadow pipeline as its apply makes it (terraform/stage/shadow.tf, where the
+    account has the shadow role): the shadow definition build.py uploaded (the stage's, its
+    jobs run as the shadow role), run as the shadow role. Given as text: moto describes a
+    pipeline made from an S3 location with the Python repr of its definition, where
+    SageMaker returns JSON."""
     if not tfvars.get("shadow_role_arn"):
         return
-    body = (
-        aws.client("s3", stage)
-        .get_object(Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"])[
-            "Body"
-        ]
-        .read()
-        .decode()
-    )
-    definition = body.replace(tfvars["sagemaker_role_arn"], tfvars["shadow_role_arn"])
+    key = tfvars["shadow_pipeline_definition_s3_key"]
+    response = aws.client("s3", stage).get_object(Bucket=tfvars["artifacts_bucket"], Key=key)
+    definition = response["Body"].read().decode()
     sagemaker = aws.client("sagemaker", stage)
     name = tfvars["shadow_pipeline_name"]
     if sagemaker.list_pipelines(PipelineNamePrefix=name)["PipelineSummaries"]:

@@ -70,13 +70,13 @@ def candidate_model(aws: Emulator, tfvars: dict[str, Any], folder: Path) -> str:
 
 
 def create_shadow_pipeline(aws: Emulator, tfvars: dict[str, Any]) -> None:
-    """The stage's shadow pipeline, as the apply creates it: the stage's definition, run as
-    the shadow role. Given as text: moto describes a pipeline made from an S3 location with
-    the Python repr of its definition (``str(dict)``), where SageMaker returns the JSON."""
+    """The stage's shadow pipeline, as the apply creates it: build.py's shadow definition (the
+    stage's, its jobs run as the shadow role), run as the shadow role. Given as text: moto
+    describes a pipeline made from an S3 location with the Python repr of its definition
+    (``str(dict)``), where SageMaker returns the JSON."""
     s3 = aws.client("s3", "preprod")
-    body = s3.get_object(
-        Bucket=tfvars["artifacts_bucket"], Key=tfvars["pipeline_definition_s3_key"]
-    )
+    key = tfvars["shadow_pipeline_definition_s3_key"]
+    body = s3.get_object(Bucket=tfvars["artifacts_bucket"], Key=key)
     aws.client("sagemaker", "preprod").create_pipeline(
         PipelineName=tfvars["shadow_pipeline_name"],
         ClientRequestToken=str(uuid.uuid4()),
