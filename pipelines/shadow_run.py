@@ -196,14 +196,8 @@ def pipeline_of(tfvars: dict[str, Any]) -> str:
 def deployed_definition(sagemaker: Any, pipeline: str) -> dict[str, Any] | None:
     """The pipeline's definition as SageMaker holds it (what a local run executes too: a
     plan's tfvars name a definition the approved deployment uploads only later), or None."""
-    try:
-        described = sagemaker.describe_pipeline(PipelineName=pipeline)
-    except botocore.exceptions.ClientError as error:
-        if error.response.get("Error", {}).get("Code") not in (
-            "ValidationException",
-            "ResourceNotFound",
-        ):
-            raise
+    described = _described(sagemaker.describe_pipeline, PipelineName=pipeline)
+    if described is None:
         return None
     try:
         return dict(json.loads(described["PipelineDefinition"]))
@@ -214,17 +208,16 @@ def deployed_definition(sagemaker: Any, pipeline: str) -> dict[str, Any] | None:
         ) from None
 
 
-def _exists(describe: Any, **name: str) -> bool:
-    """Whether a SageMaker resource exists (its Describe call's ValidationException or
-    ResourceNotFound say it does not)."""
+def _described(describe: Any, **name: str) -> dict[str, Any] | None:
+    """A SageMaker resource's description, or None where it does not exist (its Describe
+    call's ValidationException or ResourceNotFound)."""
     try:
-        describe(**name)
+        return dict(describe(**name))
     except botocore.exceptions.ClientError as error:
         code = error.response.get("Error", {}).get("Code")
         if code not in ("ValidationException", "ResourceNotFound"):
             raise
-        return False
-    return True
+        return None
 
 
 def withheld(days: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -289,7 +282,7 @@ def shadow_run(
     champion's answers; no marker, table or schedule of the champion is touched."""
     s3 = session.client("s3")
     sagemaker = session.client("sagemaker")
-    if not _exists(sagemaker.describe_model, ModelName=candidate_model):
+    if _described(sagemaker.describe_model, ModelName=candidate_model) is None:
         raise NothingToShadow(
             f"the candidate's SageMaker Model {candidate_model!r} does not exist in the stage: "
             "create it first (build.py --plan-only --shadow-candidate; the shadow run never "
@@ -314,9 +307,12 @@ def shadow_run(
     root = shadow_root(tfvars, candidate_version)
     result = ShadowResult(stage, {"model": candidate_model, "version": candidate_version})
 
-    def run(marker: dict[str, Any]) -> tuple[str, str, str | None]:
+    parameters_of = [
+        shadow_parameters(tfvars, marker, candidate_model, candidate_version) for marker in markers
+    ]
+
+    def run(marker: dict[str, Any], parameters: dict[str, str]) -> tuple[str, str, str | None]:
         day = marker["date"]
-        parameters = shadow_parameters(tfvars, marker, candidate_model, candidate_version)
         print(f"shadow run: {day}: version {candidate_version} on {marker['input']}", flush=True)
         if local:
             folder = work_dir / f"shadow-{day}" if work_dir else None
@@ -333,10 +329,11 @@ def shadow_run(
     # On SageMaker the days run at once: the plan role's session lasts an hour, and days one
     # after another would not fit in it. Locally they share this machine's cores: in turn.
     with ThreadPoolExecutor(max_workers=1 if local else len(markers)) as pool:
-        ended = list(pool.map(run, markers))
-    for marker, (arn, status, reason) in zip(markers, ended, strict=True):
+        ended = list(pool.map(run, markers, parameters_of))
+    for marker, parameters, (arn, status, reason) in zip(
+        markers, parameters_of, ended, strict=True
+    ):
         day = marker["date"]
-        parameters = shadow_parameters(tfvars, marker, candidate_model, candidate_version)
         if status != "Succeeded":
             result.failures.append(f"{day}: the shadow run {arn} {status}: {reason}")
             continue
